@@ -1,0 +1,51 @@
+# The README's two commands: `make run` and `make test`. Everything else here serves them.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+
+.PHONY: run test install lint format lock migrate worker beat clean
+
+$(VENV)/.installed: requirements.lock
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	touch $@
+
+install: $(VENV)/.installed
+
+## make run: install, migrate, load the catalog, create the demo operator and key, serve on 127.0.0.1:$(PORT)
+run: install
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py catalog_load
+	$(PY) manage.py demo_setup --port $(PORT)
+	$(PY) manage.py runserver 127.0.0.1:$(PORT)
+
+## make test: lint, then the whole suite (PostgreSQL/Redis tests run when DATABASE_URL/REDIS_URL are set)
+test: install lint
+	$(VENV)/bin/pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+## make lock: re-pin requirements.lock from pyproject.toml's lower bounds
+lock: install
+	$(PY) -m pip install --quiet pip-tools
+	$(VENV)/bin/pip-compile --quiet --extra dev --strip-extras --no-emit-index-url --no-emit-find-links \
+		-o requirements.lock pyproject.toml
+
+migrate: install
+	$(PY) manage.py migrate --noinput
+
+worker: install
+	$(VENV)/bin/celery -A config worker --loglevel INFO
+
+beat: install
+	$(VENV)/bin/celery -A config beat --loglevel INFO
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache staticfiles

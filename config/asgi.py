@@ -1,0 +1,16 @@
+"""The ASGI entry point: a Channels router in front of Django.
+
+Gateway paths will be routed to the gateway's own ASGI app ahead of Django's view stack
+(DESIGN §3-4); everything else goes to Django.
+"""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs Django set up first)
+
+application = ProtocolTypeRouter({"http": django_asgi_app})
