@@ -1,0 +1,92 @@
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest, HttpResponse
+
+from catalog.models import Creator, Model, Provider, Route
+
+SOURCE_OF_TRUTH = (
+    "providers.yaml is the source of truth for the catalog: `manage.py catalog_load` overwrites edits made "
+    "here. Change the file, run `manage.py catalog_check`, then `catalog_load`."
+)
+
+
+class FromYamlAdmin(admin.ModelAdmin):
+    """Shows the providers.yaml note above every catalog list and form."""
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        return super().changelist_view(request, {"subtitle": SOURCE_OF_TRUTH, **(extra_context or {})})
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        context = {"subtitle": SOURCE_OF_TRUTH, **(extra_context or {})}
+        return super().changeform_view(request, object_id, form_url, context)
+
+
+@admin.register(Creator)
+class CreatorAdmin(FromYamlAdmin):
+    list_display = ["slug", "name", "brand_color"]
+    search_fields = ["slug", "name"]
+    list_filter = ["brand_color"]
+
+
+@admin.register(Provider)
+class ProviderAdmin(FromYamlAdmin):
+    list_display = ["slug", "name", "kind", "base_url", "credentials_env", "timeout_seconds"]
+    search_fields = ["slug", "name", "base_url"]
+    list_filter = ["kind"]
+
+
+class RouteInline(admin.TabularInline):
+    model = Route
+    extra = 0
+    ordering = ["position"]
+    autocomplete_fields = ["provider"]
+
+
+@admin.register(Model)
+class CatalogModelAdmin(FromYamlAdmin):
+    list_display = [
+        "slug",
+        "name",
+        "creator",
+        "is_active",
+        "context_length",
+        "prompt_price",
+        "completion_price",
+        "position",
+    ]
+    list_select_related = ["creator"]
+    search_fields = ["slug", "name", "hugging_face_id"]
+    list_filter = ["is_active", "creator", "routes__provider"]
+    readonly_fields = ["created_at", "updated_at"]
+    inlines = [RouteInline]
+    fieldsets = [
+        (
+            None,
+            {"description": SOURCE_OF_TRUTH, "fields": ["slug", "name", "creator", "is_active", "position"]},
+        ),
+        ("Listing", {"fields": ["description", "release_date", "hugging_face_id", "features", "benchmarks"]}),
+        ("Limits", {"fields": ["context_length", "max_output_tokens"]}),
+        (
+            "Pricing (USD per 1M tokens)",
+            {"fields": ["prompt_price", "completion_price", "cached_prompt_price"]},
+        ),
+        ("History", {"fields": ["created_at", "updated_at"]}),
+    ]
+
+
+@admin.register(Route)
+class RouteAdmin(FromYamlAdmin):
+    list_display = ["model", "position", "provider", "upstream_model_id"]
+    list_select_related = ["model", "provider"]
+    search_fields = ["model__slug", "upstream_model_id", "provider__slug"]
+    list_filter = ["provider"]
+    ordering = ["model__position", "model__slug", "position"]

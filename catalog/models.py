@@ -1,0 +1,126 @@
+"""The public model catalog. providers.yaml is the source of truth; `catalog_load` syncs these tables."""
+
+from django.core.validators import MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models import F, Q
+
+from catalog.constants import KINDS_WITHOUT_BASE_URL, KINDS_WITHOUT_CREDENTIALS, ProviderKind
+
+PRICE_FIELD = {"max_digits": 14, "decimal_places": 6, "validators": [MinValueValidator(0)]}
+
+
+class Creator(models.Model):
+    """Who made a model: the branding shown on catalog pages (`by DeepSeek`)."""
+
+    slug = models.CharField(max_length=100, unique=True)
+    name = models.CharField(max_length=200)
+    brand_color = models.CharField(
+        max_length=7,
+        blank=True,
+        validators=[RegexValidator(r"^#[0-9A-Fa-f]{6}$", "Use a hex colour like #4D6BFE.")],
+    )
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Provider(models.Model):
+    """An upstream endpoint that serves models."""
+
+    slug = models.CharField(max_length=100, unique=True)
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=32, choices=ProviderKind.choices)
+    base_url = models.URLField(max_length=500, blank=True)
+    credentials_env = models.CharField(
+        max_length=100, blank=True, help_text="Name of the environment variable that holds the API key."
+    )
+    datacenter_locations = models.JSONField(default=list, blank=True)
+    timeout_seconds = models.PositiveIntegerField(default=60, validators=[MinValueValidator(1)])
+
+    class Meta:
+        ordering = ["slug"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind__in=KINDS_WITHOUT_BASE_URL) | ~Q(base_url=""),
+                name="catalog_provider_base_url_required",
+            ),
+            models.CheckConstraint(
+                condition=Q(kind__in=KINDS_WITHOUT_CREDENTIALS) | ~Q(credentials_env=""),
+                name="catalog_provider_credentials_env_required",
+            ),
+            models.CheckConstraint(
+                condition=Q(timeout_seconds__gte=1), name="catalog_provider_timeout_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.kind})"
+
+
+class Model(models.Model):
+    """A catalog model. Prices are USD per 1M tokens, i.e. micro-USD per token (see catalog.pricing)."""
+
+    slug = models.CharField(max_length=200, unique=True, help_text="creator/model-name")
+    name = models.CharField(max_length=200)
+    creator = models.ForeignKey(Creator, on_delete=models.PROTECT, related_name="models")
+    description = models.TextField(blank=True)
+    release_date = models.DateField(null=True, blank=True)
+    context_length = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    max_output_tokens = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    prompt_price = models.DecimalField(help_text="USD per 1M uncached prompt tokens", **PRICE_FIELD)
+    completion_price = models.DecimalField(help_text="USD per 1M completion tokens", **PRICE_FIELD)
+    cached_prompt_price = models.DecimalField(
+        null=True,
+        blank=True,
+        help_text="USD per 1M cached prompt tokens; empty = prompt price",
+        **PRICE_FIELD,
+    )
+    features = models.JSONField(default=list, blank=True)
+    hugging_face_id = models.CharField(max_length=200, blank=True)
+    benchmarks = models.JSONField(default=list, blank=True)
+    is_active = models.BooleanField(default=True)
+    position = models.PositiveIntegerField(
+        default=0, help_text="Catalog order (the order in providers.yaml)."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["position", "slug"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(max_output_tokens__lte=F("context_length")),
+                name="catalog_model_output_within_context",
+            ),
+            models.CheckConstraint(
+                condition=Q(prompt_price__gte=0)
+                & Q(completion_price__gte=0)
+                & (Q(cached_prompt_price__isnull=True) | Q(cached_prompt_price__gte=0)),
+                name="catalog_model_prices_non_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class Route(models.Model):
+    """One way to serve a model; the gateway tries a model's routes in `position` order."""
+
+    model = models.ForeignKey(Model, on_delete=models.CASCADE, related_name="routes")
+    provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="routes")
+    upstream_model_id = models.CharField(max_length=200)
+    position = models.PositiveSmallIntegerField(default=0)
+    options = models.JSONField(default=dict, blank=True, help_text="Adapter-specific settings.")
+
+    class Meta:
+        ordering = ["model", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["model", "position"], name="catalog_route_unique_position"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model.slug} #{self.position} → {self.provider.slug}:{self.upstream_model_id}"

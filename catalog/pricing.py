@@ -1,0 +1,75 @@
+"""What a generation costs, in integer micro-USD.
+
+Catalog prices are USD per 1M tokens, so one token at $X/M costs exactly X micro-USD. Costs are summed in
+Decimal and rounded once, up, at the end (DESIGN §4): a workspace is never charged less than it used.
+"""
+
+from decimal import ROUND_CEILING, Decimal
+from typing import Protocol
+
+
+class Priced(Protocol):
+    """Anything with a model's prices: a catalog.models.Model, or a cached copy of one on the hot path."""
+
+    prompt_price: Decimal
+    completion_price: Decimal
+    cached_prompt_price: Decimal | None
+    max_output_tokens: int
+
+
+def _tokens(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name}: must be a non-negative integer, got {value!r}")
+    return value
+
+
+def _ceil(amount: Decimal) -> int:
+    return int(amount.to_integral_value(rounding=ROUND_CEILING))
+
+
+def cached_price(model: Priced) -> Decimal:
+    """A model without a cached price bills cached prompt tokens at the prompt price."""
+    return model.prompt_price if model.cached_prompt_price is None else model.cached_prompt_price
+
+
+def generation_cost_micro_usd(
+    *,
+    model: Priced,
+    prompt_tokens: int,
+    cached_prompt_tokens: int,
+    completion_tokens: int,
+    tool_costs_micro_usd: int = 0,
+) -> int:
+    """The cost of a finished generation.
+
+    `prompt_tokens` are the *uncached* prompt tokens only; `cached_prompt_tokens` are billed separately.
+    (OpenAI-style usage reports a total that includes the cached ones: pass total - cached.)
+    `completion_tokens` include reasoning tokens. `tool_costs_micro_usd` is added as is.
+    """
+    _tokens("prompt_tokens", prompt_tokens)
+    _tokens("cached_prompt_tokens", cached_prompt_tokens)
+    _tokens("completion_tokens", completion_tokens)
+    _tokens("tool_costs_micro_usd", tool_costs_micro_usd)
+    amount = (
+        prompt_tokens * model.prompt_price
+        + cached_prompt_tokens * cached_price(model)
+        + completion_tokens * model.completion_price
+    )
+    return _ceil(amount) + tool_costs_micro_usd
+
+
+def worst_case_cost_micro_usd(*, model: Priced, prompt_tokens: int, max_tokens: int | None) -> int:
+    """The most a request can cost, for the reservation made before it goes upstream.
+
+    Every prompt token is billed at the higher of the prompt and cached prices (caching is not known
+    in advance). Output is `max_tokens`, or the model's max output when unset; a `max_tokens` above the
+    model's max output is capped there, since the model cannot produce more.
+    """
+    _tokens("prompt_tokens", prompt_tokens)
+    output = (
+        model.max_output_tokens
+        if max_tokens is None
+        else min(_tokens("max_tokens", max_tokens), model.max_output_tokens)
+    )
+    prompt_rate = max(model.prompt_price, cached_price(model))
+    return _ceil(prompt_tokens * prompt_rate + output * model.completion_price)

@@ -1,0 +1,31 @@
+"""Operators see the catalog in Django admin, with the warning that providers.yaml wins."""
+
+from pathlib import Path
+
+import pytest
+from django.urls import reverse
+
+from catalog.loader import catalog_load
+from catalog.models import Model
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize("name", ["creator", "provider", "model", "route"])
+def test_changelists_render_with_the_source_of_truth_note(
+    admin_client, shipped_path: Path, name: str
+) -> None:
+    catalog_load(shipped_path)
+    response = admin_client.get(reverse(f"admin:catalog_{name}_changelist"), {"q": "llama"})
+    assert response.status_code == 200
+    assert "providers.yaml is the source of truth" in response.content.decode()
+
+
+def test_model_change_form_shows_routes_inline(admin_client, shipped_path: Path) -> None:
+    catalog_load(shipped_path)
+    model = Model.objects.get(slug="meta-llama/llama-3.1-8b")
+    response = admin_client.get(reverse("admin:catalog_model_change", args=[model.pk]))
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert "llama3.1-8b" in body  # the route's upstream model id, from the inline
+    assert "catalog_load" in body

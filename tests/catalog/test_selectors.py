@@ -1,0 +1,58 @@
+"""Catalog reads used by the console and the gateway."""
+
+from pathlib import Path
+
+import pytest
+from django.db import IntegrityError, transaction
+
+from catalog.loader import catalog_load
+from catalog.models import Model, Provider
+from catalog.selectors import model_get, model_slugs, models_active
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def loaded(shipped_path: Path) -> None:
+    catalog_load(shipped_path)
+    Model.objects.filter(slug="local/llama-cpp").update(is_active=False)
+
+
+def test_model_slugs_lists_active_models_only(loaded: None) -> None:
+    slugs = model_slugs()
+    assert "hyperinfer/sandbox" in slugs
+    assert "local/llama-cpp" not in slugs
+    assert len(slugs) == 6
+
+
+def test_model_get_returns_active_model_with_routes_loaded(loaded: None, django_assert_num_queries) -> None:
+    with django_assert_num_queries(3):  # model + creator, routes, providers
+        model = model_get("meta-llama/llama-3.1-8b")
+        routes = [(r.provider.kind, r.upstream_model_id) for r in model.routes.all()]
+        assert model.creator.name == "Meta"
+    assert routes == [("cerebras", "llama3.1-8b")]
+
+
+def test_model_get_hides_inactive_and_unknown_models(loaded: None) -> None:
+    assert model_get("local/llama-cpp") is None
+    assert model_get("nobody/nothing") is None
+
+
+def test_models_active_follows_position(loaded: None) -> None:
+    Model.objects.filter(slug="hyperinfer/sandbox").update(position=0)
+    Model.objects.filter(slug="deepseek/deepseek-v4-pro").update(position=99)
+    slugs = [m.slug for m in models_active()]
+    assert slugs[0] == "hyperinfer/sandbox"
+    assert slugs[-1] == "deepseek/deepseek-v4-pro"
+    assert "local/llama-cpp" not in slugs
+
+
+def test_database_refuses_a_non_mock_provider_without_base_url() -> None:
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Provider.objects.create(slug="x", name="X", kind="fireworks", base_url="", credentials_env="X_KEY")
+    Provider.objects.create(slug="m", name="M", kind="mock")  # allowed
+
+
+def test_database_refuses_output_above_context(loaded: None) -> None:
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Model.objects.filter(slug="hyperinfer/sandbox").update(max_output_tokens=10**6)
