@@ -1,0 +1,145 @@
+"""Operators see the ledger; they change balances only through the ledger service, with a reason."""
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest
+from django.shortcuts import render
+
+from billing.models import CreditAccount, LedgerEntry, Reservation
+from billing.money import format_usd, usd_to_micro
+from billing.services import credits_adjust
+
+
+class AdjustmentForm(forms.Form):
+    amount_usd = forms.DecimalField(
+        label="Amount (USD)",
+        max_digits=14,
+        decimal_places=6,
+        help_text="Positive adds credits, negative removes.",
+    )
+    reason = forms.CharField(max_length=500, widget=forms.Textarea(attrs={"rows": 2}))
+
+    def clean_amount_usd(self):
+        amount = self.cleaned_data["amount_usd"]
+        if amount == 0:
+            raise ValidationError("The amount cannot be zero.")
+        return amount
+
+
+def adjust_credits_for(modeladmin, request: HttpRequest, workspaces: list, action_name: str):
+    """The admin's credit adjustment: a form with a required reason, then one ledger entry per workspace."""
+    if "apply" in request.POST:
+        form = AdjustmentForm(request.POST)
+        if form.is_valid():
+            micro = usd_to_micro(form.cleaned_data["amount_usd"])
+            for workspace in workspaces:
+                credits_adjust(
+                    workspace_id=workspace.pk,
+                    amount_micro_usd=micro,
+                    reason=form.cleaned_data["reason"],
+                    created_by=request.user,
+                )
+            modeladmin.message_user(
+                request,
+                f"Adjusted {len(workspaces)} workspace(s) by {format_usd(micro, 6)}.",
+                messages.SUCCESS,
+            )
+            return None
+    else:
+        form = AdjustmentForm()
+    context = {
+        **modeladmin.admin_site.each_context(request),
+        "form": form,
+        "workspaces": workspaces,
+        "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
+        "action_name": action_name,
+        "title": "Adjust credits",
+    }
+    return render(request, "admin/billing/adjust_credits.html", context)
+
+
+@admin.action(description="Adjust credits (through the ledger, with a reason)")
+def adjust_credits(modeladmin, request: HttpRequest, queryset):
+    workspaces = [account.workspace for account in queryset.select_related("workspace")]
+    return adjust_credits_for(modeladmin, request, workspaces, "adjust_credits")
+
+
+@admin.register(CreditAccount)
+class CreditAccountAdmin(admin.ModelAdmin):
+    list_display = ("workspace", "balance", "reserved", "available")
+    search_fields = ("workspace__slug", "workspace__name", "workspace__memberships__user__email")
+    readonly_fields = ("workspace", "balance_micro_usd", "reserved_micro_usd")
+    actions = [adjust_credits]
+
+    @admin.display(description="Balance", ordering="balance_micro_usd")
+    def balance(self, obj: CreditAccount) -> str:
+        return format_usd(obj.balance_micro_usd, 6)
+
+    @admin.display(description="Reserved")
+    def reserved(self, obj: CreditAccount) -> str:
+        return format_usd(obj.reserved_micro_usd, 6)
+
+    @admin.display(description="Available")
+    def available(self, obj: CreditAccount) -> str:
+        return format_usd(obj.available_micro_usd, 6)
+
+    def has_add_permission(self, request) -> bool:
+        return False  # accounts open with their workspace
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(LedgerEntry)
+class LedgerEntryAdmin(ReadOnlyAdmin):
+    list_display = (
+        "created_at",
+        "workspace",
+        "kind",
+        "amount",
+        "balance_after",
+        "reason",
+        "reference",
+        "created_by",
+    )
+    list_filter = ("kind", "created_at")
+    search_fields = ("workspace__slug", "workspace__name", "reference", "reason")
+    date_hierarchy = "created_at"
+    list_select_related = ("workspace", "created_by")
+
+    @admin.display(description="Amount", ordering="amount_micro_usd")
+    def amount(self, obj: LedgerEntry) -> str:
+        return format_usd(obj.amount_micro_usd, 6)
+
+    @admin.display(description="Balance after")
+    def balance_after(self, obj: LedgerEntry) -> str:
+        return format_usd(obj.balance_after_micro_usd, 6)
+
+
+@admin.register(Reservation)
+class ReservationAdmin(ReadOnlyAdmin):
+    list_display = (
+        "request_id",
+        "workspace",
+        "api_key",
+        "amount_micro_usd",
+        "status",
+        "actual_cost_micro_usd",
+        "created_at",
+        "expires_at",
+    )
+    list_filter = ("status", "created_at")
+    search_fields = ("request_id", "workspace__slug")
+    list_select_related = ("workspace", "api_key")

@@ -1,0 +1,111 @@
+"""The credit ledger. Every amount is an integer number of micro-USD (1 USD = 1,000,000)."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class CreditAccount(models.Model):
+    """A workspace's balance: the sum of its ledger entries, and what is held for requests in flight.
+
+    Changed only by billing services, each change one conditional UPDATE inside a transaction.
+    """
+
+    workspace = models.OneToOneField(
+        "console.Workspace", primary_key=True, on_delete=models.CASCADE, related_name="credit_account"
+    )
+    balance_micro_usd = models.BigIntegerField(default=0)
+    reserved_micro_usd = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(reserved_micro_usd__gte=0), name="account_reserved_non_negative"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"credits of {self.workspace_id}"
+
+    @property
+    def available_micro_usd(self) -> int:
+        return self.balance_micro_usd - self.reserved_micro_usd
+
+
+class EntryKind(models.TextChoices):
+    PURCHASE = "purchase", "Purchase"
+    GRANT = "grant", "Grant"
+    USAGE = "usage", "Usage"
+    REFUND = "refund", "Refund"
+    ADJUSTMENT = "adjustment", "Adjustment"
+
+
+class LedgerEntry(models.Model):
+    """One signed change of a workspace's balance: credits are positive, debits negative. Append-only."""
+
+    workspace = models.ForeignKey(
+        "console.Workspace", on_delete=models.PROTECT, related_name="ledger_entries"
+    )
+    kind = models.CharField(max_length=12, choices=EntryKind.choices)
+    amount_micro_usd = models.BigIntegerField()
+    balance_after_micro_usd = models.BigIntegerField()
+    # Idempotency key: the request id for usage, the Stripe object id for purchases, and so on.
+    reference = models.CharField(max_length=200, blank=True)
+    reason = models.CharField(max_length=500, blank=True)
+    api_key = models.ForeignKey(
+        "console.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="ledger_entries"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "ledger entries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "reference"], condition=~Q(reference=""), name="ledger_unique_reference"
+            ),
+        ]
+        indexes = [models.Index(fields=["workspace", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.amount_micro_usd} µUSD ({self.workspace_id})"
+
+
+class ReservationStatus(models.TextChoices):
+    HELD = "held", "Held"
+    SETTLED = "settled", "Settled"
+    RELEASED = "released", "Released"
+    EXPIRED = "expired", "Expired (released by the reaper)"
+
+
+class Reservation(models.Model):
+    """Credits held for one request's worst-case cost between `reserve` and `settle`."""
+
+    request_id = models.CharField(max_length=100, unique=True)
+    workspace = models.ForeignKey("console.Workspace", on_delete=models.CASCADE, related_name="reservations")
+    api_key = models.ForeignKey(
+        "console.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="reservations"
+    )
+    amount_micro_usd = models.BigIntegerField()
+    status = models.CharField(
+        max_length=10, choices=ReservationStatus.choices, default=ReservationStatus.HELD
+    )
+    actual_cost_micro_usd = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "expires_at"])]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount_micro_usd__gte=0), name="reservation_non_negative")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.request_id} {self.status}"

@@ -1,0 +1,182 @@
+"""Reserve before a request goes upstream, settle after it: the SQL implementation (SQLite and PostgreSQL).
+
+The interface is `reserve`, `settle`, `release` and `reap_expired`; a Redis implementation for the
+production hot path comes later behind the same functions (DESIGN §4).
+
+- reserve: one conditional UPDATE on the workspace account (and one on the key, when it has a limit)
+  holds the worst-case cost, so concurrent requests can never hold more than the balance.
+- settle: keyed by the request id and exactly once: the reservation row is locked, and a settled one
+  is returned unchanged.
+- reap_expired: reservations whose request never settled (a crashed process) are released.
+"""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Case, F, Q, Value, When
+from django.utils import timezone
+
+from billing.errors import InsufficientCredits, KeyLimitExceeded, ReservationNotFound
+from billing.models import CreditAccount, EntryKind, Reservation, ReservationStatus
+from billing.services import ledger_post
+from console.models import ApiKey, LimitReset
+
+
+@dataclass(frozen=True)
+class Settlement:
+    request_id: str
+    cost_micro_usd: int
+    applied: bool  # False when this call changed nothing (already settled or released)
+
+
+def limit_period_start(reset: str, now: datetime) -> datetime | None:
+    """The start (UTC) of the key-limit period that contains `now`."""
+    day = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    if reset == LimitReset.DAILY:
+        return day
+    if reset == LimitReset.WEEKLY:
+        return day - timedelta(days=day.weekday())
+    if reset == LimitReset.MONTHLY:
+        return day.replace(day=1)
+    return None
+
+
+def _roll_key_period(api_key_id: int, now: datetime) -> None:
+    """Start a new limit period for the key if the current one is over; one statement, no read."""
+    starts = {
+        reset: limit_period_start(reset, now)
+        for reset in (LimitReset.DAILY, LimitReset.WEEKLY, LimitReset.MONTHLY)
+    }
+    current_start = Case(*(When(limit_reset=reset, then=Value(start)) for reset, start in starts.items()))
+    stale = Q(limit_period_start__isnull=True) | Q(limit_period_start__lt=current_start)
+    ApiKey.objects.filter(Q(id=api_key_id) & ~Q(limit_reset=LimitReset.NONE) & stale).update(
+        limit_used_micro_usd=0, limit_period_start=current_start
+    )
+
+
+def reserve(*, workspace_id, api_key_id: int | None, amount_micro_usd: int, request_id: str) -> Reservation:
+    """Hold `amount_micro_usd` of the workspace's credits (and of the key's limit) for one request.
+
+    Raises InsufficientCredits or KeyLimitExceeded and holds nothing when either cannot afford it.
+    Reserving again with the same request id returns the existing reservation.
+    """
+    if amount_micro_usd < 0:
+        raise ValueError("a reservation cannot be negative")
+    now = timezone.now()
+    existing = Reservation.objects.filter(request_id=request_id).first()
+    if existing is not None:
+        return existing
+    try:
+        with transaction.atomic():
+            held = CreditAccount.objects.filter(
+                workspace_id=workspace_id,
+                balance_micro_usd__gte=F("reserved_micro_usd") + amount_micro_usd,
+            ).update(reserved_micro_usd=F("reserved_micro_usd") + amount_micro_usd)
+            if not held:
+                raise InsufficientCredits(f"the workspace cannot afford {amount_micro_usd} µUSD")
+            if api_key_id is not None:
+                _hold_on_key(api_key_id=api_key_id, amount_micro_usd=amount_micro_usd, now=now)
+            return Reservation.objects.create(
+                request_id=request_id,
+                workspace_id=workspace_id,
+                api_key_id=api_key_id,
+                amount_micro_usd=amount_micro_usd,
+                expires_at=now + timedelta(seconds=settings.RESERVATION_TTL_SECONDS),
+            )
+    except IntegrityError:
+        # The same request id reserved concurrently; ours rolled back whole.
+        existing = Reservation.objects.filter(request_id=request_id).first()
+        if existing is None:
+            raise
+        return existing
+
+
+def _hold_on_key(*, api_key_id: int, amount_micro_usd: int, now: datetime) -> None:
+    _roll_key_period(api_key_id, now)
+    within_limit = Q(limit_micro_usd__isnull=True) | Q(
+        limit_micro_usd__gte=F("limit_used_micro_usd") + F("limit_reserved_micro_usd") + amount_micro_usd
+    )
+    held = ApiKey.objects.filter(Q(id=api_key_id) & within_limit).update(
+        limit_reserved_micro_usd=F("limit_reserved_micro_usd") + amount_micro_usd
+    )
+    if not held:
+        raise KeyLimitExceeded("the key's credit limit cannot cover this request")
+
+
+def settle(*, request_id: str, actual_cost_micro_usd: int, usage: dict[str, Any] | None = None) -> Settlement:
+    """Release the reservation and debit the actual cost, exactly once per request id.
+
+    A reservation the reaper already released is still debited (the request did run); one that was
+    settled or released before is left as it is.
+    """
+    if actual_cost_micro_usd < 0:
+        raise ValueError("a cost cannot be negative")
+    with transaction.atomic():
+        reservation = Reservation.objects.select_for_update().filter(request_id=request_id).first()
+        if reservation is None:
+            raise ReservationNotFound(request_id)
+        if reservation.status in (ReservationStatus.SETTLED, ReservationStatus.RELEASED):
+            return Settlement(request_id, reservation.actual_cost_micro_usd or 0, applied=False)
+        still_held = reservation.amount_micro_usd if reservation.status == ReservationStatus.HELD else 0
+        _debit_usage(reservation, actual_cost_micro_usd, still_held, usage or {})
+        reservation.status = ReservationStatus.SETTLED
+        reservation.actual_cost_micro_usd = actual_cost_micro_usd
+        reservation.closed_at = timezone.now()
+        reservation.save(update_fields=["status", "actual_cost_micro_usd", "closed_at"])
+    return Settlement(request_id, actual_cost_micro_usd, applied=True)
+
+
+def _debit_usage(reservation: Reservation, cost: int, still_held: int, usage: dict[str, Any]) -> None:
+    if cost:
+        ledger_post(
+            workspace_id=reservation.workspace_id,
+            kind=EntryKind.USAGE,
+            amount_micro_usd=-cost,
+            reference=reservation.request_id,
+            api_key_id=reservation.api_key_id,
+            metadata=usage,
+            release_reserved_micro_usd=still_held,
+        )
+    elif still_held:
+        CreditAccount.objects.filter(workspace_id=reservation.workspace_id).update(
+            reserved_micro_usd=F("reserved_micro_usd") - still_held
+        )
+    if reservation.api_key_id is not None:
+        ApiKey.objects.filter(id=reservation.api_key_id).update(
+            limit_reserved_micro_usd=F("limit_reserved_micro_usd") - still_held,
+            limit_used_micro_usd=F("limit_used_micro_usd") + cost,
+            usage_micro_usd=F("usage_micro_usd") + cost,
+        )
+
+
+def release(*, request_id: str) -> bool:
+    """Give back a held reservation without charging (the request failed before costing anything)."""
+    return _close_held(request_id=request_id, status=ReservationStatus.RELEASED)
+
+
+def _close_held(*, request_id: str, status: str) -> bool:
+    with transaction.atomic():
+        reservation = Reservation.objects.select_for_update().filter(request_id=request_id).first()
+        if reservation is None or reservation.status != ReservationStatus.HELD:
+            return False
+        _debit_usage(reservation, 0, reservation.amount_micro_usd, {})
+        reservation.status = status
+        reservation.closed_at = timezone.now()
+        reservation.save(update_fields=["status", "closed_at"])
+    return True
+
+
+def reap_expired(*, now: datetime | None = None, batch_size: int = 500) -> int:
+    """Release reservations whose request never settled (DESIGN §4.4). Returns how many were released."""
+    cutoff = now or timezone.now()
+    stale_ids = list(
+        Reservation.objects.filter(status=ReservationStatus.HELD, expires_at__lte=cutoff).values_list(
+            "request_id", flat=True
+        )[:batch_size]
+    )
+    return sum(
+        _close_held(request_id=request_id, status=ReservationStatus.EXPIRED) for request_id in stale_ids
+    )

@@ -1,0 +1,123 @@
+"""Ledger services: every change to a workspace's balance goes through `ledger_post`.
+
+A balance change is one conditional UPDATE on the account row inside the same transaction that
+writes the ledger entry, so the balance always equals the sum of the entries (DESIGN §4.3).
+"""
+
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import F, Sum
+
+from billing.models import CreditAccount, EntryKind, LedgerEntry
+
+CREDIT_KINDS = frozenset({EntryKind.PURCHASE, EntryKind.GRANT})
+DEBIT_KINDS = frozenset({EntryKind.USAGE, EntryKind.REFUND})
+
+
+def account_open(*, workspace_id) -> CreditAccount:
+    account, _ = CreditAccount.objects.get_or_create(workspace_id=workspace_id)
+    return account
+
+
+def _check_sign(kind: str, amount_micro_usd: int) -> None:
+    if not isinstance(amount_micro_usd, int) or isinstance(amount_micro_usd, bool):
+        raise TypeError("amount_micro_usd must be an int (micro-USD)")
+    if amount_micro_usd == 0:
+        raise ValueError("a ledger entry must change the balance")
+    if kind in CREDIT_KINDS and amount_micro_usd < 0:
+        raise ValueError(f"a {kind} adds credits: the amount must be positive")
+    if kind in DEBIT_KINDS and amount_micro_usd > 0:
+        raise ValueError(f"a {kind} removes credits: the amount must be negative")
+
+
+def ledger_post(
+    *,
+    workspace_id,
+    kind: str,
+    amount_micro_usd: int,
+    reason: str = "",
+    reference: str = "",
+    api_key_id: int | None = None,
+    created_by=None,
+    metadata: dict[str, Any] | None = None,
+    release_reserved_micro_usd: int = 0,
+) -> LedgerEntry:
+    """Apply one signed amount to a workspace's balance and record it. Idempotent on (kind, reference).
+
+    `release_reserved_micro_usd` lets settlement release a reservation in the same UPDATE.
+    """
+    _check_sign(kind, amount_micro_usd)
+    if reference:
+        existing = LedgerEntry.objects.filter(kind=kind, reference=reference).first()
+        if existing is not None:
+            return existing
+    try:
+        with transaction.atomic():
+            return _post(
+                workspace_id=workspace_id,
+                kind=kind,
+                amount_micro_usd=amount_micro_usd,
+                reason=reason,
+                reference=reference,
+                api_key_id=api_key_id,
+                created_by=created_by,
+                metadata=metadata or {},
+                release_reserved_micro_usd=release_reserved_micro_usd,
+            )
+    except IntegrityError:
+        # A concurrent post with the same reference won; the whole transaction (balance included) rolled back.
+        if reference:
+            existing = LedgerEntry.objects.filter(kind=kind, reference=reference).first()
+            if existing is not None:
+                return existing
+        raise
+
+
+def _post(*, workspace_id, release_reserved_micro_usd: int, **fields) -> LedgerEntry:
+    account_open(workspace_id=workspace_id)
+    CreditAccount.objects.filter(workspace_id=workspace_id).update(
+        balance_micro_usd=F("balance_micro_usd") + fields["amount_micro_usd"],
+        reserved_micro_usd=F("reserved_micro_usd") - release_reserved_micro_usd,
+    )
+    # The UPDATE holds the row lock until commit, so this read is exactly this entry's result.
+    balance_after = CreditAccount.objects.values_list("balance_micro_usd", flat=True).get(
+        workspace_id=workspace_id
+    )
+    return LedgerEntry.objects.create(
+        workspace_id=workspace_id, balance_after_micro_usd=balance_after, **fields
+    )
+
+
+def credits_grant(
+    *, workspace_id, amount_micro_usd: int, reason: str, created_by=None, reference: str = ""
+) -> LedgerEntry:
+    return ledger_post(
+        workspace_id=workspace_id,
+        kind=EntryKind.GRANT,
+        amount_micro_usd=amount_micro_usd,
+        reason=reason,
+        reference=reference,
+        created_by=created_by,
+    )
+
+
+def credits_adjust(*, workspace_id, amount_micro_usd: int, reason: str, created_by=None) -> LedgerEntry:
+    """An operator's correction, either sign. A reason is required: the ledger explains every change."""
+    if not reason.strip():
+        raise ValueError("an adjustment needs a reason")
+    return ledger_post(
+        workspace_id=workspace_id,
+        kind=EntryKind.ADJUSTMENT,
+        amount_micro_usd=amount_micro_usd,
+        reason=reason.strip(),
+        created_by=created_by,
+    )
+
+
+def ledger_sum(*, workspace_id) -> int:
+    """The sum of a workspace's ledger entries; equals its account balance (DESIGN §4.3)."""
+    total = LedgerEntry.objects.filter(workspace_id=workspace_id).aggregate(total=Sum("amount_micro_usd"))[
+        "total"
+    ]
+    return total or 0

@@ -1,0 +1,44 @@
+"""Bearer-key authentication for the management API, in the three header forms clients send."""
+
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.request import Request
+
+from console.api.errors import ApiError
+from console.models import ApiKey
+from console.services.keys import api_key_authenticate, api_key_touch
+from gateway.errors import ErrorCode
+
+
+def key_from_headers(headers) -> str | None:
+    """The key from `Authorization: Bearer` (OpenAI SDK), `x-api-key` (Anthropic SDK) or `Api-Key`."""
+    authorization = headers.get("Authorization", "")
+    scheme, _, credential = authorization.partition(" ")
+    if scheme.lower() in ("bearer", "api-key") and credential.strip():
+        return credential.strip()
+    return headers.get("X-Api-Key", "").strip() or None
+
+
+class KeyHolder:
+    """The principal of a key-authenticated request (not a dashboard user)."""
+
+    is_authenticated = True
+
+    def __init__(self, api_key: ApiKey):
+        self.api_key = api_key
+
+
+class ApiKeyAuthentication(BaseAuthentication):
+    def authenticate(self, request: Request):
+        secret = key_from_headers(request.headers)
+        if secret is None:
+            raise ApiError(ErrorCode.INVALID_API_KEY, "Missing API key: send Authorization: Bearer <key>.")
+        api_key = api_key_authenticate(secret=secret)
+        if api_key is None:
+            raise ApiError(ErrorCode.INVALID_API_KEY, "Invalid, revoked or expired API key.")
+        if api_key.workspace.is_locked:
+            raise ApiError(ErrorCode.WORKSPACE_LOCKED, "This workspace is locked; contact support.")
+        api_key_touch(api_key=api_key)
+        return KeyHolder(api_key), api_key
+
+    def authenticate_header(self, request: Request) -> str:
+        return "Bearer"

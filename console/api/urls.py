@@ -1,0 +1,8 @@
+from django.urls import path
+
+from console.api.views import CreditsView, KeyView
+
+urlpatterns = [
+    path("credits", CreditsView.as_view(), name="api-credits"),
+    path("key", KeyView.as_view(), name="api-key"),
+]

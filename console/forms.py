@@ -1,0 +1,76 @@
+from datetime import timedelta
+
+from django import forms
+from django.contrib.auth.forms import AuthenticationForm
+from django.utils import timezone
+
+from console.models import LimitReset, Role
+
+
+class SignupForm(forms.Form):
+    email = forms.EmailField(widget=forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True}))
+    name = forms.CharField(max_length=150, required=False, help_text="Optional: how we greet you.")
+    password = forms.CharField(
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+        help_text="At least 10 characters.",
+    )
+
+
+class LoginForm(AuthenticationForm):
+    username = forms.EmailField(label="E-mail", widget=forms.EmailInput(attrs={"autofocus": True}))
+
+
+class WorkspaceForm(forms.Form):
+    name = forms.CharField(max_length=100)
+
+
+EXPIRY_CHOICES = [
+    ("", "Never"),
+    ("7", "In 7 days"),
+    ("30", "In 30 days"),
+    ("90", "In 90 days"),
+    ("365", "In a year"),
+]
+
+
+class ApiKeyForm(forms.Form):
+    name = forms.CharField(
+        max_length=100, widget=forms.TextInput(attrs={"placeholder": "e.g. production backend"})
+    )
+    expires_in_days = forms.TypedChoiceField(
+        choices=EXPIRY_CHOICES, coerce=int, empty_value=None, required=False, label="Expires"
+    )
+    limit_usd = forms.DecimalField(
+        required=False,
+        min_value=0,
+        decimal_places=6,
+        max_digits=14,
+        label="Credit limit (USD)",
+        help_text="Optional; blank for no limit.",
+    )
+    limit_reset = forms.ChoiceField(choices=LimitReset.choices, initial=LimitReset.NONE, label="Limit resets")
+    allowed_models = forms.MultipleChoiceField(
+        required=False,
+        choices=(),
+        help_text="None selected allows every model.",
+        widget=forms.SelectMultiple(attrs={"size": 5}),
+    )
+    rate_limit_rpm = forms.IntegerField(
+        required=False,
+        min_value=1,
+        label="Requests per minute",
+        help_text="Optional; blank for no per-key limit.",
+    )
+
+    def __init__(self, *args, model_choices: list[tuple[str, str]], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["allowed_models"].choices = model_choices
+
+    def expires_at(self):
+        days = self.cleaned_data.get("expires_in_days")
+        return timezone.now() + timedelta(days=days) if days else None
+
+
+class MemberAddForm(forms.Form):
+    email = forms.EmailField(help_text="The person must already have a HyperInfer account.")
+    role = forms.ChoiceField(choices=Role.choices, initial=Role.MEMBER)

@@ -1,0 +1,45 @@
+"""Console reads shared by views, admin and commands."""
+
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+
+from console.models import User, Workspace
+
+SESSION_WORKSPACE_KEY = "workspace_id"
+
+
+def workspaces_for_user(*, user: User) -> QuerySet[Workspace]:
+    return Workspace.objects.filter(memberships__user=user).order_by("-is_personal", "name")
+
+
+def current_workspace(request) -> Workspace | None:
+    """The workspace chosen in this session, falling back to the user's first (personal) one."""
+    workspaces = workspaces_for_user(user=request.user)
+    chosen = request.session.get(SESSION_WORKSPACE_KEY)
+    if chosen:
+        workspace = workspaces.filter(pk=chosen).first()
+        if workspace is not None:
+            return workspace
+    return workspaces.first()
+
+
+def workspace_find(*, ref: str) -> Workspace:
+    """A workspace by slug, id or owner e-mail (for operator commands). Raises Workspace.DoesNotExist."""
+    ref = ref.strip()
+    if "@" in ref:
+        return (
+            Workspace.objects.filter(memberships__user__email__iexact=ref, memberships__role="owner")
+            .order_by("-is_personal", "created_at")
+            .first()
+        ) or _missing(ref)
+    workspace = Workspace.objects.filter(slug=ref).first()
+    if workspace is None:
+        try:
+            workspace = Workspace.objects.filter(pk=ref).first()
+        except ValidationError:
+            workspace = None
+    return workspace or _missing(ref)
+
+
+def _missing(ref: str):
+    raise Workspace.DoesNotExist(f"no workspace matches {ref!r} (slug, id, or owner e-mail)")

@@ -1,0 +1,1 @@
+"""Console business rules: each mutation of users, workspaces, members and keys is a function here."""

@@ -1,0 +1,108 @@
+"""The signed-in pages: overview, billing (balance and ledger), workspaces and members."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from billing.selectors import account_for, ledger_entries
+from console.forms import MemberAddForm, WorkspaceForm
+from console.models import Membership, User
+from console.selectors import SESSION_WORKSPACE_KEY, workspaces_for_user
+from console.services.workspaces import (
+    PermissionDenied,
+    membership_add,
+    membership_remove,
+    membership_role,
+    workspace_create,
+)
+from console.views.decorators import workspace_required
+
+
+@workspace_required
+def dashboard(request: HttpRequest) -> HttpResponse:
+    workspace = request.workspace
+    context = {
+        "account": account_for(workspace_id=workspace.pk),
+        "recent_entries": ledger_entries(workspace_id=workspace.pk)[:5],
+        "active_keys": workspace.api_keys.filter(revoked_at__isnull=True).count(),
+        "role": membership_role(user=request.user, workspace=workspace),
+    }
+    return render(request, "console/dashboard.html", context)
+
+
+@workspace_required
+def billing(request: HttpRequest) -> HttpResponse:
+    workspace = request.workspace
+    page = Paginator(ledger_entries(workspace_id=workspace.pk), 50).get_page(request.GET.get("page"))
+    return render(
+        request, "console/billing.html", {"account": account_for(workspace_id=workspace.pk), "page": page}
+    )
+
+
+@login_required
+@require_POST
+def workspace_switch(request: HttpRequest) -> HttpResponse:
+    chosen = workspaces_for_user(user=request.user).filter(pk=request.POST.get("workspace")).first()
+    if chosen is not None:
+        request.session[SESSION_WORKSPACE_KEY] = str(chosen.pk)
+    return redirect(request.POST.get("next") or "console:dashboard")
+
+
+@login_required
+def workspace_new(request: HttpRequest) -> HttpResponse:
+    form = WorkspaceForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        workspace = workspace_create(owner=request.user, name=form.cleaned_data["name"])
+        request.session[SESSION_WORKSPACE_KEY] = str(workspace.pk)
+        messages.success(request, f"Created {workspace.name}.")
+        return redirect("console:dashboard")
+    return render(request, "console/workspace_new.html", {"form": form})
+
+
+@workspace_required
+def members(request: HttpRequest) -> HttpResponse:
+    workspace = request.workspace
+    form = MemberAddForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = User.objects.filter(email__iexact=form.cleaned_data["email"]).first()
+        if user is None:
+            form.add_error("email", "No HyperInfer account uses this e-mail; ask them to sign up first.")
+        else:
+            try:
+                membership_add(
+                    workspace=workspace, user=user, role=form.cleaned_data["role"], acting_user=request.user
+                )
+            except PermissionDenied as exc:
+                messages.error(request, str(exc))
+            else:
+                messages.success(
+                    request, f"{user.email} is now a {form.cleaned_data['role']} of {workspace.name}."
+                )
+                return redirect("console:members")
+    context = {
+        "memberships": Membership.objects.filter(workspace=workspace).select_related("user"),
+        "form": form,
+        "role": membership_role(user=request.user, workspace=workspace),
+    }
+    return render(request, "console/members.html", context)
+
+
+@workspace_required
+@require_POST
+def member_remove(request: HttpRequest, membership_id: int) -> HttpResponse:
+    membership = (
+        Membership.objects.filter(pk=membership_id, workspace=request.workspace)
+        .select_related("user")
+        .first()
+    )
+    if membership is not None:
+        try:
+            membership_remove(workspace=request.workspace, user=membership.user, acting_user=request.user)
+        except (PermissionDenied, ValueError) as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, f"Removed {membership.user.email}.")
+    return redirect("console:members")

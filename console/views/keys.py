@@ -1,0 +1,61 @@
+"""API keys: list, create (the secret is shown on the response page, once), revoke."""
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_POST
+
+from billing.money import usd_to_micro
+from catalog.selectors import models_active
+from console.forms import ApiKeyForm
+from console.models import ApiKey
+from console.services.keys import api_key_create, api_key_revoke
+from console.services.workspaces import PermissionDenied
+from console.views.decorators import workspace_required
+
+
+def _model_choices() -> list[tuple[str, str]]:
+    return [(model.slug, f"{model.name} ({model.slug})") for model in models_active()]
+
+
+@workspace_required
+@never_cache
+def keys(request: HttpRequest) -> HttpResponse:
+    workspace = request.workspace
+    form = ApiKeyForm(request.POST or None, model_choices=_model_choices())
+    if request.method == "POST" and form.is_valid():
+        limit = form.cleaned_data["limit_usd"]
+        try:
+            issued = api_key_create(
+                workspace=workspace,
+                name=form.cleaned_data["name"],
+                created_by=request.user,
+                expires_at=form.expires_at(),
+                limit_micro_usd=usd_to_micro(limit) if limit is not None else None,
+                limit_reset=form.cleaned_data["limit_reset"],
+                allowed_models=form.cleaned_data["allowed_models"],
+                rate_limit_rpm=form.cleaned_data["rate_limit_rpm"],
+            )
+        except (ValueError, PermissionDenied) as exc:
+            form.add_error(None, str(exc))
+        else:
+            # Rendered, not redirected: the secret never passes through the session or a URL.
+            return render(
+                request, "console/key_created.html", {"key": issued.record, "secret": issued.secret}
+            )
+    api_keys = ApiKey.objects.filter(workspace=workspace).select_related("created_by")
+    return render(request, "console/keys.html", {"form": form, "api_keys": api_keys})
+
+
+@workspace_required
+@require_POST
+def key_revoke(request: HttpRequest, key_id: int) -> HttpResponse:
+    api_key = get_object_or_404(ApiKey, pk=key_id, workspace=request.workspace)
+    try:
+        api_key_revoke(api_key=api_key, acting_user=request.user)
+    except PermissionDenied as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Revoked {api_key.name} ({api_key.prefix}…).")
+    return redirect("console:keys")

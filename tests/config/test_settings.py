@@ -1,0 +1,61 @@
+"""Settings come from the environment; production refuses to start insecurely."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+GOOD_KEY = "k3y-" + "x7Qp9vZr2L" * 6
+GOOD_TOKEN = "internal-" + "a" * 40
+
+
+def check(**env) -> subprocess.CompletedProcess:
+    """`manage.py check` in a fresh process with exactly these variables."""
+    return subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        env={"PATH": "/usr/bin:/bin", "SQLITE_PATH": ":memory:", **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({}, "insecure SECRET_KEY"),
+        ({"SECRET_KEY": "short"}, "insecure SECRET_KEY"),
+        ({"SECRET_KEY": "django-insecure-" + "q" * 60}, "insecure SECRET_KEY"),
+        ({"SECRET_KEY": GOOD_KEY, "DEBUG": "true"}, "DEBUG on"),
+        ({"SECRET_KEY": GOOD_KEY, "DEBUG": "false"}, "INTERNAL_TOKEN"),
+    ],
+)
+def test_production_refuses_to_start_insecurely(env, message):
+    result = check(HYPERINFER_ENV="production", **env)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_production_starts_with_a_strong_key_and_debug_off():
+    result = check(
+        HYPERINFER_ENV="production",
+        SECRET_KEY=GOOD_KEY,
+        INTERNAL_TOKEN=GOOD_TOKEN,
+        ALLOWED_HOSTS="api.example.com",
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_development_needs_no_variables_at_all():
+    result = check()
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_malformed_variable_is_named_in_the_error():
+    result = check(DEBUG="maybe")
+    assert result.returncode != 0 and "DEBUG must be a boolean" in result.stderr
+    result = check(SIGNUP_GRANT_USD="1.0000001")
+    assert result.returncode != 0 and "SIGNUP_GRANT_USD" in result.stderr

@@ -1,0 +1,76 @@
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from billing import reservations
+from console.models import ApiKey
+from console.services.keys import api_key_create, api_key_revoke
+from console.services.workspaces import workspace_lock
+from tests.factories import make_workspace
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def issued():
+    workspace = make_workspace(credits_micro_usd=5_000_000)
+    return api_key_create(
+        workspace=workspace, name="svc", created_by=None, limit_micro_usd=2_000_000, rate_limit_rpm=60
+    )
+
+
+def test_credits_report_the_balance_and_usage_exactly(client, issued):
+    workspace = issued.record.workspace
+    reservations.reserve(
+        workspace_id=workspace.id, api_key_id=issued.record.id, amount_micro_usd=900_000, request_id="r1"
+    )
+    reservations.settle(request_id="r1", actual_cost_micro_usd=123_457)
+    response = client.get("/api/v1/credits", HTTP_AUTHORIZATION=f"Bearer {issued.secret}")
+    assert response.status_code == 200 and response["X-Request-Id"]
+    data = response.json()["data"]
+    assert data["balance_micro_usd"] == "4876543"
+    assert data["total_usage_micro_usd"] == "123457"
+    assert data["total_credits"] == 5.0 and data["total_usage"] == 0.123457
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"HTTP_AUTHORIZATION": "Bearer {}"}, {"HTTP_X_API_KEY": "{}"}, {"HTTP_AUTHORIZATION": "Api-Key {}"}],
+)
+def test_the_key_endpoint_accepts_every_header_form(client, issued, headers):
+    filled = {name: value.format(issued.secret) for name, value in headers.items()}
+    response = client.get("/api/v1/key", **filled)
+    assert response.status_code == 200
+    data = response.json()["data"]
+    assert data["name"] == "svc" and data["prefix"] == issued.record.prefix
+    assert data["limit"] == 2.0 and data["limit_remaining"] == 2.0
+    assert data["rate_limit"] == {"requests_per_minute": 60}
+    assert ApiKey.objects.get(pk=issued.record.pk).last_used_at is not None
+
+
+def assert_error(response, status: int, code: str):
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert error["code"] == code and error["message"] and error["request_id"] == response["X-Request-Id"]
+
+
+def test_missing_unknown_revoked_and_expired_keys_get_invalid_api_key(client, issued):
+    assert_error(client.get("/api/v1/key"), 401, "invalid_api_key")
+    assert_error(client.get("/api/v1/key", HTTP_AUTHORIZATION="Bearer hi-nope"), 401, "invalid_api_key")
+    other = api_key_create(workspace=issued.record.workspace, name="old", created_by=None)
+    ApiKey.objects.filter(pk=other.record.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
+    assert_error(
+        client.get("/api/v1/key", HTTP_AUTHORIZATION=f"Bearer {other.secret}"), 401, "invalid_api_key"
+    )
+    api_key_revoke(api_key=issued.record, acting_user=None)
+    assert_error(
+        client.get("/api/v1/key", HTTP_AUTHORIZATION=f"Bearer {issued.secret}"), 401, "invalid_api_key"
+    )
+
+
+def test_a_locked_workspace_gets_workspace_locked(client, issued):
+    workspace_lock(workspace=issued.record.workspace, reason="abuse review")
+    assert_error(
+        client.get("/api/v1/credits", HTTP_AUTHORIZATION=f"Bearer {issued.secret}"), 403, "workspace_locked"
+    )

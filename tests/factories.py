@@ -1,0 +1,22 @@
+"""Small builders for test data, going through the same services the product uses."""
+
+import itertools
+
+from billing.services import credits_grant
+from console.models import User, Workspace
+from console.services.workspaces import workspace_create
+
+_counter = itertools.count(1)
+
+
+def make_user(email: str | None = None, password: str = "a-long-test-password") -> User:
+    return User.objects.create_user(email or f"user{next(_counter)}@example.com", password)
+
+
+def make_workspace(
+    *, owner: User | None = None, credits_micro_usd: int = 0, name: str = "Test workspace"
+) -> Workspace:
+    workspace = workspace_create(owner=owner or make_user(), name=name)
+    if credits_micro_usd:
+        credits_grant(workspace_id=workspace.id, amount_micro_usd=credits_micro_usd, reason="test credits")
+    return workspace
