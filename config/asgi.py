@@ -12,5 +12,11 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs Django set up first)
+from django.conf import settings  # noqa: E402
 
 application = ProtocolTypeRouter({"http": django_asgi_app})
+
+if settings.EMBEDDED_BEAT:
+    from config.embedded_beat import start_embedded_beat
+
+    start_embedded_beat(settings.CELERY_BEAT_SCHEDULE)

@@ -155,6 +155,9 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# Without a broker there is no `celery beat` either: the ASGI process runs the schedule in a thread.
+EMBEDDED_BEAT = env_bool("EMBEDDED_BEAT", CELERY_TASK_ALWAYS_EAGER and not IS_PRODUCTION)
+
 # --- Auth ---------------------------------------------------------------------------------
 AUTH_USER_MODEL = "console.User"
 LOGIN_URL = "console:login"

@@ -6,6 +6,7 @@ from django.shortcuts import render
 
 from billing.admin import adjust_credits_for
 from billing.money import format_usd
+from billing.services import account_open
 from console.models import ApiKey, Membership, PlaygroundKey, User, Workspace
 from console.services.keys import api_key_revoke
 from console.services.workspaces import workspace_lock, workspace_unlock
@@ -95,6 +96,10 @@ class WorkspaceAdmin(admin.ModelAdmin):
     inlines = [MembershipInline]
     actions = [adjust_workspace_credits, lock_workspaces, unlock_workspaces]
     list_select_related = ("credit_account",)
+
+    def save_model(self, request, obj: Workspace, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        account_open(workspace_id=obj.pk)
 
     @admin.display(description="Balance")
     def balance(self, obj: Workspace) -> str:

@@ -129,6 +129,7 @@ class ApiKey(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        verbose_name = "API key"
         constraints = [
             models.CheckConstraint(
                 condition=Q(limit_reserved_micro_usd__gte=0), name="apikey_reserved_non_negative"

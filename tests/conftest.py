@@ -22,3 +22,32 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture
 def on_postgres() -> bool:
     return connection.vendor == "postgresql"
+
+
+SPEC_FILE = "004_58b223d4197c71d1.txt"
+
+
+@pytest.fixture(scope="session")
+def hyperinfer_spec() -> dict:
+    """The product's public contract (OpenAPI JSON) from ../shared/specs, or HYPERINFER_SPECS_DIR."""
+    import json
+    from pathlib import Path
+
+    default = Path(__file__).resolve().parents[1].parent / "shared" / "specs"
+    path = Path(os.environ.get("HYPERINFER_SPECS_DIR", default)) / SPEC_FILE
+    if not path.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"the spec file {path} is missing")
+        pytest.skip(f"spec file not found at {path}: set HYPERINFER_SPECS_DIR")
+    return json.loads(path.read_text())
+
+
+@pytest.fixture(scope="session")
+def spec_validator(hyperinfer_spec):
+    """validate(instance, schema) with the spec's components resolvable through $ref."""
+    from jsonschema import Draft202012Validator
+
+    def validate(instance, schema: dict) -> None:
+        Draft202012Validator({**schema, "components": hyperinfer_spec["components"]}).validate(instance)
+
+    return validate

@@ -1,5 +1,8 @@
 """Bearer-key authentication for the management API, in the three header forms clients send."""
 
+import hmac
+
+from django.conf import settings
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
@@ -42,3 +45,22 @@ class ApiKeyAuthentication(BaseAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         return "Bearer"
+
+
+class InternalService:
+    """The principal of a request from our own platform services (shared `X-Internal-Token`)."""
+
+    is_authenticated = True
+
+
+class InternalTokenAuthentication(BaseAuthentication):
+    def authenticate(self, request: Request):
+        expected = settings.INTERNAL_TOKEN
+        if not expected:
+            raise ApiError(
+                ErrorCode.INVALID_API_KEY, "Internal endpoints are disabled: INTERNAL_TOKEN is not set."
+            )
+        presented = request.headers.get("X-Internal-Token", "")
+        if not hmac.compare_digest(presented.encode(), expected.encode()):
+            raise ApiError(ErrorCode.INVALID_API_KEY, "Missing or wrong X-Internal-Token.")
+        return InternalService(), None

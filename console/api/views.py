@@ -15,13 +15,17 @@ def _usd(micro: int | None) -> float | None:
     return None if micro is None else float(micro_to_usd(micro))
 
 
-class KeyApiView(APIView):
-    authentication_classes = [ApiKeyAuthentication]
+class RequestIdMixin:
+    """Every response, success or error, carries the request id in `X-Request-Id`."""
 
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)
         response["X-Request-Id"] = request_id_for(request)
         return response
+
+
+class KeyApiView(RequestIdMixin, APIView):
+    authentication_classes = [ApiKeyAuthentication]
 
 
 class CreditsView(KeyApiView):

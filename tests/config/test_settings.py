@@ -59,3 +59,15 @@ def test_a_malformed_variable_is_named_in_the_error():
     assert result.returncode != 0 and "DEBUG must be a boolean" in result.stderr
     result = check(SIGNUP_GRANT_USD="1.0000001")
     assert result.returncode != 0 and "SIGNUP_GRANT_USD" in result.stderr
+
+
+def test_every_model_change_has_its_migration():
+    result = subprocess.run(
+        [sys.executable, "manage.py", "makemigrations", "--check", "--dry-run"],
+        env={"PATH": "/usr/bin:/bin", "SQLITE_PATH": ":memory:"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,63 @@
+"""Internal endpoints for the platform's own services, authenticated with `X-Internal-Token`."""
+
+from django.core.exceptions import ValidationError
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from console.api.authentication import InternalTokenAuthentication
+from console.api.errors import ApiError
+from console.api.views import RequestIdMixin
+from console.models import PlaygroundSource, User, Workspace
+from console.services.keys import playground_key_mint
+from console.services.workspaces import PermissionDenied
+from gateway.errors import ErrorCode
+
+
+def _required_string(body: dict, field: str) -> str:
+    value = body.get(field)
+    if not isinstance(value, str) or not value.strip():
+        raise ApiError(ErrorCode.INVALID_REQUEST, f"{field}: required, a non-empty string.", param=field)
+    return value.strip()
+
+
+class PlaygroundKeysView(RequestIdMixin, APIView):
+    """POST /api/v1/playground-keys: a one-time, 10-minute key for the docs playground or dashboard chat."""
+
+    authentication_classes = [InternalTokenAuthentication]
+
+    def post(self, request):
+        body = request.data
+        if not isinstance(body, dict):
+            raise ApiError(ErrorCode.INVALID_REQUEST, "The body must be a JSON object.")
+        workspace_id = _required_string(body, "workspace_id")
+        user_id = _required_string(body, "user_id")
+        source = body.get("source", PlaygroundSource.PLAYGROUND)
+        if source not in PlaygroundSource.values:
+            raise ApiError(
+                ErrorCode.INVALID_REQUEST, "source: must be 'playground' or 'chat'.", param="source"
+            )
+        workspace = _find(Workspace, workspace_id, "workspace_id")
+        user = _find(User, user_id, "user_id")
+        if workspace.is_locked:
+            raise ApiError(ErrorCode.WORKSPACE_LOCKED, "This workspace is locked.")
+        try:
+            issued = playground_key_mint(workspace=workspace, user=user, source=source)
+        except PermissionDenied as exc:
+            raise ApiError(ErrorCode.INVALID_REQUEST, str(exc), param="user_id") from exc
+        record = issued.record
+        return Response(
+            {"key": issued.secret, "expires_at": record.expires_at.isoformat(), "source": record.source},
+            status=201,
+        )
+
+
+def _find(model, pk: str, field: str):
+    try:
+        found = model.objects.filter(pk=pk).first()
+    except (ValueError, ValidationError):
+        found = None
+    if found is None:
+        raise ApiError(
+            ErrorCode.INVALID_REQUEST, f"{field}: no such {model._meta.verbose_name}.", param=field
+        )
+    return found
