@@ -71,6 +71,15 @@ class ApiKeyForm(forms.Form):
         return timezone.now() + timedelta(days=days) if days else None
 
 
+class ApiKeyEditForm(ApiKeyForm):
+    """The same settings as creation, less the expiry (a key's lifetime is fixed when it is issued)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        del self.fields["expires_in_days"]
+        self.fields["limit_reset"].help_text = "Changing it starts a new period: the limit's spend resets."
+
+
 class MemberAddForm(forms.Form):
     email = forms.EmailField(help_text="The person must already have a HyperInfer account.")
     role = forms.ChoiceField(choices=Role.choices, initial=Role.MEMBER)

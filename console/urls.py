@@ -1,5 +1,5 @@
-from django.contrib.auth.views import LogoutView
-from django.urls import path
+from django.contrib.auth import views as auth_views
+from django.urls import path, reverse_lazy
 
 from console.views import auth, dashboard, keys
 
@@ -8,10 +8,52 @@ urlpatterns = [
     path("", auth.home, name="home"),
     path("signup/", auth.signup, name="signup"),
     path("login/", auth.ConsoleLoginView.as_view(), name="login"),
-    path("logout/", LogoutView.as_view(), name="logout"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path(
+        "password/reset/",
+        auth_views.PasswordResetView.as_view(
+            template_name="console/password_reset.html",
+            email_template_name="console/email/password_reset.txt",
+            subject_template_name="console/email/password_reset_subject.txt",
+            success_url=reverse_lazy("console:password_reset_done"),
+        ),
+        name="password_reset",
+    ),
+    path(
+        "password/reset/sent/",
+        auth_views.PasswordResetDoneView.as_view(template_name="console/password_reset_done.html"),
+        name="password_reset_done",
+    ),
+    path(
+        "password/reset/<uidb64>/<token>/",
+        auth_views.PasswordResetConfirmView.as_view(
+            template_name="console/password_reset_confirm.html",
+            success_url=reverse_lazy("console:password_reset_complete"),
+        ),
+        name="password_reset_confirm",
+    ),
+    path(
+        "password/reset/done/",
+        auth_views.PasswordResetCompleteView.as_view(template_name="console/password_reset_complete.html"),
+        name="password_reset_complete",
+    ),
+    path(
+        "account/password/",
+        auth_views.PasswordChangeView.as_view(
+            template_name="console/password_change.html",
+            success_url=reverse_lazy("console:password_change_done"),
+        ),
+        name="password_change",
+    ),
+    path(
+        "account/password/done/",
+        auth_views.PasswordChangeDoneView.as_view(template_name="console/password_change_done.html"),
+        name="password_change_done",
+    ),
     path("dashboard/", dashboard.dashboard, name="dashboard"),
     path("billing/", dashboard.billing, name="billing"),
     path("keys/", keys.keys, name="keys"),
+    path("keys/<int:key_id>/edit/", keys.key_edit, name="key_edit"),
     path("keys/<int:key_id>/revoke/", keys.key_revoke, name="key_revoke"),
     path("workspaces/new/", dashboard.workspace_new, name="workspace_new"),
     path("workspaces/switch/", dashboard.workspace_switch, name="workspace_switch"),

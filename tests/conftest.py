@@ -51,3 +51,13 @@ def spec_validator(hyperinfer_spec):
         Draft202012Validator({**schema, "components": hyperinfer_spec["components"]}).validate(instance)
 
     return validate
+
+
+@pytest.fixture
+def shipped_catalog(db):
+    """The shipped providers.yaml, loaded into the test database."""
+    from django.conf import settings
+
+    from catalog.loader import catalog_load
+
+    catalog_load(settings.CATALOG_PATH)

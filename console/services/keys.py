@@ -89,12 +89,55 @@ def api_key_create(
     return IssuedKey(record=key, secret=secret)
 
 
+def _require_key_manager(*, api_key: ApiKey, acting_user: User | None) -> None:
+    """Owners and admins manage every key of the workspace, members their own; None is an operator."""
+    if acting_user is None:
+        return
+    role = membership_role(user=acting_user, workspace=api_key.workspace)
+    if role not in MANAGING_ROLES and api_key.created_by_id != acting_user.pk:
+        raise PermissionDenied("only an owner, an admin or the key's creator can change or revoke it")
+
+
+def api_key_update(
+    *,
+    api_key: ApiKey,
+    acting_user: User | None,
+    name: str,
+    limit_micro_usd: int | None,
+    limit_reset: str,
+    allowed_models: list[str],
+    rate_limit_rpm: int | None,
+) -> ApiKey:
+    """Change a key's name and limits. A new reset period restarts the limit; a new amount keeps the spend."""
+    _require_key_manager(api_key=api_key, acting_user=acting_user)
+    name = name.strip()
+    if not name:
+        raise ValueError("name: a key needs a name")
+    allowed = sorted(set(allowed_models))
+    _validate_key_settings(
+        limit_micro_usd=limit_micro_usd,
+        limit_reset=limit_reset,
+        allowed_models=allowed,
+        rate_limit_rpm=rate_limit_rpm,
+    )
+    changes = {
+        "name": name,
+        "limit_micro_usd": limit_micro_usd,
+        "limit_reset": limit_reset,
+        "allowed_models": allowed,
+        "rate_limit_rpm": rate_limit_rpm,
+    }
+    if limit_reset != api_key.limit_reset:
+        changes.update(limit_used_micro_usd=0, limit_period_start=None)
+    # Spend counters are only touched by conditional UPDATEs in billing, so write just these columns.
+    ApiKey.objects.filter(pk=api_key.pk).update(**changes)
+    api_key.refresh_from_db()
+    return api_key
+
+
 def api_key_revoke(*, api_key: ApiKey, acting_user: User | None) -> ApiKey:
     """Revoke a key: owners and admins may revoke any key of the workspace, members their own."""
-    if acting_user is not None:
-        role = membership_role(user=acting_user, workspace=api_key.workspace)
-        if role not in MANAGING_ROLES and api_key.created_by_id != acting_user.pk:
-            raise PermissionDenied("only an owner, an admin or the key's creator can revoke it")
+    _require_key_manager(api_key=api_key, acting_user=acting_user)
     if api_key.revoked_at is None:
         ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
         api_key.refresh_from_db(fields=["revoked_at"])

@@ -6,11 +6,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from billing.money import usd_to_micro
+from billing.money import micro_to_usd, usd_to_micro
 from catalog.selectors import models_active
-from console.forms import ApiKeyForm
+from console.forms import ApiKeyEditForm, ApiKeyForm
 from console.models import ApiKey
-from console.services.keys import api_key_create, api_key_revoke
+from console.services.keys import api_key_create, api_key_revoke, api_key_update
 from console.services.workspaces import PermissionDenied
 from console.views.decorators import workspace_required
 
@@ -46,6 +46,37 @@ def keys(request: HttpRequest) -> HttpResponse:
             )
     api_keys = ApiKey.objects.filter(workspace=workspace).select_related("created_by")
     return render(request, "console/keys.html", {"form": form, "api_keys": api_keys})
+
+
+@workspace_required
+def key_edit(request: HttpRequest, key_id: int) -> HttpResponse:
+    api_key = get_object_or_404(ApiKey, pk=key_id, workspace=request.workspace, revoked_at__isnull=True)
+    initial = {
+        "name": api_key.name,
+        "limit_usd": micro_to_usd(api_key.limit_micro_usd) if api_key.limit_micro_usd is not None else None,
+        "limit_reset": api_key.limit_reset,
+        "allowed_models": api_key.allowed_models,
+        "rate_limit_rpm": api_key.rate_limit_rpm,
+    }
+    form = ApiKeyEditForm(request.POST or None, initial=initial, model_choices=_model_choices())
+    if request.method == "POST" and form.is_valid():
+        limit = form.cleaned_data["limit_usd"]
+        try:
+            api_key_update(
+                api_key=api_key,
+                acting_user=request.user,
+                name=form.cleaned_data["name"],
+                limit_micro_usd=usd_to_micro(limit) if limit is not None else None,
+                limit_reset=form.cleaned_data["limit_reset"],
+                allowed_models=form.cleaned_data["allowed_models"],
+                rate_limit_rpm=form.cleaned_data["rate_limit_rpm"],
+            )
+        except (ValueError, PermissionDenied) as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"Saved {api_key.name}.")
+            return redirect("console:keys")
+    return render(request, "console/key_edit.html", {"form": form, "key": api_key})
 
 
 @workspace_required

@@ -143,3 +143,23 @@ def test_owners_add_members_by_email(owner_client):
     assert Membership.objects.get(workspace=workspace, user=colleague).role == Role.ADMIN
     response = client.post("/members/", {"email": "nobody@example.com", "role": "member"})
     assert "ask them to sign up first" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_a_key_is_edited_from_the_dashboard(owner_client, shipped_catalog):
+    client, owner, workspace = owner_client
+    key = api_key_create(workspace=workspace, name="ci", created_by=owner).record
+    page = client.get(f"/keys/{key.pk}/edit/").content.decode()
+    assert 'value="ci"' in page and "expires_in_days" not in page
+    client.post(
+        f"/keys/{key.pk}/edit/",
+        {
+            "name": "ci-runner",
+            "limit_usd": "2.5",
+            "limit_reset": "weekly",
+            "allowed_models": ["hyperinfer/sandbox"],
+        },
+    )
+    key.refresh_from_db()
+    assert (key.name, key.limit_micro_usd, key.limit_reset) == ("ci-runner", 2_500_000, "weekly")
+    assert key.allowed_models == ["hyperinfer/sandbox"]

@@ -10,6 +10,7 @@ from console.services.keys import (
     api_key_authenticate,
     api_key_create,
     api_key_revoke,
+    api_key_update,
     playground_key_mint,
     playground_key_redeem,
 )
@@ -136,3 +137,61 @@ def test_playground_keys_are_minted_only_for_members_and_known_sources():
         playground_key_mint(workspace=workspace, user=make_user())
     with pytest.raises(ValueError, match="source"):
         playground_key_mint(workspace=workspace, user=owner, source="cli")
+
+
+def test_editing_a_key_changes_its_limits_and_a_new_period_starts_the_spend_afresh():
+    owner = make_user()
+    workspace = make_workspace(owner=owner)
+    key = api_key_create(workspace=workspace, name="svc", created_by=owner, limit_micro_usd=1_000).record
+    ApiKey.objects.filter(pk=key.pk).update(limit_used_micro_usd=700, limit_reserved_micro_usd=100)
+
+    api_key_update(
+        api_key=key,
+        acting_user=owner,
+        name="svc v2",
+        limit_micro_usd=2_000,
+        limit_reset="none",
+        allowed_models=[],
+        rate_limit_rpm=30,
+    )
+    assert (key.name, key.limit_micro_usd, key.rate_limit_rpm, key.limit_used_micro_usd) == (
+        "svc v2",
+        2_000,
+        30,
+        700,
+    )
+    assert key.limit_reserved_micro_usd == 100  # held amounts belong to requests in flight
+
+    api_key_update(
+        api_key=key,
+        acting_user=owner,
+        name="svc v2",
+        limit_micro_usd=2_000,
+        limit_reset="monthly",
+        allowed_models=[],
+        rate_limit_rpm=None,
+    )
+    assert (key.limit_reset, key.limit_used_micro_usd, key.limit_reserved_micro_usd) == ("monthly", 0, 100)
+
+    stranger = make_user()
+    membership_add(workspace=workspace, user=stranger, acting_user=owner)
+    with pytest.raises(PermissionDenied):
+        api_key_update(
+            api_key=key,
+            acting_user=stranger,
+            name="mine now",
+            limit_micro_usd=None,
+            limit_reset="none",
+            allowed_models=[],
+            rate_limit_rpm=None,
+        )
+    with pytest.raises(ValueError, match="limit_micro_usd"):
+        api_key_update(
+            api_key=key,
+            acting_user=owner,
+            name="x",
+            limit_micro_usd=-5,
+            limit_reset="none",
+            allowed_models=[],
+            rate_limit_rpm=None,
+        )
