@@ -12,6 +12,7 @@ from billing.services import credits_adjust
 
 
 class AdjustmentForm(forms.Form):
+    title = "Adjust credits"
     amount_usd = forms.DecimalField(
         label="Amount (USD)",
         max_digits=14,
@@ -48,15 +49,32 @@ def adjust_credits_for(modeladmin, request: HttpRequest, workspaces: list, actio
             return None
     else:
         form = AdjustmentForm()
+    return render_action_form(
+        modeladmin,
+        request,
+        form=form,
+        workspaces=workspaces,
+        action_name=action_name,
+        intro="Each adjustment is a ledger entry with your name and the reason; balances are never edited.",
+        submit_label="Apply adjustment",
+    )
+
+
+def render_action_form(
+    modeladmin, request: HttpRequest, *, form, workspaces, action_name, intro, submit_label
+):
+    """The second step of an admin action that needs input (admin/confirm_action.html)."""
     context = {
         **modeladmin.admin_site.each_context(request),
+        "title": form.title,
         "form": form,
         "workspaces": workspaces,
         "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
         "action_name": action_name,
-        "title": "Adjust credits",
+        "intro": intro,
+        "submit_label": submit_label,
     }
-    return render(request, "admin/billing/adjust_credits.html", context)
+    return render(request, "admin/confirm_action.html", context)
 
 
 @admin.action(description="Adjust credits (through the ledger, with a reason)")

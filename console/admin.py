@@ -2,9 +2,8 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.http import HttpRequest
-from django.shortcuts import render
 
-from billing.admin import adjust_credits_for
+from billing.admin import adjust_credits_for, render_action_form
 from billing.money import format_usd
 from billing.services import account_open
 from console.models import ApiKey, Membership, PlaygroundKey, User, Workspace
@@ -34,6 +33,7 @@ class MembershipInline(admin.TabularInline):
 
 
 class LockForm(forms.Form):
+    title = "Lock workspaces"
     reason = forms.CharField(
         max_length=300, help_text="Shown to operators; the API answers workspace_locked."
     )
@@ -50,14 +50,15 @@ def lock_workspaces(modeladmin, request: HttpRequest, queryset):
             return None
     else:
         form = LockForm()
-    context = {
-        **modeladmin.admin_site.each_context(request),
-        "form": form,
-        "workspaces": list(queryset),
-        "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
-        "title": "Lock workspaces",
-    }
-    return render(request, "admin/console/lock_workspaces.html", context)
+    return render_action_form(
+        modeladmin,
+        request,
+        form=form,
+        workspaces=list(queryset),
+        action_name="lock_workspaces",
+        intro="Locked workspaces keep their data and balance; their API requests get workspace_locked.",
+        submit_label="Lock",
+    )
 
 
 @admin.action(description="Unlock")

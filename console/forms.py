@@ -4,6 +4,7 @@ from django import forms
 from django.contrib.auth.forms import AuthenticationForm
 from django.utils import timezone
 
+from billing.money import usd_to_micro
 from console.models import LimitReset, Role
 
 
@@ -69,6 +70,17 @@ class ApiKeyForm(forms.Form):
     def expires_at(self):
         days = self.cleaned_data.get("expires_in_days")
         return timezone.now() + timedelta(days=days) if days else None
+
+    def key_settings(self) -> dict:
+        """The cleaned limits as the key services take them (USD → micro-USD)."""
+        limit = self.cleaned_data["limit_usd"]
+        return {
+            "name": self.cleaned_data["name"],
+            "limit_micro_usd": usd_to_micro(limit) if limit is not None else None,
+            "limit_reset": self.cleaned_data["limit_reset"],
+            "allowed_models": self.cleaned_data["allowed_models"],
+            "rate_limit_rpm": self.cleaned_data["rate_limit_rpm"],
+        }
 
 
 class ApiKeyEditForm(ApiKeyForm):

@@ -6,7 +6,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from billing.money import micro_to_usd, usd_to_micro
+from billing.money import micro_to_usd
 from catalog.selectors import models_active
 from console.forms import ApiKeyEditForm, ApiKeyForm
 from console.models import ApiKey
@@ -25,17 +25,12 @@ def keys(request: HttpRequest) -> HttpResponse:
     workspace = request.workspace
     form = ApiKeyForm(request.POST or None, model_choices=_model_choices())
     if request.method == "POST" and form.is_valid():
-        limit = form.cleaned_data["limit_usd"]
         try:
             issued = api_key_create(
                 workspace=workspace,
-                name=form.cleaned_data["name"],
                 created_by=request.user,
                 expires_at=form.expires_at(),
-                limit_micro_usd=usd_to_micro(limit) if limit is not None else None,
-                limit_reset=form.cleaned_data["limit_reset"],
-                allowed_models=form.cleaned_data["allowed_models"],
-                rate_limit_rpm=form.cleaned_data["rate_limit_rpm"],
+                **form.key_settings(),
             )
         except (ValueError, PermissionDenied) as exc:
             form.add_error(None, str(exc))
@@ -60,17 +55,8 @@ def key_edit(request: HttpRequest, key_id: int) -> HttpResponse:
     }
     form = ApiKeyEditForm(request.POST or None, initial=initial, model_choices=_model_choices())
     if request.method == "POST" and form.is_valid():
-        limit = form.cleaned_data["limit_usd"]
         try:
-            api_key_update(
-                api_key=api_key,
-                acting_user=request.user,
-                name=form.cleaned_data["name"],
-                limit_micro_usd=usd_to_micro(limit) if limit is not None else None,
-                limit_reset=form.cleaned_data["limit_reset"],
-                allowed_models=form.cleaned_data["allowed_models"],
-                rate_limit_rpm=form.cleaned_data["rate_limit_rpm"],
-            )
+            api_key_update(api_key=api_key, acting_user=request.user, **form.key_settings())
         except (ValueError, PermissionDenied) as exc:
             form.add_error(None, str(exc))
         else:
