@@ -1,7 +1,7 @@
 """The ASGI entry point: a Channels router in front of Django.
 
-Gateway paths will be routed to the gateway's own ASGI app ahead of Django's view stack
-(DESIGN §3-4); everything else goes to Django.
+Gateway paths go to the gateway's own ASGI app ahead of Django's view stack (DESIGN §3-4);
+everything else goes to Django.
 """
 
 import os
@@ -14,7 +14,9 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs Django set up first)
 from django.conf import settings  # noqa: E402
 
-application = ProtocolTypeRouter({"http": django_asgi_app})
+from gateway.app import lifespan, with_gateway  # noqa: E402
+
+application = ProtocolTypeRouter({"http": with_gateway(django_asgi_app), "lifespan": lifespan})
 
 if settings.EMBEDDED_BEAT:
     from config.embedded_beat import start_embedded_beat

@@ -4,6 +4,8 @@ With no variables set, the project runs whole on one machine (the embedded defau
 SQLite, in-process cache and channel layer, Celery tasks run in-process.
 """
 
+import os
+import tempfile
 from pathlib import Path
 
 import dj_database_url
@@ -119,8 +121,16 @@ else:
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": env_str("SQLITE_PATH", str(BASE_DIR / "db.sqlite3")),
-            # Writers wait for each other instead of failing with "database is locked".
-            "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
+            # Writers wait for each other instead of failing with "database is locked"; WAL lets readers
+            # (the gateway's key and catalog lookups) proceed while a settlement writes.
+            "OPTIONS": {
+                "timeout": 20,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL;",
+            },
+            # A file, not shared memory: the gateway's worker threads then lock as production does.
+            # One per process, so that parallel test runs do not share it.
+            "TEST": {"NAME": str(Path(tempfile.gettempdir()) / f"hyperinfer-test-{os.getpid()}.sqlite3")},
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -210,6 +220,8 @@ SIGNUP_GRANT_MICRO_USD = usd_to_micro("SIGNUP_GRANT_USD", "1.00")
 # How long a reservation may stay open before the reaper releases it.
 RESERVATION_TTL_SECONDS = env_int("RESERVATION_TTL_SECONDS", 900)
 PLAYGROUND_KEY_TTL_SECONDS = 600
+# Gateway request bodies above this size are refused with payload_too_large.
+GATEWAY_MAX_BODY_BYTES = env_int("GATEWAY_MAX_BODY_BYTES", 10 * 1024 * 1024)
 CATALOG_PATH = Path(env_str("CATALOG_PATH", str(BASE_DIR / "providers.yaml")))
 
 # Stripe (credit top-ups): read here, used by the billing app.

@@ -40,3 +40,17 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.PAYLOAD_TOO_LARGE: 413,
     ErrorCode.INTERNAL_ERROR: 500,
 }
+
+
+class GatewayError(Exception):
+    """A request refused with a taxonomy code; `param` names the offending field when there is one."""
+
+    def __init__(self, code: ErrorCode, message: str, *, param: str | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.param = param
+
+    @property
+    def status(self) -> int:
+        return HTTP_STATUS[self.code]

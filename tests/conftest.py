@@ -61,3 +61,23 @@ def shipped_catalog(db):
     from catalog.loader import catalog_load
 
     catalog_load(settings.CATALOG_PATH)
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    # Password hashing is deliberately slow; the tests check behaviour, not the hash's cost.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def end_worker_thread_connections(django_db_setup, django_db_blocker):
+    """The gateway runs ORM code in worker threads, whose connections outlive the tests; end them so the
+    test database can be dropped."""
+    yield
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )

@@ -1,16 +1,48 @@
 """Internal endpoints for the platform's own services, authenticated with `X-Internal-Token`."""
 
 from django.core.exceptions import ValidationError
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from console.api.authentication import InternalTokenAuthentication
 from console.api.errors import ApiError
-from console.api.views import RequestIdMixin
+from console.api.views import ERROR_RESPONSE, RequestIdMixin
 from console.models import PlaygroundSource, User, Workspace
 from console.services.keys import playground_key_mint
 from console.services.workspaces import PermissionDenied
 from gateway.errors import ErrorCode
+
+# The spec's own request and response shapes for mintPlaygroundKey, documented verbatim.
+PLAYGROUND_KEY_REQUEST = {
+    "type": "object",
+    "required": ["workspace_id", "user_id"],
+    "properties": {
+        "workspace_id": {"type": "string"},
+        "user_id": {"type": "string"},
+        "source": {"type": "string", "enum": ["playground", "chat"], "default": "playground"},
+    },
+}
+PLAYGROUND_KEY_RESPONSE = {
+    "type": "object",
+    "required": ["key", "expires_at", "source"],
+    "properties": {
+        "key": {"type": "string"},
+        "expires_at": {"type": "string", "format": "date-time"},
+        "source": {"type": "string", "enum": ["playground", "chat"]},
+    },
+}
+
+
+class RequiredBodySchema(AutoSchema):
+    """drf-spectacular marks a body given as a raw schema optional; this one is required."""
+
+    def get_operation(self, *args, **kwargs):
+        operation = super().get_operation(*args, **kwargs)
+        if operation and "requestBody" in operation:
+            operation["requestBody"]["required"] = True
+        return operation
 
 
 def _required_string(body: dict, field: str) -> str:
@@ -24,7 +56,22 @@ class PlaygroundKeysView(RequestIdMixin, APIView):
     """POST /api/v1/playground-keys: a one-time, 10-minute key for the docs playground or dashboard chat."""
 
     authentication_classes = [InternalTokenAuthentication]
+    schema = RequiredBodySchema()
 
+    @extend_schema(
+        operation_id="mintPlaygroundKey",
+        tags=["Internal"],
+        summary="Mint a one-time playground key (internal)",
+        description="INTERNAL — platform app only, authenticated with the `X-Internal-Token` shared secret "
+        "(003-R13). Mints a one-time key (10 min TTL) for the docs playground / dashboard chat. "
+        "Not available to API-key callers.",
+        extensions={"x-internal": True},
+        request={"application/json": PLAYGROUND_KEY_REQUEST},
+        responses={
+            201: OpenApiResponse(response=PLAYGROUND_KEY_RESPONSE, description="The one-time key."),
+            "default": ERROR_RESPONSE,
+        },
+    )
     def post(self, request):
         body = request.data
         if not isinstance(body, dict):

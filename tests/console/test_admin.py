@@ -21,7 +21,7 @@ def operator(client):
 def test_every_model_is_in_the_admin_with_search_and_filters(operator):
     client, _ = operator
     make_workspace(credits_micro_usd=1_000_000)
-    for app_label in ("console", "billing", "catalog"):
+    for app_label in ("console", "billing", "catalog", "gateway"):
         for model in apps.get_app_config(app_label).get_models():
             model_admin = admin.site._registry.get(model)
             assert model_admin is not None, f"{model.__name__} is not in the admin"

@@ -1,0 +1,174 @@
+"""The canonical model: every ingress format converts to it, every upstream adapter speaks from it.
+
+A request is messages of content blocks plus tools and controls; a response is a stream of events.
+A non-streamed response is the fold of the same events (`gateway.fold.fold_events`): one code path.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from gateway.errors import ErrorCode
+
+Role = Literal["system", "user", "assistant", "tool"]
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
+
+
+# --- Content blocks -----------------------------------------------------------------------
+@dataclass(slots=True)
+class TextBlock:
+    text: str
+
+
+@dataclass(slots=True)
+class ImageBlock:
+    url: str  # http(s) URL or a data: URL
+    detail: str | None = None
+
+
+@dataclass(slots=True)
+class FileBlock:
+    filename: str | None = None
+    file_data: str | None = None  # base64 or data: URL
+    file_url: str | None = None
+    file_id: str | None = None
+
+
+@dataclass(slots=True)
+class ReasoningBlock:
+    text: str
+    signature: str | None = None  # Anthropic thinking signatures must round-trip untouched
+    redacted: bool = False
+
+
+@dataclass(slots=True)
+class ToolCallBlock:
+    id: str
+    name: str
+    arguments: str  # a JSON document, as text
+
+
+@dataclass(slots=True)
+class ToolResultBlock:
+    tool_call_id: str
+    content: list["TextBlock | ImageBlock"]
+    is_error: bool = False
+
+
+Block = TextBlock | ImageBlock | FileBlock | ReasoningBlock | ToolCallBlock | ToolResultBlock
+
+
+@dataclass(slots=True)
+class Message:
+    role: Role
+    content: list[Block]
+    name: str | None = None
+
+    def text(self) -> str:
+        return "".join(block.text for block in self.content if isinstance(block, TextBlock))
+
+
+# --- Request ------------------------------------------------------------------------------
+@dataclass(slots=True)
+class Tool:
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
+
+
+@dataclass(slots=True)
+class ToolChoice:
+    mode: Literal["auto", "none", "required", "tool"]
+    name: str | None = None  # with mode "tool": the one tool to call
+
+
+@dataclass(slots=True)
+class ResponseFormat:
+    type: Literal["text", "json_object", "json_schema"]
+    name: str | None = None
+    schema: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+@dataclass(slots=True)
+class ReasoningControl:
+    """Reasoning effort, or an explicit budget, or off. None everywhere leaves the model's default."""
+
+    effort: Literal["low", "medium", "high"] | None = None
+    budget_tokens: int | None = None
+    enabled: bool | None = None  # False: reasoning off
+
+
+@dataclass(slots=True)
+class CanonicalRequest:
+    model: str  # the catalog slug the client asked for
+    messages: list[Message]
+    tools: list[Tool] = field(default_factory=list)
+    tool_choice: ToolChoice | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: list[str] = field(default_factory=list)
+    response_format: ResponseFormat | None = None
+    reasoning: ReasoningControl | None = None
+    stream: bool = False
+    user: str | None = None
+    # Fields the ingress format did not map, passed to the upstream untouched (provider-only options).
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# --- Response events ----------------------------------------------------------------------
+BlockKind = Literal["text", "reasoning", "tool_call"]
+
+
+@dataclass(slots=True)
+class BlockStart:
+    index: int
+    kind: BlockKind
+    tool_call_id: str | None = None
+    tool_name: str | None = None
+
+
+@dataclass(slots=True)
+class TextDelta:
+    index: int
+    text: str
+
+
+@dataclass(slots=True)
+class ReasoningDelta:
+    index: int
+    text: str
+    signature: str | None = None
+
+
+@dataclass(slots=True)
+class ToolCallDelta:
+    index: int
+    arguments: str  # a fragment of the JSON arguments
+
+
+@dataclass(slots=True)
+class BlockStop:
+    index: int
+
+
+@dataclass(slots=True)
+class Finish:
+    reason: FinishReason
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int  # all prompt tokens, cached ones included
+    completion_tokens: int  # reasoning tokens included
+    cached_prompt_tokens: int = 0
+    reasoning_tokens: int = 0
+
+
+@dataclass(slots=True)
+class ErrorEvent:
+    code: ErrorCode
+    message: str
+
+
+Event = BlockStart | TextDelta | ReasoningDelta | ToolCallDelta | BlockStop | Finish | Usage | ErrorEvent

@@ -1,0 +1,81 @@
+"""The catalog as the hot path needs it: frozen snapshots, reloaded from the database every few seconds."""
+
+import os
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+
+from catalog.selectors import models_active
+from gateway.upstreams.base import ProviderInfo, RouteInfo
+
+REFRESH_SECONDS = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    slug: str
+    context_length: int
+    max_output_tokens: int
+    prompt_price: Decimal
+    completion_price: Decimal
+    cached_prompt_price: Decimal | None
+    features: frozenset[str]
+    routes: tuple[RouteInfo, ...]
+
+
+def _load() -> dict[str, ModelInfo]:
+    snapshot = {}
+    for model in models_active():
+        routes = tuple(
+            RouteInfo(
+                provider=ProviderInfo(
+                    slug=route.provider.slug,
+                    kind=route.provider.kind,
+                    base_url=route.provider.base_url.rstrip("/"),
+                    api_key=os.environ.get(route.provider.credentials_env, "")
+                    if route.provider.credentials_env
+                    else "",
+                    timeout_seconds=float(route.provider.timeout_seconds),
+                ),
+                upstream_model_id=route.upstream_model_id,
+                options=dict(route.options),
+            )
+            for route in sorted(model.routes.all(), key=lambda r: r.position)
+        )
+        snapshot[model.slug] = ModelInfo(
+            slug=model.slug,
+            context_length=model.context_length,
+            max_output_tokens=model.max_output_tokens,
+            prompt_price=model.prompt_price,
+            completion_price=model.completion_price,
+            cached_prompt_price=model.cached_prompt_price,
+            features=frozenset(model.features),
+            routes=routes,
+        )
+    return snapshot
+
+
+class CatalogCache:
+    """Process-wide; `get` is called from a worker thread (it may hit the database)."""
+
+    def __init__(self) -> None:
+        self._models: dict[str, ModelInfo] = {}
+        self._loaded_at = float("-inf")
+
+    def get(self, slug: str) -> ModelInfo | None:
+        if time.monotonic() - self._loaded_at > REFRESH_SECONDS:
+            self._models = _load()
+            self._loaded_at = time.monotonic()
+        return self._models.get(slug)
+
+    def is_fresh(self) -> bool:
+        return time.monotonic() - self._loaded_at <= REFRESH_SECONDS
+
+    def peek(self, slug: str) -> ModelInfo | None:
+        return self._models.get(slug)
+
+    def invalidate(self) -> None:
+        self._loaded_at = float("-inf")
+
+
+catalog_cache = CatalogCache()

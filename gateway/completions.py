@@ -1,0 +1,277 @@
+"""POST /api/v1/chat/completions: admit (auth, model, limits, reserve), run upstream, respond, settle."""
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from gateway.auth import Caller, authenticate
+from gateway.canonical import CanonicalRequest, Event, Usage
+from gateway.catalog_cache import ModelInfo, catalog_cache
+from gateway.errors import ErrorCode, GatewayError
+from gateway.fold import Folded
+from gateway.http import (
+    SSE_HEADERS,
+    ClientGone,
+    Receive,
+    Send,
+    headers_of,
+    in_thread,
+    parse_json_object,
+    read_body,
+    send_json,
+    wait_for_disconnect,
+)
+from gateway.ingress import chat_completions as fmt
+from gateway.metering import Outcome, cost_of, reserve_for, settle_and_record
+from gateway.models import GenerationStatus
+from gateway.ratelimit import check_rate_limit
+from gateway.routing import open_stream
+from gateway.session import upstream_session
+from gateway.tokens import estimate_prompt_tokens
+from gateway.upstreams.base import UpstreamError
+
+logger = logging.getLogger(__name__)
+KEEPALIVE_SECONDS = 15.0
+
+
+@dataclass(slots=True)
+class Admitted:
+    caller: Caller
+    request: CanonicalRequest
+    model: ModelInfo
+    prompt_estimate: int
+
+
+def _admit(headers: dict[bytes, bytes], body: bytes, request_id: str) -> Admitted:
+    """Everything before the upstream call; runs in a worker thread. Raises GatewayError."""
+    caller = authenticate(headers)
+    request = fmt.parse_request(parse_json_object(body))
+    model = catalog_cache.get(request.model)
+    if model is None:
+        raise GatewayError(
+            ErrorCode.INVALID_REQUEST, f"model: unknown model {request.model!r}", param="model"
+        )
+    if caller.allowed_models and model.slug not in caller.allowed_models:
+        raise GatewayError(ErrorCode.MODEL_NOT_ALLOWED, f"This key may not use {model.slug}.", param="model")
+    if caller.rate_limit_rpm and caller.api_key_id is not None:
+        check_rate_limit(api_key_id=caller.api_key_id, rpm=caller.rate_limit_rpm)
+    prompt_estimate = estimate_prompt_tokens(request)
+    reserve_for(
+        caller=caller,
+        model=model,
+        request_id=request_id,
+        prompt_tokens=prompt_estimate,
+        max_tokens=request.max_tokens,
+    )
+    return Admitted(caller, request, model, prompt_estimate)
+
+
+async def handle(scope: dict, receive: Receive, send: Send) -> None:
+    request_id = uuid.uuid4().hex
+    started = time.monotonic()
+    id_header = [(b"x-request-id", request_id.encode())]
+    try:
+        body = await read_body(receive, settings.GATEWAY_MAX_BODY_BYTES)
+        admitted = await in_thread(_admit, headers_of(scope), body, request_id)
+    except GatewayError as exc:
+        await send_json(
+            send,
+            exc.status,
+            fmt.dumps(fmt.error_body(exc.code, exc.message, request_id, exc.param)),
+            id_header,
+        )
+        return
+    except ClientGone:
+        return
+    run = Run(admitted, request_id, started, receive, send, id_header)
+    try:
+        outcome = await run.execute()
+    except Exception:
+        # A bug must not leave credits held: record the failure (no charge), then let the server log it.
+        await _settle(
+            admitted, request_id, run.outcome(GenerationStatus.FAILED, error_code=ErrorCode.INTERNAL_ERROR)
+        )
+        raise
+    await _settle(admitted, request_id, outcome)
+
+
+class Run:
+    """One admitted request: upstream events to the client, with keep-alive and disconnect handling."""
+
+    def __init__(
+        self, admitted: Admitted, request_id: str, started: float, receive: Receive, send: Send, id_header
+    ):
+        self.admitted, self.request_id, self.started = admitted, request_id, started
+        self.receive, self.send, self.id_header = receive, send, id_header
+        self.folded = Folded()
+        self.ttft_ms: int | None = None
+        self.renderer = fmt.ChunkRenderer(request_id=request_id, model=admitted.model.slug)
+
+    def outcome(self, status: str, route=None, error_code: str = "") -> Outcome:
+        usage = self.folded.usage or Usage(
+            prompt_tokens=self.admitted.prompt_estimate, completion_tokens=self.folded.deltas
+        )
+        return Outcome(
+            status=status,
+            usage=usage,
+            provider=route.provider.slug if route else "",
+            upstream_model_id=route.upstream_model_id if route else "",
+            finish_reason=self.folded.finish_reason or "",
+            error_code=error_code,
+            latency_ms=int((time.monotonic() - self.started) * 1000),
+            ttft_ms=self.ttft_ms,
+        )
+
+    async def execute(self) -> Outcome:
+        request = self.admitted.request
+        disconnect = asyncio.ensure_future(wait_for_disconnect(self.receive))
+        try:
+            opened = await open_stream(request, self.admitted.model, upstream_session())
+        except UpstreamError as exc:
+            disconnect.cancel()
+            await self._send_error_response(exc.code, exc.message)
+            return self.outcome(GenerationStatus.FAILED, error_code=exc.code.value)
+        try:
+            if request.stream:
+                return await self._stream(opened, disconnect)
+            return await self._respond_whole(opened, disconnect)
+        finally:
+            disconnect.cancel()
+
+    async def _events(self, opened, disconnect: asyncio.Future, on_idle):
+        """The route's events as they arrive; stops early (returns) when the client disconnects."""
+        yield opened.first
+        iterator = opened.rest
+        while True:
+            next_event = asyncio.ensure_future(anext(iterator))
+            while True:
+                done, _ = await asyncio.wait(
+                    {next_event, disconnect}, timeout=KEEPALIVE_SECONDS, return_when=asyncio.FIRST_COMPLETED
+                )
+                if disconnect in done:
+                    await _cancel(next_event)
+                    await iterator.aclose()  # closes the upstream connection: the provider stops generating
+                    raise ClientGone
+                if next_event in done:
+                    break
+                await on_idle()
+            try:
+                yield next_event.result()
+            except StopAsyncIteration:
+                return
+
+    def _mark(self, event: Event) -> None:
+        if self.ttft_ms is None:
+            self.ttft_ms = int((time.monotonic() - self.started) * 1000)
+        self.folded.add(event)
+
+    async def _stream(self, opened, disconnect) -> Outcome:
+        await self.send(
+            {"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *self.id_header]}
+        )
+        await self._sse(self.renderer.role_chunk())
+        try:
+            async for event in self._events(opened, disconnect, self._keepalive):
+                self._mark(event)
+                chunk = self.renderer.render(event)
+                if chunk is not None:
+                    await self._sse(chunk)
+        except ClientGone:
+            return self.outcome(GenerationStatus.CANCELLED, opened.route)
+        except UpstreamError as exc:
+            await self._sse(fmt.error_body(exc.code, exc.message, self.request_id))
+            await self._finish_stream()
+            return self.outcome(GenerationStatus.FAILED, opened.route, exc.code.value)
+        outcome = self.outcome(GenerationStatus.COMPLETED, opened.route)
+        await self._sse(
+            self.renderer.usage_chunk(outcome.usage, _usd(cost_of(self.admitted.model, outcome.usage)))
+        )
+        await self._finish_stream()
+        return outcome
+
+    async def _respond_whole(self, opened, disconnect) -> Outcome:
+        try:
+            async for event in self._events(opened, disconnect, _nothing):
+                self._mark(event)
+        except ClientGone:
+            return self.outcome(GenerationStatus.CANCELLED, opened.route)
+        except UpstreamError as exc:
+            await self._send_error_response(exc.code, exc.message)
+            return self.outcome(GenerationStatus.FAILED, opened.route, exc.code.value)
+        outcome = self.outcome(GenerationStatus.COMPLETED, opened.route)
+        body = fmt.completion_object(
+            request_id=self.request_id,
+            model=self.admitted.model.slug,
+            created=int(time.time()),
+            folded=self.folded,
+            usage=outcome.usage,
+            cost_usd=_usd(cost_of(self.admitted.model, outcome.usage)),
+        )
+        await self._safe_send_json(200, fmt.dumps(body))
+        return outcome
+
+    async def _send_error_response(self, code: ErrorCode, message: str) -> None:
+        body = fmt.dumps(fmt.error_body(code, message, self.request_id))
+        await self._safe_send_json(GatewayError(code, message).status, body)
+
+    async def _safe_send_json(self, status: int, body: bytes) -> None:
+        try:
+            await send_json(self.send, status, body, self.id_header)
+        except OSError:
+            logger.info("client %s went away before the response", self.request_id)
+
+    async def _sse(self, payload: dict) -> None:
+        await self.send(
+            {
+                "type": "http.response.body",
+                "body": b"data: " + fmt.dumps(payload) + b"\n\n",
+                "more_body": True,
+            }
+        )
+
+    async def _keepalive(self) -> None:
+        await self.send({"type": "http.response.body", "body": b": keep-alive\n\n", "more_body": True})
+
+    async def _finish_stream(self) -> None:
+        await self.send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
+
+
+async def _cancel(task: asyncio.Future) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, Exception):
+        await task
+
+
+async def _nothing() -> None:
+    return None
+
+
+def _usd(micro: int) -> float:
+    return micro / 1_000_000
+
+
+async def _settle(admitted: Admitted, request_id: str, outcome: Outcome) -> None:
+    """Off the response path: the client already has its bytes. Retried, never dropped (DESIGN §4.4)."""
+    for attempt, pause in enumerate((0.0, 0.2, 1.0, 3.0)):
+        await asyncio.sleep(pause)
+        try:
+            await in_thread(
+                settle_and_record,
+                caller=admitted.caller,
+                model=admitted.model,
+                request=admitted.request,
+                request_id=request_id,
+                ingress_format=fmt.FORMAT,
+                outcome=outcome,
+            )
+            return
+        except Exception:
+            logger.exception("settling %s failed (attempt %d)", request_id, attempt + 1)
+    from gateway.tasks import settle_later
+
+    settle_later(admitted=admitted, request_id=request_id, outcome=outcome, ingress_format=fmt.FORMAT)

@@ -1,0 +1,74 @@
+"""ASGI primitives for the gateway: read a bounded body, send JSON or an SSE stream, watch for disconnect."""
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.db import close_old_connections
+
+from gateway.errors import ErrorCode, GatewayError
+
+Receive = Callable[[], Awaitable[dict]]
+Send = Callable[[dict], Awaitable[None]]
+
+JSON_HEADERS = [(b"content-type", b"application/json")]
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),  # tell reverse proxies not to buffer the stream
+]
+
+
+class ClientGone(Exception):
+    """The client disconnected while we were sending."""
+
+
+def headers_of(scope: dict) -> dict[bytes, bytes]:
+    return {name.lower(): value for name, value in scope["headers"]}
+
+
+async def read_body(receive: Receive, limit: int) -> bytes:
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise GatewayError(ErrorCode.PAYLOAD_TOO_LARGE, f"The request body exceeds {limit} bytes.")
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+def parse_json_object(body: bytes) -> dict[str, Any]:
+    try:
+        parsed = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise GatewayError(ErrorCode.INVALID_REQUEST, f"The body is not valid JSON: {exc}") from exc
+    if not isinstance(parsed, dict):
+        raise GatewayError(ErrorCode.INVALID_REQUEST, "The body must be a JSON object.")
+    return parsed
+
+
+async def send_json(send: Send, status: int, body: bytes, extra_headers: list[tuple[bytes, bytes]]) -> None:
+    headers = [*JSON_HEADERS, (b"content-length", str(len(body)).encode()), *extra_headers]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def wait_for_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+def _with_fresh_connection(function, *args, **kwargs):
+    close_old_connections()  # as Django does at each request's start: drop broken or expired connections
+    return function(*args, **kwargs)
+
+
+async def in_thread(function, *args, **kwargs):
+    """Run ORM code in a worker thread (many at once; Django's connections are per thread)."""
+    return await sync_to_async(_with_fresh_connection, thread_sensitive=False)(function, *args, **kwargs)

@@ -1,0 +1,244 @@
+"""OpenAI Chat Completions: request → canonical, canonical events → chunks and the final object."""
+
+import json
+import time
+from typing import Any
+
+from gateway.canonical import (
+    Block,
+    BlockStart,
+    CanonicalRequest,
+    Event,
+    FileBlock,
+    Finish,
+    ImageBlock,
+    Message,
+    ReasoningBlock,
+    ReasoningControl,
+    ReasoningDelta,
+    ResponseFormat,
+    TextBlock,
+    TextDelta,
+    Tool,
+    ToolCallBlock,
+    ToolCallDelta,
+    ToolChoice,
+    ToolResultBlock,
+    Usage,
+)
+from gateway.errors import ErrorCode
+from gateway.fold import Folded
+from gateway.ingress.validation import load_validator, validate_or_raise
+
+FORMAT = "chat_completions"
+REQUEST_VALIDATOR = load_validator("chat_completions.request.json")
+_MAPPED = frozenset(
+    {
+        "model",
+        "messages",
+        "tools",
+        "tool_choice",
+        "max_tokens",
+        "max_completion_tokens",
+        "temperature",
+        "top_p",
+        "stop",
+        "response_format",
+        "reasoning_effort",
+        "stream",
+        "stream_options",
+        "user",
+        "plugins",
+        "hi_tool_events",
+    }
+)
+_ERROR_TYPES = {
+    ErrorCode.INVALID_API_KEY: "authentication_error",
+    ErrorCode.WORKSPACE_LOCKED: "permission_error",
+    ErrorCode.MODEL_NOT_ALLOWED: "permission_error",
+    ErrorCode.INSUFFICIENT_CREDITS: "insufficient_quota",
+    ErrorCode.KEY_LIMIT_EXCEEDED: "insufficient_quota",
+    ErrorCode.RATE_LIMIT_EXCEEDED: "rate_limit_error",
+    ErrorCode.PROVIDER_RATE_LIMIT: "rate_limit_error",
+    ErrorCode.INTERNAL_ERROR: "api_error",
+}
+
+
+# --- Request ------------------------------------------------------------------------------
+def parse_request(body: dict[str, Any]) -> CanonicalRequest:
+    validate_or_raise(REQUEST_VALIDATOR, body)
+    effort = body.get("reasoning_effort")
+    return CanonicalRequest(
+        model=body["model"],
+        messages=[_message(m) for m in body["messages"]],
+        tools=[_tool(t["function"]) for t in body.get("tools") or []],
+        tool_choice=_tool_choice(body.get("tool_choice")),
+        max_tokens=body.get("max_completion_tokens") or body.get("max_tokens"),
+        temperature=body.get("temperature"),
+        top_p=body.get("top_p"),
+        stop=[body["stop"]] if isinstance(body.get("stop"), str) else list(body.get("stop") or []),
+        response_format=_response_format(body.get("response_format")),
+        reasoning=ReasoningControl(effort=effort) if effort else None,
+        stream=bool(body.get("stream")),
+        user=body.get("user"),
+        extra={key: value for key, value in body.items() if key not in _MAPPED},
+    )
+
+
+def _message(raw: dict[str, Any]) -> Message:
+    role = "system" if raw["role"] == "developer" else raw["role"]
+    content = raw.get("content")
+    blocks: list[Block] = []
+    if raw.get("reasoning"):
+        blocks.append(ReasoningBlock(text=raw["reasoning"]))
+    parts = (
+        [_part(p) for p in content]
+        if isinstance(content, list)
+        else ([TextBlock(content)] if content else [])
+    )
+    if role == "tool":
+        return Message("tool", [ToolResultBlock(tool_call_id=raw.get("tool_call_id", ""), content=parts)])
+    blocks.extend(parts)
+    for call in raw.get("tool_calls") or []:
+        blocks.append(
+            ToolCallBlock(
+                id=call["id"], name=call["function"]["name"], arguments=call["function"]["arguments"]
+            )
+        )
+    return Message(role, blocks, name=raw.get("name"))
+
+
+def _part(raw: dict[str, Any]) -> Block:
+    if raw["type"] == "text":
+        return TextBlock(raw["text"])
+    if raw["type"] == "image_url":
+        return ImageBlock(url=raw["image_url"]["url"], detail=raw["image_url"].get("detail"))
+    return FileBlock(**raw["file"])
+
+
+def _tool(function: dict[str, Any]) -> Tool:
+    parameters = function.get("parameters") or {"type": "object", "properties": {}}
+    return Tool(name=function["name"], description=function.get("description"), parameters=parameters)
+
+
+def _tool_choice(raw: str | dict | None) -> ToolChoice | None:
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        return ToolChoice(mode=raw)
+    return ToolChoice(mode="tool", name=raw["function"]["name"])
+
+
+def _response_format(raw: dict | None) -> ResponseFormat | None:
+    if raw is None:
+        return None
+    schema = raw.get("json_schema") or {}
+    return ResponseFormat(
+        type=raw["type"], name=schema.get("name"), schema=schema.get("schema"), strict=schema.get("strict")
+    )
+
+
+# --- Response -----------------------------------------------------------------------------
+def usage_object(usage: Usage, cost_usd: float) -> dict[str, Any]:
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_prompt_tokens},
+        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+        "cost": cost_usd,
+    }
+
+
+def completion_object(
+    *, request_id: str, model: str, created: int, folded: Folded, usage: Usage, cost_usd: float
+) -> dict:
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": folded.text or (None if folded.tool_calls else ""),
+    }
+    if folded.reasoning:
+        message["reasoning"] = folded.reasoning
+    if folded.tool_calls:
+        message["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in folded.tool_calls
+        ]
+    return {
+        "id": f"gen-{request_id}",
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "finish_reason": folded.finish_reason or "stop",
+                "logprobs": None,
+            }
+        ],
+        "usage": usage_object(usage, cost_usd),
+    }
+
+
+class ChunkRenderer:
+    """Renders canonical events as `chat.completion.chunk` objects for one streamed response."""
+
+    def __init__(self, *, request_id: str, model: str) -> None:
+        self._base = {
+            "id": f"gen-{request_id}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+        }
+        self._tool_index: dict[int, int] = {}  # canonical block index → OpenAI tool_calls index
+
+    def _chunk(self, delta: dict, finish_reason: str | None = None) -> dict:
+        return {**self._base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}
+
+    def role_chunk(self) -> dict:
+        return self._chunk({"role": "assistant", "content": ""})
+
+    def render(self, event: Event) -> dict | None:
+        match event:
+            case TextDelta(text=text):
+                return self._chunk({"content": text})
+            case ReasoningDelta(text=text) if text:
+                return self._chunk({"reasoning": text})
+            case BlockStart(kind="tool_call", index=index, tool_call_id=call_id, tool_name=name):
+                self._tool_index[index] = position = len(self._tool_index)
+                call = {
+                    "index": position,
+                    "id": call_id,
+                    "type": "function",
+                    "function": {"name": name, "arguments": ""},
+                }
+                return self._chunk({"tool_calls": [call]})
+            case ToolCallDelta(index=index, arguments=arguments):
+                call = {"index": self._tool_index.get(index, 0), "function": {"arguments": arguments}}
+                return self._chunk({"tool_calls": [call]})
+            case Finish(reason=reason):
+                return self._chunk({}, finish_reason=reason)
+        return None
+
+    def usage_chunk(self, usage: Usage, cost_usd: float) -> dict:
+        return {**self._base, "choices": [], "usage": usage_object(usage, cost_usd)}
+
+
+def error_body(code: ErrorCode, message: str, request_id: str, param: str | None = None) -> dict:
+    error_type = _ERROR_TYPES.get(
+        code, "invalid_request_error" if code.value.startswith("invalid") else "api_error"
+    )
+    return {
+        "error": {
+            "message": message,
+            "type": error_type,
+            "code": code.value,
+            "param": param,
+            "request_id": request_id,
+        }
+    }
+
+
+def dumps(payload: Any) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()

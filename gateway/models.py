@@ -1,0 +1,60 @@
+"""One record per gateway request: what was asked, who answered, what it cost (DESIGN §3, metering)."""
+
+from django.db import models
+from django.utils import timezone
+
+
+class IngressFormat(models.TextChoices):
+    CHAT_COMPLETIONS = "chat_completions", "OpenAI Chat Completions"
+    RESPONSES = "responses", "OpenAI Responses"
+    ANTHROPIC_MESSAGES = "anthropic_messages", "Anthropic Messages"
+
+
+class Source(models.TextChoices):
+    API = "api", "API"
+    PLAYGROUND = "playground", "Docs playground"
+    CHAT = "chat", "Dashboard chat"
+
+
+class GenerationStatus(models.TextChoices):
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled by the client"
+
+
+class Generation(models.Model):
+    request_id = models.CharField(max_length=64, unique=True)
+    workspace = models.ForeignKey("console.Workspace", on_delete=models.CASCADE, related_name="generations")
+    api_key = models.ForeignKey(
+        "console.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="generations"
+    )
+    source = models.CharField(max_length=12, choices=Source.choices, default=Source.API)
+    ingress_format = models.CharField(max_length=20, choices=IngressFormat.choices)
+    model = models.CharField(max_length=200, db_index=True)
+    provider = models.CharField(max_length=100, blank=True)
+    upstream_model_id = models.CharField(max_length=200, blank=True)
+    streamed = models.BooleanField(default=False)
+    tokens_prompt = models.PositiveIntegerField(default=0)
+    tokens_completion = models.PositiveIntegerField(default=0)
+    tokens_reasoning = models.PositiveIntegerField(default=0)
+    tokens_cached_prompt = models.PositiveIntegerField(default=0)
+    cost_micro_usd = models.BigIntegerField(default=0)
+    tool_costs_micro_usd = models.JSONField(default=dict, blank=True)
+    latency_ms = models.PositiveIntegerField(default=0)
+    ttft_ms = models.PositiveIntegerField(null=True, blank=True, help_text="Time to first token.")
+    status = models.CharField(max_length=10, choices=GenerationStatus.choices)
+    finish_reason = models.CharField(max_length=20, blank=True)
+    error_code = models.CharField(max_length=40, blank=True)
+    end_user = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["workspace", "-created_at"]),
+            models.Index(fields=["model", "created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.request_id} {self.model} {self.status}"

@@ -1,0 +1,55 @@
+"""A model's routes in order: a provider failing before its first event is retried on the next route."""
+
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+
+import aiohttp
+
+from gateway.canonical import CanonicalRequest, Event
+from gateway.catalog_cache import ModelInfo
+from gateway.errors import ErrorCode
+from gateway.upstreams.base import RouteInfo, UpstreamError
+from gateway.upstreams.registry import adapter_for
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class OpenStream:
+    route: RouteInfo
+    first: Event
+    rest: AsyncIterator[Event]
+
+
+async def open_stream(
+    request: CanonicalRequest, model: ModelInfo, session: aiohttp.ClientSession
+) -> OpenStream:
+    """The first route that produces an event. Raises the last UpstreamError when none does."""
+    last_error = UpstreamError(ErrorCode.PROVIDER_UNAVAILABLE, "The model has no route.")
+    for route in model.routes:
+        upstream_request = _for_route(request, route)
+        events = adapter_for(route.provider.kind).stream(upstream_request, route, session)
+        try:
+            first = await anext(events)
+        except UpstreamError as exc:
+            await events.aclose()
+            logger.warning(
+                "route %s for %s failed before the first byte: %s", route.provider.slug, model.slug, exc
+            )
+            last_error = exc
+            if not exc.retryable:
+                raise
+            continue
+        except StopAsyncIteration:
+            last_error = UpstreamError(
+                ErrorCode.PROVIDER_UNAVAILABLE, "The provider returned an empty stream."
+            )
+            continue
+        return OpenStream(route=route, first=first, rest=events)
+    raise last_error
+
+
+def _for_route(request: CanonicalRequest, route: RouteInfo) -> CanonicalRequest:
+    # Adapters send the provider's own model id; the client's request keeps the catalog slug.
+    return replace(request, model=route.upstream_model_id)

@@ -1,0 +1,58 @@
+"""Settlements the gateway could not write in time are retried by a worker until they land (DESIGN §4.4)."""
+
+import logging
+from dataclasses import asdict
+
+from celery import shared_task
+
+from gateway.auth import Caller
+from gateway.canonical import CanonicalRequest, Usage
+from gateway.catalog_cache import catalog_cache
+from gateway.metering import Outcome, settle_and_record
+
+logger = logging.getLogger(__name__)
+
+
+def settle_later(*, admitted, request_id: str, outcome: Outcome, ingress_format: str) -> None:
+    payload = {
+        "caller": {
+            **asdict(admitted.caller),
+            "workspace_id": str(admitted.caller.workspace_id),
+            "allowed_models": [],
+        },
+        "model": admitted.model.slug,
+        "stream": admitted.request.stream,
+        "user": admitted.request.user,
+        "request_id": request_id,
+        "ingress_format": ingress_format,
+        "outcome": {**asdict(outcome), "usage": asdict(outcome.usage)},
+    }
+    try:
+        settle_generation.apply_async(kwargs={"payload": payload}, countdown=5)
+    except Exception:
+        # Neither the database nor the broker took it: the log line is the record of last resort.
+        logger.critical("UNSETTLED generation, settle by hand: %s", payload)
+
+
+@shared_task(
+    name="gateway.tasks.settle_generation",
+    autoretry_for=(Exception,),
+    retry_backoff=True,
+    retry_backoff_max=600,
+    max_retries=None,
+)
+def settle_generation(payload: dict) -> None:
+    model = catalog_cache.get(payload["model"])
+    if model is None:
+        raise LookupError(f"model {payload['model']} is not in the catalog")
+    caller = Caller(**{**payload["caller"], "allowed_models": frozenset()})
+    outcome = Outcome(**{**payload["outcome"], "usage": Usage(**payload["outcome"]["usage"])})
+    request = CanonicalRequest(model=model.slug, messages=[], stream=payload["stream"], user=payload["user"])
+    settle_and_record(
+        caller=caller,
+        model=model,
+        request=request,
+        request_id=payload["request_id"],
+        ingress_format=payload["ingress_format"],
+        outcome=outcome,
+    )

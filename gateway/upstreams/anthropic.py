@@ -1,0 +1,358 @@
+"""The Anthropic Messages API dialect (kind `anthropic`): POST {base_url}/messages, always streamed.
+
+Request mapping notes (where Anthropic has no direct equivalent):
+- System messages, wherever they appear, are hoisted into the top-level `system` string ("\\n\\n"-joined).
+- `response_format` json_object / json_schema has no native field: a short instruction (with the schema)
+  is appended to `system`.
+- Reasoning: an explicit budget is used as is (raised to Anthropic's minimum of 1024); effort maps to
+  1024 / 4096 / 16384 tokens. The budget must stay below `max_tokens`, so when it does not, `max_tokens`
+  becomes budget + the asked `max_tokens` (the answer keeps its room). With thinking on, Anthropic rejects
+  `temperature` / `top_p` changes, so those are not sent.
+- Assistant reasoning blocks without a signature (e.g. produced by another provider) cannot be replayed to
+  Anthropic and are dropped; redacted ones are sent back as `redacted_thinking` with their signature as data.
+Response: a `redacted_thinking` block becomes a reasoning block whose one delta carries its data as the
+signature. Anthropic does not count thinking tokens apart: `reasoning_tokens` is 0 (they are inside
+`completion_tokens` = `output_tokens`). Unknown block types (server tools, citations) are skipped.
+"""
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from gateway.canonical import (
+    Block,
+    BlockStart,
+    BlockStop,
+    CanonicalRequest,
+    Event,
+    FileBlock,
+    Finish,
+    FinishReason,
+    ImageBlock,
+    Message,
+    ReasoningBlock,
+    ReasoningDelta,
+    TextBlock,
+    TextDelta,
+    Tool,
+    ToolCallBlock,
+    ToolCallDelta,
+    ToolResultBlock,
+    Usage,
+)
+from gateway.errors import ErrorCode
+from gateway.upstreams.base import RouteInfo, UpstreamAdapter, UpstreamError, error_for_status
+from gateway.upstreams.registry import register
+from gateway.upstreams.sse import iter_sse
+
+API_VERSION = "2023-06-01"
+DEFAULT_MAX_TOKENS = 4096
+MIN_THINKING_BUDGET = 1024
+EFFORT_BUDGETS = {"low": 1024, "medium": 4096, "high": 16384}
+
+STOP_REASONS: dict[str, FinishReason] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+ERROR_TYPES: dict[str, ErrorCode] = {
+    "authentication_error": ErrorCode.PROVIDER_AUTH,
+    "permission_error": ErrorCode.PROVIDER_AUTH,
+    "rate_limit_error": ErrorCode.PROVIDER_RATE_LIMIT,
+    "overloaded_error": ErrorCode.PROVIDER_OVERLOADED,
+    "api_error": ErrorCode.PROVIDER_UNAVAILABLE,
+    "timeout_error": ErrorCode.PROVIDER_TIMEOUT,
+    "request_too_large": ErrorCode.CONTEXT_LENGTH_EXCEEDED,
+}
+_CONTEXT_HINTS = ("prompt is too long", "context limit", "context window", "context length")
+
+
+# --- Canonical request → Anthropic body ---------------------------------------------------
+def _invalid(message: str) -> UpstreamError:
+    return UpstreamError(ErrorCode.INVALID_REQUEST, message)
+
+
+def _source(url: str, default_media_type: str) -> dict[str, Any]:
+    if url.startswith("data:"):
+        header, _, data = url.partition(",")
+        media_type = header.removeprefix("data:").split(";")[0] or default_media_type
+        return {"type": "base64", "media_type": media_type, "data": data}
+    return {"type": "url", "url": url}
+
+
+def _file(block: FileBlock) -> dict[str, Any]:
+    if block.file_data:
+        data = block.file_data if block.file_data.startswith("data:") else f"data:,{block.file_data}"
+        return {"type": "document", "source": _source(data, "application/pdf")}
+    if block.file_url:
+        return {"type": "document", "source": _source(block.file_url, "application/pdf")}
+    raise _invalid("file_id references are not supported by the anthropic upstream")
+
+
+def _tool_input(call: ToolCallBlock) -> dict[str, Any]:
+    try:
+        value = json.loads(call.arguments) if call.arguments.strip() else {}
+    except ValueError as exc:
+        raise _invalid(f"tool call {call.id} arguments are not valid JSON") from exc
+    if not isinstance(value, dict):
+        raise _invalid(f"tool call {call.id} arguments must be a JSON object")
+    return value
+
+
+def _block(block: Block) -> dict[str, Any] | None:
+    """One canonical block as an Anthropic content block; None when it cannot be sent."""
+    if isinstance(block, TextBlock):
+        return {"type": "text", "text": block.text} if block.text else None
+    if isinstance(block, ImageBlock):
+        return {"type": "image", "source": _source(block.url, "image/png")}
+    if isinstance(block, FileBlock):
+        return _file(block)
+    if isinstance(block, ReasoningBlock):
+        if block.redacted and block.signature:
+            return {"type": "redacted_thinking", "data": block.signature}
+        if block.signature:
+            return {"type": "thinking", "thinking": block.text, "signature": block.signature}
+        return None
+    if isinstance(block, ToolCallBlock):
+        return {"type": "tool_use", "id": block.id, "name": block.name, "input": _tool_input(block)}
+    if isinstance(block, ToolResultBlock):
+        return _tool_result(block)
+    return None
+
+
+def _tool_result(block: ToolResultBlock) -> dict[str, Any]:
+    result: dict[str, Any] = {"type": "tool_result", "tool_use_id": block.tool_call_id}
+    if content := [part for part in (_block(item) for item in block.content) if part is not None]:
+        result["content"] = content
+    if block.is_error:
+        result["is_error"] = True
+    return result
+
+
+def _messages(messages: list[Message]) -> list[dict[str, Any]]:
+    """Non-system messages, tool results as user turns, consecutive same-role turns merged."""
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        if message.role == "system":
+            continue
+        role = "assistant" if message.role == "assistant" else "user"
+        blocks = [part for part in (_block(block) for block in message.content) if part is not None]
+        if not blocks:
+            continue
+        if out and out[-1]["role"] == role:
+            out[-1]["content"].extend(blocks)
+        else:
+            out.append({"role": role, "content": blocks})
+    return out
+
+
+def _system(request: CanonicalRequest) -> str:
+    parts = [message.text() for message in request.messages if message.role == "system"]
+    response_format = request.response_format
+    if response_format and response_format.type == "json_object":
+        parts.append("Respond with a single valid JSON object and nothing else.")
+    elif response_format and response_format.type == "json_schema":
+        schema = json.dumps(response_format.schema or {}, separators=(",", ":"))
+        parts.append(
+            f"Respond with a single valid JSON object, and nothing else, matching this schema: {schema}"
+        )
+    return "\n\n".join(part for part in parts if part)
+
+
+def _thinking_budget(request: CanonicalRequest) -> int | None:
+    control = request.reasoning
+    if control is None or control.enabled is False:
+        return None
+    if control.budget_tokens is not None:
+        return max(control.budget_tokens, MIN_THINKING_BUDGET)
+    if control.effort is not None:
+        return EFFORT_BUDGETS[control.effort]
+    return EFFORT_BUDGETS["medium"] if control.enabled else None
+
+
+def _tool(tool: Tool) -> dict[str, Any]:
+    described = {"description": tool.description} if tool.description else {}
+    return {"name": tool.name, **described, "input_schema": tool.parameters}
+
+
+def _tool_choice(request: CanonicalRequest) -> dict[str, Any] | None:
+    choice = request.tool_choice
+    if choice is None:
+        return None
+    if choice.mode == "tool":
+        return {"type": "tool", "name": choice.name}
+    return {"type": "any" if choice.mode == "required" else choice.mode}
+
+
+def build_body(request: CanonicalRequest, route: RouteInfo) -> dict[str, Any]:
+    """The Messages API request body for one route (always streamed)."""
+    max_tokens = int(request.max_tokens or route.options.get("max_tokens_default") or DEFAULT_MAX_TOKENS)
+    body: dict[str, Any] = {"messages": _messages(request.messages)}
+    if system := _system(request):
+        body["system"] = system
+    budget = _thinking_budget(request)
+    if budget is not None:
+        body["thinking"] = {"type": "enabled", "budget_tokens": budget}
+        if budget >= max_tokens:
+            max_tokens += budget
+    else:
+        samplers = {"temperature": request.temperature, "top_p": request.top_p}
+        body.update({name: value for name, value in samplers.items() if value is not None})
+    body["max_tokens"] = max_tokens
+    if request.tools:
+        body["tools"] = [_tool(tool) for tool in request.tools]
+    if choice := _tool_choice(request):
+        body["tool_choice"] = choice
+    if request.stop:
+        body["stop_sequences"] = list(request.stop)
+    if request.user:
+        body["metadata"] = {"user_id": request.user}
+    body.update(request.extra)
+    body.update(model=route.upstream_model_id, stream=True)
+    return body
+
+
+# --- Anthropic stream → canonical events --------------------------------------------------
+def error_code(status: int | None, error: dict[str, Any], raw: str) -> ErrorCode:
+    """The taxonomy code of an Anthropic error: an HTTP failure (`status`) or an in-stream `error` event."""
+    kind, message = str(error.get("type", "")), str(error.get("message", raw)).lower()
+    if kind in ERROR_TYPES:
+        return ERROR_TYPES[kind]
+    if any(hint in message for hint in _CONTEXT_HINTS):
+        return ErrorCode.CONTEXT_LENGTH_EXCEEDED
+    return ErrorCode.PROVIDER_UNAVAILABLE if status is None else error_for_status(status, raw)
+
+
+def _http_error(status: int, raw: str) -> UpstreamError:
+    try:
+        error = json.loads(raw).get("error") or {}
+    except (ValueError, AttributeError):
+        error = {}
+    message = str(error.get("message") or raw or f"HTTP {status}")
+    return UpstreamError(error_code(status, error, raw), message, status=status)
+
+
+@dataclass(slots=True)
+class _StreamState:
+    open_blocks: set[int] = field(default_factory=set)
+    usage: dict[str, Any] = field(default_factory=dict)
+    stop_reason: str | None = None
+    done: bool = False
+
+    def final_usage(self) -> Usage:
+        cache_read = self.usage.get("cache_read_input_tokens") or 0
+        prompt = (self.usage.get("input_tokens") or 0) + cache_read
+        prompt += self.usage.get("cache_creation_input_tokens") or 0
+        return Usage(prompt, self.usage.get("output_tokens") or 0, cached_prompt_tokens=cache_read)
+
+
+def _block_start(index: int, block: dict[str, Any]) -> list[Event]:
+    kind = block["type"]
+    if kind == "text":
+        return [BlockStart(index, "text"), *([TextDelta(index, block["text"])] if block.get("text") else [])]
+    if kind == "thinking":
+        return [BlockStart(index, "reasoning")]
+    if kind == "redacted_thinking":
+        return [BlockStart(index, "reasoning"), ReasoningDelta(index, "", signature=block["data"])]
+    if kind == "tool_use":
+        return [BlockStart(index, "tool_call", tool_call_id=block["id"], tool_name=block["name"])]
+    return []
+
+
+def _block_delta(index: int, delta: dict[str, Any]) -> list[Event]:
+    kind = delta["type"]
+    if kind == "text_delta":
+        return [TextDelta(index, delta["text"])]
+    if kind == "thinking_delta":
+        return [ReasoningDelta(index, delta["thinking"])]
+    if kind == "signature_delta":
+        return [ReasoningDelta(index, "", signature=delta["signature"])]
+    if kind == "input_json_delta" and delta["partial_json"]:
+        return [ToolCallDelta(index, delta["partial_json"])]
+    return []
+
+
+def _events_for(data: dict[str, Any], state: _StreamState) -> list[Event]:
+    kind = data["type"]
+    if kind == "message_start":
+        state.usage.update(data["message"].get("usage") or {})
+    elif kind == "content_block_start":
+        events = _block_start(data["index"], data["content_block"])
+        if events:
+            state.open_blocks.add(data["index"])
+        return events
+    elif kind == "content_block_delta" and data["index"] in state.open_blocks:
+        return _block_delta(data["index"], data["delta"])
+    elif kind == "content_block_stop" and data["index"] in state.open_blocks:
+        state.open_blocks.discard(data["index"])
+        return [BlockStop(data["index"])]
+    elif kind == "message_delta":
+        state.stop_reason = data["delta"].get("stop_reason") or state.stop_reason
+        state.usage.update({k: v for k, v in (data.get("usage") or {}).items() if v is not None})
+    elif kind == "message_stop":
+        state.done = True
+        return [Finish(STOP_REASONS.get(state.stop_reason or "", "stop")), state.final_usage()]
+    elif kind == "error":
+        error = data.get("error") or {}
+        raise UpstreamError(error_code(None, error, ""), str(error.get("message", "anthropic stream error")))
+    return []
+
+
+async def _read_stream(response: aiohttp.ClientResponse) -> AsyncIterator[Event]:
+    state = _StreamState()
+    async for sse in iter_sse(response):
+        try:
+            data = json.loads(sse.data)
+            events = _events_for(data, state)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise UpstreamError(ErrorCode.PROVIDER_UNAVAILABLE, f"malformed anthropic SSE: {exc!r}") from exc
+        for event in events:
+            yield event
+        if state.done:
+            return
+    raise UpstreamError(ErrorCode.PROVIDER_UNAVAILABLE, "anthropic stream ended before message_stop")
+
+
+@register
+class AnthropicAdapter(UpstreamAdapter):
+    kind = "anthropic"
+
+    def headers(self, route: RouteInfo) -> dict[str, str]:
+        headers = {
+            "x-api-key": route.provider.api_key,
+            "anthropic-version": API_VERSION,
+            "content-type": "application/json",
+            "accept": "text/event-stream",
+        }
+        if beta := route.options.get("anthropic_beta"):
+            headers["anthropic-beta"] = str(beta)
+        return headers
+
+    async def stream(
+        self, request: CanonicalRequest, route: RouteInfo, session: aiohttp.ClientSession
+    ) -> AsyncIterator[Event]:
+        provider = route.provider
+        url = f"{provider.base_url.rstrip('/')}/messages"
+        body = build_body(request, route)
+        seconds = provider.timeout_seconds
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=seconds, sock_read=seconds)
+        try:
+            async with session.post(url, json=body, headers=self.headers(route), timeout=timeout) as response:
+                if response.status != 200:
+                    raise _http_error(response.status, await response.text(errors="replace"))
+                async for event in _read_stream(response):
+                    yield event
+        except TimeoutError as exc:
+            raise UpstreamError(ErrorCode.PROVIDER_TIMEOUT, f"anthropic timed out after {seconds}s") from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(
+                ErrorCode.PROVIDER_UNAVAILABLE, f"anthropic connection failed: {exc!r}"
+            ) from exc

@@ -1,0 +1,99 @@
+"""What every upstream adapter is: canonical request in, canonical events out, failures as UpstreamError.
+
+Contract (the router in gateway/routing.py relies on it):
+- `stream()` is an async generator of canonical events for one attempt on one route. It always asks the
+  upstream to stream (a non-streamed answer is the fold of the events), and ends with a `Finish` and a
+  `Usage` (an adapter whose upstream omits usage must compute it, e.g. by counting tokens).
+- Any failure raises `UpstreamError` with the taxonomy code: before the first event the router tries the
+  model's next route (when `retryable`); after it, the error goes into the client's stream.
+- HTTP goes through the `aiohttp.ClientSession` it is given (one pooled session per process).
+"""
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import aiohttp
+
+from gateway.canonical import CanonicalRequest, Event
+from gateway.errors import ErrorCode
+
+# Codes that mean "this provider, right now" — worth trying the next route.
+RETRYABLE_CODES = frozenset(
+    {
+        ErrorCode.PROVIDER_UNAVAILABLE,
+        ErrorCode.PROVIDER_TIMEOUT,
+        ErrorCode.PROVIDER_RATE_LIMIT,
+        ErrorCode.PROVIDER_OVERLOADED,
+        ErrorCode.PROVIDER_AUTH,
+    }
+)
+
+
+class UpstreamError(Exception):
+    def __init__(self, code: ErrorCode, message: str, *, status: int | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+
+    @property
+    def retryable(self) -> bool:
+        return self.code in RETRYABLE_CODES
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderInfo:
+    slug: str
+    kind: str
+    base_url: str
+    api_key: str  # read from the provider's credentials_env; "" when unset
+    timeout_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class RouteInfo:
+    provider: ProviderInfo
+    upstream_model_id: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+class UpstreamAdapter(ABC):
+    kind: ClassVar[str]
+
+    @abstractmethod
+    def stream(
+        self, request: CanonicalRequest, route: RouteInfo, session: aiohttp.ClientSession
+    ) -> AsyncIterator[Event]:
+        """Yield the canonical events of one upstream attempt; raise UpstreamError on failure."""
+
+
+_CONTENT_FILTER_HINTS = ("content_filter", "content filter", "safety")
+_CONTEXT_HINTS = (
+    "context length",
+    "context_length",
+    "context window",
+    "too many tokens",
+    "prompt is too long",
+)
+
+
+def error_for_status(status: int, body: str) -> ErrorCode:
+    """DESIGN §3's mapping of an upstream HTTP failure onto the taxonomy."""
+    lowered = body.lower()
+    if status in (401, 403):
+        return ErrorCode.PROVIDER_AUTH
+    if status == 429:
+        return ErrorCode.PROVIDER_RATE_LIMIT
+    if status == 529 or "overloaded" in lowered:
+        return ErrorCode.PROVIDER_OVERLOADED
+    if status in (408, 504):
+        return ErrorCode.PROVIDER_TIMEOUT
+    if status >= 500:
+        return ErrorCode.PROVIDER_UNAVAILABLE
+    if status == 413 or any(hint in lowered for hint in _CONTEXT_HINTS):
+        return ErrorCode.CONTEXT_LENGTH_EXCEEDED
+    if any(hint in lowered for hint in _CONTENT_FILTER_HINTS):
+        return ErrorCode.CONTENT_FILTER
+    return ErrorCode.INVALID_REQUEST

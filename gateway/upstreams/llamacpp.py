@@ -1,0 +1,102 @@
+"""Jan / the llama-cpp-python server (spec 002): OpenAI chat on a local model, without usage in its stream.
+
+The server never reports usage while streaming, so after the stream the adapter counts tokens with the
+server's own tokenizer (`POST /extras/tokenize/count`, `{"model", "input"} → {"count"}`), which counts as
+the model does and adds the model's BOS token: the prompt is counted with it (the server's prompt starts
+with one), the completion without it (the count of "" is subtracted). The prompt text is the
+conversation's text, tool calls and tool definitions joined by newlines: the chat template's own markup
+is not visible through the API. If counting fails, the base's estimate stands in (logged).
+
+The API key is optional (no header when empty); `grammar` (GBNF) and `mirostat_*` pass through `extra`.
+System, assistant and tool contents are plain strings here; JSON schemas go as `json_object` + `schema`.
+"""
+
+import asyncio
+import json
+
+import aiohttp
+
+from gateway.canonical import (
+    Block,
+    CanonicalRequest,
+    ResponseFormat,
+    TextBlock,
+    ToolCallBlock,
+    ToolResultBlock,
+    Usage,
+)
+from gateway.upstreams.base import RouteInfo
+from gateway.upstreams.openai_compatible import Json, OpenAICompatibleAdapter, StreamState, logger
+from gateway.upstreams.registry import register
+
+
+def prompt_text(request: CanonicalRequest) -> str:
+    lines: list[str] = []
+    for message in request.messages:
+        for block in message.content:
+            if isinstance(block, TextBlock):
+                lines.append(block.text)
+            elif isinstance(block, ToolCallBlock):
+                lines.append(f"{block.name} {block.arguments}")
+            elif isinstance(block, ToolResultBlock):
+                lines.extend(part.text for part in block.content if isinstance(part, TextBlock))
+    lines.extend(json.dumps({"name": t.name, "parameters": t.parameters}) for t in request.tools)
+    return "\n".join(lines)
+
+
+@register
+class LlamaCppAdapter(OpenAICompatibleAdapter):
+    kind = "llamacpp"
+    max_tokens_field = "max_tokens"
+    reasoning_fields = ("reasoning_content",)
+    message_names = False
+
+    def stream_options(self) -> Json | None:
+        return None  # not in the server's schema, and it streams no usage anyway
+
+    def map_reasoning(self, request: CanonicalRequest, body: Json) -> None:
+        """The server has no reasoning controls."""
+
+    def response_format(self, fmt: ResponseFormat) -> Json:
+        if fmt.type == "json_schema":
+            return {"type": "json_object", "schema": fmt.schema or {}}
+        return {"type": fmt.type}
+
+    def content(self, role: str, blocks: list[Block]) -> str | list[Json]:
+        if role == "user":
+            return super().content(role, blocks)
+        return "".join(block.text for block in blocks if isinstance(block, TextBlock))
+
+    def assistant_fields(self, blocks: list[Block], out: Json) -> None:
+        super().assistant_fields(blocks, out)
+        out.setdefault("content", "")  # chat templates read it
+
+    def count_url(self, route: RouteInfo) -> str:
+        return f"{route.provider.base_url.rstrip('/').removesuffix('/v1')}/extras/tokenize/count"
+
+    async def count(self, text: str, route: RouteInfo, session: aiohttp.ClientSession) -> int:
+        payload = {"model": route.upstream_model_id, "input": text}
+        timeout = aiohttp.ClientTimeout(total=route.provider.timeout_seconds)
+        headers = self.auth_headers(route)
+        async with session.post(
+            self.count_url(route), json=payload, headers=headers, timeout=timeout
+        ) as resp:
+            resp.raise_for_status()
+            return int((await resp.json())["count"])
+
+    async def fallback_usage(
+        self, request: CanonicalRequest, route: RouteInfo, session: aiohttp.ClientSession, state: StreamState
+    ) -> Usage:
+        completion = "".join(state.completion)
+        try:
+            prompt, generated, specials = await asyncio.gather(
+                self.count(prompt_text(request), route, session),
+                self.count(completion, route, session),
+                self.count("", route, session),
+            )
+        except (aiohttp.ClientError, TimeoutError, ValueError, KeyError) as exc:
+            logger.warning("%s: token count failed (%s)", route.provider.slug, exc)
+            return await super().fallback_usage(request, route, session, state)
+        return Usage(
+            prompt_tokens=prompt, completion_tokens=max(0, generated - specials) if completion else 0
+        )

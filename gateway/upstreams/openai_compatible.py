@@ -1,0 +1,412 @@
+"""The OpenAI Chat Completions dialect: the base adapter for cerebras, fireworks, baseten and llamacpp.
+
+Request: canonical → `POST {base_url}/chat/completions`, always streamed, usage asked for.
+Response: `chat.completion.chunk` frames → canonical events. A block opens when its first delta arrives and
+closes when a different block begins or the finish arrives, so indices follow arrival order (reasoning 0,
+text 1, tool calls 2, 3, ...) and every block is stopped before `Finish`. `Usage` comes last, once the
+stream has ended, because dialects send it after (or with) the finish frame.
+
+Route options: `max_tokens_field` (the field that carries the token limit) and `first_byte_timeout_seconds`
+(default: the provider's timeout), the deadline for the response headers and first event together.
+"""
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import aiohttp
+
+from gateway.canonical import (
+    Block,
+    BlockKind,
+    BlockStart,
+    BlockStop,
+    CanonicalRequest,
+    Event,
+    FileBlock,
+    Finish,
+    FinishReason,
+    ImageBlock,
+    Message,
+    ReasoningBlock,
+    ReasoningDelta,
+    ResponseFormat,
+    TextBlock,
+    TextDelta,
+    ToolCallBlock,
+    ToolCallDelta,
+    ToolResultBlock,
+    Usage,
+)
+from gateway.errors import ErrorCode
+from gateway.tokens import estimate_prompt_tokens
+from gateway.upstreams.base import RouteInfo, UpstreamAdapter, UpstreamError, error_for_status
+from gateway.upstreams.registry import register
+from gateway.upstreams.sse import SseEvent, iter_sse
+
+logger = logging.getLogger(__name__)
+
+Json = dict[str, Any]
+_FINISH_REASONS: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+}
+# The adapter owns these: `extra` may not turn streaming off or change the conversation.
+_PROTECTED = frozenset({"model", "messages", "stream", "stream_options"})
+
+
+def effort_for_budget(budget: int) -> str:
+    """The nearest effort for a token budget, for dialects that only take an effort."""
+    return "low" if budget <= 2048 else "medium" if budget <= 8192 else "high"
+
+
+def parse_usage(raw: Json) -> Usage:
+    prompt = raw.get("prompt_tokens") or 0
+    cached = (raw.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+    return Usage(
+        prompt_tokens=prompt,
+        completion_tokens=raw.get("completion_tokens") or 0,
+        cached_prompt_tokens=min(cached, prompt),
+        reasoning_tokens=(raw.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0,
+    )
+
+
+def _error_message(body: str) -> str:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body[:500]
+    error = data.get("error", data) if isinstance(data, dict) else data
+    if isinstance(error, dict):
+        return str(error.get("message") or error.get("detail") or error)[:500]
+    return str(error)[:500]
+
+
+@dataclass(slots=True)
+class StreamState:
+    """What one attempt has seen so far; `completion` keeps the generated text for dialects that count it."""
+
+    next_index: int = 0
+    open_key: str | None = None
+    open_index: int = -1
+    tool_blocks: dict[int, int] = field(default_factory=dict)
+    finish: FinishReason | None = None
+    usage: Usage | None = None
+    deltas: int = 0
+    completion: list[str] = field(default_factory=list)
+
+    def open(
+        self, key: str, kind: BlockKind, call_id: str | None = None, name: str | None = None
+    ) -> list[Event]:
+        events = self.close()
+        self.open_key, self.open_index = key, self.next_index
+        self.next_index += 1
+        return [*events, BlockStart(self.open_index, kind, tool_call_id=call_id, tool_name=name)]
+
+    def close(self) -> list[Event]:
+        if self.open_key is None:
+            return []
+        self.open_key = None
+        return [BlockStop(self.open_index)]
+
+    def text(self, kind: BlockKind, text: str) -> list[Event]:
+        events = [] if self.open_key == kind else self.open(kind, kind)
+        self.deltas += 1
+        self.completion.append(text)
+        delta = TextDelta(self.open_index, text) if kind == "text" else ReasoningDelta(self.open_index, text)
+        return [*events, delta]
+
+    def tool_call(self, call: Json) -> list[Event]:
+        position = call.get("index")
+        if position is None:  # some servers omit the index: a new id means a new call
+            position = len(self.tool_blocks) if call.get("id") else max(self.tool_blocks, default=0)
+        function = call.get("function") or {}
+        arguments = function.get("arguments") or ""
+        if not isinstance(arguments, str):
+            arguments = json.dumps(arguments)
+        key = f"tool:{position}"
+        events: list[Event] = []
+        if position not in self.tool_blocks:
+            call_id = call.get("id") or f"call_{position}"
+            events = self.open(key, "tool_call", call_id, function.get("name") or "")
+            self.tool_blocks[position] = self.open_index
+        elif self.open_key != key:
+            if arguments:
+                raise UpstreamError(ErrorCode.PROVIDER_UNAVAILABLE, "tool call arguments arrived interleaved")
+            return []
+        if arguments:
+            self.deltas += 1
+            self.completion.append(arguments)
+            events.append(ToolCallDelta(self.open_index, arguments))
+        return events
+
+    def finish_with(self, reason: str) -> list[Event]:
+        if self.finish is not None:
+            return []
+        mapped = _FINISH_REASONS.get(reason, "stop")
+        # Some servers report "stop" after calling tools; clients need "tool_calls" to run them.
+        self.finish = "tool_calls" if mapped == "stop" and self.tool_blocks else mapped
+        return [*self.close(), Finish(self.finish)]
+
+
+@register
+class OpenAICompatibleAdapter(UpstreamAdapter):
+    kind = "openai_compatible"
+    max_tokens_field: ClassVar[str] = "max_completion_tokens"
+    reasoning_fields: ClassVar[tuple[str, ...]] = ("reasoning_content", "reasoning")
+    history_reasoning_field: ClassVar[str | None] = None  # where assistant reasoning goes in a request
+    message_names: ClassVar[bool] = True
+
+    # --- Request ---------------------------------------------------------------------------
+    def chat_url(self, route: RouteInfo) -> str:
+        return f"{route.provider.base_url.rstrip('/')}/chat/completions"
+
+    def auth_headers(self, route: RouteInfo) -> dict[str, str]:
+        key = route.provider.api_key
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+    def stream_options(self) -> Json | None:
+        return {"include_usage": True}
+
+    def build_body(self, request: CanonicalRequest, route: RouteInfo) -> Json:
+        body: Json = {"model": route.upstream_model_id, "messages": self.messages(request.messages)}
+        if request.tools:
+            body["tools"] = [
+                self.tool(tool.name, tool.description, tool.parameters) for tool in request.tools
+            ]
+        if request.tool_choice is not None:
+            choice = request.tool_choice
+            body["tool_choice"] = (
+                {"type": "function", "function": {"name": choice.name}}
+                if choice.mode == "tool"
+                else choice.mode
+            )
+        if request.max_tokens is not None:
+            body[route.options.get("max_tokens_field", self.max_tokens_field)] = request.max_tokens
+        optional = {"temperature": request.temperature, "top_p": request.top_p, "user": request.user}
+        body.update({name: value for name, value in optional.items() if value is not None})
+        if request.stop:
+            body["stop"] = list(request.stop)
+        if request.response_format is not None:
+            body["response_format"] = self.response_format(request.response_format)
+        self.map_reasoning(request, body)
+        body.update({name: value for name, value in request.extra.items() if name not in _PROTECTED})
+        body["stream"] = True
+        if (options := self.stream_options()) is not None:
+            body["stream_options"] = options
+        return body
+
+    @staticmethod
+    def tool(name: str, description: str | None, parameters: Json) -> Json:
+        function: Json = {"name": name, "parameters": parameters}
+        if description:
+            function["description"] = description
+        return {"type": "function", "function": function}
+
+    def response_format(self, fmt: ResponseFormat) -> Json:
+        if fmt.type != "json_schema":
+            return {"type": fmt.type}
+        schema: Json = {"name": fmt.name or "response", "schema": fmt.schema or {}}
+        if fmt.strict is not None:
+            schema["strict"] = fmt.strict
+        return {"type": "json_schema", "json_schema": schema}
+
+    def map_reasoning(self, request: CanonicalRequest, body: Json) -> None:
+        control = request.reasoning
+        if control is None or control.enabled is False:
+            return
+        if control.effort:
+            body["reasoning_effort"] = control.effort
+        elif control.budget_tokens:
+            body["reasoning_effort"] = effort_for_budget(control.budget_tokens)
+
+    def messages(self, messages: list[Message]) -> list[Json]:
+        out: list[Json] = []
+        for message in messages:
+            results = [block for block in message.content if isinstance(block, ToolResultBlock)]
+            out.extend(self.tool_result_messages(results))
+            rest = [block for block in message.content if not isinstance(block, ToolResultBlock)]
+            if rest or not results:
+                out.append(self.message(message.role, rest, message.name))
+        return out
+
+    def message(self, role: str, blocks: list[Block], name: str | None) -> Json:
+        if role == "tool":  # a tool message without a result block: keep its text
+            role = "user"
+        out: Json = {"role": role}
+        if role == "assistant":
+            self.assistant_fields(blocks, out)
+        else:
+            out["content"] = self.content(role, blocks)
+        if name and self.message_names:
+            out["name"] = name
+        return out
+
+    def assistant_fields(self, blocks: list[Block], out: Json) -> None:
+        text = [block for block in blocks if isinstance(block, TextBlock)]
+        calls = [block for block in blocks if isinstance(block, ToolCallBlock)]
+        if text or not calls:  # a tool-calling turn without text has no content (some schemas forbid null)
+            out["content"] = self.content("assistant", text)
+        reasoning = "".join(b.text for b in blocks if isinstance(b, ReasoningBlock) and not b.redacted)
+        if reasoning and self.history_reasoning_field:
+            out[self.history_reasoning_field] = reasoning
+        if calls:
+            out["tool_calls"] = [
+                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                for c in calls
+            ]
+
+    def content(self, role: str, blocks: list[Block]) -> str | list[Json]:
+        parts = [part for block in blocks if (part := self.part(block)) is not None]
+        if not parts:
+            return ""
+        if len(parts) == 1 and parts[0]["type"] == "text":
+            return parts[0]["text"]
+        return parts
+
+    @staticmethod
+    def part(block: Block) -> Json | None:
+        if isinstance(block, TextBlock):
+            return {"type": "text", "text": block.text}
+        if isinstance(block, ImageBlock):
+            image: Json = {"url": block.url} | ({"detail": block.detail} if block.detail else {})
+            return {"type": "image_url", "image_url": image}
+        if isinstance(block, FileBlock):
+            fields = {"filename": block.filename, "file_data": block.file_data, "file_id": block.file_id}
+            return {"type": "file", "file": {k: v for k, v in fields.items() if v is not None}}
+        return None  # reasoning outside an assistant turn has no place in this dialect
+
+    def tool_result_messages(self, results: list[ToolResultBlock]) -> list[Json]:
+        out: list[Json] = []
+        images: list[ImageBlock] = []
+        for result in results:
+            text = "".join(part.text for part in result.content if isinstance(part, TextBlock))
+            out.append({"role": "tool", "tool_call_id": result.tool_call_id, "content": text})
+            images += [part for part in result.content if isinstance(part, ImageBlock)]
+        if images:  # tool messages carry text only; images follow in a user turn
+            out.append({"role": "user", "content": self.content("user", images)})
+        return out
+
+    # --- Response --------------------------------------------------------------------------
+    def reasoning_text(self, delta: Json) -> str:
+        for name in self.reasoning_fields:
+            if isinstance(value := delta.get(name), str) and value:
+                return value
+        return ""
+
+    def handle_chunk_extras(self, chunk: Json, state: StreamState) -> None:
+        """Dialect-only chunk fields (timings, metrics); ignored by default."""
+
+    def stream_error(self, chunk: Json) -> UpstreamError:
+        error = chunk.get("error")
+        error = error if isinstance(error, dict) else {"message": str(error)}
+        status = chunk.get("status_code") or error.get("status_code") or error.get("code")
+        status = status if isinstance(status, int) else 500
+        code = error_for_status(status, json.dumps(chunk))
+        return UpstreamError(
+            code, f"upstream error in stream: {error.get('message') or error}", status=status
+        )
+
+    def events_for(self, sse: SseEvent, state: StreamState) -> list[Event]:
+        try:
+            chunk = json.loads(sse.data)
+        except ValueError:
+            chunk = None
+        if not isinstance(chunk, dict):
+            raise UpstreamError(ErrorCode.PROVIDER_UNAVAILABLE, f"malformed upstream chunk: {sse.data[:200]}")
+        if sse.event == "error" or chunk.get("error"):
+            raise self.stream_error(chunk)
+        self.handle_chunk_extras(chunk, state)
+        if isinstance(chunk.get("usage"), dict):
+            state.usage = parse_usage(chunk["usage"])
+        events: list[Event] = []
+        for choice in chunk.get("choices") or []:
+            if choice.get("index", 0) == 0:
+                events += self.choice_events(choice, state)
+        return events
+
+    def choice_events(self, choice: Json, state: StreamState) -> list[Event]:
+        if state.finish is not None:
+            return []
+        delta = choice.get("delta") or {}
+        events: list[Event] = []
+        if reasoning := self.reasoning_text(delta):
+            events += state.text("reasoning", reasoning)
+        if isinstance(content := delta.get("content"), str) and content:
+            events += state.text("text", content)
+        for call in delta.get("tool_calls") or []:
+            events += state.tool_call(call)
+        if reason := choice.get("finish_reason"):
+            events += state.finish_with(reason)
+        return events
+
+    async def fallback_usage(
+        self, request: CanonicalRequest, route: RouteInfo, session: aiohttp.ClientSession, state: StreamState
+    ) -> Usage:
+        """When the upstream sent no usage: an estimate (one token per delta), logged, never silent."""
+        logger.warning("%s sent no usage; estimating it", route.provider.slug)
+        return Usage(prompt_tokens=estimate_prompt_tokens(request), completion_tokens=state.deltas)
+
+    # --- One attempt -----------------------------------------------------------------------
+    async def stream(
+        self, request: CanonicalRequest, route: RouteInfo, session: aiohttp.ClientSession
+    ) -> AsyncIterator[Event]:
+        body = self.build_body(request, route)
+        state = StreamState()
+        slug = route.provider.slug
+        try:
+            response, events, sse = await self._open(body, route, session)
+            complete = False
+            try:
+                while sse is not None and sse.data.strip() != "[DONE]":
+                    for event in self.events_for(sse, state):
+                        yield event
+                    sse = await anext(events, None)
+                complete = True
+            finally:
+                # Closing (not releasing) an unfinished response drops the connection: it cancels upstream.
+                response.release() if complete else response.close()
+            if state.finish is None:
+                raise UpstreamError(
+                    ErrorCode.PROVIDER_UNAVAILABLE, f"{slug}: stream ended before it finished"
+                )
+            yield state.usage or await self.fallback_usage(request, route, session, state)
+        except UpstreamError:
+            raise
+        except TimeoutError as exc:
+            raise UpstreamError(ErrorCode.PROVIDER_TIMEOUT, f"{slug}: timed out") from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(
+                ErrorCode.PROVIDER_UNAVAILABLE, f"{slug}: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    async def _open(
+        self, body: Json, route: RouteInfo, session: aiohttp.ClientSession
+    ) -> tuple[aiohttp.ClientResponse, AsyncIterator[SseEvent], SseEvent | None]:
+        """POST and wait for the first event, all within the first-byte deadline."""
+        seconds = route.provider.timeout_seconds
+        first_byte = float(route.options.get("first_byte_timeout_seconds", seconds))
+        async with asyncio.timeout(first_byte):
+            response = await session.post(
+                self.chat_url(route),
+                json=body,
+                headers=self.auth_headers(route),
+                timeout=aiohttp.ClientTimeout(total=seconds),
+            )
+            try:
+                if response.status >= 400:
+                    text = await response.text()
+                    code = error_for_status(response.status, text)
+                    message = f"{route.provider.slug}: HTTP {response.status}: {_error_message(text)}"
+                    raise UpstreamError(code, message, status=response.status)
+                events = iter_sse(response)
+                return response, events, await anext(events, None)
+            except BaseException:
+                response.close()
+                raise

@@ -1,0 +1,316 @@
+"""Real-HTTP fakes of the OpenAI-style upstream dialects: cerebras, fireworks, baseten, llamacpp (Jan).
+
+Each follows its spec document (paths, auth scheme, chunk shapes, where reasoning and usage go, error
+bodies) and records every request it receives. Usage from another test:
+
+    with openai_fake("cerebras", Scenario(text="Hello there")) as fake:
+        route = fake.route()                       # a RouteInfo pointing at the fake
+        ...                                        # run the gateway / an adapter against it
+        fake.chat_requests[-1].body                # what was sent (also .headers, .path)
+        fake.scenario = Scenario(failure="rate_limited")   # change the behaviour between calls
+
+Scenario fields choose the answer (text, reasoning, tool calls, usage numbers) or a failure mode.
+"""
+
+import asyncio
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from aiohttp import web
+
+from gateway.upstreams.base import ProviderInfo, RouteInfo
+from tests.fakes.server import FakeServer
+
+Dialect = Literal["cerebras", "fireworks", "baseten", "llamacpp"]
+Failure = Literal[
+    "server_error",  # HTTP 500
+    "rate_limited",  # HTTP 429
+    "unauthorized",  # HTTP 401
+    "overloaded",  # HTTP 529
+    "context_length",  # HTTP 400 with the dialect's context-length body
+    "slow_first_byte",  # nothing at all for `delay` seconds
+    "stall",  # the role frame, then nothing for `delay` seconds
+    "cut",  # a few frames, then the connection is dropped
+    "stream_error",  # a few frames, then an error object inside the stream
+    "malformed",  # a frame that is not JSON
+    "unfinished",  # the stream ends cleanly ([DONE]) but no frame ever has a finish_reason
+]
+_PREFIX = {"cerebras": "/v1", "fireworks": "/inference/v1", "baseten": "/v1", "llamacpp": "/v1"}
+# Baseten's and Jan's schemas name no reasoning field; their reasoning servers (vLLM, llama.cpp) use this one.
+_REASONING_FIELD = {
+    "cerebras": "reasoning",
+    "fireworks": "reasoning_content",
+    "baseten": "reasoning_content",
+    "llamacpp": "reasoning_content",
+}
+_STATUS = {
+    "server_error": 500,
+    "rate_limited": 429,
+    "unauthorized": 401,
+    "overloaded": 529,
+    "context_length": 400,
+}
+# Top-level request fields of the dialects whose schemas are closed (additionalProperties: false).
+_FIREWORKS_FIELDS = """
+    context_length_exceeded_behavior echo echo_last frequency_penalty function_call functions ignore_eos
+    logit_bias logprobs max_completion_tokens max_tokens messages metadata min_p mirostat_lr mirostat_target
+    model n parallel_tool_calls perf_metrics_in_response prediction presence_penalty
+    prompt_cache_isolation_key prompt_truncate_len raw_output reasoning_effort reasoning_history
+    repetition_penalty response_format
+    return_token_ids seed speculation stop stream temperature thinking tool_choice tools top_k top_logprobs
+    top_p typical_p user
+"""
+_BASETEN_FIELDS = """
+    add_generation_prompt add_special_tokens bad bad_token_ids best_of chat_template chat_template_args
+    disaggregated_params documents early_stopping echo frequency_penalty ignore_eos include_stop_str_in_output
+    length_penalty logit_bias logprobs max_tokens messages min_p min_tokens model n parallel_tool_calls
+    presence_penalty repetition_penalty response_format seed skip_special_tokens spaces_between_special_tokens
+    stop stop_token_ids stream stream_options temperature tool_choice tools top_k top_logprobs top_p top_p_min
+    truncate_prompt_tokens user
+"""
+_CLOSED_FIELDS = {
+    "fireworks": frozenset(_FIREWORKS_FIELDS.split()),
+    "baseten": frozenset(_BASETEN_FIELDS.split()),
+}
+
+
+@dataclass
+class FakeToolCall:
+    name: str
+    arguments: str
+    id: str = "call_fake_1"
+
+
+@dataclass
+class Scenario:
+    text: str = "Hello there, how can I help?"
+    reasoning: str = ""
+    tool_calls: list[FakeToolCall] = field(default_factory=list)
+    finish_reason: str | None = None  # default: "tool_calls" with tool calls, else "stop"
+    prompt_tokens: int = 12
+    completion_tokens: int = 7
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    piece: int = 5  # characters per streamed delta
+    failure: Failure | None = None
+    delay: float = 5.0  # for slow_first_byte and stall; released at once when the fake stops
+    stream_error_status: int = 429
+    stream_error_message: str = "Requests per minute limit exceeded"
+
+
+@dataclass
+class RecordedRequest:
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
+def _pieces(text: str, size: int) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+class DialectFake:
+    def __init__(self, dialect: Dialect, scenario: Scenario, api_key: str):
+        self.dialect = dialect
+        self.scenario = scenario
+        self.api_key = api_key
+        self.requests: list[RecordedRequest] = []
+        self.url = ""  # set when started
+        self._stopping: asyncio.Event | None = None
+
+    @property
+    def base_url(self) -> str:
+        return self.url + _PREFIX[self.dialect]
+
+    @property
+    def chat_requests(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.path.endswith("/chat/completions")]
+
+    def route(self, model: str = "fake-model", timeout: float = 5.0, api_key: str | None = None, **options):
+        key = self.api_key if api_key is None else api_key
+        provider = ProviderInfo(self.dialect, self.dialect, self.base_url, key, timeout)
+        return RouteInfo(provider=provider, upstream_model_id=model, options=options)
+
+    # --- The aiohttp application ----------------------------------------------------------------
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post(_PREFIX[self.dialect] + "/chat/completions", self._chat)
+        if self.dialect == "llamacpp":
+            app.router.add_post("/extras/tokenize/count", self._count)
+        app.on_startup.append(self._on_startup)
+        app.on_shutdown.append(self._on_shutdown)
+        return app
+
+    async def _on_startup(self, app: web.Application) -> None:
+        self._stopping = asyncio.Event()
+
+    async def _on_shutdown(self, app: web.Application) -> None:
+        self._stopping.set()
+
+    async def _wait(self, seconds: float) -> None:
+        with suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    async def _record(self, request: web.Request) -> Any:
+        body = await request.json()
+        self.requests.append(RecordedRequest(request.path, dict(request.headers), body))
+        return body
+
+    def _authorized(self, request: web.Request) -> bool:
+        if self.dialect == "llamacpp" and not self.api_key:
+            return True
+        scheme = "Api-Key" if self.dialect == "baseten" else "Bearer"
+        return request.headers.get("Authorization") == f"{scheme} {self.api_key}"
+
+    def _error(self, status: int, message: str, code: str | None = None) -> web.Response:
+        error = {"message": message, "type": "invalid_request_error", "param": None, "code": code}
+        if self.dialect == "cerebras":  # Cerebras errors are flat: {"message", "type", "param", "code"}
+            return web.json_response(error, status=status)
+        if self.dialect == "baseten":  # vLLM-style
+            return web.json_response({"object": "error", **error, "code": status}, status=status)
+        return web.json_response({"error": error}, status=status)
+
+    def _rejection(self, body: Any) -> str | None:
+        """Why the request breaks the dialect's schema, or None."""
+        if not isinstance(body, dict) or not body.get("messages") or body.get("stream") is not True:
+            return "expected a streamed chat request"
+        allowed = _CLOSED_FIELDS.get(self.dialect)
+        if allowed and (unknown := sorted(set(body) - allowed)):
+            return f"Extra inputs are not permitted: {unknown}"
+        if self.dialect == "baseten" and body.get("n", 1) != 1:
+            return "Only n=1 is supported"
+        if self.dialect == "fireworks":
+            message_fields = {"role", "content", "reasoning_content", "tool_calls", "tool_call_id"}
+            if any(set(m) - message_fields for m in body["messages"]):
+                return "Extra inputs are not permitted in messages"
+            if "thinking" in body and "reasoning_effort" in body:
+                return "thinking and reasoning_effort cannot be specified together"
+        return None
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body = await self._record(request)
+        scenario = self.scenario
+        if not self._authorized(request) or scenario.failure == "unauthorized":
+            return self._error(401, "Invalid API key", "wrong_api_key")
+        if (problem := self._rejection(body)) is not None:
+            return self._error(422 if self.dialect == "fireworks" else 400, problem)
+        if scenario.failure == "context_length":
+            message = (
+                "This model's maximum context length is 8192 tokens. However, you requested 9000 tokens."
+            )
+            return self._error(400, message, "context_length_exceeded")
+        if scenario.failure in _STATUS:
+            message = "Overloaded" if scenario.failure == "overloaded" else f"fake {scenario.failure}"
+            return self._error(_STATUS[scenario.failure], message)
+        if scenario.failure == "slow_first_byte":
+            await self._wait(scenario.delay)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        with suppress(ConnectionResetError):  # the client gave up (a timeout test): nothing left to send
+            await self._stream(request, response, scenario, body)
+        return response
+
+    async def _stream(
+        self, request: web.Request, response: web.StreamResponse, s: Scenario, body: dict
+    ) -> None:
+        await response.prepare(request)
+        for number, frame in enumerate(self._frames(s, body)):
+            if number == 2 and await self._fail_mid_stream(request, response, s):
+                return
+            await response.write(b"data: " + frame.encode() + b"\n\n")
+            if number == 0 and s.failure == "stall":
+                await self._wait(s.delay)
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+
+    async def _fail_mid_stream(self, request: web.Request, response: web.StreamResponse, s: Scenario) -> bool:
+        if s.failure == "cut":
+            request.transport.close()
+        elif s.failure == "malformed":
+            await response.write(b'data: {"id": "chatcmpl-fake", "choices": [\n\n')
+        elif s.failure == "stream_error":
+            error = {"message": s.stream_error_message, "type": "too_many_requests_error", "code": None}
+            payload = {"status_code": s.stream_error_status, "error": error}
+            if self.dialect != "cerebras":
+                payload = {"error": {**error, "code": s.stream_error_status}}
+            await response.write(b"data: " + json.dumps(payload).encode() + b"\n\n")
+        else:
+            return False
+        return True
+
+    # --- What a successful stream looks like, per dialect -----------------------------------------
+    def _frames(self, s: Scenario, body: dict) -> list[str]:
+        base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1721088719}
+        base |= {"model": body.get("model", ""), "system_fingerprint": "fp_fake"}
+        deltas: list[dict] = [{"role": "assistant", "content": ""}]
+        deltas += [{_REASONING_FIELD[self.dialect]: p} for p in _pieces(s.reasoning, s.piece)]
+        deltas += [{"content": p} for p in _pieces(s.text, s.piece)]
+        for i, call in enumerate(s.tool_calls):
+            head = {
+                "index": i,
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": ""},
+            }
+            deltas.append({"tool_calls": [head]})
+            deltas += [
+                {"tool_calls": [{"index": i, "function": {"arguments": p}}]}
+                for p in _pieces(call.arguments, 4)
+            ]
+        chunks = [base | {"choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas]
+        if s.failure == "unfinished":
+            return [json.dumps(chunk) for chunk in chunks]
+        finish = s.finish_reason or ("tool_calls" if s.tool_calls else "stop")
+        chunks.append(base | {"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
+        self._add_usage(chunks, s, body, base)
+        return [json.dumps(chunk) for chunk in chunks]
+
+    def _usage(self, s: Scenario, completion: int | None = None) -> dict:
+        usage = {"prompt_tokens": s.prompt_tokens, "completion_tokens": s.completion_tokens}
+        if completion is not None:
+            usage["completion_tokens"] = completion
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        usage["prompt_tokens_details"] = {"cached_tokens": s.cached_tokens}
+        if self.dialect != "fireworks":  # Fireworks' UsageInfo has no completion details
+            usage["completion_tokens_details"] = {"reasoning_tokens": s.reasoning_tokens}
+        return usage
+
+    def _add_usage(self, chunks: list[dict], s: Scenario, body: dict, base: dict) -> None:
+        if self.dialect == "cerebras":  # usage and time_info ride on the finish chunk
+            timing = {"queue_time": 0.0, "prompt_time": 0.01, "completion_time": 0.2, "total_time": 0.21}
+            chunks[-1] |= {"usage": self._usage(s), "time_info": timing}
+        elif self.dialect == "fireworks":  # always, on the finish chunk
+            chunks[-1]["usage"] = self._usage(s)
+            if body.get("perf_metrics_in_response"):
+                chunks[-1]["perf_metrics"] = {
+                    "prompt-tokens": s.prompt_tokens,
+                    "server-time-to-first-token": 0.1,
+                }
+        elif self.dialect == "baseten":
+            options = body.get("stream_options") or {}
+            if options.get("continuous_usage_stats", True):  # the spec's default: running totals each chunk
+                for number, chunk in enumerate(chunks[:-1]):
+                    chunk["usage"] = self._usage(s, min(number, s.completion_tokens))
+                chunks[-1]["usage"] = self._usage(s)
+            if options.get("include_usage", True):
+                chunks.append(base | {"choices": [], "usage": self._usage(s)})
+        # llamacpp: no usage in the stream, whatever was asked
+
+    async def _count(self, request: web.Request) -> web.Response:
+        """The fake tokenizer: one token per whitespace-separated word, plus a BOS token."""
+        body = await self._record(request)
+        if not self._authorized(request):
+            return self._error(401, "Invalid API key")
+        return web.json_response({"count": len(body["input"].split()) + 1})
+
+
+@contextmanager
+def openai_fake(
+    dialect: Dialect, scenario: Scenario | None = None, *, api_key: str = "test-key"
+) -> Iterator[DialectFake]:
+    fake = DialectFake(dialect, scenario or Scenario(), api_key)
+    with FakeServer(fake.app()) as server:
+        fake.url = server.url
+        yield fake

@@ -1,0 +1,55 @@
+"""Run an aiohttp application as a real HTTP server on loopback, in a thread with its own event loop.
+
+Fakes of upstream providers are built on this, so the gateway (in any process or thread) talks to them
+over real TCP exactly as it would to the provider.
+"""
+
+import asyncio
+import threading
+
+import aiohttp
+from aiohttp import web
+
+from gateway.canonical import CanonicalRequest, Event
+from gateway.upstreams.base import RouteInfo, UpstreamAdapter
+
+
+class FakeServer:
+    def __init__(self, app: web.Application):
+        self.app = app
+        self.url = ""
+        self._loop = asyncio.new_event_loop()
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        runner = web.AppRunner(self.app)
+        self._loop.run_until_complete(runner.setup())
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        self._loop.run_until_complete(site.start())
+        port = site._server.sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        self._started.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(runner.cleanup())
+
+    def __enter__(self) -> "FakeServer":
+        self._thread.start()
+        if not self._started.wait(10):
+            raise RuntimeError("fake server did not start")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
+async def _collect(adapter: UpstreamAdapter, request: CanonicalRequest, route: RouteInfo) -> list[Event]:
+    async with aiohttp.ClientSession() as session:
+        return [event async for event in adapter.stream(request, route, session)]
+
+
+def collect_events(adapter: UpstreamAdapter, request: CanonicalRequest, route: RouteInfo) -> list[Event]:
+    """Run one adapter attempt to the end and return its events (UpstreamError propagates)."""
+    return asyncio.run(_collect(adapter, request, route))

@@ -1,0 +1,95 @@
+"""The gateway served for real: uvicorn on a loopback port, in a thread, against the test database."""
+
+import asyncio
+import threading
+import time
+
+import pytest
+import uvicorn
+
+from gateway.auth import key_cache
+from gateway.catalog_cache import catalog_cache
+from tests.factories import make_user, make_workspace
+
+
+class ServerThread:
+    def __init__(self) -> None:
+        from config.asgi import application
+
+        self.config = uvicorn.Config(
+            application, host="127.0.0.1", port=0, log_level="warning", lifespan="on"
+        )
+        self.server = uvicorn.Server(self.config)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        asyncio.run(self.server.serve())
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            assert time.monotonic() < deadline, "the gateway did not start"
+            time.sleep(0.02)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.fixture
+def gateway_url(transactional_db, shipped_catalog):
+    catalog_cache.invalidate()
+    key_cache._entries.clear()
+    with ServerThread() as url:
+        yield url
+    catalog_cache.invalidate()
+
+
+@pytest.fixture
+def funded_key(transactional_db):
+    """A workspace with $5 and an API key for it: (workspace, secret)."""
+    from console.services.keys import api_key_create
+
+    owner = make_user()
+    workspace = make_workspace(owner=owner, credits_micro_usd=5_000_000)
+    issued = api_key_create(workspace=workspace, name="test", created_by=owner)
+    return workspace, issued.secret
+
+
+def settled_generation(request_id: str, timeout: float = 5.0):
+    """The generation record, once the gateway has settled it (just after the response's last byte)."""
+    from gateway.models import Generation
+
+    deadline = time.monotonic() + timeout
+    while (generation := Generation.objects.filter(request_id=request_id).first()) is None:
+        assert time.monotonic() < deadline, f"generation {request_id} was never recorded"
+        time.sleep(0.02)
+    return generation
+
+
+def serve_model_from(
+    slug: str, routes: list[tuple[str, str]], *, prompt_price="1", completion_price="2"
+) -> None:
+    """Put a model in the catalog whose routes (kind, base_url), in order, point at fakes.
+
+    Every route's provider reads its key from FAKE_UPSTREAM_KEY; the caller sets that variable.
+    """
+    from catalog.models import Creator, Model, Provider, Route
+
+    creator = Creator.objects.get(slug="hyperinfer")
+    model = Model.objects.create(
+        slug=slug, name=slug, creator=creator, context_length=32_000, max_output_tokens=1_000,
+        prompt_price=prompt_price, completion_price=completion_price, position=999,
+    )  # fmt: skip
+    for position, (kind, base_url) in enumerate(routes):
+        provider = Provider.objects.create(
+            slug=f"{slug.replace('/', '-')}-{position}", name=f"fake {kind}", kind=kind, base_url=base_url,
+            credentials_env="FAKE_UPSTREAM_KEY", timeout_seconds=5,
+        )  # fmt: skip
+        Route.objects.create(
+            model=model, provider=provider, upstream_model_id="fake-model", position=position
+        )
+    catalog_cache.invalidate()

@@ -1,0 +1,83 @@
+"""Jan / llama-cpp-python: no usage in the stream, so tokens are counted with the server's tokenizer."""
+
+from gateway.canonical import (
+    CanonicalRequest,
+    Message,
+    ResponseFormat,
+    TextBlock,
+    Tool,
+    ToolCallBlock,
+    ToolResultBlock,
+    Usage,
+)
+from gateway.upstreams.llamacpp import LlamaCppAdapter, prompt_text
+from tests.fakes.openai_dialects import FakeToolCall, Scenario, openai_fake
+from tests.fakes.server import collect_events
+
+
+def conversation() -> CanonicalRequest:
+    return CanonicalRequest(
+        model="local/model",
+        messages=[
+            Message("system", [TextBlock("You are terse.")]),
+            Message("user", [TextBlock("Add two and three.")]),
+            Message("assistant", [ToolCallBlock("c1", "add", '{"a": 2, "b": 3}')]),
+            Message("tool", [ToolResultBlock("c1", [TextBlock("5")])]),
+        ],
+        tools=[Tool("add", "Adds", {"type": "object"})],
+    )
+
+
+def test_usage_is_counted_exactly_with_the_servers_tokenize_count_endpoint():
+    request = conversation()
+    with openai_fake("llamacpp", Scenario(text="The sum is 5.")) as fake:
+        events = collect_events(LlamaCppAdapter(), request, fake.route(model="qwen"))
+        counts = [r for r in fake.requests if r.path == "/extras/tokenize/count"]
+        assert "stream_options" not in fake.chat_requests[0].body
+    inputs = sorted(r.body["input"] for r in counts)
+    assert inputs == sorted([prompt_text(request), "The sum is 5.", ""])
+    assert all(r.body["model"] == "qwen" for r in counts)
+    # The fake tokenizer: one token per word plus BOS; the prompt keeps its BOS, the completion does not.
+    assert events[-1] == Usage(prompt_tokens=len(prompt_text(request).split()) + 1, completion_tokens=4)
+
+
+def test_the_prompt_text_holds_every_message_tool_call_result_and_tool_definition():
+    assert prompt_text(conversation()).split("\n") == [
+        "You are terse.",
+        "Add two and three.",
+        'add {"a": 2, "b": 3}',
+        "5",
+        '{"name": "add", "parameters": {"type": "object"}}',
+    ]
+
+
+def test_tool_call_arguments_are_counted_as_completion():
+    scenario = Scenario(text="", tool_calls=[FakeToolCall("add", '{"a": 2, "b": 3}')])
+    with openai_fake("llamacpp", scenario) as fake:
+        events = collect_events(LlamaCppAdapter(), conversation(), fake.route())
+    assert events[-1].completion_tokens == 4  # '{"a":', '2,', '"b":', '3}'
+
+
+def test_without_an_api_key_no_authorization_header_is_sent_anywhere():
+    with openai_fake("llamacpp", api_key="") as fake:
+        collect_events(LlamaCppAdapter(), conversation(), fake.route())
+        assert len(fake.requests) == 4
+        assert all("Authorization" not in r.headers for r in fake.requests)
+
+
+def test_with_an_api_key_both_endpoints_get_the_bearer_header():
+    with openai_fake("llamacpp", api_key="local-secret") as fake:
+        collect_events(LlamaCppAdapter(), conversation(), fake.route())
+        assert {r.headers["Authorization"] for r in fake.requests} == {"Bearer local-secret"}
+
+
+def test_grammar_and_mirostat_pass_through_and_json_schemas_become_json_object_with_schema():
+    request = conversation()
+    request.extra = {"grammar": 'root ::= "yes" | "no"', "mirostat_mode": 2, "mirostat_tau": 5.0}
+    request.response_format = ResponseFormat("json_schema", "answer", {"type": "object"})
+    with openai_fake("llamacpp") as fake:
+        collect_events(LlamaCppAdapter(), request, fake.route())
+        body = fake.chat_requests[0].body
+    assert (body["grammar"], body["mirostat_mode"], body["mirostat_tau"]) == ('root ::= "yes" | "no"', 2, 5.0)
+    assert body["response_format"] == {"type": "json_object", "schema": {"type": "object"}}
+    assert body["messages"][0] == {"role": "system", "content": "You are terse."}

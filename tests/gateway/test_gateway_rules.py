@@ -1,0 +1,196 @@
+"""Admission rules of the gateway, over real HTTP: auth forms, limits, validation, metadata, health."""
+
+import time
+
+import httpx
+import pytest
+
+from billing.models import CreditAccount
+from console.models import ApiKey
+from console.services.keys import api_key_create, api_key_revoke, playground_key_mint
+from console.services.workspaces import workspace_lock
+from tests.factories import make_user, make_workspace
+from tests.gateway.conftest import settled_generation
+
+SANDBOX = "hyperinfer/sandbox"
+PRO = "hyperinfer/sandbox-pro"
+
+
+def chat(
+    url: str, key: str | None, body: dict | bytes | None = None, header: str = "bearer", **extra
+) -> httpx.Response:
+    headers = {}
+    if key is not None:
+        headers = {
+            "bearer": {"Authorization": f"Bearer {key}"},
+            "x-api-key": {"x-api-key": key},
+            "api-key": {"Authorization": f"Api-Key {key}"},
+        }[header]
+    payload = (
+        body
+        if body is not None
+        else {"model": SANDBOX, "messages": [{"role": "user", "content": "hi"}], **extra}
+    )
+    if isinstance(payload, bytes):
+        return httpx.post(f"{url}/api/v1/chat/completions", content=payload, headers=headers, timeout=20)
+    return httpx.post(f"{url}/api/v1/chat/completions", json=payload, headers=headers, timeout=20)
+
+
+def assert_error(response: httpx.Response, status: int, code: str, param: str | None = None) -> None:
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["code"] == code
+    assert error["request_id"] == response.headers["x-request-id"]
+    if param is not None:
+        assert error["param"] == param
+
+
+@pytest.mark.parametrize("header", ["bearer", "x-api-key", "api-key"])
+def test_every_key_header_form_is_accepted(gateway_url, funded_key, header):
+    _, key = funded_key
+    assert chat(gateway_url, key, header=header).status_code == 200
+
+
+def test_missing_wrong_and_revoked_keys_get_invalid_api_key(gateway_url, funded_key):
+    workspace, key = funded_key
+    assert_error(chat(gateway_url, None), 401, "invalid_api_key")
+    assert_error(chat(gateway_url, "hi-not-a-key"), 401, "invalid_api_key")
+    assert chat(gateway_url, key).status_code == 200
+    api_key_revoke(api_key=ApiKey.objects.get(workspace=workspace), acting_user=None)
+    time.sleep(1.1)  # revocation takes effect across processes within a second
+    assert_error(chat(gateway_url, key), 401, "invalid_api_key")
+
+
+def test_a_locked_workspace_is_refused(gateway_url, funded_key):
+    workspace, key = funded_key
+    workspace_lock(workspace=workspace, reason="review")
+    assert_error(chat(gateway_url, key), 403, "workspace_locked")
+
+
+def test_model_allowlist_rate_limit_and_key_limit(gateway_url, transactional_db):
+    workspace = make_workspace(credits_micro_usd=5_000_000)
+    allow = api_key_create(workspace=workspace, name="a", created_by=None, allowed_models=[SANDBOX]).secret
+    assert chat(gateway_url, allow).status_code == 200
+    assert_error(
+        chat(gateway_url, allow, {"model": PRO, "messages": [{"role": "user", "content": "x"}]}),
+        403,
+        "model_not_allowed",
+        "model",
+    )
+
+    limited = api_key_create(workspace=workspace, name="r", created_by=None, rate_limit_rpm=2).secret
+    assert [chat(gateway_url, limited).status_code for _ in range(2)] == [200, 200]
+    assert_error(chat(gateway_url, limited), 429, "rate_limit_exceeded")
+
+    capped = api_key_create(workspace=workspace, name="c", created_by=None, limit_micro_usd=1_000).secret
+    # The worst case of a pro request (prompt + 32k max output at $2.50/M) is far above $0.001.
+    assert_error(
+        chat(gateway_url, capped, {"model": PRO, "messages": [{"role": "user", "content": "x"}]}),
+        402,
+        "key_limit_exceeded",
+    )
+
+
+def test_insufficient_credits_is_refused_before_going_upstream(gateway_url, transactional_db):
+    workspace = make_workspace(credits_micro_usd=100)
+    key = api_key_create(workspace=workspace, name="poor", created_by=None).secret
+    assert_error(
+        chat(gateway_url, key, {"model": PRO, "messages": [{"role": "user", "content": "x"}]}),
+        402,
+        "insufficient_credits",
+    )
+    # A free model still works, and a small max_tokens makes the worst case affordable.
+    assert chat(gateway_url, key).status_code == 200
+    small = {"model": PRO, "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}
+    assert chat(gateway_url, key, small).status_code == 200
+
+
+def test_bad_requests_name_the_field(gateway_url, funded_key, settings):
+    _, key = funded_key
+    assert_error(chat(gateway_url, key, b"{not json"), 400, "invalid_request")
+    assert_error(chat(gateway_url, key, b"[1, 2]"), 400, "invalid_request")
+    assert_error(chat(gateway_url, key, {"model": SANDBOX}), 400, "invalid_request")
+    assert_error(
+        chat(gateway_url, key, {"model": SANDBOX, "messages": []}), 400, "invalid_request", "messages"
+    )
+    bad_temp = {"model": SANDBOX, "temperature": 7, "messages": [{"role": "user", "content": "x"}]}
+    assert_error(chat(gateway_url, key, bad_temp), 400, "invalid_request", "temperature")
+    bad_part = {"model": SANDBOX, "messages": [{"role": "user", "content": [{"type": "text"}]}]}
+    assert_error(chat(gateway_url, key, bad_part), 400, "invalid_request")
+    huge = b'{"model": "x", "messages": [{"role": "user", "content": "' + b"a" * (11 * 1024 * 1024) + b'"}]}'
+    assert_error(chat(gateway_url, key, huge), 413, "payload_too_large")
+
+
+def test_a_failing_upstream_costs_nothing_and_releases_the_hold(gateway_url, funded_key):
+    workspace, key = funded_key
+    before = CreditAccount.objects.get(workspace=workspace).balance_micro_usd
+    # local/llama-cpp routes to 127.0.0.1:8080, where nothing listens in the tests.
+    response = chat(
+        gateway_url, key, {"model": "local/llama-cpp", "messages": [{"role": "user", "content": "x"}]}
+    )
+    assert_error(response, 502, "provider_unavailable")
+    generation = settled_generation(response.headers["x-request-id"])
+    assert (generation.status, generation.error_code, generation.cost_micro_usd) == (
+        "failed",
+        "provider_unavailable",
+        0,
+    )
+    account = CreditAccount.objects.get(workspace=workspace)
+    assert (account.balance_micro_usd, account.reserved_micro_usd) == (before, 0)
+
+
+def test_a_playground_key_works_once_and_is_recorded_with_its_source(gateway_url, transactional_db):
+    owner = make_user()
+    workspace = make_workspace(owner=owner, credits_micro_usd=1_000_000)
+    secret = playground_key_mint(workspace=workspace, user=owner, source="chat").secret
+    first = chat(gateway_url, secret)
+    assert first.status_code == 200
+    assert settled_generation(first.headers["x-request-id"]).source == "chat"
+    assert_error(chat(gateway_url, secret), 401, "invalid_api_key")
+
+
+def test_tool_calls_and_reasoning_through_the_sandbox(gateway_url, funded_key):
+    _, key = funded_key
+    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
+    body = {
+        "model": SANDBOX,
+        "tools": tools,
+        "tool_choice": "required",
+        "messages": [{"role": "user", "content": "x"}],
+    }
+    choice = chat(gateway_url, key, body).json()["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    call = choice["message"]["tool_calls"][0]
+    assert call["function"]["name"] == "lookup" and call["function"]["arguments"].startswith('{"input"')
+
+    thinking = chat(gateway_url, key, reasoning_effort="low").json()
+    assert thinking["choices"][0]["message"]["reasoning"]
+    assert thinking["usage"]["completion_tokens_details"]["reasoning_tokens"] > 0
+
+
+def test_generation_metadata_is_private_to_the_workspace(gateway_url, funded_key):
+    _, key = funded_key
+    request_id = chat(gateway_url, key).headers["x-request-id"]
+    other = api_key_create(workspace=make_workspace(), name="o", created_by=None).secret
+    mine = httpx.get(
+        f"{gateway_url}/api/v1/generation",
+        params={"id": f"gen-{request_id}"},
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert mine.status_code == 200 and mine.json()["data"]["id"] == request_id
+    theirs = httpx.get(
+        f"{gateway_url}/api/v1/generation",
+        params={"id": request_id},
+        headers={"Authorization": f"Bearer {other}"},
+    )
+    assert theirs.status_code == 404 and theirs.json()["error"]["code"] == "invalid_request"
+    missing = httpx.get(f"{gateway_url}/api/v1/generation", headers={"Authorization": f"Bearer {key}"})
+    assert_error_param = missing.json()["error"]
+    assert missing.status_code == 400 and assert_error_param["param"] == "id"
+
+
+def test_health_endpoints(gateway_url):
+    assert httpx.get(f"{gateway_url}/healthz").json() == {"status": "ok"}
+    ready = httpx.get(f"{gateway_url}/readyz")
+    assert ready.status_code == 200 and ready.json()["status"] == "ok"
+    assert set(ready.json()["checks"].values()) == {"ok"}

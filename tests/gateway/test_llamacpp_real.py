@@ -1,0 +1,50 @@
+"""Against a real llama-cpp-python server, when one is reachable (`LLAMACPP_TEST_URL`, e.g. http://127.0.0.1:8080).
+
+Start one with `pip install 'llama-cpp-python[server]'` and `python -m llama_cpp.server --model <small.gguf>`.
+"""
+
+import os
+
+import httpx
+import openai
+import pytest
+
+from tests.gateway.conftest import serve_model_from, settled_generation
+
+URL = os.environ.get("LLAMACPP_TEST_URL", "").rstrip("/")
+
+
+def _reachable() -> bool:
+    try:
+        return httpx.get(f"{URL}/v1/models", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+pytestmark = pytest.mark.skipif(
+    not URL or not _reachable(),
+    reason="no llama-cpp-python server: set LLAMACPP_TEST_URL to one that is running",
+)
+
+
+def test_a_real_llamacpp_server_answers_through_the_gateway_with_exact_usage(
+    gateway_url, funded_key, monkeypatch
+):
+    monkeypatch.setenv("FAKE_UPSTREAM_KEY", "")
+    _, key = funded_key
+    serve_model_from("test/llamacpp-real", [("llamacpp", f"{URL}/v1")])
+    client = openai.OpenAI(base_url=f"{gateway_url}/api/v1", api_key=key, max_retries=0)
+    raw = client.chat.completions.with_raw_response.create(
+        model="test/llamacpp-real", max_tokens=16, messages=[{"role": "user", "content": "Say hi"}]
+    )
+    completion = raw.parse()
+    assert completion.choices[0].finish_reason in ("stop", "length")
+    text = completion.choices[0].message.content or ""
+    counted = httpx.post(f"{URL}/extras/tokenize/count", json={"input": text}).json()["count"]
+    empty = httpx.post(f"{URL}/extras/tokenize/count", json={"input": ""}).json()["count"]
+    assert completion.usage.completion_tokens == counted - empty
+    assert completion.usage.prompt_tokens > 0
+    assert (
+        settled_generation(raw.headers["x-request-id"]).tokens_completion
+        == completion.usage.completion_tokens
+    )

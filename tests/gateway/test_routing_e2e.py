@@ -1,0 +1,148 @@
+"""Fallback across routes and upstream cancellation, through the whole gateway against real fake servers."""
+
+import asyncio
+import json
+import socket
+import time
+
+import httpx
+import openai
+from aiohttp import web
+
+from tests.fakes.anthropic_fake import Scenario as AnthropicScenario
+from tests.fakes.anthropic_fake import anthropic_fake
+from tests.fakes.openai_dialects import Scenario, openai_fake
+from tests.fakes.server import FakeServer
+from tests.gateway.conftest import serve_model_from, settled_generation
+
+KEY = "test-key"
+
+
+def ask(url: str, key: str, model: str, **options):
+    client = openai.OpenAI(base_url=f"{url}/api/v1", api_key=key, max_retries=0)
+    return client.chat.completions.with_raw_response.create(
+        model=model, messages=[{"role": "user", "content": "hello"}], **options
+    )
+
+
+def test_when_the_first_route_fails_the_second_answers(gateway_url, funded_key, monkeypatch):
+    monkeypatch.setenv("FAKE_UPSTREAM_KEY", KEY)
+    _, key = funded_key
+    with (
+        openai_fake("cerebras", Scenario(failure="server_error"), api_key=KEY) as broken,
+        openai_fake("fireworks", Scenario(text="Answer from the second route"), api_key=KEY) as healthy,
+    ):
+        serve_model_from("test/fallback", [("cerebras", broken.base_url), ("fireworks", healthy.base_url)])
+        raw = ask(gateway_url, key, "test/fallback")
+        completion = raw.parse()
+
+    assert completion.choices[0].message.content == "Answer from the second route"
+    assert len(broken.chat_requests) == 1 and len(healthy.chat_requests) == 1
+    generation = settled_generation(raw.headers["x-request-id"])
+    assert generation.provider == "test-fallback-1" and generation.status == "completed"
+    # The fake's usage, priced at $1/M prompt and $2/M completion.
+    assert (generation.tokens_prompt, generation.tokens_completion) == (12, 7)
+    assert generation.cost_micro_usd == 12 * 1 + 7 * 2
+
+
+def test_when_every_route_fails_the_last_error_is_returned_and_nothing_is_charged(
+    gateway_url, funded_key, monkeypatch
+):
+    monkeypatch.setenv("FAKE_UPSTREAM_KEY", KEY)
+    _, key = funded_key
+    with (
+        openai_fake("baseten", Scenario(failure="overloaded"), api_key=KEY) as first,
+        anthropic_fake(AnthropicScenario(failure="rate_limit", api_key=KEY)) as second,
+    ):
+        serve_model_from("test/down", [("baseten", first.base_url), ("anthropic", second.url + "/v1")])
+        response = httpx.post(
+            f"{gateway_url}/api/v1/chat/completions",
+            json={"model": "test/down", "messages": [{"role": "user", "content": "x"}]},
+            headers={"Authorization": f"Bearer {key}"},
+        )
+    assert response.status_code == 429 and response.json()["error"]["code"] == "provider_rate_limit"
+    generation = settled_generation(response.headers["x-request-id"])
+    assert generation.cost_micro_usd == 0 and generation.error_code == "provider_rate_limit"
+
+
+def test_an_error_after_the_first_byte_goes_into_the_stream(gateway_url, funded_key, monkeypatch):
+    monkeypatch.setenv("FAKE_UPSTREAM_KEY", KEY)
+    _, key = funded_key
+    with openai_fake("cerebras", Scenario(failure="stream_error"), api_key=KEY) as fake:
+        serve_model_from("test/midstream", [("cerebras", fake.base_url)])
+        with httpx.stream(
+            "POST", f"{gateway_url}/api/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+            json={"model": "test/midstream", "stream": True, "messages": [{"role": "user", "content": "x"}]},
+        ) as response:  # fmt: skip
+            frames = [line for line in response.iter_lines() if line.startswith("data: ")]
+    assert response.status_code == 200
+    errors = [json.loads(f[6:]) for f in frames if f.startswith('data: {"error"')]
+    assert errors and errors[0]["error"]["code"] == "provider_rate_limit"
+    assert frames[-1] == "data: [DONE]"
+
+
+class SlowUpstream:
+    """An OpenAI-dialect upstream that streams 200 tokens, one every 20 ms, and notices when it is cut off."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.cut_off = False
+        self.finished = False
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self.chat)
+        return app
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        try:
+            for _ in range(200):
+                chunk = {
+                    "id": "x",
+                    "object": "chat.completion.chunk",
+                    "created": 0,
+                    "model": "m",
+                    "choices": [{"index": 0, "delta": {"content": " tok"}, "finish_reason": None}],
+                }
+                await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+                self.sent += 1
+                await asyncio.sleep(0.02)
+            self.finished = True
+        except (ConnectionResetError, asyncio.CancelledError):
+            self.cut_off = True
+            raise
+        return response
+
+
+def test_a_client_disconnect_cancels_the_upstream_request(gateway_url, funded_key, monkeypatch):
+    monkeypatch.setenv("FAKE_UPSTREAM_KEY", KEY)
+    _, key = funded_key
+    upstream = SlowUpstream()
+    with FakeServer(upstream.app()) as server:
+        serve_model_from("test/slow", [("openai_compatible", server.url + "/v1")])
+        host, port = gateway_url.removeprefix("http://").split(":")
+        body = json.dumps(
+            {"model": "test/slow", "stream": True, "messages": [{"role": "user", "content": "x"}]}
+        )
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(
+                f"POST /api/v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n{body}".encode()
+            )
+            received = b""
+            while received.count(b"data: ") < 6:
+                received += sock.recv(65536)
+            request_id = received.split(b"x-request-id: ")[1].split(b"\r\n")[0].decode()
+        deadline = time.monotonic() + 5
+        while not upstream.cut_off and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert upstream.cut_off and not upstream.finished
+        assert upstream.sent < 100
+
+    generation = settled_generation(request_id)
+    assert generation.status == "cancelled"
+    # Billed for the tokens that came through before the disconnect, no more: $2/M each, plus the prompt.
+    assert 5 <= generation.tokens_completion <= upstream.sent
+    assert generation.cost_micro_usd == generation.tokens_prompt * 1 + generation.tokens_completion * 2
