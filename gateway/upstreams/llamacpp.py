@@ -1,17 +1,18 @@
 """Jan / the llama-cpp-python server (spec 002): OpenAI chat on a local model, without usage in its stream.
 
-The server never reports usage while streaming, so after the stream the adapter counts tokens with the
-server's own tokenizer (`POST /extras/tokenize/count`, `{"model", "input"} → {"count"}`), which counts as
-the model does and adds the model's BOS token: the prompt is counted with it (the server's prompt starts
-with one), the completion without it (the count of "" is subtracted). The prompt text is the
-conversation's text, tool calls and tool definitions joined by newlines: the chat template's own markup
-is not visible through the API. If counting fails, the base's estimate stands in (logged).
+The server never reports usage while streaming, so the adapter makes it exact another way:
+- completion tokens: the server streams one chunk per generated token (with empty text while a multi-byte
+  character is incomplete), so the count of output chunks is it;
+- prompt tokens: after the stream, the same chat is sent once more, not streamed, with `max_tokens: 1`; the
+  server's own usage then counts the prompt as its chat template rendered it. The prompt is the prefix the
+  server has just evaluated, so llama.cpp reuses it and the probe costs about one token of work.
+If the probe fails, the server's tokenizer (`POST /extras/tokenize/count`) counts the conversation's text
+(without the template's markup), and failing that the base's estimate stands in (logged).
 
 The API key is optional (no header when empty); `grammar` (GBNF) and `mirostat_*` pass through `extra`.
 System, assistant and tool contents are plain strings here; JSON schemas go as `json_object` + `schema`.
 """
 
-import asyncio
 import json
 
 import aiohttp
@@ -84,19 +85,30 @@ class LlamaCppAdapter(OpenAICompatibleAdapter):
             resp.raise_for_status()
             return int((await resp.json())["count"])
 
+    async def prompt_tokens(
+        self, request: CanonicalRequest, route: RouteInfo, session: aiohttp.ClientSession
+    ) -> int:
+        body = {**self.build_body(request, route), "stream": False, "max_tokens": 1}
+        timeout = aiohttp.ClientTimeout(total=route.provider.timeout_seconds)
+        async with session.post(
+            self.chat_url(route), json=body, headers=self.auth_headers(route), timeout=timeout
+        ) as resp:
+            resp.raise_for_status()
+            return int((await resp.json())["usage"]["prompt_tokens"])
+
     async def fallback_usage(
         self, request: CanonicalRequest, route: RouteInfo, session: aiohttp.ClientSession, state: StreamState
     ) -> Usage:
-        completion = "".join(state.completion)
+        completion = state.output_chunks  # the server streams one chunk per generated token
         try:
-            prompt, generated, specials = await asyncio.gather(
-                self.count(prompt_text(request), route, session),
-                self.count(completion, route, session),
-                self.count("", route, session),
+            return Usage(
+                prompt_tokens=await self.prompt_tokens(request, route, session), completion_tokens=completion
             )
+        except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError) as exc:
+            logger.warning("%s: usage probe failed (%s); counting the text instead", route.provider.slug, exc)
+        try:
+            prompt = await self.count(prompt_text(request), route, session)
         except (aiohttp.ClientError, TimeoutError, ValueError, KeyError) as exc:
             logger.warning("%s: token count failed (%s)", route.provider.slug, exc)
             return await super().fallback_usage(request, route, session, state)
-        return Usage(
-            prompt_tokens=prompt, completion_tokens=max(0, generated - specials) if completion else 0
-        )
+        return Usage(prompt_tokens=prompt, completion_tokens=completion)

@@ -99,6 +99,9 @@ class StreamState:
     finish: FinishReason | None = None
     usage: Usage | None = None
     deltas: int = 0
+    # Chunks that carried output, empty ones included, the role frame not (a server streaming token by token
+    # sends one per token, with empty text while a multi-byte character is incomplete).
+    output_chunks: int = 0
     completion: list[str] = field(default_factory=list)
 
     def open(
@@ -335,6 +338,10 @@ class OpenAICompatibleAdapter(UpstreamAdapter):
         if state.finish is not None:
             return []
         delta = choice.get("delta") or {}
+        if "role" not in delta and any(
+            k in delta for k in ("content", "reasoning_content", "reasoning", "tool_calls")
+        ):
+            state.output_chunks += 1
         events: list[Event] = []
         if reasoning := self.reasoning_text(delta):
             events += state.text("reasoning", reasoning)

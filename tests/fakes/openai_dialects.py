@@ -175,7 +175,9 @@ class DialectFake:
 
     def _rejection(self, body: Any) -> str | None:
         """Why the request breaks the dialect's schema, or None."""
-        if not isinstance(body, dict) or not body.get("messages") or body.get("stream") is not True:
+        if not isinstance(body, dict) or not body.get("messages"):
+            return "expected a chat request"
+        if body.get("stream") is not True and not self._prompt_probe(body):
             return "expected a streamed chat request"
         allowed = _CLOSED_FIELDS.get(self.dialect)
         if allowed and (unknown := sorted(set(body) - allowed)):
@@ -189,6 +191,10 @@ class DialectFake:
             if "thinking" in body and "reasoning_effort" in body:
                 return "thinking and reasoning_effort cannot be specified together"
         return None
+
+    def _prompt_probe(self, body: dict) -> bool:
+        """llama.cpp's usage probe: the same chat, not streamed, one token (the server then reports usage)."""
+        return self.dialect == "llamacpp" and body.get("stream") is False and body.get("max_tokens") == 1
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await self._record(request)
@@ -205,6 +211,9 @@ class DialectFake:
         if scenario.failure in _STATUS:
             message = "Overloaded" if scenario.failure == "overloaded" else f"fake {scenario.failure}"
             return self._error(_STATUS[scenario.failure], message)
+        if self._prompt_probe(body):
+            usage = {"prompt_tokens": scenario.prompt_tokens, "completion_tokens": 1}
+            return web.json_response({"object": "chat.completion", "choices": [], "usage": usage})
         if scenario.failure == "slow_first_byte":
             await self._wait(scenario.delay)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})

@@ -40,7 +40,8 @@ class ServerThread:
 
 
 @pytest.fixture
-def gateway_url(transactional_db, shipped_catalog):
+def gateway_url(transactional_db, shipped_catalog, settings):
+    settings.EMBEDDED_BEAT = False  # the tests run the reaper themselves
     catalog_cache.invalidate()
     key_cache._entries.clear()
     with ServerThread() as url:

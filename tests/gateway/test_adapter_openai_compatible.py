@@ -60,9 +60,9 @@ def run(dialect: str, fake, request: CanonicalRequest | None = None, **route):
 def expected_usage(dialect: str, fake, scenario: Scenario) -> Usage:
     if dialect != "llamacpp":
         return Usage(12, 7, scenario.cached_tokens, scenario.reasoning_tokens)
-    # The llama.cpp fake counts one token per word plus a BOS; the adapter subtracts the BOS for output.
-    prompt_input = fake.requests[1].body["input"]
-    return Usage(len(prompt_input.split()) + 1, len(scenario.text.split()))
+    # llama.cpp: the prompt from the server's own usage (the one-token probe), output one chunk per token.
+    chunks = -(-len(scenario.text) // scenario.piece)
+    return Usage(scenario.prompt_tokens, chunks)
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
