@@ -1,6 +1,7 @@
 """Against a real llama-cpp-python server, when one is reachable (`LLAMACPP_TEST_URL`, e.g. http://127.0.0.1:8080).
 
-Start one with `pip install 'llama-cpp-python[server]'` and `python -m llama_cpp.server --model <small.gguf>`.
+Start one with `pip install 'llama-cpp-python[server]'` and `python -m llama_cpp.server --model <small.gguf>`;
+tests/fakes/tiny_gguf.py writes a tiny model for it.
 """
 
 import os
