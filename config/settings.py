@@ -222,6 +222,8 @@ RESERVATION_TTL_SECONDS = env_int("RESERVATION_TTL_SECONDS", 900)
 PLAYGROUND_KEY_TTL_SECONDS = 600
 # Gateway request bodies above this size are refused with payload_too_large.
 GATEWAY_MAX_BODY_BYTES = env_int("GATEWAY_MAX_BODY_BYTES", 10 * 1024 * 1024)
+# A stream silent this long gets an SSE comment, so proxies and clients keep the connection open.
+GATEWAY_KEEPALIVE_SECONDS = 15.0
 CATALOG_PATH = Path(env_str("CATALOG_PATH", str(BASE_DIR / "providers.yaml")))
 
 # Stripe (credit top-ups): read here, used by the billing app.

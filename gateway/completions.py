@@ -36,7 +36,6 @@ from gateway.tokens import estimate_prompt_tokens
 from gateway.upstreams.base import UpstreamError
 
 logger = logging.getLogger(__name__)
-KEEPALIVE_SECONDS = 15.0
 
 
 @dataclass(slots=True)
@@ -151,7 +150,9 @@ class Run:
             next_event = asyncio.ensure_future(anext(iterator))
             while True:
                 done, _ = await asyncio.wait(
-                    {next_event, disconnect}, timeout=KEEPALIVE_SECONDS, return_when=asyncio.FIRST_COMPLETED
+                    {next_event, disconnect},
+                    timeout=settings.GATEWAY_KEEPALIVE_SECONDS,
+                    return_when=asyncio.FIRST_COMPLETED,
                 )
                 if disconnect in done:
                     await _cancel(next_event)

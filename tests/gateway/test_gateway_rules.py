@@ -194,3 +194,10 @@ def test_health_endpoints(gateway_url):
     ready = httpx.get(f"{gateway_url}/readyz")
     assert ready.status_code == 200 and ready.json()["status"] == "ok"
     assert set(ready.json()["checks"].values()) == {"ok"}
+
+
+def test_readiness_is_degraded_with_503_when_redis_is_down(gateway_url, settings):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+    ready = httpx.get(f"{gateway_url}/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["status"] == "degraded" and ready.json()["checks"]["redis"] == "down"

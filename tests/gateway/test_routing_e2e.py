@@ -146,3 +146,43 @@ def test_a_client_disconnect_cancels_the_upstream_request(gateway_url, funded_ke
     # Billed for the tokens that came through before the disconnect, no more: $2/M each, plus the prompt.
     assert 5 <= generation.tokens_completion <= upstream.sent
     assert generation.cost_micro_usd == generation.tokens_prompt * 1 + generation.tokens_completion * 2
+
+
+class PausingUpstream(SlowUpstream):
+    """One token, a pause, then the rest: the gateway must keep the client's connection alive meanwhile."""
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for content, finish in ((" first", None), (None, None), (" second", "stop")):
+            if content is None:
+                await asyncio.sleep(0.6)
+                continue
+            delta = {"content": content}
+            chunk = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "m",
+                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}  # fmt: skip
+            await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+        usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+        await response.write(b"data: " + json.dumps({"choices": [], "usage": usage}).encode() + b"\n\n")
+        await response.write(b"data: [DONE]\n\n")
+        return response
+
+
+def test_a_silent_upstream_gets_keep_alive_comments_sent_to_the_client(
+    gateway_url, funded_key, monkeypatch, settings
+):
+    settings.GATEWAY_KEEPALIVE_SECONDS = 0.2
+    monkeypatch.setenv("FAKE_UPSTREAM_KEY", KEY)
+    _, key = funded_key
+    with FakeServer(PausingUpstream().app()) as server:
+        serve_model_from("test/pausing", [("openai_compatible", server.url + "/v1")])
+        with httpx.stream(
+            "POST", f"{gateway_url}/api/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+            json={"model": "test/pausing", "stream": True, "messages": [{"role": "user", "content": "x"}]},
+        ) as response:  # fmt: skip
+            lines = [line for line in response.iter_lines() if line]
+    keepalives = [i for i, line in enumerate(lines) if line.startswith(":")]
+    first = next(i for i, line in enumerate(lines) if "first" in line)
+    second = next(i for i, line in enumerate(lines) if "second" in line)
+    assert keepalives and all(first < i < second for i in keepalives)
+    assert lines[-1] == "data: [DONE]"
