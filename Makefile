@@ -49,3 +49,9 @@ beat: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache staticfiles
+
+## make bench: measure the gateway against a mock upstream (bench/README.md), e.g.
+##   make bench BENCH_ARGS="--database-url postgres://postgres@127.0.0.1:5432/hyperinfer_bench --redis-url redis://127.0.0.1:6379/3"
+.PHONY: bench
+bench: install
+	$(PY) -m bench.run $(BENCH_ARGS)

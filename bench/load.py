@@ -1,0 +1,171 @@
+"""The load generator: N concurrent keep-alive clients on one aiohttp session, for a fixed time.
+
+Each of the N workers sends a request, reads the whole answer, checks it, and sends the next one, until the
+measuring window closes; no new request starts after that, and each has a timeout, so a run is bounded in
+time. Requests that finish during the warm-up are not measured (their errors are still counted).
+"""
+
+import asyncio
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import aiohttp
+
+REQUEST_TIMEOUT_SECONDS = 60.0
+ERROR_SAMPLE_BYTES = 400
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str  # "direct" or "gateway"
+    url: str
+    headers: dict[str, str]
+    bodies: dict[bool, bytes]  # stream? → request body
+
+
+@dataclass
+class CellResult:
+    """One target, one mode, one concurrency."""
+
+    target: str
+    stream: bool
+    concurrency: int
+    duration: float
+    ok: int = 0  # successes that finished inside the measuring window
+    sent: int = 0  # every request sent, warm-up included
+    answered: int = 0  # every 2xx answer, warm-up included (what the gateway should have billed)
+    latencies: list[float] = field(default_factory=list)  # seconds, measured successes
+    ttfbs: list[float] = field(default_factory=list)  # seconds to the first body byte (streaming)
+    errors: Counter = field(default_factory=Counter)  # kind → count, warm-up included
+    error_samples: dict[str, str] = field(default_factory=dict)  # kind → first body seen
+    cpu_seconds: float | None = None  # the target's processes, whole cell including warm-up
+    host_busy: float | None = None  # share of all the machine's cores busy during the cell (0..1)
+
+    @property
+    def rps(self) -> float:
+        return self.ok / self.duration if self.duration else 0.0
+
+    @property
+    def error_count(self) -> int:
+        return sum(self.errors.values())
+
+
+def check_answer(data: bytes, stream: bool, last_piece: bytes) -> str | None:
+    """None when the answer is whole; otherwise what is wrong with it."""
+    if stream:
+        if b'data: {"error"' in data:
+            return "error event in stream"
+        if not data.rstrip().endswith(b"data: [DONE]"):
+            return "stream did not end with data: [DONE]"
+    elif b'"choices"' not in data:
+        return "no choices in the answer"
+    if last_piece not in data:
+        return "answer is missing tokens"
+    return None
+
+
+async def _one(
+    session: aiohttp.ClientSession, target: Target, stream: bool, last_piece: bytes
+) -> tuple[float, float | None, str | None, str]:
+    """(finish time, time to first byte, error kind or None, error sample)."""
+    started = time.perf_counter()
+    first: float | None = None
+    try:
+        async with session.post(target.url, data=target.bodies[stream], headers=target.headers) as response:
+            if stream:
+                parts = []
+                async for chunk in response.content.iter_any():
+                    if first is None:
+                        first = time.perf_counter() - started
+                    parts.append(chunk)
+                data = b"".join(parts)
+            else:
+                data = await response.read()
+            status = response.status
+    except TimeoutError:
+        return time.perf_counter(), first, "timeout", f"no complete answer in {REQUEST_TIMEOUT_SECONDS:.0f}s"
+    except aiohttp.ClientError as exc:
+        return (
+            time.perf_counter(),
+            first,
+            f"client error: {type(exc).__name__}",
+            str(exc)[:ERROR_SAMPLE_BYTES],
+        )
+    finished = time.perf_counter()
+    if not 200 <= status < 300:
+        return finished, first, f"HTTP {status}", data[:ERROR_SAMPLE_BYTES].decode(errors="replace")
+    problem = check_answer(data, stream, last_piece)
+    if problem:
+        sample = data[-ERROR_SAMPLE_BYTES:].decode(errors="replace")
+        return finished, first, f"HTTP {status}, {problem}", sample
+    return finished, first, None, ""
+
+
+async def run_cell(
+    target: Target,
+    *,
+    stream: bool,
+    concurrency: int,
+    warmup: float,
+    duration: float,
+    last_piece: bytes,
+    cpu_probe=None,
+    host_probe=None,
+) -> CellResult:
+    result = CellResult(target.name, stream, concurrency, duration)
+    connector = aiohttp.TCPConnector(limit=concurrency, force_close=False, keepalive_timeout=60)
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS)
+    cpu_before = cpu_probe() if cpu_probe else None
+    host_before = host_probe() if host_probe else None
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=timeout, auto_decompress=False, skip_auto_headers=("User-Agent",)
+    ) as session:
+        start = time.perf_counter()
+        window_start = start + warmup
+        window_end = window_start + duration
+
+        async def worker() -> None:
+            while time.perf_counter() < window_end:
+                request_started = time.perf_counter()
+                result.sent += 1
+                finished, ttfb, error, sample = await _one(session, target, stream, last_piece)
+                if error is not None:
+                    result.errors[error] += 1
+                    result.error_samples.setdefault(error, sample)
+                    await asyncio.sleep(0.001)  # a failing server must not turn this into a busy loop
+                    continue
+                result.answered += 1
+                if window_start <= finished <= window_end:
+                    result.ok += 1
+                    result.latencies.append(finished - request_started)
+                    if ttfb is not None:
+                        result.ttfbs.append(ttfb)
+
+        workers = [asyncio.ensure_future(worker()) for _ in range(concurrency)]
+        hard_limit = warmup + duration + REQUEST_TIMEOUT_SECONDS + 10
+        try:
+            done, _ = await asyncio.wait(workers, timeout=hard_limit)
+            for task in done:
+                task.result()  # a bug in a worker surfaces here
+        finally:
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+    if host_before is not None:
+        host_after = host_probe()
+        if host_after is not None and host_after[1] > host_before[1]:
+            result.host_busy = (host_after[0] - host_before[0]) / (host_after[1] - host_before[1])
+    if cpu_before is not None:
+        cpu_after = cpu_probe()
+        if cpu_after is not None:
+            result.cpu_seconds = cpu_after - cpu_before
+    return result
+
+
+async def preflight(target: Target, stream: bool, last_piece: bytes) -> str | None:
+    """One request; None when it is answered whole, else a description of what came back."""
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        _, _, error, sample = await _one(session, target, stream, last_piece)
+    return None if error is None else f"{error}: {sample}"

@@ -1,0 +1,158 @@
+"""The machine, the settings and one table per mode, as text and as JSON."""
+
+import math
+import os
+import platform
+from importlib import metadata
+
+from bench.load import CellResult
+
+PACKAGES = ("django", "uvicorn", "uvloop", "httptools", "aiohttp", "channels", "psycopg", "redis")
+
+
+def machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        usable = os.cpu_count()
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "-"
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "usable_cores": usable,
+        "memory_gb": _memory_gb(),
+        "os": platform.platform(),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "packages": versions,
+    }
+
+
+def _memory_gb() -> float | None:
+    try:
+        with open("/proc/meminfo") as info:
+            for line in info:
+                if line.startswith("MemTotal:"):
+                    return round(int(line.split()[1]) / 1024 / 1024, 1)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def percentile(values: list[float], p: float) -> float | None:
+    """Nearest-rank percentile (p in 0..100) of unsorted values, or None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.1f}"
+
+
+def _percent(share: float | None) -> str:
+    return "-" if share is None else f"{share * 100:.0f}%"
+
+
+def _diff_ms(a: float | None, b: float | None) -> str:
+    return "-" if a is None or b is None else f"{(a - b) * 1000:+.1f}"
+
+
+def cell_summary(cell: CellResult) -> dict:
+    return {
+        "target": cell.target,
+        "stream": cell.stream,
+        "concurrency": cell.concurrency,
+        "duration_s": cell.duration,
+        "measured_ok": cell.ok,
+        "requests_per_s": round(cell.rps, 1),
+        "sent": cell.sent,
+        "answered_2xx": cell.answered,
+        "p50_ms": _round_ms(percentile(cell.latencies, 50)),
+        "p90_ms": _round_ms(percentile(cell.latencies, 90)),
+        "p99_ms": _round_ms(percentile(cell.latencies, 99)),
+        "max_ms": _round_ms(max(cell.latencies) if cell.latencies else None),
+        "ttfb_p50_ms": _round_ms(percentile(cell.ttfbs, 50)),
+        "ttfb_p99_ms": _round_ms(percentile(cell.ttfbs, 99)),
+        "errors": dict(cell.errors),
+        "error_samples": dict(cell.error_samples),
+        "cpu_seconds": None if cell.cpu_seconds is None else round(cell.cpu_seconds, 3),
+        "host_cpu_busy_percent": None if cell.host_busy is None else round(cell.host_busy * 100, 1),
+        "cpu_ms_per_request": (
+            round(cell.cpu_seconds * 1000 / cell.sent, 3)
+            if cell.cpu_seconds is not None and cell.sent
+            else None
+        ),
+    }
+
+
+def _round_ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 2)
+
+
+def table(pairs: list[tuple[CellResult, CellResult]], stream: bool) -> str:
+    """One row per concurrency: (direct, gateway) side by side."""
+    header = ["conc", "direct r/s", "gw r/s", "ratio", "dir p50", "dir p99", "gw p50", "gw p99"]
+    header += ["+p50", "+p99"]
+    if stream:
+        header += ["dir ttfb50", "gw ttfb50", "+ttfb50"]
+    header += ["gw cpu/req", "host cpu d/g", "errors d/g"]
+    rows = [header]
+    for direct, gateway in pairs:
+        d50, d99 = percentile(direct.latencies, 50), percentile(direct.latencies, 99)
+        g50, g99 = percentile(gateway.latencies, 50), percentile(gateway.latencies, 99)
+        ratio = f"{gateway.rps / direct.rps:.2f}" if direct.rps else "-"
+        row = [str(direct.concurrency), f"{direct.rps:,.0f}", f"{gateway.rps:,.0f}", ratio]
+        row += [_ms(d50), _ms(d99), _ms(g50), _ms(g99), _diff_ms(g50, d50), _diff_ms(g99, d99)]
+        if stream:
+            dt, gt = percentile(direct.ttfbs, 50), percentile(gateway.ttfbs, 50)
+            row += [_ms(dt), _ms(gt), _diff_ms(gt, dt)]
+        cpu = (
+            f"{gateway.cpu_seconds * 1000 / gateway.sent:.2f} ms"
+            if gateway.cpu_seconds is not None and gateway.sent
+            else "-"
+        )
+        row += [cpu, f"{_percent(direct.host_busy)}/{_percent(gateway.host_busy)}"]
+        row += [f"{direct.error_count}/{gateway.error_count}"]
+        rows.append(row)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)) for row in rows]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def error_lines(cells: list[CellResult]) -> list[str]:
+    lines = []
+    for cell in cells:
+        mode = "stream" if cell.stream else "nonstream"
+        for kind, count in cell.errors.most_common():
+            sample = " ".join(cell.error_samples.get(kind, "").split())
+            lines.append(f"  {mode} c={cell.concurrency} {cell.target}: {count} x {kind}: {sample[:300]}")
+    return lines
+
+
+def machine_text(info: dict) -> str:
+    packages = ", ".join(f"{name} {version}" for name, version in info["packages"].items())
+    return "\n".join(
+        [
+            f"Machine:  {info['cpu']}, {info['cores']} cores ({info['usable_cores']} usable), "
+            f"{info['memory_gb']} GB RAM",
+            f"          {info['os']}; {info['python']}",
+            f"          {packages}",
+        ]
+    )

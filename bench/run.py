@@ -1,0 +1,409 @@
+"""Measure what the gateway costs: the same load against a mock upstream directly, then through the gateway.
+
+    .venv/bin/python -m bench.run [--concurrency 1,8,32,64] [--duration 10] [--workers 2] [--tokens 20]
+                                  [--modes nonstream,stream] [--database-url postgres://…/hyperinfer_bench
+                                  --redis-url redis://…/3] [--json out.json]
+
+It starts a mock OpenAI-compatible upstream (its own process), prepares a throwaway database (a temp SQLite
+file, or a re-created PostgreSQL database and a flushed Redis database), loads a one-model catalog that routes
+to the mock, creates a workspace with credits and an API key, starts the gateway as production runs it
+(uvicorn, N workers, uvloop, httptools, no access log), and then, for each mode and concurrency, drives the
+mock directly and the gateway with the same request for a fixed time. All traffic is on 127.0.0.1. Every
+process it started is stopped at the end, also on failure or Ctrl-C. See bench/README.md.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench import report
+from bench.load import CellResult, Target, preflight, run_cell
+from bench.mock_upstream import new_event_loop
+from bench.stack import (
+    MODEL,
+    UPSTREAM_KEY_ENV,
+    UPSTREAM_MODEL,
+    BenchError,
+    Database,
+    Processes,
+    accounting,
+    free_port,
+    group_cpu_seconds,
+    host_cpu_times,
+    provision,
+    tail,
+    wait_http,
+    write_catalog,
+)
+
+MODES = {"nonstream": False, "stream": True}
+CREDITS_USD = 1000
+# Settings of the parent shell that must not leak into the benchmark's processes.
+SCRUBBED_ENV = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "SQLITE_PATH",
+    "CATALOG_PATH",
+    "CELERY_BROKER_URL",
+    "CELERY_TASK_ALWAYS_EAGER",
+    "EMBEDDED_BEAT",
+    "HYPERINFER_ENV",
+    "SECRET_KEY",
+    "INTERNAL_TOKEN",
+    "DEBUG",
+    "ALLOWED_HOSTS",
+    "DJANGO_SETTINGS_MODULE",
+)
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from exc
+    if not values or any(value < 1 or value > 4096 for value in values):
+        raise argparse.ArgumentTypeError("concurrencies must be between 1 and 4096")
+    return values
+
+
+def _modes(text: str) -> list[str]:
+    modes = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [mode for mode in modes if mode not in MODES]
+    if not modes or unknown:
+        raise argparse.ArgumentTypeError(f"modes are nonstream and stream, got {text!r}")
+    return modes
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--concurrency", type=_int_list, default=[1, 8, 32, 64], help="default 1,8,32,64")
+    parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per cell (default 10)")
+    parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds first (default 2)")
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes (default 2)")
+    parser.add_argument("--tokens", type=int, default=20, help="content deltas per answer (default 20)")
+    parser.add_argument(
+        "--modes", type=_modes, default=["nonstream", "stream"], help="default nonstream,stream"
+    )
+    parser.add_argument("--database-url", default="", help="PostgreSQL to use; its database is re-created")
+    parser.add_argument("--redis-url", default="", help="Redis to use (not db 0); its database is flushed")
+    parser.add_argument("--upstream-delay-ms", type=float, default=0.0, help="mock's pause before answering")
+    parser.add_argument("--json", type=Path, help="also write the results to this file")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir and the database afterwards")
+    args = parser.parse_args(argv)
+    if not 0 < args.duration <= 600 or not 0 <= args.warmup <= 60:
+        parser.error("--duration must be in (0, 600] and --warmup in [0, 60]")
+    if not 1 <= args.workers <= 64 or not 1 <= args.tokens <= 10_000:
+        parser.error("--workers must be in [1, 64] and --tokens in [1, 10000]")
+    if args.database_url and not args.database_url.startswith(("postgres://", "postgresql://")):
+        parser.error("--database-url must be a postgres:// URL")
+    if args.redis_url and not args.redis_url.startswith("redis://"):
+        parser.error("--redis-url must be a redis:// URL")
+    return args
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _request_body(model: str, tokens: int, stream: bool) -> bytes:
+    body: dict = {
+        "model": model,
+        "messages": [
+            {"role": "system", "content": "You are a benchmark."},
+            {"role": "user", "content": "Count upwards, one word per token."},
+        ],
+        "max_tokens": tokens,
+        "stream": stream,
+    }
+    if stream:
+        body["stream_options"] = {"include_usage": True}
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def _target(name: str, url: str, key: str, model: str, tokens: int) -> Target:
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    return Target(name, url, headers, {s: _request_body(model, tokens, s) for s in (False, True)})
+
+
+def _child_env(database: Database, catalog: Path, upstream_key: str) -> dict[str, str]:
+    env = {name: value for name, value in os.environ.items() if name not in SCRUBBED_ENV}
+    env.update(
+        {
+            "HYPERINFER_ENV": "production",
+            "SECRET_KEY": secrets.token_urlsafe(64),
+            "INTERNAL_TOKEN": secrets.token_urlsafe(48),
+            "DEBUG": "false",
+            "ALLOWED_HOSTS": "127.0.0.1",
+            "CATALOG_PATH": str(catalog),
+            UPSTREAM_KEY_ENV: upstream_key,
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.update({name: value for name, value in database.env().items() if value})
+    return env
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, workdir: Path, processes: Processes, database: Database):
+        self.args, self.workdir, self.processes, self.database = args, workdir, processes, database
+        self.last_piece = f"tok{args.tokens - 1} ".encode()
+        self.gateway_pgid: int | None = None
+        self.upstream_pgid: int | None = None
+
+    def setup(self) -> tuple[Target, Target, dict]:
+        args = self.args
+        upstream_key = secrets.token_urlsafe(24)
+        upstream_port = free_port()
+        argv = [sys.executable, "-m", "bench.mock_upstream", "--port", str(upstream_port)]
+        argv += ["--tokens", str(args.tokens), "--api-key", upstream_key]
+        argv += ["--delay-ms", str(args.upstream_delay_ms)]
+        _log(f"starting the mock upstream on 127.0.0.1:{upstream_port}")
+        mock = self.processes.start("mock upstream", argv, os.environ.copy(), self.workdir / "upstream.log")
+        self.upstream_pgid = mock.process.pid
+        wait_http(f"http://127.0.0.1:{upstream_port}/healthz", mock, self.processes)
+
+        _log(f"preparing the database: {self.database.label}")
+        self.database.create()
+        catalog = self.workdir / "providers.yaml"
+        write_catalog(catalog, upstream_port)
+        env = _child_env(self.database, catalog, upstream_key)
+        api_key = provision(env, catalog, self.workdir, CREDITS_USD)
+
+        gateway_port = free_port()
+        argv = [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1"]
+        argv += ["--port", str(gateway_port), "--workers", str(args.workers), "--loop", "uvloop"]
+        argv += ["--http", "httptools", "--no-access-log"]
+        _log(f"starting the gateway on 127.0.0.1:{gateway_port} ({args.workers} workers)")
+        gateway = self.processes.start("gateway", argv, env, self.workdir / "gateway.log")
+        self.gateway_pgid = gateway.process.pid
+        wait_http(f"http://127.0.0.1:{gateway_port}/healthz", gateway, self.processes)
+        self._wait_for_workers(gateway_port)
+
+        direct = _target(
+            "direct",
+            f"http://127.0.0.1:{upstream_port}/v1/chat/completions",
+            upstream_key,
+            UPSTREAM_MODEL,
+            args.tokens,
+        )
+        through = _target(
+            "gateway", f"http://127.0.0.1:{gateway_port}/api/v1/chat/completions", api_key, MODEL, args.tokens
+        )
+        return direct, through, env
+
+    def _wait_for_workers(self, port: int, timeout: float = 60.0) -> None:
+        """/healthz answers as soon as one worker is up: wait until the group has all its processes."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if _group_size(self.gateway_pgid) >= self.args.workers + 1:  # the supervisor and its workers
+                time.sleep(1.0)  # let each worker finish importing Django and its lifespan start-up
+                return
+            self.processes.check_alive()
+            time.sleep(0.2)
+        _log(f"warning: fewer than {self.args.workers} gateway workers after {timeout:.0f}s")
+
+    async def drive(self, direct: Target, gateway: Target) -> list[CellResult]:
+        args = self.args
+        for mode in args.modes:
+            for target in (direct, gateway):
+                problem = await preflight(target, MODES[mode], self.last_piece)
+                if problem:
+                    raise BenchError(
+                        f"{target.name} failed a single {mode} request before the load: {problem}"
+                    )
+        cells: list[CellResult] = []
+        for mode in args.modes:
+            for concurrency in args.concurrency:
+                for target, pgid in ((direct, self.upstream_pgid), (gateway, self.gateway_pgid)):
+                    self.processes.check_alive()
+                    cell = await run_cell(
+                        target,
+                        stream=MODES[mode],
+                        concurrency=concurrency,
+                        warmup=args.warmup,
+                        duration=args.duration,
+                        last_piece=self.last_piece,
+                        cpu_probe=lambda pgid=pgid: group_cpu_seconds(pgid),
+                        host_probe=host_cpu_times,
+                    )
+                    cells.append(cell)
+                    errors = f", {cell.error_count} errors" if cell.error_count else ""
+                    _log(f"  {mode:9} c={concurrency:<4} {target.name:7} {cell.rps:9,.1f} req/s{errors}")
+        return cells
+
+
+def background_load(seconds: float = 3.0) -> float | None:
+    """Share of the machine's CPU busy while the benchmark runs nothing: other tenants of the machine."""
+    before = host_cpu_times()
+    time.sleep(seconds)
+    after = host_cpu_times()
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    busy = (after[0] - before[0]) / (after[1] - before[1])
+    _log(f"machine CPU busy with other processes: {busy * 100:.0f}%")
+    if busy > 0.10:
+        _log(
+            "warning: the machine is not idle; the gateway and the mock will get less CPU than on a quiet one"
+        )
+    return busy
+
+
+def _group_size(pgid: int | None) -> int:
+    if pgid is None:
+        return 0
+    count = 0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                raw = Path(f"/proc/{entry}/stat").read_bytes()
+            except OSError:
+                continue
+            if int(raw[raw.rindex(b")") + 2 :].split()[2]) == pgid:
+                count += 1
+    return count
+
+
+def _settled_accounting(env: dict[str, str], timeout: float = 30.0) -> dict:
+    """The billing state once no reservation is held any more (settlement runs after each response)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = accounting(env)
+        if not state["reservations"].get("held") or time.monotonic() > deadline:
+            return state
+        time.sleep(1.0)
+
+
+def _settings(args: argparse.Namespace, database: Database, background: list) -> dict:
+    return {
+        "other_processes_cpu_busy_percent_before_after": [
+            None if share is None else round(share * 100, 1) for share in background
+        ],
+        "concurrency": args.concurrency,
+        "duration_s": args.duration,
+        "warmup_s": args.warmup,
+        "workers": args.workers,
+        "tokens": args.tokens,
+        "modes": args.modes,
+        "database": database.label,
+        "upstream_delay_ms": args.upstream_delay_ms,
+        "server": f"uvicorn config.asgi:application --workers {args.workers} --loop uvloop --http httptools "
+        "--no-access-log",
+        "env": "HYPERINFER_ENV=production DEBUG=false",
+    }
+
+
+def _print_results(args, database, machine, background, cells: list[CellResult], billing) -> None:
+    settings = _settings(args, database, background)
+    print()
+    print(report.machine_text(machine))
+    print(
+        f"Settings: {settings['server']}; {settings['env']}; {settings['database']}\n"
+        f"          concurrency {','.join(map(str, args.concurrency))}; {args.warmup:g} s warm-up + "
+        f"{args.duration:g} s measured per cell; {args.tokens} tokens per answer; "
+        f"upstream delay {args.upstream_delay_ms:g} ms\n"
+        f"          machine CPU busy with other processes, before / after the run: "
+        f"{' / '.join('-' if share is None else f'{share * 100:.0f}%' for share in background)}"
+    )
+    for mode in args.modes:
+        stream = MODES[mode]
+        mode_cells = [cell for cell in cells if cell.stream == stream]
+        pairs = list(zip(mode_cells[0::2], mode_cells[1::2], strict=True))
+        print(f"\n{mode} (latencies in ms; + = gateway minus direct)")
+        print(report.table(pairs, stream))
+    errors = report.error_lines(cells)
+    print("\nErrors (warm-up included):" if errors else "\nErrors: none")
+    for line in errors:
+        print(line)
+    if billing is not None:
+        answered = sum(cell.answered for cell in cells if cell.target == "gateway") + len(args.modes)
+        generations = billing["generations"]
+        print(
+            f"\nBilling check: {answered} gateway answers (2xx, warm-up and pre-flight included); "
+            f"generation records {json.dumps(generations)}; "
+            f"reservations {json.dumps(billing['reservations'])}; "
+            f"still reserved {billing['reserved_micro_usd']} µUSD; "
+            f"charged {billing['generation_cost_micro_usd']} µUSD"
+        )
+        if generations.get("completed", 0) != answered or billing["reservations"].get("held"):
+            print(
+                "  MISMATCH: completed generation records differ from the answers, or credits are still held"
+            )
+
+
+def _write_json(path: Path, args, database, machine, background, cells: list[CellResult], billing) -> None:
+    data = {
+        "machine": machine,
+        "settings": _settings(args, database, background),
+        "cells": [report.cell_summary(cell) for cell in cells],
+        "billing": billing,
+    }
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    workdir = Path(tempfile.mkdtemp(prefix="hyperinfer-bench-"))
+    database = Database(
+        sqlite_path=None if args.database_url else workdir / "bench.sqlite3",
+        database_url=args.database_url,
+        redis_url=args.redis_url,
+    )
+    processes = Processes()
+    bench = Bench(args, workdir, processes, database)
+    machine = report.machine()
+    _log(report.machine_text(machine))
+    try:
+        database.validate()
+        background = [background_load()]
+        direct, gateway, env = bench.setup()
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:
+            cells = runner.run(bench.drive(direct, gateway))
+        processes.check_alive()
+        _log("load done; checking the billing records")
+        billing = _settled_accounting(env)
+        processes.stop_all()
+        background.append(background_load())
+        _print_results(args, database, machine, background, cells, billing)
+        if args.json:
+            _write_json(args.json, args, database, machine, background, cells, billing)
+            _log(f"wrote {args.json}")
+        return 0
+    except BenchError as exc:
+        _log(f"bench: {exc}")
+        for child in processes.children:
+            _log(f"--- {child.name} log ({child.log}) ends:\n{tail(child.log, 15)}")
+        return 1
+    except KeyboardInterrupt:
+        _log("bench: interrupted; stopping everything it started")
+        return 130
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip the clean-up
+        processes.stop_all()
+        if args.keep:
+            _log(f"kept {workdir} and the database ({database.label})")
+        else:
+            try:
+                database.drop()
+            except BenchError as exc:
+                _log(f"bench: could not drop the database: {exc}")
+            shutil.rmtree(workdir, ignore_errors=True)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
