@@ -1,15 +1,45 @@
-"""Billing reads for pages, APIs and admin."""
+"""Billing reads for pages, APIs and admin.
+
+With the Redis meter (DESIGN §4) the newest debits and the holds of requests in flight live in Redis for a
+moment before PostgreSQL has them; the reads users see add them, so a balance never looks stale.
+"""
 
 from django.db.models import QuerySet
+from django.utils import timezone
 
+from billing import mirror
 from billing.models import CreditAccount, LedgerEntry
+from billing.reservations import limit_period_start
+from console.models import ApiKey
 
 
 def account_for(*, workspace_id) -> CreditAccount:
-    """The workspace's account (an unsaved zero account if it was never opened)."""
-    return CreditAccount.objects.filter(workspace_id=workspace_id).first() or CreditAccount(
+    """The workspace's account as its owner sees it (an unsaved zero account if it was never opened):
+    debits not yet written to PostgreSQL are taken off the balance, and holds in Redis count as reserved.
+    For display only; never save it."""
+    account = CreditAccount.objects.filter(workspace_id=workspace_id).first() or CreditAccount(
         workspace_id=workspace_id
     )
+    unflushed, held = mirror.account_pending(workspace_id)
+    account.balance_micro_usd -= unflushed
+    account.reserved_micro_usd += held
+    return account
+
+
+def usage_unflushed(*, workspace_id) -> int:
+    """Usage settled in Redis and not yet in the ledger."""
+    return mirror.account_pending(workspace_id)[0]
+
+
+def api_key_as_seen(key: ApiKey) -> ApiKey:
+    """The key with its charges and holds still in Redis added to its usage figures. Never save it."""
+    start = limit_period_start(key.limit_reset, timezone.now())
+    period = "0" if start is None else str(int(start.timestamp()))
+    unflushed, in_period, held = mirror.key_pending(key.pk, period)
+    key.usage_micro_usd += unflushed
+    key.limit_used_micro_usd += in_period
+    key.limit_reserved_micro_usd += held
+    return key
 
 
 def ledger_entries(*, workspace_id) -> QuerySet[LedgerEntry]:

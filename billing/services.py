@@ -9,6 +9,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.db.models import F, Sum
 
+from billing import mirror
 from billing.models import CreditAccount, EntryKind, LedgerEntry
 
 CREDIT_KINDS = frozenset({EntryKind.PURCHASE, EntryKind.GRANT})
@@ -84,6 +85,9 @@ def _post(*, workspace_id, release_reserved_micro_usd: int, **fields) -> LedgerE
     balance_after = CreditAccount.objects.values_list("balance_micro_usd", flat=True).get(
         workspace_id=workspace_id
     )
+    if fields["kind"] != EntryKind.USAGE:
+        # Usage is debited in the hot path's mirror already; any other change must reach it (DESIGN §4).
+        mirror.account_invalidate_on_commit(workspace_id)
     return LedgerEntry.objects.create(
         workspace_id=workspace_id, balance_after_micro_usd=balance_after, **fields
     )
@@ -121,3 +125,44 @@ def ledger_sum(*, workspace_id) -> int:
         "total"
     ]
     return total or 0
+
+
+def usage_debits_post(debits: list[tuple[Any, str, int | None, int, dict[str, Any]]]) -> int:
+    """Post many usage debits at once: (workspace id, request id, api key id, cost, metadata) each.
+
+    For the Redis hot path's batch writer (DESIGN §4): one UPDATE per workspace, in a stable order so
+    concurrent writers cannot deadlock, and each entry's balance_after as if posted one by one. Runs inside
+    the caller's transaction; request ids must be new (the caller skips those already written).
+    Returns the number of entries written.
+    """
+    by_workspace: dict[Any, list[tuple[str, int | None, int, dict[str, Any]]]] = {}
+    for workspace_id, request_id, api_key_id, cost, metadata in debits:
+        if cost > 0:
+            by_workspace.setdefault(workspace_id, []).append((request_id, api_key_id, cost, metadata))
+    entries = []
+    for workspace_id in sorted(by_workspace, key=str):
+        rows = by_workspace[workspace_id]
+        total = sum(cost for _, _, cost, _ in rows)
+        account_open(workspace_id=workspace_id)
+        CreditAccount.objects.filter(workspace_id=workspace_id).update(
+            balance_micro_usd=F("balance_micro_usd") - total
+        )
+        balance = CreditAccount.objects.values_list("balance_micro_usd", flat=True).get(
+            workspace_id=workspace_id
+        )
+        balance_after = balance + total
+        for request_id, api_key_id, cost, metadata in rows:
+            balance_after -= cost
+            entries.append(
+                LedgerEntry(
+                    workspace_id=workspace_id,
+                    kind=EntryKind.USAGE,
+                    amount_micro_usd=-cost,
+                    balance_after_micro_usd=balance_after,
+                    reference=request_id,
+                    api_key_id=api_key_id,
+                    metadata=metadata,
+                )
+            )
+    LedgerEntry.objects.bulk_create(entries)
+    return len(entries)

@@ -158,11 +158,25 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = "UTC"
+# The gateway's meter (DESIGN §4, ADR 0006): "redis" admits and settles each request with one atomic Redis
+# script and writes PostgreSQL in batches (production); "sql" reserves and settles in the database directly.
+GATEWAY_METER = env_str(
+    "GATEWAY_METER",
+    "redis" if REDIS_URL and DATABASE_URL.startswith(("postgres://", "postgresql://")) else "sql",
+)
+if GATEWAY_METER not in ("redis", "sql"):
+    raise ImproperlyConfigured(f"GATEWAY_METER must be redis or sql, not {GATEWAY_METER!r}")
+if GATEWAY_METER == "redis" and not REDIS_URL:
+    raise ImproperlyConfigured("GATEWAY_METER=redis needs REDIS_URL")
+
 CELERY_BEAT_SCHEDULE = {
     "billing-reap-expired-reservations": {
         "task": "billing.tasks.reap_expired_reservations",
         "schedule": 60.0,
     },
+    # The backstop of the gateway processes' own writers: settled records to PostgreSQL, dead writers'
+    # batches requeued, expired holds released.
+    "gateway-flush-metering": {"task": "gateway.tasks.flush_metering", "schedule": 5.0},
 }
 
 # Without a broker there is no `celery beat` either: the ASGI process runs the schedule in a thread.

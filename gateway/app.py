@@ -1,23 +1,20 @@
 """The gateway's own ASGI app, mounted ahead of Django's view stack for its paths (DESIGN §3-4)."""
 
 import asyncio
-import time
 from urllib.parse import parse_qs
 
 from django.conf import settings
 from django.db import connection
 
-from billing.models import Reservation, ReservationStatus
 from gateway import completions
-from gateway.auth import authenticate
+from gateway.auth import Caller, authenticate
 from gateway.errors import ErrorCode, GatewayError
 from gateway.http import Receive, Send, headers_of, in_thread, send_json
 from gateway.ingress.chat_completions import dumps, error_body
-from gateway.models import Generation
+from gateway.metering import get_meter, writer
+from gateway.metering.redis_meter import close_loop_client
 from gateway.openapi import openapi_json
 from gateway.session import close_upstream_session
-
-GENERATION_WAIT_SECONDS = 5.0
 
 
 async def healthz(scope: dict, receive: Receive, send: Send) -> None:
@@ -53,59 +50,23 @@ async def readyz(scope: dict, receive: Receive, send: Send) -> None:
     await send_json(send, 200 if report["status"] == "ok" else 503, dumps(report), [])
 
 
-def _generation(headers: dict, query: bytes) -> dict | None:
+def _generation_query(headers: dict, query: bytes) -> tuple[Caller, str]:
+    """(the caller, the request id asked for); runs in a worker thread. Raises GatewayError."""
     caller = authenticate(headers)
     values = parse_qs(query.decode()).get("id")
     if not values or not values[0].strip():
         raise GatewayError(
             ErrorCode.INVALID_REQUEST, "id: required (the X-Request-Id of a request)", param="id"
         )
-    request_id = values[0].strip().removeprefix("gen-")
-    deadline = time.monotonic() + GENERATION_WAIT_SECONDS
-    while True:
-        generation = Generation.objects.filter(
-            request_id=request_id, workspace_id=caller.workspace_id
-        ).first()
-        if generation is not None:
-            return _generation_data(generation)
-        # A request that just finished is settled right after its last byte: wait for it, briefly.
-        in_flight = Reservation.objects.filter(
-            request_id=request_id, workspace_id=caller.workspace_id, status=ReservationStatus.HELD
-        ).exists()
-        if not in_flight or time.monotonic() > deadline:
-            return None
-        time.sleep(0.05)
-
-
-def _generation_data(g: Generation) -> dict:
-    data = {
-        "id": g.request_id,
-        "model": g.model,
-        "provider": g.provider,
-        "ingress_format": g.ingress_format,
-        "source": g.source,
-        "streamed": g.streamed,
-        "tokens_prompt": g.tokens_prompt,
-        "tokens_completion": g.tokens_completion,
-        "tokens_reasoning": g.tokens_reasoning,
-        "tokens_cached_prompt": g.tokens_cached_prompt,
-        "total_cost": g.cost_micro_usd / 1_000_000,
-        "cost_micro_usd": str(g.cost_micro_usd),
-        "tool_costs_micro_usd": {name: str(cost) for name, cost in g.tool_costs_micro_usd.items()},
-        "latency_ms": g.latency_ms,
-        "ttft_ms": g.ttft_ms,
-        "status": g.status,
-        "finish_reason": g.finish_reason,
-        "created_at": g.created_at.isoformat(),
-    }
-    if g.error_code:
-        data["error_code"] = g.error_code
-    return data
+    return caller, values[0].strip().removeprefix("gen-")
 
 
 async def generation(scope: dict, receive: Receive, send: Send) -> None:
     try:
-        data = await in_thread(_generation, headers_of(scope), scope.get("query_string", b""))
+        caller, request_id = await in_thread(
+            _generation_query, headers_of(scope), scope.get("query_string", b"")
+        )
+        data = await get_meter().generation(workspace_id=caller.workspace_id, request_id=request_id)
     except GatewayError as exc:
         await send_json(send, exc.status, dumps(error_body(exc.code, exc.message, "", exc.param)), [])
         return
@@ -154,13 +115,20 @@ def with_gateway(django_app):
 
 
 async def lifespan(scope: dict, receive: Receive, send: Send) -> None:
-    """Close the upstream connection pool on shutdown."""
+    """Start the metering writer with the server (Redis meter); on shutdown drain it, close the pools."""
+    stop = asyncio.Event()
+    flusher = None
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            if settings.GATEWAY_METER == "redis":
+                flusher = asyncio.create_task(writer.run_flusher(stop))
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
+            stop.set()
+            if flusher is not None:
+                await flusher
+            await close_loop_client()
             await close_upstream_session()
             await send({"type": "lifespan.shutdown.complete"})
             return
-        await asyncio.sleep(0)

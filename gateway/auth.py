@@ -24,6 +24,8 @@ class Caller:
     allowed_models: frozenset[str]
     rate_limit_rpm: int | None
     source: str  # api | playground | chat
+    limit_micro_usd: int | None = None
+    limit_reset: str = "none"
 
 
 def key_from_headers(headers: dict[bytes, bytes]) -> str | None:
@@ -39,6 +41,11 @@ def key_from_headers(headers: dict[bytes, bytes]) -> str | None:
 class KeyCache:
     def __init__(self) -> None:
         self._entries: dict[str, tuple[float, Caller | None]] = {}
+
+    def has_fresh(self, secret: str) -> bool:
+        """Whether `lookup` would answer without the database."""
+        cached = self._entries.get(secret_hash(secret))
+        return cached is not None and cached[0] > time.monotonic()
 
     def lookup(self, secret: str) -> Caller | None:
         """Runs in a worker thread: may query the database."""
@@ -68,6 +75,8 @@ def _load_api_key(hashed: str) -> Caller | None:
         allowed_models=frozenset(key.allowed_models),
         rate_limit_rpm=key.rate_limit_rpm,
         source="api",
+        limit_micro_usd=key.limit_micro_usd,
+        limit_reset=key.limit_reset,
     )
 
 

@@ -8,8 +8,10 @@ import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.core.exceptions import SynchronousOnlyOperation
 
-from gateway.auth import Caller, authenticate
+from console.services.secrets import PLAYGROUND_KEY_PREFIX
+from gateway.auth import Caller, authenticate, key_cache, key_from_headers
 from gateway.canonical import CanonicalRequest, Event, Usage
 from gateway.catalog_cache import ModelInfo, catalog_cache
 from gateway.errors import ErrorCode, GatewayError
@@ -27,9 +29,8 @@ from gateway.http import (
     wait_for_disconnect,
 )
 from gateway.ingress import chat_completions as fmt
-from gateway.metering import Outcome, cost_of, reserve_for, settle_and_record
+from gateway.metering import Outcome, cost_of, get_meter
 from gateway.models import GenerationStatus
-from gateway.ratelimit import check_rate_limit
 from gateway.routing import open_stream
 from gateway.session import upstream_session
 from gateway.tokens import estimate_prompt_tokens
@@ -46,8 +47,11 @@ class Admitted:
     prompt_estimate: int
 
 
-def _admit(headers: dict[bytes, bytes], body: bytes, request_id: str) -> Admitted:
-    """Everything before the upstream call; runs in a worker thread. Raises GatewayError."""
+def _admit(headers: dict[bytes, bytes], body: bytes) -> Admitted:
+    """Who is calling, what they ask for, whether they may. Raises GatewayError.
+
+    May query the database (a key or catalog not cached yet, a playground key): see `_admits_in_loop`.
+    """
     caller = authenticate(headers)
     request = fmt.parse_request(parse_json_object(body))
     model = catalog_cache.get(request.model)
@@ -57,17 +61,38 @@ def _admit(headers: dict[bytes, bytes], body: bytes, request_id: str) -> Admitte
         )
     if caller.allowed_models and model.slug not in caller.allowed_models:
         raise GatewayError(ErrorCode.MODEL_NOT_ALLOWED, f"This key may not use {model.slug}.", param="model")
-    if caller.rate_limit_rpm and caller.api_key_id is not None:
-        check_rate_limit(api_key_id=caller.api_key_id, rpm=caller.rate_limit_rpm)
-    prompt_estimate = estimate_prompt_tokens(request)
-    reserve_for(
-        caller=caller,
-        model=model,
-        request_id=request_id,
-        prompt_tokens=prompt_estimate,
-        max_tokens=request.max_tokens,
+    return Admitted(caller, request, model, estimate_prompt_tokens(request))
+
+
+def _admits_in_loop(headers: dict[bytes, bytes]) -> bool:
+    """Whether `_admit` would answer from memory, so it can skip the worker thread (DESIGN §4, fast path)."""
+    secret = key_from_headers(headers)
+    return (
+        secret is not None
+        and not secret.startswith(PLAYGROUND_KEY_PREFIX)
+        and key_cache.has_fresh(secret)
+        and catalog_cache.is_fresh()
     )
-    return Admitted(caller, request, model, prompt_estimate)
+
+
+async def admit(scope: dict, body: bytes, request_id: str) -> Admitted:
+    """Admission, then the worst case reserved before anything goes upstream (DESIGN §4.1)."""
+    headers = headers_of(scope)
+    admitted = None
+    if _admits_in_loop(headers):
+        # A cache entry can expire between the check and its use; Django then refuses the query here.
+        with contextlib.suppress(SynchronousOnlyOperation):
+            admitted = _admit(headers, body)
+    if admitted is None:
+        admitted = await in_thread(_admit, headers, body)
+    await get_meter().reserve(
+        caller=admitted.caller,
+        model=admitted.model,
+        request_id=request_id,
+        prompt_tokens=admitted.prompt_estimate,
+        max_tokens=admitted.request.max_tokens,
+    )
+    return admitted
 
 
 async def handle(scope: dict, receive: Receive, send: Send) -> None:
@@ -76,7 +101,7 @@ async def handle(scope: dict, receive: Receive, send: Send) -> None:
     id_header = [(b"x-request-id", request_id.encode())]
     try:
         body = await read_body(receive, settings.GATEWAY_MAX_BODY_BYTES)
-        admitted = await in_thread(_admit, headers_of(scope), body, request_id)
+        admitted = await admit(scope, body, request_id)
     except GatewayError as exc:
         await send_json(
             send,
@@ -261,8 +286,7 @@ async def _settle(admitted: Admitted, request_id: str, outcome: Outcome) -> None
     for attempt, pause in enumerate((0.0, 0.2, 1.0, 3.0)):
         await asyncio.sleep(pause)
         try:
-            await in_thread(
-                settle_and_record,
+            await get_meter().settle(
                 caller=admitted.caller,
                 model=admitted.model,
                 request=admitted.request,

@@ -1,14 +1,18 @@
-"""Settlements the gateway could not write in time are retried by a worker until they land (DESIGN §4.4)."""
+"""Gateway work for Celery: settlements the gateway could not write in time are retried until they land
+(DESIGN §4.4), and the Redis meter's queue is flushed to PostgreSQL as a backstop of the gateway's writers."""
 
+import asyncio
 import logging
 from dataclasses import asdict
 
 from celery import shared_task
+from django.conf import settings
 
 from gateway.auth import Caller
 from gateway.canonical import CanonicalRequest, Usage
 from gateway.catalog_cache import catalog_cache
-from gateway.metering import Outcome, settle_and_record
+from gateway.metering import Outcome, get_meter, sql, writer
+from gateway.metering.redis_meter import close_loop_client
 
 logger = logging.getLogger(__name__)
 
@@ -48,11 +52,43 @@ def settle_generation(payload: dict) -> None:
     caller = Caller(**{**payload["caller"], "allowed_models": frozenset()})
     outcome = Outcome(**{**payload["outcome"], "usage": Usage(**payload["outcome"]["usage"])})
     request = CanonicalRequest(model=model.slug, messages=[], stream=payload["stream"], user=payload["user"])
-    settle_and_record(
-        caller=caller,
-        model=model,
-        request=request,
-        request_id=payload["request_id"],
-        ingress_format=payload["ingress_format"],
-        outcome=outcome,
-    )
+    settlement = {
+        "caller": caller,
+        "model": model,
+        "request": request,
+        "request_id": payload["request_id"],
+        "ingress_format": payload["ingress_format"],
+        "outcome": outcome,
+    }
+    if settings.GATEWAY_METER == "sql":
+        sql.settle_sync(**settlement)
+    else:
+        asyncio.run(_settle_in_redis(settlement))
+
+
+async def _settle_in_redis(settlement: dict) -> None:
+    try:
+        await get_meter().settle(**settlement)
+    finally:
+        await close_loop_client()
+
+
+@shared_task(name="gateway.tasks.flush_metering")
+def flush_metering() -> int:
+    """Write what the Redis meter has settled to PostgreSQL; requeue dead writers' batches; reap holds."""
+    if settings.GATEWAY_METER != "redis":
+        return 0
+    return asyncio.run(_flush())
+
+
+async def _flush() -> int:
+    try:
+        await writer.maintain()
+        return await writer.drain(write=_write_here)
+    finally:
+        await close_loop_client()
+
+
+async def _write_here(records: list[dict]) -> writer.Written:
+    # A worker does nothing else meanwhile: write in this thread, with its own database connection.
+    return writer.write_batch(records)

@@ -81,3 +81,21 @@ def end_worker_thread_connections(django_db_setup, django_db_blocker):
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fresh_credit_mirror():
+    """The Redis meter's mirror names keys by database ids, which a new test database reuses: start empty."""
+    redis_url = os.environ.get("REDIS_URL", "")
+    if not redis_url.startswith("redis://"):
+        yield
+        return
+    import redis
+
+    from billing.mirror import PREFIX
+
+    client = redis.Redis.from_url(redis_url)
+    for name in client.scan_iter(match=PREFIX + "*", count=1000):
+        client.delete(name)
+    yield
+    client.close()

@@ -9,7 +9,7 @@ from rest_framework.views import APIView
 
 from billing.models import EntryKind, LedgerEntry
 from billing.money import micro_to_usd
-from billing.selectors import account_for
+from billing.selectors import account_for, api_key_as_seen, usage_unflushed
 from console.api.authentication import ApiKeyAuthentication
 from console.api.errors import request_id_for
 from console.models import LimitReset
@@ -133,7 +133,7 @@ class CreditsView(KeyApiView):
             .annotate(total=Sum("amount_micro_usd"))
         )
         by_kind = {row["kind"]: row["total"] for row in sums}
-        usage = -by_kind.get(EntryKind.USAGE, 0)
+        usage = -by_kind.get(EntryKind.USAGE, 0) + usage_unflushed(workspace_id=workspace_id)
         credited = account.balance_micro_usd + usage
         return Response(
             {
@@ -165,7 +165,7 @@ class KeyView(KeyApiView):
         },
     )
     def get(self, request):
-        key = request.auth
+        key = api_key_as_seen(request.auth)
         return Response(
             {
                 "data": {

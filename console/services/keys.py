@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
+from billing import mirror
 from catalog.selectors import model_slugs
 from console.models import (
     MANAGING_ROLES,
@@ -129,6 +130,7 @@ def api_key_update(
     }
     if limit_reset != api_key.limit_reset:
         changes.update(limit_used_micro_usd=0, limit_period_start=None)
+        mirror.key_invalidate_on_commit(api_key.pk)
     # Spend counters are only touched by conditional UPDATEs in billing, so write just these columns.
     ApiKey.objects.filter(pk=api_key.pk).update(**changes)
     api_key.refresh_from_db()

@@ -5,6 +5,7 @@ import openai
 import pytest
 
 from billing.models import CreditAccount, LedgerEntry
+from billing.selectors import account_for
 from tests.gateway.conftest import settled_generation
 
 MODEL = "hyperinfer/sandbox-pro"  # priced like a real model, so billing shows
@@ -15,7 +16,8 @@ def client_for(url: str, key: str) -> openai.OpenAI:
 
 
 def balance(workspace) -> int:
-    return CreditAccount.objects.get(workspace=workspace).balance_micro_usd
+    """The balance the user sees: with the Redis meter, debits not yet written to PostgreSQL included."""
+    return account_for(workspace_id=workspace.pk).balance_micro_usd
 
 
 def test_a_completion_is_billed_exactly_its_cost_and_its_metadata_is_served(gateway_url, funded_key):
@@ -48,7 +50,9 @@ def test_a_completion_is_billed_exactly_its_cost_and_its_metadata_is_served(gate
     # 0.60 $/M prompt, 2.50 $/M completion, rounded up once.
     assert charged == -(-(usage.prompt_tokens * 60 + usage.completion_tokens * 250) // 100)
     assert before - balance(workspace) == charged
+    settled_generation(request_id)  # written to PostgreSQL, in the same transaction as the ledger
     assert LedgerEntry.objects.get(reference=request_id).amount_micro_usd == -charged
+    assert CreditAccount.objects.get(workspace=workspace).balance_micro_usd == before - charged
 
 
 def test_a_stream_ends_with_usage_and_costs_the_same_as_its_record(gateway_url, funded_key):

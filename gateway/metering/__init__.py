@@ -1,0 +1,20 @@
+"""Metering: reserve before the upstream call, settle and record after it (DESIGN §4).
+
+Two meters behind one interface (`Meter`): `sql` reserves and settles in the database, one transaction
+each (the embedded default); `redis` does both with one atomic Redis script each and writes PostgreSQL in
+batches (production, ADR 0006). `settings.GATEWAY_METER` chooses.
+"""
+
+from django.conf import settings
+
+from gateway.metering.base import Meter, Outcome, cost_of
+from gateway.metering.redis_meter import RedisMeter
+from gateway.metering.sql import SqlMeter
+
+__all__ = ["Meter", "Outcome", "cost_of", "get_meter"]
+
+_METERS: dict[str, Meter] = {"sql": SqlMeter(), "redis": RedisMeter()}
+
+
+def get_meter() -> Meter:
+    return _METERS[settings.GATEWAY_METER]

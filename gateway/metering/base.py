@@ -1,0 +1,131 @@
+"""What both meters share: the outcome of a request, its cost, and the generation record it leaves."""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from django.utils import timezone
+
+from billing.reservations import limit_period_start
+from catalog.pricing import generation_cost_micro_usd, worst_case_cost_micro_usd
+from gateway.auth import Caller
+from gateway.canonical import CanonicalRequest, Usage
+from gateway.catalog_cache import ModelInfo
+from gateway.errors import ErrorCode, GatewayError
+from gateway.models import GenerationStatus
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What happened upstream, as the generation record and the bill need it."""
+
+    status: str
+    usage: Usage
+    provider: str = ""
+    upstream_model_id: str = ""
+    finish_reason: str = ""
+    error_code: str = ""
+    latency_ms: int = 0
+    ttft_ms: int | None = None
+
+
+class Meter(Protocol):
+    """Reserve before the upstream call; settle and record after it (DESIGN §4). Both methods are async."""
+
+    async def reserve(
+        self, *, caller: Caller, model: ModelInfo, request_id: str, prompt_tokens: int, max_tokens: int | None
+    ) -> int:
+        """Admit the request (rate limit, credits, key limit) and hold its worst case. Raises GatewayError."""
+
+    async def settle(
+        self,
+        *,
+        caller: Caller,
+        model: ModelInfo,
+        request: CanonicalRequest,
+        request_id: str,
+        ingress_format: str,
+        outcome: Outcome,
+    ) -> int:
+        """Charge what was generated (nothing for a failure), exactly once, and keep the generation record."""
+
+    async def generation(self, *, workspace_id, request_id: str) -> dict[str, Any] | None:
+        """The generation record's fields, waiting briefly for a request that is still finishing."""
+
+
+def worst_case(model: ModelInfo, prompt_tokens: int, max_tokens: int | None) -> int:
+    return worst_case_cost_micro_usd(model=model, prompt_tokens=prompt_tokens, max_tokens=max_tokens)
+
+
+def cost_of(model: ModelInfo, usage: Usage) -> int:
+    cached = min(usage.cached_prompt_tokens, usage.prompt_tokens)
+    return generation_cost_micro_usd(
+        model=model,
+        prompt_tokens=usage.prompt_tokens - cached,
+        cached_prompt_tokens=cached,
+        completion_tokens=usage.completion_tokens,
+    )
+
+
+def charge_for(model: ModelInfo, outcome: Outcome) -> int:
+    """Failed requests cost nothing; completed and cancelled ones pay for the tokens produced."""
+    return 0 if outcome.status == GenerationStatus.FAILED else cost_of(model, outcome.usage)
+
+
+def generation_fields(
+    *,
+    caller: Caller,
+    model: ModelInfo,
+    request: CanonicalRequest,
+    request_id: str,
+    ingress_format: str,
+    outcome: Outcome,
+    cost: int,
+    finished_at: datetime | None = None,
+) -> dict[str, Any]:
+    """The Generation row's fields (request_id excluded), the same for both meters."""
+    finished = finished_at or timezone.now()
+    usage = outcome.usage
+    return {
+        "workspace_id": caller.workspace_id,
+        "api_key_id": caller.api_key_id,
+        "source": caller.source,
+        "ingress_format": ingress_format,
+        "model": model.slug,
+        "provider": outcome.provider,
+        "upstream_model_id": outcome.upstream_model_id,
+        "streamed": request.stream,
+        "tokens_prompt": usage.prompt_tokens,
+        "tokens_completion": usage.completion_tokens,
+        "tokens_reasoning": usage.reasoning_tokens,
+        "tokens_cached_prompt": usage.cached_prompt_tokens,
+        "cost_micro_usd": cost,
+        "latency_ms": outcome.latency_ms,
+        "ttft_ms": outcome.ttft_ms,
+        "status": outcome.status,
+        "finish_reason": outcome.finish_reason,
+        "error_code": outcome.error_code,
+        "end_user": request.user or "",
+        "created_at": finished - timedelta(milliseconds=outcome.latency_ms),
+        "finished_at": finished,
+    }
+
+
+def limit_period(caller: Caller, now: datetime) -> str:
+    """The key-limit period a charge falls in, as the epoch second of its start ("0": no reset)."""
+    start = limit_period_start(caller.limit_reset, now)
+    return "0" if start is None else str(int(start.timestamp()))
+
+
+def refused(exc: Exception) -> GatewayError:
+    """The billing refusals as the gateway's taxonomy errors."""
+    from billing.errors import InsufficientCredits, KeyLimitExceeded
+
+    if isinstance(exc, KeyLimitExceeded):
+        return GatewayError(ErrorCode.KEY_LIMIT_EXCEEDED, "This key's credit limit is reached.")
+    if isinstance(exc, InsufficientCredits):
+        return GatewayError(
+            ErrorCode.INSUFFICIENT_CREDITS,
+            "Insufficient credits for this request's worst case; top up, or lower max_tokens.",
+        )
+    raise TypeError(exc)

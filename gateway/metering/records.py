@@ -1,0 +1,59 @@
+"""A generation record in its three shapes: a Generation row, JSON in Redis, and the API's answer."""
+
+import json
+import uuid
+from datetime import datetime
+from typing import Any
+
+from gateway.models import Generation
+
+_DATETIME_FIELDS = ("created_at", "finished_at")
+
+
+def fields_to_json(request_id: str, fields: dict[str, Any]) -> dict[str, Any]:
+    data = {"request_id": request_id, **fields, "workspace_id": str(fields["workspace_id"])}
+    for name in _DATETIME_FIELDS:
+        data[name] = fields[name].isoformat()
+    return data
+
+
+def fields_from_json(data: dict[str, Any]) -> dict[str, Any]:
+    fields = {**data, "workspace_id": uuid.UUID(data["workspace_id"])}
+    for name in _DATETIME_FIELDS:
+        fields[name] = datetime.fromisoformat(data[name])
+    return fields
+
+
+def generation_from_json(data: dict[str, Any]) -> Generation:
+    return Generation(**fields_from_json(data))
+
+
+def generation_data(g: Generation) -> dict[str, Any]:
+    """GET /api/v1/generation's `data` object."""
+    data = {
+        "id": g.request_id,
+        "model": g.model,
+        "provider": g.provider,
+        "ingress_format": g.ingress_format,
+        "source": g.source,
+        "streamed": g.streamed,
+        "tokens_prompt": g.tokens_prompt,
+        "tokens_completion": g.tokens_completion,
+        "tokens_reasoning": g.tokens_reasoning,
+        "tokens_cached_prompt": g.tokens_cached_prompt,
+        "total_cost": g.cost_micro_usd / 1_000_000,
+        "cost_micro_usd": str(g.cost_micro_usd),
+        "tool_costs_micro_usd": {name: str(cost) for name, cost in (g.tool_costs_micro_usd or {}).items()},
+        "latency_ms": g.latency_ms,
+        "ttft_ms": g.ttft_ms,
+        "status": g.status,
+        "finish_reason": g.finish_reason,
+        "created_at": g.created_at.isoformat(),
+    }
+    if g.error_code:
+        data["error_code"] = g.error_code
+    return data
+
+
+def dumps(data: dict[str, Any]) -> str:
+    return json.dumps(data, separators=(",", ":"))

@@ -1,0 +1,235 @@
+"""The Redis meter (production): one atomic script to admit a request, one to settle it; PostgreSQL is
+written in batches off the request path by gateway/metering/writer.py (DESIGN §4, ADR 0006).
+
+Admission checks the key's rate limit, holds the worst case against the workspace's mirrored balance and
+the key's limit, and records the hold with an expiry for the reaper. Settlement releases the hold, debits
+the actual cost, queues the record for PostgreSQL and keeps a copy for /api/v1/generation, exactly once
+per request id. A mirror that is not in Redis yet is loaded from PostgreSQL first.
+"""
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+from django.conf import settings
+from django.utils import timezone
+
+from billing import mirror
+from billing.models import CreditAccount
+from billing.reservations import limit_period_start
+from console.models import ApiKey
+from gateway.auth import Caller
+from gateway.catalog_cache import ModelInfo
+from gateway.errors import ErrorCode, GatewayError
+from gateway.http import in_thread
+from gateway.metering import scripts
+from gateway.metering.base import Outcome, charge_for, generation_fields, limit_period, worst_case
+from gateway.metering.records import dumps, fields_to_json, generation_data, generation_from_json
+from gateway.metering.sql import GENERATION_WAIT_SECONDS, find_generation
+
+logger = logging.getLogger(__name__)
+
+DONE_TTL_SECONDS = 7 * 24 * 3600  # a settlement replayed within a week changes nothing
+GENERATION_TTL_SECONDS = 3600  # /api/v1/generation reads the copy until the writer has flushed the row
+LOAD_ATTEMPTS = 50
+
+_REFUSALS = {
+    "insufficient": (
+        ErrorCode.INSUFFICIENT_CREDITS,
+        "Insufficient credits for this request's worst case; top up, or lower max_tokens.",
+    ),
+    "key_limit": (ErrorCode.KEY_LIMIT_EXCEEDED, "This key's credit limit is reached."),
+}
+
+
+class Scripts:
+    """The scripts registered on one client; redis-py runs them by SHA and reloads them if Redis forgot."""
+
+    def __init__(self, client) -> None:
+        self.reserve = client.register_script(scripts.RESERVE)
+        self.settle = client.register_script(scripts.SETTLE)
+        self.load_workspace = client.register_script(scripts.LOAD_WORKSPACE)
+        self.load_key = client.register_script(scripts.LOAD_KEY)
+        self.claim = client.register_script(scripts.CLAIM)
+        self.complete = client.register_script(scripts.COMPLETE)
+        self.requeue = client.register_script(scripts.REQUEUE)
+        self.reap = client.register_script(scripts.REAP)
+
+
+_loop_clients: dict[asyncio.AbstractEventLoop, tuple[aioredis.Redis, Scripts]] = {}
+
+
+def loop_client() -> tuple[aioredis.Redis, Scripts]:
+    """One pooled asyncio client per event loop (per process in production)."""
+    loop = asyncio.get_running_loop()
+    found = _loop_clients.get(loop)
+    if found is None:
+        client = aioredis.Redis.from_url(
+            settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=2, max_connections=256
+        )
+        found = _loop_clients[loop] = (client, Scripts(client))
+    return found
+
+
+async def close_loop_client() -> None:
+    found = _loop_clients.pop(asyncio.get_running_loop(), None)
+    if found is not None:
+        await found[0].aclose()
+
+
+def _workspace_balance(workspace_id) -> int:
+    return (
+        CreditAccount.objects.filter(workspace_id=workspace_id)
+        .values_list("balance_micro_usd", flat=True)
+        .first()
+        or 0
+    )
+
+
+def _key_used_in_period(api_key_id: int, reset: str) -> int:
+    """PostgreSQL's usage of the key's limit in the current period (0 if its period has not started)."""
+    row = ApiKey.objects.filter(pk=api_key_id).values("limit_used_micro_usd", "limit_period_start").first()
+    if row is None:
+        return 0
+    current = limit_period_start(reset, timezone.now())
+    if current is not None and row["limit_period_start"] != current:
+        return 0
+    return row["limit_used_micro_usd"]
+
+
+async def _load(script, name: str, read_postgres, *args: str) -> None:
+    """Mirror a PostgreSQL figure into Redis, retrying while a batch write could make the read stale."""
+    client, _ = loop_client()
+    for _ in range(LOAD_ATTEMPTS):
+        version = (await client.hget(name, "ver") or b"0").decode()
+        figure = await in_thread(read_postgres)
+        if await script(keys=[name], args=[figure, *args, version]):
+            return
+        await asyncio.sleep(0.01)
+    raise GatewayError(ErrorCode.INTERNAL_ERROR, "The credit mirror is busy; retry the request.")
+
+
+class RedisMeter:
+    async def reserve(
+        self, *, caller: Caller, model: ModelInfo, request_id: str, prompt_tokens: int, max_tokens: int | None
+    ) -> int:
+        try:
+            return await self._reserve(caller, model, request_id, prompt_tokens, max_tokens)
+        except aioredis.RedisError as exc:
+            logger.exception("reserving %s in Redis failed", request_id)
+            raise GatewayError(
+                ErrorCode.INTERNAL_ERROR, "The credit service is unavailable; retry the request shortly."
+            ) from exc
+
+    async def _reserve(
+        self, caller: Caller, model: ModelInfo, request_id: str, prompt_tokens: int, max_tokens: int | None
+    ) -> int:
+        amount = worst_case(model, prompt_tokens, max_tokens)
+        _, run = loop_client()
+        now = time.time()
+        period = limit_period(caller, timezone.now())
+        keys = [
+            mirror.workspace_hash(caller.workspace_id),
+            mirror.key_hash(caller.api_key_id),
+            mirror.hold_hash(request_id),
+            mirror.HOLDS,
+            mirror.rate_counter(caller.api_key_id, int(now // 60)),
+        ]
+        limit = caller.limit_micro_usd if caller.api_key_id is not None else None
+        args = [
+            amount,
+            request_id,
+            "" if limit is None else limit,
+            period,
+            int(now + settings.RESERVATION_TTL_SECONDS),
+            str(caller.workspace_id),
+            "" if caller.api_key_id is None else caller.api_key_id,
+            caller.rate_limit_rpm if caller.rate_limit_rpm and caller.api_key_id is not None else "",
+        ]
+        for _ in range(3):
+            verdict = (await run.reserve(keys=keys, args=args)).decode()
+            if verdict == "ok":
+                return amount
+            if verdict == "load_workspace":
+                await _load(run.load_workspace, keys[0], lambda: _workspace_balance(caller.workspace_id))
+            elif verdict == "load_key":
+                await _load(
+                    run.load_key,
+                    keys[1],
+                    lambda: _key_used_in_period(caller.api_key_id, caller.limit_reset),
+                    period,
+                )
+            elif verdict == "rate_limited":
+                raise GatewayError(
+                    ErrorCode.RATE_LIMIT_EXCEEDED,
+                    f"This key allows {caller.rate_limit_rpm} requests per minute.",
+                )
+            else:
+                raise GatewayError(*_REFUSALS[verdict])
+        raise GatewayError(ErrorCode.INTERNAL_ERROR, "Could not reserve credits; retry the request.")
+
+    async def settle(
+        self,
+        *,
+        caller: Caller,
+        model: ModelInfo,
+        request,
+        request_id: str,
+        ingress_format: str,
+        outcome: Outcome,
+    ) -> int:
+        cost = charge_for(model, outcome)
+        finished = timezone.now()
+        fields = generation_fields(
+            caller=caller,
+            model=model,
+            request=request,
+            request_id=request_id,
+            ingress_format=ingress_format,
+            outcome=outcome,
+            cost=cost,
+            finished_at=finished,
+        )
+        period = limit_period(caller, finished)
+        record = {
+            "ws": str(caller.workspace_id),
+            "key": "" if caller.api_key_id is None else str(caller.api_key_id),
+            "period": period,
+            "reset": caller.limit_reset,
+            "generation": fields_to_json(request_id, fields),
+        }
+        _, run = loop_client()
+        await run.settle(
+            keys=[
+                mirror.workspace_hash(caller.workspace_id),
+                mirror.key_hash(caller.api_key_id),
+                mirror.hold_hash(request_id),
+                mirror.HOLDS,
+                mirror.done_marker(request_id),
+                mirror.generation_json(request_id),
+                mirror.QUEUE,
+            ],
+            args=[request_id, cost, period, dumps(record), DONE_TTL_SECONDS, GENERATION_TTL_SECONDS],
+        )
+        return cost
+
+    async def generation(self, *, workspace_id, request_id: str) -> dict[str, Any] | None:
+        client, _ = loop_client()
+        deadline = time.monotonic() + GENERATION_WAIT_SECONDS
+        while True:
+            buffered = await client.get(mirror.generation_json(request_id))
+            if buffered is not None:
+                data = json.loads(buffered)["generation"]
+                if data["workspace_id"] != str(workspace_id):
+                    return None
+                return generation_data(generation_from_json(data))
+            found, _ = await in_thread(find_generation, workspace_id, request_id)
+            if found is not None:
+                return found
+            in_flight = await client.exists(mirror.hold_hash(request_id))
+            if not in_flight or time.monotonic() > deadline:
+                return None
+            await asyncio.sleep(0.05)

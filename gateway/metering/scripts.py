@@ -1,0 +1,189 @@
+"""The Lua scripts of the Redis meter. Each one runs atomically in Redis, so concurrent requests, writers and
+the reaper never see half a change. Names of the hashes follow billing/mirror.py.
+
+Negations are written `0 - x`: Lua's `-x` of a zero is "-0", which HINCRBY refuses as not an integer."""
+
+from billing.mirror import PREFIX
+
+# KEYS: workspace hash, key hash, hold hash, holds zset, rate counter
+# ARGV: amount, request id, key limit ('' = none), period, hold expiry, workspace id, key id ('' = none),
+#       rpm ('' = none)
+RESERVE = """
+local ws, key, hold = KEYS[1], KEYS[2], KEYS[3]
+local amount = tonumber(ARGV[1])
+if redis.call('EXISTS', hold) == 1 then return 'ok' end
+local bal = redis.call('HGET', ws, 'bal')
+if not bal then return 'load_workspace' end
+local limited = ARGV[3] ~= ''
+if limited and not redis.call('HGET', key, 'used') then return 'load_key' end
+if ARGV[8] ~= '' then
+  local n = redis.call('INCR', KEYS[5])
+  if n == 1 then redis.call('EXPIRE', KEYS[5], 120) end
+  if n > tonumber(ARGV[8]) then return 'rate_limited' end
+end
+if tonumber(bal) - tonumber(redis.call('HGET', ws, 'held') or '0') < amount then return 'insufficient' end
+if limited then
+  if redis.call('HGET', key, 'period') ~= ARGV[4] then
+    -- a new limit period: load its usage again (PostgreSQL's part of it plus what is unflushed)
+    redis.call('HDEL', key, 'used')
+    return 'load_key'
+  end
+  local used = tonumber(redis.call('HGET', key, 'used'))
+  if used + tonumber(redis.call('HGET', key, 'held') or '0') + amount > tonumber(ARGV[3]) then
+    return 'key_limit'
+  end
+  redis.call('HINCRBY', key, 'held', amount)
+end
+redis.call('HINCRBY', ws, 'held', amount)
+redis.call('HSET', hold, 'ws', ARGV[6], 'key', ARGV[7], 'amount', amount, 'keyheld', limited and '1' or '0')
+redis.call('ZADD', KEYS[4], ARGV[5], ARGV[2])
+return 'ok'
+"""
+
+# KEYS: workspace hash, key hash, hold hash, holds zset, done marker, generation json, queue
+# ARGV: request id, cost, period, record json, done ttl, generation ttl
+# Returns 1 when applied, 0 when this request was settled before (exactly once, DESIGN §4.2).
+SETTLE = f"""
+if redis.call('EXISTS', KEYS[5]) == 1 then return 0 end
+local cost = tonumber(ARGV[2])
+local hold = redis.call('HMGET', KEYS[3], 'amount', 'keyheld')
+if hold[1] then
+  redis.call('HINCRBY', KEYS[1], 'held', 0 - tonumber(hold[1]))
+  if hold[2] == '1' then redis.call('HINCRBY', KEYS[2], 'held', 0 - tonumber(hold[1])) end
+  redis.call('DEL', KEYS[3])
+  redis.call('ZREM', KEYS[4], ARGV[1])
+end
+if cost > 0 then
+  if redis.call('HEXISTS', KEYS[1], 'bal') == 1 then redis.call('HINCRBY', KEYS[1], 'bal', 0 - cost) end
+  redis.call('HINCRBY', KEYS[1], 'unfl', cost)
+  if KEYS[2] ~= '{PREFIX}key:-' then
+    if redis.call('HGET', KEYS[2], 'period') == ARGV[3] then redis.call('HINCRBY', KEYS[2], 'used', cost) end
+    redis.call('HINCRBY', KEYS[2], 'unfl:' .. ARGV[3], cost)
+  end
+end
+redis.call('RPUSH', KEYS[7], ARGV[4])
+redis.call('SET', KEYS[5], '1', 'EX', ARGV[5])
+redis.call('SET', KEYS[6], ARGV[4], 'EX', ARGV[6])
+return 1
+"""
+
+# KEYS: workspace hash. ARGV: PostgreSQL's balance, the version seen before reading it.
+# Refused (0) while a batch is being written or if one was written since: the caller reads again.
+LOAD_WORKSPACE = """
+if redis.call('HEXISTS', KEYS[1], 'bal') == 1 then return 1 end
+if tonumber(redis.call('HGET', KEYS[1], 'flushing') or '0') > 0 then return 0 end
+if (redis.call('HGET', KEYS[1], 'ver') or '0') ~= ARGV[2] then return 0 end
+local unflushed = tonumber(redis.call('HGET', KEYS[1], 'unfl') or '0')
+redis.call('HSET', KEYS[1], 'bal', tonumber(ARGV[1]) - unflushed)
+return 1
+"""
+
+# KEYS: key hash. ARGV: PostgreSQL's usage in the current period, the period, the version seen.
+LOAD_KEY = """
+if redis.call('HEXISTS', KEYS[1], 'used') == 1 then return 1 end
+if tonumber(redis.call('HGET', KEYS[1], 'flushing') or '0') > 0 then return 0 end
+if (redis.call('HGET', KEYS[1], 'ver') or '0') ~= ARGV[3] then return 0 end
+local unflushed = tonumber(redis.call('HGET', KEYS[1], 'unfl:' .. ARGV[2]) or '0')
+redis.call('HSET', KEYS[1], 'used', tonumber(ARGV[1]) + unflushed, 'period', ARGV[2])
+return 1
+"""
+
+# Records carry `ws` and `key` (string ids) for these scripts; the rest is for the writer.
+_MARK_FLUSHING = f"""
+local function mark_flushing(items, delta)
+  local seen = {{}}
+  for _, item in ipairs(items) do
+    local record = cjson.decode(item)
+    local names = {{'{PREFIX}ws:' .. record.ws}}
+    if record.key ~= '' then table.insert(names, '{PREFIX}key:' .. record.key) end
+    for _, name in ipairs(names) do
+      if not seen[name] then
+        seen[name] = true
+        redis.call('HINCRBY', name, 'flushing', delta)
+      end
+    end
+  end
+end
+"""
+
+# KEYS: queue, the batch's inflight list, inflights zset. ARGV: batch size, now, batch token.
+CLAIM = (
+    _MARK_FLUSHING
+    + """
+local items = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
+if #items == 0 then return items end
+redis.call('LTRIM', KEYS[1], #items, -1)
+redis.call('RPUSH', KEYS[2], unpack(items))
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3])
+mark_flushing(items, 1)
+return items
+"""
+)
+
+# After the batch is in PostgreSQL. KEYS: inflight list, inflights zset.
+# ARGV: batch token, JSON {"ws": {id: cost}, "keys": {id: {period: cost}}} with every id of the batch.
+# Returns 0 if the batch was requeued meanwhile: whoever writes it again does the accounting.
+COMPLETE = f"""
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+local done = cjson.decode(ARGV[2])
+for ws, cost in pairs(done.ws) do
+  local name = '{PREFIX}ws:' .. ws
+  redis.call('HINCRBY', name, 'unfl', 0 - cost)
+  redis.call('HINCRBY', name, 'flushing', -1)
+  redis.call('HINCRBY', name, 'ver', 1)
+end
+for key, periods in pairs(done.keys) do
+  local name = '{PREFIX}key:' .. key
+  for period, cost in pairs(periods) do
+    local field = 'unfl:' .. period
+    if redis.call('HINCRBY', name, field, 0 - cost) == 0 then redis.call('HDEL', name, field) end
+  end
+  redis.call('HINCRBY', name, 'flushing', -1)
+  redis.call('HINCRBY', name, 'ver', 1)
+end
+return 1
+"""
+
+# Put batches back at the head of the queue: a writer failed, or died (its batch is older than a cutoff).
+# KEYS: inflights zset, queue. ARGV: a cutoff (claimed at or before it), or 'token' and one batch token.
+REQUEUE = (
+    _MARK_FLUSHING
+    + f"""
+local tokens
+if ARGV[1] == 'token' then tokens = {{ARGV[2]}} else
+  tokens = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+end
+local moved = 0
+for _, token in ipairs(tokens) do
+  local name = '{PREFIX}inflight:' .. token
+  local items = redis.call('LRANGE', name, 0, -1)
+  if #items > 0 then
+    mark_flushing(items, -1)
+    for i = #items, 1, -1 do redis.call('LPUSH', KEYS[2], items[i]) end
+    moved = moved + #items
+  end
+  redis.call('DEL', name)
+  redis.call('ZREM', KEYS[1], token)
+end
+return moved
+"""
+)
+
+# Release the holds of requests that never settled (a crashed process; DESIGN §4.4).
+# KEYS: holds zset. ARGV: now, batch size.
+REAP = f"""
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, request_id in ipairs(expired) do
+  local name = '{PREFIX}hold:' .. request_id
+  local hold = redis.call('HMGET', name, 'ws', 'key', 'amount', 'keyheld')
+  if hold[3] then
+    redis.call('HINCRBY', '{PREFIX}ws:' .. hold[1], 'held', 0 - tonumber(hold[3]))
+    if hold[4] == '1' then redis.call('HINCRBY', '{PREFIX}key:' .. hold[2], 'held', 0 - tonumber(hold[3])) end
+    redis.call('DEL', name)
+  end
+  redis.call('ZREM', KEYS[1], request_id)
+end
+return #expired
+"""

@@ -1,0 +1,105 @@
+"""The SQL meter (the embedded default): reserve and settle through billing.reservations, a transaction each.
+
+Every call runs ORM code in a worker thread. Simple and exact, but each request takes the workspace's
+account row lock twice, so a busy workspace is limited by that lock (bench/README.md).
+"""
+
+import asyncio
+import time
+from typing import Any
+
+from django.db import transaction
+
+from billing import reservations
+from billing.errors import InsufficientCredits, KeyLimitExceeded
+from billing.models import Reservation, ReservationStatus
+from gateway.auth import Caller
+from gateway.canonical import CanonicalRequest
+from gateway.catalog_cache import ModelInfo
+from gateway.http import in_thread
+from gateway.metering.base import Outcome, charge_for, generation_fields, refused, worst_case
+from gateway.metering.records import generation_data
+from gateway.models import Generation
+from gateway.ratelimit import check_rate_limit
+
+GENERATION_WAIT_SECONDS = 5.0
+
+
+def reserve_sync(
+    *, caller: Caller, model: ModelInfo, request_id: str, prompt_tokens: int, max_tokens: int | None
+) -> int:
+    if caller.rate_limit_rpm and caller.api_key_id is not None:
+        check_rate_limit(api_key_id=caller.api_key_id, rpm=caller.rate_limit_rpm)
+    amount = worst_case(model, prompt_tokens, max_tokens)
+    try:
+        reservations.reserve(
+            workspace_id=caller.workspace_id,
+            api_key_id=caller.api_key_id,
+            amount_micro_usd=amount,
+            request_id=request_id,
+        )
+    except (InsufficientCredits, KeyLimitExceeded) as exc:
+        raise refused(exc) from exc
+    return amount
+
+
+def settle_sync(
+    *,
+    caller: Caller,
+    model: ModelInfo,
+    request: CanonicalRequest,
+    request_id: str,
+    ingress_format: str,
+    outcome: Outcome,
+) -> int:
+    """Charge and write the generation record in one transaction; a replay changes nothing."""
+    cost = charge_for(model, outcome)
+    fields = generation_fields(
+        caller=caller,
+        model=model,
+        request=request,
+        request_id=request_id,
+        ingress_format=ingress_format,
+        outcome=outcome,
+        cost=cost,
+    )
+    with transaction.atomic():
+        reservations.settle(
+            request_id=request_id,
+            actual_cost_micro_usd=cost,
+            usage={
+                "model": model.slug,
+                "prompt_tokens": outcome.usage.prompt_tokens,
+                "completion_tokens": outcome.usage.completion_tokens,
+            },
+        )
+        Generation.objects.update_or_create(request_id=request_id, defaults=fields)
+    return cost
+
+
+def find_generation(workspace_id, request_id: str) -> tuple[dict[str, Any] | None, bool]:
+    """(the record, whether the request is still in flight)."""
+    generation = Generation.objects.filter(request_id=request_id, workspace_id=workspace_id).first()
+    if generation is not None:
+        return generation_data(generation), False
+    in_flight = Reservation.objects.filter(
+        request_id=request_id, workspace_id=workspace_id, status=ReservationStatus.HELD
+    ).exists()
+    return None, in_flight
+
+
+class SqlMeter:
+    async def reserve(self, **kwargs) -> int:
+        return await in_thread(reserve_sync, **kwargs)
+
+    async def settle(self, **kwargs) -> int:
+        return await in_thread(settle_sync, **kwargs)
+
+    async def generation(self, *, workspace_id, request_id: str) -> dict[str, Any] | None:
+        deadline = time.monotonic() + GENERATION_WAIT_SECONDS
+        while True:
+            found, in_flight = await in_thread(find_generation, workspace_id, request_id)
+            # A request that just finished is settled right after its last byte: wait for it, briefly.
+            if found is not None or not in_flight or time.monotonic() > deadline:
+                return found
+            await asyncio.sleep(0.05)

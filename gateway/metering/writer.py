@@ -1,0 +1,221 @@
+"""The Redis meter's writer: settled records go from the Redis queue to PostgreSQL in batches (DESIGN §4).
+
+A batch is claimed atomically (moved to its own in-flight list), written in one PostgreSQL transaction
+(usage debits, key usage, generation rows; request ids already written are skipped, so a batch written
+twice changes nothing), then completed in Redis. A writer that fails puts its batch back; one that died is
+noticed by its batch's age and the batch goes back to the queue. Every gateway process runs a flusher in
+its event loop, and Celery beat runs `gateway.tasks.flush_metering` as the backstop.
+"""
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from billing import mirror
+from billing.models import CreditAccount
+from billing.reservations import _roll_key_period, limit_period_start
+from billing.services import usage_debits_post
+from console.models import ApiKey
+from gateway.http import in_thread
+from gateway.metering.records import dumps, generation_from_json
+from gateway.metering.redis_meter import loop_client
+from gateway.models import Generation
+
+logger = logging.getLogger(__name__)
+
+BATCH_SIZE = 500
+IDLE_SECONDS = 0.05  # how long an idle flusher waits before looking at the queue again
+STALE_BATCH_SECONDS = 60  # a batch claimed this long ago belongs to a writer that died
+MAINTENANCE_SECONDS = 5.0  # how often a flusher requeues stale batches and reaps expired holds
+REAP_BATCH = 1000
+
+
+@dataclass
+class Written:
+    """What one batch did to PostgreSQL."""
+
+    generations: int = 0
+    # Workspaces and keys some of whose records were already in PostgreSQL (a batch written twice):
+    # their mirror may have been loaded in between and count those charges twice, so it is reloaded.
+    rewritten_workspaces: set[str] = field(default_factory=set)
+    rewritten_keys: set[str] = field(default_factory=set)
+    dropped: int = 0
+
+
+def write_batch(records: list[dict]) -> Written:
+    """Write settled records to PostgreSQL in one transaction; those already written are skipped."""
+    written = Written()
+    with transaction.atomic():
+        request_ids = [record["generation"]["request_id"] for record in records]
+        done = set(Generation.objects.filter(request_id__in=request_ids).values_list("request_id", flat=True))
+        workspaces = {
+            str(w)
+            for w in CreditAccount.objects.filter(
+                workspace_id__in={record["ws"] for record in records}
+            ).values_list("workspace_id", flat=True)
+        }
+        fresh = []
+        for record in records:
+            request_id = record["generation"]["request_id"]
+            if request_id in done:
+                written.rewritten_workspaces.add(record["ws"])
+                if record["key"]:
+                    written.rewritten_keys.add(record["key"])
+                continue
+            if record["ws"] not in workspaces:
+                # The workspace was deleted (its ledger with it) while the record waited: nothing to bill.
+                logger.warning(
+                    "dropping the generation %s of a deleted workspace %s", request_id, record["ws"]
+                )
+                written.dropped += 1
+                continue
+            done.add(request_id)
+            fresh.append(record)
+        key_ids = {int(record["key"]) for record in fresh if record["key"]}
+        live_keys = dict(ApiKey.objects.filter(pk__in=key_ids).values_list("pk", "limit_reset"))
+        generations = []
+        for record in fresh:
+            generation = generation_from_json(record["generation"])
+            if generation.api_key_id not in live_keys:
+                generation.api_key_id = None  # the key was deleted meanwhile
+            generations.append(generation)
+        usage_debits_post(
+            [
+                (
+                    g.workspace_id,
+                    g.request_id,
+                    g.api_key_id,
+                    g.cost_micro_usd,
+                    {
+                        "model": g.model,
+                        "prompt_tokens": g.tokens_prompt,
+                        "completion_tokens": g.tokens_completion,
+                    },
+                )
+                for g in generations
+            ]
+        )
+        _add_key_usage(fresh, live_keys)
+        Generation.objects.bulk_create(generations)
+        written.generations = len(generations)
+    return written
+
+
+def _add_key_usage(records: list[dict], live_keys: dict[int, str]) -> None:
+    """Lifetime usage for every charge; limit usage for the charges in the key's current limit period."""
+    now = timezone.now()
+    totals: dict[int, list[int]] = {}
+    for record in records:
+        cost = record["generation"]["cost_micro_usd"]
+        key_id = int(record["key"]) if record["key"] else None
+        if not cost or key_id not in live_keys:
+            continue
+        current = limit_period_start(live_keys[key_id], now)
+        in_period = current is not None and record["period"] == str(int(current.timestamp()))
+        lifetime, limited = totals.setdefault(key_id, [0, 0])
+        totals[key_id] = [lifetime + cost, limited + (cost if in_period else 0)]
+    for key_id in sorted(totals):
+        lifetime, limited = totals[key_id]
+        _roll_key_period(key_id, now)
+        ApiKey.objects.filter(pk=key_id).update(
+            usage_micro_usd=F("usage_micro_usd") + lifetime,
+            limit_used_micro_usd=F("limit_used_micro_usd") + limited,
+        )
+
+
+def batch_accounting(records: list[dict]) -> dict:
+    """What COMPLETE takes off the mirror's unflushed figures: every workspace and key of the batch."""
+    workspaces: dict[str, int] = {}
+    keys: dict[str, dict[str, int]] = {}
+    for record in records:
+        cost = record["generation"]["cost_micro_usd"]
+        workspaces[record["ws"]] = workspaces.get(record["ws"], 0) + cost
+        if record["key"]:
+            periods = keys.setdefault(record["key"], {})
+            periods[record["period"]] = periods.get(record["period"], 0) + cost
+    return {"ws": workspaces, "keys": keys}
+
+
+async def _write_in_thread(records: list[dict]) -> Written:
+    return await in_thread(write_batch, records)
+
+
+async def flush_once(*, batch_size: int = BATCH_SIZE, write=_write_in_thread) -> int:
+    """Claim one batch, write it, complete it. Returns the number of records claimed (0: queue empty)."""
+    client, run = loop_client()
+    token = uuid.uuid4().hex
+    items = await run.claim(
+        keys=[mirror.QUEUE, mirror.inflight_list(token), mirror.INFLIGHTS],
+        args=[batch_size, time.time(), token],
+    )
+    if not items:
+        return 0
+    records = [json.loads(item) for item in items]
+    try:
+        written = await write(records)
+    except BaseException:
+        await run.requeue(keys=[mirror.INFLIGHTS, mirror.QUEUE], args=["token", token])
+        raise
+    completed = await run.complete(
+        keys=[mirror.inflight_list(token), mirror.INFLIGHTS], args=[token, dumps(batch_accounting(records))]
+    )
+    if completed and (written.rewritten_workspaces or written.rewritten_keys):
+        pipe = client.pipeline(transaction=True)
+        for workspace_id in written.rewritten_workspaces:
+            pipe.hdel(mirror.workspace_hash(workspace_id), "bal")
+        for key_id in written.rewritten_keys:
+            pipe.hdel(mirror.key_hash(int(key_id)), "used")
+        await pipe.execute()
+    return len(records)
+
+
+async def maintain() -> tuple[int, int]:
+    """Requeue batches of writers that died; release holds of requests that never settled."""
+    _, run = loop_client()
+    now = time.time()
+    requeued = await run.requeue(keys=[mirror.INFLIGHTS, mirror.QUEUE], args=[now - STALE_BATCH_SECONDS])
+    reaped = await run.reap(keys=[mirror.HOLDS], args=[int(now), REAP_BATCH])
+    if requeued or reaped:
+        logger.warning(
+            "metering: requeued %d records of dead writers, released %d expired holds", requeued, reaped
+        )
+    return requeued, reaped
+
+
+async def drain(*, write=_write_in_thread) -> int:
+    """Flush until the queue is empty. Returns the number of records written or skipped."""
+    total = 0
+    while count := await flush_once(write=write):
+        total += count
+    return total
+
+
+async def run_flusher(stop: asyncio.Event) -> None:
+    """The gateway process's writer: flush continuously, maintain every few seconds, drain on stop."""
+    next_maintenance = 0.0
+    backoff = IDLE_SECONDS
+    while not stop.is_set():
+        try:
+            if time.monotonic() >= next_maintenance:
+                next_maintenance = time.monotonic() + MAINTENANCE_SECONDS
+                await maintain()
+            if await flush_once() == BATCH_SIZE:
+                continue  # more is waiting
+            backoff = IDLE_SECONDS
+        except Exception:
+            logger.exception("metering: writing a batch to PostgreSQL failed; it stays queued")
+            backoff = min(backoff * 2, 5.0)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), backoff)
+    try:
+        await drain()
+    except Exception:
+        logger.exception("metering: the final drain failed; the records stay queued for the next writer")
