@@ -61,6 +61,7 @@ SCRUBBED_ENV = (
     "DEBUG",
     "ALLOWED_HOSTS",
     "DJANGO_SETTINGS_MODULE",
+    "GATEWAY_METER",
 )
 
 
@@ -96,6 +97,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--database-url", default="", help="PostgreSQL to use; its database is re-created")
     parser.add_argument("--redis-url", default="", help="Redis to use (not db 0); its database is flushed")
+    parser.add_argument(
+        "--meter",
+        choices=["sql", "redis"],
+        help="the gateway's meter (default: the settings' choice, redis with PostgreSQL and Redis, else sql)",
+    )
     parser.add_argument("--upstream-delay-ms", type=float, default=0.0, help="mock's pause before answering")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir and the database afterwards")
@@ -108,6 +114,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--database-url must be a postgres:// URL")
     if args.redis_url and not args.redis_url.startswith("redis://"):
         parser.error("--redis-url must be a redis:// URL")
+    if args.meter == "redis" and not (args.database_url and args.redis_url):
+        parser.error("--meter redis needs --database-url and --redis-url")
     return args
 
 
@@ -135,7 +143,7 @@ def _target(name: str, url: str, key: str, model: str, tokens: int) -> Target:
     return Target(name, url, headers, {s: _request_body(model, tokens, s) for s in (False, True)})
 
 
-def _child_env(database: Database, catalog: Path, upstream_key: str) -> dict[str, str]:
+def _child_env(database: Database, catalog: Path, upstream_key: str, meter: str | None) -> dict[str, str]:
     env = {name: value for name, value in os.environ.items() if name not in SCRUBBED_ENV}
     env.update(
         {
@@ -150,6 +158,8 @@ def _child_env(database: Database, catalog: Path, upstream_key: str) -> dict[str
         }
     )
     env.update({name: value for name, value in database.env().items() if value})
+    if meter:
+        env["GATEWAY_METER"] = meter
     return env
 
 
@@ -176,7 +186,7 @@ class Bench:
         self.database.create()
         catalog = self.workdir / "providers.yaml"
         write_catalog(catalog, upstream_port)
-        env = _child_env(self.database, catalog, upstream_key)
+        env = _child_env(self.database, catalog, upstream_key, self.args.meter)
         api_key = provision(env, catalog, self.workdir, CREDITS_USD)
 
         gateway_port = free_port()
@@ -274,13 +284,20 @@ def _group_size(pgid: int | None) -> int:
 
 
 def _settled_accounting(env: dict[str, str], timeout: float = 30.0) -> dict:
-    """The billing state once no reservation is held any more (settlement runs after each response)."""
+    """The billing state once nothing is held or waiting to be written any more (settlement runs after
+    each response; with the Redis meter, the writers then flush to PostgreSQL)."""
     deadline = time.monotonic() + timeout
     while True:
         state = accounting(env)
-        if not state["reservations"].get("held") or time.monotonic() > deadline:
+        if _settled(state) or time.monotonic() > deadline:
             return state
         time.sleep(1.0)
+
+
+def _settled(state: dict) -> bool:
+    return not (
+        state["reservations"].get("held") or state["reserved_micro_usd"] or state["unflushed_micro_usd"]
+    )
 
 
 def _settings(args: argparse.Namespace, database: Database, background: list) -> dict:
@@ -328,15 +345,23 @@ def _print_results(args, database, machine, background, cells: list[CellResult],
         answered = sum(cell.answered for cell in cells if cell.target == "gateway") + len(args.modes)
         generations = billing["generations"]
         print(
-            f"\nBilling check: {answered} gateway answers (2xx, warm-up and pre-flight included); "
-            f"generation records {json.dumps(generations)}; "
-            f"reservations {json.dumps(billing['reservations'])}; "
-            f"still reserved {billing['reserved_micro_usd']} µUSD; "
-            f"charged {billing['generation_cost_micro_usd']} µUSD"
+            f"\nBilling check ({billing['meter']} meter): {answered} gateway answers (2xx, warm-up and "
+            f"pre-flight included); generation records {json.dumps(generations)}; "
+            f"charged {billing['generation_cost_micro_usd']} µUSD, usage debits "
+            f"{billing['usage_debits_micro_usd']} µUSD; balance {billing['balance_micro_usd']} µUSD, "
+            f"ledger sum {billing['ledger_sum_micro_usd']} µUSD; "
+            f"still reserved {billing['reserved_micro_usd']} µUSD, "
+            f"unflushed {billing['unflushed_micro_usd']} µUSD"
         )
-        if generations.get("completed", 0) != answered or billing["reservations"].get("held"):
+        if (
+            generations.get("completed", 0) != answered
+            or not _settled(billing)
+            or billing["usage_debits_micro_usd"] != billing["generation_cost_micro_usd"]
+            or billing["balance_micro_usd"] != billing["ledger_sum_micro_usd"]
+        ):
             print(
-                "  MISMATCH: completed generation records differ from the answers, or credits are still held"
+                "  MISMATCH: generation records differ from the answers, the ledger from the generations or "
+                "the balance, or credits are still held or unwritten"
             )
 
 

@@ -336,26 +336,37 @@ def provision(env: dict[str, str], catalog: Path, workdir: Path, credits_usd: in
 
 ACCOUNTING = """
 import json
+from django.conf import settings
 from django.db.models import Count, Sum
-from billing.models import CreditAccount, Reservation
+from billing import mirror
+from billing.models import CreditAccount, EntryKind, LedgerEntry, Reservation
+from billing.services import ledger_sum
 from gateway.models import Generation
 from console.models import User
 ws = User.objects.get(email={email!r}).workspaces.order_by("-is_personal", "created_at").first()
 account = CreditAccount.objects.get(workspace=ws)
 gens = Generation.objects.filter(workspace=ws)
+unflushed, held_in_redis = mirror.account_pending(ws.pk)
+usage = LedgerEntry.objects.filter(workspace=ws, kind=EntryKind.USAGE).aggregate(s=Sum("amount_micro_usd"))
+usage = usage["s"]
 print(json.dumps({{
+    "meter": settings.GATEWAY_METER,
     "generations": dict(gens.values_list("status").annotate(n=Count("id"))),
     "generation_cost_micro_usd": gens.aggregate(s=Sum("cost_micro_usd"))["s"] or 0,
+    "usage_debits_micro_usd": -(usage or 0),
     "reservations": dict(
         Reservation.objects.filter(workspace=ws).values_list("status").annotate(n=Count("id"))
     ),
     "balance_micro_usd": account.balance_micro_usd,
-    "reserved_micro_usd": account.reserved_micro_usd,
+    "ledger_sum_micro_usd": ledger_sum(workspace_id=ws.pk),
+    "reserved_micro_usd": account.reserved_micro_usd + held_in_redis,
+    "unflushed_micro_usd": unflushed,
+    "queued": mirror.sync_client().llen(mirror.QUEUE) if mirror.mirror_enabled() else 0,
 }}))
 """
 
 
 def accounting(env: dict[str, str]) -> dict:
-    """What the database says was billed: generation records, reservations, balance."""
+    """What was billed: generation records, ledger, reservations (SQL rows or Redis holds), balance."""
     out = manage(env, "shell", "-c", ACCOUNTING.format(email=OWNER_EMAIL))
     return json.loads(out.strip().splitlines()[-1])

@@ -31,6 +31,7 @@ PREFIX = "hi:m:"
 HOLDS = PREFIX + "holds"  # zset: request id -> when its hold expires (epoch seconds)
 QUEUE = PREFIX + "q"  # list: settled records waiting to be written to PostgreSQL
 INFLIGHTS = PREFIX + "inflights"  # zset: writer batch token -> when it was claimed
+DEAD = PREFIX + "dead"  # list: records PostgreSQL refused; `manage.py metering_requeue_dead` retries them
 NO_KEY = PREFIX + "key:-"  # stands in for the key hash when the caller has no API key
 
 

@@ -12,7 +12,10 @@ from gateway.auth import Caller
 from gateway.canonical import CanonicalRequest, Usage
 from gateway.catalog_cache import ModelInfo
 from gateway.errors import ErrorCode, GatewayError
-from gateway.models import GenerationStatus
+from gateway.models import Generation, GenerationStatus
+
+# The request's `user` is free text; the record keeps what fits its column (a longer one must not fail it).
+END_USER_MAX_LENGTH = Generation._meta.get_field("end_user").max_length
 
 
 @dataclass(slots=True)
@@ -105,7 +108,7 @@ def generation_fields(
         "status": outcome.status,
         "finish_reason": outcome.finish_reason,
         "error_code": outcome.error_code,
-        "end_user": request.user or "",
+        "end_user": (request.user or "")[:END_USER_MAX_LENGTH],
         "created_at": finished - timedelta(milliseconds=outcome.latency_ms),
         "finished_at": finished,
     }

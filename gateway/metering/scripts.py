@@ -120,13 +120,15 @@ return items
 """
 )
 
-# After the batch is in PostgreSQL. KEYS: inflight list, inflights zset.
-# ARGV: batch token, JSON {"ws": {id: cost}, "keys": {id: {period: cost}}} with every id of the batch.
+# After the batch is in PostgreSQL. KEYS: inflight list, inflights zset, dead-letter list.
+# ARGV: batch token, JSON {"ws": {id: cost}, "keys": {id: {period: cost}}} with every id of the batch,
+#       then the records PostgreSQL refused, if any (kept aside; their costs are not in the JSON).
 # Returns 0 if the batch was requeued meanwhile: whoever writes it again does the accounting.
 COMPLETE = f"""
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
+for i = 3, #ARGV do redis.call('RPUSH', KEYS[3], ARGV[i]) end
 local done = cjson.decode(ARGV[2])
 for ws, cost in pairs(done.ws) do
   local name = '{PREFIX}ws:' .. ws

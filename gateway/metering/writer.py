@@ -15,7 +15,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from django.db import transaction
+from django.db import DataError, IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -32,7 +32,7 @@ from gateway.models import Generation
 logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 500
-IDLE_SECONDS = 0.05  # how long an idle flusher waits before looking at the queue again
+IDLE_SECONDS = 0.25  # how long an idle flusher waits before looking at the queue again
 STALE_BATCH_SECONDS = 60  # a batch claimed this long ago belongs to a writer that died
 MAINTENANCE_SECONDS = 5.0  # how often a flusher requeues stale batches and reaps expired holds
 REAP_BATCH = 1000
@@ -48,10 +48,39 @@ class Written:
     rewritten_workspaces: set[str] = field(default_factory=set)
     rewritten_keys: set[str] = field(default_factory=set)
     dropped: int = 0
+    # Records PostgreSQL refused (bad data): kept aside in Redis for an operator, still counted as unflushed.
+    dead: list[dict] = field(default_factory=list)
+
+    def add(self, other: "Written") -> None:
+        self.generations += other.generations
+        self.rewritten_workspaces |= other.rewritten_workspaces
+        self.rewritten_keys |= other.rewritten_keys
+        self.dropped += other.dropped
+        self.dead += other.dead
 
 
 def write_batch(records: list[dict]) -> Written:
-    """Write settled records to PostgreSQL in one transaction; those already written are skipped."""
+    """Write settled records to PostgreSQL in one transaction; those already written are skipped.
+
+    If PostgreSQL refuses the batch's data, the records are written one by one, so that one bad record
+    cannot hold back the others; the ones refused again come back as `dead`. Other database errors
+    (PostgreSQL unreachable) propagate, and the batch is retried whole.
+    """
+    try:
+        return _write(records)
+    except (IntegrityError, DataError):
+        if len(records) == 1:
+            logger.critical(
+                "metering: PostgreSQL refused the record %s; kept aside", records[0], exc_info=True
+            )
+            return Written(dead=records)
+    written = Written()
+    for record in records:
+        written.add(write_batch([record]))
+    return written
+
+
+def _write(records: list[dict]) -> Written:
     written = Written()
     with transaction.atomic():
         request_ids = [record["generation"]["request_id"] for record in records]
@@ -131,12 +160,15 @@ def _add_key_usage(records: list[dict], live_keys: dict[int, str]) -> None:
         )
 
 
-def batch_accounting(records: list[dict]) -> dict:
-    """What COMPLETE takes off the mirror's unflushed figures: every workspace and key of the batch."""
+def batch_accounting(records: list[dict], dead: list[dict]) -> dict:
+    """What COMPLETE takes off the mirror's unflushed figures: every workspace and key of the batch, with
+    the costs of the records that reached PostgreSQL (the dead ones stay unflushed)."""
+    dead_ids = {record["generation"]["request_id"] for record in dead}
     workspaces: dict[str, int] = {}
     keys: dict[str, dict[str, int]] = {}
     for record in records:
-        cost = record["generation"]["cost_micro_usd"]
+        is_dead = record["generation"]["request_id"] in dead_ids
+        cost = 0 if is_dead else record["generation"]["cost_micro_usd"]
         workspaces[record["ws"]] = workspaces.get(record["ws"], 0) + cost
         if record["key"]:
             periods = keys.setdefault(record["key"], {})
@@ -165,7 +197,8 @@ async def flush_once(*, batch_size: int = BATCH_SIZE, write=_write_in_thread) ->
         await run.requeue(keys=[mirror.INFLIGHTS, mirror.QUEUE], args=["token", token])
         raise
     completed = await run.complete(
-        keys=[mirror.inflight_list(token), mirror.INFLIGHTS], args=[token, dumps(batch_accounting(records))]
+        keys=[mirror.inflight_list(token), mirror.INFLIGHTS, mirror.DEAD],
+        args=[token, dumps(batch_accounting(records, written.dead)), *(dumps(r) for r in written.dead)],
     )
     if completed and (written.rewritten_workspaces or written.rewritten_keys):
         pipe = client.pipeline(transaction=True)

@@ -201,3 +201,11 @@ def test_readiness_is_degraded_with_503_when_redis_is_down(gateway_url, settings
     ready = httpx.get(f"{gateway_url}/readyz")
     assert ready.status_code == 503
     assert ready.json()["status"] == "degraded" and ready.json()["checks"]["redis"] == "down"
+
+
+def test_a_long_end_user_id_is_recorded_truncated_and_the_request_still_settles(gateway_url, funded_key):
+    _, key = funded_key
+    response = chat(gateway_url, key, user="u" * 300)
+    assert response.status_code == 200, response.text
+    generation = settled_generation(response.headers["x-request-id"])
+    assert generation.end_user == "u" * 200

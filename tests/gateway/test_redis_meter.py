@@ -9,6 +9,7 @@ import uuid
 from decimal import Decimal
 
 import pytest
+from django.core.management import call_command
 
 from billing import mirror
 from billing.models import CreditAccount, EntryKind, LedgerEntry
@@ -323,3 +324,45 @@ def test_a_generation_is_served_from_redis_before_it_reaches_postgresql():
     assert theirs is None
     # what the user sees already counts it
     assert account_for(workspace_id=workspace.pk).balance_micro_usd == 10 * HOLD - int(mine["cost_micro_usd"])
+
+
+def test_a_record_postgresql_refuses_is_kept_aside_without_holding_back_the_others():
+    workspace = make_workspace(credits_micro_usd=10 * HOLD)
+    caller, good, bad = caller_for(workspace), rid(), rid()
+
+    async def scenario():
+        for request_id, tokens in ((good, 10), (bad, 20)):
+            await reserve(caller, request_id)
+            await settle(caller, request_id, tokens)
+        # Damage one queued record the way a bug would: a value its column cannot hold.
+        client = mirror.sync_client()
+        items = [json.loads(i) for i in client.lrange(mirror.QUEUE, 0, -1)]
+        for item in items:
+            if item["generation"]["request_id"] == bad:
+                item["generation"]["finish_reason"] = "x" * 500
+        client.delete(mirror.QUEUE)
+        client.rpush(mirror.QUEUE, *(json.dumps(i) for i in items))
+        return await writer.drain()
+
+    assert run(scenario()) == 2
+    assert Generation.objects.filter(request_id=good).exists()
+    assert not Generation.objects.filter(request_id=bad).exists()
+    bad_cost = cost_of(MODEL, Usage(PROMPT_TOKENS, 20))
+    # its charge stays in the mirror, unflushed, until an operator has it written
+    assert mirrored(mirror.workspace_hash(workspace.pk))["unfl"] == bad_cost
+    client = mirror.sync_client()
+    assert client.llen(mirror.DEAD) == 1
+
+    dead = json.loads(client.lpop(mirror.DEAD))
+    dead["generation"]["finish_reason"] = "stop"  # the operator's fix
+    client.rpush(mirror.DEAD, json.dumps(dead))
+    call_command("metering_requeue_dead")
+    assert run(writer.drain()) == 1
+    assert Generation.objects.filter(request_id=bad).exists()
+    assert mirrored(mirror.workspace_hash(workspace.pk))["unfl"] == 0
+    balance = CreditAccount.objects.get(workspace=workspace).balance_micro_usd
+    assert (
+        balance
+        == ledger_sum(workspace_id=workspace.pk)
+        == mirrored(mirror.workspace_hash(workspace.pk))["bal"]
+    )

@@ -1,0 +1,27 @@
+"""Retry the settled records PostgreSQL refused (logged CRITICAL by the metering writer) once the cause is
+fixed: they go back to the writers' queue. Their charges never left the Redis mirror, so nothing is lost."""
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from billing import mirror
+
+
+class Command(BaseCommand):
+    help = "Put the metering records PostgreSQL refused back in the writers' queue."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--list", action="store_true", dest="only_list", help="only print them")
+
+    def handle(self, *args, only_list: bool = False, **options):
+        if settings.GATEWAY_METER != "redis":
+            raise CommandError("GATEWAY_METER is not redis: there is no metering queue")
+        client = mirror.sync_client()
+        if only_list:
+            for item in client.lrange(mirror.DEAD, 0, -1):
+                self.stdout.write(item.decode())
+            return
+        moved = 0
+        while client.lmove(mirror.DEAD, mirror.QUEUE, "LEFT", "RIGHT") is not None:
+            moved += 1
+        self.stdout.write(f"requeued {moved} records")
