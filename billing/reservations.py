@@ -1,7 +1,7 @@
 """Reserve before a request goes upstream, settle after it: the SQL implementation (SQLite and PostgreSQL).
 
-The interface is `reserve`, `settle`, `release` and `reap_expired`; a Redis implementation for the
-production hot path comes later behind the same functions (DESIGN §4).
+The interface is `reserve`, `settle`, `release` and `reap_expired`. The gateway's SQL meter uses it; the
+production hot path uses the Redis meter instead (gateway/metering/, ADR 0006).
 
 - reserve: one conditional UPDATE on the workspace account (and one on the key, when it has a limit)
   holds the worst-case cost, so concurrent requests can never hold more than the balance.
@@ -44,7 +44,15 @@ def limit_period_start(reset: str, now: datetime) -> datetime | None:
     return None
 
 
-def _roll_key_period(api_key_id: int, now: datetime) -> None:
+def limit_period_key(reset: str, now: datetime) -> str:
+    """The limit period containing `now`, as the epoch second of its start ("0": a limit that never resets).
+
+    Names the period in the Redis mirror and in the records the Redis meter queues (ADR 0006)."""
+    start = limit_period_start(reset, now)
+    return "0" if start is None else str(int(start.timestamp()))
+
+
+def roll_key_period(api_key_id: int, now: datetime) -> None:
     """Start a new limit period for the key if the current one is over; one statement, no read."""
     starts = {
         reset: limit_period_start(reset, now)
@@ -95,7 +103,7 @@ def reserve(*, workspace_id, api_key_id: int | None, amount_micro_usd: int, requ
 
 
 def _hold_on_key(*, api_key_id: int, amount_micro_usd: int, now: datetime) -> None:
-    _roll_key_period(api_key_id, now)
+    roll_key_period(api_key_id, now)
     within_limit = Q(limit_micro_usd__isnull=True) | Q(
         limit_micro_usd__gte=F("limit_used_micro_usd") + F("limit_reserved_micro_usd") + amount_micro_usd
     )

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from billing import mirror
 from billing.models import CreditAccount, LedgerEntry
-from billing.reservations import limit_period_start
+from billing.reservations import limit_period_key
 from console.models import ApiKey
 
 
@@ -33,9 +33,7 @@ def usage_unflushed(*, workspace_id) -> int:
 
 def api_key_as_seen(key: ApiKey) -> ApiKey:
     """The key with its charges and holds still in Redis added to its usage figures. Never save it."""
-    start = limit_period_start(key.limit_reset, timezone.now())
-    period = "0" if start is None else str(int(start.timestamp()))
-    unflushed, in_period, held = mirror.key_pending(key.pk, period)
+    unflushed, in_period, held = mirror.key_pending(key.pk, limit_period_key(key.limit_reset, timezone.now()))
     key.usage_micro_usd += unflushed
     key.limit_used_micro_usd += in_period
     key.limit_reserved_micro_usd += held

@@ -6,7 +6,7 @@ from typing import Any, Protocol
 
 from django.utils import timezone
 
-from billing.reservations import limit_period_start
+from billing.reservations import limit_period_key
 from catalog.pricing import generation_cost_micro_usd, worst_case_cost_micro_usd
 from gateway.auth import Caller
 from gateway.canonical import CanonicalRequest, Usage
@@ -115,9 +115,8 @@ def generation_fields(
 
 
 def limit_period(caller: Caller, now: datetime) -> str:
-    """The key-limit period a charge falls in, as the epoch second of its start ("0": no reset)."""
-    start = limit_period_start(caller.limit_reset, now)
-    return "0" if start is None else str(int(start.timestamp()))
+    """The key-limit period a charge falls in (billing.reservations.limit_period_key)."""
+    return limit_period_key(caller.limit_reset, now)
 
 
 def refused(exc: Exception) -> GatewayError:

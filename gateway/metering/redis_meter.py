@@ -32,8 +32,12 @@ from gateway.metering.sql import GENERATION_WAIT_SECONDS, find_generation
 
 logger = logging.getLogger(__name__)
 
-DONE_TTL_SECONDS = 7 * 24 * 3600  # a settlement replayed within a week changes nothing
-GENERATION_TTL_SECONDS = 3600  # /api/v1/generation reads the copy until the writer has flushed the row
+# A settlement replayed within the hour changes nothing here. A later replay (a Celery retry after a long
+# outage) is still billed once: the writer skips its record and has the mirror reloaded from PostgreSQL.
+DONE_TTL_SECONDS = 3600
+# /api/v1/generation reads this copy until a writer has put the row in PostgreSQL (normally within a second);
+# short, because it is kept for every request.
+GENERATION_TTL_SECONDS = 300
 LOAD_ATTEMPTS = 50
 
 _REFUSALS = {

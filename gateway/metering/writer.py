@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from billing import mirror
 from billing.models import CreditAccount
-from billing.reservations import _roll_key_period, limit_period_start
+from billing.reservations import limit_period_key, roll_key_period
 from billing.services import usage_debits_post
 from console.models import ApiKey
 from gateway.http import in_thread
@@ -147,13 +147,12 @@ def _add_key_usage(records: list[dict], live_keys: dict[int, str]) -> None:
         key_id = int(record["key"]) if record["key"] else None
         if not cost or key_id not in live_keys:
             continue
-        current = limit_period_start(live_keys[key_id], now)
-        in_period = current is not None and record["period"] == str(int(current.timestamp()))
+        in_period = record["period"] == limit_period_key(live_keys[key_id], now)
         lifetime, limited = totals.setdefault(key_id, [0, 0])
         totals[key_id] = [lifetime + cost, limited + (cost if in_period else 0)]
     for key_id in sorted(totals):
         lifetime, limited = totals[key_id]
-        _roll_key_period(key_id, now)
+        roll_key_period(key_id, now)
         ApiKey.objects.filter(pk=key_id).update(
             usage_micro_usd=F("usage_micro_usd") + lifetime,
             limit_used_micro_usd=F("limit_used_micro_usd") + limited,

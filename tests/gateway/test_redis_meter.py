@@ -366,3 +366,26 @@ def test_a_record_postgresql_refuses_is_kept_aside_without_holding_back_the_othe
         == ledger_sum(workspace_id=workspace.pk)
         == mirrored(mirror.workspace_hash(workspace.pk))["bal"]
     )
+
+
+def test_a_replay_after_the_done_marker_expired_is_still_billed_once():
+    workspace = make_workspace(credits_micro_usd=10 * HOLD)
+    key = key_with_limit(workspace, limit=10 * HOLD)
+    caller, request_id = caller_for(workspace, key), rid()
+
+    async def scenario():
+        await reserve(caller, request_id)
+        await settle(caller, request_id, 30)
+        await writer.drain()
+        mirror.sync_client().delete(mirror.done_marker(request_id))  # an hour later
+        await settle(caller, request_id, 30)  # a late retry of the same settlement
+        await writer.drain()
+        await reserve(caller, rid())  # reloads the mirror the replay had debited twice
+
+    run(scenario())
+    cost = cost_of(MODEL, Usage(PROMPT_TOKENS, 30))
+    assert LedgerEntry.objects.filter(reference=request_id).count() == 1
+    balance = CreditAccount.objects.get(workspace=workspace).balance_micro_usd
+    assert balance == 10 * HOLD - cost == mirrored(mirror.workspace_hash(workspace.pk))["bal"]
+    assert mirrored(mirror.key_hash(key.pk))["used"] == cost
+    assert ApiKey.objects.get(pk=key.pk).usage_micro_usd == cost
