@@ -5,7 +5,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
-from django.db import transaction
+from django.db import connection, transaction
 
 from billing.money import usd_to_micro
 from billing.services import credits_grant
@@ -55,7 +55,7 @@ class Command(BaseCommand):
             "\n".join(
                 [
                     "",
-                    "HyperInfer is ready (embedded default: SQLite, in-process cache and tasks).",
+                    f"HyperInfer is ready ({_mode()}).",
                     f"  Dashboard:  {base}/   (sign up, or log in as the demo operator)",
                     f"  Admin:      {base}/admin/",
                     f"  Login:      {DEMO_EMAIL}",
@@ -80,3 +80,11 @@ class Command(BaseCommand):
         path.write_text(password + "\n")
         path.chmod(0o600)
         return password
+
+
+def _mode() -> str:
+    if connection.vendor == "sqlite" and not settings.REDIS_URL:
+        return "embedded default: SQLite, in-process cache and tasks"
+    database = "PostgreSQL" if connection.vendor == "postgresql" else connection.vendor
+    cache = "Redis" if settings.REDIS_URL else "in-process cache"
+    return f"{database}, {cache}, the {settings.GATEWAY_METER} meter"
