@@ -6,10 +6,11 @@ from urllib.parse import parse_qs
 from django.conf import settings
 from django.db import connection
 
-from gateway import completions
+from gateway import pipeline
 from gateway.auth import Caller, authenticate
 from gateway.errors import ErrorCode, GatewayError
 from gateway.http import Receive, Send, headers_of, in_thread, send_json
+from gateway.ingress import chat_completions
 from gateway.ingress.chat_completions import dumps, error_body
 from gateway.metering import get_meter, writer
 from gateway.metering.redis_meter import close_loop_client
@@ -81,7 +82,7 @@ async def generation(scope: dict, receive: Receive, send: Send) -> None:
 
 
 ROUTES = {
-    ("POST", "/api/v1/chat/completions"): completions.handle,
+    ("POST", "/api/v1/chat/completions"): pipeline.handler(chat_completions),
     ("GET", "/api/v1/generation"): generation,
     ("GET", "/healthz"): healthz,
     ("GET", "/readyz"): readyz,

@@ -150,7 +150,7 @@ def usage_object(usage: Usage, cost_usd: float) -> dict[str, Any]:
     }
 
 
-def completion_object(
+def response_object(
     *, request_id: str, model: str, created: int, folded: Folded, usage: Usage, cost_usd: float
 ) -> dict:
     message: dict[str, Any] = {
@@ -223,6 +223,38 @@ class ChunkRenderer:
 
     def usage_chunk(self, usage: Usage, cost_usd: float) -> dict:
         return {**self._base, "choices": [], "usage": usage_object(usage, cost_usd)}
+
+
+class ChatStream:
+    """The SSE protocol: `data:` frames of chunks, a final usage-only chunk always, then `data: [DONE]`."""
+
+    def __init__(self, *, request_id: str, model: str) -> None:
+        self._chunks = ChunkRenderer(request_id=request_id, model=model)
+        self._request_id = request_id
+
+    def start(self) -> list[bytes]:
+        return [_frame(self._chunks.role_chunk())]
+
+    def render(self, event: Event) -> list[bytes]:
+        chunk = self._chunks.render(event)
+        return [] if chunk is None else [_frame(chunk)]
+
+    def finish(self, usage: Usage, cost_usd: float) -> list[bytes]:
+        return [_frame(self._chunks.usage_chunk(usage, cost_usd)), DONE]
+
+    def error(self, code: ErrorCode, message: str) -> list[bytes]:
+        return [_frame(error_body(code, message, self._request_id)), DONE]
+
+
+DONE = b"data: [DONE]\n\n"
+
+
+def _frame(payload: dict) -> bytes:
+    return b"data: " + dumps(payload) + b"\n\n"
+
+
+def stream_renderer(*, request_id: str, model: str) -> ChatStream:
+    return ChatStream(request_id=request_id, model=model)
 
 
 def error_body(code: ErrorCode, message: str, request_id: str, param: str | None = None) -> dict:

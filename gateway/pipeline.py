@@ -1,4 +1,6 @@
-"""POST /api/v1/chat/completions: admit (auth, model, limits, reserve), run upstream, respond, settle."""
+"""The gateway's one request pipeline, for every ingress format (DESIGN §3): admit (auth, model, limits,
+reserve), run upstream, respond in the caller's format, settle. `handler(fmt)` is the ASGI handler of a format
+(gateway/ingress/base.py says what a format provides)."""
 
 import asyncio
 import contextlib
@@ -28,7 +30,7 @@ from gateway.http import (
     send_json,
     wait_for_disconnect,
 )
-from gateway.ingress import chat_completions as fmt
+from gateway.ingress.base import IngressFormat
 from gateway.metering import Outcome, cost_of, get_meter
 from gateway.models import GenerationStatus
 from gateway.routing import open_stream
@@ -47,7 +49,7 @@ class Admitted:
     prompt_estimate: int
 
 
-def _admit(headers: dict[bytes, bytes], body: bytes) -> Admitted:
+def _admit(fmt: IngressFormat, headers: dict[bytes, bytes], body: bytes) -> Admitted:
     """Who is calling, what they ask for, whether they may. Raises GatewayError.
 
     May query the database (a key or catalog not cached yet, a playground key): see `_admits_in_loop`.
@@ -75,16 +77,16 @@ def _admits_in_loop(headers: dict[bytes, bytes]) -> bool:
     )
 
 
-async def admit(scope: dict, body: bytes, request_id: str) -> Admitted:
+async def admit(fmt: IngressFormat, scope: dict, body: bytes, request_id: str) -> Admitted:
     """Admission, then the worst case reserved before anything goes upstream (DESIGN §4.1)."""
     headers = headers_of(scope)
     admitted = None
     if _admits_in_loop(headers):
         # A cache entry can expire between the check and its use; Django then refuses the query here.
         with contextlib.suppress(SynchronousOnlyOperation):
-            admitted = _admit(headers, body)
+            admitted = _admit(fmt, headers, body)
     if admitted is None:
-        admitted = await in_thread(_admit, headers, body)
+        admitted = await in_thread(_admit, fmt, headers, body)
     await get_meter().reserve(
         caller=admitted.caller,
         model=admitted.model,
@@ -95,13 +97,22 @@ async def admit(scope: dict, body: bytes, request_id: str) -> Admitted:
     return admitted
 
 
-async def handle(scope: dict, receive: Receive, send: Send) -> None:
+def handler(fmt: IngressFormat):
+    """The ASGI handler of one ingress format."""
+
+    async def handle(scope: dict, receive: Receive, send: Send) -> None:
+        await _handle(fmt, scope, receive, send)
+
+    return handle
+
+
+async def _handle(fmt: IngressFormat, scope: dict, receive: Receive, send: Send) -> None:
     request_id = uuid.uuid4().hex
     started = time.monotonic()
     id_header = [(b"x-request-id", request_id.encode())]
     try:
         body = await read_body(receive, settings.GATEWAY_MAX_BODY_BYTES)
-        admitted = await admit(scope, body, request_id)
+        admitted = await admit(fmt, scope, body, request_id)
     except GatewayError as exc:
         await send_json(
             send,
@@ -112,29 +123,39 @@ async def handle(scope: dict, receive: Receive, send: Send) -> None:
         return
     except ClientGone:
         return
-    run = Run(admitted, request_id, started, receive, send, id_header)
+    run = Run(fmt, admitted, request_id, started, receive, send, id_header)
     try:
         outcome = await run.execute()
     except Exception:
         # A bug must not leave credits held: record the failure (no charge), then let the server log it.
         await _settle(
-            admitted, request_id, run.outcome(GenerationStatus.FAILED, error_code=ErrorCode.INTERNAL_ERROR)
+            fmt,
+            admitted,
+            request_id,
+            run.outcome(GenerationStatus.FAILED, error_code=ErrorCode.INTERNAL_ERROR),
         )
         raise
-    await _settle(admitted, request_id, outcome)
+    await _settle(fmt, admitted, request_id, outcome)
 
 
 class Run:
     """One admitted request: upstream events to the client, with keep-alive and disconnect handling."""
 
     def __init__(
-        self, admitted: Admitted, request_id: str, started: float, receive: Receive, send: Send, id_header
+        self,
+        fmt: IngressFormat,
+        admitted: Admitted,
+        request_id: str,
+        started: float,
+        receive: Receive,
+        send: Send,
+        id_header,
     ):
-        self.admitted, self.request_id, self.started = admitted, request_id, started
+        self.fmt, self.admitted, self.request_id, self.started = fmt, admitted, request_id, started
         self.receive, self.send, self.id_header = receive, send, id_header
         self.folded = Folded()
         self.ttft_ms: int | None = None
-        self.renderer = fmt.ChunkRenderer(request_id=request_id, model=admitted.model.slug)
+        self.renderer = fmt.stream_renderer(request_id=request_id, model=admitted.model.slug)
 
     def outcome(self, status: str, route=None, error_code: str = "") -> Outcome:
         usage = self.folded.usage or Usage(
@@ -200,24 +221,19 @@ class Run:
         await self.send(
             {"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *self.id_header]}
         )
-        await self._sse(self.renderer.role_chunk())
+        await self._frames(self.renderer.start())
         try:
             async for event in self._events(opened, disconnect, self._keepalive):
                 self._mark(event)
-                chunk = self.renderer.render(event)
-                if chunk is not None:
-                    await self._sse(chunk)
+                await self._frames(self.renderer.render(event))
         except ClientGone:
             return self.outcome(GenerationStatus.CANCELLED, opened.route)
         except UpstreamError as exc:
-            await self._sse(fmt.error_body(exc.code, exc.message, self.request_id))
-            await self._finish_stream()
+            await self._frames(self.renderer.error(exc.code, exc.message), last=True)
             return self.outcome(GenerationStatus.FAILED, opened.route, exc.code.value)
         outcome = self.outcome(GenerationStatus.COMPLETED, opened.route)
-        await self._sse(
-            self.renderer.usage_chunk(outcome.usage, _usd(cost_of(self.admitted.model, outcome.usage)))
-        )
-        await self._finish_stream()
+        cost_usd = _usd(cost_of(self.admitted.model, outcome.usage))
+        await self._frames(self.renderer.finish(outcome.usage, cost_usd), last=True)
         return outcome
 
     async def _respond_whole(self, opened, disconnect) -> Outcome:
@@ -230,7 +246,7 @@ class Run:
             await self._send_error_response(exc.code, exc.message)
             return self.outcome(GenerationStatus.FAILED, opened.route, exc.code.value)
         outcome = self.outcome(GenerationStatus.COMPLETED, opened.route)
-        body = fmt.completion_object(
+        body = self.fmt.response_object(
             request_id=self.request_id,
             model=self.admitted.model.slug,
             created=int(time.time()),
@@ -238,11 +254,11 @@ class Run:
             usage=outcome.usage,
             cost_usd=_usd(cost_of(self.admitted.model, outcome.usage)),
         )
-        await self._safe_send_json(200, fmt.dumps(body))
+        await self._safe_send_json(200, self.fmt.dumps(body))
         return outcome
 
     async def _send_error_response(self, code: ErrorCode, message: str) -> None:
-        body = fmt.dumps(fmt.error_body(code, message, self.request_id))
+        body = self.fmt.dumps(self.fmt.error_body(code, message, self.request_id))
         await self._safe_send_json(GatewayError(code, message).status, body)
 
     async def _safe_send_json(self, status: int, body: bytes) -> None:
@@ -251,20 +267,12 @@ class Run:
         except OSError:
             logger.info("client %s went away before the response", self.request_id)
 
-    async def _sse(self, payload: dict) -> None:
-        await self.send(
-            {
-                "type": "http.response.body",
-                "body": b"data: " + fmt.dumps(payload) + b"\n\n",
-                "more_body": True,
-            }
-        )
+    async def _frames(self, frames: list[bytes], last: bool = False) -> None:
+        if frames or last:
+            await self.send({"type": "http.response.body", "body": b"".join(frames), "more_body": not last})
 
     async def _keepalive(self) -> None:
         await self.send({"type": "http.response.body", "body": b": keep-alive\n\n", "more_body": True})
-
-    async def _finish_stream(self) -> None:
-        await self.send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
 
 
 async def _cancel(task: asyncio.Future) -> None:
@@ -281,7 +289,7 @@ def _usd(micro: int) -> float:
     return micro / 1_000_000
 
 
-async def _settle(admitted: Admitted, request_id: str, outcome: Outcome) -> None:
+async def _settle(fmt: IngressFormat, admitted: Admitted, request_id: str, outcome: Outcome) -> None:
     """Off the response path: the client already has its bytes. Retried, never dropped (DESIGN §4.4)."""
     for attempt, pause in enumerate((0.0, 0.2, 1.0, 3.0)):
         await asyncio.sleep(pause)
