@@ -110,6 +110,44 @@ def chat_completions() -> Operation:
     )
 
 
+def messages() -> Operation:
+    return Operation(
+        "/api/v1/messages",
+        "post",
+        {
+            "tags": ["Gateway"],
+            "operationId": "createMessage",
+            "summary": "Create a message (Anthropic Messages format)",
+            "description": "Anthropic Messages ingress. Server tools activate via the top-level `plugins` "
+            "array (HyperInfer extension, same idiom as chat completions). `response_format` has no "
+            "Anthropic equivalent and is rejected explicitly.",
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": schema_file("anthropic_messages.request.json")}},
+            },
+            "responses": {
+                "200": {
+                    "description": "The message. With `stream: true`, an SSE stream instead.",
+                    "content": {
+                        "application/json": {"schema": _ref("AnthropicMessageResponse")},
+                        "text/event-stream": {
+                            "schema": {
+                                "type": "string",
+                                "description": "Anthropic content-block SSE protocol (`event:` + `data:` "
+                                "frames): `message_start`, then `content_block_start` / "
+                                "`content_block_delta` / `content_block_stop` per block (text_delta, "
+                                "thinking_delta, input_json_delta), `message_delta` with stop_reason + usage "
+                                "(002-R8), and `message_stop`. Keep-alive comments every 15 s.",
+                            }
+                        },
+                    },
+                },
+                "default": _error_response("AnthropicError"),
+            },
+        },
+    )
+
+
 _INTEGER = {"type": "integer"}
 _STRING = {"type": "string"}
 
@@ -222,7 +260,14 @@ def openapi() -> Operation:
     )
 
 
-GATEWAY_OPERATIONS: list[Callable[[], Operation]] = [chat_completions, generation, healthz, readyz, openapi]
+GATEWAY_OPERATIONS: list[Callable[[], Operation]] = [
+    chat_completions,
+    messages,
+    generation,
+    healthz,
+    readyz,
+    openapi,
+]
 
 
 # --- The management API, from the DRF views ----------------------------------------------------------

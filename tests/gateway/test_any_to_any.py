@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import anthropic
 import openai
 import pytest
 
@@ -226,7 +227,62 @@ class ChatClient:
         return text, chunks[-1].usage.completion_tokens
 
 
-CLIENTS: dict[str, Callable[[str, str], Any]] = {"chat": ChatClient}
+class MessagesClient:
+    format = "anthropic_messages"
+
+    def __init__(self, url: str, key: str) -> None:
+        self.sdk = anthropic.Anthropic(base_url=f"{url}/api", api_key=key, max_retries=0)
+
+    def _answer(self, raw) -> Answer:
+        message = raw.parse()
+        text = "".join(block.text for block in message.content if block.type == "text")
+        reasoning = "".join(block.thinking for block in message.content if block.type == "thinking")
+        calls = [ToolCall(b.id, b.name, b.input) for b in message.content if b.type == "tool_use"]
+        return Answer(text, reasoning, calls or None, raw.headers["x-request-id"])
+
+    def _create(self, messages: list[dict], **options) -> Answer:
+        raw = self.sdk.messages.with_raw_response.create(
+            model=MODEL, max_tokens=2000, messages=messages, **options
+        )
+        return self._answer(raw)
+
+    def ask(self, **options) -> Answer:
+        return self._create([{"role": "user", "content": QUESTION}], **options)
+
+    def _tool(self) -> dict:
+        return {"name": "get_weather", "input_schema": WEATHER_PARAMETERS}
+
+    def ask_with_tool(self) -> Answer:
+        return self.ask(tools=[self._tool()], tool_choice={"type": "any"})
+
+    def send_tool_result(self, call: ToolCall) -> Answer:
+        messages = [
+            {"role": "user", "content": QUESTION},
+            {
+                "role": "assistant",
+                "content": [{"type": "tool_use", "id": call.id, "name": call.name, "input": call.arguments}],
+            },
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": call.id, "content": TOOL_RESULT}],
+            },
+        ]
+        return self._create(messages, tools=[self._tool()])
+
+    def ask_reasoning(self) -> Answer:
+        return self.ask(thinking={"type": "enabled", "budget_tokens": 1024})
+
+    def stream(self) -> tuple[str, int]:
+        with self.sdk.messages.stream(
+            model=MODEL, max_tokens=2000, messages=[{"role": "user", "content": QUESTION}]
+        ) as events:
+            text = "".join(e.delta.text for e in events if e.type == "content_block_delta")
+            final = events.get_final_message()
+        assert final.content[0].text == text
+        return text, final.usage.output_tokens
+
+
+CLIENTS: dict[str, Callable[[str, str], Any]] = {"chat": ChatClient, "messages": MessagesClient}
 
 
 # --- The matrix -----------------------------------------------------------------------------------------

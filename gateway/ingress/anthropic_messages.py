@@ -1,0 +1,392 @@
+"""Anthropic Messages: request → canonical, canonical events → the content-block SSE protocol and the message.
+
+The mirror image of the Anthropic *upstream* adapter (gateway/upstreams/anthropic.py), kept separate:
+- Request: `system` becomes a leading system message; a `tool_result` block becomes a `tool` message of
+  its own, and the blocks around it keep their order (a user turn [tool_result, text] is a tool message
+  then a user message). `response_format` has no Anthropic equivalent and is refused; so is a non-empty
+  `plugins` until server tools exist.
+- Response: blocks are renumbered from 0 in the order they start, whatever the upstream's indexes. A
+  thinking block carries the upstream's signature when the upstream is Anthropic, else an empty string:
+  a made-up signature would be rejected when the client replays the block to Anthropic.
+- Usage has Anthropic semantics: `input_tokens` excludes cache reads. `usage.cost` (USD) is a HyperInfer
+  extension, as in the other formats.
+"""
+
+import json
+from typing import Any, Literal
+
+from gateway.canonical import (
+    Block,
+    BlockStart,
+    BlockStop,
+    CanonicalRequest,
+    Event,
+    FileBlock,
+    Finish,
+    ImageBlock,
+    Message,
+    ReasoningBlock,
+    ReasoningControl,
+    ReasoningDelta,
+    TextBlock,
+    TextDelta,
+    Tool,
+    ToolCallBlock,
+    ToolCallDelta,
+    ToolChoice,
+    ToolResultBlock,
+    Usage,
+)
+from gateway.errors import ErrorCode, GatewayError
+from gateway.fold import Folded
+from gateway.ingress.validation import load_validator, validate_or_raise
+
+FORMAT = "anthropic_messages"
+REQUEST_VALIDATOR = load_validator("anthropic_messages.request.json")
+_MAPPED = frozenset(
+    {
+        "model",
+        "max_tokens",
+        "messages",
+        "system",
+        "tools",
+        "tool_choice",
+        "temperature",
+        "top_p",
+        "stop_sequences",
+        "stream",
+        "thinking",
+        "metadata",
+        "plugins",
+        "hi_tool_events",
+    }
+)
+_TOOL_CHOICE_MODES: dict[str, Literal["auto", "none", "required", "tool"]] = {
+    "auto": "auto",
+    "any": "required",
+    "tool": "tool",
+    "none": "none",
+}
+STOP_REASONS = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "content_filter": "refusal",
+}
+# Anthropic's error classes (https://docs.anthropic.com/en/api/errors); the taxonomy code rides alongside.
+ERROR_TYPES = {
+    ErrorCode.INVALID_API_KEY: "authentication_error",
+    ErrorCode.WORKSPACE_LOCKED: "permission_error",
+    ErrorCode.MODEL_NOT_ALLOWED: "permission_error",
+    ErrorCode.INSUFFICIENT_CREDITS: "billing_error",
+    ErrorCode.KEY_LIMIT_EXCEEDED: "billing_error",
+    ErrorCode.RATE_LIMIT_EXCEEDED: "rate_limit_error",
+    ErrorCode.PROVIDER_RATE_LIMIT: "rate_limit_error",
+    ErrorCode.PROVIDER_OVERLOADED: "overloaded_error",
+    ErrorCode.PROVIDER_TIMEOUT: "timeout_error",
+    ErrorCode.INVALID_REQUEST: "invalid_request_error",
+    ErrorCode.CONTEXT_LENGTH_EXCEEDED: "invalid_request_error",
+    ErrorCode.CONTENT_FILTER: "invalid_request_error",
+    ErrorCode.PAYLOAD_TOO_LARGE: "request_too_large",
+}
+
+
+# --- Request ------------------------------------------------------------------------------
+def _invalid(field: str, problem: str) -> GatewayError:
+    return GatewayError(ErrorCode.INVALID_REQUEST, f"{field}: {problem}", param=field)
+
+
+def parse_request(body: dict[str, Any]) -> CanonicalRequest:
+    validate_or_raise(REQUEST_VALIDATOR, body)
+    _refuse_unsupported(body)
+    messages = _system_messages(body.get("system"))
+    for raw in body["messages"]:
+        messages.extend(_messages(raw))
+    return CanonicalRequest(
+        model=body["model"],
+        messages=messages,
+        tools=[_tool(t) for t in body.get("tools") or []],
+        tool_choice=_tool_choice(body.get("tool_choice")),
+        max_tokens=body["max_tokens"],
+        temperature=body.get("temperature"),
+        top_p=body.get("top_p"),
+        stop=list(body.get("stop_sequences") or []),
+        reasoning=_reasoning(body.get("thinking")),
+        stream=bool(body.get("stream")),
+        user=_user(body.get("metadata")),
+        extra={key: value for key, value in body.items() if key not in _MAPPED},
+    )
+
+
+def _refuse_unsupported(body: dict[str, Any]) -> None:
+    if "response_format" in body:
+        raise _invalid(
+            "response_format",
+            "not supported by the Anthropic Messages format; use /api/v1/chat/completions "
+            "or /api/v1/responses for structured outputs",
+        )
+    if plugins := body.get("plugins"):  # server tools are not built yet: refuse, never ignore
+        raise _invalid("plugins[0].id", f"the server tool {plugins[0]['id']!r} is not available yet")
+
+
+def _system_messages(raw: str | list[dict[str, Any]] | None) -> list[Message]:
+    if not raw:
+        return []
+    blocks = [TextBlock(raw)] if isinstance(raw, str) else [TextBlock(b["text"]) for b in raw if b["text"]]
+    return [Message("system", blocks)] if blocks else []
+
+
+def _messages(raw: dict[str, Any]) -> list[Message]:
+    """One Anthropic turn as canonical messages: each tool_result splits it, the order is kept."""
+    role = raw["role"]
+    content = raw["content"]
+    if isinstance(content, str):
+        return [Message(role, [TextBlock(content)] if content else [])]
+    out: list[Message] = []
+    pending: list[Block] = []
+    for block in content:
+        if block["type"] == "tool_result":
+            if pending:
+                out.append(Message(role, pending))
+                pending = []
+            out.append(Message("tool", [_tool_result(block)]))
+        else:
+            pending.append(_block(block))
+    if pending or not out:
+        out.append(Message(role, pending))
+    return out
+
+
+def _source_url(source: dict[str, Any]) -> str:
+    if source["type"] == "base64":
+        return f"data:{source['media_type']};base64,{source['data']}"
+    return source["url"]
+
+
+def _block(raw: dict[str, Any]) -> Block:
+    kind = raw["type"]
+    if kind == "text":
+        return TextBlock(raw["text"])
+    if kind == "image":
+        return ImageBlock(url=_source_url(raw["source"]))
+    if kind == "document":
+        source = raw["source"]
+        if source["type"] == "base64":
+            return FileBlock(filename=raw.get("title"), file_data=_source_url(source))
+        return FileBlock(filename=raw.get("title"), file_url=source["url"])
+    if kind == "thinking":
+        return ReasoningBlock(text=raw["thinking"], signature=raw.get("signature") or None)
+    # tool_use: the schema admits no other kind
+    return ToolCallBlock(id=raw["id"], name=raw["name"], arguments=json.dumps(raw["input"]))
+
+
+def _tool_result(raw: dict[str, Any]) -> ToolResultBlock:
+    content = raw.get("content")
+    if isinstance(content, str):
+        parts: list[TextBlock | ImageBlock] = [TextBlock(content)]
+    else:
+        parts = [_result_part(part) for part in content or []]
+    return ToolResultBlock(tool_call_id=raw["tool_use_id"], content=parts, is_error=bool(raw.get("is_error")))
+
+
+def _result_part(raw: dict[str, Any]) -> TextBlock | ImageBlock:
+    """A tool result's content block: the schema admits text and image only."""
+    if raw["type"] == "text":
+        return TextBlock(raw["text"])
+    return ImageBlock(url=_source_url(raw["source"]))
+
+
+def _tool(raw: dict[str, Any]) -> Tool:
+    return Tool(name=raw["name"], description=raw.get("description"), parameters=raw["input_schema"])
+
+
+def _tool_choice(raw: dict[str, Any] | None) -> ToolChoice | None:
+    if raw is None:
+        return None
+    mode = _TOOL_CHOICE_MODES[raw["type"]]
+    if mode == "tool" and not raw.get("name"):
+        raise _invalid("tool_choice.name", "required when tool_choice.type is 'tool'")
+    return ToolChoice(mode=mode, name=raw.get("name") if mode == "tool" else None)
+
+
+def _reasoning(raw: dict[str, Any] | None) -> ReasoningControl | None:
+    if raw is None:
+        return None
+    if raw["type"] == "disabled":
+        return ReasoningControl(enabled=False)
+    return ReasoningControl(enabled=True, budget_tokens=raw.get("budget_tokens"))
+
+
+def _user(metadata: dict[str, Any] | None) -> str | None:
+    user_id = (metadata or {}).get("user_id")
+    return str(user_id) if user_id is not None else None
+
+
+# --- Response -----------------------------------------------------------------------------
+def usage_object(usage: Usage, cost_usd: float) -> dict[str, Any]:
+    return {
+        "input_tokens": usage.prompt_tokens - usage.cached_prompt_tokens,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": usage.cached_prompt_tokens,
+        "output_tokens": usage.completion_tokens,
+        "cost": cost_usd,
+    }
+
+
+def stop_reason(finish_reason: str | None) -> str:
+    return STOP_REASONS.get(finish_reason or "stop", "end_turn")
+
+
+def tool_input(arguments: str) -> dict[str, Any]:
+    """The tool call's arguments as the `input` object; `{}` when empty or not a JSON object."""
+    try:
+        value = json.loads(arguments) if arguments.strip() else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def content_blocks(folded: Folded) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = []
+    if folded.reasoning or folded.reasoning_signature:
+        signature = folded.reasoning_signature or ""
+        blocks.append({"type": "thinking", "thinking": folded.reasoning, "signature": signature})
+    if folded.text:
+        blocks.append({"type": "text", "text": folded.text})
+    for call in folded.tool_calls:
+        blocks.append(
+            {"type": "tool_use", "id": call.id, "name": call.name, "input": tool_input(call.arguments)}
+        )
+    return blocks
+
+
+def response_object(
+    *, request_id: str, model: str, created: int, folded: Folded, usage: Usage, cost_usd: float
+) -> dict[str, Any]:
+    return {
+        "id": f"msg_{request_id}",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content_blocks(folded),
+        "stop_reason": stop_reason(folded.finish_reason),
+        "stop_sequence": None,
+        "usage": usage_object(usage, cost_usd),
+    }
+
+
+# --- Stream -------------------------------------------------------------------------------
+_EMPTY_BLOCKS = {
+    "text": {"type": "text", "text": ""},
+    "reasoning": {"type": "thinking", "thinking": "", "signature": ""},
+}
+
+
+class MessageStream:
+    """Canonical events as Anthropic's content-block SSE protocol for one streamed response."""
+
+    def __init__(self, *, request_id: str, model: str) -> None:
+        self._request_id = request_id
+        self._model = model
+        self._positions: dict[int, int] = {}  # canonical block index → Anthropic content index
+        self._open: set[int] = set()  # canonical indexes whose content_block_stop is not sent yet
+        self._finish_reason: str | None = None
+
+    def start(self) -> list[bytes]:
+        message = {
+            "id": f"msg_{self._request_id}",
+            "type": "message",
+            "role": "assistant",
+            "model": self._model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            # The prompt's size is known only at the end: message_delta carries the real figures.
+            "usage": usage_object(Usage(0, 0), 0.0),
+        }
+        return [_event("message_start", {"message": message}), _event("ping", {})]
+
+    def render(self, event: Event) -> list[bytes]:
+        match event:
+            case BlockStart(index=index, kind=kind, tool_call_id=call_id, tool_name=name):
+                return self._open_block(index, kind, call_id, name)
+            case TextDelta(index=index, text=text) if text:
+                return [
+                    *self._ensure_open(index, "text"),
+                    self._delta(index, {"type": "text_delta", "text": text}),
+                ]
+            case ReasoningDelta(index=index, text=text, signature=signature):
+                frames = self._ensure_open(index, "reasoning")
+                if text:
+                    frames.append(self._delta(index, {"type": "thinking_delta", "thinking": text}))
+                if signature:
+                    frames.append(self._delta(index, {"type": "signature_delta", "signature": signature}))
+                return frames
+            case ToolCallDelta(index=index, arguments=arguments) if arguments:
+                frames = self._ensure_open(index, "tool_call")
+                return [*frames, self._delta(index, {"type": "input_json_delta", "partial_json": arguments})]
+            case BlockStop(index=index):
+                return self._close_block(index)
+            case Finish(reason=reason):
+                self._finish_reason = reason
+        return []
+
+    def finish(self, usage: Usage, cost_usd: float) -> list[bytes]:
+        frames = [frame for index in sorted(self._open) for frame in self._close_block(index)]
+        delta = {
+            "delta": {"stop_reason": stop_reason(self._finish_reason), "stop_sequence": None},
+            "usage": usage_object(usage, cost_usd),
+        }
+        return [*frames, _event("message_delta", delta), _event("message_stop", {})]
+
+    def error(self, code: ErrorCode, message: str) -> list[bytes]:
+        return [_event("error", error_body(code, message, self._request_id))]
+
+    def _open_block(self, index: int, kind: str, call_id: str | None, name: str | None) -> list[bytes]:
+        if index in self._positions:
+            return []
+        self._positions[index] = position = len(self._positions)
+        self._open.add(index)
+        if kind == "tool_call":
+            block = {
+                "type": "tool_use",
+                "id": call_id or f"toolu_{position}",
+                "name": name or "",
+                "input": {},
+            }
+        else:
+            block = dict(_EMPTY_BLOCKS[kind])
+        return [_event("content_block_start", {"index": position, "content_block": block})]
+
+    def _ensure_open(self, index: int, kind: str) -> list[bytes]:
+        """A delta for a block whose start never came (a lenient upstream) opens it first."""
+        return self._open_block(index, kind, None, None)
+
+    def _close_block(self, index: int) -> list[bytes]:
+        if index not in self._open:
+            return []
+        self._open.discard(index)
+        return [_event("content_block_stop", {"index": self._positions[index]})]
+
+    def _delta(self, index: int, delta: dict[str, Any]) -> bytes:
+        return _event("content_block_delta", {"index": self._positions[index], "delta": delta})
+
+
+def _event(kind: str, data: dict[str, Any]) -> bytes:
+    payload = data if kind == "error" else {"type": kind, **data}
+    return b"event: " + kind.encode() + b"\ndata: " + dumps(payload) + b"\n\n"
+
+
+def stream_renderer(*, request_id: str, model: str) -> MessageStream:
+    return MessageStream(request_id=request_id, model=model)
+
+
+# --- Errors -------------------------------------------------------------------------------
+def error_body(code: ErrorCode, message: str, request_id: str, param: str | None = None) -> dict:
+    """Anthropic's envelope with the taxonomy code; the field a validation error names is in `message`."""
+    error = {"type": ERROR_TYPES.get(code, "api_error"), "code": code.value, "message": message}
+    return {"type": "error", "error": error, "request_id": request_id}
+
+
+def dumps(payload: Any) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
