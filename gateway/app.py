@@ -10,7 +10,7 @@ from gateway import pipeline
 from gateway.auth import Caller, authenticate
 from gateway.errors import ErrorCode, GatewayError
 from gateway.http import Receive, Send, headers_of, in_thread, send_json
-from gateway.ingress import anthropic_messages, chat_completions
+from gateway.ingress import anthropic_messages, chat_completions, responses
 from gateway.ingress.chat_completions import dumps, error_body
 from gateway.metering import get_meter, writer
 from gateway.metering.redis_meter import close_loop_client
@@ -83,6 +83,7 @@ async def generation(scope: dict, receive: Receive, send: Send) -> None:
 
 ROUTES = {
     ("POST", "/api/v1/chat/completions"): pipeline.handler(chat_completions),
+    ("POST", "/api/v1/responses"): pipeline.handler(responses),
     ("POST", "/api/v1/messages"): pipeline.handler(anthropic_messages),
     ("GET", "/api/v1/generation"): generation,
     ("GET", "/healthz"): healthz,

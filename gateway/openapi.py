@@ -110,6 +110,45 @@ def chat_completions() -> Operation:
     )
 
 
+def responses() -> Operation:
+    return Operation(
+        "/api/v1/responses",
+        "post",
+        {
+            "tags": ["Gateway"],
+            "operationId": "createResponse",
+            "summary": "Create a response (OpenAI Responses format)",
+            "description": "OpenAI Responses ingress. Stateless: `previous_response_id` is rejected "
+            "explicitly \u2014 send the full input. Server tools activate as built-in tools "
+            '(`tools: [{ type: "web_search" }, \u2026]`).',
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": schema_file("responses.request.json")}},
+            },
+            "responses": {
+                "200": {
+                    "description": "The response object. With `stream: true`, an SSE stream instead.",
+                    "content": {
+                        "application/json": {"schema": _ref("ResponsesResponse")},
+                        "text/event-stream": {
+                            "schema": {
+                                "type": "string",
+                                "description": "Semantic SSE event protocol (`event:` + `data:` frames): "
+                                "`response.created` / `response.in_progress`, then per-item events "
+                                "(`response.output_item.added`, `response.output_text.delta`, "
+                                "`response.function_call_arguments.delta`, matching `*.done` events), ending "
+                                "with `response.completed` carrying the full response incl. usage (002-R8). "
+                                "Keep-alive comments every 15 s.",
+                            }
+                        },
+                    },
+                },
+                "default": _error_response("OpenAIError"),
+            },
+        },
+    )
+
+
 def messages() -> Operation:
     return Operation(
         "/api/v1/messages",
@@ -262,6 +301,7 @@ def openapi() -> Operation:
 
 GATEWAY_OPERATIONS: list[Callable[[], Operation]] = [
     chat_completions,
+    responses,
     messages,
     generation,
     healthz,

@@ -282,7 +282,65 @@ class MessagesClient:
         return text, final.usage.output_tokens
 
 
-CLIENTS: dict[str, Callable[[str, str], Any]] = {"chat": ChatClient, "messages": MessagesClient}
+class ResponsesClient:
+    format = "responses"
+
+    def __init__(self, url: str, key: str) -> None:
+        self.sdk = openai.OpenAI(base_url=f"{url}/api/v1", api_key=key, max_retries=0)
+
+    def _answer(self, raw) -> Answer:
+        response = raw.parse()
+        reasoning = "".join(
+            part.text for item in response.output if item.type == "reasoning" for part in item.summary
+        )
+        calls = [
+            ToolCall(item.call_id, item.name, json.loads(item.arguments))
+            for item in response.output
+            if item.type == "function_call"
+        ]
+        return Answer(response.output_text, reasoning, calls or None, raw.headers["x-request-id"])
+
+    def _create(self, input_: Any, **options) -> Answer:
+        return self._answer(self.sdk.responses.with_raw_response.create(model=MODEL, input=input_, **options))
+
+    def ask(self, **options) -> Answer:
+        return self._create(QUESTION, **options)
+
+    def _tool(self) -> dict:
+        return {"type": "function", "name": "get_weather", "parameters": WEATHER_PARAMETERS}
+
+    def ask_with_tool(self) -> Answer:
+        return self.ask(tools=[self._tool()], tool_choice="required")
+
+    def send_tool_result(self, call: ToolCall) -> Answer:
+        items = [
+            {"role": "user", "content": QUESTION},
+            {
+                "type": "function_call",
+                "call_id": call.id,
+                "name": call.name,
+                "arguments": json.dumps(call.arguments),
+            },
+            {"type": "function_call_output", "call_id": call.id, "output": TOOL_RESULT},
+        ]
+        return self._create(items, tools=[self._tool()])
+
+    def ask_reasoning(self) -> Answer:
+        return self.ask(reasoning={"effort": "low"})
+
+    def stream(self) -> tuple[str, int]:
+        with self.sdk.responses.stream(model=MODEL, input=QUESTION) as events:
+            text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+            final = events.get_final_response()
+        assert final.output_text == text
+        return text, final.usage.output_tokens
+
+
+CLIENTS: dict[str, Callable[[str, str], Any]] = {
+    "chat": ChatClient,
+    "messages": MessagesClient,
+    "responses": ResponsesClient,
+}
 
 
 # --- The matrix -----------------------------------------------------------------------------------------

@@ -1,0 +1,168 @@
+"""OpenAI Responses (`POST /api/v1/responses`): the ingress format module (gateway/ingress/base.py).
+
+- Request: `input` is a string or a list of items. `instructions` becomes a leading system message; a
+  `reasoning` item, an assistant `message` and the `function_call` items that follow them are one assistant
+  turn (upstreams such as Anthropic need the turns to alternate); each `function_call_output` is a tool
+  message. Stateless: a `previous_response_id` is refused, and `store` is accepted but nothing is stored.
+  Server tools (`web_search`, …) pass the schema but are refused, naming `tools[i].type`, until they exist.
+  Fields the schema does not name go to `extra` (passed to the upstream), as in chat completions.
+- Response and stream: gateway/ingress/responses_render.py (output items, the response object, the SSE
+  events, and what a stream broken by an upstream error ends with).
+- Errors: the OpenAI envelope with the taxonomy code, shared with chat completions.
+"""
+
+from typing import Any
+
+from gateway.canonical import (
+    Block,
+    CanonicalRequest,
+    FileBlock,
+    ImageBlock,
+    Message,
+    ReasoningBlock,
+    ReasoningControl,
+    ResponseFormat,
+    TextBlock,
+    Tool,
+    ToolCallBlock,
+    ToolChoice,
+    ToolResultBlock,
+)
+from gateway.errors import ErrorCode, GatewayError
+from gateway.ingress.chat_completions import dumps, error_body
+from gateway.ingress.responses_render import ResponsesStream, response_object
+from gateway.ingress.validation import load_validator, validate_or_raise
+
+__all__ = ["FORMAT", "dumps", "error_body", "parse_request", "response_object", "stream_renderer"]
+
+FORMAT = "responses"
+REQUEST_VALIDATOR = load_validator("responses.request.json")
+_MAPPED = frozenset(
+    {
+        "model",
+        "input",
+        "instructions",
+        "tools",
+        "tool_choice",
+        "max_output_tokens",
+        "temperature",
+        "top_p",
+        "stream",
+        "text",
+        "reasoning",
+        "previous_response_id",
+        "store",
+        "user",
+        "hi_tool_events",
+    }
+)
+
+
+# --- Request ------------------------------------------------------------------------------
+def parse_request(body: dict[str, Any]) -> CanonicalRequest:
+    validate_or_raise(REQUEST_VALIDATOR, body)
+    if body.get("previous_response_id") is not None:
+        raise GatewayError(
+            ErrorCode.INVALID_REQUEST,
+            "previous_response_id: this API is stateless and stores no responses; "
+            "send the full conversation in `input`.",
+            param="previous_response_id",
+        )
+    effort = (body.get("reasoning") or {}).get("effort")
+    return CanonicalRequest(
+        model=body["model"],
+        messages=_instructions(body.get("instructions")) + _conversation(body["input"]),
+        tools=[_tool(raw, position) for position, raw in enumerate(body.get("tools") or [])],
+        tool_choice=_tool_choice(body.get("tool_choice")),
+        max_tokens=body.get("max_output_tokens"),
+        temperature=body.get("temperature"),
+        top_p=body.get("top_p"),
+        response_format=_response_format((body.get("text") or {}).get("format")),
+        reasoning=ReasoningControl(effort=effort) if effort else None,
+        stream=bool(body.get("stream")),
+        user=body.get("user"),
+        extra={key: value for key, value in body.items() if key not in _MAPPED},
+    )
+
+
+def _instructions(instructions: str | None) -> list[Message]:
+    return [Message("system", [TextBlock(instructions)])] if instructions else []
+
+
+def _conversation(raw_input: str | list[dict[str, Any]]) -> list[Message]:
+    if isinstance(raw_input, str):
+        return [Message("user", [TextBlock(raw_input)])]
+    if not raw_input:
+        raise GatewayError(ErrorCode.INVALID_REQUEST, "input: must not be empty", param="input")
+    messages: list[Message] = []
+    for item in raw_input:
+        message = _item(item)
+        if message is None:
+            continue
+        previous = messages[-1] if messages else None
+        # A turn's reasoning, text and function calls arrive as separate items: they are one assistant turn.
+        if message.role == "assistant" and previous is not None and previous.role == "assistant":
+            previous.content.extend(message.content)
+        else:
+            messages.append(message)
+    return messages
+
+
+def _item(item: dict[str, Any]) -> Message | None:
+    """One input item as a canonical message; None for an item that carries nothing (an empty summary)."""
+    kind = item.get("type", "message")
+    if kind == "function_call":
+        call = ToolCallBlock(id=item["call_id"], name=item["name"], arguments=item["arguments"])
+        return Message("assistant", [call])
+    if kind == "function_call_output":
+        result = ToolResultBlock(tool_call_id=item["call_id"], content=[TextBlock(item["output"])])
+        return Message("tool", [result])
+    if kind == "reasoning":
+        summary = "\n\n".join(part["text"] for part in item.get("summary") or [])
+        return Message("assistant", [ReasoningBlock(text=summary)]) if summary else None
+    role = "system" if item["role"] == "developer" else item["role"]
+    content = item["content"]
+    blocks = [TextBlock(content)] if isinstance(content, str) else [_part(part) for part in content]
+    return Message(role, blocks)
+
+
+def _part(raw: dict[str, Any]) -> Block:
+    if raw["type"] in ("input_text", "output_text"):
+        return TextBlock(raw["text"])
+    if raw["type"] == "input_image":
+        return ImageBlock(url=raw["image_url"], detail=raw.get("detail"))
+    return FileBlock(
+        filename=raw.get("filename"), file_data=raw.get("file_data"), file_url=raw.get("file_url")
+    )
+
+
+def _tool(raw: dict[str, Any], position: int) -> Tool:
+    if raw["type"] != "function":
+        raise GatewayError(
+            ErrorCode.INVALID_REQUEST,
+            f"tools[{position}].type: server tool {raw['type']!r} is not available yet; "
+            "only function tools are supported",
+            param=f"tools[{position}].type",
+        )
+    parameters = raw.get("parameters") or {"type": "object", "properties": {}}
+    return Tool(name=raw["name"], description=raw.get("description"), parameters=parameters)
+
+
+def _tool_choice(raw: str | dict | None) -> ToolChoice | None:
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        return ToolChoice(mode=raw)
+    return ToolChoice(mode="tool", name=raw["name"])
+
+
+def _response_format(raw: dict | None) -> ResponseFormat | None:
+    if raw is None:
+        return None
+    return ResponseFormat(
+        type=raw["type"], name=raw.get("name"), schema=raw.get("schema"), strict=raw.get("strict")
+    )
+
+
+def stream_renderer(*, request_id: str, model: str) -> ResponsesStream:
+    return ResponsesStream(request_id=request_id, model=model)

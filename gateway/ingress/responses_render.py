@@ -1,0 +1,308 @@
+"""OpenAI Responses output: canonical events → output items, the response object and the SSE events.
+
+- Output items in order, each id `<prefix>_<request id>_<output index>` (`rs_`, `msg_`, `fc_`), so a streamed
+  answer's final `response.completed` names the very items its events announced (the official SDK checks).
+  A non-streamed answer is the fold: reasoning, then text, then one function_call per tool call.
+- Stream: `event:` + `data:` frames, each with `type` and an increasing `sequence_number`. One output item is
+  open at a time and is closed (its `*.done` events) when the next block starts. A reasoning or message item
+  opens with its first non-empty delta, so an empty or redacted block yields no item (as in the fold).
+  The end is `response.completed`, or `response.incomplete` when the answer was cut (length, content filter).
+  No `[DONE]` line: the Responses protocol has none.
+- Errors after the first byte: an `error` event (`code`, `message`, `param`), then `response.failed` whose
+  response has status `failed` and `error: {code, message}`; an item cut off mid-way gets status
+  `incomplete` and no `*.done` events. The official SDK parses both as typed events.
+- The request's parameters are not echoed back (a format sees only the request id and model when it
+  renders): `tools`, `tool_choice` and `parallel_tool_calls`, which the SDK's `Response` type requires,
+  carry neutral values ([], "auto", true); the other echo fields are null. `usage.cost` (USD) is a
+  HyperInfer extension, as in the other formats.
+"""
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.canonical import (
+    BlockStart,
+    BlockStop,
+    Event,
+    Finish,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
+from gateway.errors import ErrorCode
+from gateway.fold import Folded
+from gateway.ingress.chat_completions import dumps
+
+_INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_filter"}
+
+
+# --- The response object ------------------------------------------------------------------
+def usage_object(usage: Usage, cost_usd: float) -> dict[str, Any]:
+    return {
+        "input_tokens": usage.prompt_tokens,
+        "input_tokens_details": {"cached_tokens": usage.cached_prompt_tokens},
+        "output_tokens": usage.completion_tokens,
+        "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+        "cost": cost_usd,
+    }
+
+
+def item_id(prefix: str, request_id: str, output_index: int) -> str:
+    return f"{prefix}_{request_id}_{output_index}"
+
+
+def reasoning_item(id_: str, text: str) -> dict[str, Any]:
+    summary = [{"type": "summary_text", "text": text}] if text else []
+    return {"id": id_, "type": "reasoning", "summary": summary}
+
+
+def message_item(id_: str, text: str | None, status: str = "completed") -> dict[str, Any]:
+    content = [] if text is None else [_output_text(text)]
+    return {"id": id_, "type": "message", "role": "assistant", "status": status, "content": content}
+
+
+def function_call_item(
+    id_: str, call_id: str, name: str, arguments: str, status: str = "completed"
+) -> dict[str, Any]:
+    return {
+        "id": id_,
+        "type": "function_call",
+        "status": status,
+        "call_id": call_id,
+        "name": name,
+        "arguments": arguments,
+    }
+
+
+def _output_text(text: str) -> dict[str, Any]:
+    return {"type": "output_text", "text": text, "annotations": []}
+
+
+def response_envelope(
+    *,
+    request_id: str,
+    model: str,
+    created_at: int,
+    status: str,
+    output: list[dict[str, Any]],
+    usage: dict[str, Any] | None = None,
+    finish_reason: str | None = None,
+    error: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    incomplete = _INCOMPLETE_REASONS.get(finish_reason or "")
+    return {
+        "id": f"resp_{request_id}",
+        "object": "response",
+        "created_at": created_at,
+        "status": status,
+        "error": error,
+        "incomplete_details": {"reason": incomplete} if incomplete else None,
+        "model": model,
+        "output": output,
+        "usage": usage,
+        "instructions": None,
+        "metadata": {},
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+        "temperature": None,
+        "top_p": None,
+        "text": None,
+        "store": False,
+    }
+
+
+def final_status(finish_reason: str | None) -> str:
+    return "incomplete" if finish_reason in _INCOMPLETE_REASONS else "completed"
+
+
+def response_object(
+    *, request_id: str, model: str, created: int, folded: Folded, usage: Usage, cost_usd: float
+) -> dict[str, Any]:
+    output: list[dict[str, Any]] = []
+    if folded.reasoning:
+        output.append(reasoning_item(item_id("rs", request_id, len(output)), folded.reasoning))
+    if folded.text:
+        output.append(message_item(item_id("msg", request_id, len(output)), folded.text))
+    for call in folded.tool_calls:
+        fc_id = item_id("fc", request_id, len(output))
+        output.append(function_call_item(fc_id, call.id, call.name, call.arguments))
+    return response_envelope(
+        request_id=request_id,
+        model=model,
+        created_at=created,
+        status=final_status(folded.finish_reason),
+        output=output,
+        usage=usage_object(usage, cost_usd),
+        finish_reason=folded.finish_reason,
+    )
+
+
+# --- Stream -------------------------------------------------------------------------------
+@dataclass(slots=True)
+class OpenItem:
+    """The output item being streamed: its final form so far, and the text or arguments it gathered."""
+
+    output_index: int
+    item: dict[str, Any]
+    text: str = ""
+    ids: dict[str, Any] = field(default_factory=dict)  # item_id + output_index, as every event names them
+
+
+class ResponsesStream:
+    """Renders canonical events as the Responses semantic events of one streamed response."""
+
+    def __init__(self, *, request_id: str, model: str) -> None:
+        self._request_id, self._model = request_id, model
+        self._created_at = int(time.time())
+        self._sequence = 0
+        self._output: list[dict[str, Any]] = []  # every item started, in output order, as it stands
+        self._open: OpenItem | None = None
+        self._finish_reason: str | None = None
+
+    # The protocol --------------------------------------------------------------------------
+    def start(self) -> list[bytes]:
+        return [
+            self._event("response.created", response=self._response("in_progress")),
+            self._event("response.in_progress", response=self._response("in_progress")),
+        ]
+
+    def render(self, event: Event) -> list[bytes]:
+        match event:
+            case BlockStart(kind="tool_call", tool_call_id=call_id, tool_name=name):
+                return [*self._close(), *self._open_function_call(call_id or "", name or "")]
+            case BlockStart() | BlockStop():
+                return self._close()
+            case TextDelta(text=text) if text:
+                return [*self._ensure_open("message"), self._text_delta(text)]
+            case ReasoningDelta(text=text) if text:
+                return [*self._ensure_open("reasoning"), self._reasoning_delta(text)]
+            case ToolCallDelta(arguments=arguments) if arguments and self._open_is("function_call"):
+                return [self._arguments_delta(arguments)]
+            case Finish(reason=reason):
+                self._finish_reason = reason
+        return []
+
+    def finish(self, usage: Usage, cost_usd: float) -> list[bytes]:
+        status = final_status(self._finish_reason)
+        kind = "response.completed" if status == "completed" else "response.incomplete"
+        response = self._response(status, usage=usage_object(usage, cost_usd))
+        return [*self._close(), self._event(kind, response=response)]
+
+    def error(self, code: ErrorCode, message: str) -> list[bytes]:
+        if self._open is not None:
+            self._open.item["status"] = "incomplete"  # cut off: no *.done events for it
+            self._open = None
+        failed = self._response("failed", error={"code": code.value, "message": message})
+        return [
+            self._event("error", code=code.value, message=message, param=None),
+            self._event("response.failed", response=failed),
+        ]
+
+    # Items ---------------------------------------------------------------------------------
+    def _open_is(self, kind: str) -> bool:
+        return self._open is not None and self._open.item["type"] == kind
+
+    def _begin(self, prefix: str, make_item) -> OpenItem:
+        output_index = len(self._output)
+        item = make_item(item_id(prefix, self._request_id, output_index))
+        self._output.append(item)
+        self._open = OpenItem(output_index, item, ids={"item_id": item["id"], "output_index": output_index})
+        return self._open
+
+    def _ensure_open(self, kind: str) -> list[bytes]:
+        if self._open_is(kind):
+            return []
+        frames = self._close()
+        if kind == "message":
+            opened = self._begin("msg", lambda id_: message_item(id_, None, status="in_progress"))
+            part = {"content_index": 0, "part": _output_text("")}
+            return [
+                *frames,
+                self._added(opened),
+                self._event("response.content_part.added", **opened.ids, **part),
+            ]
+        opened = self._begin("rs", lambda id_: reasoning_item(id_, ""))
+        part = {"summary_index": 0, "part": {"type": "summary_text", "text": ""}}
+        return [
+            *frames,
+            self._added(opened),
+            self._event("response.reasoning_summary_part.added", **opened.ids, **part),
+        ]
+
+    def _open_function_call(self, call_id: str, name: str) -> list[bytes]:
+        opened = self._begin(
+            "fc", lambda id_: function_call_item(id_, call_id, name, "", status="in_progress")
+        )
+        return [self._added(opened)]
+
+    def _added(self, opened: OpenItem) -> bytes:
+        return self._event("response.output_item.added", output_index=opened.output_index, item=opened.item)
+
+    def _text_delta(self, text: str) -> bytes:
+        assert self._open is not None
+        self._open.text += text
+        return self._event(
+            "response.output_text.delta", **self._open.ids, content_index=0, delta=text, logprobs=[]
+        )
+
+    def _reasoning_delta(self, text: str) -> bytes:
+        assert self._open is not None
+        self._open.text += text
+        return self._event(
+            "response.reasoning_summary_text.delta", **self._open.ids, summary_index=0, delta=text
+        )
+
+    def _arguments_delta(self, arguments: str) -> bytes:
+        assert self._open is not None
+        self._open.text += arguments
+        return self._event("response.function_call_arguments.delta", **self._open.ids, delta=arguments)
+
+    def _close(self) -> list[bytes]:
+        """The `*.done` events of the open item, which takes its final form in the output."""
+        opened, self._open = self._open, None
+        if opened is None:
+            return []
+        item, ids, text = opened.item, opened.ids, opened.text
+        if item["type"] == "message":
+            part = _output_text(text)
+            item.update(status="completed", content=[part])
+            frames = [
+                self._event("response.output_text.done", **ids, content_index=0, text=text, logprobs=[]),
+                self._event("response.content_part.done", **ids, content_index=0, part=part),
+            ]
+        elif item["type"] == "reasoning":
+            part = {"type": "summary_text", "text": text}
+            item["summary"] = [part]
+            frames = [
+                self._event("response.reasoning_summary_text.done", **ids, summary_index=0, text=text),
+                self._event("response.reasoning_summary_part.done", **ids, summary_index=0, part=part),
+            ]
+        else:
+            item.update(status="completed", arguments=text)
+            frames = [
+                self._event("response.function_call_arguments.done", **ids, name=item["name"], arguments=text)
+            ]
+        done = self._event("response.output_item.done", output_index=opened.output_index, item=item)
+        return [*frames, done]
+
+    # Frames --------------------------------------------------------------------------------
+    def _response(self, status: str, **more: Any) -> dict[str, Any]:
+        return response_envelope(
+            request_id=self._request_id,
+            model=self._model,
+            created_at=self._created_at,
+            status=status,
+            output=self._output,
+            finish_reason=self._finish_reason if status == "incomplete" else None,
+            **more,
+        )
+
+    def _event(self, kind: str, **data: Any) -> bytes:
+        """One SSE frame, serialized at once (items change afterwards; the frame must not)."""
+        payload = {"type": kind, "sequence_number": self._sequence, **data}
+        self._sequence += 1
+        return b"event: " + kind.encode() + b"\ndata: " + dumps(payload) + b"\n\n"

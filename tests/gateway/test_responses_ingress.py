@@ -1,0 +1,409 @@
+"""POST /api/v1/responses end to end: the official OpenAI SDK against the real gateway, on the sandbox model
+and on fake upstreams of two other dialects (what they were sent, and what the SDK got back)."""
+
+import json
+
+import httpx
+import openai
+import pytest
+from openai.types.responses import (
+    Response,
+    ResponseCompletedEvent,
+    ResponseErrorEvent,
+    ResponseFailedEvent,
+    ResponseFunctionToolCall,
+    ResponseOutputMessage,
+    ResponseReasoningItem,
+    ResponseTextDeltaEvent,
+)
+
+from billing.selectors import account_for
+from tests.fakes.anthropic_fake import Scenario as AnthropicScenario
+from tests.fakes.anthropic_fake import ToolUse, anthropic_fake
+from tests.fakes.openai_dialects import FakeToolCall, Scenario, openai_fake
+from tests.gateway.conftest import serve_model_from, settled_generation
+
+MODEL = "hyperinfer/sandbox-pro"  # $0.60/M prompt, $2.50/M completion
+KEY = "test-key"
+SANDBOX_REASONING = "The user wants a short, friendly answer."
+WEATHER_TOOL = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "Current weather of a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
+
+
+def client_for(url: str, key: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{url}/api/v1", api_key=key, max_retries=0)
+
+
+def sandbox_cost(input_tokens: int, output_tokens: int) -> int:
+    """Micro-USD at the sandbox's prices, rounded up once."""
+    return -(-(input_tokens * 60 + output_tokens * 250) // 100)
+
+
+# --- The sandbox model --------------------------------------------------------------------
+def test_a_response_is_parsed_by_the_sdk_and_billed_as_recorded(gateway_url, funded_key):
+    workspace, key = funded_key
+    before = account_for(workspace_id=workspace.pk).balance_micro_usd
+    raw = client_for(gateway_url, key).responses.with_raw_response.create(
+        model=MODEL, input="Say hello", instructions="Be brief."
+    )
+    response = raw.parse()
+    request_id = raw.headers["x-request-id"]
+
+    assert isinstance(response, Response)
+    assert response.id == f"resp_{request_id}" and response.object == "response"
+    assert response.status == "completed" and response.error is None and response.incomplete_details is None
+    assert response.model == MODEL
+    assert response.output_text == "Hello from the HyperInfer sandbox. You said: Say hello"
+    [message] = response.output
+    assert isinstance(message, ResponseOutputMessage)
+    assert (
+        message.id == f"msg_{request_id}_0" and message.role == "assistant" and message.status == "completed"
+    )
+    usage = response.usage
+    assert usage.output_tokens == len(response.output_text.split(" ")) == 9
+    assert usage.total_tokens == usage.input_tokens + usage.output_tokens
+    assert usage.input_tokens_details.cached_tokens == 0
+    assert usage.output_tokens_details.reasoning_tokens == 0
+
+    generation = settled_generation(request_id)
+    assert generation.ingress_format == "responses" and generation.status == "completed"
+    assert (generation.tokens_prompt, generation.tokens_completion) == (usage.input_tokens, 9)
+    assert generation.cost_micro_usd == sandbox_cost(usage.input_tokens, 9)
+    assert generation.cost_micro_usd == round(usage.model_extra["cost"] * 1_000_000)
+    assert before - account_for(workspace_id=workspace.pk).balance_micro_usd == generation.cost_micro_usd
+
+
+def test_a_stream_parses_into_typed_events_whose_deltas_make_the_answer(gateway_url, funded_key):
+    _, key = funded_key
+    with client_for(gateway_url, key).responses.stream(model=MODEL, input="Stream please") as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+
+    types = [event.type for event in events]
+    assert types[:2] == ["response.created", "response.in_progress"]
+    assert types[-1] == "response.completed"
+    assert [event.sequence_number for event in events] == list(range(len(events)))
+    deltas = [event for event in events if isinstance(event, ResponseTextDeltaEvent)]
+    text = "".join(event.delta for event in deltas)
+    assert text == "Hello from the HyperInfer sandbox. You said: Stream please"
+    assert deltas[-1].snapshot == text  # the SDK's own accumulation agrees
+    assert types.count("response.output_item.added") == types.count("response.output_item.done") == 1
+    assert types.index("response.output_text.done") < types.index("response.output_item.done")
+    completed = events[-1]
+    assert isinstance(completed, ResponseCompletedEvent)
+    assert completed.response.output_text == text and final.output_text == text
+    assert completed.response.usage.output_tokens == 9
+
+    request_id = final.id.removeprefix("resp_")
+    generation = settled_generation(request_id)
+    assert generation.streamed and generation.ingress_format == "responses"
+    assert generation.tokens_completion == 9
+    assert generation.cost_micro_usd == round(completed.response.usage.model_extra["cost"] * 1_000_000)
+
+
+def test_a_tool_call_round_trip_in_two_turns(gateway_url, funded_key):
+    _, key = funded_key
+    client = client_for(gateway_url, key)
+    question = {"role": "user", "content": "Weather in Paris?"}
+    first = client.responses.create(
+        model=MODEL, input=[question], tools=[WEATHER_TOOL], tool_choice="required"
+    )
+    [call] = first.output
+    assert isinstance(call, ResponseFunctionToolCall)
+    assert call.name == "get_weather" and call.status == "completed"
+    assert call.id == f"fc_{first.id.removeprefix('resp_')}_0" and call.call_id.startswith("call_mock_")
+    assert json.loads(call.arguments) == {"input": "Hello from the HyperInfer sandbox. You s"}
+    assert first.output_text == "" and first.status == "completed"
+
+    second = client.responses.create(
+        model=MODEL,
+        tools=[WEATHER_TOOL],
+        input=[
+            question,
+            {
+                "type": "function_call",
+                "call_id": call.call_id,
+                "name": call.name,
+                "arguments": call.arguments,
+            },
+            {"type": "function_call_output", "call_id": call.call_id, "output": '{"sky": "sunny"}'},
+        ],
+    )
+    assert [item.type for item in second.output] == ["message"]
+    assert second.output_text == "Hello from the HyperInfer sandbox. You said: Weather in Paris?"
+    assert settled_generation(second.id.removeprefix("resp_")).ingress_format == "responses"
+
+
+def test_a_streamed_tool_call_carries_its_arguments(gateway_url, funded_key):
+    _, key = funded_key
+    with client_for(gateway_url, key).responses.stream(
+        model=MODEL,
+        input="Weather?",
+        tools=[WEATHER_TOOL],
+        tool_choice={"type": "function", "name": "get_weather"},
+    ) as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    arguments = "".join(e.delta for e in events if e.type == "response.function_call_arguments.delta")
+    [done] = [e for e in events if e.type == "response.function_call_arguments.done"]
+    assert done.arguments == arguments and json.loads(arguments) == {
+        "input": "Hello from the HyperInfer sandbox. You s"
+    }
+    [call] = final.output
+    assert call.type == "function_call" and call.name == "get_weather" and call.arguments == arguments
+
+
+def test_reasoning_comes_back_as_a_reasoning_item_with_its_summary(gateway_url, funded_key):
+    _, key = funded_key
+    client = client_for(gateway_url, key)
+    response = client.responses.create(model=MODEL, input="Think first", reasoning={"effort": "low"})
+    reasoning, message = response.output
+    assert isinstance(reasoning, ResponseReasoningItem)
+    assert [(part.type, part.text) for part in reasoning.summary] == [("summary_text", SANDBOX_REASONING)]
+    assert message.type == "message" and response.output_text.endswith("You said: Think first")
+    assert response.usage.output_tokens_details.reasoning_tokens == len(SANDBOX_REASONING.split(" ")) == 7
+
+    stream = client.responses.create(
+        model=MODEL, input="Think first", reasoning={"effort": "low"}, stream=True
+    )
+    events = list(stream)
+    summary = "".join(e.delta for e in events if e.type == "response.reasoning_summary_text.delta")
+    assert summary == SANDBOX_REASONING
+    added = [e.item.type for e in events if e.type == "response.output_item.added"]
+    assert added == ["reasoning", "message"]
+    assert events[-1].type == "response.completed"
+    assert events[-1].response.output[0].summary[0].text == SANDBOX_REASONING
+
+
+def test_a_length_cut_answer_is_incomplete(gateway_url, funded_key):
+    _, key = funded_key
+    client = client_for(gateway_url, key)
+    response = client.responses.create(model=MODEL, input="Say something long", max_output_tokens=3)
+    assert response.status == "incomplete" and response.incomplete_details.reason == "max_output_tokens"
+    assert response.output_text == "Hello from the" and response.usage.output_tokens == 3
+
+    events = list(
+        client.responses.create(model=MODEL, input="Say something long", max_output_tokens=3, stream=True)
+    )
+    assert events[-1].type == "response.incomplete"
+    assert events[-1].response.incomplete_details.reason == "max_output_tokens"
+
+
+# --- Errors in the OpenAI envelope --------------------------------------------------------
+def test_errors_come_in_the_openai_envelope_with_the_taxonomy_code(gateway_url, funded_key):
+    _, key = funded_key
+    with pytest.raises(openai.AuthenticationError) as bad_key:
+        client_for(gateway_url, "hi-wrong").responses.create(model=MODEL, input="x")
+    assert bad_key.value.status_code == 401 and bad_key.value.body["code"] == "invalid_api_key"
+
+    client = client_for(gateway_url, key)
+    with pytest.raises(openai.BadRequestError) as bad_role:
+        client.responses.create(model=MODEL, input=[{"role": "robot", "content": "x"}])
+    assert (
+        bad_role.value.body["code"] == "invalid_request" and bad_role.value.body["param"] == "input[0].role"
+    )
+
+    with pytest.raises(openai.BadRequestError) as stateful:
+        client.responses.create(model=MODEL, input="x", previous_response_id="resp_earlier")
+    assert stateful.value.body["code"] == "invalid_request"
+    assert (
+        stateful.value.body["param"] == "previous_response_id"
+        and "stateless" in stateful.value.body["message"]
+    )
+
+    with pytest.raises(openai.BadRequestError) as server_tool:
+        client.responses.create(model=MODEL, input="x", tools=[{"type": "web_search"}])
+    assert server_tool.value.body["param"] == "tools[0].type"
+
+    raw = httpx.post(
+        f"{gateway_url}/api/v1/responses", json={"model": MODEL}, headers={"Authorization": f"Bearer {key}"}
+    )
+    assert raw.status_code == 400
+    assert raw.json()["error"]["type"] == "invalid_request_error"
+    assert raw.json()["error"]["request_id"] == raw.headers["x-request-id"]
+
+
+# --- Other upstream dialects --------------------------------------------------------------
+def test_a_fireworks_upstream_with_reasoning_and_a_tool_call(gateway_url, funded_key, monkeypatch):
+    monkeypatch.setenv("FAKE_UPSTREAM_KEY", KEY)
+    _, key = funded_key
+    scenario = Scenario(
+        text="Let me check.",
+        reasoning="Need the weather tool.",
+        tool_calls=[FakeToolCall("get_weather", '{"city": "Paris"}', id="call_fw_1")],
+        prompt_tokens=20,
+        completion_tokens=11,
+    )
+    with openai_fake("fireworks", scenario, api_key=KEY) as fake:
+        serve_model_from("test/fireworks", [("fireworks", fake.base_url)])
+        client = client_for(gateway_url, key)
+        response = client.responses.create(
+            model="test/fireworks",
+            instructions="You are a weather bot.",
+            input=[
+                {"role": "user", "content": [{"type": "input_text", "text": "Weather in Paris?"}]},
+            ],
+            tools=[WEATHER_TOOL],
+            tool_choice="auto",
+            max_output_tokens=200,
+            reasoning={"effort": "high"},
+        )
+        with client.responses.stream(
+            model="test/fireworks", input="Again", tools=[WEATHER_TOOL], reasoning={"effort": "high"}
+        ) as stream:
+            events = list(stream)
+            streamed = stream.get_final_response()
+
+    sent = fake.chat_requests[0].body
+    assert sent["model"] == "fake-model" and sent["stream"] is True
+    assert sent["messages"] == [
+        {"role": "system", "content": "You are a weather bot."},
+        {"role": "user", "content": "Weather in Paris?"},
+    ]
+    assert sent["tools"] == [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "description": "Current weather of a city",
+                "parameters": WEATHER_TOOL["parameters"],
+            },
+        }
+    ]
+    assert sent["tool_choice"] == "auto" and sent["max_tokens"] == 200 and sent["reasoning_effort"] == "high"
+
+    reasoning, message, call = response.output
+    assert reasoning.type == "reasoning" and reasoning.summary[0].text == "Need the weather tool."
+    assert message.type == "message" and response.output_text == "Let me check."
+    assert call.type == "function_call" and (call.call_id, call.name) == ("call_fw_1", "get_weather")
+    assert json.loads(call.arguments) == {"city": "Paris"}
+    assert (response.usage.input_tokens, response.usage.output_tokens) == (20, 11)
+    generation = settled_generation(response.id.removeprefix("resp_"))
+    assert generation.provider == "test-fireworks-0" and generation.cost_micro_usd == 20 * 1 + 11 * 2
+
+    assert [item.type for item in streamed.output] == ["reasoning", "message", "function_call"]
+    assert [e.item.type for e in events if e.type == "response.output_item.done"] == [
+        "reasoning",
+        "message",
+        "function_call",
+    ]
+    assert streamed.output[2].arguments == '{"city": "Paris"}' and streamed.output_text == "Let me check."
+    assert fake.chat_requests[1].body["messages"] == [{"role": "user", "content": "Again"}]
+
+
+def test_an_anthropic_upstream_with_thinking_and_a_tool_round_trip(gateway_url, funded_key, monkeypatch):
+    monkeypatch.setenv("FAKE_UPSTREAM_KEY", KEY)
+    _, key = funded_key
+    calls = AnthropicScenario(
+        text="Checking.",
+        thinking="Use the tool.",
+        tool_use=ToolUse("get_weather", {"city": "Rome"}, id="toolu_9"),
+        api_key=KEY,
+        input_tokens=30,
+        output_tokens=15,
+    )
+    answers = AnthropicScenario(text="It is sunny in Rome.", api_key=KEY)
+    with anthropic_fake(calls, answers) as fake:
+        serve_model_from("test/anthropic", [("anthropic", fake.url + "/v1")])
+        client = client_for(gateway_url, key)
+        first = client.responses.create(
+            model="test/anthropic",
+            instructions="Answer briefly.",
+            input="Weather in Rome?",
+            tools=[WEATHER_TOOL],
+            tool_choice="required",
+            reasoning={"effort": "low"},
+            max_output_tokens=500,
+        )
+        call = first.output[-1]
+        with client.responses.stream(
+            model="test/anthropic",
+            instructions="Answer briefly.",
+            tools=[WEATHER_TOOL],
+            input=[
+                {"role": "user", "content": "Weather in Rome?"},
+                {
+                    "type": "function_call",
+                    "call_id": call.call_id,
+                    "name": call.name,
+                    "arguments": call.arguments,
+                },
+                {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"},
+            ],
+        ) as stream:
+            events = list(stream)
+            second = stream.get_final_response()
+
+    sent_first, sent_second = (request.body for request in fake.requests)
+    assert sent_first["system"] == "Answer briefly."
+    assert sent_first["messages"] == [
+        {"role": "user", "content": [{"type": "text", "text": "Weather in Rome?"}]}
+    ]
+    assert sent_first["tools"] == [
+        {
+            "name": "get_weather",
+            "description": "Current weather of a city",
+            "input_schema": WEATHER_TOOL["parameters"],
+        }
+    ]
+    assert sent_first["tool_choice"] == {"type": "any"}
+    assert sent_first["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+    assert sent_first["max_tokens"] == 500 + 1024  # the thinking budget is added: the answer keeps its room
+
+    assert [item.type for item in first.output] == ["reasoning", "message", "function_call"]
+    assert first.output[0].summary[0].text == "Use the tool."
+    assert first.output_text == "Checking."
+    assert (call.call_id, call.name, json.loads(call.arguments)) == (
+        "toolu_9",
+        "get_weather",
+        {"city": "Rome"},
+    )
+    assert (first.usage.input_tokens, first.usage.output_tokens) == (30, 15)
+
+    # The second turn: the call and its result as Anthropic tool_use / tool_result blocks, turns alternating.
+    assert [m["role"] for m in sent_second["messages"]] == ["user", "assistant", "user"]
+    assert sent_second["messages"][1]["content"] == [
+        {"type": "tool_use", "id": "toolu_9", "name": "get_weather", "input": {"city": "Rome"}}
+    ]
+    [result] = sent_second["messages"][2]["content"]
+    assert result["type"] == "tool_result" and result["tool_use_id"] == "toolu_9"
+    assert result["content"] == [{"type": "text", "text": "sunny"}]
+    assert second.output_text == "It is sunny in Rome."
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert text == "It is sunny in Rome." and events[-1].type == "response.completed"
+    generation = settled_generation(second.id.removeprefix("resp_"))
+    assert generation.ingress_format == "responses" and generation.provider == "test-anthropic-0"
+
+
+def test_an_upstream_error_mid_stream_is_an_error_event_then_response_failed(
+    gateway_url, funded_key, monkeypatch
+):
+    monkeypatch.setenv("FAKE_UPSTREAM_KEY", KEY)
+    _, key = funded_key
+    with openai_fake("cerebras", Scenario(failure="stream_error"), api_key=KEY) as fake:
+        serve_model_from("test/midstream", [("cerebras", fake.base_url)])
+        events = list(
+            client_for(gateway_url, key).responses.create(model="test/midstream", input="x", stream=True)
+        )
+        with httpx.stream(
+            "POST", f"{gateway_url}/api/v1/responses", headers={"Authorization": f"Bearer {key}"},
+            json={"model": "test/midstream", "stream": True, "input": "x"},
+        ) as raw:  # fmt: skip
+            lines = [line for line in raw.iter_lines() if line]
+
+    error, failed = events[-2:]
+    assert isinstance(error, ResponseErrorEvent)
+    assert error.code == "provider_rate_limit" and error.message.endswith(
+        "Requests per minute limit exceeded"
+    )
+    assert isinstance(failed, ResponseFailedEvent) and failed.response.status == "failed"
+    assert failed.response.error.code == "provider_rate_limit"
+    assert events[0].type == "response.created" and "response.completed" not in [e.type for e in events]
+    assert lines[-2] == "event: response.failed" and lines[-1].startswith('data: {"type":"response.failed"')
+    assert not any(line.startswith("data: [DONE]") for line in lines)
+    generation = settled_generation(failed.response.id.removeprefix("resp_"))
+    assert generation.status == "failed" and generation.error_code == "provider_rate_limit"
