@@ -139,6 +139,7 @@ class ReasoningDelta:
     index: int
     text: str
     signature: str | None = None
+    redacted: bool = False  # an Anthropic redacted_thinking block: `signature` carries its opaque data
 
 
 @dataclass(slots=True)

@@ -25,6 +25,7 @@ class Folded:
     text: str = ""
     reasoning: str = ""
     reasoning_signature: str | None = None
+    reasoning_redacted: bool = False
     tool_calls: list[FoldedToolCall] = field(default_factory=list)
     _tool_by_block: dict[int, FoldedToolCall] = field(default_factory=dict)
     finish_reason: str | None = None
@@ -36,9 +37,10 @@ class Folded:
             case TextDelta(text=text):
                 self.text += text
                 self.deltas += 1
-            case ReasoningDelta(text=text, signature=signature):
+            case ReasoningDelta(text=text, signature=signature, redacted=redacted):
                 self.reasoning += text
                 self.reasoning_signature = signature or self.reasoning_signature
+                self.reasoning_redacted = self.reasoning_redacted or redacted
                 self.deltas += 1 if text else 0
             case BlockStart(kind="tool_call", tool_call_id=call_id, tool_name=name):
                 self.tool_calls.append(

@@ -30,7 +30,7 @@ from gateway.canonical import (
 )
 from gateway.errors import ErrorCode, GatewayError
 from gateway.ingress.chat_completions import dumps, error_body
-from gateway.ingress.responses_render import ResponsesStream, response_object
+from gateway.ingress.responses_render import ResponsesStream, decode_reasoning_state, response_object
 from gateway.ingress.validation import load_validator, validate_or_raise
 
 __all__ = ["FORMAT", "dumps", "error_body", "parse_request", "response_object", "stream_renderer"]
@@ -119,7 +119,10 @@ def _item(item: dict[str, Any]) -> Message | None:
         return Message("tool", [result])
     if kind == "reasoning":
         summary = "\n\n".join(part["text"] for part in item.get("summary") or [])
-        return Message("assistant", [ReasoningBlock(text=summary)]) if summary else None
+        signature, redacted = decode_reasoning_state(item.get("encrypted_content"))
+        if not summary and not signature:
+            return None
+        return Message("assistant", [ReasoningBlock(text=summary, signature=signature, redacted=redacted)])
     role = "system" if item["role"] == "developer" else item["role"]
     content = item["content"]
     blocks = [TextBlock(content)] if isinstance(content, str) else [_part(part) for part in content]

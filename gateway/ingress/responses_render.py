@@ -3,9 +3,13 @@
 - Output items in order, each id `<prefix>_<request id>_<output index>` (`rs_`, `msg_`, `fc_`), so a streamed
   answer's final `response.completed` names the very items its events announced (the official SDK checks).
   A non-streamed answer is the fold: reasoning, then text, then one function_call per tool call.
+- Reasoning state: an Anthropic thinking signature (or a redacted block's data) rides in the reasoning item's
+  `encrypted_content`, prefixed with its kind, so a client that sends the item back (`input +=
+  response.output`) has its thinking replayed to Anthropic verbatim (gateway/ingress/responses.py).
 - Stream: `event:` + `data:` frames, each with `type` and an increasing `sequence_number`. One output item is
   open at a time and is closed (its `*.done` events) when the next block starts. A reasoning or message item
-  opens with its first non-empty delta, so an empty or redacted block yields no item (as in the fold).
+  opens with its first non-empty delta or signature, so an empty block yields no item (as in the fold); a
+  reasoning item's summary part opens with its first text, so a redacted block has an empty summary.
   The end is `response.completed`, or `response.incomplete` when the answer was cut (length, content filter).
   No `[DONE]` line: the Responses protocol has none.
 - Errors after the first byte: an `error` event (`code`, `message`, `param`), then `response.failed` whose
@@ -54,9 +58,29 @@ def item_id(prefix: str, request_id: str, output_index: int) -> str:
     return f"{prefix}_{request_id}_{output_index}"
 
 
-def reasoning_item(id_: str, text: str) -> dict[str, Any]:
+_THINKING_STATE, _REDACTED_STATE = "anthropic.thinking:", "anthropic.redacted:"
+
+
+def encode_reasoning_state(signature: str | None, redacted: bool = False) -> str | None:
+    if not signature:
+        return None
+    return (_REDACTED_STATE if redacted else _THINKING_STATE) + signature
+
+
+def decode_reasoning_state(value: str | None) -> tuple[str | None, bool]:
+    """(signature, redacted) from an `encrypted_content` we issued; (None, False) for anything else."""
+    for prefix, redacted in ((_THINKING_STATE, False), (_REDACTED_STATE, True)):
+        if value and value.startswith(prefix) and len(value) > len(prefix):
+            return value[len(prefix) :], redacted
+    return None, False
+
+
+def reasoning_item(id_: str, text: str, encrypted_content: str | None = None) -> dict[str, Any]:
     summary = [{"type": "summary_text", "text": text}] if text else []
-    return {"id": id_, "type": "reasoning", "summary": summary}
+    item: dict[str, Any] = {"id": id_, "type": "reasoning", "summary": summary}
+    if encrypted_content:
+        item["encrypted_content"] = encrypted_content
+    return item
 
 
 def message_item(id_: str, text: str | None, status: str = "completed") -> dict[str, Any]:
@@ -123,8 +147,9 @@ def response_object(
     *, request_id: str, model: str, created: int, folded: Folded, usage: Usage, cost_usd: float
 ) -> dict[str, Any]:
     output: list[dict[str, Any]] = []
-    if folded.reasoning:
-        output.append(reasoning_item(item_id("rs", request_id, len(output)), folded.reasoning))
+    state = encode_reasoning_state(folded.reasoning_signature, folded.reasoning_redacted)
+    if folded.reasoning or state:
+        output.append(reasoning_item(item_id("rs", request_id, len(output)), folded.reasoning, state))
     if folded.text:
         output.append(message_item(item_id("msg", request_id, len(output)), folded.text))
     for call in folded.tool_calls:
@@ -150,6 +175,7 @@ class OpenItem:
     item: dict[str, Any]
     text: str = ""
     ids: dict[str, Any] = field(default_factory=dict)  # item_id + output_index, as every event names them
+    part_open: bool = False  # a reasoning item's summary part (a message's text part opens with the item)
 
 
 class ResponsesStream:
@@ -178,8 +204,13 @@ class ResponsesStream:
                 return self._close()
             case TextDelta(text=text) if text:
                 return [*self._ensure_open("message"), self._text_delta(text)]
-            case ReasoningDelta(text=text) if text:
-                return [*self._ensure_open("reasoning"), self._reasoning_delta(text)]
+            case ReasoningDelta(text=text, signature=signature, redacted=redacted) if text or signature:
+                frames = self._ensure_open("reasoning")
+                if text:
+                    frames += self._reasoning_delta(text)
+                if (state := encode_reasoning_state(signature, redacted)) and self._open is not None:
+                    self._open.item["encrypted_content"] = state
+                return frames
             case ToolCallDelta(arguments=arguments) if arguments and self._open_is("function_call"):
                 return [self._arguments_delta(arguments)]
             case Finish(reason=reason):
@@ -226,12 +257,7 @@ class ResponsesStream:
                 self._event("response.content_part.added", **opened.ids, **part),
             ]
         opened = self._begin("rs", lambda id_: reasoning_item(id_, ""))
-        part = {"summary_index": 0, "part": {"type": "summary_text", "text": ""}}
-        return [
-            *frames,
-            self._added(opened),
-            self._event("response.reasoning_summary_part.added", **opened.ids, **part),
-        ]
+        return [*frames, self._added(opened)]
 
     def _open_function_call(self, call_id: str, name: str) -> list[bytes]:
         opened = self._begin(
@@ -249,12 +275,17 @@ class ResponsesStream:
             "response.output_text.delta", **self._open.ids, content_index=0, delta=text, logprobs=[]
         )
 
-    def _reasoning_delta(self, text: str) -> bytes:
-        assert self._open is not None
-        self._open.text += text
-        return self._event(
-            "response.reasoning_summary_text.delta", **self._open.ids, summary_index=0, delta=text
-        )
+    def _reasoning_delta(self, text: str) -> list[bytes]:
+        opened = self._open
+        assert opened is not None
+        frames = []
+        if not opened.part_open:
+            opened.part_open = True
+            part = {"summary_index": 0, "part": {"type": "summary_text", "text": ""}}
+            frames.append(self._event("response.reasoning_summary_part.added", **opened.ids, **part))
+        opened.text += text
+        kind = "response.reasoning_summary_text.delta"
+        return [*frames, self._event(kind, **opened.ids, summary_index=0, delta=text)]
 
     def _arguments_delta(self, arguments: str) -> bytes:
         assert self._open is not None
@@ -275,12 +306,14 @@ class ResponsesStream:
                 self._event("response.content_part.done", **ids, content_index=0, part=part),
             ]
         elif item["type"] == "reasoning":
-            part = {"type": "summary_text", "text": text}
-            item["summary"] = [part]
-            frames = [
-                self._event("response.reasoning_summary_text.done", **ids, summary_index=0, text=text),
-                self._event("response.reasoning_summary_part.done", **ids, summary_index=0, part=part),
-            ]
+            frames = []
+            if opened.part_open:
+                part = {"type": "summary_text", "text": text}
+                item["summary"] = [part]
+                frames = [
+                    self._event("response.reasoning_summary_text.done", **ids, summary_index=0, text=text),
+                    self._event("response.reasoning_summary_part.done", **ids, summary_index=0, part=part),
+                ]
         else:
             item.update(status="completed", arguments=text)
             frames = [

@@ -11,7 +11,7 @@ Request mapping notes (where Anthropic has no direct equivalent):
 - Assistant reasoning blocks without a signature (e.g. produced by another provider) cannot be replayed to
   Anthropic and are dropped; redacted ones are sent back as `redacted_thinking` with their signature as data.
 Response: a `redacted_thinking` block becomes a reasoning block whose one delta carries its data as the
-signature. Anthropic does not count thinking tokens apart: `reasoning_tokens` is 0 (they are inside
+signature, marked redacted. Anthropic does not count thinking tokens apart: `reasoning_tokens` is 0 (they are inside
 `completion_tokens` = `output_tokens`). Unknown block types (server tools, citations) are skipped.
 """
 
@@ -261,7 +261,8 @@ def _block_start(index: int, block: dict[str, Any]) -> list[Event]:
     if kind == "thinking":
         return [BlockStart(index, "reasoning")]
     if kind == "redacted_thinking":
-        return [BlockStart(index, "reasoning"), ReasoningDelta(index, "", signature=block["data"])]
+        redacted = ReasoningDelta(index, "", signature=block["data"], redacted=True)
+        return [BlockStart(index, "reasoning"), redacted]
     if kind == "tool_use":
         return [BlockStart(index, "tool_call", tool_call_id=block["id"], tool_name=block["name"])]
     return []

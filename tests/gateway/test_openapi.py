@@ -32,6 +32,22 @@ def operations(document: dict):
                 yield path, method, operation
 
 
+def without_extensions(node):
+    """The document less the properties we add to the spec's schemas, each marked `x-hyperinfer-extension`."""
+    if isinstance(node, list):
+        return [without_extensions(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: without_extensions(value) for key, value in node.items()}
+    if isinstance(out.get("properties"), dict):
+        out["properties"] = {
+            name: schema
+            for name, schema in out["properties"].items()
+            if not (isinstance(schema, dict) and schema.get("x-hyperinfer-extension"))
+        }
+    return out
+
+
 def walk(node, where: str = "#"):
     """Every (location, dict) in a JSON tree."""
     if isinstance(node, dict):
@@ -157,7 +173,8 @@ def test_operations_the_spec_defines_match_it(document, hyperinfer_spec):
         compared.add(operation["operationId"])
         where = f"{method.upper()} {path}"
         assert operation["operationId"] == expected["operationId"], where
-        assert operation.get("requestBody") == expected.get("requestBody"), where
+        # Our request schemas are the spec's, plus a few optional fields, each marked as an extension.
+        assert without_extensions(operation.get("requestBody")) == expected.get("requestBody"), where
         assert operation.get("parameters") == expected.get("parameters"), where
         assert operation["tags"] == expected["tags"], where
         assert operation.get("x-internal") == expected.get("x-internal"), where
@@ -172,7 +189,23 @@ def test_operations_the_spec_defines_match_it(document, hyperinfer_spec):
         "getHealthz",
         "getReadyz",
         "getOpenApi",
+        "createResponse",
+        "createMessage",
     }
+
+
+def test_the_extensions_to_the_specs_request_schemas_are_optional_and_described(document):
+    marked = [
+        (where, node)
+        for where, node in walk(document["paths"])
+        if isinstance(node, dict) and node.get("x-hyperinfer-extension")
+    ]
+    assert {where.split("/properties/")[-1] for where, _ in marked} >= {"id", "status", "encrypted_content"}
+    for where, node in marked:
+        assert node["description"], where
+    for _, node in walk(document["paths"]):
+        for name in node.get("required", []) if isinstance(node.get("required"), list) else []:
+            assert not node.get("properties", {}).get(name, {}).get("x-hyperinfer-extension"), name
 
 
 def test_the_components_are_the_specs(document, hyperinfer_spec):

@@ -387,17 +387,63 @@ def test_a_stream_cut_by_length_ends_with_response_incomplete():
     assert events[-2]["type"] == "response.output_item.done"  # the open item is closed first
 
 
-def test_an_empty_block_or_a_signature_only_delta_yields_no_item():
-    events = run_stream(
-        BlockStart(0, "reasoning"),
-        ReasoningDelta(0, "", signature="sig"),
-        BlockStop(0),
-        BlockStart(1, "text"),
-        BlockStop(1),
-        Finish("stop"),
-    )
+def test_an_empty_block_yields_no_item():
+    events = run_stream(BlockStart(0, "reasoning"), BlockStop(0), BlockStart(1, "text"), BlockStop(1))
     assert [e["type"] for e in events] == ["response.created", "response.in_progress", "response.completed"]
     assert events[-1]["response"]["output"] == []
+
+
+def test_a_thinking_signature_streams_into_the_reasoning_items_encrypted_content():
+    events = run_stream(
+        BlockStart(0, "reasoning"),
+        ReasoningDelta(0, "Hmm."),
+        ReasoningDelta(0, "", signature="sig-1"),
+        BlockStop(0),
+        Finish("stop"),
+    )
+    done = next(e for e in events if e["type"] == "response.output_item.done")
+    assert done["item"] == {
+        "id": "rs_req1_0",
+        "type": "reasoning",
+        "summary": [{"type": "summary_text", "text": "Hmm."}],
+        "encrypted_content": "anthropic.thinking:sig-1",
+    }
+    assert events[-1]["response"]["output"] == [done["item"]]
+
+
+def test_a_redacted_block_is_a_reasoning_item_with_no_summary_and_its_data():
+    events = run_stream(
+        BlockStart(0, "reasoning"), ReasoningDelta(0, "", signature="opaque", redacted=True), BlockStop(0)
+    )
+    assert [e["type"] for e in events][2:] == [
+        "response.output_item.added",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    assert events[3]["item"]["summary"] == []
+    assert events[3]["item"]["encrypted_content"] == "anthropic.redacted:opaque"
+
+
+def test_the_fold_keeps_the_signature_and_the_request_side_reads_it_back():
+    answer = folded(
+        BlockStart(0, "reasoning"), ReasoningDelta(0, "Think."), ReasoningDelta(0, "", signature="s9")
+    )
+    body = responses.response_object(
+        request_id="r", model=MODEL, created=1, folded=answer, usage=USAGE, cost_usd=0.0
+    )
+    [item] = body["output"]
+    request = parse(input=[{"role": "user", "content": "Hi"}, item, {"role": "user", "content": "More"}])
+    assert request.messages[1] == Message("assistant", [ReasoningBlock("Think.", signature="s9")])
+
+
+def test_a_redacted_item_and_a_foreign_encrypted_content_read_back():
+    redacted = {"type": "reasoning", "summary": [], "encrypted_content": "anthropic.redacted:xyz"}
+    foreign = {"type": "reasoning", "summary": [], "encrypted_content": "gAAAAB-openai-state"}
+    request = parse(input=[redacted, foreign, {"role": "user", "content": "Hi"}])
+    assert request.messages[0] == Message(
+        "assistant", [ReasoningBlock("", signature="xyz", redacted=True)]
+    )  # the foreign state means nothing to any upstream of ours, and its empty summary carries nothing
+    assert [m.role for m in request.messages] == ["assistant", "user"]
 
 
 def test_an_error_mid_stream_is_an_error_event_then_response_failed():

@@ -379,6 +379,83 @@ def test_an_anthropic_upstream_with_thinking_and_a_tool_round_trip(gateway_url, 
     assert generation.ingress_format == "responses" and generation.provider == "test-anthropic-0"
 
 
+def test_sending_the_output_back_replays_anthropic_thinking_with_its_signature(
+    gateway_url, funded_key, monkeypatch
+):
+    """The SDK's own pattern, `input += response.output`: its items come back with their ids and statuses,
+    and the reasoning item's encrypted_content brings the thinking signature back to Anthropic."""
+    monkeypatch.setenv("FAKE_UPSTREAM_KEY", KEY)
+    _, key = funded_key
+    calls = AnthropicScenario(
+        text="Checking.",
+        thinking="Use the tool.",
+        signature="sig-abc",
+        tool_use=ToolUse("get_weather", {"city": "Rome"}, id="toolu_7"),
+        api_key=KEY,
+    )
+    answers = AnthropicScenario(text="Sunny.", thinking="Done.", api_key=KEY)
+    options = {"model": "test/anthropic", "tools": [WEATHER_TOOL], "reasoning": {"effort": "low"}}
+    with anthropic_fake(calls, answers) as fake:
+        serve_model_from("test/anthropic", [("anthropic", fake.url + "/v1")])
+        client = client_for(gateway_url, key)
+        conversation: list = [{"role": "user", "content": "Weather in Rome?"}]
+        with client.responses.stream(input=conversation, tool_choice="required", **options) as stream:
+            events = list(stream)
+            first = stream.get_final_response()
+        [call] = [item for item in first.output if item.type == "function_call"]
+        conversation += first.output
+        conversation.append({"type": "function_call_output", "call_id": call.call_id, "output": "sunny"})
+        second = client.responses.create(input=conversation, **options)
+
+    [reasoning_done] = [
+        e.item for e in events if e.type == "response.output_item.done" and e.item.type == "reasoning"
+    ]
+    assert reasoning_done.encrypted_content == "anthropic.thinking:sig-abc"
+    assert first.output[0].encrypted_content == "anthropic.thinking:sig-abc"
+    sent_second = fake.requests[1].body
+    assert sent_second["messages"][1] == {
+        "role": "assistant",
+        "content": [
+            {"type": "thinking", "thinking": "Use the tool.", "signature": "sig-abc"},
+            {"type": "text", "text": "Checking."},
+            {"type": "tool_use", "id": "toolu_7", "name": "get_weather", "input": {"city": "Rome"}},
+        ],
+    }
+    assert sent_second["messages"][2]["content"][0]["tool_use_id"] == "toolu_7"
+    assert sent_second["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+    assert second.output_text == "Sunny." and second.output[0].summary[0].text == "Done."
+
+
+def test_a_redacted_thinking_block_round_trips_as_opaque_reasoning(gateway_url, funded_key, monkeypatch):
+    monkeypatch.setenv("FAKE_UPSTREAM_KEY", KEY)
+    _, key = funded_key
+    first_turn = AnthropicScenario(text="Hi.", redacted_thinking="opaque-data", api_key=KEY)
+    with anthropic_fake(first_turn, AnthropicScenario(text="Again.", api_key=KEY)) as fake:
+        serve_model_from("test/anthropic", [("anthropic", fake.url + "/v1")])
+        client = client_for(gateway_url, key)
+        first = client.responses.create(model="test/anthropic", input="Hello")
+        reasoning = first.output[0]
+        assert reasoning.type == "reasoning" and reasoning.summary == []
+        assert reasoning.encrypted_content == "anthropic.redacted:opaque-data"
+        again = [{"role": "user", "content": "Hello"}, *first.output, {"role": "user", "content": "Again"}]
+        client.responses.create(model="test/anthropic", input=again)
+    assert fake.requests[1].body["messages"][1]["content"] == [
+        {"type": "redacted_thinking", "data": "opaque-data"},
+        {"type": "text", "text": "Hi."},
+    ]
+
+
+def test_the_sandboxs_output_items_sent_back_are_accepted(gateway_url, funded_key):
+    _, key = funded_key
+    client = client_for(gateway_url, key)
+    conversation: list = [{"role": "user", "content": "Hi"}]
+    first = client.responses.create(model=MODEL, input=conversation, reasoning={"effort": "low"})
+    assert [item.type for item in first.output] == ["reasoning", "message"]
+    conversation += [*first.output, {"role": "user", "content": "Again"}]
+    second = client.responses.create(model=MODEL, input=conversation)
+    assert second.status == "completed" and second.output_text.endswith("You said: Again")
+
+
 def test_an_upstream_error_mid_stream_is_an_error_event_then_response_failed(
     gateway_url, funded_key, monkeypatch
 ):
