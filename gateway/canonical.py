@@ -104,6 +104,7 @@ class CanonicalRequest:
     messages: list[Message]
     tools: list[Tool] = field(default_factory=list)
     tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None  # False: at most one tool call per turn
     max_tokens: int | None = None
     temperature: float | None = None
     top_p: float | None = None
@@ -112,8 +113,10 @@ class CanonicalRequest:
     reasoning: ReasoningControl | None = None
     stream: bool = False
     user: str | None = None
-    # Fields the ingress format did not map, passed to the upstream untouched (provider-only options).
+    # Fields the ingress format did not map (provider-only options), and the family of API they come from:
+    # an upstream of that family gets them untouched, another one only those it has (upstreams/extras.py).
     extra: dict[str, Any] = field(default_factory=dict)
+    extra_family: Literal["openai", "anthropic"] = "openai"
 
 
 # --- Response events ----------------------------------------------------------------------
@@ -162,8 +165,9 @@ class Finish:
 class Usage:
     prompt_tokens: int  # all prompt tokens, cached ones included
     completion_tokens: int  # reasoning tokens included
-    cached_prompt_tokens: int = 0
+    cached_prompt_tokens: int = 0  # read from the provider's prompt cache
     reasoning_tokens: int = 0
+    cache_write_prompt_tokens: int = 0  # written to the cache (Anthropic reports these; billed as prompt)
 
 
 @dataclass(slots=True)

@@ -179,7 +179,7 @@ class Run:
             opened = await open_stream(request, self.admitted.model, upstream_session())
         except UpstreamError as exc:
             disconnect.cancel()
-            await self._send_error_response(exc.code, exc.message)
+            await self._send_error_response(exc.code, exc.message, exc.param)
             return self.outcome(GenerationStatus.FAILED, error_code=exc.code.value)
         try:
             if request.stream:
@@ -257,8 +257,8 @@ class Run:
         await self._safe_send_json(200, self.fmt.dumps(body))
         return outcome
 
-    async def _send_error_response(self, code: ErrorCode, message: str) -> None:
-        body = self.fmt.dumps(self.fmt.error_body(code, message, self.request_id))
+    async def _send_error_response(self, code: ErrorCode, message: str, param: str | None = None) -> None:
+        body = self.fmt.dumps(self.fmt.error_body(code, message, self.request_id, param))
         await self._safe_send_json(GatewayError(code, message).status, body)
 
     async def _safe_send_json(self, status: int, body: bytes) -> None:

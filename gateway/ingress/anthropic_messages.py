@@ -8,8 +8,9 @@ The mirror image of the Anthropic *upstream* adapter (gateway/upstreams/anthropi
 - Response: blocks are renumbered from 0 in the order they start, whatever the upstream's indexes. A
   thinking block carries the upstream's signature when the upstream is Anthropic, else an empty string:
   a made-up signature would be rejected when the client replays the block to Anthropic.
-- Usage has Anthropic semantics: `input_tokens` excludes cache reads. `usage.cost` (USD) is a HyperInfer
-  extension, as in the other formats.
+- Usage has Anthropic semantics: `input_tokens` excludes cache reads (`cache_read_input_tokens`) and cache
+  writes (`cache_creation_input_tokens`). `usage.cost` (USD) is a HyperInfer extension, as in the other
+  formats.
 """
 
 import json
@@ -39,7 +40,7 @@ from gateway.canonical import (
 )
 from gateway.errors import ErrorCode, GatewayError
 from gateway.fold import Folded
-from gateway.ingress.validation import load_validator, validate_or_raise
+from gateway.ingress.validation import load_validator, refuse_server_tools, validate_or_raise
 
 FORMAT = "anthropic_messages"
 REQUEST_VALIDATOR = load_validator("anthropic_messages.request.json")
@@ -107,6 +108,7 @@ def parse_request(body: dict[str, Any]) -> CanonicalRequest:
         messages=messages,
         tools=[_tool(t) for t in body.get("tools") or []],
         tool_choice=_tool_choice(body.get("tool_choice")),
+        parallel_tool_calls=_parallel_tool_calls(body.get("tool_choice")),
         max_tokens=body["max_tokens"],
         temperature=body.get("temperature"),
         top_p=body.get("top_p"),
@@ -115,6 +117,7 @@ def parse_request(body: dict[str, Any]) -> CanonicalRequest:
         stream=bool(body.get("stream")),
         user=_user(body.get("metadata")),
         extra={key: value for key, value in body.items() if key not in _MAPPED},
+        extra_family="anthropic",
     )
 
 
@@ -125,8 +128,7 @@ def _refuse_unsupported(body: dict[str, Any]) -> None:
             "not supported by the Anthropic Messages format; use /api/v1/chat/completions "
             "or /api/v1/responses for structured outputs",
         )
-    if plugins := body.get("plugins"):  # server tools are not built yet: refuse, never ignore
-        raise _invalid("plugins[0].id", f"the server tool {plugins[0]['id']!r} is not available yet")
+    refuse_server_tools(body.get("plugins"))
 
 
 def _system_messages(raw: str | list[dict[str, Any]] | None) -> list[Message]:
@@ -209,6 +211,10 @@ def _tool_choice(raw: dict[str, Any] | None) -> ToolChoice | None:
     return ToolChoice(mode=mode, name=raw.get("name") if mode == "tool" else None)
 
 
+def _parallel_tool_calls(tool_choice: dict[str, Any] | None) -> bool | None:
+    return False if (tool_choice or {}).get("disable_parallel_tool_use") else None
+
+
 def _reasoning(raw: dict[str, Any] | None) -> ReasoningControl | None:
     if raw is None:
         return None
@@ -225,8 +231,8 @@ def _user(metadata: dict[str, Any] | None) -> str | None:
 # --- Response -----------------------------------------------------------------------------
 def usage_object(usage: Usage, cost_usd: float) -> dict[str, Any]:
     return {
-        "input_tokens": usage.prompt_tokens - usage.cached_prompt_tokens,
-        "cache_creation_input_tokens": 0,
+        "input_tokens": usage.prompt_tokens - usage.cached_prompt_tokens - usage.cache_write_prompt_tokens,
+        "cache_creation_input_tokens": usage.cache_write_prompt_tokens,
         "cache_read_input_tokens": usage.cached_prompt_tokens,
         "output_tokens": usage.completion_tokens,
         "cost": cost_usd,

@@ -26,9 +26,9 @@ from gateway.canonical import (
     ToolResultBlock,
     Usage,
 )
-from gateway.errors import ErrorCode
+from gateway.errors import ErrorCode, GatewayError
 from gateway.fold import Folded
-from gateway.ingress.validation import load_validator, validate_or_raise
+from gateway.ingress.validation import load_validator, refuse_server_tools, validate_or_raise
 
 FORMAT = "chat_completions"
 REQUEST_VALIDATOR = load_validator("chat_completions.request.json")
@@ -38,6 +38,7 @@ _MAPPED = frozenset(
         "messages",
         "tools",
         "tool_choice",
+        "parallel_tool_calls",
         "max_tokens",
         "max_completion_tokens",
         "temperature",
@@ -67,12 +68,14 @@ _ERROR_TYPES = {
 # --- Request ------------------------------------------------------------------------------
 def parse_request(body: dict[str, Any]) -> CanonicalRequest:
     validate_or_raise(REQUEST_VALIDATOR, body)
+    refuse_server_tools(body.get("plugins"))
     effort = body.get("reasoning_effort")
     return CanonicalRequest(
         model=body["model"],
         messages=[_message(m) for m in body["messages"]],
         tools=[_tool(t["function"]) for t in body.get("tools") or []],
         tool_choice=_tool_choice(body.get("tool_choice")),
+        parallel_tool_calls=parallel_tool_calls(body),
         max_tokens=body.get("max_completion_tokens") or body.get("max_tokens"),
         temperature=body.get("temperature"),
         top_p=body.get("top_p"),
@@ -83,6 +86,15 @@ def parse_request(body: dict[str, Any]) -> CanonicalRequest:
         user=body.get("user"),
         extra={key: value for key, value in body.items() if key not in _MAPPED},
     )
+
+
+def parallel_tool_calls(body: dict[str, Any]) -> bool | None:
+    value = body.get("parallel_tool_calls")
+    if value is not None and not isinstance(value, bool):
+        raise GatewayError(
+            ErrorCode.INVALID_REQUEST, "parallel_tool_calls: must be a boolean", param="parallel_tool_calls"
+        )
+    return value
 
 
 def _message(raw: dict[str, Any]) -> Message:

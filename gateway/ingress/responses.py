@@ -3,9 +3,12 @@
 - Request: `input` is a string or a list of items. `instructions` becomes a leading system message; a
   `reasoning` item, an assistant `message` and the `function_call` items that follow them are one assistant
   turn (upstreams such as Anthropic need the turns to alternate); each `function_call_output` is a tool
-  message. Stateless: a `previous_response_id` is refused, and `store` is accepted but nothing is stored.
-  Server tools (`web_search`, …) pass the schema but are refused, naming `tools[i].type`, until they exist.
-  Fields the schema does not name go to `extra` (passed to the upstream), as in chat completions.
+  message. Items of an earlier response sent back as they came (ids, statuses, `encrypted_content`) are
+  accepted. Stateless: `previous_response_id`, `conversation`, `prompt` and `background` are refused, and
+  `store` is accepted but nothing is stored. Server tools (`web_search`, …) pass the schema but are
+  refused, naming `tools[i].type`, until they exist. Fields of the Responses API that only shape what is
+  stored or returned (`metadata`, `include`, `max_tool_calls`, `stream_options`) are dropped; the others
+  the schema does not name go to `extra` (passed to the upstream), as in chat completions.
 - Response and stream: gateway/ingress/responses_render.py (output items, the response object, the SSE
   events, and what a stream broken by an upstream error ends with).
 - Errors: the OpenAI envelope with the taxonomy code, shared with chat completions.
@@ -29,7 +32,7 @@ from gateway.canonical import (
     ToolResultBlock,
 )
 from gateway.errors import ErrorCode, GatewayError
-from gateway.ingress.chat_completions import dumps, error_body
+from gateway.ingress.chat_completions import dumps, error_body, parallel_tool_calls
 from gateway.ingress.responses_render import ResponsesStream, decode_reasoning_state, response_object
 from gateway.ingress.validation import load_validator, validate_or_raise
 
@@ -54,35 +57,64 @@ _MAPPED = frozenset(
         "store",
         "user",
         "hi_tool_events",
+        "parallel_tool_calls",
+        "safety_identifier",
+        # Shape only what is stored or returned: nothing to send upstream (docs/translation.md).
+        "metadata",
+        "include",
+        "max_tool_calls",
+        "stream_options",
+        "truncation",
+        "conversation",  # refused when set (_STATEFUL)
+        "prompt",
+        "background",
     }
 )
+# Features of a stateful server; this API keeps no state, so each is refused, naming the field.
+_STATEFUL = {
+    "previous_response_id": "send the full conversation in `input`",
+    "conversation": "send the full conversation in `input`",
+    "prompt": "stored prompts are not available; send the instructions and input themselves",
+    "background": "background responses are not available; stream instead",
+}
 
 
 # --- Request ------------------------------------------------------------------------------
 def parse_request(body: dict[str, Any]) -> CanonicalRequest:
     validate_or_raise(REQUEST_VALIDATOR, body)
-    if body.get("previous_response_id") is not None:
-        raise GatewayError(
-            ErrorCode.INVALID_REQUEST,
-            "previous_response_id: this API is stateless and stores no responses; "
-            "send the full conversation in `input`.",
-            param="previous_response_id",
-        )
+    _refuse_unsupported(body)
     effort = (body.get("reasoning") or {}).get("effort")
     return CanonicalRequest(
         model=body["model"],
         messages=_instructions(body.get("instructions")) + _conversation(body["input"]),
         tools=[_tool(raw, position) for position, raw in enumerate(body.get("tools") or [])],
         tool_choice=_tool_choice(body.get("tool_choice")),
+        parallel_tool_calls=parallel_tool_calls(body),
         max_tokens=body.get("max_output_tokens"),
         temperature=body.get("temperature"),
         top_p=body.get("top_p"),
         response_format=_response_format((body.get("text") or {}).get("format")),
         reasoning=ReasoningControl(effort=effort) if effort else None,
         stream=bool(body.get("stream")),
-        user=body.get("user"),
+        user=body.get("user") or body.get("safety_identifier"),
         extra={key: value for key, value in body.items() if key not in _MAPPED},
     )
+
+
+def _refuse_unsupported(body: dict[str, Any]) -> None:
+    for name, instead in _STATEFUL.items():
+        if body.get(name) not in (None, False):
+            raise GatewayError(
+                ErrorCode.INVALID_REQUEST,
+                f"{name}: this API is stateless and stores no responses; {instead}.",
+                param=name,
+            )
+    if body.get("truncation") not in (None, "disabled"):
+        raise GatewayError(
+            ErrorCode.INVALID_REQUEST,
+            "truncation: only 'disabled' is supported; the gateway never cuts the input",
+            param="truncation",
+        )
 
 
 def _instructions(instructions: str | None) -> list[Message]:

@@ -2,6 +2,7 @@
 
 import json
 from pathlib import Path
+from typing import Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
@@ -33,3 +34,13 @@ def validate_or_raise(validator: Draft202012Validator, body: object) -> None:
     field = field_path(error) or None
     message = error.message if len(error.message) < 300 else error.message[:300] + "…"
     raise GatewayError(ErrorCode.INVALID_REQUEST, f"{field}: {message}" if field else message, param=field)
+
+
+def refuse_server_tools(plugins: list[dict[str, Any]] | None) -> None:
+    """Server tools (web_search, web_fetch, pdf, datetime, image) are not built yet: refused, not ignored."""
+    if plugins:
+        raise GatewayError(
+            ErrorCode.INVALID_REQUEST,
+            f"plugins[0].id: the server tool {plugins[0]['id']!r} is not available yet",
+            param="plugins[0].id",
+        )

@@ -10,9 +10,11 @@ Request mapping notes (where Anthropic has no direct equivalent):
   `temperature` / `top_p` changes, so those are not sent.
 - Assistant reasoning blocks without a signature (e.g. produced by another provider) cannot be replayed to
   Anthropic and are dropped; redacted ones are sent back as `redacted_thinking` with their signature as data.
+- `parallel_tool_calls: false` is `disable_parallel_tool_use` on the tool choice. Extra fields: see
+  upstreams/extras.py (`top_k` is the one OpenAI-family field this API shares).
 Response: a `redacted_thinking` block becomes a reasoning block whose one delta carries its data as the
-signature, marked redacted. Anthropic does not count thinking tokens apart: `reasoning_tokens` is 0 (they are inside
-`completion_tokens` = `output_tokens`). Unknown block types (server tools, citations) are skipped.
+signature, marked redacted. Anthropic does not count thinking tokens apart: `reasoning_tokens` is 0 (they
+are inside `completion_tokens` = `output_tokens`). Unknown block types (server tools, citations) are skipped.
 """
 
 import json
@@ -45,6 +47,7 @@ from gateway.canonical import (
 )
 from gateway.errors import ErrorCode
 from gateway.upstreams.base import RouteInfo, UpstreamAdapter, UpstreamError, error_for_status
+from gateway.upstreams.extras import extras_for
 from gateway.upstreams.registry import register
 from gateway.upstreams.sse import iter_sse
 
@@ -52,6 +55,8 @@ API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
 MIN_THINKING_BUDGET = 1024
 EFFORT_BUDGETS = {"low": 1024, "medium": 4096, "high": 16384}
+# Fields of the OpenAI family the Messages API takes as they are (upstreams/extras.py).
+UNDERSTOOD_OPENAI_FIELDS = frozenset({"top_k"})
 
 STOP_REASONS: dict[str, FinishReason] = {
     "end_turn": "stop",
@@ -185,11 +190,16 @@ def _tool(tool: Tool) -> dict[str, Any]:
 
 def _tool_choice(request: CanonicalRequest) -> dict[str, Any] | None:
     choice = request.tool_choice
+    one_call = request.parallel_tool_calls is False and bool(request.tools)
     if choice is None:
-        return None
+        return {"type": "auto", "disable_parallel_tool_use": True} if one_call else None
     if choice.mode == "tool":
-        return {"type": "tool", "name": choice.name}
-    return {"type": "any" if choice.mode == "required" else choice.mode}
+        out = {"type": "tool", "name": choice.name}
+    else:
+        out = {"type": "any" if choice.mode == "required" else choice.mode}
+    if one_call and choice.mode != "none":
+        out["disable_parallel_tool_use"] = True
+    return out
 
 
 def build_body(request: CanonicalRequest, route: RouteInfo) -> dict[str, Any]:
@@ -215,7 +225,7 @@ def build_body(request: CanonicalRequest, route: RouteInfo) -> dict[str, Any]:
         body["stop_sequences"] = list(request.stop)
     if request.user:
         body["metadata"] = {"user_id": request.user}
-    body.update(request.extra)
+    body.update(extras_for(request, family="anthropic", understood=UNDERSTOOD_OPENAI_FIELDS))
     body.update(model=route.upstream_model_id, stream=True)
     return body
 
@@ -250,8 +260,13 @@ class _StreamState:
     def final_usage(self) -> Usage:
         cache_read = self.usage.get("cache_read_input_tokens") or 0
         prompt = (self.usage.get("input_tokens") or 0) + cache_read
-        prompt += self.usage.get("cache_creation_input_tokens") or 0
-        return Usage(prompt, self.usage.get("output_tokens") or 0, cached_prompt_tokens=cache_read)
+        cache_write = self.usage.get("cache_creation_input_tokens") or 0
+        return Usage(
+            prompt + cache_write,
+            self.usage.get("output_tokens") or 0,
+            cached_prompt_tokens=cache_read,
+            cache_write_prompt_tokens=cache_write,
+        )
 
 
 def _block_start(index: int, block: dict[str, Any]) -> list[Event]:

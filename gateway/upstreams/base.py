@@ -32,11 +32,12 @@ RETRYABLE_CODES = frozenset(
 
 
 class UpstreamError(Exception):
-    def __init__(self, code: ErrorCode, message: str, *, status: int | None = None):
+    def __init__(self, code: ErrorCode, message: str, *, status: int | None = None, param: str | None = None):
         super().__init__(message)
         self.code = code
         self.message = message
         self.status = status
+        self.param = param  # the request field at fault, when the adapter refuses one
 
     @property
     def retryable(self) -> bool:

@@ -17,6 +17,7 @@ class CerebrasAdapter(OpenAICompatibleAdapter):
     max_tokens_field = "max_completion_tokens"
     reasoning_fields = ("reasoning",)
     history_reasoning_field = "reasoning"
+    understood_anthropic_fields = frozenset()  # its API has no top_k
 
     def map_reasoning(self, request: CanonicalRequest, body: Json) -> None:
         body["reasoning_format"] = "parsed"

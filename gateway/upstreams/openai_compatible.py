@@ -44,6 +44,7 @@ from gateway.canonical import (
 from gateway.errors import ErrorCode
 from gateway.tokens import estimate_prompt_tokens
 from gateway.upstreams.base import RouteInfo, UpstreamAdapter, UpstreamError, error_for_status
+from gateway.upstreams.extras import extras_for
 from gateway.upstreams.registry import register
 from gateway.upstreams.sse import SseEvent, iter_sse
 
@@ -165,6 +166,8 @@ class OpenAICompatibleAdapter(UpstreamAdapter):
     reasoning_fields: ClassVar[tuple[str, ...]] = ("reasoning_content", "reasoning")
     history_reasoning_field: ClassVar[str | None] = None  # where assistant reasoning goes in a request
     message_names: ClassVar[bool] = True
+    # Fields of the Anthropic Messages API this dialect takes as they are (upstreams/extras.py).
+    understood_anthropic_fields: ClassVar[frozenset[str]] = frozenset({"top_k"})
 
     # --- Request ---------------------------------------------------------------------------
     def chat_url(self, route: RouteInfo) -> str:
@@ -190,6 +193,8 @@ class OpenAICompatibleAdapter(UpstreamAdapter):
                 if choice.mode == "tool"
                 else choice.mode
             )
+        if request.parallel_tool_calls is not None and request.tools:
+            body["parallel_tool_calls"] = request.parallel_tool_calls
         if request.max_tokens is not None:
             body[route.options.get("max_tokens_field", self.max_tokens_field)] = request.max_tokens
         optional = {"temperature": request.temperature, "top_p": request.top_p, "user": request.user}
@@ -199,7 +204,8 @@ class OpenAICompatibleAdapter(UpstreamAdapter):
         if request.response_format is not None:
             body["response_format"] = self.response_format(request.response_format)
         self.map_reasoning(request, body)
-        body.update({name: value for name, value in request.extra.items() if name not in _PROTECTED})
+        extra = extras_for(request, family="openai", understood=self.understood_anthropic_fields)
+        body.update({name: value for name, value in extra.items() if name not in _PROTECTED})
         body["stream"] = True
         if (options := self.stream_options()) is not None:
             body["stream_options"] = options

@@ -79,7 +79,7 @@ def test_text_stream_events_in_order_with_exact_usage():
         TextDelta(0, "ld!"),
         BlockStop(0),
         Finish("stop"),
-        Usage(prompt_tokens=115, completion_tokens=9, cached_prompt_tokens=100, reasoning_tokens=0),
+        Usage(prompt_tokens=115, completion_tokens=9, cached_prompt_tokens=100, cache_write_prompt_tokens=5),
     ]
 
 
@@ -231,7 +231,7 @@ def test_redacted_thinking_streamed_in_carries_its_data_as_signature():
     events, _ = run(Scenario(redacted_thinking="opaque-data", text="ok", chunks=1))
     assert events[:5] == [
         BlockStart(0, "reasoning"),
-        ReasoningDelta(0, "", signature="opaque-data"),
+        ReasoningDelta(0, "", signature="opaque-data", redacted=True),
         BlockStop(0),
         BlockStart(1, "text"),
         TextDelta(1, "ok"),

@@ -1,17 +1,26 @@
 """The any-to-any matrix: every ingress format, every upstream dialect, and for each pair {text, tool round
-trip, reasoning, streaming}, through the whole gateway against real-HTTP fakes. Each cell asserts what the
-upstream received (the translated request) and what the format's official SDK got back (the rendered
-response)."""
+trip, reasoning, streamed reasoning, streamed tool call}, through the whole gateway against real-HTTP fakes.
+Each cell asserts what the upstream received (the translated request) and what the format's official SDK got
+back (the rendered response). A streamed cell also proves that every event the SDK yields is one of the SDK's
+own event classes, valid against it, with no field the SDK does not declare (bar the gateway's extensions)."""
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, get_args, get_origin
 
 import anthropic
+import anthropic.lib.streaming
 import openai
+import openai.lib.streaming.responses
+import pydantic
 import pytest
+from anthropic.types import MessageDeltaUsage, Usage
+from openai.types import CompletionUsage
+from openai.types.chat import ChatCompletionChunk
+from openai.types.chat.chat_completion_chunk import ChoiceDelta
+from openai.types.responses import Response, ResponseFunctionCallArgumentsDoneEvent, ResponseUsage
 
 from tests.fakes.anthropic_fake import Scenario as AnthropicScenario
 from tests.fakes.anthropic_fake import ToolUse, anthropic_fake
@@ -43,6 +52,65 @@ class Answer:
     reasoning: str = ""
     tool_calls: list[ToolCall] | None = None
     request_id: str = ""
+
+
+@dataclass
+class Streamed:
+    events: list[Any]  # every event the SDK yielded, in order
+    deltas: Answer  # what the streamed deltas join to
+    final: Answer  # the SDK's accumulated result (chat: the chunks folded by hand, as the SDK has no fold)
+    output_tokens: int
+    stop: str  # chat: finish_reason; responses: the final status; messages: stop_reason
+
+
+# --- Is every streamed event one the SDK itself knows? ------------------------------------------------
+def _origin(cls: type) -> type:
+    """A generic pydantic model's parametrisation (ParsedMessageStopEvent[T]) reduced to its class."""
+    return getattr(cls, "__pydantic_generic_metadata__", {}).get("origin") or cls
+
+
+def event_classes(union: Any) -> tuple[type, ...]:
+    if get_origin(union) is Annotated:
+        union = get_args(union)[0]
+    return tuple(_origin(member) for member in get_args(union))
+
+
+def _undeclared(model: pydantic.BaseModel, path: str = "") -> Iterator[tuple[type, str, str]]:
+    """(declaring class, key, path) of every key a model, or a model inside it, holds without declaring it."""
+    for key in model.model_extra or {}:
+        yield type(model), key, path + key
+    for name in type(model).model_fields:
+        value = getattr(model, name, None)
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, pydantic.BaseModel):
+                yield from _undeclared(item, f"{path}{name}.")
+
+
+def sdk_problems(events: list[Any], classes: tuple[type, ...], extensions: set[tuple[type, str]]) -> list:
+    """What is wrong with each event: not exactly one of `classes` (for data they cannot parse the SDKs build
+    an unvalidated look-alike), invalid against its class, or holding a key its class does not declare,
+    other than the (class, key) pairs in `extensions`."""
+    problems = []
+    for number, event in enumerate(events):
+        label = f"event {number} {type(event).__name__} {getattr(event, 'type', None) or event.object!r}"
+        if _origin(type(event)) not in classes:
+            problems.append(f"{label}: not one of the SDK's event classes")
+            continue
+        try:
+            type(event).model_validate(event.model_dump(by_alias=True, exclude_unset=True, warnings=False))
+        except pydantic.ValidationError as error:
+            problems.append(f"{label}: {error}")
+        problems += [
+            f"{label}: undeclared {path} (on {owner.__name__})"
+            for owner, key, path in _undeclared(event)
+            if not any(issubclass(owner, cls) and key == allowed for cls, allowed in extensions)
+        ]
+    return problems
+
+
+def assert_sdk_typed(events: list[Any], client) -> None:
+    problems = sdk_problems(events, client.events, client.extensions)
+    assert not problems, "\n".join(problems)
 
 
 # --- The upstream side: one fake per dialect, and how to read what it received -----------------------
@@ -164,6 +232,10 @@ def expected_reasoning_control(kind: str, client_format: str) -> dict:
 # --- The client side: one official SDK per format ----------------------------------------------------
 class ChatClient:
     format = "chat_completions"
+    events = (ChatCompletionChunk,)
+    extensions = {(CompletionUsage, "cost"), (ChoiceDelta, "reasoning")}  # both documented HyperInfer fields
+    stops = {"text": "stop", "tool": "tool_calls"}
+    reasoning = {"reasoning_effort": "low"}
 
     def __init__(self, url: str, key: str) -> None:
         self.sdk = openai.OpenAI(base_url=f"{url}/api/v1", api_key=key, max_retries=0)
@@ -183,15 +255,11 @@ class ChatClient:
         )
         return self._answer(raw)
 
+    def _tool(self) -> dict:
+        return {"type": "function", "function": {"name": "get_weather", "parameters": WEATHER_PARAMETERS}}
+
     def ask_with_tool(self) -> Answer:
-        tool = {"type": "function", "function": {"name": "get_weather", "parameters": WEATHER_PARAMETERS}}
-        raw = self.sdk.chat.completions.with_raw_response.create(
-            model=MODEL,
-            messages=[{"role": "user", "content": QUESTION}],
-            tools=[tool],
-            tool_choice="required",
-        )
-        return self._answer(raw)
+        return self.ask(tools=[self._tool()], tool_choice="required")
 
     def send_tool_result(self, call: ToolCall) -> Answer:
         messages = [
@@ -214,31 +282,54 @@ class ChatClient:
         )
 
     def ask_reasoning(self) -> Answer:
-        return self.ask(reasoning_effort="low")
+        return self.ask(**self.reasoning)
 
-    def stream(self) -> tuple[str, int]:
-        """(the streamed text joined, the completion tokens of the final usage)."""
+    def _stream(self, **options) -> Streamed:
         chunks = list(
             self.sdk.chat.completions.create(
-                model=MODEL, messages=[{"role": "user", "content": QUESTION}], stream=True
+                model=MODEL, messages=[{"role": "user", "content": QUESTION}], stream=True, **options
             )
         )
-        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-        return text, chunks[-1].usage.completion_tokens
+        text, reasoning, calls, finish = "", "", {}, ""
+        for choice in (choice for chunk in chunks for choice in chunk.choices):
+            text += choice.delta.content or ""
+            reasoning += (choice.delta.model_extra or {}).get("reasoning") or ""
+            for call in choice.delta.tool_calls or []:  # the SDK's own fold joins every string piece
+                slot = calls.setdefault(call.index, ["", "", ""])
+                function = call.function
+                slot[0] += call.id or ""
+                slot[1] += (function and function.name) or ""
+                slot[2] += (function and function.arguments) or ""
+            finish = choice.finish_reason or finish
+        tool_calls = [ToolCall(id_, name, json.loads(arguments)) for id_, name, arguments in calls.values()]
+        folded = Answer(text, reasoning, tool_calls or None)
+        return Streamed(chunks, folded, folded, chunks[-1].usage.completion_tokens, finish)
+
+    def stream_reasoning(self) -> Streamed:
+        return self._stream(**self.reasoning)
+
+    def stream_with_tool(self) -> Streamed:
+        return self._stream(tools=[self._tool()], tool_choice="required")
 
 
 class MessagesClient:
     format = "anthropic_messages"
+    events = event_classes(anthropic.lib.streaming.ParsedMessageStreamEvent)  # what messages.stream() yields
+    extensions = {(Usage, "cost"), (MessageDeltaUsage, "cost")}
+    stops = {"text": "end_turn", "tool": "tool_use"}
+    reasoning = {"thinking": {"type": "enabled", "budget_tokens": 1024}}
 
     def __init__(self, url: str, key: str) -> None:
         self.sdk = anthropic.Anthropic(base_url=f"{url}/api", api_key=key, max_retries=0)
 
     def _answer(self, raw) -> Answer:
-        message = raw.parse()
+        return self._read(raw.parse(), raw.headers["x-request-id"])
+
+    def _read(self, message, request_id: str = "") -> Answer:
         text = "".join(block.text for block in message.content if block.type == "text")
         reasoning = "".join(block.thinking for block in message.content if block.type == "thinking")
         calls = [ToolCall(b.id, b.name, b.input) for b in message.content if b.type == "tool_use"]
-        return Answer(text, reasoning, calls or None, raw.headers["x-request-id"])
+        return Answer(text, reasoning, calls or None, request_id)
 
     def _create(self, messages: list[dict], **options) -> Answer:
         raw = self.sdk.messages.with_raw_response.create(
@@ -270,26 +361,51 @@ class MessagesClient:
         return self._create(messages, tools=[self._tool()])
 
     def ask_reasoning(self) -> Answer:
-        return self.ask(thinking={"type": "enabled", "budget_tokens": 1024})
+        return self.ask(**self.reasoning)
 
-    def stream(self) -> tuple[str, int]:
-        with self.sdk.messages.stream(
-            model=MODEL, max_tokens=2000, messages=[{"role": "user", "content": QUESTION}]
-        ) as events:
-            text = "".join(e.delta.text for e in events if e.type == "content_block_delta")
-            final = events.get_final_message()
-        assert final.content[0].text == text
-        return text, final.usage.output_tokens
+    def _stream(self, **options) -> Streamed:
+        messages = [{"role": "user", "content": QUESTION}]
+        with self.sdk.messages.stream(model=MODEL, max_tokens=2000, messages=messages, **options) as stream:
+            events = list(stream)
+            final = stream.get_final_message()
+        deltas = [e.delta for e in events if e.type == "content_block_delta"]
+        starts = [e.content_block for e in events if e.type == "content_block_start"]
+        arguments = "".join(d.partial_json for d in deltas if d.type == "input_json_delta")
+        streamed = Answer(
+            "".join(d.text for d in deltas if d.type == "text_delta"),
+            "".join(d.thinking for d in deltas if d.type == "thinking_delta"),
+            [ToolCall(b.id, b.name, json.loads(arguments)) for b in starts if b.type == "tool_use"] or None,
+        )
+        return Streamed(events, streamed, self._read(final), final.usage.output_tokens, final.stop_reason)
+
+    def stream_reasoning(self) -> Streamed:
+        return self._stream(**self.reasoning)
+
+    def stream_with_tool(self) -> Streamed:
+        return self._stream(tools=[self._tool()], tool_choice={"type": "any"})
 
 
 class ResponsesClient:
     format = "responses"
+    # What responses.stream() yields: ResponseStreamEvent with its own snapshot-carrying wrappers for some.
+    events = event_classes(openai.lib.streaming.responses.ResponseStreamEvent)
+    # `store` (on every response) and `name` (on function_call_arguments.done) are fields of OpenAI's own API
+    # that this SDK version does not model: not misnamed, so accepted; anything else undeclared is not.
+    extensions = {
+        (ResponseUsage, "cost"),
+        (Response, "store"),
+        (ResponseFunctionCallArgumentsDoneEvent, "name"),
+    }
+    stops = {"text": "completed", "tool": "completed"}
+    reasoning = {"reasoning": {"effort": "low"}}
 
     def __init__(self, url: str, key: str) -> None:
         self.sdk = openai.OpenAI(base_url=f"{url}/api/v1", api_key=key, max_retries=0)
 
     def _answer(self, raw) -> Answer:
-        response = raw.parse()
+        return self._read(raw.parse(), raw.headers["x-request-id"])
+
+    def _read(self, response, request_id: str = "") -> Answer:
         reasoning = "".join(
             part.text for item in response.output if item.type == "reasoning" for part in item.summary
         )
@@ -298,7 +414,7 @@ class ResponsesClient:
             for item in response.output
             if item.type == "function_call"
         ]
-        return Answer(response.output_text, reasoning, calls or None, raw.headers["x-request-id"])
+        return Answer(response.output_text, reasoning, calls or None, request_id)
 
     def _create(self, input_: Any, **options) -> Answer:
         return self._answer(self.sdk.responses.with_raw_response.create(model=MODEL, input=input_, **options))
@@ -326,14 +442,31 @@ class ResponsesClient:
         return self._create(items, tools=[self._tool()])
 
     def ask_reasoning(self) -> Answer:
-        return self.ask(reasoning={"effort": "low"})
+        return self.ask(**self.reasoning)
 
-    def stream(self) -> tuple[str, int]:
-        with self.sdk.responses.stream(model=MODEL, input=QUESTION) as events:
-            text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
-            final = events.get_final_response()
-        assert final.output_text == text
-        return text, final.usage.output_tokens
+    def _stream(self, **options) -> Streamed:
+        with self.sdk.responses.stream(model=MODEL, input=QUESTION, **options) as stream:
+            events = list(stream)
+            final = stream.get_final_response()
+
+        def joined(kind: str) -> str:
+            return "".join(e.delta for e in events if e.type == kind)
+
+        arguments = joined("response.function_call_arguments.delta")
+        added = [e.item for e in events if e.type == "response.output_item.added"]
+        streamed = Answer(
+            joined("response.output_text.delta"),
+            joined("response.reasoning_summary_text.delta"),
+            [ToolCall(i.call_id, i.name, json.loads(arguments)) for i in added if i.type == "function_call"]
+            or None,
+        )
+        return Streamed(events, streamed, self._read(final), final.usage.output_tokens, final.status)
+
+    def stream_reasoning(self) -> Streamed:
+        return self._stream(**self.reasoning)
+
+    def stream_with_tool(self) -> Streamed:
+        return self._stream(tools=[self._tool()], tool_choice="required")
 
 
 CLIENTS: dict[str, Callable[[str, str], Any]] = {
@@ -390,11 +523,30 @@ def test_reasoning(gateway_url, funded_key, monkeypatch, client_format, kind):
 
 
 @pytest.mark.parametrize(("client_format", "kind"), cells("stream"))
-def test_streaming(gateway_url, funded_key, monkeypatch, client_format, kind):
+def test_streamed_reasoning(gateway_url, funded_key, monkeypatch, client_format, kind):
     client = CLIENTS[client_format](gateway_url, funded_key[1])
     with upstream(kind, monkeypatch) as up:
-        up.answer_with(text=ANSWER)
-        text, completion_tokens = client.stream()
+        up.answer_with(text=ANSWER, reasoning=THOUGHT)
+        streamed = client.stream_reasoning()
         sent = up.received()
     assert sent["stream"] is True and up.last_user_text(sent) == QUESTION
-    assert text == ANSWER and completion_tokens > 0
+    assert up.reasoning_control(sent) == expected_reasoning_control(kind, client_format)
+    assert streamed.deltas == Answer(ANSWER, THOUGHT)
+    assert streamed.final == Answer(ANSWER, THOUGHT)
+    assert streamed.stop == client.stops["text"] and streamed.output_tokens > 0
+    assert_sdk_typed(streamed.events, client)
+
+
+@pytest.mark.parametrize(("client_format", "kind"), cells("stream-tool"))
+def test_streamed_tool_call(gateway_url, funded_key, monkeypatch, client_format, kind):
+    client = CLIENTS[client_format](gateway_url, funded_key[1])
+    with upstream(kind, monkeypatch) as up:
+        up.answer_with(tool_call=True)
+        streamed = client.stream_with_tool()
+        sent = up.received()
+    assert sent["stream"] is True and up.tool_names(sent) == ["get_weather"]
+    call = [ToolCall(CALL_ID, "get_weather", CALL_ARGUMENTS)]
+    assert streamed.deltas == Answer("", tool_calls=call)
+    assert streamed.final == Answer("", tool_calls=call)
+    assert streamed.stop == client.stops["tool"] and streamed.output_tokens > 0
+    assert_sdk_typed(streamed.events, client)

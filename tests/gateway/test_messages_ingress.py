@@ -389,8 +389,9 @@ def test_a_cerebras_upstream_gets_chat_completions_and_the_sdk_gets_tool_use(
             max_tokens=100,
             system=[{"type": "text", "text": "Be brief."}],
             tools=[WEATHER_TOOL],
-            tool_choice={"type": "any"},
-            extra_body={"temperature": 0.3, "top_k": 4},
+            tool_choice={"type": "any", "disable_parallel_tool_use": True},
+            # service_tier has no Chat Completions equivalent, and dropping it is harmless
+            extra_body={"temperature": 0.3, "service_tier": "auto"},
             messages=[user("Weather in Paris?")],
         )
         sent = fake.chat_requests[0].body
@@ -424,7 +425,8 @@ def test_a_cerebras_upstream_gets_chat_completions_and_the_sdk_gets_tool_use(
             },
         }
     ]
-    assert sent["tool_choice"] == "required" and sent["temperature"] == 0.3 and sent["top_k"] == 4
+    assert sent["tool_choice"] == "required" and sent["temperature"] == 0.3
+    assert sent["parallel_tool_calls"] is False and "service_tier" not in sent
     assert sent["max_completion_tokens"] == 100
     [tool_use] = first.content
     assert (tool_use.type, tool_use.id, tool_use.name, tool_use.input) == (

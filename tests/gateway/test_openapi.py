@@ -11,6 +11,7 @@ from console.services.keys import api_key_create
 from gateway.ingress.chat_completions import REQUEST_VALIDATOR
 from gateway.openapi import encoded_document, openapi_document, openapi_json
 from tests.factories import make_workspace
+from tests.gateway.schemas import without_extensions
 
 METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 MANAGEMENT = {
@@ -30,22 +31,6 @@ def operations(document: dict):
         for method, operation in item.items():
             if method in METHODS:
                 yield path, method, operation
-
-
-def without_extensions(node):
-    """The document less the properties we add to the spec's schemas, each marked `x-hyperinfer-extension`."""
-    if isinstance(node, list):
-        return [without_extensions(item) for item in node]
-    if not isinstance(node, dict):
-        return node
-    out = {key: without_extensions(value) for key, value in node.items()}
-    if isinstance(out.get("properties"), dict):
-        out["properties"] = {
-            name: schema
-            for name, schema in out["properties"].items()
-            if not (isinstance(schema, dict) and schema.get("x-hyperinfer-extension"))
-        }
-    return out
 
 
 def walk(node, where: str = "#"):
