@@ -73,6 +73,7 @@ class Tool:
     name: str
     description: str | None = None
     parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
+    strict: bool | None = None  # arguments must follow `parameters` exactly (OpenAI structured outputs)
 
 
 @dataclass(slots=True)
@@ -159,6 +160,7 @@ class BlockStop:
 @dataclass(slots=True)
 class Finish:
     reason: FinishReason
+    stop_sequence: str | None = None  # the stop sequence that ended the answer, when the upstream says
 
 
 @dataclass(slots=True)

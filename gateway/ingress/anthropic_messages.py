@@ -7,7 +7,9 @@ The mirror image of the Anthropic *upstream* adapter (gateway/upstreams/anthropi
   `plugins` until server tools exist.
 - Response: blocks are renumbered from 0 in the order they start, whatever the upstream's indexes. A
   thinking block carries the upstream's signature when the upstream is Anthropic, else an empty string:
-  a made-up signature would be rejected when the client replays the block to Anthropic.
+  a made-up signature would be rejected when the client replays the block to Anthropic. A redacted block
+  is Anthropic's `redacted_thinking` with its data, and is accepted back (a marked schema extension). A
+  thinking block opens with its first delta, so an empty one is not sent.
 - Usage has Anthropic semantics: `input_tokens` excludes cache reads (`cache_read_input_tokens`) and cache
   writes (`cache_creation_input_tokens`). `usage.cost` (USD) is a HyperInfer extension, as in the other
   formats.
@@ -178,6 +180,8 @@ def _block(raw: dict[str, Any]) -> Block:
         return FileBlock(filename=raw.get("title"), file_url=source["url"])
     if kind == "thinking":
         return ReasoningBlock(text=raw["thinking"], signature=raw.get("signature") or None)
+    if kind == "redacted_thinking":
+        return ReasoningBlock(text="", signature=raw["data"], redacted=True)
     # tool_use: the schema admits no other kind
     return ToolCallBlock(id=raw["id"], name=raw["name"], arguments=json.dumps(raw["input"]))
 
@@ -252,11 +256,16 @@ def tool_input(arguments: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _thinking(text: str, signature: str | None, redacted: bool) -> dict[str, Any]:
+    if redacted:
+        return {"type": "redacted_thinking", "data": signature}
+    return {"type": "thinking", "thinking": text, "signature": signature or ""}
+
+
 def content_blocks(folded: Folded) -> list[dict[str, Any]]:
-    blocks: list[dict[str, Any]] = []
-    if folded.reasoning or folded.reasoning_signature:
-        signature = folded.reasoning_signature or ""
-        blocks.append({"type": "thinking", "thinking": folded.reasoning, "signature": signature})
+    blocks = [
+        _thinking(r.text, r.signature, r.redacted) for r in folded.reasoning_blocks if r.text or r.signature
+    ]
     if folded.text:
         blocks.append({"type": "text", "text": folded.text})
     for call in folded.tool_calls:
@@ -276,7 +285,7 @@ def response_object(
         "model": model,
         "content": content_blocks(folded),
         "stop_reason": stop_reason(folded.finish_reason),
-        "stop_sequence": None,
+        "stop_sequence": folded.stop_sequence,
         "usage": usage_object(usage, cost_usd),
     }
 
@@ -297,6 +306,7 @@ class MessageStream:
         self._positions: dict[int, int] = {}  # canonical block index → Anthropic content index
         self._open: set[int] = set()  # canonical indexes whose content_block_stop is not sent yet
         self._finish_reason: str | None = None
+        self._stop_sequence: str | None = None
 
     def start(self) -> list[bytes]:
         message = {
@@ -314,14 +324,18 @@ class MessageStream:
 
     def render(self, event: Event) -> list[bytes]:
         match event:
-            case BlockStart(index=index, kind=kind, tool_call_id=call_id, tool_name=name):
+            case BlockStart(index=index, kind=kind, tool_call_id=call_id, tool_name=name) if (
+                kind != "reasoning"
+            ):
                 return self._open_block(index, kind, call_id, name)
             case TextDelta(index=index, text=text) if text:
                 return [
                     *self._ensure_open(index, "text"),
                     self._delta(index, {"type": "text_delta", "text": text}),
                 ]
-            case ReasoningDelta(index=index, text=text, signature=signature):
+            case ReasoningDelta(index=index, signature=signature, redacted=True) if signature:
+                return self._redacted(index, signature)
+            case ReasoningDelta(index=index, text=text, signature=signature) if text or signature:
                 frames = self._ensure_open(index, "reasoning")
                 if text:
                     frames.append(self._delta(index, {"type": "thinking_delta", "thinking": text}))
@@ -333,14 +347,14 @@ class MessageStream:
                 return [*frames, self._delta(index, {"type": "input_json_delta", "partial_json": arguments})]
             case BlockStop(index=index):
                 return self._close_block(index)
-            case Finish(reason=reason):
-                self._finish_reason = reason
+            case Finish(reason=reason, stop_sequence=stop_sequence):
+                self._finish_reason, self._stop_sequence = reason, stop_sequence
         return []
 
     def finish(self, usage: Usage, cost_usd: float) -> list[bytes]:
         frames = [frame for index in sorted(self._open) for frame in self._close_block(index)]
         delta = {
-            "delta": {"stop_reason": stop_reason(self._finish_reason), "stop_sequence": None},
+            "delta": {"stop_reason": stop_reason(self._finish_reason), "stop_sequence": self._stop_sequence},
             "usage": usage_object(usage, cost_usd),
         }
         return [*frames, _event("message_delta", delta), _event("message_stop", {})]
@@ -349,20 +363,26 @@ class MessageStream:
         return [_event("error", error_body(code, message, self._request_id))]
 
     def _open_block(self, index: int, kind: str, call_id: str | None, name: str | None) -> list[bytes]:
-        if index in self._positions:
-            return []
-        self._positions[index] = position = len(self._positions)
-        self._open.add(index)
         if kind == "tool_call":
-            block = {
+            position = len(self._positions)
+            tool_use = {
                 "type": "tool_use",
                 "id": call_id or f"toolu_{position}",
                 "name": name or "",
                 "input": {},
             }
-        else:
-            block = dict(_EMPTY_BLOCKS[kind])
+            return self._start(index, tool_use)
+        return self._start(index, dict(_EMPTY_BLOCKS[kind]))
+
+    def _start(self, index: int, block: dict[str, Any]) -> list[bytes]:
+        if index in self._positions:
+            return []
+        self._positions[index] = position = len(self._positions)
+        self._open.add(index)
         return [_event("content_block_start", {"index": position, "content_block": block})]
+
+    def _redacted(self, index: int, data: str) -> list[bytes]:
+        return [*self._start(index, {"type": "redacted_thinking", "data": data}), *self._close_block(index)]
 
     def _ensure_open(self, index: int, kind: str) -> list[bytes]:
         """A delta for a block whose start never came (a lenient upstream) opens it first."""

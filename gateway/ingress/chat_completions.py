@@ -1,4 +1,12 @@
-"""OpenAI Chat Completions: request → canonical, canonical events → chunks and the final object."""
+"""OpenAI Chat Completions: request → canonical, canonical events → chunks and the final object.
+
+Reasoning that an upstream signs (Anthropic thinking) also comes as `reasoning_details`, in OpenRouter's
+shape: `{type: "reasoning.text", text, signature, format}`, or `{type: "reasoning.encrypted", data, format}`
+for a redacted block. A client that sends the assistant message back with it has the thinking replayed to
+Anthropic verbatim (without it, Anthropic refuses a tool round trip with thinking on). Streamed, `reasoning`
+carries the text, and a block's `reasoning_details` entry (with its whole text) comes with its signature.
+A HyperInfer extension: the request schema marks it (`x-hyperinfer-extension`).
+"""
 
 import json
 import time
@@ -27,10 +35,11 @@ from gateway.canonical import (
     Usage,
 )
 from gateway.errors import ErrorCode, GatewayError
-from gateway.fold import Folded
+from gateway.fold import Folded, FoldedReasoning
 from gateway.ingress.validation import load_validator, refuse_server_tools, validate_or_raise
 
 FORMAT = "chat_completions"
+REASONING_FORMAT = "anthropic-claude-v1"  # whose signature a reasoning detail carries
 REQUEST_VALIDATOR = load_validator("chat_completions.request.json")
 _MAPPED = frozenset(
     {
@@ -100,9 +109,7 @@ def parallel_tool_calls(body: dict[str, Any]) -> bool | None:
 def _message(raw: dict[str, Any]) -> Message:
     role = "system" if raw["role"] == "developer" else raw["role"]
     content = raw.get("content")
-    blocks: list[Block] = []
-    if raw.get("reasoning"):
-        blocks.append(ReasoningBlock(text=raw["reasoning"]))
+    blocks: list[Block] = _reasoning_blocks(raw)
     parts = (
         [_part(p) for p in content]
         if isinstance(content, list)
@@ -120,6 +127,42 @@ def _message(raw: dict[str, Any]) -> Message:
     return Message(role, blocks, name=raw.get("name"))
 
 
+def _reasoning_blocks(raw: dict[str, Any]) -> list[Block]:
+    text = raw.get("reasoning") or ""
+    blocks: list[Block] = []
+    for detail in raw.get("reasoning_details") or []:
+        if detail.get("type") == "reasoning.encrypted" and detail.get("data"):
+            blocks.append(ReasoningBlock("", signature=detail["data"], redacted=True))
+        elif detail.get("type") == "reasoning.text":
+            # A streamed answer's detail has the signature only: its text is the message's `reasoning`.
+            blocks.append(ReasoningBlock(detail.get("text") or text, signature=detail.get("signature")))
+        elif detail.get("type") == "reasoning.summary" and detail.get("summary"):
+            blocks.append(ReasoningBlock(detail["summary"]))
+    if text and not any(block.text for block in blocks):
+        blocks.insert(0, ReasoningBlock(text))
+    return blocks
+
+
+def reasoning_detail(block: FoldedReasoning, index: int) -> dict[str, Any] | None:
+    """The `reasoning_details` entry of a signed (or redacted) reasoning block; None for an unsigned one."""
+    if not block.signature:
+        return None
+    if block.redacted:
+        return {
+            "type": "reasoning.encrypted",
+            "data": block.signature,
+            "format": REASONING_FORMAT,
+            "index": index,
+        }
+    return {
+        "type": "reasoning.text",
+        "text": block.text,
+        "signature": block.signature,
+        "format": REASONING_FORMAT,
+        "index": index,
+    }
+
+
 def _part(raw: dict[str, Any]) -> Block:
     if raw["type"] == "text":
         return TextBlock(raw["text"])
@@ -130,7 +173,12 @@ def _part(raw: dict[str, Any]) -> Block:
 
 def _tool(function: dict[str, Any]) -> Tool:
     parameters = function.get("parameters") or {"type": "object", "properties": {}}
-    return Tool(name=function["name"], description=function.get("description"), parameters=parameters)
+    return Tool(
+        name=function["name"],
+        description=function.get("description"),
+        parameters=parameters,
+        strict=function.get("strict"),
+    )
 
 
 def _tool_choice(raw: str | dict | None) -> ToolChoice | None:
@@ -171,6 +219,9 @@ def response_object(
     }
     if folded.reasoning:
         message["reasoning"] = folded.reasoning
+    details = [reasoning_detail(block, index) for index, block in enumerate(folded.reasoning_blocks)]
+    if details := [detail for detail in details if detail is not None]:
+        message["reasoning_details"] = details
     if folded.tool_calls:
         message["tool_calls"] = [
             {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
@@ -204,6 +255,8 @@ class ChunkRenderer:
             "model": model,
         }
         self._tool_index: dict[int, int] = {}  # canonical block index → OpenAI tool_calls index
+        self._reasoning = FoldedReasoning()  # the reasoning block being streamed, for its detail
+        self._details = 0  # reasoning_details entries sent
 
     def _chunk(self, delta: dict, finish_reason: str | None = None) -> dict:
         return {**self._base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}
@@ -215,8 +268,10 @@ class ChunkRenderer:
         match event:
             case TextDelta(text=text):
                 return self._chunk({"content": text})
-            case ReasoningDelta(text=text) if text:
-                return self._chunk({"reasoning": text})
+            case ReasoningDelta(text=text, signature=signature, redacted=redacted) if text or signature:
+                return self._chunk(self._reasoning_delta(text, signature, redacted))
+            case BlockStart(kind="reasoning"):
+                self._reasoning = FoldedReasoning()
             case BlockStart(kind="tool_call", index=index, tool_call_id=call_id, tool_name=name):
                 self._tool_index[index] = position = len(self._tool_index)
                 call = {
@@ -232,6 +287,18 @@ class ChunkRenderer:
             case Finish(reason=reason):
                 return self._chunk({}, finish_reason=reason)
         return None
+
+    def _reasoning_delta(self, text: str, signature: str | None, redacted: bool) -> dict[str, Any]:
+        """`reasoning` for the text; once the block is signed, its detail with the block's whole text."""
+        delta: dict[str, Any] = {"reasoning": text} if text else {}
+        self._reasoning.text += text
+        if signature:
+            self._reasoning.signature, self._reasoning.redacted = signature, redacted
+            detail = reasoning_detail(self._reasoning, self._details)
+            self._details += 1
+            delta["reasoning_details"] = [detail]
+            self._reasoning = FoldedReasoning()
+        return delta
 
     def usage_chunk(self, usage: Usage, cost_usd: float) -> dict:
         return {**self._base, "choices": [], "usage": usage_object(usage, cost_usd)}

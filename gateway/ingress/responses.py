@@ -180,7 +180,9 @@ def _tool(raw: dict[str, Any], position: int) -> Tool:
             param=f"tools[{position}].type",
         )
     parameters = raw.get("parameters") or {"type": "object", "properties": {}}
-    return Tool(name=raw["name"], description=raw.get("description"), parameters=parameters)
+    return Tool(
+        name=raw["name"], description=raw.get("description"), parameters=parameters, strict=raw.get("strict")
+    )
 
 
 def _tool_choice(raw: str | dict | None) -> ToolChoice | None:

@@ -2,7 +2,8 @@
 
 - Output items in order, each id `<prefix>_<request id>_<output index>` (`rs_`, `msg_`, `fc_`), so a streamed
   answer's final `response.completed` names the very items its events announced (the official SDK checks).
-  A non-streamed answer is the fold: reasoning, then text, then one function_call per tool call.
+  A non-streamed answer is the fold: reasoning (an item per block), then text, then one function_call per
+  tool call.
 - Reasoning state: an Anthropic thinking signature (or a redacted block's data) rides in the reasoning item's
   `encrypted_content`, prefixed with its kind, so a client that sends the item back (`input +=
   response.output`) has its thinking replayed to Anthropic verbatim (gateway/ingress/responses.py).
@@ -150,9 +151,10 @@ def response_object(
     *, request_id: str, model: str, created: int, folded: Folded, usage: Usage, cost_usd: float
 ) -> dict[str, Any]:
     output: list[dict[str, Any]] = []
-    state = encode_reasoning_state(folded.reasoning_signature, folded.reasoning_redacted)
-    if folded.reasoning or state:
-        output.append(reasoning_item(item_id("rs", request_id, len(output)), folded.reasoning, state))
+    for block in folded.reasoning_blocks:
+        state = encode_reasoning_state(block.signature, block.redacted)
+        if block.text or state:
+            output.append(reasoning_item(item_id("rs", request_id, len(output)), block.text, state))
     if folded.text:
         output.append(message_item(item_id("msg", request_id, len(output)), folded.text))
     for call in folded.tool_calls:

@@ -255,6 +255,7 @@ class _StreamState:
     open_blocks: set[int] = field(default_factory=set)
     usage: dict[str, Any] = field(default_factory=dict)
     stop_reason: str | None = None
+    stop_sequence: str | None = None
     done: bool = False
 
     def final_usage(self) -> Usage:
@@ -312,10 +313,12 @@ def _events_for(data: dict[str, Any], state: _StreamState) -> list[Event]:
         return [BlockStop(data["index"])]
     elif kind == "message_delta":
         state.stop_reason = data["delta"].get("stop_reason") or state.stop_reason
+        state.stop_sequence = data["delta"].get("stop_sequence") or state.stop_sequence
         state.usage.update({k: v for k, v in (data.get("usage") or {}).items() if v is not None})
     elif kind == "message_stop":
         state.done = True
-        return [Finish(STOP_REASONS.get(state.stop_reason or "", "stop")), state.final_usage()]
+        finish = Finish(STOP_REASONS.get(state.stop_reason or "", "stop"), stop_sequence=state.stop_sequence)
+        return [finish, state.final_usage()]
     elif kind == "error":
         error = data.get("error") or {}
         raise UpstreamError(error_code(None, error, ""), str(error.get("message", "anthropic stream error")))

@@ -184,7 +184,7 @@ class OpenAICompatibleAdapter(UpstreamAdapter):
         body: Json = {"model": route.upstream_model_id, "messages": self.messages(request.messages)}
         if request.tools:
             body["tools"] = [
-                self.tool(tool.name, tool.description, tool.parameters) for tool in request.tools
+                self.tool(tool.name, tool.description, tool.parameters, tool.strict) for tool in request.tools
             ]
         if request.tool_choice is not None:
             choice = request.tool_choice
@@ -212,10 +212,12 @@ class OpenAICompatibleAdapter(UpstreamAdapter):
         return body
 
     @staticmethod
-    def tool(name: str, description: str | None, parameters: Json) -> Json:
+    def tool(name: str, description: str | None, parameters: Json, strict: bool | None = None) -> Json:
         function: Json = {"name": name, "parameters": parameters}
         if description:
             function["description"] = description
+        if strict is not None:
+            function["strict"] = strict
         return {"type": "function", "function": function}
 
     def response_format(self, fmt: ResponseFormat) -> Json:
@@ -287,6 +289,12 @@ class OpenAICompatibleAdapter(UpstreamAdapter):
             image: Json = {"url": block.url} | ({"detail": block.detail} if block.detail else {})
             return {"type": "image_url", "image_url": image}
         if isinstance(block, FileBlock):
+            if block.file_url and not (block.file_data or block.file_id):
+                raise UpstreamError(
+                    ErrorCode.INVALID_REQUEST,
+                    "file_url: this model's provider takes files inline only; send the file as file_data",
+                    param="file_url",
+                )
             fields = {"filename": block.filename, "file_data": block.file_data, "file_id": block.file_id}
             return {"type": "file", "file": {k: v for k, v in fields.items() if v is not None}}
         return None  # reasoning outside an assistant turn has no place in this dialect

@@ -66,6 +66,7 @@ class Scenario:
     redacted_thinking: str | None = None  # the opaque data of a redacted_thinking block, sent first
     tool_use: ToolUse | None = None
     stop_reason: str | None = None  # default: tool_use with a tool call, else end_turn
+    stop_sequence: str | None = None  # with stop_reason "stop_sequence": the one that matched
     input_tokens: int = 12
     output_tokens: int = 7
     cache_read_input_tokens: int = 0
@@ -170,7 +171,7 @@ def stream_events(s: Scenario) -> list[bytes]:
         events += _block_events(index, start, deltas)
     stop_reason = s.stop_reason or ("tool_use" if s.tool_use else "end_turn")
     delta = {
-        "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+        "delta": {"stop_reason": stop_reason, "stop_sequence": s.stop_sequence},
         "usage": {"output_tokens": s.output_tokens},
     }
     return [*events, _sse("message_delta", delta), _sse("message_stop", {})]

@@ -1,17 +1,20 @@
 """Comparing our request schemas with the spec's."""
 
 
+def _marked(schema) -> bool:
+    return isinstance(schema, dict) and bool(schema.get("x-hyperinfer-extension"))
+
+
 def without_extensions(node):
-    """The document less the properties we add to the spec's schemas, each marked `x-hyperinfer-extension`."""
+    """The document less what we add to the spec's schemas (properties and `anyOf` variants), each marked
+    `x-hyperinfer-extension`."""
     if isinstance(node, list):
         return [without_extensions(item) for item in node]
     if not isinstance(node, dict):
         return node
     out = {key: without_extensions(value) for key, value in node.items()}
     if isinstance(out.get("properties"), dict):
-        out["properties"] = {
-            name: schema
-            for name, schema in out["properties"].items()
-            if not (isinstance(schema, dict) and schema.get("x-hyperinfer-extension"))
-        }
+        out["properties"] = {name: s for name, s in out["properties"].items() if not _marked(s)}
+    if isinstance(node.get("anyOf"), list):
+        out["anyOf"] = [without_extensions(s) for s in node["anyOf"] if not _marked(s)]
     return out

@@ -536,3 +536,60 @@ def test_the_message_and_the_error_match_their_documented_schemas():
     component_validator("AnthropicMessageResponse").validate(message_for(folded))
     error = fmt.error_body(ErrorCode.KEY_LIMIT_EXCEEDED, "Over the key's limit.", "rid")
     component_validator("AnthropicError").validate(error)
+
+
+# --- Several reasoning blocks, redacted ones among them ----------------------------------------------------
+SIGNED_AND_REDACTED = [
+    BlockStart(0, "reasoning"),
+    ReasoningDelta(0, "", signature="opaque", redacted=True),
+    BlockStop(0),
+    BlockStart(1, "reasoning"),
+    ReasoningDelta(1, "Hmm."),
+    ReasoningDelta(1, "", signature="sig-2"),
+    BlockStop(1),
+    BlockStart(2, "reasoning"),  # empty: not sent
+    BlockStop(2),
+    BlockStart(3, "text"),
+    TextDelta(3, "Hi."),
+    BlockStop(3),
+    Finish("stop"),
+]
+
+
+def test_each_reasoning_block_keeps_its_own_signature_and_a_redacted_one_stays_redacted():
+    content = message_for(folded_from(*SIGNED_AND_REDACTED))["content"]
+    assert content == [
+        {"type": "redacted_thinking", "data": "opaque"},
+        {"type": "thinking", "thinking": "Hmm.", "signature": "sig-2"},
+        {"type": "text", "text": "Hi."},
+    ]
+
+
+def test_the_stream_sends_a_redacted_block_whole_and_skips_an_empty_one():
+    events = parse_frames(rendered_stream(SIGNED_AND_REDACTED, Usage(5, 3)))
+    starts = [data["content_block"] for name, data in events if name == "content_block_start"]
+    assert starts == [
+        {"type": "redacted_thinking", "data": "opaque"},
+        {"type": "thinking", "thinking": "", "signature": ""},
+        {"type": "text", "text": ""},
+    ]
+    stops = [data["index"] for name, data in events if name == "content_block_stop"]
+    assert stops == [0, 1, 2]
+    snapshot, json_buffers = None, {}
+    for _, data in events:
+        if data["type"] != "ping":
+            snapshot = accumulate_event(event=data, current_snapshot=snapshot, json_bufs=json_buffers)
+    assert [block.type for block in snapshot.content] == ["redacted_thinking", "thinking", "text"]
+    assert snapshot.content[1].signature == "sig-2"
+
+
+def test_a_redacted_block_sent_back_is_a_redacted_reasoning_block():
+    turn = {
+        "role": "assistant",
+        "content": [{"type": "redacted_thinking", "data": "opaque"}, {"type": "text", "text": "Hi."}],
+    }
+    hello, again = {"role": "user", "content": "Hi"}, {"role": "user", "content": "Again"}
+    request = fmt.parse_request(body(messages=[hello, turn, again]))
+    assert request.messages[1] == Message(
+        "assistant", [ReasoningBlock("", signature="opaque", redacted=True), TextBlock("Hi.")]
+    )

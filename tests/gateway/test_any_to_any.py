@@ -233,7 +233,8 @@ def expected_reasoning_control(kind: str, client_format: str) -> dict:
 class ChatClient:
     format = "chat_completions"
     events = (ChatCompletionChunk,)
-    extensions = {(CompletionUsage, "cost"), (ChoiceDelta, "reasoning")}  # both documented HyperInfer fields
+    # documented HyperInfer fields: the cost, the reasoning text and signed reasoning (docs/translation.md)
+    extensions = {(CompletionUsage, "cost"), (ChoiceDelta, "reasoning"), (ChoiceDelta, "reasoning_details")}
     stops = {"text": "stop", "tool": "tool_calls"}
     reasoning = {"reasoning_effort": "low"}
 

@@ -1,11 +1,12 @@
 """Fields an ingress format does not map (provider-only options) and the controls every format shares, on
 their way to each dialect family (gateway/upstreams/extras.py, docs/translation.md): untouched within a
 family; across families sent when the target has the field, dropped when that is harmless, else refused
-naming the field."""
+naming the field. Also the canonical fields some dialects lack (strict tools, files by URL, the matched stop
+sequence)."""
 
 import pytest
 
-from gateway.canonical import CanonicalRequest, Message, TextBlock, Tool
+from gateway.canonical import CanonicalRequest, FileBlock, Message, TextBlock, Tool
 from gateway.errors import ErrorCode, GatewayError
 from gateway.ingress import anthropic_messages, chat_completions, responses
 from gateway.upstreams.anthropic import build_body as anthropic_body
@@ -193,3 +194,40 @@ def client():
 
     with httpx.Client(timeout=10) as http:
         yield http
+
+
+# --- Fields some dialects lack ----------------------------------------------------------------------------
+def test_a_strict_tool_is_strict_for_openai_dialects_and_plain_for_anthropic():
+    request = ask(tools=[Tool("f", None, {"type": "object"}, strict=True)])
+    assert openai_body(request)["tools"][0]["function"]["strict"] is True
+    assert "strict" not in anthropic_body(request, ROUTE)["tools"][0]
+    assert "strict" not in openai_body(ask(tools=[WEATHER]))["tools"][0]["function"]
+
+
+def test_a_file_by_url_is_refused_by_openai_dialects_and_sent_to_anthropic_as_a_document():
+    url = "https://example.com/report.pdf"
+    request = CanonicalRequest(model="m", messages=[Message("user", [FileBlock(file_url=url)])])
+    assert refused(openai_body, request).param == "file_url"
+    [document] = anthropic_body(request, ROUTE)["messages"][0]["content"]
+    assert document == {"type": "document", "source": {"type": "url", "url": url}}
+
+
+def test_an_anthropic_stop_sequence_reaches_a_messages_client(gateway_url, funded_key, monkeypatch, client):
+    monkeypatch.setenv("FAKE_UPSTREAM_KEY", "k")
+    scenario = AnthropicScenario(text="1, 2, 3", stop_reason="stop_sequence", stop_sequence="4", api_key="k")
+    with anthropic_fake(scenario, scenario) as fake:
+        serve_model_from("test/anthropic", [("anthropic", fake.url + "/v1")])
+        body = {
+            "model": "test/anthropic",
+            "max_tokens": 50,
+            "stop_sequences": ["4"],
+            "messages": [{"role": "user", "content": "Count"}],
+        }
+        headers = {"x-api-key": funded_key[1]}
+        message = client.post(f"{gateway_url}/api/v1/messages", headers=headers, json=body).json()
+        streamed = client.post(
+            f"{gateway_url}/api/v1/messages", headers=headers, json={**body, "stream": True}
+        )
+    assert fake.requests[0].body["stop_sequences"] == ["4"]
+    assert (message["stop_reason"], message["stop_sequence"]) == ("end_turn", "4")
+    assert '"stop_reason":"end_turn","stop_sequence":"4"' in streamed.text

@@ -185,7 +185,11 @@ def test_the_extensions_to_the_specs_request_schemas_are_optional_and_described(
         for where, node in walk(document["paths"])
         if isinstance(node, dict) and node.get("x-hyperinfer-extension")
     ]
-    assert {where.split("/properties/")[-1] for where, _ in marked} >= {"id", "status", "encrypted_content"}
+    names = {where.split("/properties/")[-1] for where, _ in marked}
+    assert names >= {"id", "status", "encrypted_content", "reasoning_details", "disable_parallel_tool_use"}
+    assert any(
+        node.get("properties", {}).get("type", {}).get("const") == "redacted_thinking" for _, node in marked
+    )
     for where, node in marked:
         assert node["description"], where
     for _, node in walk(document["paths"]):

@@ -140,7 +140,12 @@ def test_function_tools_and_every_tool_choice_form():
     bare = {"type": "function", "name": "now"}
     request = parse(input="x", tools=[tool, bare], tool_choice={"type": "function", "name": "weather"})
     assert request.tools == [
-        Tool("weather", "Weather of a city", {"type": "object", "properties": {"city": {"type": "string"}}}),
+        Tool(
+            "weather",
+            "Weather of a city",
+            {"type": "object", "properties": {"city": {"type": "string"}}},
+            strict=True,
+        ),
         Tool("now", None, {"type": "object", "properties": {}}),
     ]
     assert request.tool_choice == ToolChoice(mode="tool", name="weather")
@@ -477,3 +482,23 @@ def test_errors_use_the_openai_envelope():
             "request_id": "rid",
         }
     }
+
+
+def test_each_reasoning_block_is_an_item_of_its_own_with_its_state():
+    answer = folded(
+        BlockStart(0, "reasoning"),
+        ReasoningDelta(0, "", signature="opaque", redacted=True),
+        BlockStart(1, "reasoning"),
+        ReasoningDelta(1, "Hmm."),
+        ReasoningDelta(1, "", signature="sig-2"),
+        BlockStart(2, "text"),
+        TextDelta(2, "Hi."),
+    )
+    body = responses.response_object(
+        request_id="r", model=MODEL, created=1, folded=answer, usage=USAGE, cost_usd=0.0
+    )
+    assert [(item["id"], item["summary"], item.get("encrypted_content")) for item in body["output"][:2]] == [
+        ("rs_r_0", [], "anthropic.redacted:opaque"),
+        ("rs_r_1", [{"type": "summary_text", "text": "Hmm."}], "anthropic.thinking:sig-2"),
+    ]
+    assert body["output"][2]["type"] == "message"
