@@ -17,11 +17,28 @@ ERROR_SAMPLE_BYTES = 400
 
 
 @dataclass(frozen=True)
+class Protocol:
+    """How an answer in one API format shows it is whole."""
+
+    whole: bytes  # in a non-streamed answer
+    stream_end: bytes  # the last frame of a stream
+    stream_error: bytes  # the start of an in-stream error frame
+
+
+PROTOCOLS = {
+    "chat": Protocol(b'"choices"', b"data: [DONE]", b'data: {"error"'),
+    "responses": Protocol(b'"output"', b"event: response.completed", b"event: error"),
+    "messages": Protocol(b'"content"', b"event: message_stop", b"event: error"),
+}
+
+
+@dataclass(frozen=True)
 class Target:
     name: str  # "direct" or "gateway"
     url: str
     headers: dict[str, str]
     bodies: dict[bool, bytes]  # stream? → request body
+    format: str = "chat"  # a key of PROTOCOLS
 
 
 @dataclass
@@ -51,15 +68,17 @@ class CellResult:
         return sum(self.errors.values())
 
 
-def check_answer(data: bytes, stream: bool, last_piece: bytes) -> str | None:
+def check_answer(data: bytes, stream: bool, last_piece: bytes, fmt: str = "chat") -> str | None:
     """None when the answer is whole; otherwise what is wrong with it."""
+    protocol = PROTOCOLS[fmt]
     if stream:
-        if b'data: {"error"' in data:
+        if protocol.stream_error in data:
             return "error event in stream"
-        if not data.rstrip().endswith(b"data: [DONE]"):
-            return "stream did not end with data: [DONE]"
-    elif b'"choices"' not in data:
-        return "no choices in the answer"
+        last_frame = data.rstrip().rsplit(b"\n\n", 1)[-1]
+        if not last_frame.startswith(protocol.stream_end):
+            return f"stream did not end with {protocol.stream_end.decode()}"
+    elif protocol.whole not in data:
+        return f"no {protocol.whole.decode()} in the answer"
     if last_piece not in data:
         return "answer is missing tokens"
     return None
@@ -95,7 +114,7 @@ async def _one(
     finished = time.perf_counter()
     if not 200 <= status < 300:
         return finished, first, f"HTTP {status}", data[:ERROR_SAMPLE_BYTES].decode(errors="replace")
-    problem = check_answer(data, stream, last_piece)
+    problem = check_answer(data, stream, last_piece, target.format)
     if problem:
         sample = data[-ERROR_SAMPLE_BYTES:].decode(errors="replace")
         return finished, first, f"HTTP {status}, {problem}", sample

@@ -1,8 +1,9 @@
 """Measure what the gateway costs: the same load against a mock upstream directly, then through the gateway.
 
     .venv/bin/python -m bench.run [--concurrency 1,8,32,64] [--duration 10] [--workers 2] [--tokens 20]
-                                  [--modes nonstream,stream] [--database-url postgres://…/hyperinfer_bench
-                                  --redis-url redis://…/3] [--json out.json]
+                                  [--modes nonstream,stream] [--format chat|responses|messages]
+                                  [--database-url postgres://…/hyperinfer_bench --redis-url redis://…/3]
+                                  [--json out.json]
 
 It starts a mock OpenAI-compatible upstream (its own process), prepares a throwaway database (a temp SQLite
 file, or a re-created PostgreSQL database and a flushed Redis database), loads a one-model catalog that routes
@@ -95,6 +96,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--modes", type=_modes, default=["nonstream", "stream"], help="default nonstream,stream"
     )
+    parser.add_argument(
+        "--format",
+        choices=list(GATEWAY_PATHS),
+        default="chat",
+        help="the ingress format clients use on the gateway (default chat); the upstream speaks chat",
+    )
     parser.add_argument("--database-url", default="", help="PostgreSQL to use; its database is re-created")
     parser.add_argument("--redis-url", default="", help="Redis to use (not db 0); its database is flushed")
     parser.add_argument(
@@ -123,24 +130,36 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _request_body(model: str, tokens: int, stream: bool) -> bytes:
-    body: dict = {
-        "model": model,
-        "messages": [
-            {"role": "system", "content": "You are a benchmark."},
-            {"role": "user", "content": "Count upwards, one word per token."},
-        ],
-        "max_tokens": tokens,
-        "stream": stream,
-    }
-    if stream:
-        body["stream_options"] = {"include_usage": True}
+SYSTEM, PROMPT = "You are a benchmark.", "Count upwards, one word per token."
+# The gateway's path for each ingress format; the mock upstream always speaks chat completions.
+GATEWAY_PATHS = {
+    "chat": "/api/v1/chat/completions",
+    "responses": "/api/v1/responses",
+    "messages": "/api/v1/messages",
+}
+
+
+def _request_body(model: str, tokens: int, stream: bool, fmt: str = "chat") -> bytes:
+    """The same question in each format."""
+    body: dict
+    if fmt == "responses":
+        body = {"model": model, "instructions": SYSTEM, "input": PROMPT, "max_output_tokens": tokens}
+    elif fmt == "messages":
+        body = {"model": model, "system": SYSTEM, "messages": [{"role": "user", "content": PROMPT}]}
+        body["max_tokens"] = tokens
+    else:
+        messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": PROMPT}]
+        body = {"model": model, "messages": messages, "max_tokens": tokens}
+        if stream:
+            body["stream_options"] = {"include_usage": True}
+    body["stream"] = stream
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-def _target(name: str, url: str, key: str, model: str, tokens: int) -> Target:
+def _target(name: str, url: str, key: str, model: str, tokens: int, fmt: str = "chat") -> Target:
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    return Target(name, url, headers, {s: _request_body(model, tokens, s) for s in (False, True)})
+    bodies = {s: _request_body(model, tokens, s, fmt) for s in (False, True)}
+    return Target(name, url, headers, bodies, fmt)
 
 
 def _child_env(database: Database, catalog: Path, upstream_key: str, meter: str | None) -> dict[str, str]:
@@ -206,8 +225,9 @@ class Bench:
             UPSTREAM_MODEL,
             args.tokens,
         )
+        path = GATEWAY_PATHS[args.format]
         through = _target(
-            "gateway", f"http://127.0.0.1:{gateway_port}/api/v1/chat/completions", api_key, MODEL, args.tokens
+            "gateway", f"http://127.0.0.1:{gateway_port}{path}", api_key, MODEL, args.tokens, args.format
         )
         return direct, through, env
 
@@ -311,6 +331,7 @@ def _settings(args: argparse.Namespace, database: Database, background: list) ->
         "workers": args.workers,
         "tokens": args.tokens,
         "modes": args.modes,
+        "ingress_format": args.format,
         "database": database.label,
         "upstream_delay_ms": args.upstream_delay_ms,
         "server": f"uvicorn config.asgi:application --workers {args.workers} --loop uvloop --http httptools "
@@ -324,7 +345,8 @@ def _print_results(args, database, machine, background, cells: list[CellResult],
     print()
     print(report.machine_text(machine))
     print(
-        f"Settings: {settings['server']}; {settings['env']}; {settings['database']}\n"
+        f"Settings: {settings['server']}; {settings['env']}; {settings['database']}; "
+        f"clients speak {args.format} to the gateway\n"
         f"          concurrency {','.join(map(str, args.concurrency))}; {args.warmup:g} s warm-up + "
         f"{args.duration:g} s measured per cell; {args.tokens} tokens per answer; "
         f"upstream delay {args.upstream_delay_ms:g} ms\n"
