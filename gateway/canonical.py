@@ -10,6 +10,9 @@ from typing import Any, Literal
 from gateway.errors import ErrorCode
 
 Role = Literal["system", "user", "assistant", "tool"]
+# An Anthropic prompt-cache breakpoint ({"type": "ephemeral", "ttl"?}) on a block or tool; the other dialects
+# cache on their own, so only the anthropic adapter sends it.
+CacheControl = dict[str, Any]
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
 
 
@@ -17,12 +20,14 @@ FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
 @dataclass(slots=True)
 class TextBlock:
     text: str
+    cache_control: CacheControl | None = None
 
 
 @dataclass(slots=True)
 class ImageBlock:
     url: str  # http(s) URL or a data: URL
     detail: str | None = None
+    cache_control: CacheControl | None = None
 
 
 @dataclass(slots=True)
@@ -31,6 +36,7 @@ class FileBlock:
     file_data: str | None = None  # base64 or data: URL
     file_url: str | None = None
     file_id: str | None = None
+    cache_control: CacheControl | None = None
 
 
 @dataclass(slots=True)
@@ -45,6 +51,7 @@ class ToolCallBlock:
     id: str
     name: str
     arguments: str  # a JSON document, as text
+    cache_control: CacheControl | None = None
 
 
 @dataclass(slots=True)
@@ -52,6 +59,7 @@ class ToolResultBlock:
     tool_call_id: str
     content: list["TextBlock | ImageBlock"]
     is_error: bool = False
+    cache_control: CacheControl | None = None
 
 
 Block = TextBlock | ImageBlock | FileBlock | ReasoningBlock | ToolCallBlock | ToolResultBlock
@@ -74,6 +82,7 @@ class Tool:
     description: str | None = None
     parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
     strict: bool | None = None  # arguments must follow `parameters` exactly (OpenAI structured outputs)
+    cache_control: CacheControl | None = None
 
 
 @dataclass(slots=True)

@@ -136,7 +136,10 @@ def _refuse_unsupported(body: dict[str, Any]) -> None:
 def _system_messages(raw: str | list[dict[str, Any]] | None) -> list[Message]:
     if not raw:
         return []
-    blocks = [TextBlock(raw)] if isinstance(raw, str) else [TextBlock(b["text"]) for b in raw if b["text"]]
+    if isinstance(raw, str):
+        blocks = [TextBlock(raw)]
+    else:
+        blocks = [TextBlock(b["text"], cache_control=b.get("cache_control")) for b in raw if b["text"]]
     return [Message("system", blocks)] if blocks else []
 
 
@@ -168,22 +171,24 @@ def _source_url(source: dict[str, Any]) -> str:
 
 
 def _block(raw: dict[str, Any]) -> Block:
-    kind = raw["type"]
+    kind, cache = raw["type"], raw.get("cache_control")
     if kind == "text":
-        return TextBlock(raw["text"])
+        return TextBlock(raw["text"], cache_control=cache)
     if kind == "image":
-        return ImageBlock(url=_source_url(raw["source"]))
+        return ImageBlock(url=_source_url(raw["source"]), cache_control=cache)
     if kind == "document":
         source = raw["source"]
         if source["type"] == "base64":
-            return FileBlock(filename=raw.get("title"), file_data=_source_url(source))
-        return FileBlock(filename=raw.get("title"), file_url=source["url"])
+            return FileBlock(filename=raw.get("title"), file_data=_source_url(source), cache_control=cache)
+        return FileBlock(filename=raw.get("title"), file_url=source["url"], cache_control=cache)
     if kind == "thinking":
         return ReasoningBlock(text=raw["thinking"], signature=raw.get("signature") or None)
     if kind == "redacted_thinking":
         return ReasoningBlock(text="", signature=raw["data"], redacted=True)
     # tool_use: the schema admits no other kind
-    return ToolCallBlock(id=raw["id"], name=raw["name"], arguments=json.dumps(raw["input"]))
+    return ToolCallBlock(
+        id=raw["id"], name=raw["name"], arguments=json.dumps(raw["input"]), cache_control=cache
+    )
 
 
 def _tool_result(raw: dict[str, Any]) -> ToolResultBlock:
@@ -192,7 +197,12 @@ def _tool_result(raw: dict[str, Any]) -> ToolResultBlock:
         parts: list[TextBlock | ImageBlock] = [TextBlock(content)]
     else:
         parts = [_result_part(part) for part in content or []]
-    return ToolResultBlock(tool_call_id=raw["tool_use_id"], content=parts, is_error=bool(raw.get("is_error")))
+    return ToolResultBlock(
+        tool_call_id=raw["tool_use_id"],
+        content=parts,
+        is_error=bool(raw.get("is_error")),
+        cache_control=raw.get("cache_control"),
+    )
 
 
 def _result_part(raw: dict[str, Any]) -> TextBlock | ImageBlock:
@@ -203,7 +213,12 @@ def _result_part(raw: dict[str, Any]) -> TextBlock | ImageBlock:
 
 
 def _tool(raw: dict[str, Any]) -> Tool:
-    return Tool(name=raw["name"], description=raw.get("description"), parameters=raw["input_schema"])
+    return Tool(
+        name=raw["name"],
+        description=raw.get("description"),
+        parameters=raw["input_schema"],
+        cache_control=raw.get("cache_control"),
+    )
 
 
 def _tool_choice(raw: dict[str, Any] | None) -> ToolChoice | None:

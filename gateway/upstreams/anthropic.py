@@ -1,7 +1,9 @@
 """The Anthropic Messages API dialect (kind `anthropic`): POST {base_url}/messages, always streamed.
 
 Request mapping notes (where Anthropic has no direct equivalent):
-- System messages, wherever they appear, are hoisted into the top-level `system` string ("\\n\\n"-joined).
+- System messages, wherever they appear, are hoisted into the top-level `system` string ("\\n\\n"-joined),
+  or into text blocks when one carries a prompt-cache breakpoint (`cache_control`, kept on every block and
+  tool that has one).
 - `response_format` json_object / json_schema has no native field: a short instruction (with the schema)
   is appended to `system`.
 - Reasoning: an explicit budget is used as is (raised to Anthropic's minimum of 1024); effort maps to
@@ -113,7 +115,13 @@ def _tool_input(call: ToolCallBlock) -> dict[str, Any]:
 
 
 def _block(block: Block) -> dict[str, Any] | None:
-    """One canonical block as an Anthropic content block; None when it cannot be sent."""
+    """A canonical block as an Anthropic content block, with its cache breakpoint; None if it cannot go."""
+    out = _content_block(block)
+    cache = getattr(block, "cache_control", None)
+    return {**out, "cache_control": cache} if out is not None and cache else out
+
+
+def _content_block(block: Block) -> dict[str, Any] | None:
     if isinstance(block, TextBlock):
         return {"type": "text", "text": block.text} if block.text else None
     if isinstance(block, ImageBlock):
@@ -159,17 +167,28 @@ def _messages(messages: list[Message]) -> list[dict[str, Any]]:
     return out
 
 
-def _system(request: CanonicalRequest) -> str:
+def _system(request: CanonicalRequest) -> str | list[dict[str, Any]]:
+    """The system prompt: one string, or text blocks when one carries a cache breakpoint."""
+    blocks = [
+        b for m in request.messages if m.role == "system" for b in m.content if isinstance(b, TextBlock)
+    ]
+    instruction = _format_instruction(request)
+    if any(block.cache_control for block in blocks):
+        extra = [TextBlock(instruction)] if instruction else []
+        return [part for part in (_block(block) for block in [*blocks, *extra]) if part is not None]
     parts = [message.text() for message in request.messages if message.role == "system"]
+    return "\n\n".join(part for part in [*parts, instruction] if part)
+
+
+def _format_instruction(request: CanonicalRequest) -> str:
+    """`response_format` has no native field: an instruction (with the schema) for the system prompt."""
     response_format = request.response_format
     if response_format and response_format.type == "json_object":
-        parts.append("Respond with a single valid JSON object and nothing else.")
-    elif response_format and response_format.type == "json_schema":
+        return "Respond with a single valid JSON object and nothing else."
+    if response_format and response_format.type == "json_schema":
         schema = json.dumps(response_format.schema or {}, separators=(",", ":"))
-        parts.append(
-            f"Respond with a single valid JSON object, and nothing else, matching this schema: {schema}"
-        )
-    return "\n\n".join(part for part in parts if part)
+        return f"Respond with a single valid JSON object, and nothing else, matching this schema: {schema}"
+    return ""
 
 
 def _thinking_budget(request: CanonicalRequest) -> int | None:
@@ -185,7 +204,8 @@ def _thinking_budget(request: CanonicalRequest) -> int | None:
 
 def _tool(tool: Tool) -> dict[str, Any]:
     described = {"description": tool.description} if tool.description else {}
-    return {"name": tool.name, **described, "input_schema": tool.parameters}
+    cached = {"cache_control": tool.cache_control} if tool.cache_control else {}
+    return {"name": tool.name, **described, "input_schema": tool.parameters, **cached}
 
 
 def _tool_choice(request: CanonicalRequest) -> dict[str, Any] | None:

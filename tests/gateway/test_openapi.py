@@ -186,7 +186,14 @@ def test_the_extensions_to_the_specs_request_schemas_are_optional_and_described(
         if isinstance(node, dict) and node.get("x-hyperinfer-extension")
     ]
     names = {where.split("/properties/")[-1] for where, _ in marked}
-    assert names >= {"id", "status", "encrypted_content", "reasoning_details", "disable_parallel_tool_use"}
+    assert names >= {
+        "id",
+        "status",
+        "encrypted_content",
+        "reasoning_details",
+        "disable_parallel_tool_use",
+        "cache_control",
+    }
     assert any(
         node.get("properties", {}).get("type", {}).get("const") == "redacted_thinking" for _, node in marked
     )
