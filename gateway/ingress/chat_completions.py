@@ -36,7 +36,12 @@ from gateway.canonical import (
 )
 from gateway.errors import ErrorCode, GatewayError
 from gateway.fold import Folded, FoldedReasoning
-from gateway.ingress.validation import load_validator, refuse_server_tools, validate_or_raise
+from gateway.ingress.validation import (
+    load_validator,
+    refuse_server_tools,
+    refuse_unrenderable,
+    validate_or_raise,
+)
 
 FORMAT = "chat_completions"
 REASONING_FORMAT = "anthropic-claude-v1"  # whose signature a reasoning detail carries
@@ -78,6 +83,7 @@ _ERROR_TYPES = {
 def parse_request(body: dict[str, Any]) -> CanonicalRequest:
     validate_or_raise(REQUEST_VALIDATOR, body)
     refuse_server_tools(body.get("plugins"))
+    refuse_unrenderable(body)
     effort = body.get("reasoning_effort")
     return CanonicalRequest(
         model=body["model"],

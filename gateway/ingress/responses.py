@@ -34,7 +34,7 @@ from gateway.canonical import (
 from gateway.errors import ErrorCode, GatewayError
 from gateway.ingress.chat_completions import dumps, error_body, parallel_tool_calls
 from gateway.ingress.responses_render import ResponsesStream, decode_reasoning_state, response_object
-from gateway.ingress.validation import load_validator, validate_or_raise
+from gateway.ingress.validation import load_validator, refuse_unrenderable, validate_or_raise
 
 __all__ = ["FORMAT", "dumps", "error_body", "parse_request", "response_object", "stream_renderer"]
 
@@ -83,6 +83,7 @@ _STATEFUL = {
 def parse_request(body: dict[str, Any]) -> CanonicalRequest:
     validate_or_raise(REQUEST_VALIDATOR, body)
     _refuse_unsupported(body)
+    refuse_unrenderable(body)
     effort = (body.get("reasoning") or {}).get("effort")
     return CanonicalRequest(
         model=body["model"],
@@ -96,9 +97,18 @@ def parse_request(body: dict[str, Any]) -> CanonicalRequest:
         response_format=_response_format((body.get("text") or {}).get("format")),
         reasoning=ReasoningControl(effort=effort) if effort else None,
         stream=bool(body.get("stream")),
-        user=body.get("user") or body.get("safety_identifier"),
+        user=_end_user(body),
         extra={key: value for key, value in body.items() if key not in _MAPPED},
     )
+
+
+def _end_user(body: dict[str, Any]) -> str | None:
+    """`user`, else `safety_identifier` (what OpenAI now calls the end user's id)."""
+    for name in ("user", "safety_identifier"):
+        value = body.get(name)
+        if value is not None and not isinstance(value, str):
+            raise GatewayError(ErrorCode.INVALID_REQUEST, f"{name}: must be a string", param=name)
+    return body.get("user") or body.get("safety_identifier") or None
 
 
 def _refuse_unsupported(body: dict[str, Any]) -> None:

@@ -39,8 +39,28 @@ def validate_or_raise(validator: Draft202012Validator, body: object) -> None:
 def refuse_server_tools(plugins: list[dict[str, Any]] | None) -> None:
     """Server tools (web_search, web_fetch, pdf, datetime, image) are not built yet: refused, not ignored."""
     if plugins:
-        raise GatewayError(
-            ErrorCode.INVALID_REQUEST,
-            f"plugins[0].id: the server tool {plugins[0]['id']!r} is not available yet",
-            param="plugins[0].id",
-        )
+        _refuse("plugins[0].id", f"the server tool {plugins[0]['id']!r} is not available yet")
+
+
+def refuse_unrenderable(body: dict[str, Any]) -> None:
+    """Output the gateway cannot give back (it renders one text answer): refused, never billed and dropped."""
+    if body.get("n") not in (None, 1):
+        _refuse("n", "the gateway returns one choice per request; send several requests instead")
+    no_logprobs = "log probabilities are not available through the gateway"
+    for field in ("logprobs", "top_logprobs"):
+        if body.get(field):
+            _refuse(field, no_logprobs)
+    include = body.get("include")
+    if include is not None and not isinstance(include, list):
+        _refuse("include", "must be an array")
+    if "message.output_text.logprobs" in (include or []):
+        _refuse("include", no_logprobs)
+    modalities = body.get("modalities")
+    if modalities is not None and not isinstance(modalities, list):
+        _refuse("modalities", "must be an array")
+    if body.get("audio") is not None or any(m != "text" for m in modalities or []):
+        _refuse("modalities", "only text output is available through the gateway")
+
+
+def _refuse(field: str, problem: str) -> None:
+    raise GatewayError(ErrorCode.INVALID_REQUEST, f"{field}: {problem}", param=field)

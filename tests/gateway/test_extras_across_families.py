@@ -231,3 +231,90 @@ def test_an_anthropic_stop_sequence_reaches_a_messages_client(gateway_url, funde
     assert fake.requests[0].body["stop_sequences"] == ["4"]
     assert (message["stop_reason"], message["stop_sequence"]) == ("end_turn", "4")
     assert '"stop_reason":"end_turn","stop_sequence":"4"' in streamed.text
+
+
+# --- Output the gateway cannot give back ----------------------------------------------------------------
+CHAT = {"model": "m", "messages": [{"role": "user", "content": "Hi"}]}
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"n": 2}, "n"),
+        ({"logprobs": True}, "logprobs"),
+        ({"top_logprobs": 3}, "top_logprobs"),
+        ({"modalities": ["text", "audio"]}, "modalities"),
+        ({"audio": {"voice": "alloy", "format": "wav"}}, "modalities"),
+        ({"modalities": 5}, "modalities"),  # a wrong type is named too, never a 500
+    ],
+)
+def test_chat_output_the_gateway_cannot_render_is_refused(fields, param):
+    with pytest.raises(GatewayError) as raised:
+        chat_completions.parse_request({**CHAT, **fields})
+    assert raised.value.param == param
+
+
+def test_neutral_values_of_those_fields_are_accepted():
+    request = chat_completions.parse_request({**CHAT, "n": 1, "logprobs": False, "modalities": ["text"]})
+    assert request.extra == {"n": 1, "logprobs": False, "modalities": ["text"]}
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"top_logprobs": 2}, "top_logprobs"),
+        ({"include": ["message.output_text.logprobs"]}, "include"),
+        ({"include": "reasoning.encrypted_content"}, "include"),
+    ],
+)
+def test_responses_logprobs_are_refused(fields, param):
+    with pytest.raises(GatewayError) as raised:
+        parse_responses(**fields)
+    assert raised.value.param == param
+
+
+# --- Odd values of unmapped fields: a named refusal or a request, never a crash -------------------------
+ODD_VALUES = [5, 1.5, "x", "", [], ["x"], {}, {"a": 1}, None, True, False]
+UNMAPPED = [
+    "user",
+    "safety_identifier",
+    "parallel_tool_calls",
+    "n",
+    "logprobs",
+    "top_logprobs",
+    "modalities",
+    "audio",
+    "include",
+    "metadata",
+    "truncation",
+    "background",
+    "conversation",
+    "prompt",
+    "stream_options",
+    "max_tool_calls",
+    "top_k",
+    "seed",
+    "service_tier",
+]
+BASES = {
+    chat_completions: CHAT,
+    responses: {"model": "m", "input": "Hi"},
+    anthropic_messages: {"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "Hi"}]},
+}
+
+
+@pytest.mark.parametrize("fmt", list(BASES), ids=lambda fmt: fmt.FORMAT)
+def test_any_value_of_an_unmapped_field_is_parsed_or_refused_by_name(fmt):
+    for name in UNMAPPED:
+        for value in ODD_VALUES:
+            try:
+                request = fmt.parse_request({**BASES[fmt], name: value})
+            except GatewayError as refusal:
+                assert refusal.code == ErrorCode.INVALID_REQUEST and refusal.param, (name, value)
+                continue
+            assert request.user is None or isinstance(request.user, str), (name, value)
+            for build in (openai_body, lambda r: anthropic_body(r, ROUTE)):
+                try:
+                    build(request)
+                except UpstreamError as refusal:
+                    assert refusal.code == ErrorCode.INVALID_REQUEST and refusal.param, (name, value)
