@@ -1,0 +1,98 @@
+"""Reads of generation records that other apps show: the catalog's live figures (platform-wide, per model).
+
+Computed from `Generation` rows on demand and cached briefly; the worker issue will roll them up on a schedule
+behind the same functions. Only completed generations count towards volume and speed; every finished
+request (completed, failed, cancelled) counts towards the success rate.
+"""
+
+import datetime
+import statistics
+from dataclasses import dataclass
+
+from django.core.cache import cache
+from django.db.models import F, Sum
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from gateway.models import Generation, GenerationStatus
+
+CACHE_SECONDS = 60
+PERFORMANCE_SAMPLE = 5_000  # the latest requests of a model that the medians are taken over
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPerformance:
+    requests: int
+    success_rate: float | None  # completed / finished, 0..1
+    median_ttft_ms: float | None
+    median_output_tokens_per_second: float | None
+
+    def as_json(self) -> dict:
+        return {
+            "requests": self.requests,
+            "success_rate": self.success_rate,
+            "median_ttft_ms": self.median_ttft_ms,
+            "median_output_tokens_per_second": self.median_output_tokens_per_second,
+        }
+
+
+def _cached(key: str, compute):
+    value = cache.get(key)
+    if value is None:
+        value = compute()
+        cache.set(key, value, CACHE_SECONDS)
+    return value
+
+
+def weekly_token_volumes(*, fresh: bool = False) -> dict[str, int]:
+    """Every model's prompt + completion tokens over the last 7 days, platform-wide: {slug: tokens}."""
+
+    def compute() -> dict[str, int]:
+        since = timezone.now() - datetime.timedelta(days=7)
+        rows = (
+            Generation.objects.filter(created_at__gte=since, status=GenerationStatus.COMPLETED)
+            .values("model")
+            .annotate(tokens=Sum(F("tokens_prompt") + F("tokens_completion")))
+        )
+        return {row["model"]: int(row["tokens"] or 0) for row in rows}
+
+    return compute() if fresh else _cached("catalog:weekly-token-volumes", compute)
+
+
+def daily_token_volume(*, model: str, days: int = 30) -> list[tuple[datetime.date, int]]:
+    """The model's tokens per UTC day, oldest first, every one of the last `days` days (0 when idle)."""
+    today = timezone.now().date()
+    first = today - datetime.timedelta(days=days - 1)
+    rows = (
+        Generation.objects.filter(model=model, status=GenerationStatus.COMPLETED, created_at__date__gte=first)
+        .annotate(day=TruncDate("created_at"))
+        .values("day")
+        .annotate(tokens=Sum(F("tokens_prompt") + F("tokens_completion")))
+    )
+    by_day = {row["day"]: int(row["tokens"] or 0) for row in rows}
+    return [(day, by_day.get(day, 0)) for day in (first + datetime.timedelta(days=n) for n in range(days))]
+
+
+def model_performance(*, model: str, hours: int = 24) -> ModelPerformance:
+    """Time to first token, output speed and success rate of the model's requests in the last `hours`."""
+    since = timezone.now() - datetime.timedelta(hours=hours)
+    rows = list(
+        Generation.objects.filter(model=model, created_at__gte=since)
+        .order_by("-created_at")
+        .values_list("status", "ttft_ms", "latency_ms", "tokens_completion")[:PERFORMANCE_SAMPLE]
+    )
+    if not rows:
+        return ModelPerformance(0, None, None, None)
+    completed = [row for row in rows if row[0] == GenerationStatus.COMPLETED]
+    ttfts = [ttft for _, ttft, _, _ in completed if ttft is not None]
+    speeds = [
+        (tokens - 1) / ((latency - ttft) / 1000)  # the tokens after the first, over the time after it
+        for _, ttft, latency, tokens in completed
+        if ttft is not None and latency > ttft and tokens > 1
+    ]
+    return ModelPerformance(
+        requests=len(rows),
+        success_rate=round(len(completed) / len(rows), 4),
+        median_ttft_ms=round(statistics.median(ttfts), 1) if ttfts else None,
+        median_output_tokens_per_second=round(statistics.median(speeds), 1) if speeds else None,
+    )

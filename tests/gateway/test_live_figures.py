@@ -1,0 +1,105 @@
+"""The catalog's live figures (gateway/selectors.py) from generation records: after requests through the
+gateway, and on records laid out in time (what counts, what does not, the medians)."""
+
+import datetime
+
+import httpx
+import pytest
+from django.core.cache import cache
+from django.utils import timezone
+
+from gateway.models import Generation, GenerationStatus
+from gateway.selectors import daily_token_volume, model_performance, weekly_token_volumes
+from tests.factories import make_workspace
+from tests.gateway.conftest import settled_generation
+
+MODEL = "hyperinfer/sandbox-pro"
+
+
+def test_requests_through_the_gateway_show_in_the_live_figures(gateway_url, funded_key):
+    cache.clear()
+    before = weekly_token_volumes().get(MODEL, 0)
+    [(_, today_before)] = daily_token_volume(model=MODEL, days=1)
+    headers = {"Authorization": f"Bearer {funded_key[1]}"}
+    bodies = {
+        "/api/v1/chat/completions": {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}]},
+        "/api/v1/responses": {"model": MODEL, "input": "Hello there", "stream": True},
+        "/api/v1/messages": {
+            "model": MODEL,
+            "max_tokens": 50,
+            "messages": [{"role": "user", "content": "Hey"}],
+        },
+    }
+    request_ids = []
+    with httpx.Client(timeout=10) as client:
+        for path, body in bodies.items():
+            response = client.post(gateway_url + path, headers=headers, json=body)
+            assert response.status_code == 200, response.text
+            request_ids.append(response.headers["x-request-id"])
+    generations = [settled_generation(request_id) for request_id in request_ids]
+    tokens = sum(g.tokens_prompt + g.tokens_completion for g in generations)
+
+    assert weekly_token_volumes().get(MODEL, 0) == before  # cached for a minute
+    assert weekly_token_volumes(fresh=True)[MODEL] == before + tokens
+    assert daily_token_volume(model=MODEL, days=2)[-1] == (timezone.now().date(), today_before + tokens)
+    performance = model_performance(model=MODEL)
+    assert performance.requests == 3 and performance.success_rate == 1.0
+    assert performance.median_ttft_ms is not None and performance.median_ttft_ms >= 0
+    assert performance.median_output_tokens_per_second > 0
+
+
+@pytest.fixture
+def records(db):
+    workspace = make_workspace()
+    now = timezone.now()
+
+    def record(model: str, *, ago: datetime.timedelta, status=GenerationStatus.COMPLETED, **fields):
+        defaults = {"tokens_prompt": 10, "tokens_completion": 5, "latency_ms": 1100, "ttft_ms": 100}
+        return Generation.objects.create(
+            request_id=f"r{Generation.objects.count()}",
+            workspace=workspace,
+            ingress_format="chat_completions",
+            model=model,
+            status=status,
+            created_at=now - ago,
+            **{**defaults, **fields},
+        )
+
+    return record
+
+
+def test_the_weekly_volume_counts_completed_requests_of_the_last_seven_days(records):
+    records("a/m", ago=datetime.timedelta(hours=1))
+    records("a/m", ago=datetime.timedelta(days=6, hours=23), tokens_prompt=100, tokens_completion=0)
+    records("a/m", ago=datetime.timedelta(days=7, hours=1), tokens_prompt=1000)  # too old
+    records("a/m", ago=datetime.timedelta(hours=2), status=GenerationStatus.FAILED, tokens_prompt=500)
+    records("b/m", ago=datetime.timedelta(hours=3), tokens_prompt=1, tokens_completion=1)
+    assert weekly_token_volumes(fresh=True) == {"a/m": 115, "b/m": 2}
+
+
+def test_the_daily_volume_has_every_day_oldest_first(records):
+    records("a/m", ago=datetime.timedelta(days=2))
+    records("a/m", ago=datetime.timedelta(days=2), tokens_completion=0)
+    days = daily_token_volume(model="a/m", days=4)
+    today = timezone.now().date()
+    assert [day for day, _ in days] == [today - datetime.timedelta(days=n) for n in (3, 2, 1, 0)]
+    assert [tokens for _, tokens in days] == [0, 25, 0, 0]
+
+
+def test_performance_takes_medians_over_the_last_day_and_counts_failures(records):
+    records("a/m", ago=datetime.timedelta(minutes=1), ttft_ms=100, latency_ms=1100, tokens_completion=11)
+    records("a/m", ago=datetime.timedelta(minutes=2), ttft_ms=300, latency_ms=2300, tokens_completion=41)
+    records("a/m", ago=datetime.timedelta(minutes=3), ttft_ms=200, latency_ms=700, tokens_completion=51)
+    records("a/m", ago=datetime.timedelta(minutes=4), status=GenerationStatus.FAILED, ttft_ms=None)
+    records("a/m", ago=datetime.timedelta(days=2), ttft_ms=9000)  # outside the day
+    performance = model_performance(model="a/m")
+    assert performance.requests == 4 and performance.success_rate == 0.75
+    assert performance.median_ttft_ms == 200
+    # tokens after the first over the time after it: 10/1.0 s, 40/2.0 s, 50/0.5 s
+    assert performance.median_output_tokens_per_second == 20.0
+    assert model_performance(model="z/none").as_json() == {
+        "requests": 0,
+        "success_rate": None,
+        "median_ttft_ms": None,
+        "median_output_tokens_per_second": None,
+    }
