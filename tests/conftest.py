@@ -25,21 +25,34 @@ def on_postgres() -> bool:
 
 
 SPEC_FILE = "004_58b223d4197c71d1.txt"
+CEREBRAS_SPEC_FILE = "000_746281c3df5eb076.txt"
 
 
-@pytest.fixture(scope="session")
-def hyperinfer_spec() -> dict:
-    """The product's public contract (OpenAPI JSON) from ../shared/specs, or HYPERINFER_SPECS_DIR."""
+def _load_spec(name: str) -> dict:
+    """An OpenAPI JSON spec from ../shared/specs or HYPERINFER_SPECS_DIR; missing: fails in CI, else skips."""
     import json
     from pathlib import Path
 
     default = Path(__file__).resolve().parents[1].parent / "shared" / "specs"
-    path = Path(os.environ.get("HYPERINFER_SPECS_DIR", default)) / SPEC_FILE
+    path = Path(os.environ.get("HYPERINFER_SPECS_DIR", default)) / name
     if not path.exists():
         if os.environ.get("CI"):
             pytest.fail(f"the spec file {path} is missing")
         pytest.skip(f"spec file not found at {path}: set HYPERINFER_SPECS_DIR")
     return json.loads(path.read_text())
+
+
+@pytest.fixture(scope="session")
+def hyperinfer_spec() -> dict:
+    """The product's public contract (OpenAPI JSON)."""
+    return _load_spec(SPEC_FILE)
+
+
+@pytest.fixture(scope="session")
+def cerebras_spec() -> dict:
+    """The Cerebras Inference API (OpenAPI JSON): its public models listing's OpenRouter and Hugging Face
+    shapes are the ones our catalog offers with `?format=`."""
+    return _load_spec(CEREBRAS_SPEC_FILE)
 
 
 @pytest.fixture(scope="session")

@@ -17,10 +17,13 @@ _OPENAI_TYPES = {
 
 
 class ApiError(exceptions.APIException):
-    def __init__(self, code: ErrorCode, message: str, param: str | None = None):
+    """An error with a taxonomy code; its HTTP status is the code's unless given (e.g. 404 for an unknown
+    resource, which the taxonomy files under `invalid_request`)."""
+
+    def __init__(self, code: ErrorCode, message: str, param: str | None = None, status: int | None = None):
         super().__init__(detail=message)
         self.code = code
-        self.status_code = HTTP_STATUS[code]
+        self.status_code = status or HTTP_STATUS[code]
         self.param = param
 
 
@@ -30,7 +33,9 @@ def request_id_for(request) -> str:
     return request.request_id
 
 
-def error_response(request, code: ErrorCode, message: str, param: str | None = None) -> Response:
+def error_response(
+    request, code: ErrorCode, message: str, param: str | None = None, status: int | None = None
+) -> Response:
     request_id = request_id_for(request)
     body = {
         "error": {
@@ -41,13 +46,13 @@ def error_response(request, code: ErrorCode, message: str, param: str | None = N
             "request_id": request_id,
         }
     }
-    return Response(body, status=HTTP_STATUS[code], headers={"X-Request-Id": request_id})
+    return Response(body, status=status or HTTP_STATUS[code], headers={"X-Request-Id": request_id})
 
 
 def exception_handler(exc, context):
     request = context["request"]
     if isinstance(exc, ApiError):
-        return error_response(request, exc.code, str(exc.detail), exc.param)
+        return error_response(request, exc.code, str(exc.detail), exc.param, exc.status_code)
     response = drf_exception_handler(exc, context)
     if response is None:
         return None  # an unexpected exception: Django's 500 handling and logging take over

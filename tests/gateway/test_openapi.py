@@ -158,9 +158,11 @@ def test_operations_the_spec_defines_match_it(document, hyperinfer_spec):
         compared.add(operation["operationId"])
         where = f"{method.upper()} {path}"
         assert operation["operationId"] == expected["operationId"], where
-        # Our request schemas are the spec's, plus a few optional fields, each marked as an extension.
-        assert without_extensions(operation.get("requestBody")) == expected.get("requestBody"), where
-        assert operation.get("parameters") == expected.get("parameters"), where
+        # Our request schemas and parameters are the spec's, plus a few optional ones, each marked as an
+        # extension.
+        ours = without_extensions(operation)
+        assert ours.get("requestBody") == expected.get("requestBody"), where
+        assert ours.get("parameters") == expected.get("parameters"), where
         assert operation["tags"] == expected["tags"], where
         assert operation.get("x-internal") == expected.get("x-internal"), where
         assert effective_security(document, operation) == effective_security(hyperinfer_spec, expected)
@@ -176,7 +178,32 @@ def test_operations_the_spec_defines_match_it(document, hyperinfer_spec):
         "getOpenApi",
         "createResponse",
         "createMessage",
+        "listModels",
     }
+
+
+def test_the_catalog_operations_are_public_and_take_the_format_extension(document):
+    listing = document["paths"]["/api/v1/models"]["get"]
+    one = document["paths"]["/api/v1/models/{slug}"]["get"]
+    assert one["operationId"] == "getModel" and one["tags"] == ["Catalog"] and one["security"] == []
+    [format_parameter] = listing["parameters"]
+    assert format_parameter["x-hyperinfer-extension"] is True and format_parameter["description"]
+    assert format_parameter["in"] == "query" and not format_parameter.get("required")
+    assert set(format_parameter["schema"]["enum"]) == {"default", "openrouter", "huggingface"}
+    by_name = {parameter["name"]: parameter for parameter in one["parameters"]}
+    assert by_name["format"] == format_parameter
+    assert by_name["slug"]["in"] == "path" and by_name["slug"]["required"] is True
+    assert one["responses"]["default"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/OpenAIError"
+    }
+
+
+def test_without_extensions_drops_marked_parameters_and_keeps_the_rest():
+    ours = {"in": "query", "name": "id", "schema": {"type": "string"}}
+    added = {"in": "query", "name": "format", "x-hyperinfer-extension": True}
+    assert without_extensions({"parameters": [ours, added]}) == {"parameters": [ours]}
+    assert without_extensions({"parameters": [added]}) == {}
+    assert without_extensions({"parameters": []}) == {"parameters": []}
 
 
 def test_the_extensions_to_the_specs_request_schemas_are_optional_and_described(document):

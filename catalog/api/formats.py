@@ -1,0 +1,40 @@
+"""The public catalog's response shapes, chosen by `?format=`: ours, OpenRouter's and Hugging Face's."""
+
+from collections.abc import Iterable
+from enum import StrEnum
+from typing import Any
+
+from catalog.models import Model
+from catalog.public import huggingface_model, openrouter_model, public_model
+
+# The chat `image` server tool is not built yet, so no deployment has an image provider configured.
+IMAGE_GENERATION_CONFIGURED = False
+
+
+class Format(StrEnum):
+    DEFAULT = "default"
+    OPENROUTER = "openrouter"
+    HUGGINGFACE = "huggingface"
+
+
+def model_shape(model: Model, fmt: Format, volumes: dict[str, int]) -> dict[str, Any]:
+    """One model in the chosen shape; `volumes` is each model's weekly token volume, by slug."""
+    if fmt is Format.OPENROUTER:
+        return openrouter_model(model)
+    if fmt is Format.HUGGINGFACE:
+        return huggingface_model(model)
+    return public_model(model, weekly_token_volume=volumes.get(model.slug, 0))
+
+
+def models_body(models: Iterable[Model], fmt: Format, volumes: dict[str, int]) -> dict[str, Any]:
+    """The listing: `listModels` by default, else the Cerebras spec's OpenRouter / Hugging Face responses."""
+    data = [model_shape(model, fmt, volumes) for model in models]
+    if fmt is Format.OPENROUTER:
+        return {"data": data}
+    if fmt is Format.HUGGINGFACE:
+        return {"object": "list", "data": data}
+    return {"data": data, "meta": {"image_generation_configured": IMAGE_GENERATION_CONFIGURED}}
+
+
+def model_body(model: Model, fmt: Format, volumes: dict[str, int]) -> dict[str, Any]:
+    return {"data": model_shape(model, fmt, volumes)}

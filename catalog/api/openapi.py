@@ -1,0 +1,69 @@
+"""The catalog API's OpenAPI documentation (drf-spectacular; gateway/openapi.py serves it in /openapi.json).
+
+`listModels` is the spec's operation verbatim, plus the `format` query parameter, marked as our extension.
+"""
+
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
+
+from catalog.api.formats import Format
+
+PUBLIC_MODEL = {"$ref": "#/components/schemas/PublicModel"}
+
+# The spec's 200 body of GET /api/v1/models, documented verbatim.
+MODELS_RESPONSE = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "data": {"type": "array", "items": PUBLIC_MODEL},
+        "meta": {
+            "type": "object",
+            "description": "Deployment capabilities (not per-model).",
+            "required": ["image_generation_configured"],
+            "properties": {
+                "image_generation_configured": {
+                    "type": "boolean",
+                    "description": "Whether the chat `image` server tool has a real provider configured "
+                    "(009-R74).",
+                }
+            },
+        },
+    },
+}
+MODEL_RESPONSE = {"type": "object", "required": ["data"], "properties": {"data": PUBLIC_MODEL}}
+
+FORMAT_PARAMETER = OpenApiParameter(
+    "format",
+    OpenApiTypes.STR,
+    OpenApiParameter.QUERY,
+    enum=[value.value for value in Format],
+    default=Format.DEFAULT.value,
+    description="Output shape. `default`: PublicModel. `openrouter` and `huggingface`: the shapes of the "
+    "Cerebras public models API (`OpenRouterModelsResponse` / `OpenRouterModel`, with USD-per-token price "
+    "strings, and `HuggingFaceModelsResponse` / `HuggingFaceModel`, with USD-per-1M prices); one model is "
+    "`{data: <model>}` in every shape. Any other value is refused: 400 `invalid_request`, param `format`.",
+    extensions={"x-hyperinfer-extension": True},
+)
+SLUG_PARAMETER = OpenApiParameter(
+    "slug",
+    OpenApiTypes.STR,
+    OpenApiParameter.PATH,
+    description="The model's slug, slash included, e.g. `deepseek/deepseek-v4-pro`.",
+)
+
+ERROR_RESPONSE = OpenApiResponse(
+    response={"$ref": "#/components/schemas/OpenAIError"},
+    description="Error in the OpenAI envelope with the stable taxonomy `code` (002-R7): 404 "
+    "`invalid_request` for a slug not in the catalog, 400 `invalid_request` for an unknown `format`.",
+)
+
+
+class PublicSchema(AutoSchema):
+    """No authentication: `security: []`, which drf-spectacular leaves out when a view has none."""
+
+    def get_operation(self, *args, **kwargs):
+        operation = super().get_operation(*args, **kwargs)
+        if operation is not None:
+            operation["security"] = []
+        return operation
