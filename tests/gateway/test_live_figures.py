@@ -47,6 +47,14 @@ def test_requests_through_the_gateway_show_in_the_live_figures(gateway_url, fund
     assert performance.median_ttft_ms is not None and performance.median_ttft_ms >= 0
     assert performance.median_output_tokens_per_second > 0
 
+    # What a visitor sees, once the minute's cache has passed: the catalog API and the model page.
+    cache.clear()
+    with httpx.Client(timeout=10) as client:
+        listed = client.get(f"{gateway_url}/api/v1/models/{MODEL}").json()["data"]
+        page = client.get(f"{gateway_url}/models/{MODEL}/").text
+    assert listed["weekly_token_volume"] == before + tokens
+    assert "of 3 requests" in page and "100%" in page
+
 
 @pytest.fixture
 def records(db):
