@@ -1,6 +1,7 @@
 """The gateway's own ASGI app, mounted ahead of Django's view stack for its paths (DESIGN §3-4)."""
 
 import asyncio
+import uuid
 from urllib.parse import parse_qs
 
 from django.conf import settings
@@ -104,6 +105,19 @@ async def gateway_app(scope: dict, receive: Receive, send: Send) -> None:
     await handler(scope, receive, send)
 
 
+STORED_RESPONSES = (
+    "/api/v1/responses/"  # retrieve, delete, cancel, input_items: the SDK's stored-response calls
+)
+
+
+async def no_stored_responses(scope: dict, receive: Receive, send: Send) -> None:
+    """Responses are not stored here, so a stored response's endpoints answer 404 in the OpenAI envelope."""
+    request_id = uuid.uuid4().hex
+    message = "Responses are not stored: this API is stateless, so there is nothing to retrieve or cancel."
+    body = error_body(ErrorCode.INVALID_REQUEST, message, request_id, "response_id")
+    await send_json(send, 404, dumps(body), [(b"x-request-id", request_id.encode())])
+
+
 def with_gateway(django_app):
     """HTTP router: gateway paths to the gateway app, everything else to Django."""
 
@@ -111,6 +125,8 @@ def with_gateway(django_app):
         if scope["path"].rstrip("/") in GATEWAY_PATHS:
             scope = {**scope, "path": scope["path"].rstrip("/")}
             await gateway_app(scope, receive, send)
+        elif scope["path"].startswith(STORED_RESPONSES):
+            await no_stored_responses(scope, receive, send)
         else:
             await django_app(scope, receive, send)
 

@@ -484,3 +484,14 @@ def test_an_upstream_error_mid_stream_is_an_error_event_then_response_failed(
     assert not any(line.startswith("data: [DONE]") for line in lines)
     generation = settled_generation(failed.response.id.removeprefix("resp_"))
     assert generation.status == "failed" and generation.error_code == "provider_rate_limit"
+
+
+def test_the_sdks_stored_response_calls_get_a_clear_404(gateway_url, funded_key):
+    client = client_for(gateway_url, funded_key[1])
+    with pytest.raises(openai.NotFoundError) as raised:
+        client.responses.retrieve("resp_abc")
+    assert raised.value.body["code"] == "invalid_request" and "stateless" in raised.value.body["message"]
+    assert raised.value.body["request_id"] == raised.value.response.headers["x-request-id"]
+    with pytest.raises(openai.NotFoundError):
+        client.responses.delete("resp_abc")
+    assert httpx.post(f"{gateway_url}/api/v1/responses/resp_abc/cancel").status_code == 404
