@@ -56,8 +56,11 @@ def exception_handler(exc, context):
     response = drf_exception_handler(exc, context)
     if response is None:
         return None  # an unexpected exception: Django's 500 handling and logging take over
-    if isinstance(exc, exceptions.NotFound):
-        return error_response(request, ErrorCode.INVALID_REQUEST, "Not found.")
+    if isinstance(exc, exceptions.NotFound | exceptions.MethodNotAllowed):
+        # The taxonomy files these under invalid_request; the HTTP status stays the true one (404, 405).
+        return error_response(
+            request, ErrorCode.INVALID_REQUEST, str(exc.detail), status=response.status_code
+        )
     if isinstance(exc, exceptions.Throttled):
         return error_response(request, ErrorCode.RATE_LIMIT_EXCEEDED, str(exc.detail))
     if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):

@@ -389,3 +389,10 @@ def test_no_key_is_needed_and_a_bad_one_is_ignored(client, shipped_catalog, head
         response = client.get(path, **headers)
         assert response.status_code == 200, response.content
     assert client.get("/api/v1/models", **headers).content == anonymous
+
+
+def test_a_method_the_catalog_does_not_serve_is_a_405_in_the_envelope(client, shipped_catalog):
+    response = client.post("/api/v1/models", {})
+    assert response.status_code == 405
+    assert response.json()["error"]["code"] == "invalid_request"
+    assert response.json()["error"]["request_id"] == response["X-Request-Id"]
