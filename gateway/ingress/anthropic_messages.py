@@ -1,18 +1,13 @@
-"""Anthropic Messages: request → canonical, canonical events → the content-block SSE protocol and the message.
+"""Anthropic Messages (`POST /api/v1/messages`): the ingress format module (gateway/ingress/base.py).
 
 The mirror image of the Anthropic *upstream* adapter (gateway/upstreams/anthropic.py), kept separate:
 - Request: `system` becomes a leading system message; a `tool_result` block becomes a `tool` message of
   its own, and the blocks around it keep their order (a user turn [tool_result, text] is a tool message
   then a user message). `response_format` has no Anthropic equivalent and is refused; so is a non-empty
   `plugins` until server tools exist.
-- Response: blocks are renumbered from 0 in the order they start, whatever the upstream's indexes. A
-  thinking block carries the upstream's signature when the upstream is Anthropic, else an empty string:
-  a made-up signature would be rejected when the client replays the block to Anthropic. A redacted block
-  is Anthropic's `redacted_thinking` with its data, and is accepted back (a marked schema extension). A
-  thinking block opens with its first delta, so an empty one is not sent.
-- Usage has Anthropic semantics: `input_tokens` excludes cache reads (`cache_read_input_tokens`) and cache
-  writes (`cache_creation_input_tokens`). `usage.cost` (USD) is a HyperInfer extension, as in the other
-  formats.
+- Redacted thinking (`redacted_thinking`) and prompt-cache breakpoints (`cache_control`) are accepted
+  (marked schema extensions); fields the schema does not name go to `extra` with the anthropic family.
+- Response, stream and errors: gateway/ingress/anthropic_messages_render.py.
 """
 
 import json
@@ -20,29 +15,47 @@ from typing import Any, Literal
 
 from gateway.canonical import (
     Block,
-    BlockStart,
-    BlockStop,
     CanonicalRequest,
-    Event,
     FileBlock,
-    Finish,
     ImageBlock,
     Message,
     ReasoningBlock,
     ReasoningControl,
-    ReasoningDelta,
     TextBlock,
-    TextDelta,
     Tool,
     ToolCallBlock,
-    ToolCallDelta,
     ToolChoice,
     ToolResultBlock,
-    Usage,
 )
 from gateway.errors import ErrorCode, GatewayError
-from gateway.fold import Folded
+from gateway.ingress.anthropic_messages_render import (
+    ERROR_TYPES,
+    STOP_REASONS,
+    MessageStream,
+    content_blocks,
+    dumps,
+    error_body,
+    response_object,
+    stop_reason,
+    tool_input,
+    usage_object,
+)
 from gateway.ingress.validation import load_validator, refuse_server_tools, validate_or_raise
+
+__all__ = [
+    "ERROR_TYPES",
+    "FORMAT",
+    "STOP_REASONS",
+    "content_blocks",
+    "dumps",
+    "error_body",
+    "parse_request",
+    "response_object",
+    "stop_reason",
+    "stream_renderer",
+    "tool_input",
+    "usage_object",
+]
 
 FORMAT = "anthropic_messages"
 REQUEST_VALIDATOR = load_validator("anthropic_messages.request.json")
@@ -69,28 +82,6 @@ _TOOL_CHOICE_MODES: dict[str, Literal["auto", "none", "required", "tool"]] = {
     "any": "required",
     "tool": "tool",
     "none": "none",
-}
-STOP_REASONS = {
-    "stop": "end_turn",
-    "length": "max_tokens",
-    "tool_calls": "tool_use",
-    "content_filter": "refusal",
-}
-# Anthropic's error classes (https://docs.anthropic.com/en/api/errors); the taxonomy code rides alongside.
-ERROR_TYPES = {
-    ErrorCode.INVALID_API_KEY: "authentication_error",
-    ErrorCode.WORKSPACE_LOCKED: "permission_error",
-    ErrorCode.MODEL_NOT_ALLOWED: "permission_error",
-    ErrorCode.INSUFFICIENT_CREDITS: "billing_error",
-    ErrorCode.KEY_LIMIT_EXCEEDED: "billing_error",
-    ErrorCode.RATE_LIMIT_EXCEEDED: "rate_limit_error",
-    ErrorCode.PROVIDER_RATE_LIMIT: "rate_limit_error",
-    ErrorCode.PROVIDER_OVERLOADED: "overloaded_error",
-    ErrorCode.PROVIDER_TIMEOUT: "timeout_error",
-    ErrorCode.INVALID_REQUEST: "invalid_request_error",
-    ErrorCode.CONTEXT_LENGTH_EXCEEDED: "invalid_request_error",
-    ErrorCode.CONTENT_FILTER: "invalid_request_error",
-    ErrorCode.PAYLOAD_TOO_LARGE: "request_too_large",
 }
 
 
@@ -247,187 +238,5 @@ def _user(metadata: dict[str, Any] | None) -> str | None:
     return str(user_id) if user_id is not None else None
 
 
-# --- Response -----------------------------------------------------------------------------
-def usage_object(usage: Usage, cost_usd: float) -> dict[str, Any]:
-    return {
-        "input_tokens": usage.prompt_tokens - usage.cached_prompt_tokens - usage.cache_write_prompt_tokens,
-        "cache_creation_input_tokens": usage.cache_write_prompt_tokens,
-        "cache_read_input_tokens": usage.cached_prompt_tokens,
-        "output_tokens": usage.completion_tokens,
-        "cost": cost_usd,
-    }
-
-
-def stop_reason(finish_reason: str | None) -> str:
-    return STOP_REASONS.get(finish_reason or "stop", "end_turn")
-
-
-def tool_input(arguments: str) -> dict[str, Any]:
-    """The tool call's arguments as the `input` object; `{}` when empty or not a JSON object."""
-    try:
-        value = json.loads(arguments) if arguments.strip() else {}
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def _thinking(text: str, signature: str | None, redacted: bool) -> dict[str, Any]:
-    if redacted:
-        return {"type": "redacted_thinking", "data": signature}
-    return {"type": "thinking", "thinking": text, "signature": signature or ""}
-
-
-def content_blocks(folded: Folded) -> list[dict[str, Any]]:
-    blocks = [
-        _thinking(r.text, r.signature, r.redacted) for r in folded.reasoning_blocks if r.text or r.signature
-    ]
-    if folded.text:
-        blocks.append({"type": "text", "text": folded.text})
-    for call in folded.tool_calls:
-        blocks.append(
-            {"type": "tool_use", "id": call.id, "name": call.name, "input": tool_input(call.arguments)}
-        )
-    return blocks
-
-
-def response_object(
-    *, request_id: str, model: str, created: int, folded: Folded, usage: Usage, cost_usd: float
-) -> dict[str, Any]:
-    return {
-        "id": f"msg_{request_id}",
-        "type": "message",
-        "role": "assistant",
-        "model": model,
-        "content": content_blocks(folded),
-        "stop_reason": stop_reason(folded.finish_reason),
-        "stop_sequence": folded.stop_sequence,
-        "usage": usage_object(usage, cost_usd),
-    }
-
-
-# --- Stream -------------------------------------------------------------------------------
-_EMPTY_BLOCKS = {
-    "text": {"type": "text", "text": ""},
-    "reasoning": {"type": "thinking", "thinking": "", "signature": ""},
-}
-
-
-class MessageStream:
-    """Canonical events as Anthropic's content-block SSE protocol for one streamed response."""
-
-    def __init__(self, *, request_id: str, model: str) -> None:
-        self._request_id = request_id
-        self._model = model
-        self._positions: dict[int, int] = {}  # canonical block index → Anthropic content index
-        self._open: set[int] = set()  # canonical indexes whose content_block_stop is not sent yet
-        self._finish_reason: str | None = None
-        self._stop_sequence: str | None = None
-
-    def start(self) -> list[bytes]:
-        message = {
-            "id": f"msg_{self._request_id}",
-            "type": "message",
-            "role": "assistant",
-            "model": self._model,
-            "content": [],
-            "stop_reason": None,
-            "stop_sequence": None,
-            # The prompt's size is known only at the end: message_delta carries the real figures.
-            "usage": usage_object(Usage(0, 0), 0.0),
-        }
-        return [_event("message_start", {"message": message}), _event("ping", {})]
-
-    def render(self, event: Event) -> list[bytes]:
-        match event:
-            case BlockStart(index=index, kind=kind, tool_call_id=call_id, tool_name=name) if (
-                kind != "reasoning"
-            ):
-                return self._open_block(index, kind, call_id, name)
-            case TextDelta(index=index, text=text) if text:
-                return [
-                    *self._ensure_open(index, "text"),
-                    self._delta(index, {"type": "text_delta", "text": text}),
-                ]
-            case ReasoningDelta(index=index, signature=signature, redacted=True) if signature:
-                return self._redacted(index, signature)
-            case ReasoningDelta(index=index, text=text, signature=signature) if text or signature:
-                frames = self._ensure_open(index, "reasoning")
-                if text:
-                    frames.append(self._delta(index, {"type": "thinking_delta", "thinking": text}))
-                if signature:
-                    frames.append(self._delta(index, {"type": "signature_delta", "signature": signature}))
-                return frames
-            case ToolCallDelta(index=index, arguments=arguments) if arguments:
-                frames = self._ensure_open(index, "tool_call")
-                return [*frames, self._delta(index, {"type": "input_json_delta", "partial_json": arguments})]
-            case BlockStop(index=index):
-                return self._close_block(index)
-            case Finish(reason=reason, stop_sequence=stop_sequence):
-                self._finish_reason, self._stop_sequence = reason, stop_sequence
-        return []
-
-    def finish(self, usage: Usage, cost_usd: float) -> list[bytes]:
-        frames = [frame for index in sorted(self._open) for frame in self._close_block(index)]
-        delta = {
-            "delta": {"stop_reason": stop_reason(self._finish_reason), "stop_sequence": self._stop_sequence},
-            "usage": usage_object(usage, cost_usd),
-        }
-        return [*frames, _event("message_delta", delta), _event("message_stop", {})]
-
-    def error(self, code: ErrorCode, message: str) -> list[bytes]:
-        return [_event("error", error_body(code, message, self._request_id))]
-
-    def _open_block(self, index: int, kind: str, call_id: str | None, name: str | None) -> list[bytes]:
-        if kind == "tool_call":
-            position = len(self._positions)
-            tool_use = {
-                "type": "tool_use",
-                "id": call_id or f"toolu_{position}",
-                "name": name or "",
-                "input": {},
-            }
-            return self._start(index, tool_use)
-        return self._start(index, dict(_EMPTY_BLOCKS[kind]))
-
-    def _start(self, index: int, block: dict[str, Any]) -> list[bytes]:
-        if index in self._positions:
-            return []
-        self._positions[index] = position = len(self._positions)
-        self._open.add(index)
-        return [_event("content_block_start", {"index": position, "content_block": block})]
-
-    def _redacted(self, index: int, data: str) -> list[bytes]:
-        return [*self._start(index, {"type": "redacted_thinking", "data": data}), *self._close_block(index)]
-
-    def _ensure_open(self, index: int, kind: str) -> list[bytes]:
-        """A delta for a block whose start never came (a lenient upstream) opens it first."""
-        return self._open_block(index, kind, None, None)
-
-    def _close_block(self, index: int) -> list[bytes]:
-        if index not in self._open:
-            return []
-        self._open.discard(index)
-        return [_event("content_block_stop", {"index": self._positions[index]})]
-
-    def _delta(self, index: int, delta: dict[str, Any]) -> bytes:
-        return _event("content_block_delta", {"index": self._positions[index], "delta": delta})
-
-
-def _event(kind: str, data: dict[str, Any]) -> bytes:
-    payload = data if kind == "error" else {"type": kind, **data}
-    return b"event: " + kind.encode() + b"\ndata: " + dumps(payload) + b"\n\n"
-
-
 def stream_renderer(*, request_id: str, model: str) -> MessageStream:
     return MessageStream(request_id=request_id, model=model)
-
-
-# --- Errors -------------------------------------------------------------------------------
-def error_body(code: ErrorCode, message: str, request_id: str, param: str | None = None) -> dict:
-    """Anthropic's envelope with the taxonomy code; the field a validation error names is in `message`."""
-    error = {"type": ERROR_TYPES.get(code, "api_error"), "code": code.value, "message": message}
-    return {"type": "error", "error": error, "request_id": request_id}
-
-
-def dumps(payload: Any) -> bytes:
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
