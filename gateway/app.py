@@ -7,12 +7,13 @@ from urllib.parse import parse_qs
 from django.conf import settings
 from django.db import connection
 
+from core.encoding import compact_json
+from core.envelopes import openai_error_body
+from core.errors import ApiError, ErrorCode
 from gateway import pipeline
 from gateway.auth import Caller, authenticate
-from gateway.errors import ErrorCode, GatewayError
 from gateway.http import Receive, Send, headers_of, in_thread, send_json
 from gateway.ingress import anthropic_messages, chat_completions, responses
-from gateway.ingress.chat_completions import dumps, error_body
 from gateway.metering import get_meter, writer
 from gateway.metering.redis_meter import close_loop_client
 from gateway.openapi import openapi_json
@@ -49,17 +50,15 @@ def _redis_check() -> str:
 
 async def readyz(scope: dict, receive: Receive, send: Send) -> None:
     report = await in_thread(_readiness)
-    await send_json(send, 200 if report["status"] == "ok" else 503, dumps(report), [])
+    await send_json(send, 200 if report["status"] == "ok" else 503, compact_json(report), [])
 
 
 def _generation_query(headers: dict, query: bytes) -> tuple[Caller, str]:
-    """(the caller, the request id asked for); runs in a worker thread. Raises GatewayError."""
+    """(the caller, the request id asked for); runs in a worker thread. Raises ApiError."""
     caller = authenticate(headers)
     values = parse_qs(query.decode()).get("id")
     if not values or not values[0].strip():
-        raise GatewayError(
-            ErrorCode.INVALID_REQUEST, "id: required (the X-Request-Id of a request)", param="id"
-        )
+        raise ApiError(ErrorCode.INVALID_REQUEST, "id: required (the X-Request-Id of a request)", param="id")
     return caller, values[0].strip().removeprefix("gen-")
 
 
@@ -69,17 +68,19 @@ async def generation(scope: dict, receive: Receive, send: Send) -> None:
             _generation_query, headers_of(scope), scope.get("query_string", b"")
         )
         data = await get_meter().generation(workspace_id=caller.workspace_id, request_id=request_id)
-    except GatewayError as exc:
-        await send_json(send, exc.status, dumps(error_body(exc.code, exc.message, "", exc.param)), [])
+    except ApiError as exc:
+        await send_json(
+            send, exc.status, compact_json(openai_error_body(exc.code, exc.message, "", exc.param)), []
+        )
         return
     if data is None:
         # Not found, or another workspace's: the same answer, so ids cannot be probed.
-        body = error_body(
+        body = openai_error_body(
             ErrorCode.INVALID_REQUEST, "No generation with this id in your workspace.", "", "id"
         )
-        await send_json(send, 404, dumps(body), [])
+        await send_json(send, 404, compact_json(body), [])
         return
-    await send_json(send, 200, dumps({"data": data}), [])
+    await send_json(send, 200, compact_json({"data": data}), [])
 
 
 ROUTES = {
@@ -97,10 +98,10 @@ GATEWAY_PATHS = frozenset(path for _, path in ROUTES)
 async def gateway_app(scope: dict, receive: Receive, send: Send) -> None:
     handler = ROUTES.get((scope["method"], scope["path"]))
     if handler is None:
-        body = error_body(
+        body = openai_error_body(
             ErrorCode.INVALID_REQUEST, f"{scope['method']} is not allowed on {scope['path']}.", ""
         )
-        await send_json(send, 405, dumps(body), [])
+        await send_json(send, 405, compact_json(body), [])
         return
     await handler(scope, receive, send)
 
@@ -114,8 +115,8 @@ async def no_stored_responses(scope: dict, receive: Receive, send: Send) -> None
     """Responses are not stored here, so a stored response's endpoints answer 404 in the OpenAI envelope."""
     request_id = uuid.uuid4().hex
     message = "Responses are not stored: this API is stateless, so there is nothing to retrieve or cancel."
-    body = error_body(ErrorCode.INVALID_REQUEST, message, request_id, "response_id")
-    await send_json(send, 404, dumps(body), [(b"x-request-id", request_id.encode())])
+    body = openai_error_body(ErrorCode.INVALID_REQUEST, message, request_id, "response_id")
+    await send_json(send, 404, compact_json(body), [(b"x-request-id", request_id.encode())])
 
 
 def with_gateway(django_app):

@@ -1,16 +1,22 @@
-"""Who is calling: an API key (cached in-process for at most a second) or a one-time playground key."""
+"""Who is calling: an API key (cached in-process for at most a second) or a one-time playground key.
 
+The rules of keys (hashing, expiry, revocation, one-time playground keys) are console's
+(console/services/keys.py); this module only caches their answer for the hot path.
+"""
+
+import hashlib
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
 
-from django.utils import timezone
-
-from console.models import ApiKey
-from console.services.keys import playground_key_redeem
-from console.services.secrets import PLAYGROUND_KEY_PREFIX, secret_hash
-from gateway.errors import ErrorCode, GatewayError
+from console.services.keys import (
+    api_key_authenticate,
+    api_key_touch,
+    is_playground_key,
+    playground_key_redeem,
+)
+from core.api_keys import key_from_headers
+from core.errors import ApiError, ErrorCode
 
 # Revocation must take effect across processes within a second, so a cached key lives at most that long.
 KEY_CACHE_SECONDS = 1.0
@@ -28,14 +34,9 @@ class Caller:
     limit_reset: str = "none"
 
 
-def key_from_headers(headers: dict[bytes, bytes]) -> str | None:
-    """`Authorization: Bearer <key>` (OpenAI SDK), `x-api-key` (Anthropic SDK) or `Authorization: Api-Key`."""
-    authorization = headers.get(b"authorization", b"").decode("latin-1")
-    scheme, _, credential = authorization.partition(" ")
-    if scheme.lower() in ("bearer", "api-key") and credential.strip():
-        return credential.strip()
-    api_key = headers.get(b"x-api-key", b"").decode("latin-1").strip()
-    return api_key or None
+def _cache_key(secret: str) -> str:
+    # The cache never holds a secret itself, only its digest.
+    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 class KeyCache:
@@ -44,30 +45,28 @@ class KeyCache:
 
     def has_fresh(self, secret: str) -> bool:
         """Whether `lookup` would answer without the database."""
-        cached = self._entries.get(secret_hash(secret))
+        cached = self._entries.get(_cache_key(secret))
         return cached is not None and cached[0] > time.monotonic()
 
     def lookup(self, secret: str) -> Caller | None:
         """Runs in a worker thread: may query the database."""
-        hashed = secret_hash(secret)
+        cache_key = _cache_key(secret)
         now = time.monotonic()
-        cached = self._entries.get(hashed)
+        cached = self._entries.get(cache_key)
         if cached is not None and cached[0] > now:
             return cached[1]
-        caller = _load_api_key(hashed)
+        caller = _load_api_key(secret)
         if len(self._entries) > 100_000:
             self._entries.clear()
-        self._entries[hashed] = (now + KEY_CACHE_SECONDS, caller)
+        self._entries[cache_key] = (now + KEY_CACHE_SECONDS, caller)
         return caller
 
 
-def _load_api_key(hashed: str) -> Caller | None:
-    key = ApiKey.objects.select_related("workspace").filter(secret_hash=hashed).first()
-    if key is None or not key.is_active():
+def _load_api_key(secret: str) -> Caller | None:
+    key = api_key_authenticate(secret=secret)
+    if key is None:
         return None
-    now = timezone.now()
-    if key.last_used_at is None or now - key.last_used_at >= timedelta(minutes=1):
-        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+    api_key_touch(api_key=key)
     return Caller(
         workspace_id=key.workspace_id,
         workspace_locked=key.workspace.is_locked,
@@ -83,19 +82,29 @@ def _load_api_key(hashed: str) -> Caller | None:
 key_cache = KeyCache()
 
 
+def _secret(headers: dict[bytes, bytes]) -> str | None:
+    return key_from_headers(
+        authorization=headers.get(b"authorization", b"").decode("latin-1"),
+        x_api_key=headers.get(b"x-api-key", b"").decode("latin-1"),
+    )
+
+
+def answers_from_memory(headers: dict[bytes, bytes]) -> bool:
+    """Whether `authenticate` would answer without the database (a playground key is always redeemed)."""
+    secret = _secret(headers)
+    return secret is not None and not is_playground_key(secret) and key_cache.has_fresh(secret)
+
+
 def authenticate(headers: dict[bytes, bytes]) -> Caller:
-    """The caller, or GatewayError(invalid_api_key / workspace_locked). Runs in a worker thread."""
-    secret = key_from_headers(headers)
+    """The caller, or ApiError(invalid_api_key / workspace_locked). Runs in a worker thread."""
+    secret = _secret(headers)
     if secret is None:
-        raise GatewayError(ErrorCode.INVALID_API_KEY, "Missing API key: send Authorization: Bearer <key>.")
-    if secret.startswith(PLAYGROUND_KEY_PREFIX):
-        caller = _redeem_playground_key(secret)
-    else:
-        caller = key_cache.lookup(secret)
+        raise ApiError(ErrorCode.INVALID_API_KEY, "Missing API key: send Authorization: Bearer <key>.")
+    caller = _redeem_playground_key(secret) if is_playground_key(secret) else key_cache.lookup(secret)
     if caller is None:
-        raise GatewayError(ErrorCode.INVALID_API_KEY, "Invalid, revoked or expired API key.")
+        raise ApiError(ErrorCode.INVALID_API_KEY, "Invalid, revoked or expired API key.")
     if caller.workspace_locked:
-        raise GatewayError(ErrorCode.WORKSPACE_LOCKED, "This workspace is locked; contact support.")
+        raise ApiError(ErrorCode.WORKSPACE_LOCKED, "This workspace is locked; contact support.")
     return caller
 
 

@@ -7,7 +7,7 @@ A non-streamed response is the fold of the same events (`gateway.fold.fold_event
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from gateway.errors import ErrorCode
+from core.errors import ErrorCode
 
 Role = Literal["system", "user", "assistant", "tool"]
 # An Anthropic prompt-cache breakpoint ({"type": "ephemeral", "ttl"?}) on a block or tool; the other dialects

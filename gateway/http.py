@@ -7,7 +7,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 
-from gateway.errors import ErrorCode, GatewayError
+from core.errors import ApiError, ErrorCode
 
 Receive = Callable[[], Awaitable[dict]]
 Send = Callable[[dict], Awaitable[None]]
@@ -37,7 +37,7 @@ async def read_body(receive: Receive, limit: int) -> bytes:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise GatewayError(ErrorCode.PAYLOAD_TOO_LARGE, f"The request body exceeds {limit} bytes.")
+            raise ApiError(ErrorCode.PAYLOAD_TOO_LARGE, f"The request body exceeds {limit} bytes.")
         chunks.append(chunk)
         if not message.get("more_body"):
             return b"".join(chunks)
@@ -47,9 +47,9 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
     try:
         parsed = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise GatewayError(ErrorCode.INVALID_REQUEST, f"The body is not valid JSON: {exc}") from exc
+        raise ApiError(ErrorCode.INVALID_REQUEST, f"The body is not valid JSON: {exc}") from exc
     if not isinstance(parsed, dict):
-        raise GatewayError(ErrorCode.INVALID_REQUEST, "The body must be a JSON object.")
+        raise ApiError(ErrorCode.INVALID_REQUEST, "The body must be a JSON object.")
     return parsed
 
 

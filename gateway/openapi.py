@@ -12,11 +12,12 @@ Documenting a new gateway route is one builder added to the list.
 
 import copy
 import functools
-import hashlib
 import json
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from core.encoding import compact_json
+from core.http_caching import etag_matches, strong_etag
 from gateway.http import Receive, Send, headers_of, in_thread, send_json
 from gateway.ingress.validation import SCHEMAS
 
@@ -370,13 +371,8 @@ def openapi_document() -> dict:
 @functools.cache
 def encoded_document() -> tuple[bytes, bytes]:
     """The document as served, and its strong ETag."""
-    body = json.dumps(openapi_document(), ensure_ascii=False, separators=(",", ":")).encode()
-    return body, b'"' + hashlib.sha256(body).hexdigest()[:32].encode() + b'"'
-
-
-def _etag_matches(if_none_match: bytes, etag: bytes) -> bool:
-    tags = {tag.strip().removeprefix(b"W/") for tag in if_none_match.split(b",")}
-    return b"*" in tags or etag in tags
+    body = compact_json(openapi_document())
+    return body, strong_etag(body).encode()
 
 
 async def openapi_json(scope: dict, receive: Receive, send: Send) -> None:
@@ -387,7 +383,7 @@ async def openapi_json(scope: dict, receive: Receive, send: Send) -> None:
         body, etag = await in_thread(encoded_document)  # the first time runs drf-spectacular: Django code
     headers = [(b"cache-control", f"public, max-age={MAX_AGE_SECONDS}".encode()), (b"etag", etag)]
     if_none_match = headers_of(scope).get(b"if-none-match")
-    if if_none_match is not None and _etag_matches(if_none_match, etag):
+    if if_none_match is not None and etag_matches(if_none_match.decode("latin-1"), etag.decode()):
         await send({"type": "http.response.start", "status": 304, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
         return

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.exceptions import SynchronousOnlyOperation
 
-from console.services.secrets import PLAYGROUND_KEY_PREFIX
-from gateway.auth import Caller, authenticate, key_cache, key_from_headers
+from core.encoding import compact_json
+from core.errors import ApiError, ErrorCode
+from gateway.auth import Caller, answers_from_memory, authenticate
 from gateway.canonical import CanonicalRequest, Event, Usage
 from gateway.catalog_cache import ModelInfo, catalog_cache
-from gateway.errors import ErrorCode, GatewayError
 from gateway.fold import Folded
 from gateway.http import (
     SSE_HEADERS,
@@ -50,7 +50,7 @@ class Admitted:
 
 
 def _admit(fmt: IngressFormat, headers: dict[bytes, bytes], body: bytes) -> Admitted:
-    """Who is calling, what they ask for, whether they may. Raises GatewayError.
+    """Who is calling, what they ask for, whether they may. Raises ApiError.
 
     May query the database (a key or catalog not cached yet, a playground key): see `_admits_in_loop`.
     """
@@ -58,23 +58,15 @@ def _admit(fmt: IngressFormat, headers: dict[bytes, bytes], body: bytes) -> Admi
     request = fmt.parse_request(parse_json_object(body))
     model = catalog_cache.get(request.model)
     if model is None:
-        raise GatewayError(
-            ErrorCode.INVALID_REQUEST, f"model: unknown model {request.model!r}", param="model"
-        )
+        raise ApiError(ErrorCode.INVALID_REQUEST, f"model: unknown model {request.model!r}", param="model")
     if caller.allowed_models and model.slug not in caller.allowed_models:
-        raise GatewayError(ErrorCode.MODEL_NOT_ALLOWED, f"This key may not use {model.slug}.", param="model")
+        raise ApiError(ErrorCode.MODEL_NOT_ALLOWED, f"This key may not use {model.slug}.", param="model")
     return Admitted(caller, request, model, estimate_prompt_tokens(request))
 
 
 def _admits_in_loop(headers: dict[bytes, bytes]) -> bool:
     """Whether `_admit` would answer from memory, so it can skip the worker thread (DESIGN §4, fast path)."""
-    secret = key_from_headers(headers)
-    return (
-        secret is not None
-        and not secret.startswith(PLAYGROUND_KEY_PREFIX)
-        and key_cache.has_fresh(secret)
-        and catalog_cache.is_fresh()
-    )
+    return answers_from_memory(headers) and catalog_cache.is_fresh()
 
 
 async def admit(fmt: IngressFormat, scope: dict, body: bytes, request_id: str) -> Admitted:
@@ -113,11 +105,11 @@ async def _handle(fmt: IngressFormat, scope: dict, receive: Receive, send: Send)
     try:
         body = await read_body(receive, settings.GATEWAY_MAX_BODY_BYTES)
         admitted = await admit(fmt, scope, body, request_id)
-    except GatewayError as exc:
+    except ApiError as exc:
         await send_json(
             send,
             exc.status,
-            fmt.dumps(fmt.error_body(exc.code, exc.message, request_id, exc.param)),
+            compact_json(fmt.error_body(exc.code, exc.message, request_id, exc.param)),
             id_header,
         )
         return
@@ -254,12 +246,12 @@ class Run:
             usage=outcome.usage,
             cost_usd=_usd(cost_of(self.admitted.model, outcome.usage)),
         )
-        await self._safe_send_json(200, self.fmt.dumps(body))
+        await self._safe_send_json(200, compact_json(body))
         return outcome
 
     async def _send_error_response(self, code: ErrorCode, message: str, param: str | None = None) -> None:
-        body = self.fmt.dumps(self.fmt.error_body(code, message, self.request_id, param))
-        await self._safe_send_json(GatewayError(code, message).status, body)
+        body = compact_json(self.fmt.error_body(code, message, self.request_id, param))
+        await self._safe_send_json(ApiError(code, message).status, body)
 
     async def _safe_send_json(self, status: int, body: bytes) -> None:
         try:

@@ -4,7 +4,7 @@ import time
 
 from django.core.cache import cache
 
-from gateway.errors import ErrorCode, GatewayError
+from core.errors import ApiError, ErrorCode
 
 
 def check_rate_limit(*, api_key_id: int, rpm: int) -> None:
@@ -18,4 +18,4 @@ def check_rate_limit(*, api_key_id: int, rpm: int) -> None:
         cache.set(counter, 1, timeout=120)
         count = 1
     if count > rpm:
-        raise GatewayError(ErrorCode.RATE_LIMIT_EXCEEDED, f"This key allows {rpm} requests per minute.")
+        raise ApiError(ErrorCode.RATE_LIMIT_EXCEEDED, f"This key allows {rpm} requests per minute.")

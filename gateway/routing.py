@@ -6,9 +6,9 @@ from dataclasses import dataclass, replace
 
 import aiohttp
 
+from core.errors import ErrorCode
 from gateway.canonical import CanonicalRequest, Event
 from gateway.catalog_cache import ModelInfo
-from gateway.errors import ErrorCode
 from gateway.upstreams.base import RouteInfo, UpstreamError
 from gateway.upstreams.registry import adapter_for
 

@@ -17,8 +17,8 @@ from catalog.api.openapi import (
     PublicSchema,
 )
 from catalog.selectors import model_get, models_active
-from console.api.errors import ApiError, request_id_for
-from gateway.errors import ErrorCode
+from core.drf import request_id_for
+from core.errors import ApiError, ErrorCode
 from gateway.selectors import weekly_token_volumes
 
 

@@ -6,19 +6,10 @@ from django.conf import settings
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
-from console.api.errors import ApiError
 from console.models import ApiKey
 from console.services.keys import api_key_authenticate, api_key_touch
-from gateway.errors import ErrorCode
-
-
-def key_from_headers(headers) -> str | None:
-    """The key from `Authorization: Bearer` (OpenAI SDK), `x-api-key` (Anthropic SDK) or `Api-Key`."""
-    authorization = headers.get("Authorization", "")
-    scheme, _, credential = authorization.partition(" ")
-    if scheme.lower() in ("bearer", "api-key") and credential.strip():
-        return credential.strip()
-    return headers.get("X-Api-Key", "").strip() or None
+from core.api_keys import key_from_headers
+from core.errors import ApiError, ErrorCode
 
 
 class KeyHolder:
@@ -32,7 +23,10 @@ class KeyHolder:
 
 class ApiKeyAuthentication(BaseAuthentication):
     def authenticate(self, request: Request):
-        secret = key_from_headers(request.headers)
+        secret = key_from_headers(
+            authorization=request.headers.get("Authorization", ""),
+            x_api_key=request.headers.get("X-Api-Key", ""),
+        )
         if secret is None:
             raise ApiError(ErrorCode.INVALID_API_KEY, "Missing API key: send Authorization: Bearer <key>.")
         api_key = api_key_authenticate(secret=secret)

@@ -7,12 +7,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from console.api.authentication import InternalTokenAuthentication
-from console.api.errors import ApiError
 from console.api.views import ERROR_RESPONSE, RequestIdMixin
 from console.models import PlaygroundSource, User, Workspace
 from console.services.keys import playground_key_mint
 from console.services.workspaces import PermissionDenied
-from gateway.errors import ErrorCode
+from core.errors import ApiError, ErrorCode
 
 # The spec's own request and response shapes for mintPlaygroundKey, documented verbatim.
 PLAYGROUND_KEY_REQUEST = {

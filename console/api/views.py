@@ -11,8 +11,8 @@ from billing.models import EntryKind, LedgerEntry
 from billing.money import micro_to_usd
 from billing.selectors import account_for, api_key_as_seen, usage_unflushed
 from console.api.authentication import ApiKeyAuthentication
-from console.api.errors import request_id_for
 from console.models import LimitReset
+from core.drf import request_id_for
 
 
 def _usd(micro: int | None) -> float | None:

@@ -146,6 +146,11 @@ def api_key_revoke(*, api_key: ApiKey, acting_user: User | None) -> ApiKey:
     return api_key
 
 
+def is_playground_key(secret: str) -> bool:
+    """A one-time playground key (redeem it with `playground_key_redeem`), not an API key."""
+    return secret.startswith(PLAYGROUND_KEY_PREFIX)
+
+
 def api_key_authenticate(*, secret: str) -> ApiKey | None:
     """The active key for this secret, or None (unknown, revoked or expired)."""
     if not secret.startswith(API_KEY_PREFIX) or secret.startswith(PLAYGROUND_KEY_PREFIX):

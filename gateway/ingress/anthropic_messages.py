@@ -13,6 +13,7 @@ The mirror image of the Anthropic *upstream* adapter (gateway/upstreams/anthropi
 import json
 from typing import Any, Literal
 
+from core.errors import ApiError, ErrorCode
 from gateway.canonical import (
     Block,
     CanonicalRequest,
@@ -27,13 +28,10 @@ from gateway.canonical import (
     ToolChoice,
     ToolResultBlock,
 )
-from gateway.errors import ErrorCode, GatewayError
 from gateway.ingress.anthropic_messages_render import (
-    ERROR_TYPES,
     STOP_REASONS,
     MessageStream,
     content_blocks,
-    dumps,
     error_body,
     response_object,
     stop_reason,
@@ -43,11 +41,9 @@ from gateway.ingress.anthropic_messages_render import (
 from gateway.ingress.validation import load_validator, refuse_server_tools, validate_or_raise
 
 __all__ = [
-    "ERROR_TYPES",
     "FORMAT",
     "STOP_REASONS",
     "content_blocks",
-    "dumps",
     "error_body",
     "parse_request",
     "response_object",
@@ -86,8 +82,8 @@ _TOOL_CHOICE_MODES: dict[str, Literal["auto", "none", "required", "tool"]] = {
 
 
 # --- Request ------------------------------------------------------------------------------
-def _invalid(field: str, problem: str) -> GatewayError:
-    return GatewayError(ErrorCode.INVALID_REQUEST, f"{field}: {problem}", param=field)
+def _invalid(field: str, problem: str) -> ApiError:
+    return ApiError(ErrorCode.INVALID_REQUEST, f"{field}: {problem}", param=field)
 
 
 def parse_request(body: dict[str, Any]) -> CanonicalRequest:

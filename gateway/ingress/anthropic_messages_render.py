@@ -14,6 +14,9 @@
 import json
 from typing import Any
 
+from core.encoding import compact_json
+from core.envelopes import anthropic_error_body as error_body
+from core.errors import ErrorCode
 from gateway.canonical import (
     BlockStart,
     BlockStop,
@@ -24,7 +27,6 @@ from gateway.canonical import (
     ToolCallDelta,
     Usage,
 )
-from gateway.errors import ErrorCode
 from gateway.fold import Folded
 
 STOP_REASONS = {
@@ -34,21 +36,6 @@ STOP_REASONS = {
     "content_filter": "refusal",
 }
 # Anthropic's error classes (https://docs.anthropic.com/en/api/errors); the taxonomy code rides alongside.
-ERROR_TYPES = {
-    ErrorCode.INVALID_API_KEY: "authentication_error",
-    ErrorCode.WORKSPACE_LOCKED: "permission_error",
-    ErrorCode.MODEL_NOT_ALLOWED: "permission_error",
-    ErrorCode.INSUFFICIENT_CREDITS: "billing_error",
-    ErrorCode.KEY_LIMIT_EXCEEDED: "billing_error",
-    ErrorCode.RATE_LIMIT_EXCEEDED: "rate_limit_error",
-    ErrorCode.PROVIDER_RATE_LIMIT: "rate_limit_error",
-    ErrorCode.PROVIDER_OVERLOADED: "overloaded_error",
-    ErrorCode.PROVIDER_TIMEOUT: "timeout_error",
-    ErrorCode.INVALID_REQUEST: "invalid_request_error",
-    ErrorCode.CONTEXT_LENGTH_EXCEEDED: "invalid_request_error",
-    ErrorCode.CONTENT_FILTER: "invalid_request_error",
-    ErrorCode.PAYLOAD_TOO_LARGE: "request_too_large",
-}
 
 
 # --- Response -----------------------------------------------------------------------------
@@ -219,15 +206,4 @@ class MessageStream:
 
 def _event(kind: str, data: dict[str, Any]) -> bytes:
     payload = data if kind == "error" else {"type": kind, **data}
-    return b"event: " + kind.encode() + b"\ndata: " + dumps(payload) + b"\n\n"
-
-
-# --- Errors -------------------------------------------------------------------------------
-def error_body(code: ErrorCode, message: str, request_id: str, param: str | None = None) -> dict:
-    """Anthropic's envelope with the taxonomy code; the field a validation error names is in `message`."""
-    error = {"type": ERROR_TYPES.get(code, "api_error"), "code": code.value, "message": message}
-    return {"type": "error", "error": error, "request_id": request_id}
-
-
-def dumps(payload: Any) -> bytes:
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    return b"event: " + kind.encode() + b"\ndata: " + compact_json(payload) + b"\n\n"

@@ -7,8 +7,8 @@ wraps errors in its own envelope. Everything else (auth, metering, routing, disc
 
 from typing import Any, Protocol
 
+from core.errors import ErrorCode
 from gateway.canonical import CanonicalRequest, Event, Usage
-from gateway.errors import ErrorCode
 from gateway.fold import Folded
 
 
@@ -32,7 +32,7 @@ class IngressFormat(Protocol):
     FORMAT: str  # the Generation.ingress_format value
 
     def parse_request(self, body: dict[str, Any]) -> CanonicalRequest:
-        """Validate and convert; raises GatewayError(invalid_request) naming the field."""
+        """Validate and convert; raises ApiError(invalid_request) naming the field."""
 
     def response_object(
         self, *, request_id: str, model: str, created: int, folded: Folded, usage: Usage, cost_usd: float
@@ -43,5 +43,3 @@ class IngressFormat(Protocol):
 
     def error_body(self, code: ErrorCode, message: str, request_id: str, param: str | None = None) -> dict:
         """The format's error envelope, with the taxonomy code."""
-
-    def dumps(self, payload: Any) -> bytes: ...

@@ -8,10 +8,12 @@ carries the text, and a block's `reasoning_details` entry (with its whole text) 
 A HyperInfer extension: the request schema marks it (`x-hyperinfer-extension`).
 """
 
-import json
 import time
 from typing import Any
 
+from core.encoding import compact_json
+from core.envelopes import openai_error_body as error_body
+from core.errors import ApiError, ErrorCode
 from gateway.canonical import (
     Block,
     BlockStart,
@@ -34,7 +36,6 @@ from gateway.canonical import (
     ToolResultBlock,
     Usage,
 )
-from gateway.errors import ErrorCode, GatewayError
 from gateway.fold import Folded, FoldedReasoning
 from gateway.ingress.validation import (
     load_validator,
@@ -67,16 +68,6 @@ _MAPPED = frozenset(
         "hi_tool_events",
     }
 )
-_ERROR_TYPES = {
-    ErrorCode.INVALID_API_KEY: "authentication_error",
-    ErrorCode.WORKSPACE_LOCKED: "permission_error",
-    ErrorCode.MODEL_NOT_ALLOWED: "permission_error",
-    ErrorCode.INSUFFICIENT_CREDITS: "insufficient_quota",
-    ErrorCode.KEY_LIMIT_EXCEEDED: "insufficient_quota",
-    ErrorCode.RATE_LIMIT_EXCEEDED: "rate_limit_error",
-    ErrorCode.PROVIDER_RATE_LIMIT: "rate_limit_error",
-    ErrorCode.INTERNAL_ERROR: "api_error",
-}
 
 
 # --- Request ------------------------------------------------------------------------------
@@ -106,7 +97,7 @@ def parse_request(body: dict[str, Any]) -> CanonicalRequest:
 def parallel_tool_calls(body: dict[str, Any]) -> bool | None:
     value = body.get("parallel_tool_calls")
     if value is not None and not isinstance(value, bool):
-        raise GatewayError(
+        raise ApiError(
             ErrorCode.INVALID_REQUEST, "parallel_tool_calls: must be a boolean", param="parallel_tool_calls"
         )
     return value
@@ -335,27 +326,8 @@ DONE = b"data: [DONE]\n\n"
 
 
 def _frame(payload: dict) -> bytes:
-    return b"data: " + dumps(payload) + b"\n\n"
+    return b"data: " + compact_json(payload) + b"\n\n"
 
 
 def stream_renderer(*, request_id: str, model: str) -> ChatStream:
     return ChatStream(request_id=request_id, model=model)
-
-
-def error_body(code: ErrorCode, message: str, request_id: str, param: str | None = None) -> dict:
-    error_type = _ERROR_TYPES.get(
-        code, "invalid_request_error" if code.value.startswith("invalid") else "api_error"
-    )
-    return {
-        "error": {
-            "message": message,
-            "type": error_type,
-            "code": code.value,
-            "param": param,
-            "request_id": request_id,
-        }
-    }
-
-
-def dumps(payload: Any) -> bytes:
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()

@@ -16,6 +16,8 @@
 
 from typing import Any
 
+from core.envelopes import openai_error_body as error_body
+from core.errors import ApiError, ErrorCode
 from gateway.canonical import (
     Block,
     CanonicalRequest,
@@ -31,12 +33,11 @@ from gateway.canonical import (
     ToolChoice,
     ToolResultBlock,
 )
-from gateway.errors import ErrorCode, GatewayError
-from gateway.ingress.chat_completions import dumps, error_body, parallel_tool_calls
+from gateway.ingress.chat_completions import parallel_tool_calls
 from gateway.ingress.responses_render import ResponsesStream, decode_reasoning_state, response_object
 from gateway.ingress.validation import load_validator, refuse_unrenderable, validate_or_raise
 
-__all__ = ["FORMAT", "dumps", "error_body", "parse_request", "response_object", "stream_renderer"]
+__all__ = ["FORMAT", "error_body", "parse_request", "response_object", "stream_renderer"]
 
 FORMAT = "responses"
 REQUEST_VALIDATOR = load_validator("responses.request.json")
@@ -107,20 +108,20 @@ def _end_user(body: dict[str, Any]) -> str | None:
     for name in ("user", "safety_identifier"):
         value = body.get(name)
         if value is not None and not isinstance(value, str):
-            raise GatewayError(ErrorCode.INVALID_REQUEST, f"{name}: must be a string", param=name)
+            raise ApiError(ErrorCode.INVALID_REQUEST, f"{name}: must be a string", param=name)
     return body.get("user") or body.get("safety_identifier") or None
 
 
 def _refuse_unsupported(body: dict[str, Any]) -> None:
     for name, instead in _STATEFUL.items():
         if body.get(name) not in (None, False):
-            raise GatewayError(
+            raise ApiError(
                 ErrorCode.INVALID_REQUEST,
                 f"{name}: this API is stateless and stores no responses; {instead}.",
                 param=name,
             )
     if body.get("truncation") not in (None, "disabled"):
-        raise GatewayError(
+        raise ApiError(
             ErrorCode.INVALID_REQUEST,
             "truncation: only 'disabled' is supported; the gateway never cuts the input",
             param="truncation",
@@ -135,7 +136,7 @@ def _conversation(raw_input: str | list[dict[str, Any]]) -> list[Message]:
     if isinstance(raw_input, str):
         return [Message("user", [TextBlock(raw_input)])]
     if not raw_input:
-        raise GatewayError(ErrorCode.INVALID_REQUEST, "input: must not be empty", param="input")
+        raise ApiError(ErrorCode.INVALID_REQUEST, "input: must not be empty", param="input")
     messages: list[Message] = []
     for item in raw_input:
         message = _item(item)
@@ -183,7 +184,7 @@ def _part(raw: dict[str, Any]) -> Block:
 
 def _tool(raw: dict[str, Any], position: int) -> Tool:
     if raw["type"] != "function":
-        raise GatewayError(
+        raise ApiError(
             ErrorCode.INVALID_REQUEST,
             f"tools[{position}].type: server tool {raw['type']!r} is not available yet; "
             "only function tools are supported",

@@ -26,6 +26,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.encoding import compact_json
+from core.errors import ErrorCode
 from gateway.canonical import (
     BlockStart,
     BlockStop,
@@ -36,9 +38,7 @@ from gateway.canonical import (
     ToolCallDelta,
     Usage,
 )
-from gateway.errors import ErrorCode
 from gateway.fold import Folded
-from gateway.ingress.chat_completions import dumps
 
 _INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
@@ -343,4 +343,4 @@ class ResponsesStream:
         """One SSE frame, serialized at once (items change afterwards; the frame must not)."""
         payload = {"type": kind, "sequence_number": self._sequence, **data}
         self._sequence += 1
-        return b"event: " + kind.encode() + b"\ndata: " + dumps(payload) + b"\n\n"
+        return b"event: " + kind.encode() + b"\ndata: " + compact_json(payload) + b"\n\n"

@@ -7,7 +7,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
-from gateway.errors import ErrorCode, GatewayError
+from core.errors import ApiError, ErrorCode
 
 SCHEMAS = Path(__file__).parent / "schemas"
 
@@ -33,7 +33,7 @@ def validate_or_raise(validator: Draft202012Validator, body: object) -> None:
         error = best_match(error.context)
     field = field_path(error) or None
     message = error.message if len(error.message) < 300 else error.message[:300] + "…"
-    raise GatewayError(ErrorCode.INVALID_REQUEST, f"{field}: {message}" if field else message, param=field)
+    raise ApiError(ErrorCode.INVALID_REQUEST, f"{field}: {message}" if field else message, param=field)
 
 
 def refuse_server_tools(plugins: list[dict[str, Any]] | None) -> None:
@@ -63,4 +63,4 @@ def refuse_unrenderable(body: dict[str, Any]) -> None:
 
 
 def _refuse(field: str, problem: str) -> None:
-    raise GatewayError(ErrorCode.INVALID_REQUEST, f"{field}: {problem}", param=field)
+    raise ApiError(ErrorCode.INVALID_REQUEST, f"{field}: {problem}", param=field)

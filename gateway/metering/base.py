@@ -8,10 +8,10 @@ from django.utils import timezone
 
 from billing.reservations import limit_period_key
 from catalog.pricing import generation_cost_micro_usd, worst_case_cost_micro_usd
+from core.errors import ApiError, ErrorCode
 from gateway.auth import Caller
 from gateway.canonical import CanonicalRequest, Usage
 from gateway.catalog_cache import ModelInfo
-from gateway.errors import ErrorCode, GatewayError
 from gateway.models import Generation, GenerationStatus
 
 # The request's `user` is free text; the record keeps what fits its column (a longer one must not fail it).
@@ -38,7 +38,7 @@ class Meter(Protocol):
     async def reserve(
         self, *, caller: Caller, model: ModelInfo, request_id: str, prompt_tokens: int, max_tokens: int | None
     ) -> int:
-        """Admit the request (rate limit, credits, key limit) and hold its worst case. Raises GatewayError."""
+        """Admit the request (rate limit, credits, key limit) and hold its worst case. Raises ApiError."""
 
     async def settle(
         self,
@@ -119,14 +119,14 @@ def limit_period(caller: Caller, now: datetime) -> str:
     return limit_period_key(caller.limit_reset, now)
 
 
-def refused(exc: Exception) -> GatewayError:
+def refused(exc: Exception) -> ApiError:
     """The billing refusals as the gateway's taxonomy errors."""
     from billing.errors import InsufficientCredits, KeyLimitExceeded
 
     if isinstance(exc, KeyLimitExceeded):
-        return GatewayError(ErrorCode.KEY_LIMIT_EXCEEDED, "This key's credit limit is reached.")
+        return ApiError(ErrorCode.KEY_LIMIT_EXCEEDED, "This key's credit limit is reached.")
     if isinstance(exc, InsufficientCredits):
-        return GatewayError(
+        return ApiError(
             ErrorCode.INSUFFICIENT_CREDITS,
             "Insufficient credits for this request's worst case; top up, or lower max_tokens.",
         )

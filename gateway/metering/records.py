@@ -1,6 +1,5 @@
 """A generation record in its three shapes: a Generation row, JSON in Redis, and the API's answer."""
 
-import json
 import uuid
 from datetime import datetime
 from typing import Any
@@ -53,7 +52,3 @@ def generation_data(g: Generation) -> dict[str, Any]:
     if g.error_code:
         data["error_code"] = g.error_code
     return data
-
-
-def dumps(data: dict[str, Any]) -> str:
-    return json.dumps(data, separators=(",", ":"))

@@ -21,13 +21,14 @@ from billing import mirror
 from billing.models import CreditAccount
 from billing.reservations import limit_period_start
 from console.models import ApiKey
+from core.encoding import compact_json
+from core.errors import ApiError, ErrorCode
 from gateway.auth import Caller
 from gateway.catalog_cache import ModelInfo
-from gateway.errors import ErrorCode, GatewayError
 from gateway.http import in_thread
 from gateway.metering import scripts
 from gateway.metering.base import Outcome, charge_for, generation_fields, limit_period, worst_case
-from gateway.metering.records import dumps, fields_to_json, generation_data, generation_from_json
+from gateway.metering.records import fields_to_json, generation_data, generation_from_json
 from gateway.metering.sql import GENERATION_WAIT_SECONDS, find_generation
 
 logger = logging.getLogger(__name__)
@@ -113,7 +114,7 @@ async def _load(script, name: str, read_postgres, *args: str) -> None:
         if await script(keys=[name], args=[figure, *args, version]):
             return
         await asyncio.sleep(0.01)
-    raise GatewayError(ErrorCode.INTERNAL_ERROR, "The credit mirror is busy; retry the request.")
+    raise ApiError(ErrorCode.INTERNAL_ERROR, "The credit mirror is busy; retry the request.")
 
 
 class RedisMeter:
@@ -124,7 +125,7 @@ class RedisMeter:
             return await self._reserve(caller, model, request_id, prompt_tokens, max_tokens)
         except aioredis.RedisError as exc:
             logger.exception("reserving %s in Redis failed", request_id)
-            raise GatewayError(
+            raise ApiError(
                 ErrorCode.INTERNAL_ERROR, "The credit service is unavailable; retry the request shortly."
             ) from exc
 
@@ -167,13 +168,13 @@ class RedisMeter:
                     period,
                 )
             elif verdict == "rate_limited":
-                raise GatewayError(
+                raise ApiError(
                     ErrorCode.RATE_LIMIT_EXCEEDED,
                     f"This key allows {caller.rate_limit_rpm} requests per minute.",
                 )
             else:
-                raise GatewayError(*_REFUSALS[verdict])
-        raise GatewayError(ErrorCode.INTERNAL_ERROR, "Could not reserve credits; retry the request.")
+                raise ApiError(*_REFUSALS[verdict])
+        raise ApiError(ErrorCode.INTERNAL_ERROR, "Could not reserve credits; retry the request.")
 
     async def settle(
         self,
@@ -216,7 +217,7 @@ class RedisMeter:
                 mirror.generation_json(request_id),
                 mirror.QUEUE,
             ],
-            args=[request_id, cost, period, dumps(record), DONE_TTL_SECONDS, GENERATION_TTL_SECONDS],
+            args=[request_id, cost, period, compact_json(record), DONE_TTL_SECONDS, GENERATION_TTL_SECONDS],
         )
         return cost
 

@@ -24,8 +24,9 @@ from billing.models import CreditAccount
 from billing.reservations import limit_period_key, roll_key_period
 from billing.services import usage_debits_post
 from console.models import ApiKey
+from core.encoding import compact_json
 from gateway.http import in_thread
-from gateway.metering.records import dumps, generation_from_json
+from gateway.metering.records import generation_from_json
 from gateway.metering.redis_meter import loop_client
 from gateway.models import Generation
 
@@ -197,7 +198,11 @@ async def flush_once(*, batch_size: int = BATCH_SIZE, write=_write_in_thread) ->
         raise
     completed = await run.complete(
         keys=[mirror.inflight_list(token), mirror.INFLIGHTS, mirror.DEAD],
-        args=[token, dumps(batch_accounting(records, written.dead)), *(dumps(r) for r in written.dead)],
+        args=[
+            token,
+            compact_json(batch_accounting(records, written.dead)),
+            *(compact_json(r) for r in written.dead),
+        ],
     )
     if completed and (written.rewritten_workspaces or written.rewritten_keys):
         pipe = client.pipeline(transaction=True)

@@ -26,6 +26,7 @@ from typing import Any
 
 import aiohttp
 
+from core.errors import ErrorCode
 from gateway.canonical import (
     Block,
     BlockStart,
@@ -47,7 +48,6 @@ from gateway.canonical import (
     ToolResultBlock,
     Usage,
 )
-from gateway.errors import ErrorCode
 from gateway.upstreams.base import RouteInfo, UpstreamAdapter, UpstreamError, error_for_status
 from gateway.upstreams.extras import extras_for
 from gateway.upstreams.registry import register

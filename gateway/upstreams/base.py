@@ -16,8 +16,8 @@ from typing import Any, ClassVar
 
 import aiohttp
 
+from core.errors import ErrorCode
 from gateway.canonical import CanonicalRequest, Event
-from gateway.errors import ErrorCode
 
 # Codes that mean "this provider, right now" — worth trying the next route.
 RETRYABLE_CODES = frozenset(

@@ -6,8 +6,8 @@ reasoning controls or fields; reasoning models there stream `reasoning_content` 
 base understands, and template switches go through `extra` (`chat_template_args`).
 """
 
+from core.errors import ErrorCode
 from gateway.canonical import CanonicalRequest
-from gateway.errors import ErrorCode
 from gateway.upstreams.base import RouteInfo, UpstreamError
 from gateway.upstreams.openai_compatible import Json, OpenAICompatibleAdapter
 from gateway.upstreams.registry import register

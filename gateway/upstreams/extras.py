@@ -10,8 +10,8 @@ it means. Across families a field means nothing to the target, so each one is ei
 
 from typing import Any, Literal
 
+from core.errors import ErrorCode
 from gateway.canonical import CanonicalRequest
-from gateway.errors import ErrorCode
 from gateway.upstreams.base import UpstreamError
 
 Family = Literal["openai", "anthropic"]

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 import aiohttp
 
+from core.errors import ErrorCode
 from gateway.canonical import (
     Block,
     BlockKind,
@@ -41,7 +42,6 @@ from gateway.canonical import (
     ToolResultBlock,
     Usage,
 )
-from gateway.errors import ErrorCode
 from gateway.tokens import estimate_prompt_tokens
 from gateway.upstreams.base import RouteInfo, UpstreamAdapter, UpstreamError, error_for_status
 from gateway.upstreams.extras import extras_for

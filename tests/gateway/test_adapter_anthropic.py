@@ -7,6 +7,7 @@ import socket
 import aiohttp
 import pytest
 
+from core.errors import ErrorCode
 from gateway.canonical import (
     BlockStart,
     BlockStop,
@@ -27,7 +28,6 @@ from gateway.canonical import (
     ToolResultBlock,
     Usage,
 )
-from gateway.errors import ErrorCode
 from gateway.upstreams.anthropic import AnthropicAdapter, build_body
 from gateway.upstreams.base import UpstreamError
 from gateway.upstreams.registry import adapter_for

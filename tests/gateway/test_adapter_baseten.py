@@ -2,6 +2,7 @@
 
 import pytest
 
+from core.errors import ErrorCode
 from gateway.canonical import (
     BlockStart,
     CanonicalRequest,
@@ -12,7 +13,6 @@ from gateway.canonical import (
     TextDelta,
     Usage,
 )
-from gateway.errors import ErrorCode
 from gateway.upstreams.base import UpstreamError
 from gateway.upstreams.baseten import BasetenAdapter
 from tests.fakes.openai_dialects import Scenario, openai_fake

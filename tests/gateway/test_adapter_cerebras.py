@@ -2,6 +2,7 @@
 
 import pytest
 
+from core.errors import ErrorCode
 from gateway.canonical import (
     BlockStart,
     BlockStop,
@@ -15,7 +16,6 @@ from gateway.canonical import (
     TextDelta,
     Usage,
 )
-from gateway.errors import ErrorCode
 from gateway.upstreams.base import UpstreamError
 from gateway.upstreams.cerebras import CerebrasAdapter
 from tests.fakes.openai_dialects import Scenario, openai_fake

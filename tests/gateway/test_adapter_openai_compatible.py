@@ -8,6 +8,7 @@ import socket
 
 import pytest
 
+from core.errors import ErrorCode
 from gateway.canonical import (
     BlockStart,
     BlockStop,
@@ -27,7 +28,6 @@ from gateway.canonical import (
     ToolResultBlock,
     Usage,
 )
-from gateway.errors import ErrorCode
 from gateway.upstreams.base import ProviderInfo, RouteInfo, UpstreamError
 from gateway.upstreams.baseten import BasetenAdapter
 from gateway.upstreams.cerebras import CerebrasAdapter

@@ -17,7 +17,7 @@ import pytest
 
 from billing.models import CreditAccount
 from console.services.keys import api_key_create
-from gateway.errors import HTTP_STATUS, ErrorCode
+from core.errors import HTTP_STATUS, ErrorCode
 from tests.factories import make_workspace
 from tests.fakes.anthropic_fake import Scenario as AnthropicScenario
 from tests.fakes.anthropic_fake import anthropic_fake

@@ -6,8 +6,8 @@ sequence)."""
 
 import pytest
 
+from core.errors import ApiError, ErrorCode
 from gateway.canonical import CanonicalRequest, FileBlock, Message, TextBlock, Tool
-from gateway.errors import ErrorCode, GatewayError
 from gateway.ingress import anthropic_messages, chat_completions, responses
 from gateway.upstreams.anthropic import build_body as anthropic_body
 from gateway.upstreams.base import ProviderInfo, RouteInfo, UpstreamError
@@ -87,7 +87,7 @@ def test_parallel_tool_calls_is_read_from_every_format():
     messages = {"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "Hi"}]}
     choice = {"type": "auto", "disable_parallel_tool_use": True}
     assert anthropic_messages.parse_request({**messages, "tool_choice": choice}).parallel_tool_calls is False
-    with pytest.raises(GatewayError) as raised:
+    with pytest.raises(ApiError) as raised:
         chat_completions.parse_request({**chat, "parallel_tool_calls": "no"})
     assert raised.value.param == "parallel_tool_calls"
 
@@ -121,7 +121,7 @@ def parse_responses(**fields):
     ],
 )
 def test_stateful_responses_features_are_refused_naming_the_field(name, value):
-    with pytest.raises(GatewayError) as raised:
+    with pytest.raises(ApiError) as raised:
         parse_responses(**{name: value})
     assert raised.value.code == ErrorCode.INVALID_REQUEST and raised.value.param == name
 
@@ -144,7 +144,7 @@ def test_responses_fields_that_shape_only_storage_or_output_are_dropped_and_the_
 
 def test_server_tools_are_refused_in_chat_completions_as_in_the_other_formats():
     body = {"model": "m", "messages": [{"role": "user", "content": "Hi"}], "plugins": [{"id": "web_search"}]}
-    with pytest.raises(GatewayError) as raised:
+    with pytest.raises(ApiError) as raised:
         chat_completions.parse_request(body)
     assert raised.value.param == "plugins[0].id" and "web_search" in raised.value.message
     assert chat_completions.parse_request({**body, "plugins": []}).extra == {}
@@ -249,7 +249,7 @@ CHAT = {"model": "m", "messages": [{"role": "user", "content": "Hi"}]}
     ],
 )
 def test_chat_output_the_gateway_cannot_render_is_refused(fields, param):
-    with pytest.raises(GatewayError) as raised:
+    with pytest.raises(ApiError) as raised:
         chat_completions.parse_request({**CHAT, **fields})
     assert raised.value.param == param
 
@@ -268,7 +268,7 @@ def test_neutral_values_of_those_fields_are_accepted():
     ],
 )
 def test_responses_logprobs_are_refused(fields, param):
-    with pytest.raises(GatewayError) as raised:
+    with pytest.raises(ApiError) as raised:
         parse_responses(**fields)
     assert raised.value.param == param
 
@@ -309,7 +309,7 @@ def test_any_value_of_an_unmapped_field_is_parsed_or_refused_by_name(fmt):
         for value in ODD_VALUES:
             try:
                 request = fmt.parse_request({**BASES[fmt], name: value})
-            except GatewayError as refusal:
+            except ApiError as refusal:
                 assert refusal.code == ErrorCode.INVALID_REQUEST and refusal.param, (name, value)
                 continue
             assert request.user is None or isinstance(request.user, str), (name, value)

@@ -17,10 +17,10 @@ from billing.selectors import account_for
 from billing.services import credits_grant, ledger_sum
 from console.models import ApiKey, LimitReset
 from console.services.keys import api_key_create
+from core.errors import ApiError, ErrorCode
 from gateway.auth import Caller
 from gateway.canonical import CanonicalRequest, Usage
 from gateway.catalog_cache import ModelInfo
-from gateway.errors import ErrorCode, GatewayError
 from gateway.http import in_thread
 from gateway.metering import Outcome, cost_of, writer
 from gateway.metering.base import worst_case
@@ -261,7 +261,7 @@ def test_holds_of_requests_that_never_settled_are_released(settings):
 
     async def scenario():
         await reserve(caller, rid())
-        with pytest.raises(GatewayError) as refused:
+        with pytest.raises(ApiError) as refused:
             await reserve(caller, rid())
         assert refused.value.code == ErrorCode.INSUFFICIENT_CREDITS
         _, reaped = await writer.maintain()
@@ -280,7 +280,7 @@ def test_a_grant_reaches_the_mirror():
     credits_grant(workspace_id=workspace.pk, amount_micro_usd=HOLD, reason="top-up")
 
     run(reserve(caller, rid()))  # affordable only with the grant
-    with pytest.raises(GatewayError):
+    with pytest.raises(ApiError):
         run(reserve(caller, rid()))
 
 

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from core.errors import ApiError, ErrorCode
 from gateway.canonical import (
     BlockStart,
     BlockStop,
@@ -24,7 +25,6 @@ from gateway.canonical import (
     ToolResultBlock,
     Usage,
 )
-from gateway.errors import ErrorCode, GatewayError
 from gateway.fold import Folded
 from gateway.ingress import responses
 from gateway.openapi import openapi_document
@@ -36,8 +36,8 @@ def parse(**body):
     return responses.parse_request({"model": MODEL, **body})
 
 
-def refusal(**body) -> GatewayError:
-    with pytest.raises(GatewayError) as raised:
+def refusal(**body) -> ApiError:
+    with pytest.raises(ApiError) as raised:
         parse(**body)
     assert raised.value.code == ErrorCode.INVALID_REQUEST
     return raised.value

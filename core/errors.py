@@ -42,15 +42,16 @@ HTTP_STATUS: dict[ErrorCode, int] = {
 }
 
 
-class GatewayError(Exception):
-    """A request refused with a taxonomy code; `param` names the offending field when there is one."""
+class ApiError(Exception):
+    """A request refused with a taxonomy code; `param` names the offending field when there is one.
 
-    def __init__(self, code: ErrorCode, message: str, *, param: str | None = None):
+    The HTTP status is the code's, unless given: an unknown resource is `invalid_request` with 404 (the
+    taxonomy has no not-found code), an unserved method the same with 405.
+    """
+
+    def __init__(self, code: ErrorCode, message: str, param: str | None = None, *, status: int | None = None):
         super().__init__(message)
         self.code = code
         self.message = message
         self.param = param
-
-    @property
-    def status(self) -> int:
-        return HTTP_STATUS[self.code]
+        self.status = status or HTTP_STATUS[code]
