@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 from django.shortcuts import render
 
-from billing.models import CreditAccount, LedgerEntry, Reservation
+from billing.models import CreditAccount, KeySpend, LedgerEntry, Reservation
 from billing.money import format_usd, usd_to_micro
 from billing.services import credits_adjust
 
@@ -161,3 +161,25 @@ class ReservationAdmin(ReadOnlyAdmin):
     list_filter = ("status", "created_at")
     search_fields = ("request_id", "workspace__slug")
     list_select_related = ("workspace", "api_key")
+
+
+class KeySpendInline(admin.StackedInline):
+    """An API key's spend against its limit, on the key's admin page; read-only (billing changes it)."""
+
+    model = KeySpend
+    can_delete = False
+    readonly_fields = ("period_start", "used_micro_usd", "reserved_micro_usd", "lifetime_micro_usd")
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(KeySpend)
+class KeySpendAdmin(ReadOnlyAdmin):
+    list_display = ("api_key", "used_micro_usd", "reserved_micro_usd", "lifetime_micro_usd", "period_start")
+    list_filter = ("period_start",)
+    search_fields = ("api_key__name", "api_key__prefix", "api_key__workspace__slug")
+    list_select_related = ("api_key",)

@@ -33,6 +33,44 @@ class CreditAccount(models.Model):
         return self.balance_micro_usd - self.reserved_micro_usd
 
 
+class LimitReset(models.TextChoices):
+    """How often an API key's credit limit starts over."""
+
+    NONE = "none", "Never"
+    DAILY = "daily", "Daily"
+    WEEKLY = "weekly", "Weekly"
+    MONTHLY = "monthly", "Monthly"
+
+
+class KeySpend(models.Model):
+    """What an API key has spent and holds, counted against its credit limit (DESIGN §4.1).
+
+    The limit and its reset period are the key's settings (console.ApiKey); billing is told them with each
+    hold. Changed only by billing services, each change one conditional UPDATE.
+    """
+
+    api_key = models.OneToOneField(
+        "console.ApiKey", primary_key=True, on_delete=models.CASCADE, related_name="spend"
+    )
+    period_start = models.DateTimeField(
+        null=True, blank=True, help_text="Start of the limit period `used` counts (null: never resets)."
+    )
+    used_micro_usd = models.BigIntegerField(default=0, help_text="Spent in the current limit period.")
+    reserved_micro_usd = models.BigIntegerField(default=0, help_text="Held by requests in flight.")
+    lifetime_micro_usd = models.BigIntegerField(default=0, help_text="Lifetime spend through this key.")
+
+    class Meta:
+        verbose_name = "key spend"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(reserved_micro_usd__gte=0), name="keyspend_reserved_non_negative"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"spend of key {self.api_key_id}"
+
+
 class EntryKind(models.TextChoices):
     PURCHASE = "purchase", "Purchase"
     GRANT = "grant", "Grant"

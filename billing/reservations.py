@@ -10,19 +10,20 @@ production hot path uses the Redis meter instead (gateway/metering/, ADR 0006).
 - reap_expired: reservations whose request never settled (a crashed process) are released.
 """
 
+import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Case, F, Q, Value, When
+from django.db.models import F
 from django.utils import timezone
 
-from billing.errors import InsufficientCredits, KeyLimitExceeded, ReservationNotFound
-from billing.models import CreditAccount, EntryKind, Reservation, ReservationStatus
+from billing.errors import InsufficientCredits, ReservationNotFound
+from billing.key_spend import key_spend_charge, key_spend_hold
+from billing.models import CreditAccount, EntryKind, LimitReset, Reservation, ReservationStatus
 from billing.services import ledger_post
-from console.models import ApiKey, LimitReset
 
 
 @dataclass(frozen=True)
@@ -32,41 +33,17 @@ class Settlement:
     applied: bool  # False when this call changed nothing (already settled or released)
 
 
-def limit_period_start(reset: str, now: datetime) -> datetime | None:
-    """The start (UTC) of the key-limit period that contains `now`."""
-    day = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    if reset == LimitReset.DAILY:
-        return day
-    if reset == LimitReset.WEEKLY:
-        return day - timedelta(days=day.weekday())
-    if reset == LimitReset.MONTHLY:
-        return day.replace(day=1)
-    return None
-
-
-def limit_period_key(reset: str, now: datetime) -> str:
-    """The limit period containing `now`, as the epoch second of its start ("0": a limit that never resets).
-
-    Names the period in the Redis mirror and in the records the Redis meter queues (ADR 0006)."""
-    start = limit_period_start(reset, now)
-    return "0" if start is None else str(int(start.timestamp()))
-
-
-def roll_key_period(api_key_id: int, now: datetime) -> None:
-    """Start a new limit period for the key if the current one is over; one statement, no read."""
-    starts = {
-        reset: limit_period_start(reset, now)
-        for reset in (LimitReset.DAILY, LimitReset.WEEKLY, LimitReset.MONTHLY)
-    }
-    current_start = Case(*(When(limit_reset=reset, then=Value(start)) for reset, start in starts.items()))
-    stale = Q(limit_period_start__isnull=True) | Q(limit_period_start__lt=current_start)
-    ApiKey.objects.filter(Q(id=api_key_id) & ~Q(limit_reset=LimitReset.NONE) & stale).update(
-        limit_used_micro_usd=0, limit_period_start=current_start
-    )
-
-
-def reserve(*, workspace_id, api_key_id: int | None, amount_micro_usd: int, request_id: str) -> Reservation:
-    """Hold `amount_micro_usd` of the workspace's credits (and of the key's limit) for one request.
+def reserve(
+    *,
+    workspace_id: uuid.UUID,
+    api_key_id: int | None,
+    amount_micro_usd: int,
+    request_id: str,
+    key_limit_micro_usd: int | None = None,
+    key_limit_reset: str = LimitReset.NONE,
+) -> Reservation:
+    """Hold `amount_micro_usd` of the workspace's credits (and of the key's limit, the key's settings as
+    given) for one request.
 
     Raises InsufficientCredits or KeyLimitExceeded and holds nothing when either cannot afford it.
     Reserving again with the same request id returns the existing reservation.
@@ -86,7 +63,13 @@ def reserve(*, workspace_id, api_key_id: int | None, amount_micro_usd: int, requ
             if not held:
                 raise InsufficientCredits(f"the workspace cannot afford {amount_micro_usd} µUSD")
             if api_key_id is not None:
-                _hold_on_key(api_key_id=api_key_id, amount_micro_usd=amount_micro_usd, now=now)
+                key_spend_hold(
+                    api_key_id=api_key_id,
+                    limit_micro_usd=key_limit_micro_usd,
+                    reset=key_limit_reset,
+                    amount_micro_usd=amount_micro_usd,
+                    now=now,
+                )
             return Reservation.objects.create(
                 request_id=request_id,
                 workspace_id=workspace_id,
@@ -100,18 +83,6 @@ def reserve(*, workspace_id, api_key_id: int | None, amount_micro_usd: int, requ
         if existing is None:
             raise
         return existing
-
-
-def _hold_on_key(*, api_key_id: int, amount_micro_usd: int, now: datetime) -> None:
-    roll_key_period(api_key_id, now)
-    within_limit = Q(limit_micro_usd__isnull=True) | Q(
-        limit_micro_usd__gte=F("limit_used_micro_usd") + F("limit_reserved_micro_usd") + amount_micro_usd
-    )
-    held = ApiKey.objects.filter(Q(id=api_key_id) & within_limit).update(
-        limit_reserved_micro_usd=F("limit_reserved_micro_usd") + amount_micro_usd
-    )
-    if not held:
-        raise KeyLimitExceeded("the key's credit limit cannot cover this request")
 
 
 def settle(*, request_id: str, actual_cost_micro_usd: int, usage: dict[str, Any] | None = None) -> Settlement:
@@ -153,10 +124,8 @@ def _debit_usage(reservation: Reservation, cost: int, still_held: int, usage: di
             reserved_micro_usd=F("reserved_micro_usd") - still_held
         )
     if reservation.api_key_id is not None:
-        ApiKey.objects.filter(id=reservation.api_key_id).update(
-            limit_reserved_micro_usd=F("limit_reserved_micro_usd") - still_held,
-            limit_used_micro_usd=F("limit_used_micro_usd") + cost,
-            usage_micro_usd=F("usage_micro_usd") + cost,
+        key_spend_charge(
+            api_key_id=reservation.api_key_id, released_micro_usd=still_held, cost_micro_usd=cost
         )
 
 

@@ -4,13 +4,16 @@ With the Redis meter (DESIGN §4) the newest debits and the holds of requests in
 moment before PostgreSQL has them; the reads users see add them, so a balance never looks stale.
 """
 
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from billing import mirror
-from billing.models import CreditAccount, LedgerEntry
-from billing.reservations import limit_period_key
-from console.models import ApiKey
+from billing.key_spend import limit_period_key, limit_period_start
+from billing.models import CreditAccount, KeySpend, LedgerEntry
 
 
 def account_for(*, workspace_id) -> CreditAccount:
@@ -31,13 +34,65 @@ def usage_unflushed(*, workspace_id) -> int:
     return mirror.account_pending(workspace_id)[0]
 
 
-def api_key_as_seen(key: ApiKey) -> ApiKey:
-    """The key with its charges and holds still in Redis added to its usage figures. Never save it."""
-    unflushed, in_period, held = mirror.key_pending(key.pk, limit_period_key(key.limit_reset, timezone.now()))
-    key.usage_micro_usd += unflushed
-    key.limit_used_micro_usd += in_period
-    key.limit_reserved_micro_usd += held
-    return key
+@dataclass(frozen=True)
+class KeySpendSeen:
+    """An API key's spend as its owner sees it: what PostgreSQL has plus what is still only in Redis."""
+
+    used_micro_usd: int  # in the current limit period
+    reserved_micro_usd: int
+    lifetime_micro_usd: int
+    limit_micro_usd: int | None
+
+    @property
+    def remaining_micro_usd(self) -> int | None:
+        """What the key may still spend in this period; None without a limit."""
+        if self.limit_micro_usd is None:
+            return None
+        return max(0, self.limit_micro_usd - self.used_micro_usd - self.reserved_micro_usd)
+
+
+def key_used_in_period(*, api_key_id: int, reset: str, now: datetime | None = None) -> int:
+    """PostgreSQL's spend of the key in its current limit period (0 if that period has not started)."""
+    row = KeySpend.objects.filter(api_key_id=api_key_id).values("used_micro_usd", "period_start").first()
+    if row is None:
+        return 0
+    current = limit_period_start(reset, now or timezone.now())
+    if current is not None and row["period_start"] != current:
+        return 0
+    return row["used_micro_usd"]
+
+
+def key_spend_seen(*, api_key_id: int, limit_micro_usd: int | None, reset: str) -> KeySpendSeen:
+    """The key's spend with its charges and holds still in Redis added."""
+    now = timezone.now()
+    spend = KeySpend.objects.filter(api_key_id=api_key_id).first() or KeySpend(api_key_id=api_key_id)
+    unflushed, in_period, held = mirror.key_pending(api_key_id, limit_period_key(reset, now))
+    return KeySpendSeen(
+        used_micro_usd=key_used_in_period(api_key_id=api_key_id, reset=reset, now=now) + in_period,
+        reserved_micro_usd=spend.reserved_micro_usd + held,
+        lifetime_micro_usd=spend.lifetime_micro_usd + unflushed,
+        limit_micro_usd=limit_micro_usd,
+    )
+
+
+def account_balance(*, workspace_id: uuid.UUID) -> int:
+    """The balance PostgreSQL has (0 for a workspace without an account): what the Redis mirror loads."""
+    balance = (
+        CreditAccount.objects.filter(workspace_id=workspace_id)
+        .values_list("balance_micro_usd", flat=True)
+        .first()
+    )
+    return balance or 0
+
+
+def accounts_existing(*, workspace_ids: set[str]) -> set[str]:
+    """Those of these workspaces that have a credit account (a deleted workspace has none)."""
+    return {
+        str(w)
+        for w in CreditAccount.objects.filter(workspace_id__in=workspace_ids).values_list(
+            "workspace_id", flat=True
+        )
+    }
 
 
 def ledger_entries(*, workspace_id) -> QuerySet[LedgerEntry]:

@@ -3,7 +3,7 @@ from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.http import HttpRequest
 
-from billing.admin import adjust_credits_for, render_action_form
+from billing.admin import KeySpendInline, adjust_credits_for, render_action_form
 from billing.money import format_usd
 from billing.services import account_open
 from console.models import ApiKey, Membership, PlaygroundKey, User, Workspace
@@ -150,11 +150,12 @@ class ApiKeyAdmin(admin.ModelAdmin):
         "revoked_at",
         "limit_micro_usd",
         "limit_reset",
-        "usage_micro_usd",
+        "lifetime_spend",
     )
     list_filter = (KeyStateFilter, "limit_reset", "created_at")
     search_fields = ("name", "prefix", "workspace__slug", "workspace__name")
-    list_select_related = ("workspace",)
+    list_select_related = ("workspace", "spend")
+    inlines = [KeySpendInline]
     # The secret itself is never stored; the hash is not worth showing.
     exclude = ("secret_hash",)
     readonly_fields = (
@@ -164,12 +165,13 @@ class ApiKeyAdmin(admin.ModelAdmin):
         "created_at",
         "last_used_at",
         "revoked_at",
-        "limit_period_start",
-        "limit_used_micro_usd",
-        "limit_reserved_micro_usd",
-        "usage_micro_usd",
     )
     actions = [revoke_keys]
+
+    @admin.display(description="Lifetime spend", ordering="spend__lifetime_micro_usd")
+    def lifetime_spend(self, obj: ApiKey) -> str:
+        spend = getattr(obj, "spend", None)
+        return format_usd(spend.lifetime_micro_usd if spend else 0, 6)
 
     def has_add_permission(self, request) -> bool:
         return (

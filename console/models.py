@@ -8,6 +8,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from billing.models import LimitReset
+
 
 class UserManager(BaseUserManager["User"]):
     use_in_migrations = True
@@ -94,13 +96,6 @@ class Membership(models.Model):
         return f"{self.user} in {self.workspace} ({self.role})"
 
 
-class LimitReset(models.TextChoices):
-    NONE = "none", "Never"
-    DAILY = "daily", "Daily"
-    WEEKLY = "weekly", "Weekly"
-    MONTHLY = "monthly", "Monthly"
-
-
 class ApiKey(models.Model):
     """A workspace's bearer key. Only a SHA-256 hash of the secret is stored; `prefix` is what people see."""
 
@@ -116,13 +111,10 @@ class ApiKey(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
 
-    # Optional credit limit: spend within the current reset period may not exceed it.
+    # Optional credit limit: spend within the current reset period may not exceed it. What the key has
+    # spent against it is billing's (billing.models.KeySpend, `api_key.spend`).
     limit_micro_usd = models.BigIntegerField(null=True, blank=True)
     limit_reset = models.CharField(max_length=10, choices=LimitReset.choices, default=LimitReset.NONE)
-    limit_period_start = models.DateTimeField(null=True, blank=True)
-    limit_used_micro_usd = models.BigIntegerField(default=0)
-    limit_reserved_micro_usd = models.BigIntegerField(default=0)
-    usage_micro_usd = models.BigIntegerField(default=0, help_text="Lifetime spend through this key.")
 
     allowed_models = models.JSONField(default=list, blank=True, help_text="Model slugs; empty allows all.")
     rate_limit_rpm = models.PositiveIntegerField(null=True, blank=True, help_text="Requests per minute.")
@@ -131,9 +123,6 @@ class ApiKey(models.Model):
         ordering = ["-created_at"]
         verbose_name = "API key"
         constraints = [
-            models.CheckConstraint(
-                condition=Q(limit_reserved_micro_usd__gte=0), name="apikey_reserved_non_negative"
-            ),
             models.CheckConstraint(
                 condition=Q(limit_micro_usd__isnull=True) | Q(limit_micro_usd__gte=0),
                 name="apikey_limit_non_negative",
@@ -152,12 +141,6 @@ class ApiKey(models.Model):
 
     def is_active(self, now=None) -> bool:
         return not self.is_revoked and not self.is_expired(now)
-
-    @property
-    def limit_remaining_micro_usd(self) -> int | None:
-        if self.limit_micro_usd is None:
-            return None
-        return max(0, self.limit_micro_usd - self.limit_used_micro_usd - self.limit_reserved_micro_usd)
 
 
 class PlaygroundSource(models.TextChoices):

@@ -3,7 +3,7 @@
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 
-from console.models import User, Workspace
+from console.models import ApiKey, User, Workspace
 
 SESSION_WORKSPACE_KEY = "workspace_id"
 
@@ -21,6 +21,11 @@ def current_workspace(request) -> Workspace | None:
         if workspace is not None:
             return workspace
     return workspaces.first()
+
+
+def api_key_resets(*, api_key_ids: set[int]) -> dict[int, str]:
+    """The limit reset setting of each of these keys that still exists."""
+    return dict(ApiKey.objects.filter(pk__in=api_key_ids).values_list("pk", "limit_reset"))
 
 
 def workspace_find(*, ref: str) -> Workspace:

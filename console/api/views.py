@@ -7,11 +7,10 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing.models import EntryKind, LedgerEntry
+from billing.models import EntryKind, LedgerEntry, LimitReset
 from billing.money import micro_to_usd
-from billing.selectors import account_for, api_key_as_seen, usage_unflushed
+from billing.selectors import account_for, key_spend_seen, usage_unflushed
 from console.api.authentication import ApiKeyAuthentication
-from console.models import LimitReset
 from core.drf import request_id_for
 
 
@@ -165,7 +164,8 @@ class KeyView(KeyApiView):
         },
     )
     def get(self, request):
-        key = api_key_as_seen(request.auth)
+        key = request.auth
+        spend = key_spend_seen(api_key_id=key.pk, limit_micro_usd=key.limit_micro_usd, reset=key.limit_reset)
         return Response(
             {
                 "data": {
@@ -174,9 +174,9 @@ class KeyView(KeyApiView):
                     "workspace": key.workspace.slug,
                     "limit": _usd(key.limit_micro_usd),
                     "limit_reset": key.limit_reset,
-                    "limit_remaining": _usd(key.limit_remaining_micro_usd),
-                    "usage": _usd(key.usage_micro_usd),
-                    "usage_micro_usd": str(key.usage_micro_usd),
+                    "limit_remaining": _usd(spend.remaining_micro_usd),
+                    "usage": _usd(spend.lifetime_micro_usd),
+                    "usage_micro_usd": str(spend.lifetime_micro_usd),
                     "rate_limit": {"requests_per_minute": key.rate_limit_rpm},
                     "allowed_models": key.allowed_models,
                     "expires_at": key.expires_at.isoformat() if key.expires_at else None,

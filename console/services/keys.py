@@ -4,9 +4,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
-from billing import mirror
+from billing.key_spend import key_spend_open, key_spend_restart_period
 from catalog.selectors import model_slugs
 from console.models import (
     MANAGING_ROLES,
@@ -49,6 +50,7 @@ def _validate_key_settings(
         raise ValueError(f"allowed_models: not in the catalog: {', '.join(unknown)}")
 
 
+@transaction.atomic
 def api_key_create(
     *,
     workspace: Workspace,
@@ -87,6 +89,7 @@ def api_key_create(
         allowed_models=allowed,
         rate_limit_rpm=rate_limit_rpm,
     )
+    key_spend_open(api_key_id=key.pk)
     return IssuedKey(record=key, secret=secret)
 
 
@@ -129,9 +132,7 @@ def api_key_update(
         "rate_limit_rpm": rate_limit_rpm,
     }
     if limit_reset != api_key.limit_reset:
-        changes.update(limit_used_micro_usd=0, limit_period_start=None)
-        mirror.key_invalidate_on_commit(api_key.pk)
-    # Spend counters are only touched by conditional UPDATEs in billing, so write just these columns.
+        key_spend_restart_period(api_key_id=api_key.pk)
     ApiKey.objects.filter(pk=api_key.pk).update(**changes)
     api_key.refresh_from_db()
     return api_key

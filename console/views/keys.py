@@ -39,7 +39,7 @@ def keys(request: HttpRequest) -> HttpResponse:
             return render(
                 request, "console/key_created.html", {"key": issued.record, "secret": issued.secret}
             )
-    api_keys = ApiKey.objects.filter(workspace=workspace).select_related("created_by")
+    api_keys = ApiKey.objects.filter(workspace=workspace).select_related("created_by", "spend")
     return render(request, "console/keys.html", {"form": form, "api_keys": api_keys})
 
 

@@ -6,7 +6,7 @@ from typing import Any, Protocol
 
 from django.utils import timezone
 
-from billing.reservations import limit_period_key
+from billing.key_spend import limit_period_key
 from catalog.pricing import generation_cost_micro_usd, worst_case_cost_micro_usd
 from core.errors import ApiError, ErrorCode
 from gateway.auth import Caller
@@ -115,7 +115,7 @@ def generation_fields(
 
 
 def limit_period(caller: Caller, now: datetime) -> str:
-    """The key-limit period a charge falls in (billing.reservations.limit_period_key)."""
+    """The key-limit period a charge falls in (billing.key_spend.limit_period_key)."""
     return limit_period_key(caller.limit_reset, now)
 
 

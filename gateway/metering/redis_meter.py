@@ -18,9 +18,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from billing import mirror
-from billing.models import CreditAccount
-from billing.reservations import limit_period_start
-from console.models import ApiKey
+from billing.selectors import account_balance, key_used_in_period
 from core.encoding import compact_json
 from core.errors import ApiError, ErrorCode
 from gateway.auth import Caller
@@ -85,26 +83,6 @@ async def close_loop_client() -> None:
         await found[0].aclose()
 
 
-def _workspace_balance(workspace_id) -> int:
-    return (
-        CreditAccount.objects.filter(workspace_id=workspace_id)
-        .values_list("balance_micro_usd", flat=True)
-        .first()
-        or 0
-    )
-
-
-def _key_used_in_period(api_key_id: int, reset: str) -> int:
-    """PostgreSQL's usage of the key's limit in the current period (0 if its period has not started)."""
-    row = ApiKey.objects.filter(pk=api_key_id).values("limit_used_micro_usd", "limit_period_start").first()
-    if row is None:
-        return 0
-    current = limit_period_start(reset, timezone.now())
-    if current is not None and row["limit_period_start"] != current:
-        return 0
-    return row["limit_used_micro_usd"]
-
-
 async def _load(script, name: str, read_postgres, *args: str) -> None:
     """Mirror a PostgreSQL figure into Redis, retrying while a batch write could make the read stale."""
     client, _ = loop_client()
@@ -159,12 +137,14 @@ class RedisMeter:
             if verdict == "ok":
                 return amount
             if verdict == "load_workspace":
-                await _load(run.load_workspace, keys[0], lambda: _workspace_balance(caller.workspace_id))
+                await _load(
+                    run.load_workspace, keys[0], lambda: account_balance(workspace_id=caller.workspace_id)
+                )
             elif verdict == "load_key":
                 await _load(
                     run.load_key,
                     keys[1],
-                    lambda: _key_used_in_period(caller.api_key_id, caller.limit_reset),
+                    lambda: key_used_in_period(api_key_id=caller.api_key_id, reset=caller.limit_reset),
                     period,
                 )
             elif verdict == "rate_limited":

@@ -37,6 +37,8 @@ def reserve_sync(
             api_key_id=caller.api_key_id,
             amount_micro_usd=amount,
             request_id=request_id,
+            key_limit_micro_usd=caller.limit_micro_usd,
+            key_limit_reset=caller.limit_reset,
         )
     except (InsufficientCredits, KeyLimitExceeded) as exc:
         raise refused(exc) from exc

@@ -16,14 +16,13 @@ import uuid
 from dataclasses import dataclass, field
 
 from django.db import DataError, IntegrityError, transaction
-from django.db.models import F
 from django.utils import timezone
 
 from billing import mirror
-from billing.models import CreditAccount
-from billing.reservations import limit_period_key, roll_key_period
+from billing.key_spend import key_spends_post
+from billing.selectors import accounts_existing
 from billing.services import usage_debits_post
-from console.models import ApiKey
+from console.selectors import api_key_resets
 from core.encoding import compact_json
 from gateway.http import in_thread
 from gateway.metering.records import generation_from_json
@@ -86,12 +85,7 @@ def _write(records: list[dict]) -> Written:
     with transaction.atomic():
         request_ids = [record["generation"]["request_id"] for record in records]
         done = set(Generation.objects.filter(request_id__in=request_ids).values_list("request_id", flat=True))
-        workspaces = {
-            str(w)
-            for w in CreditAccount.objects.filter(
-                workspace_id__in={record["ws"] for record in records}
-            ).values_list("workspace_id", flat=True)
-        }
+        workspaces = accounts_existing(workspace_ids={record["ws"] for record in records})
         fresh = []
         for record in records:
             request_id = record["generation"]["request_id"]
@@ -110,7 +104,7 @@ def _write(records: list[dict]) -> Written:
             done.add(request_id)
             fresh.append(record)
         key_ids = {int(record["key"]) for record in fresh if record["key"]}
-        live_keys = dict(ApiKey.objects.filter(pk__in=key_ids).values_list("pk", "limit_reset"))
+        live_keys = api_key_resets(api_key_ids=key_ids)
         generations = []
         for record in fresh:
             generation = generation_from_json(record["generation"])
@@ -140,24 +134,14 @@ def _write(records: list[dict]) -> Written:
 
 
 def _add_key_usage(records: list[dict], live_keys: dict[int, str]) -> None:
-    """Lifetime usage for every charge; limit usage for the charges in the key's current limit period."""
-    now = timezone.now()
-    totals: dict[int, list[int]] = {}
+    """Each charge of a key that still exists, with the limit period it was settled in."""
+    charges: dict[int, list[tuple[str, int]]] = {}
     for record in records:
         cost = record["generation"]["cost_micro_usd"]
         key_id = int(record["key"]) if record["key"] else None
-        if not cost or key_id not in live_keys:
-            continue
-        in_period = record["period"] == limit_period_key(live_keys[key_id], now)
-        lifetime, limited = totals.setdefault(key_id, [0, 0])
-        totals[key_id] = [lifetime + cost, limited + (cost if in_period else 0)]
-    for key_id in sorted(totals):
-        lifetime, limited = totals[key_id]
-        roll_key_period(key_id, now)
-        ApiKey.objects.filter(pk=key_id).update(
-            usage_micro_usd=F("usage_micro_usd") + lifetime,
-            limit_used_micro_usd=F("limit_used_micro_usd") + limited,
-        )
+        if cost and key_id in live_keys:
+            charges.setdefault(key_id, []).append((record["period"], cost))
+    key_spends_post(charges=charges, resets=live_keys, now=timezone.now())
 
 
 def batch_accounting(records: list[dict], dead: list[dict]) -> dict:

@@ -9,7 +9,7 @@ from django.db import connection, connections
 
 from billing import reservations
 from billing.errors import InsufficientCredits, KeyLimitExceeded
-from billing.models import CreditAccount, EntryKind, LedgerEntry, Reservation
+from billing.models import CreditAccount, EntryKind, KeySpend, LedgerEntry, Reservation
 from billing.services import ledger_post, ledger_sum
 from console.services.keys import api_key_create
 from tests.factories import make_workspace
@@ -96,7 +96,11 @@ def test_concurrent_reservations_respect_the_key_limit_and_the_balance_together(
     def attempt(i: int) -> str:
         try:
             reservations.reserve(
-                workspace_id=workspace.id, api_key_id=key.id, amount_micro_usd=1_000, request_id=f"k-{i}"
+                workspace_id=workspace.id,
+                api_key_id=key.id,
+                amount_micro_usd=1_000,
+                request_id=f"k-{i}",
+                key_limit_micro_usd=key.limit_micro_usd,
             )
         except KeyLimitExceeded:
             return "limited"
@@ -104,8 +108,7 @@ def test_concurrent_reservations_respect_the_key_limit_and_the_balance_together(
 
     outcomes = run_concurrently(100, attempt)
     assert outcomes.count("held") == 30
-    key.refresh_from_db()
-    assert key.limit_reserved_micro_usd == 30_000
+    assert KeySpend.objects.get(api_key=key).reserved_micro_usd == 30_000
     # Refused reservations were rolled back on the workspace too.
     assert CreditAccount.objects.get(workspace=workspace).reserved_micro_usd == 30_000
 

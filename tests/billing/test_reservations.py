@@ -5,9 +5,18 @@ from django.utils import timezone
 
 from billing import reservations
 from billing.errors import InsufficientCredits, KeyLimitExceeded, ReservationNotFound
-from billing.models import CreditAccount, EntryKind, LedgerEntry, Reservation, ReservationStatus
+from billing.key_spend import limit_period_start
+from billing.models import (
+    CreditAccount,
+    EntryKind,
+    KeySpend,
+    LedgerEntry,
+    LimitReset,
+    Reservation,
+    ReservationStatus,
+)
 from billing.services import ledger_sum
-from console.models import ApiKey, LimitReset
+from console.models import ApiKey
 from console.services.keys import api_key_create
 from tests.factories import make_workspace
 
@@ -20,6 +29,19 @@ def account(workspace) -> CreditAccount:
 
 def make_key(workspace, **options) -> ApiKey:
     return api_key_create(workspace=workspace, name="k", created_by=None, **options).record
+
+
+def key_limit_of(key: ApiKey) -> dict:
+    """What the meters pass: the key and its limit settings."""
+    return {
+        "api_key_id": key.id,
+        "key_limit_micro_usd": key.limit_micro_usd,
+        "key_limit_reset": key.limit_reset,
+    }
+
+
+def spend_of(key: ApiKey) -> KeySpend:
+    return KeySpend.objects.get(api_key=key)
 
 
 def test_reserve_holds_credits_without_spending_them():
@@ -59,7 +81,7 @@ def test_settle_debits_the_actual_cost_and_releases_the_hold():
     workspace = make_workspace(credits_micro_usd=10_000)
     key = make_key(workspace)
     reservations.reserve(
-        workspace_id=workspace.id, api_key_id=key.id, amount_micro_usd=5_000, request_id="r1"
+        workspace_id=workspace.id, **key_limit_of(key), amount_micro_usd=5_000, request_id="r1"
     )
     result = reservations.settle(
         request_id="r1", actual_cost_micro_usd=1_234, usage={"completion_tokens": 12}
@@ -70,8 +92,7 @@ def test_settle_debits_the_actual_cost_and_releases_the_hold():
     entry = LedgerEntry.objects.get(kind=EntryKind.USAGE, reference="r1")
     assert entry.amount_micro_usd == -1_234 and entry.api_key_id == key.id
     assert entry.metadata == {"completion_tokens": 12}
-    key.refresh_from_db()
-    assert (key.usage_micro_usd, key.limit_reserved_micro_usd) == (1_234, 0)
+    assert (spend_of(key).lifetime_micro_usd, spend_of(key).reserved_micro_usd) == (1_234, 0)
     assert Reservation.objects.get(request_id="r1").status == ReservationStatus.SETTLED
 
 
@@ -113,7 +134,7 @@ def test_the_reaper_releases_reservations_that_never_settled():
     workspace = make_workspace(credits_micro_usd=1_000)
     key = make_key(workspace, limit_micro_usd=900)
     reservations.reserve(
-        workspace_id=workspace.id, api_key_id=key.id, amount_micro_usd=800, request_id="crashed"
+        workspace_id=workspace.id, **key_limit_of(key), amount_micro_usd=800, request_id="crashed"
     )
     reservations.reserve(workspace_id=workspace.id, api_key_id=None, amount_micro_usd=100, request_id="fresh")
     Reservation.objects.filter(request_id="crashed").update(expires_at=timezone.now() - timedelta(seconds=1))
@@ -121,8 +142,7 @@ def test_the_reaper_releases_reservations_that_never_settled():
     assert reservations.reap_expired() == 1
     assert reservations.reap_expired() == 0
     assert account(workspace).reserved_micro_usd == 100
-    key.refresh_from_db()
-    assert key.limit_reserved_micro_usd == 0
+    assert spend_of(key).reserved_micro_usd == 0
     assert Reservation.objects.get(request_id="crashed").status == ReservationStatus.EXPIRED
 
 
@@ -140,19 +160,23 @@ def test_a_late_settlement_after_the_reaper_still_charges_exactly_once():
 def test_a_key_limit_caps_what_the_key_can_hold_and_spend():
     workspace = make_workspace(credits_micro_usd=100_000)
     key = make_key(workspace, limit_micro_usd=1_000)
-    reservations.reserve(workspace_id=workspace.id, api_key_id=key.id, amount_micro_usd=800, request_id="r1")
+    reservations.reserve(
+        workspace_id=workspace.id, **key_limit_of(key), amount_micro_usd=800, request_id="r1"
+    )
     with pytest.raises(KeyLimitExceeded) as refused:
         reservations.reserve(
-            workspace_id=workspace.id, api_key_id=key.id, amount_micro_usd=300, request_id="r2"
+            workspace_id=workspace.id, **key_limit_of(key), amount_micro_usd=300, request_id="r2"
         )
     assert refused.value.code == "key_limit_exceeded"
     # The refused reservation held nothing on the workspace either.
     assert account(workspace).reserved_micro_usd == 800
     reservations.settle(request_id="r1", actual_cost_micro_usd=500)
-    reservations.reserve(workspace_id=workspace.id, api_key_id=key.id, amount_micro_usd=500, request_id="r3")
+    reservations.reserve(
+        workspace_id=workspace.id, **key_limit_of(key), amount_micro_usd=500, request_id="r3"
+    )
     with pytest.raises(KeyLimitExceeded):
         reservations.reserve(
-            workspace_id=workspace.id, api_key_id=key.id, amount_micro_usd=1, request_id="r4"
+            workspace_id=workspace.id, **key_limit_of(key), amount_micro_usd=1, request_id="r4"
         )
 
 
@@ -160,28 +184,28 @@ def test_a_daily_key_limit_starts_afresh_the_next_day():
     workspace = make_workspace(credits_micro_usd=100_000)
     key = make_key(workspace, limit_micro_usd=1_000, limit_reset=LimitReset.DAILY)
     reservations.reserve(
-        workspace_id=workspace.id, api_key_id=key.id, amount_micro_usd=1_000, request_id="r1"
+        workspace_id=workspace.id, **key_limit_of(key), amount_micro_usd=1_000, request_id="r1"
     )
     reservations.settle(request_id="r1", actual_cost_micro_usd=1_000)
     with pytest.raises(KeyLimitExceeded):
         reservations.reserve(
-            workspace_id=workspace.id, api_key_id=key.id, amount_micro_usd=1, request_id="r2"
+            workspace_id=workspace.id, **key_limit_of(key), amount_micro_usd=1, request_id="r2"
         )
-    yesterday = reservations.limit_period_start(LimitReset.DAILY, timezone.now()) - timedelta(days=1)
-    ApiKey.objects.filter(pk=key.pk).update(limit_period_start=yesterday)
+    yesterday = limit_period_start(LimitReset.DAILY, timezone.now()) - timedelta(days=1)
+    KeySpend.objects.filter(api_key=key).update(period_start=yesterday)
     reservations.reserve(
-        workspace_id=workspace.id, api_key_id=key.id, amount_micro_usd=1_000, request_id="r3"
+        workspace_id=workspace.id, **key_limit_of(key), amount_micro_usd=1_000, request_id="r3"
     )
-    key.refresh_from_db()
-    assert key.limit_used_micro_usd == 0 and key.limit_reserved_micro_usd == 1_000
-    assert key.usage_micro_usd == 1_000  # lifetime usage is not reset
+    spend = spend_of(key)
+    assert spend.used_micro_usd == 0 and spend.reserved_micro_usd == 1_000
+    assert spend.lifetime_micro_usd == 1_000  # lifetime usage is not reset
 
 
 def test_limit_periods_start_at_utc_midnight_monday_and_the_first():
     from datetime import UTC, datetime
 
     now = datetime(2026, 11, 19, 15, 30, tzinfo=UTC)  # a Thursday
-    assert reservations.limit_period_start(LimitReset.DAILY, now) == datetime(2026, 11, 19, tzinfo=UTC)
-    assert reservations.limit_period_start(LimitReset.WEEKLY, now) == datetime(2026, 11, 16, tzinfo=UTC)
-    assert reservations.limit_period_start(LimitReset.MONTHLY, now) == datetime(2026, 11, 1, tzinfo=UTC)
-    assert reservations.limit_period_start(LimitReset.NONE, now) is None
+    assert limit_period_start(LimitReset.DAILY, now) == datetime(2026, 11, 19, tzinfo=UTC)
+    assert limit_period_start(LimitReset.WEEKLY, now) == datetime(2026, 11, 16, tzinfo=UTC)
+    assert limit_period_start(LimitReset.MONTHLY, now) == datetime(2026, 11, 1, tzinfo=UTC)
+    assert limit_period_start(LimitReset.NONE, now) is None

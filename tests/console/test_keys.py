@@ -5,6 +5,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from billing.models import KeySpend
 from console.models import ApiKey, PlaygroundKey, PlaygroundSource
 from console.services.keys import (
     api_key_authenticate,
@@ -143,7 +144,7 @@ def test_editing_a_key_changes_its_limits_and_a_new_period_starts_the_spend_afre
     owner = make_user()
     workspace = make_workspace(owner=owner)
     key = api_key_create(workspace=workspace, name="svc", created_by=owner, limit_micro_usd=1_000).record
-    ApiKey.objects.filter(pk=key.pk).update(limit_used_micro_usd=700, limit_reserved_micro_usd=100)
+    KeySpend.objects.filter(api_key=key).update(used_micro_usd=700, reserved_micro_usd=100)
 
     api_key_update(
         api_key=key,
@@ -154,13 +155,14 @@ def test_editing_a_key_changes_its_limits_and_a_new_period_starts_the_spend_afre
         allowed_models=[],
         rate_limit_rpm=30,
     )
-    assert (key.name, key.limit_micro_usd, key.rate_limit_rpm, key.limit_used_micro_usd) == (
+    spend = KeySpend.objects.get(api_key=key)
+    assert (key.name, key.limit_micro_usd, key.rate_limit_rpm, spend.used_micro_usd) == (
         "svc v2",
         2_000,
         30,
         700,
     )
-    assert key.limit_reserved_micro_usd == 100  # held amounts belong to requests in flight
+    assert spend.reserved_micro_usd == 100  # held amounts belong to requests in flight
 
     api_key_update(
         api_key=key,
@@ -171,7 +173,8 @@ def test_editing_a_key_changes_its_limits_and_a_new_period_starts_the_spend_afre
         allowed_models=[],
         rate_limit_rpm=None,
     )
-    assert (key.limit_reset, key.limit_used_micro_usd, key.limit_reserved_micro_usd) == ("monthly", 0, 100)
+    spend.refresh_from_db()
+    assert (key.limit_reset, spend.used_micro_usd, spend.reserved_micro_usd) == ("monthly", 0, 100)
 
     stranger = make_user()
     membership_add(workspace=workspace, user=stranger, acting_user=owner)

@@ -12,10 +12,10 @@ import pytest
 from django.core.management import call_command
 
 from billing import mirror
-from billing.models import CreditAccount, EntryKind, LedgerEntry
+from billing.models import CreditAccount, EntryKind, KeySpend, LedgerEntry, LimitReset
 from billing.selectors import account_for
 from billing.services import credits_grant, ledger_sum
-from console.models import ApiKey, LimitReset
+from console.models import ApiKey
 from console.services.keys import api_key_create
 from core.errors import ApiError, ErrorCode
 from gateway.auth import Caller
@@ -192,8 +192,8 @@ def test_after_a_flush_the_ledger_balances_and_usage_equals_the_generations():
     for before, after in itertools.pairwise(entries):
         assert after.balance_after_micro_usd == before.balance_after_micro_usd + after.amount_micro_usd
     assert entries[-1].balance_after_micro_usd == account.balance_micro_usd
-    key.refresh_from_db()
-    assert key.usage_micro_usd == key.limit_used_micro_usd == charged
+    spend = KeySpend.objects.get(api_key=key)
+    assert spend.lifetime_micro_usd == spend.used_micro_usd == charged
     assert mirrored(mirror.workspace_hash(workspace.pk))["bal"] == account.balance_micro_usd
     assert mirrored(mirror.key_hash(key.pk))["used"] == charged
 
@@ -388,4 +388,4 @@ def test_a_replay_after_the_done_marker_expired_is_still_billed_once():
     balance = CreditAccount.objects.get(workspace=workspace).balance_micro_usd
     assert balance == 10 * HOLD - cost == mirrored(mirror.workspace_hash(workspace.pk))["bal"]
     assert mirrored(mirror.key_hash(key.pk))["used"] == cost
-    assert ApiKey.objects.get(pk=key.pk).usage_micro_usd == cost
+    assert KeySpend.objects.get(api_key=key).lifetime_micro_usd == cost
