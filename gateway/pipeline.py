@@ -31,7 +31,7 @@ from gateway.http import (
     wait_for_disconnect,
 )
 from gateway.ingress.base import IngressFormat
-from gateway.metering import Outcome, cost_of, get_meter
+from gateway.metering import Outcome, Settlement, cost_of, get_meter
 from gateway.models import GenerationStatus
 from gateway.routing import open_stream
 from gateway.session import upstream_session
@@ -283,20 +283,22 @@ def _usd(micro: int) -> float:
 
 async def _settle(fmt: IngressFormat, admitted: Admitted, request_id: str, outcome: Outcome) -> None:
     """Off the response path: the client already has its bytes. Retried, never dropped (DESIGN §4.4)."""
+    settlement = Settlement(
+        request_id=request_id,
+        caller=admitted.caller,
+        model=admitted.model,
+        ingress_format=fmt.FORMAT,
+        streamed=admitted.request.stream,
+        end_user=admitted.request.user,
+        outcome=outcome,
+    )
     for attempt, pause in enumerate((0.0, 0.2, 1.0, 3.0)):
         await asyncio.sleep(pause)
         try:
-            await get_meter().settle(
-                caller=admitted.caller,
-                model=admitted.model,
-                request=admitted.request,
-                request_id=request_id,
-                ingress_format=fmt.FORMAT,
-                outcome=outcome,
-            )
+            await get_meter().settle(settlement)
             return
         except Exception:
             logger.exception("settling %s failed (attempt %d)", request_id, attempt + 1)
     from gateway.tasks import settle_later
 
-    settle_later(admitted=admitted, request_id=request_id, outcome=outcome, ingress_format=fmt.FORMAT)
+    settle_later(settlement)

@@ -3,34 +3,19 @@
 
 import asyncio
 import logging
-from dataclasses import asdict
 
 from celery import shared_task
 from django.conf import settings
 
-from gateway.auth import Caller
-from gateway.canonical import CanonicalRequest, Usage
 from gateway.catalog_cache import catalog_cache
-from gateway.metering import Outcome, get_meter, sql, writer
+from gateway.metering import Settlement, get_meter, sql, writer
 from gateway.metering.redis_meter import close_loop_client
 
 logger = logging.getLogger(__name__)
 
 
-def settle_later(*, admitted, request_id: str, outcome: Outcome, ingress_format: str) -> None:
-    payload = {
-        "caller": {
-            **asdict(admitted.caller),
-            "workspace_id": str(admitted.caller.workspace_id),
-            "allowed_models": [],
-        },
-        "model": admitted.model.slug,
-        "stream": admitted.request.stream,
-        "user": admitted.request.user,
-        "request_id": request_id,
-        "ingress_format": ingress_format,
-        "outcome": {**asdict(outcome), "usage": asdict(outcome.usage)},
-    }
+def settle_later(settlement: Settlement) -> None:
+    payload = settlement.to_json()
     try:
         settle_generation.apply_async(kwargs={"payload": payload}, countdown=5)
     except Exception:
@@ -49,26 +34,16 @@ def settle_generation(payload: dict) -> None:
     model = catalog_cache.get(payload["model"])
     if model is None:
         raise LookupError(f"model {payload['model']} is not in the catalog")
-    caller = Caller(**{**payload["caller"], "allowed_models": frozenset()})
-    outcome = Outcome(**{**payload["outcome"], "usage": Usage(**payload["outcome"]["usage"])})
-    request = CanonicalRequest(model=model.slug, messages=[], stream=payload["stream"], user=payload["user"])
-    settlement = {
-        "caller": caller,
-        "model": model,
-        "request": request,
-        "request_id": payload["request_id"],
-        "ingress_format": payload["ingress_format"],
-        "outcome": outcome,
-    }
+    settlement = Settlement.from_json(payload, model=model)
     if settings.GATEWAY_METER == "sql":
-        sql.settle_sync(**settlement)
+        sql.settle_sync(settlement)
     else:
         asyncio.run(_settle_in_redis(settlement))
 
 
-async def _settle_in_redis(settlement: dict) -> None:
+async def _settle_in_redis(settlement: Settlement) -> None:
     try:
-        await get_meter().settle(**settlement)
+        await get_meter().settle(settlement)
     finally:
         await close_loop_client()
 

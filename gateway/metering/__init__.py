@@ -7,11 +7,11 @@ batches (production, ADR 0006). `settings.GATEWAY_METER` chooses.
 
 from django.conf import settings
 
-from gateway.metering.base import Meter, Outcome, cost_of
+from gateway.metering.base import Meter, Outcome, Settlement, cost_of
 from gateway.metering.redis_meter import RedisMeter
 from gateway.metering.sql import SqlMeter
 
-__all__ = ["Meter", "Outcome", "cost_of", "get_meter"]
+__all__ = ["Meter", "Outcome", "Settlement", "cost_of", "get_meter"]
 
 _METERS: dict[str, Meter] = {"sql": SqlMeter(), "redis": RedisMeter()}
 

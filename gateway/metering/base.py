@@ -1,6 +1,8 @@
-"""What both meters share: the outcome of a request, its cost, and the generation record it leaves."""
+"""What both meters share: the outcome of a request, the settlement that bills it, its cost, and the
+generation record it leaves."""
 
-from dataclasses import dataclass
+import uuid
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -10,7 +12,7 @@ from billing.key_spend import limit_period_key
 from catalog.pricing import generation_cost_micro_usd, worst_case_cost_micro_usd
 from core.errors import ApiError, ErrorCode
 from gateway.auth import Caller
-from gateway.canonical import CanonicalRequest, Usage
+from gateway.canonical import Usage
 from gateway.catalog_cache import ModelInfo
 from gateway.models import Generation, GenerationStatus
 
@@ -32,6 +34,53 @@ class Outcome:
     ttft_ms: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """One finished request as the meters bill and record it: who called, which model, in what format,
+    and what happened. The same value settles in the gateway, and, serialised, in a Celery retry."""
+
+    request_id: str
+    caller: Caller
+    model: ModelInfo
+    ingress_format: str
+    streamed: bool
+    end_user: str | None
+    outcome: Outcome
+
+    def to_json(self) -> dict[str, Any]:
+        """For a Celery task's arguments; `from_json` reads it back (the model by its catalog slug)."""
+        caller = {**asdict(self.caller), "workspace_id": str(self.caller.workspace_id), "allowed_models": []}
+        return {
+            "request_id": self.request_id,
+            "caller": caller,
+            "model": self.model.slug,
+            "ingress_format": self.ingress_format,
+            "streamed": self.streamed,
+            "end_user": self.end_user,
+            "outcome": {**asdict(self.outcome), "usage": asdict(self.outcome.usage)},
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], *, model: ModelInfo) -> "Settlement":
+        caller = Caller(
+            **{
+                **data["caller"],
+                "workspace_id": uuid.UUID(data["caller"]["workspace_id"]),
+                "allowed_models": frozenset(),
+            }
+        )
+        outcome = Outcome(**{**data["outcome"], "usage": Usage(**data["outcome"]["usage"])})
+        return cls(
+            request_id=data["request_id"],
+            caller=caller,
+            model=model,
+            ingress_format=data["ingress_format"],
+            streamed=data["streamed"],
+            end_user=data["end_user"],
+            outcome=outcome,
+        )
+
+
 class Meter(Protocol):
     """Reserve before the upstream call; settle and record after it (DESIGN §4). Both methods are async."""
 
@@ -40,16 +89,7 @@ class Meter(Protocol):
     ) -> int:
         """Admit the request (rate limit, credits, key limit) and hold its worst case. Raises ApiError."""
 
-    async def settle(
-        self,
-        *,
-        caller: Caller,
-        model: ModelInfo,
-        request: CanonicalRequest,
-        request_id: str,
-        ingress_format: str,
-        outcome: Outcome,
-    ) -> int:
+    async def settle(self, settlement: Settlement) -> int:
         """Charge what was generated (nothing for a failure), exactly once, and keep the generation record."""
 
     async def generation(self, *, workspace_id, request_id: str) -> dict[str, Any] | None:
@@ -70,34 +110,28 @@ def cost_of(model: ModelInfo, usage: Usage) -> int:
     )
 
 
-def charge_for(model: ModelInfo, outcome: Outcome) -> int:
+def charge_for(settlement: Settlement) -> int:
     """Failed requests cost nothing; completed and cancelled ones pay for the tokens produced."""
-    return 0 if outcome.status == GenerationStatus.FAILED else cost_of(model, outcome.usage)
+    outcome = settlement.outcome
+    return 0 if outcome.status == GenerationStatus.FAILED else cost_of(settlement.model, outcome.usage)
 
 
 def generation_fields(
-    *,
-    caller: Caller,
-    model: ModelInfo,
-    request: CanonicalRequest,
-    request_id: str,
-    ingress_format: str,
-    outcome: Outcome,
-    cost: int,
-    finished_at: datetime | None = None,
+    settlement: Settlement, *, cost: int, finished_at: datetime | None = None
 ) -> dict[str, Any]:
     """The Generation row's fields (request_id excluded), the same for both meters."""
     finished = finished_at or timezone.now()
+    caller, outcome = settlement.caller, settlement.outcome
     usage = outcome.usage
     return {
         "workspace_id": caller.workspace_id,
         "api_key_id": caller.api_key_id,
         "source": caller.source,
-        "ingress_format": ingress_format,
-        "model": model.slug,
+        "ingress_format": settlement.ingress_format,
+        "model": settlement.model.slug,
         "provider": outcome.provider,
         "upstream_model_id": outcome.upstream_model_id,
-        "streamed": request.stream,
+        "streamed": settlement.streamed,
         "tokens_prompt": usage.prompt_tokens,
         "tokens_completion": usage.completion_tokens,
         "tokens_reasoning": usage.reasoning_tokens,
@@ -108,7 +142,7 @@ def generation_fields(
         "status": outcome.status,
         "finish_reason": outcome.finish_reason,
         "error_code": outcome.error_code,
-        "end_user": (request.user or "")[:END_USER_MAX_LENGTH],
+        "end_user": (settlement.end_user or "")[:END_USER_MAX_LENGTH],
         "created_at": finished - timedelta(milliseconds=outcome.latency_ms),
         "finished_at": finished,
     }

@@ -25,7 +25,7 @@ from gateway.auth import Caller
 from gateway.catalog_cache import ModelInfo
 from gateway.http import in_thread
 from gateway.metering import scripts
-from gateway.metering.base import Outcome, charge_for, generation_fields, limit_period, worst_case
+from gateway.metering.base import Settlement, charge_for, generation_fields, limit_period, worst_case
 from gateway.metering.records import fields_to_json, generation_data, generation_from_json
 from gateway.metering.sql import GENERATION_WAIT_SECONDS, find_generation
 
@@ -156,28 +156,11 @@ class RedisMeter:
                 raise ApiError(*_REFUSALS[verdict])
         raise ApiError(ErrorCode.INTERNAL_ERROR, "Could not reserve credits; retry the request.")
 
-    async def settle(
-        self,
-        *,
-        caller: Caller,
-        model: ModelInfo,
-        request,
-        request_id: str,
-        ingress_format: str,
-        outcome: Outcome,
-    ) -> int:
-        cost = charge_for(model, outcome)
+    async def settle(self, settlement: Settlement) -> int:
+        cost = charge_for(settlement)
         finished = timezone.now()
-        fields = generation_fields(
-            caller=caller,
-            model=model,
-            request=request,
-            request_id=request_id,
-            ingress_format=ingress_format,
-            outcome=outcome,
-            cost=cost,
-            finished_at=finished,
-        )
+        fields = generation_fields(settlement, cost=cost, finished_at=finished)
+        caller, request_id = settlement.caller, settlement.request_id
         period = limit_period(caller, finished)
         record = {
             "ws": str(caller.workspace_id),

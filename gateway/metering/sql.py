@@ -14,10 +14,9 @@ from billing import reservations
 from billing.errors import InsufficientCredits, KeyLimitExceeded
 from billing.models import Reservation, ReservationStatus
 from gateway.auth import Caller
-from gateway.canonical import CanonicalRequest
 from gateway.catalog_cache import ModelInfo
 from gateway.http import in_thread
-from gateway.metering.base import Outcome, charge_for, generation_fields, refused, worst_case
+from gateway.metering.base import Settlement, charge_for, generation_fields, refused, worst_case
 from gateway.metering.records import generation_data
 from gateway.models import Generation
 from gateway.ratelimit import check_rate_limit
@@ -45,37 +44,22 @@ def reserve_sync(
     return amount
 
 
-def settle_sync(
-    *,
-    caller: Caller,
-    model: ModelInfo,
-    request: CanonicalRequest,
-    request_id: str,
-    ingress_format: str,
-    outcome: Outcome,
-) -> int:
+def settle_sync(settlement: Settlement) -> int:
     """Charge and write the generation record in one transaction; a replay changes nothing."""
-    cost = charge_for(model, outcome)
-    fields = generation_fields(
-        caller=caller,
-        model=model,
-        request=request,
-        request_id=request_id,
-        ingress_format=ingress_format,
-        outcome=outcome,
-        cost=cost,
-    )
+    cost = charge_for(settlement)
+    fields = generation_fields(settlement, cost=cost)
+    usage = settlement.outcome.usage
     with transaction.atomic():
         reservations.settle(
-            request_id=request_id,
+            request_id=settlement.request_id,
             actual_cost_micro_usd=cost,
             usage={
-                "model": model.slug,
-                "prompt_tokens": outcome.usage.prompt_tokens,
-                "completion_tokens": outcome.usage.completion_tokens,
+                "model": settlement.model.slug,
+                "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
             },
         )
-        Generation.objects.update_or_create(request_id=request_id, defaults=fields)
+        Generation.objects.update_or_create(request_id=settlement.request_id, defaults=fields)
     return cost
 
 
@@ -94,8 +78,8 @@ class SqlMeter:
     async def reserve(self, **kwargs) -> int:
         return await in_thread(reserve_sync, **kwargs)
 
-    async def settle(self, **kwargs) -> int:
-        return await in_thread(settle_sync, **kwargs)
+    async def settle(self, settlement: Settlement) -> int:
+        return await in_thread(settle_sync, settlement)
 
     async def generation(self, *, workspace_id, request_id: str) -> dict[str, Any] | None:
         deadline = time.monotonic() + GENERATION_WAIT_SECONDS

@@ -19,10 +19,10 @@ from console.models import ApiKey
 from console.services.keys import api_key_create
 from core.errors import ApiError, ErrorCode
 from gateway.auth import Caller
-from gateway.canonical import CanonicalRequest, Usage
+from gateway.canonical import Usage
 from gateway.catalog_cache import ModelInfo
 from gateway.http import in_thread
-from gateway.metering import Outcome, cost_of, writer
+from gateway.metering import Outcome, Settlement, cost_of, writer
 from gateway.metering.base import worst_case
 from gateway.metering.redis_meter import RedisMeter, close_loop_client, loop_client
 from gateway.models import Generation
@@ -81,12 +81,15 @@ async def reserve(caller: Caller, request_id: str) -> int:
 
 async def settle(caller: Caller, request_id: str, completion_tokens: int, status: str = "completed") -> int:
     return await meter.settle(
-        caller=caller,
-        model=MODEL,
-        request=CanonicalRequest(model=MODEL.slug, messages=[]),
-        request_id=request_id,
-        ingress_format="chat_completions",
-        outcome=Outcome(status=status, usage=Usage(PROMPT_TOKENS, completion_tokens), latency_ms=12),
+        Settlement(
+            request_id=request_id,
+            caller=caller,
+            model=MODEL,
+            ingress_format="chat_completions",
+            streamed=False,
+            end_user=None,
+            outcome=Outcome(status=status, usage=Usage(PROMPT_TOKENS, completion_tokens), latency_ms=12),
+        )
     )
 
 

@@ -1,0 +1,94 @@
+"""A settlement is one typed value with one serialisation: the gateway and a Celery retry settle the same."""
+
+import dataclasses
+import json
+import uuid
+
+import pytest
+
+from billing.models import EntryKind, LedgerEntry
+from gateway.auth import Caller
+from gateway.canonical import Usage
+from gateway.catalog_cache import catalog_cache
+from gateway.metering import Outcome, Settlement, sql
+from gateway.metering.base import charge_for
+from gateway.models import Generation
+from gateway.tasks import settle_generation
+from tests.factories import make_workspace
+
+
+def a_settlement(workspace_id: uuid.UUID, model) -> Settlement:
+    caller = Caller(
+        workspace_id=workspace_id,
+        workspace_locked=False,
+        api_key_id=None,
+        allowed_models=frozenset(),
+        rate_limit_rpm=None,
+        source="chat",
+    )
+    outcome = Outcome(
+        status="completed",
+        usage=Usage(prompt_tokens=12, completion_tokens=30, reasoning_tokens=4, cached_prompt_tokens=2),
+        provider="mock",
+        finish_reason="stop",
+        latency_ms=40,
+        ttft_ms=9,
+    )
+    return Settlement(
+        request_id=uuid.uuid4().hex,
+        caller=caller,
+        model=model,
+        ingress_format="responses",
+        streamed=True,
+        end_user="user-7",
+        outcome=outcome,
+    )
+
+
+@pytest.mark.django_db
+def test_a_settlement_survives_its_json_unchanged(shipped_catalog):
+    model = catalog_cache.get("hyperinfer/sandbox-pro")
+    settlement = a_settlement(uuid.uuid4(), model)
+    restored = Settlement.from_json(json.loads(json.dumps(settlement.to_json())), model=model)
+    assert restored == settlement
+
+
+@pytest.mark.django_db
+def test_a_settlement_drops_the_keys_allowlist_which_billing_does_not_need(shipped_catalog):
+    model = catalog_cache.get("hyperinfer/sandbox-pro")
+    settlement = a_settlement(uuid.uuid4(), model)
+    with_allowlist = dataclasses.replace(
+        settlement, caller=dataclasses.replace(settlement.caller, allowed_models=frozenset({"x/y"}))
+    )
+    assert with_allowlist.to_json() == settlement.to_json()
+
+
+@pytest.mark.django_db
+def test_the_celery_retry_bills_a_settlement_once_however_often_it_runs(shipped_catalog, settings):
+    settings.GATEWAY_METER = "sql"
+    workspace = make_workspace(credits_micro_usd=1_000_000)
+    model = catalog_cache.get("hyperinfer/sandbox-pro")
+    settlement = a_settlement(workspace.id, model)
+    sql.reserve_sync(
+        caller=settlement.caller,
+        model=model,
+        request_id=settlement.request_id,
+        prompt_tokens=12,
+        max_tokens=50,
+    )
+    payload = settlement.to_json()
+    settle_generation(payload=payload)
+    settle_generation(payload=payload)
+
+    cost = charge_for(settlement)
+    assert cost > 0
+    debits = LedgerEntry.objects.filter(kind=EntryKind.USAGE, reference=settlement.request_id)
+    assert [entry.amount_micro_usd for entry in debits] == [-cost]
+    generation = Generation.objects.get(request_id=settlement.request_id)
+    assert (generation.ingress_format, generation.source, generation.streamed, generation.end_user) == (
+        "responses",
+        "chat",
+        True,
+        "user-7",
+    )
+    assert (generation.tokens_completion, generation.cost_micro_usd) == (30, cost)
