@@ -12,8 +12,8 @@ from core.envelopes import openai_error_body
 from core.errors import ApiError, ErrorCode
 from gateway import pipeline
 from gateway.auth import Caller, authenticate
-from gateway.http import Receive, Send, headers_of, in_thread, send_json
-from gateway.ingress import anthropic_messages, chat_completions, responses
+from gateway.http import Handler, Receive, Send, headers_of, in_thread, send_json
+from gateway.ingress.registry import format_for_path, formats
 from gateway.metering import get_meter, writer
 from gateway.metering.redis_meter import close_loop_client
 from gateway.openapi import openapi_json
@@ -83,20 +83,29 @@ async def generation(scope: dict, receive: Receive, send: Send) -> None:
     await send_json(send, 200, compact_json({"data": data}), [])
 
 
-ROUTES = {
-    ("POST", "/api/v1/chat/completions"): pipeline.handler(chat_completions),
-    ("POST", "/api/v1/responses"): pipeline.handler(responses),
-    ("POST", "/api/v1/messages"): pipeline.handler(anthropic_messages),
+# The gateway's own routes; each ingress format adds `POST <its PATH>` (gateway/ingress/registry.py).
+FIXED_ROUTES = {
     ("GET", "/api/v1/generation"): generation,
     ("GET", "/healthz"): healthz,
     ("GET", "/readyz"): readyz,
     ("GET", "/openapi.json"): openapi_json,
 }
-GATEWAY_PATHS = frozenset(path for _, path in ROUTES)
+FIXED_PATHS = frozenset(path for _, path in FIXED_ROUTES)
+
+
+def routes() -> dict[tuple[str, str], Handler]:
+    """Every (method, path) the gateway app answers."""
+    served = {("POST", fmt.PATH): pipeline.handler(fmt) for fmt in formats()}
+    return {**served, **FIXED_ROUTES}
+
+
+def is_gateway_path(path: str) -> bool:
+    return path in FIXED_PATHS or format_for_path(path) is not None
 
 
 async def gateway_app(scope: dict, receive: Receive, send: Send) -> None:
-    handler = ROUTES.get((scope["method"], scope["path"]))
+    fmt = format_for_path(scope["path"]) if scope["method"] == "POST" else None
+    handler = pipeline.handler(fmt) if fmt is not None else FIXED_ROUTES.get((scope["method"], scope["path"]))
     if handler is None:
         body = openai_error_body(
             ErrorCode.INVALID_REQUEST, f"{scope['method']} is not allowed on {scope['path']}.", ""
@@ -123,7 +132,7 @@ def with_gateway(django_app):
     """HTTP router: gateway paths to the gateway app, everything else to Django."""
 
     async def app(scope: dict, receive: Receive, send: Send) -> None:
-        if scope["path"].rstrip("/") in GATEWAY_PATHS:
+        if is_gateway_path(scope["path"].rstrip("/")):
             scope = {**scope, "path": scope["path"].rstrip("/")}
             await gateway_app(scope, receive, send)
         elif scope["path"].startswith(STORED_RESPONSES):

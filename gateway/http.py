@@ -11,6 +11,7 @@ from core.errors import ApiError, ErrorCode
 
 Receive = Callable[[], Awaitable[dict]]
 Send = Callable[[dict], Awaitable[None]]
+Handler = Callable[[dict, Receive, Send], Awaitable[None]]  # an ASGI HTTP app
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
 SSE_HEADERS = [

@@ -4,6 +4,7 @@ reserve), run upstream, respond in the caller's format, settle. `handler(fmt)` i
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 import uuid
@@ -21,6 +22,7 @@ from gateway.fold import Folded
 from gateway.http import (
     SSE_HEADERS,
     ClientGone,
+    Handler,
     Receive,
     Send,
     headers_of,
@@ -89,7 +91,8 @@ async def admit(fmt: IngressFormat, scope: dict, body: bytes, request_id: str) -
     return admitted
 
 
-def handler(fmt: IngressFormat):
+@functools.cache
+def handler(fmt: IngressFormat) -> Handler:
     """The ASGI handler of one ingress format."""
 
     async def handle(scope: dict, receive: Receive, send: Send) -> None:

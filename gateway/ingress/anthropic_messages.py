@@ -54,6 +54,8 @@ __all__ = [
 ]
 
 FORMAT = "anthropic_messages"
+PATH = "/api/v1/messages"
+LABEL = "Anthropic Messages"
 REQUEST_VALIDATOR = load_validator("anthropic_messages.request.json")
 _MAPPED = frozenset(
     {

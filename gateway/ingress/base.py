@@ -30,6 +30,8 @@ class StreamRenderer(Protocol):
 
 class IngressFormat(Protocol):
     FORMAT: str  # the Generation.ingress_format value
+    PATH: str  # where the gateway serves it (POST)
+    LABEL: str  # its name for people (admin, dashboard)
 
     def parse_request(self, body: dict[str, Any]) -> CanonicalRequest:
         """Validate and convert; raises ApiError(invalid_request) naming the field."""

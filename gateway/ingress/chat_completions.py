@@ -45,6 +45,8 @@ from gateway.ingress.validation import (
 )
 
 FORMAT = "chat_completions"
+PATH = "/api/v1/chat/completions"
+LABEL = "OpenAI Chat Completions"
 REASONING_FORMAT = "anthropic-claude-v1"  # whose signature a reasoning detail carries
 REQUEST_VALIDATOR = load_validator("chat_completions.request.json")
 _MAPPED = frozenset(

@@ -40,6 +40,8 @@ from gateway.ingress.validation import load_validator, refuse_unrenderable, vali
 __all__ = ["FORMAT", "error_body", "parse_request", "response_object", "stream_renderer"]
 
 FORMAT = "responses"
+PATH = "/api/v1/responses"
+LABEL = "OpenAI Responses"
 REQUEST_VALIDATOR = load_validator("responses.request.json")
 _MAPPED = frozenset(
     {
