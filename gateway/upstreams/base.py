@@ -81,7 +81,7 @@ _CONTEXT_HINTS = (
 
 
 def error_for_status(status: int, body: str) -> ErrorCode:
-    """DESIGN §3's mapping of an upstream HTTP failure onto the taxonomy."""
+    """architecture §3's mapping of an upstream HTTP failure onto the taxonomy."""
     lowered = body.lower()
     if status in (401, 403):
         return ErrorCode.PROVIDER_AUTH
