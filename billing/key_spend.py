@@ -1,4 +1,4 @@
-"""An API key's spend against its credit limit: limit periods, holds and charges (architecture §4.1).
+"""An API key's spend against its credit limit: limit periods, holds and charges (design §4.1).
 
 The limit and its reset period are the key's settings (console); every function here is told them. The
 counters live in `KeySpend`, changed only here, each change one conditional UPDATE. Both meters use these

@@ -2,7 +2,7 @@
 
 PostgreSQL stays the book of record. Redis holds, per workspace, a mirror of its balance with the holds
 of requests in flight and the debits not yet written to PostgreSQL ("unflushed"), so a request is
-admitted and settled by one atomic script each, without touching PostgreSQL (architecture §4). The gateway's
+admitted and settled by one atomic script each, without touching PostgreSQL (design §4). The gateway's
 metering (gateway/metering/redis_meter.py) runs the scripts and writes PostgreSQL in batches.
 
 Hash `hi:m:ws:<workspace>`:

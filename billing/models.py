@@ -43,7 +43,7 @@ class LimitReset(models.TextChoices):
 
 
 class KeySpend(models.Model):
-    """What an API key has spent and holds, counted against its credit limit (architecture §4.1).
+    """What an API key has spent and holds, counted against its credit limit (design §4.1).
 
     The limit and its reset period are the key's settings (console.ApiKey); billing is told them with each
     hold. Changed only by billing services, each change one conditional UPDATE.

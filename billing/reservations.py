@@ -147,7 +147,7 @@ def _close_held(*, request_id: str, status: str) -> bool:
 
 
 def reap_expired(*, now: datetime | None = None, batch_size: int = 500) -> int:
-    """Release reservations whose request never settled (architecture §4.4). Returns how many were released."""
+    """Release reservations whose request never settled (design §4.4). Returns how many were released."""
     cutoff = now or timezone.now()
     stale_ids = list(
         Reservation.objects.filter(status=ReservationStatus.HELD, expires_at__lte=cutoff).values_list(

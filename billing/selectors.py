@@ -1,6 +1,6 @@
 """Billing reads for pages, APIs and admin.
 
-With the Redis meter (architecture §4) the newest debits and the holds of requests in flight live in Redis for a
+With the Redis meter (design §4) the newest debits and the holds of requests in flight live in Redis for a
 moment before PostgreSQL has them; the reads users see add them, so a balance never looks stale.
 """
 

@@ -1,7 +1,7 @@
 """Ledger services: every change to a workspace's balance goes through `ledger_post`.
 
 A balance change is one conditional UPDATE on the account row inside the same transaction that
-writes the ledger entry, so the balance always equals the sum of the entries (architecture §4.3).
+writes the ledger entry, so the balance always equals the sum of the entries (design §4.3).
 """
 
 from typing import Any
@@ -86,7 +86,7 @@ def _post(*, workspace_id, release_reserved_micro_usd: int, **fields) -> LedgerE
         workspace_id=workspace_id
     )
     if fields["kind"] != EntryKind.USAGE:
-        # Usage is debited in the hot path's mirror already; any other change must reach it (architecture §4).
+        # Usage is debited in the hot path's mirror already; any other change must reach it (design §4).
         mirror.account_invalidate_on_commit(workspace_id)
     return LedgerEntry.objects.create(
         workspace_id=workspace_id, balance_after_micro_usd=balance_after, **fields
@@ -120,7 +120,7 @@ def credits_adjust(*, workspace_id, amount_micro_usd: int, reason: str, created_
 
 
 def ledger_sum(*, workspace_id) -> int:
-    """The sum of a workspace's ledger entries; equals its account balance (architecture §4.3)."""
+    """The sum of a workspace's ledger entries; equals its account balance (design §4.3)."""
     total = LedgerEntry.objects.filter(workspace_id=workspace_id).aggregate(total=Sum("amount_micro_usd"))[
         "total"
     ]
@@ -130,7 +130,7 @@ def ledger_sum(*, workspace_id) -> int:
 def usage_debits_post(debits: list[tuple[Any, str, int | None, int, dict[str, Any]]]) -> int:
     """Post many usage debits at once: (workspace id, request id, api key id, cost, metadata) each.
 
-    For the Redis hot path's batch writer (architecture §4): one UPDATE per workspace, in a stable order so
+    For the Redis hot path's batch writer (design §4): one UPDATE per workspace, in a stable order so
     concurrent writers cannot deadlock, and each entry's balance_after as if posted one by one. Runs inside
     the caller's transaction; request ids must be new (the caller skips those already written).
     Returns the number of entries written.

@@ -1,7 +1,7 @@
 """What a generation costs, in integer micro-USD.
 
 Catalog prices are USD per 1M tokens, so one token at $X/M costs exactly X micro-USD. Costs are summed in
-Decimal and rounded once, up, at the end (architecture §4): a workspace is never charged less than it used.
+Decimal and rounded once, up, at the end (design §4): a workspace is never charged less than it used.
 """
 
 from decimal import ROUND_CEILING, Decimal

@@ -1,6 +1,6 @@
 """The ASGI entry point: a Channels router in front of Django.
 
-Gateway paths go to the gateway's own ASGI app ahead of Django's view stack (architecture §3-4);
+Gateway paths go to the gateway's own ASGI app ahead of Django's view stack (design §3-4);
 everything else goes to Django.
 """
 

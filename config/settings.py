@@ -158,7 +158,7 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = "UTC"
-# The gateway's meter (architecture §4, ADR 0006): "redis" admits and settles each request with one atomic Redis
+# The gateway's meter (design §4, ADR 0006): "redis" admits and settles each request with one atomic Redis
 # script and writes PostgreSQL in batches (production); "sql" reserves and settles in the database directly.
 GATEWAY_METER = env_str(
     "GATEWAY_METER",

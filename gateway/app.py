@@ -1,4 +1,4 @@
-"""The gateway's own ASGI app, mounted ahead of Django's view stack for its paths (architecture §3-4)."""
+"""The gateway's own ASGI app, mounted ahead of Django's view stack for its paths (design §3-4)."""
 
 import asyncio
 import uuid

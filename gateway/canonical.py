@@ -1,7 +1,7 @@
 """The canonical model: every ingress format converts to it, every upstream adapter speaks from it.
 
 A request is messages of content blocks plus tools and controls; a response is a stream of events.
-A non-streamed response is the fold of the same events (`gateway.fold.Folded`, which adds one event at a time): one code path.
+A non-streamed response is the fold of the same events (`gateway.fold.Folded`): one code path.
 """
 
 from dataclasses import dataclass, field

@@ -1,4 +1,4 @@
-"""A non-streamed response is the fold of the event stream (architecture §3): one code path for both."""
+"""A non-streamed response is the fold of the event stream (design §3): one code path for both."""
 
 from dataclasses import dataclass, field
 

@@ -1,4 +1,4 @@
-"""One record per gateway request: what was asked, who answered, what it cost (architecture §3, metering)."""
+"""One record per gateway request: what was asked, who answered, what it cost (design §3, metering)."""
 
 from django.db import models
 from django.utils import timezone

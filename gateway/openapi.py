@@ -1,4 +1,4 @@
-"""GET /openapi.json: one OpenAPI 3.1 document for the gateway and the management API (architecture §3, §5).
+"""GET /openapi.json: one OpenAPI 3.1 document for the gateway and the management API (design §3, §5).
 
 Three sources, merged once and cached:
 - components (security schemes and the spec's shared schemas): `ingress/schemas/components.json`,

@@ -1,4 +1,4 @@
-"""The gateway's one request pipeline, for every ingress format (architecture §3): admit (auth, model, limits,
+"""The gateway's one request pipeline, for every ingress format (design §3): admit (auth, model, limits,
 reserve), run upstream, respond in the caller's format, settle. `handler(fmt)` is the ASGI handler of a format
 (gateway/ingress/base.py says what a format provides)."""
 
@@ -67,12 +67,12 @@ def _admit(fmt: IngressFormat, headers: dict[bytes, bytes], body: bytes) -> Admi
 
 
 def _admits_in_loop(headers: dict[bytes, bytes]) -> bool:
-    """Whether `_admit` would answer from memory, so it can skip the worker thread (architecture §4, fast path)."""
+    """Whether `_admit` would answer from memory, so it can skip the worker thread (design §4, fast path)."""
     return answers_from_memory(headers) and catalog_cache.is_fresh()
 
 
 async def admit(fmt: IngressFormat, scope: dict, body: bytes, request_id: str) -> Admitted:
-    """Admission, then the worst case reserved before anything goes upstream (architecture §4.1)."""
+    """Admission, then the worst case reserved before anything goes upstream (design §4.1)."""
     headers = headers_of(scope)
     admitted = None
     if _admits_in_loop(headers):
@@ -285,7 +285,7 @@ def _usd(micro: int) -> float:
 
 
 async def _settle(fmt: IngressFormat, admitted: Admitted, request_id: str, outcome: Outcome) -> None:
-    """Off the response path: the client already has its bytes. Retried, never dropped (architecture §4.4)."""
+    """Off the response path: the client already has its bytes. Retried, never dropped (design §4.4)."""
     settlement = Settlement(
         request_id=request_id,
         caller=admitted.caller,

@@ -1,5 +1,5 @@
 """Gateway work for Celery: settlements the gateway could not write in time are retried until they land
-(architecture §4.4), and the Redis meter's queue is flushed to PostgreSQL as a backstop of the gateway's writers."""
+(design §4.4), and the Redis meter's queue is flushed to PostgreSQL as a backstop of the gateway's writers."""
 
 import asyncio
 import logging

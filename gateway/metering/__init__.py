@@ -1,4 +1,4 @@
-"""Metering: reserve before the upstream call, settle and record after it (architecture §4).
+"""Metering: reserve before the upstream call, settle and record after it (design §4).
 
 Two meters behind one interface (`Meter`): `sql` reserves and settles in the database, one transaction
 each (the embedded default); `redis` does both with one atomic Redis script each and writes PostgreSQL in

@@ -82,7 +82,7 @@ class Settlement:
 
 
 class Meter(Protocol):
-    """Reserve before the upstream call; settle and record after it (architecture §4). Both methods are async."""
+    """Reserve before the upstream call; settle and record after it (design §4). Both methods are async."""
 
     async def reserve(
         self, *, caller: Caller, model: ModelInfo, request_id: str, prompt_tokens: int, max_tokens: int | None

@@ -1,5 +1,5 @@
 """The Redis meter (production): one atomic script to admit a request, one to settle it; PostgreSQL is
-written in batches off the request path by gateway/metering/writer.py (architecture §4, ADR 0006).
+written in batches off the request path by gateway/metering/writer.py (design §4, ADR 0006).
 
 Admission checks the key's rate limit, holds the worst case against the workspace's mirrored balance and
 the key's limit, and records the hold with an expiry for the reaper. Settlement releases the hold, debits

@@ -42,7 +42,7 @@ return 'ok'
 
 # KEYS: workspace hash, key hash, hold hash, holds zset, done marker, generation json, queue
 # ARGV: request id, cost, period, record json, done ttl, generation ttl
-# Returns 1 when applied, 0 when this request was settled before (exactly once, architecture §4.2).
+# Returns 1 when applied, 0 when this request was settled before (exactly once, design §4.2).
 SETTLE = f"""
 if redis.call('EXISTS', KEYS[5]) == 1 then return 0 end
 local cost = tonumber(ARGV[2])
@@ -173,7 +173,7 @@ return moved
 """
 )
 
-# Release the holds of requests that never settled (a crashed process; architecture §4.4).
+# Release the holds of requests that never settled (a crashed process; design §4.4).
 # KEYS: holds zset. ARGV: now, batch size.
 REAP = f"""
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))

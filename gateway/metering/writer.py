@@ -1,4 +1,4 @@
-"""The Redis meter's writer: settled records go from the Redis queue to PostgreSQL in batches (architecture §4).
+"""The Redis meter's writer: settled records go from the Redis queue to PostgreSQL in batches (design §4).
 
 A batch is claimed atomically (moved to its own in-flight list), written in one PostgreSQL transaction
 (usage debits, key usage, generation rows; request ids already written are skipped, so a batch written

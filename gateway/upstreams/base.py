@@ -81,7 +81,7 @@ _CONTEXT_HINTS = (
 
 
 def error_for_status(status: int, body: str) -> ErrorCode:
-    """architecture §3's mapping of an upstream HTTP failure onto the taxonomy."""
+    """design §3's mapping of an upstream HTTP failure onto the taxonomy."""
     lowered = body.lower()
     if status in (401, 403):
         return ErrorCode.PROVIDER_AUTH

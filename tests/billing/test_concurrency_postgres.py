@@ -1,4 +1,4 @@
-"""The money invariants under real concurrency, on PostgreSQL (architecture §4.1-4.3)."""
+"""The money invariants under real concurrency, on PostgreSQL (design §4.1-4.3)."""
 
 import random
 import threading

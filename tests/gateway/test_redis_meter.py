@@ -1,4 +1,4 @@
-"""The Redis meter (architecture §4, ADR 0006) on a real Redis and PostgreSQL: the money invariants hold with the
+"""The Redis meter (design §4, ADR 0006) on a real Redis and PostgreSQL: the money invariants hold with the
 mirror in front of the ledger, concurrency included, and so does the batch writer's recovery."""
 
 import asyncio
