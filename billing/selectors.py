@@ -4,11 +4,13 @@ With the Redis meter (DESIGN §4) the newest debits and the holds of requests in
 moment before PostgreSQL has them; the reads users see add them, so a balance never looks stale.
 """
 
-from django.db.models import QuerySet
+from dataclasses import dataclass
+
+from django.db.models import QuerySet, Sum
 from django.utils import timezone
 
 from billing import mirror
-from billing.models import CreditAccount, LedgerEntry
+from billing.models import CreditAccount, EntryKind, LedgerEntry
 from billing.reservations import limit_period_key
 from console.models import ApiKey
 
@@ -42,3 +44,32 @@ def api_key_as_seen(key: ApiKey) -> ApiKey:
 
 def ledger_entries(*, workspace_id) -> QuerySet[LedgerEntry]:
     return LedgerEntry.objects.filter(workspace_id=workspace_id).select_related("created_by", "api_key")
+
+
+@dataclass(frozen=True)
+class WorkspaceCredits:
+    """A workspace's credits as its owner sees them, in micro-USD."""
+
+    balance_micro_usd: int
+    reserved_micro_usd: int
+    available_micro_usd: int
+    total_usage_micro_usd: int
+
+    @property
+    def total_credits_micro_usd(self) -> int:
+        """Credits ever added: the balance plus everything used."""
+        return self.balance_micro_usd + self.total_usage_micro_usd
+
+
+def workspace_credits(*, workspace_id) -> WorkspaceCredits:
+    """The balance, holds and total usage (ledger usage debits plus those still in Redis) of a workspace."""
+    account = account_for(workspace_id=workspace_id)
+    debited = LedgerEntry.objects.filter(workspace_id=workspace_id, kind=EntryKind.USAGE).aggregate(
+        total=Sum("amount_micro_usd")
+    )["total"]
+    return WorkspaceCredits(
+        balance_micro_usd=account.balance_micro_usd,
+        reserved_micro_usd=account.reserved_micro_usd,
+        available_micro_usd=account.available_micro_usd,
+        total_usage_micro_usd=-(debited or 0) + usage_unflushed(workspace_id=workspace_id),
+    )

@@ -3,11 +3,12 @@
 from django.core.exceptions import ValidationError
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from console.api.authentication import InternalTokenAuthentication
-from console.api.views import ERROR_RESPONSE, RequestIdMixin
+from console.api.views import ERROR_RESPONSE, IsoDateTimeField, RequestIdMixin
 from console.models import PlaygroundSource, User, Workspace
 from console.services.keys import playground_key_mint
 from console.services.workspaces import PermissionDenied
@@ -32,6 +33,15 @@ PLAYGROUND_KEY_RESPONSE = {
         "source": {"type": "string", "enum": ["playground", "chat"]},
     },
 }
+
+
+class PlaygroundKeySerializer(serializers.Serializer):
+    """Writes an IssuedKey in PLAYGROUND_KEY_RESPONSE's shape (the spec's schema stays the documentation;
+    tests/console/test_playground_keys_api.py checks the two agree)."""
+
+    key = serializers.CharField(source="secret")
+    expires_at = IsoDateTimeField(source="record.expires_at")
+    source = serializers.ChoiceField(source="record.source", choices=PlaygroundSource.values)
 
 
 class RequiredBodySchema(AutoSchema):
@@ -90,11 +100,7 @@ class PlaygroundKeysView(RequestIdMixin, APIView):
             issued = playground_key_mint(workspace=workspace, user=user, source=source)
         except PermissionDenied as exc:
             raise ApiError(ErrorCode.INVALID_REQUEST, str(exc), param="user_id") from exc
-        record = issued.record
-        return Response(
-            {"key": issued.secret, "expires_at": record.expires_at.isoformat(), "source": record.source},
-            status=201,
-        )
+        return Response(PlaygroundKeySerializer(issued).data, status=201)
 
 
 def _find(model, pk: str, field: str):

@@ -2,6 +2,7 @@
 
 import pytest
 
+from console.api.internal import PLAYGROUND_KEY_RESPONSE, PlaygroundKeySerializer
 from console.services.keys import playground_key_redeem
 from console.services.workspaces import workspace_lock
 from tests.factories import make_user, make_workspace
@@ -43,6 +44,15 @@ def test_mints_a_one_time_key_in_the_spec_shape(client, member, hyperinfer_spec,
     redeemed = playground_key_redeem(secret=body["key"])
     assert redeemed.workspace == workspace and redeemed.user == user
     assert playground_key_redeem(secret=body["key"]) is None
+
+
+def test_the_response_serializer_writes_exactly_the_documented_shape(client, member):
+    fields = PlaygroundKeySerializer().fields
+    assert list(fields) == PLAYGROUND_KEY_RESPONSE["required"] == list(PLAYGROUND_KEY_RESPONSE["properties"])
+    assert list(fields["source"].choices) == PLAYGROUND_KEY_RESPONSE["properties"]["source"]["enum"]
+    user, workspace = member
+    body = mint(client, {"workspace_id": str(workspace.pk), "user_id": str(user.pk)}).json()
+    assert list(body) == list(fields)
 
 
 def test_source_defaults_to_playground(client, member):
