@@ -9,9 +9,9 @@ from rest_framework.views import APIView
 
 from console.api.authentication import InternalTokenAuthentication
 from console.api.views import ERROR_RESPONSE, IsoDateTimeField, RequestIdMixin
+from console.errors import InvalidField, NotPermitted
 from console.models import PlaygroundSource, User, Workspace
 from console.services.keys import playground_key_mint
-from console.services.workspaces import PermissionDenied
 from core.errors import ApiError, ErrorCode
 
 # The spec's own request and response shapes for mintPlaygroundKey, documented verbatim.
@@ -98,7 +98,9 @@ class PlaygroundKeysView(RequestIdMixin, APIView):
             raise ApiError(ErrorCode.WORKSPACE_LOCKED, "This workspace is locked.")
         try:
             issued = playground_key_mint(workspace=workspace, user=user, source=source)
-        except PermissionDenied as exc:
+        except InvalidField as exc:
+            raise ApiError(ErrorCode.INVALID_REQUEST, str(exc), param=exc.field) from exc
+        except NotPermitted as exc:  # the user is not a member of the workspace
             raise ApiError(ErrorCode.INVALID_REQUEST, str(exc), param="user_id") from exc
         return Response(PlaygroundKeySerializer(issued).data, status=201)
 
@@ -106,7 +108,7 @@ class PlaygroundKeysView(RequestIdMixin, APIView):
 def _find(model, pk: str, field: str):
     try:
         found = model.objects.filter(pk=pk).first()
-    except (ValueError, ValidationError):
+    except (ValueError, ValidationError):  # a malformed id: Django refuses it for an int or a UUID key
         found = None
     if found is None:
         raise ApiError(

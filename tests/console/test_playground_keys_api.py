@@ -2,7 +2,9 @@
 
 import pytest
 
+from console.api import internal
 from console.api.internal import PLAYGROUND_KEY_RESPONSE, PlaygroundKeySerializer
+from console.errors import InvalidField
 from console.services.keys import playground_key_redeem
 from console.services.workspaces import workspace_lock
 from tests.factories import make_user, make_workspace
@@ -99,6 +101,19 @@ def test_bad_bodies_name_the_field(client, member, body, param, spec_validator):
     error = response.json()["error"]
     assert (error["code"], error["param"]) == ("invalid_request", param)
     assert error["message"].startswith(param)
+
+
+def test_a_field_the_service_refuses_is_named_in_param(client, member, monkeypatch):
+    def refuse(**kwargs):
+        raise InvalidField("source", "must be one of playground, chat")
+
+    monkeypatch.setattr(internal, "playground_key_mint", refuse)
+    user, workspace = member
+    response = mint(client, {"workspace_id": str(workspace.pk), "user_id": str(user.pk)})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert (error["code"], error["param"]) == ("invalid_request", "source")
+    assert error["message"] == "source: must be one of playground, chat"
 
 
 @pytest.mark.parametrize("raw", ["{not json", "[1, 2]", '"text"'])
