@@ -2,17 +2,22 @@
 
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
+from billing.errors import InvalidAmount
+
 MICRO_PER_USD = 1_000_000
 
 
 def usd_to_micro(usd: str | Decimal | int) -> int:
-    """Parse USD ("12.50") into micro-USD exactly; more than 6 decimals is an error, never a rounding."""
+    """Parse USD ("12.50") into micro-USD exactly; more than 6 decimals is an error, never a rounding.
+
+    Raises billing.errors.InvalidAmount (not a ValueError) for anything that is not such an amount.
+    """
     try:
         micro = Decimal(str(usd)) * MICRO_PER_USD
     except InvalidOperation as exc:
-        raise ValueError(f"not a USD amount: {usd!r}") from exc
+        raise InvalidAmount(f"not a USD amount: {usd!r}") from exc
     if not micro.is_finite() or micro != micro.to_integral_value():
-        raise ValueError(f"USD amounts have at most 6 decimals: {usd!r}")
+        raise InvalidAmount(f"USD amounts have at most 6 decimals: {usd!r}")
     return int(micro)
 
 

@@ -20,7 +20,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from billing.errors import InsufficientCredits, ReservationNotFound
+from billing.errors import InsufficientCredits, InvalidAmount, ReservationNotFound
 from billing.key_spend import key_spend_charge, key_spend_hold
 from billing.models import CreditAccount, EntryKind, LimitReset, Reservation, ReservationStatus
 from billing.services import ledger_post
@@ -49,7 +49,7 @@ def reserve(
     Reserving again with the same request id returns the existing reservation.
     """
     if amount_micro_usd < 0:
-        raise ValueError("a reservation cannot be negative")
+        raise InvalidAmount("a reservation cannot be negative")
     now = timezone.now()
     existing = Reservation.objects.filter(request_id=request_id).first()
     if existing is not None:
@@ -92,7 +92,7 @@ def settle(*, request_id: str, actual_cost_micro_usd: int, usage: dict[str, Any]
     settled or released before is left as it is.
     """
     if actual_cost_micro_usd < 0:
-        raise ValueError("a cost cannot be negative")
+        raise InvalidAmount("a cost cannot be negative")
     with transaction.atomic():
         reservation = Reservation.objects.select_for_update().filter(request_id=request_id).first()
         if reservation is None:

@@ -8,12 +8,12 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import QuerySet
+from django.db.models import QuerySet, Sum
 from django.utils import timezone
 
 from billing import mirror
 from billing.key_spend import limit_period_key, limit_period_start
-from billing.models import CreditAccount, KeySpend, LedgerEntry
+from billing.models import CreditAccount, EntryKind, KeySpend, LedgerEntry
 
 
 def account_for(*, workspace_id) -> CreditAccount:
@@ -97,3 +97,32 @@ def accounts_existing(*, workspace_ids: set[str]) -> set[str]:
 
 def ledger_entries(*, workspace_id) -> QuerySet[LedgerEntry]:
     return LedgerEntry.objects.filter(workspace_id=workspace_id).select_related("created_by", "api_key")
+
+
+@dataclass(frozen=True)
+class WorkspaceCredits:
+    """A workspace's credits as its owner sees them, in micro-USD."""
+
+    balance_micro_usd: int
+    reserved_micro_usd: int
+    available_micro_usd: int
+    total_usage_micro_usd: int
+
+    @property
+    def total_credits_micro_usd(self) -> int:
+        """Credits ever added: the balance plus everything used."""
+        return self.balance_micro_usd + self.total_usage_micro_usd
+
+
+def workspace_credits(*, workspace_id) -> WorkspaceCredits:
+    """The balance, holds and total usage (ledger usage debits plus those still in Redis) of a workspace."""
+    account = account_for(workspace_id=workspace_id)
+    debited = LedgerEntry.objects.filter(workspace_id=workspace_id, kind=EntryKind.USAGE).aggregate(
+        total=Sum("amount_micro_usd")
+    )["total"]
+    return WorkspaceCredits(
+        balance_micro_usd=account.balance_micro_usd,
+        reserved_micro_usd=account.reserved_micro_usd,
+        available_micro_usd=account.available_micro_usd,
+        total_usage_micro_usd=-(debited or 0) + usage_unflushed(workspace_id=workspace_id),
+    )

@@ -10,6 +10,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Sum
 
 from billing import mirror
+from billing.errors import InvalidAmount, ReasonRequired
 from billing.models import CreditAccount, EntryKind, LedgerEntry
 
 CREDIT_KINDS = frozenset({EntryKind.PURCHASE, EntryKind.GRANT})
@@ -25,11 +26,11 @@ def _check_sign(kind: str, amount_micro_usd: int) -> None:
     if not isinstance(amount_micro_usd, int) or isinstance(amount_micro_usd, bool):
         raise TypeError("amount_micro_usd must be an int (micro-USD)")
     if amount_micro_usd == 0:
-        raise ValueError("a ledger entry must change the balance")
+        raise InvalidAmount("a ledger entry must change the balance")
     if kind in CREDIT_KINDS and amount_micro_usd < 0:
-        raise ValueError(f"a {kind} adds credits: the amount must be positive")
+        raise InvalidAmount(f"a {kind} adds credits: the amount must be positive")
     if kind in DEBIT_KINDS and amount_micro_usd > 0:
-        raise ValueError(f"a {kind} removes credits: the amount must be negative")
+        raise InvalidAmount(f"a {kind} removes credits: the amount must be negative")
 
 
 def ledger_post(
@@ -109,7 +110,7 @@ def credits_grant(
 def credits_adjust(*, workspace_id, amount_micro_usd: int, reason: str, created_by=None) -> LedgerEntry:
     """An operator's correction, either sign. A reason is required: the ledger explains every change."""
     if not reason.strip():
-        raise ValueError("an adjustment needs a reason")
+        raise ReasonRequired("an adjustment needs a reason")
     return ledger_post(
         workspace_id=workspace_id,
         kind=EntryKind.ADJUSTMENT,

@@ -1,7 +1,7 @@
 """HyperInfer settings, driven by environment variables (each documented in README.md).
 
 With no variables set, the project runs whole on one machine (the embedded default):
-SQLite, in-process cache and channel layer, Celery tasks run in-process.
+SQLite, in-process cache, Celery tasks run in-process.
 """
 
 import os
@@ -135,16 +135,13 @@ else:
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# --- Cache, channel layer, Celery ---------------------------------------------------------
+# --- Cache, Celery ------------------------------------------------------------------------
+# No channel layer: Channels serves only as config/asgi.py's ProtocolTypeRouter (no consumers, no groups).
 REDIS_URL = env_str("REDIS_URL", "")
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
-    CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
-    }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL or "memory://")
 CELERY_RESULT_BACKEND = None
@@ -239,11 +236,6 @@ GATEWAY_MAX_BODY_BYTES = env_int("GATEWAY_MAX_BODY_BYTES", 10 * 1024 * 1024)
 # A stream silent this long gets an SSE comment, so proxies and clients keep the connection open.
 GATEWAY_KEEPALIVE_SECONDS = 15.0
 CATALOG_PATH = Path(env_str("CATALOG_PATH", str(BASE_DIR / "providers.yaml")))
-
-# Stripe (credit top-ups): read here, used by the billing app.
-STRIPE_SECRET_KEY = env_str("STRIPE_SECRET_KEY", "")
-STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET", "")
-STRIPE_API_BASE = env_str("STRIPE_API_BASE", "")
 
 LOGGING = {
     "version": 1,

@@ -1,8 +1,11 @@
 """Console reads shared by views, admin and commands."""
 
+from dataclasses import dataclass
+
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 
+from billing.selectors import KeySpendSeen, key_spend_seen
 from console.models import ApiKey, User, Workspace
 
 SESSION_WORKSPACE_KEY = "workspace_id"
@@ -21,6 +24,21 @@ def current_workspace(request) -> Workspace | None:
         if workspace is not None:
             return workspace
     return workspaces.first()
+
+
+@dataclass(frozen=True)
+class KeyAsSeen:
+    """An API key's settings with its spend as its holder sees it (Redis's unflushed figures included)."""
+
+    key: ApiKey
+    spend: KeySpendSeen
+
+
+def api_key_as_seen(*, api_key: ApiKey) -> KeyAsSeen:
+    spend = key_spend_seen(
+        api_key_id=api_key.pk, limit_micro_usd=api_key.limit_micro_usd, reset=api_key.limit_reset
+    )
+    return KeyAsSeen(key=api_key, spend=spend)
 
 
 def api_key_resets(*, api_key_ids: set[int]) -> dict[int, str]:

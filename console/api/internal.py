@@ -3,14 +3,15 @@
 from django.core.exceptions import ValidationError
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from console.api.authentication import InternalTokenAuthentication
-from console.api.views import ERROR_RESPONSE, RequestIdMixin
+from console.api.views import ERROR_RESPONSE, IsoDateTimeField, RequestIdMixin
+from console.errors import InvalidField, NotPermitted
 from console.models import PlaygroundSource, User, Workspace
 from console.services.keys import playground_key_mint
-from console.services.workspaces import PermissionDenied
 from core.errors import ApiError, ErrorCode
 
 # The spec's own request and response shapes for mintPlaygroundKey, documented verbatim.
@@ -32,6 +33,15 @@ PLAYGROUND_KEY_RESPONSE = {
         "source": {"type": "string", "enum": ["playground", "chat"]},
     },
 }
+
+
+class PlaygroundKeySerializer(serializers.Serializer):
+    """Writes an IssuedKey in PLAYGROUND_KEY_RESPONSE's shape (the spec's schema stays the documentation;
+    tests/console/test_playground_keys_api.py checks the two agree)."""
+
+    key = serializers.CharField(source="secret")
+    expires_at = IsoDateTimeField(source="record.expires_at")
+    source = serializers.ChoiceField(source="record.source", choices=PlaygroundSource.values)
 
 
 class RequiredBodySchema(AutoSchema):
@@ -88,19 +98,17 @@ class PlaygroundKeysView(RequestIdMixin, APIView):
             raise ApiError(ErrorCode.WORKSPACE_LOCKED, "This workspace is locked.")
         try:
             issued = playground_key_mint(workspace=workspace, user=user, source=source)
-        except PermissionDenied as exc:
+        except InvalidField as exc:
+            raise ApiError(ErrorCode.INVALID_REQUEST, str(exc), param=exc.field) from exc
+        except NotPermitted as exc:  # the user is not a member of the workspace
             raise ApiError(ErrorCode.INVALID_REQUEST, str(exc), param="user_id") from exc
-        record = issued.record
-        return Response(
-            {"key": issued.secret, "expires_at": record.expires_at.isoformat(), "source": record.source},
-            status=201,
-        )
+        return Response(PlaygroundKeySerializer(issued).data, status=201)
 
 
 def _find(model, pk: str, field: str):
     try:
         found = model.objects.filter(pk=pk).first()
-    except (ValueError, ValidationError):
+    except (ValueError, ValidationError):  # a malformed id: Django refuses it for an int or a UUID key
         found = None
     if found is None:
         raise ApiError(

@@ -1,22 +1,21 @@
-"""Management reads for a key holder: the workspace's credits and this key's own settings and usage."""
+"""Management reads for a key holder: the workspace's credits and this key's own settings and usage.
 
-from django.db.models import Sum
+The serializers below both document the responses (drf-spectacular) and produce them: a view hands its
+object to the response serializer and returns `serializer.data`, so each shape is written once.
+"""
+
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing.models import EntryKind, LedgerEntry, LimitReset
+from billing.models import LimitReset
 from billing.money import micro_to_usd
-from billing.selectors import account_for, key_spend_seen, usage_unflushed
+from billing.selectors import workspace_credits
 from console.api.authentication import ApiKeyAuthentication
+from console.selectors import api_key_as_seen
 from core.drf import request_id_for
-
-
-def _usd(micro: int | None) -> float | None:
-    return None if micro is None else float(micro_to_usd(micro))
-
 
 # --- OpenAPI documentation (drf-spectacular; gateway/openapi.py serves it in /openapi.json) --------------
 
@@ -48,50 +47,90 @@ ERROR_RESPONSE = OpenApiResponse(
 )
 
 
-# Response serializers document the views' responses (the views build their dicts themselves).
+# --- Fields: how amounts and times are written ------------------------------------------------------
+
+
+class UsdField(serializers.FloatField):
+    """An integer micro-USD amount written as a USD float (documented as a number)."""
+
+    def to_representation(self, value: int) -> float:
+        return float(micro_to_usd(value))
+
+
+class MicroUsdField(serializers.CharField):
+    """An integer micro-USD amount written exactly, as a string of digits (documented as a string)."""
+
+    def to_representation(self, value: int) -> str:
+        return str(int(value))
+
+
+class IsoDateTimeField(serializers.DateTimeField):
+    """A time as Python's isoformat() writes it (an offset such as +00:00, not DRF's `Z`)."""
+
+    def to_representation(self, value) -> str:
+        return value.isoformat()
+
+
+# --- Response serializers (read-only: each reads an object's attributes) ----------------------------
 
 
 class CreditsSerializer(serializers.Serializer):
     """The calling key's workspace credits; amounts in USD, and exactly in micro-USD strings."""
 
-    total_credits = serializers.FloatField(help_text="Credits ever added, in USD (balance + total usage).")
-    total_usage = serializers.FloatField(help_text="Total usage, in USD.")
-    balance = serializers.FloatField(help_text="The workspace balance, in USD.")
-    balance_micro_usd = serializers.CharField(help_text="Exact balance in micro-USD, as a string.")
-    reserved_micro_usd = serializers.CharField(help_text="Held by requests in flight, micro-USD string.")
-    available_micro_usd = serializers.CharField(help_text="Balance minus reservations, micro-USD string.")
-    total_usage_micro_usd = serializers.CharField(help_text="Exact total usage, micro-USD string.")
+    total_credits = UsdField(
+        source="total_credits_micro_usd", help_text="Credits ever added, in USD (balance + total usage)."
+    )
+    total_usage = UsdField(source="total_usage_micro_usd", help_text="Total usage, in USD.")
+    balance = UsdField(source="balance_micro_usd", help_text="The workspace balance, in USD.")
+    balance_micro_usd = MicroUsdField(help_text="Exact balance in micro-USD, as a string.")
+    reserved_micro_usd = MicroUsdField(help_text="Held by requests in flight, micro-USD string.")
+    available_micro_usd = MicroUsdField(help_text="Balance minus reservations, micro-USD string.")
+    total_usage_micro_usd = MicroUsdField(help_text="Exact total usage, micro-USD string.")
 
 
 class CreditsResponseSerializer(serializers.Serializer):
-    data = CreditsSerializer()
+    # Serializes a billing.selectors.WorkspaceCredits as {"data": ...} (a comment: docstrings are published).
+    data = CreditsSerializer(source="*")
 
 
 class KeyRateLimitSerializer(serializers.Serializer):
-    requests_per_minute = serializers.IntegerField(allow_null=True, help_text="Null: no per-key limit.")
+    requests_per_minute = serializers.IntegerField(
+        source="rate_limit_rpm", allow_null=True, help_text="Null: no per-key limit."
+    )
 
 
 class KeySerializer(serializers.Serializer):
     """The calling key's settings and usage; amounts in USD, and exactly in micro-USD strings."""
 
-    name = serializers.CharField()
-    prefix = serializers.CharField(help_text="The key's visible prefix.")
-    workspace = serializers.CharField(help_text="The workspace slug.")
-    limit = serializers.FloatField(allow_null=True, help_text="Credit limit in USD; null: none.")
-    limit_reset = serializers.ChoiceField(choices=LimitReset.choices, help_text="When the limit resets.")
-    limit_remaining = serializers.FloatField(allow_null=True, help_text="USD left under the limit.")
-    usage = serializers.FloatField(help_text="Lifetime spend through this key, in USD.")
-    usage_micro_usd = serializers.CharField(help_text="Exact lifetime spend, micro-USD string.")
-    rate_limit = KeyRateLimitSerializer()
-    allowed_models = serializers.ListField(
-        child=serializers.CharField(), help_text="Model slugs this key may call; empty allows all."
+    name = serializers.CharField(source="key.name")
+    prefix = serializers.CharField(source="key.prefix", help_text="The key's visible prefix.")
+    workspace = serializers.CharField(source="key.workspace.slug", help_text="The workspace slug.")
+    limit = UsdField(
+        source="key.limit_micro_usd", allow_null=True, help_text="Credit limit in USD; null: none."
     )
-    expires_at = serializers.DateTimeField(allow_null=True)
-    created_at = serializers.DateTimeField()
+    limit_reset = serializers.ChoiceField(
+        source="key.limit_reset", choices=LimitReset.choices, help_text="When the limit resets."
+    )
+    limit_remaining = UsdField(
+        source="spend.remaining_micro_usd", allow_null=True, help_text="USD left under the limit."
+    )
+    usage = UsdField(source="spend.lifetime_micro_usd", help_text="Lifetime spend through this key, in USD.")
+    usage_micro_usd = MicroUsdField(
+        source="spend.lifetime_micro_usd", help_text="Exact lifetime spend, micro-USD string."
+    )
+    rate_limit = KeyRateLimitSerializer(source="key")
+    allowed_models = serializers.ListField(
+        source="key.allowed_models",
+        child=serializers.CharField(),
+        help_text="Model slugs this key may call; empty allows all.",
+    )
+    expires_at = IsoDateTimeField(source="key.expires_at", allow_null=True)
+    created_at = IsoDateTimeField(source="key.created_at")
 
 
 class KeyResponseSerializer(serializers.Serializer):
-    data = KeySerializer()
+    # Serializes a console.selectors.KeyAsSeen as {"data": ...}.
+    data = KeySerializer(source="*")
 
 
 # --- Views ----------------------------------------------------------------------------------------
@@ -124,29 +163,8 @@ class CreditsView(KeyApiView):
         },
     )
     def get(self, request):
-        workspace_id = request.auth.workspace_id
-        account = account_for(workspace_id=workspace_id)
-        sums = (
-            LedgerEntry.objects.filter(workspace_id=workspace_id)
-            .values("kind")
-            .annotate(total=Sum("amount_micro_usd"))
-        )
-        by_kind = {row["kind"]: row["total"] for row in sums}
-        usage = -by_kind.get(EntryKind.USAGE, 0) + usage_unflushed(workspace_id=workspace_id)
-        credited = account.balance_micro_usd + usage
-        return Response(
-            {
-                "data": {
-                    "total_credits": _usd(credited),
-                    "total_usage": _usd(usage),
-                    "balance": _usd(account.balance_micro_usd),
-                    "balance_micro_usd": str(account.balance_micro_usd),
-                    "reserved_micro_usd": str(account.reserved_micro_usd),
-                    "available_micro_usd": str(account.available_micro_usd),
-                    "total_usage_micro_usd": str(usage),
-                }
-            }
-        )
+        summary = workspace_credits(workspace_id=request.auth.workspace_id)
+        return Response(CreditsResponseSerializer(summary).data)
 
 
 class KeyView(KeyApiView):
@@ -164,23 +182,4 @@ class KeyView(KeyApiView):
         },
     )
     def get(self, request):
-        key = request.auth
-        spend = key_spend_seen(api_key_id=key.pk, limit_micro_usd=key.limit_micro_usd, reset=key.limit_reset)
-        return Response(
-            {
-                "data": {
-                    "name": key.name,
-                    "prefix": key.prefix,
-                    "workspace": key.workspace.slug,
-                    "limit": _usd(key.limit_micro_usd),
-                    "limit_reset": key.limit_reset,
-                    "limit_remaining": _usd(spend.remaining_micro_usd),
-                    "usage": _usd(spend.lifetime_micro_usd),
-                    "usage_micro_usd": str(spend.lifetime_micro_usd),
-                    "rate_limit": {"requests_per_minute": key.rate_limit_rpm},
-                    "allowed_models": key.allowed_models,
-                    "expires_at": key.expires_at.isoformat() if key.expires_at else None,
-                    "created_at": key.created_at.isoformat(),
-                }
-            }
-        )
+        return Response(KeyResponseSerializer(api_key_as_seen(api_key=request.auth)).data)

@@ -5,12 +5,9 @@ from django.contrib.auth.password_validation import validate_password
 from django.db import transaction
 
 from billing.services import credits_grant
+from console.errors import EmailTaken
 from console.models import User, Workspace
 from console.services.workspaces import workspace_create
-
-
-class EmailTaken(ValueError):
-    pass
 
 
 @transaction.atomic

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from billing.key_spend import key_spend_open, key_spend_restart_period
 from catalog.selectors import model_slugs
+from console.errors import InvalidField, NotPermitted
 from console.models import (
     MANAGING_ROLES,
     ApiKey,
@@ -25,7 +26,7 @@ from console.services.secrets import (
     secret_generate,
     secret_hash,
 )
-from console.services.workspaces import PermissionDenied, membership_role
+from console.services.workspaces import membership_role
 
 
 @dataclass(frozen=True)
@@ -40,14 +41,14 @@ def _validate_key_settings(
     *, limit_micro_usd: int | None, limit_reset: str, allowed_models: list[str], rate_limit_rpm: int | None
 ) -> None:
     if limit_micro_usd is not None and limit_micro_usd < 0:
-        raise ValueError("limit_micro_usd: a credit limit cannot be negative")
+        raise InvalidField("limit_micro_usd", "a credit limit cannot be negative")
     if limit_reset not in LimitReset.values:
-        raise ValueError(f"limit_reset: must be one of {', '.join(LimitReset.values)}")
+        raise InvalidField("limit_reset", f"must be one of {', '.join(LimitReset.values)}")
     if rate_limit_rpm is not None and rate_limit_rpm < 1:
-        raise ValueError("rate_limit_rpm: must be at least 1 request per minute")
+        raise InvalidField("rate_limit_rpm", "must be at least 1 request per minute")
     unknown = sorted(set(allowed_models) - model_slugs())
     if unknown:
-        raise ValueError(f"allowed_models: not in the catalog: {', '.join(unknown)}")
+        raise InvalidField("allowed_models", f"not in the catalog: {', '.join(unknown)}")
 
 
 @transaction.atomic
@@ -64,9 +65,9 @@ def api_key_create(
 ) -> IssuedKey:
     name = name.strip()
     if not name:
-        raise ValueError("name: a key needs a name")
+        raise InvalidField("name", "a key needs a name")
     if expires_at is not None and expires_at <= timezone.now():
-        raise ValueError("expires_at: must be in the future")
+        raise InvalidField("expires_at", "must be in the future")
     allowed = sorted(set(allowed_models or []))
     _validate_key_settings(
         limit_micro_usd=limit_micro_usd,
@@ -75,7 +76,7 @@ def api_key_create(
         rate_limit_rpm=rate_limit_rpm,
     )
     if created_by is not None and membership_role(user=created_by, workspace=workspace) is None:
-        raise PermissionDenied("only members of the workspace can create its keys")
+        raise NotPermitted("only members of the workspace can create its keys")
     secret = secret_generate(API_KEY_PREFIX)
     key = ApiKey.objects.create(
         workspace=workspace,
@@ -99,7 +100,7 @@ def _require_key_manager(*, api_key: ApiKey, acting_user: User | None) -> None:
         return
     role = membership_role(user=acting_user, workspace=api_key.workspace)
     if role not in MANAGING_ROLES and api_key.created_by_id != acting_user.pk:
-        raise PermissionDenied("only an owner, an admin or the key's creator can change or revoke it")
+        raise NotPermitted("only an owner, an admin or the key's creator can change or revoke it")
 
 
 def api_key_update(
@@ -116,7 +117,7 @@ def api_key_update(
     _require_key_manager(api_key=api_key, acting_user=acting_user)
     name = name.strip()
     if not name:
-        raise ValueError("name: a key needs a name")
+        raise InvalidField("name", "a key needs a name")
     allowed = sorted(set(allowed_models))
     _validate_key_settings(
         limit_micro_usd=limit_micro_usd,
@@ -174,9 +175,9 @@ def playground_key_mint(
     *, workspace: Workspace, user: User, source: str = PlaygroundSource.PLAYGROUND
 ) -> IssuedKey:
     if source not in PlaygroundSource.values:
-        raise ValueError(f"source: must be one of {', '.join(PlaygroundSource.values)}")
+        raise InvalidField("source", f"must be one of {', '.join(PlaygroundSource.values)}")
     if membership_role(user=user, workspace=workspace) is None:
-        raise PermissionDenied("user_id: not a member of this workspace")
+        raise NotPermitted("user_id: not a member of this workspace")
     secret = secret_generate(PLAYGROUND_KEY_PREFIX)
     key = PlaygroundKey.objects.create(
         workspace=workspace,

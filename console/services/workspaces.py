@@ -7,11 +7,8 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from billing.services import account_open
+from console.errors import InvalidField, LastOwner, NotPermitted
 from console.models import MANAGING_ROLES, Membership, Role, User, Workspace
-
-
-class PermissionDenied(Exception):
-    """The acting user's role does not allow this."""
 
 
 def _unique_slug(name: str) -> str:
@@ -26,7 +23,7 @@ def _unique_slug(name: str) -> str:
 def workspace_create(*, owner: User, name: str, is_personal: bool = False) -> Workspace:
     name = name.strip()
     if not name:
-        raise ValueError("a workspace needs a name")
+        raise InvalidField("name", "a workspace needs a name")
     workspace = Workspace.objects.create(name=name, slug=_unique_slug(name), is_personal=is_personal)
     Membership.objects.create(workspace=workspace, user=owner, role=Role.OWNER)
     account_open(workspace_id=workspace.id)
@@ -36,7 +33,7 @@ def workspace_create(*, owner: User, name: str, is_personal: bool = False) -> Wo
 def workspace_lock(*, workspace: Workspace, reason: str) -> Workspace:
     """Refuse the workspace's API traffic (`workspace_locked`) until it is unlocked."""
     if not reason.strip():
-        raise ValueError("locking a workspace needs a reason")
+        raise InvalidField("reason", "locking a workspace needs a reason")
     Workspace.objects.filter(pk=workspace.pk).update(locked_at=timezone.now(), locked_reason=reason.strip())
     workspace.refresh_from_db(fields=["locked_at", "locked_reason"])
     return workspace
@@ -54,7 +51,7 @@ def membership_role(*, user: User, workspace: Workspace) -> str | None:
 
 def require_managing_role(*, user: User, workspace: Workspace) -> None:
     if membership_role(user=user, workspace=workspace) not in MANAGING_ROLES:
-        raise PermissionDenied("only an owner or admin of the workspace can do this")
+        raise NotPermitted("only an owner or admin of the workspace can do this")
 
 
 def membership_add(
@@ -62,7 +59,7 @@ def membership_add(
 ) -> Membership:
     require_managing_role(user=acting_user, workspace=workspace)
     if role == Role.OWNER and membership_role(user=acting_user, workspace=workspace) != Role.OWNER:
-        raise PermissionDenied("only an owner can add another owner")
+        raise NotPermitted("only an owner can add another owner")
     membership, _ = Membership.objects.update_or_create(
         workspace=workspace, user=user, defaults={"role": role}
     )
@@ -76,5 +73,5 @@ def membership_remove(*, workspace: Workspace, user: User, acting_user: User) ->
     memberships = Membership.objects.select_for_update().filter(workspace=workspace)
     owners = [m.user_id for m in memberships if m.role == Role.OWNER]
     if owners == [user.pk]:
-        raise ValueError("a workspace keeps at least one owner")
+        raise LastOwner("a workspace keeps at least one owner")
     memberships.filter(user=user).delete()

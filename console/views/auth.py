@@ -8,9 +8,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
 from billing.money import format_usd
+from console.errors import EmailTaken
 from console.forms import LoginForm, SignupForm
 from console.selectors import SESSION_WORKSPACE_KEY
-from console.services.accounts import EmailTaken, user_signup
+from console.services.accounts import user_signup
 
 
 def home(request: HttpRequest) -> HttpResponse:

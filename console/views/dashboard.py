@@ -8,11 +8,11 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from billing.selectors import account_for, ledger_entries
+from console.errors import LastOwner, NotPermitted
 from console.forms import MemberAddForm, WorkspaceForm
 from console.models import Membership, User
 from console.selectors import SESSION_WORKSPACE_KEY, workspaces_for_user
 from console.services.workspaces import (
-    PermissionDenied,
     membership_add,
     membership_remove,
     membership_role,
@@ -75,7 +75,7 @@ def members(request: HttpRequest) -> HttpResponse:
                 membership_add(
                     workspace=workspace, user=user, role=form.cleaned_data["role"], acting_user=request.user
                 )
-            except PermissionDenied as exc:
+            except NotPermitted as exc:
                 messages.error(request, str(exc))
             else:
                 messages.success(
@@ -101,7 +101,7 @@ def member_remove(request: HttpRequest, membership_id: int) -> HttpResponse:
     if membership is not None:
         try:
             membership_remove(workspace=request.workspace, user=membership.user, acting_user=request.user)
-        except (PermissionDenied, ValueError) as exc:
+        except (NotPermitted, LastOwner) as exc:
             messages.error(request, str(exc))
         else:
             messages.success(request, f"Removed {membership.user.email}.")

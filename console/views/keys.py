@@ -8,10 +8,10 @@ from django.views.decorators.http import require_POST
 
 from billing.money import micro_to_usd
 from catalog.selectors import models_active
+from console.errors import InvalidField, NotPermitted
 from console.forms import ApiKeyEditForm, ApiKeyForm
 from console.models import ApiKey
 from console.services.keys import api_key_create, api_key_revoke, api_key_update
-from console.services.workspaces import PermissionDenied
 from console.views.decorators import workspace_required
 
 
@@ -32,7 +32,7 @@ def keys(request: HttpRequest) -> HttpResponse:
                 expires_at=form.expires_at(),
                 **form.key_settings(),
             )
-        except (ValueError, PermissionDenied) as exc:
+        except (InvalidField, NotPermitted) as exc:
             form.add_error(None, str(exc))
         else:
             # Rendered, not redirected: the secret never passes through the session or a URL.
@@ -57,7 +57,7 @@ def key_edit(request: HttpRequest, key_id: int) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             api_key_update(api_key=api_key, acting_user=request.user, **form.key_settings())
-        except (ValueError, PermissionDenied) as exc:
+        except (InvalidField, NotPermitted) as exc:
             form.add_error(None, str(exc))
         else:
             messages.success(request, f"Saved {api_key.name}.")
@@ -71,7 +71,7 @@ def key_revoke(request: HttpRequest, key_id: int) -> HttpResponse:
     api_key = get_object_or_404(ApiKey, pk=key_id, workspace=request.workspace)
     try:
         api_key_revoke(api_key=api_key, acting_user=request.user)
-    except PermissionDenied as exc:
+    except NotPermitted as exc:
         messages.error(request, str(exc))
     else:
         messages.success(request, f"Revoked {api_key.name} ({api_key.prefix}…).")

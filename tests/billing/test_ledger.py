@@ -1,5 +1,6 @@
 import pytest
 
+from billing.errors import InvalidAmount, ReasonRequired
 from billing.models import CreditAccount, EntryKind, LedgerEntry
 from billing.money import format_usd, usd_to_micro
 from billing.services import credits_adjust, credits_grant, ledger_post, ledger_sum
@@ -46,7 +47,7 @@ def test_posting_twice_with_the_same_reference_changes_the_balance_once():
 )
 def test_an_amount_with_the_wrong_sign_for_its_kind_is_refused(kind, amount):
     workspace = make_workspace()
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidAmount):
         ledger_post(workspace_id=workspace.id, kind=kind, amount_micro_usd=amount)
     assert balance(workspace) == 0
 
@@ -59,7 +60,7 @@ def test_amounts_must_be_integers_not_floats():
 
 def test_an_adjustment_needs_a_reason_and_may_be_negative():
     workspace = make_workspace(credits_micro_usd=1_000_000)
-    with pytest.raises(ValueError, match="reason"):
+    with pytest.raises(ReasonRequired, match="reason"):
         credits_adjust(workspace_id=workspace.id, amount_micro_usd=-10, reason="  ")
     entry = credits_adjust(workspace_id=workspace.id, amount_micro_usd=-250_000, reason="duplicate grant")
     assert entry.kind == EntryKind.ADJUSTMENT
@@ -79,9 +80,9 @@ def test_usd_parsing_is_exact_and_refuses_sub_micro_amounts():
     assert usd_to_micro("12.50") == 12_500_000
     assert usd_to_micro("0.000001") == 1
     assert usd_to_micro("-3") == -3_000_000
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidAmount, match="at most 6 decimals"):
         usd_to_micro("0.0000001")
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidAmount, match="not a USD amount"):
         usd_to_micro("twelve")
     assert format_usd(-1_500_000) == "-$1.50"
     assert format_usd(1_234_567_890) == "$1,234.57"

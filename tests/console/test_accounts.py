@@ -3,10 +3,10 @@ from django.core.exceptions import ValidationError
 from django.test import override_settings
 
 from billing.models import CreditAccount, EntryKind, LedgerEntry
+from console.errors import EmailTaken, InvalidField, LastOwner, NotPermitted
 from console.models import Membership, Role, User
-from console.services.accounts import EmailTaken, user_signup
+from console.services.accounts import user_signup
 from console.services.workspaces import (
-    PermissionDenied,
     membership_add,
     membership_remove,
     workspace_create,
@@ -51,11 +51,11 @@ def test_only_owners_and_admins_manage_members_and_the_last_owner_stays():
     workspace = workspace_create(owner=owner, name="Team")
     membership_add(workspace=workspace, user=admin, role=Role.ADMIN, acting_user=owner)
     membership_add(workspace=workspace, user=member, acting_user=admin)
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(NotPermitted):
         membership_add(workspace=workspace, user=make_user(), acting_user=member)
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(NotPermitted):
         membership_add(workspace=workspace, user=member, role=Role.OWNER, acting_user=admin)
-    with pytest.raises(ValueError, match="owner"):
+    with pytest.raises(LastOwner, match="owner"):
         membership_remove(workspace=workspace, user=owner, acting_user=owner)
     membership_remove(workspace=workspace, user=member, acting_user=member)  # leaving is always allowed
     assert set(workspace.memberships.values_list("user", flat=True)) == {owner.pk, admin.pk}
@@ -63,7 +63,7 @@ def test_only_owners_and_admins_manage_members_and_the_last_owner_stays():
 
 def test_locking_needs_a_reason_and_unlocking_clears_it():
     workspace = workspace_create(owner=make_user(), name="Suspicious")
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidField, match="reason"):
         workspace_lock(workspace=workspace, reason="")
     workspace_lock(workspace=workspace, reason="chargeback")
     assert workspace.is_locked and workspace.locked_reason == "chargeback"

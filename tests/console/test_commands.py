@@ -41,6 +41,8 @@ def test_createapikey_finds_workspaces_by_slug_and_refuses_unknown_ones():
         run("createapikey", "--workspace", "nope")
     with pytest.raises(CommandError, match="allowed_models"):
         run("createapikey", "--workspace", workspace.slug, "--model", "not/a-model")
+    with pytest.raises(CommandError, match="at most 6 decimals"):
+        run("createapikey", "--workspace", workspace.slug, "--limit-usd", "0.0000001")
 
 
 def test_grantcredits_goes_through_the_ledger():

@@ -6,6 +6,7 @@ from django.db import connection
 from django.utils import timezone
 
 from billing.models import KeySpend
+from console.errors import InvalidField, NotPermitted
 from console.models import ApiKey, PlaygroundKey, PlaygroundSource
 from console.services.keys import (
     api_key_authenticate,
@@ -16,7 +17,7 @@ from console.services.keys import (
     playground_key_redeem,
 )
 from console.services.secrets import secret_hash
-from console.services.workspaces import PermissionDenied, membership_add
+from console.services.workspaces import membership_add
 from tests.factories import make_user, make_workspace
 
 pytestmark = pytest.mark.django_db
@@ -84,8 +85,9 @@ def test_key_options_are_validated_with_the_field_named():
     }
     for field, options in cases.items():
         kwargs = {"name": "k", **options}
-        with pytest.raises(ValueError, match=field):
+        with pytest.raises(InvalidField, match=f"^{field}: ") as refused:
             api_key_create(workspace=workspace, created_by=None, **kwargs)
+        assert refused.value.field == field
     assert not ApiKey.objects.exists()
 
 
@@ -97,13 +99,13 @@ def test_only_managers_or_the_creator_may_revoke_a_key():
     membership_add(workspace=workspace, user=other_member, acting_user=owner)
     key = api_key_create(workspace=workspace, name="mine", created_by=member).record
 
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(NotPermitted):
         api_key_revoke(api_key=key, acting_user=other_member)
     api_key_revoke(api_key=key, acting_user=member)
     assert ApiKey.objects.get(pk=key.pk).revoked_at is not None
 
     outsider = make_user()
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(NotPermitted):
         api_key_create(workspace=workspace, name="sneaky", created_by=outsider)
 
 
@@ -134,9 +136,9 @@ def test_an_expired_playground_key_is_refused():
 def test_playground_keys_are_minted_only_for_members_and_known_sources():
     owner = make_user()
     workspace = make_workspace(owner=owner)
-    with pytest.raises(PermissionDenied, match="user_id"):
+    with pytest.raises(NotPermitted, match="user_id"):
         playground_key_mint(workspace=workspace, user=make_user())
-    with pytest.raises(ValueError, match="source"):
+    with pytest.raises(InvalidField, match="source"):
         playground_key_mint(workspace=workspace, user=owner, source="cli")
 
 
@@ -178,7 +180,7 @@ def test_editing_a_key_changes_its_limits_and_a_new_period_starts_the_spend_afre
 
     stranger = make_user()
     membership_add(workspace=workspace, user=stranger, acting_user=owner)
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(NotPermitted):
         api_key_update(
             api_key=key,
             acting_user=stranger,
@@ -188,7 +190,7 @@ def test_editing_a_key_changes_its_limits_and_a_new_period_starts_the_spend_afre
             allowed_models=[],
             rate_limit_rpm=None,
         )
-    with pytest.raises(ValueError, match="limit_micro_usd"):
+    with pytest.raises(InvalidField, match="limit_micro_usd"):
         api_key_update(
             api_key=key,
             acting_user=owner,

@@ -4,6 +4,7 @@ import pytest
 from django.utils import timezone
 
 from billing import reservations
+from console.api.views import CreditsSerializer, KeyRateLimitSerializer, KeySerializer
 from console.models import ApiKey
 from console.services.keys import api_key_create, api_key_revoke
 from console.services.workspaces import workspace_lock
@@ -47,6 +48,37 @@ def test_the_key_endpoint_accepts_every_header_form(client, issued, headers):
     assert data["limit"] == 2.0 and data["limit_remaining"] == 2.0
     assert data["rate_limit"] == {"requests_per_minute": 60}
     assert ApiKey.objects.get(pk=issued.record.pk).last_used_at is not None
+
+
+@pytest.mark.parametrize(
+    ("path", "serializer"), [("/api/v1/credits", CreditsSerializer), ("/api/v1/key", KeySerializer)]
+)
+def test_each_response_is_its_serializers_fields_in_order(client, issued, path, serializer):
+    body = client.get(path, HTTP_AUTHORIZATION=f"Bearer {issued.secret}").json()
+    assert list(body) == ["data"]
+    assert list(body["data"]) == list(serializer().fields)
+
+
+def test_amounts_are_exact_strings_and_usd_numbers_and_times_keep_their_offset(client, issued):
+    key = issued.record
+    ApiKey.objects.filter(pk=key.pk).update(expires_at=timezone.now() + timedelta(days=2))
+    key.refresh_from_db()
+    data = client.get("/api/v1/key", HTTP_AUTHORIZATION=f"Bearer {issued.secret}").json()["data"]
+    assert data["usage_micro_usd"] == "0" and data["usage"] == 0.0 and isinstance(data["usage"], float)
+    assert data["limit"] == 2.0 and data["limit_reset"] == "none" and data["workspace"] == key.workspace.slug
+    assert list(data["rate_limit"]) == list(KeyRateLimitSerializer().fields)
+    assert data["expires_at"] == key.expires_at.isoformat() and data["expires_at"].endswith("+00:00")
+    assert data["created_at"] == key.created_at.isoformat()
+    summary = client.get("/api/v1/credits", HTTP_AUTHORIZATION=f"Bearer {issued.secret}").json()["data"]
+    assert summary == {
+        "total_credits": 5.0,
+        "total_usage": 0.0,
+        "balance": 5.0,
+        "balance_micro_usd": "5000000",
+        "reserved_micro_usd": "0",
+        "available_micro_usd": "5000000",
+        "total_usage_micro_usd": "0",
+    }
 
 
 def assert_error(response, status: int, code: str):

@@ -2,6 +2,9 @@
 
 import pytest
 
+from console.api import internal
+from console.api.internal import PLAYGROUND_KEY_RESPONSE, PlaygroundKeySerializer
+from console.errors import InvalidField
 from console.services.keys import playground_key_redeem
 from console.services.workspaces import workspace_lock
 from tests.factories import make_user, make_workspace
@@ -43,6 +46,15 @@ def test_mints_a_one_time_key_in_the_spec_shape(client, member, hyperinfer_spec,
     redeemed = playground_key_redeem(secret=body["key"])
     assert redeemed.workspace == workspace and redeemed.user == user
     assert playground_key_redeem(secret=body["key"]) is None
+
+
+def test_the_response_serializer_writes_exactly_the_documented_shape(client, member):
+    fields = PlaygroundKeySerializer().fields
+    assert list(fields) == PLAYGROUND_KEY_RESPONSE["required"] == list(PLAYGROUND_KEY_RESPONSE["properties"])
+    assert list(fields["source"].choices) == PLAYGROUND_KEY_RESPONSE["properties"]["source"]["enum"]
+    user, workspace = member
+    body = mint(client, {"workspace_id": str(workspace.pk), "user_id": str(user.pk)}).json()
+    assert list(body) == list(fields)
 
 
 def test_source_defaults_to_playground(client, member):
@@ -89,6 +101,19 @@ def test_bad_bodies_name_the_field(client, member, body, param, spec_validator):
     error = response.json()["error"]
     assert (error["code"], error["param"]) == ("invalid_request", param)
     assert error["message"].startswith(param)
+
+
+def test_a_field_the_service_refuses_is_named_in_param(client, member, monkeypatch):
+    def refuse(**kwargs):
+        raise InvalidField("source", "must be one of playground, chat")
+
+    monkeypatch.setattr(internal, "playground_key_mint", refuse)
+    user, workspace = member
+    response = mint(client, {"workspace_id": str(workspace.pk), "user_id": str(user.pk)})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert (error["code"], error["param"]) == ("invalid_request", "source")
+    assert error["message"] == "source: must be one of playground, chat"
 
 
 @pytest.mark.parametrize("raw", ["{not json", "[1, 2]", '"text"'])

@@ -275,6 +275,44 @@ def test_the_management_responses_match_their_documentation(client, document):
         response_validator(document, path, "get", "default").validate(error.json())
 
 
+def assert_exactly_documented(document: dict, schema: dict, instance, where: str = "$") -> None:
+    """Every object in `instance` has exactly the properties its schema declares: none missing, none extra
+    (the JSON Schema check above lets undeclared properties through)."""
+    while "$ref" in schema or "allOf" in schema:
+        schema = pointer(document, schema["$ref"]) if "$ref" in schema else schema["allOf"][0]
+    if isinstance(instance, dict) and "properties" in schema:
+        assert set(instance) == set(schema["properties"]), where
+        for name, value in instance.items():
+            assert_exactly_documented(document, schema["properties"][name], value, f"{where}.{name}")
+    elif isinstance(instance, list) and "items" in schema:
+        for index, value in enumerate(instance):
+            assert_exactly_documented(document, schema["items"], value, f"{where}[{index}]")
+
+
+@pytest.mark.django_db
+def test_the_management_responses_have_exactly_the_documented_properties(client, document, settings):
+    settings.INTERNAL_TOKEN = "internal-token-for-tests-0123456789abcdef"
+    workspace = make_workspace(credits_micro_usd=3_000_000)
+    issued = api_key_create(
+        workspace=workspace, name="docs", created_by=None, limit_micro_usd=1_000_000, rate_limit_rpm=30
+    )
+    for path in ("/api/v1/credits", "/api/v1/key"):
+        response = client.get(path, HTTP_AUTHORIZATION=f"Bearer {issued.secret}")
+        schema = document["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+        assert_exactly_documented(document, schema, response.json(), path)
+    owner = workspace.memberships.get().user
+    response = client.post(
+        "/api/v1/playground-keys",
+        {"workspace_id": str(workspace.pk), "user_id": str(owner.pk)},
+        content_type="application/json",
+        HTTP_X_INTERNAL_TOKEN=settings.INTERNAL_TOKEN,
+    )
+    assert response.status_code == 201
+    operation = document["paths"]["/api/v1/playground-keys"]["post"]
+    schema = operation["responses"]["201"]["content"]["application/json"]["schema"]
+    assert_exactly_documented(document, schema, response.json(), "playground-keys")
+
+
 # --- Served over HTTP ----------------------------------------------------------------------------------
 
 

@@ -1,6 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from billing.errors import InvalidAmount
 from billing.money import usd_to_micro
+from console.errors import InvalidField
 from console.models import LimitReset, Workspace
 from console.selectors import workspace_find
 from console.services.keys import api_key_create
@@ -30,7 +32,7 @@ class Command(BaseCommand):
                 allowed_models=options["model"],
                 rate_limit_rpm=options["rpm"],
             )
-        except (Workspace.DoesNotExist, ValueError) as exc:
+        except (Workspace.DoesNotExist, InvalidAmount, InvalidField) as exc:
             raise CommandError(str(exc)) from exc
         self.stderr.write(
             f"Created key {issued.record.name!r} ({issued.record.prefix}…) for {workspace.slug}."

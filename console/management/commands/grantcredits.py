@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from billing.errors import InvalidAmount, ReasonRequired
 from billing.money import format_usd, usd_to_micro
 from billing.services import credits_adjust, credits_grant
 from console.models import Workspace
@@ -27,7 +28,7 @@ class Command(BaseCommand):
                 entry = credits_grant(workspace_id=workspace.id, amount_micro_usd=micro, reason=reason)
             else:
                 entry = credits_adjust(workspace_id=workspace.id, amount_micro_usd=micro, reason=reason)
-        except (Workspace.DoesNotExist, ValueError) as exc:
+        except (Workspace.DoesNotExist, InvalidAmount, ReasonRequired) as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(
             f"{entry.kind} of {format_usd(micro, 6)} to {workspace.slug}; "
