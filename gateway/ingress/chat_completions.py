@@ -34,13 +34,16 @@ from gateway.canonical import (
     ToolCallDelta,
     ToolChoice,
     ToolResultBlock,
+    ToolResultPart,
     Usage,
 )
 from gateway.fold import Folded, FoldedReasoning
 from gateway.ingress.validation import (
     load_validator,
+    openai_role,
     refuse_server_tools,
     refuse_unrenderable,
+    tool_choice_mode,
     validate_or_raise,
 )
 
@@ -104,10 +107,10 @@ def parallel_tool_calls(body: dict[str, Any]) -> bool | None:
 
 
 def _message(raw: dict[str, Any]) -> Message:
-    role = "system" if raw["role"] == "developer" else raw["role"]
+    role = openai_role(raw["role"])
     content = raw.get("content")
-    blocks: list[Block] = _reasoning_blocks(raw)
-    parts = (
+    blocks: list[Block] = list(_reasoning_blocks(raw))
+    parts: list[ToolResultPart] = (
         [_part(p) for p in content]
         if isinstance(content, list)
         else ([TextBlock(content)] if content else [])
@@ -124,9 +127,9 @@ def _message(raw: dict[str, Any]) -> Message:
     return Message(role, blocks, name=raw.get("name"))
 
 
-def _reasoning_blocks(raw: dict[str, Any]) -> list[Block]:
+def _reasoning_blocks(raw: dict[str, Any]) -> list[ReasoningBlock]:
     text = raw.get("reasoning") or ""
-    blocks: list[Block] = []
+    blocks: list[ReasoningBlock] = []
     for detail in raw.get("reasoning_details") or []:
         if detail.get("type") == "reasoning.encrypted" and detail.get("data"):
             blocks.append(ReasoningBlock("", signature=detail["data"], redacted=True))
@@ -160,7 +163,7 @@ def reasoning_detail(block: FoldedReasoning, index: int) -> dict[str, Any] | Non
     }
 
 
-def _part(raw: dict[str, Any]) -> Block:
+def _part(raw: dict[str, Any]) -> ToolResultPart:
     if raw["type"] == "text":
         return TextBlock(raw["text"])
     if raw["type"] == "image_url":
@@ -182,7 +185,7 @@ def _tool_choice(raw: str | dict | None) -> ToolChoice | None:
     if raw is None:
         return None
     if isinstance(raw, str):
-        return ToolChoice(mode=raw)
+        return ToolChoice(mode=tool_choice_mode(raw))
     return ToolChoice(mode="tool", name=raw["function"]["name"])
 
 
