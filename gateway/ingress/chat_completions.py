@@ -181,7 +181,7 @@ def _tool(function: dict[str, Any]) -> Tool:
     )
 
 
-def _tool_choice(raw: str | dict | None) -> ToolChoice | None:
+def _tool_choice(raw: str | dict[str, Any] | None) -> ToolChoice | None:
     if raw is None:
         return None
     if isinstance(raw, str):
@@ -189,7 +189,7 @@ def _tool_choice(raw: str | dict | None) -> ToolChoice | None:
     return ToolChoice(mode="tool", name=raw["function"]["name"])
 
 
-def _response_format(raw: dict | None) -> ResponseFormat | None:
+def _response_format(raw: dict[str, Any] | None) -> ResponseFormat | None:
     if raw is None:
         return None
     schema = raw.get("json_schema") or {}
@@ -212,7 +212,7 @@ def usage_object(usage: Usage, cost_usd: float) -> dict[str, Any]:
 
 def response_object(
     *, request_id: str, model: str, created: int, folded: Folded, usage: Usage, cost_usd: float
-) -> dict:
+) -> dict[str, Any]:
     message: dict[str, Any] = {
         "role": "assistant",
         "content": folded.text or (None if folded.tool_calls else ""),
@@ -258,13 +258,13 @@ class ChunkRenderer:
         self._reasoning = FoldedReasoning()  # the reasoning block being streamed, for its detail
         self._details = 0  # reasoning_details entries sent
 
-    def _chunk(self, delta: dict, finish_reason: str | None = None) -> dict:
+    def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
         return {**self._base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}
 
-    def role_chunk(self) -> dict:
+    def role_chunk(self) -> dict[str, Any]:
         return self._chunk({"role": "assistant", "content": ""})
 
-    def render(self, event: Event) -> dict | None:
+    def render(self, event: Event) -> dict[str, Any] | None:
         match event:
             case TextDelta(text=text):
                 return self._chunk({"content": text})
@@ -300,7 +300,7 @@ class ChunkRenderer:
             self._reasoning = FoldedReasoning()
         return delta
 
-    def usage_chunk(self, usage: Usage, cost_usd: float) -> dict:
+    def usage_chunk(self, usage: Usage, cost_usd: float) -> dict[str, Any]:
         return {**self._base, "choices": [], "usage": usage_object(usage, cost_usd)}
 
 
@@ -328,7 +328,7 @@ class ChatStream:
 DONE = b"data: [DONE]\n\n"
 
 
-def _frame(payload: dict) -> bytes:
+def _frame(payload: dict[str, Any]) -> bytes:
     return b"data: " + compact_json(payload) + b"\n\n"
 
 

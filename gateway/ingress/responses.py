@@ -204,7 +204,7 @@ def _tool(raw: dict[str, Any], position: int) -> Tool:
     )
 
 
-def _tool_choice(raw: str | dict | None) -> ToolChoice | None:
+def _tool_choice(raw: str | dict[str, Any] | None) -> ToolChoice | None:
     if raw is None:
         return None
     if isinstance(raw, str):
@@ -212,7 +212,7 @@ def _tool_choice(raw: str | dict | None) -> ToolChoice | None:
     return ToolChoice(mode="tool", name=raw["name"])
 
 
-def _response_format(raw: dict | None) -> ResponseFormat | None:
+def _response_format(raw: dict[str, Any] | None) -> ResponseFormat | None:
     if raw is None:
         return None
     return ResponseFormat(
