@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: run test install lint format lock migrate worker beat clean
+.PHONY: run test install lint typecheck format lock migrate worker beat clean
 
 $(VENV)/.installed: requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,14 +20,18 @@ run: install
 	$(PY) manage.py demo_setup --port $(PORT)
 	$(PY) manage.py runserver 127.0.0.1:$(PORT)
 
-## make test: lint, then the whole suite (PostgreSQL/Redis tests run when DATABASE_URL/REDIS_URL are set)
-test: install lint
+## make test: lint, type-check, then the whole suite (PostgreSQL/Redis tests run when DATABASE_URL/REDIS_URL are set)
+test: install lint typecheck
 	$(VENV)/bin/pytest
 
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
+
+## make typecheck: mypy over the apps ([tool.mypy] in pyproject.toml; the Django plugin reads config.settings)
+typecheck: install
+	$(VENV)/bin/mypy
 
 format: install
 	$(VENV)/bin/ruff check --fix .
@@ -49,7 +53,7 @@ beat: install
 	$(VENV)/bin/celery -A config beat --loglevel INFO
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache staticfiles
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache staticfiles
 
 ## make bench: measure the gateway against a mock upstream (bench/README.md), e.g.
 ##   make bench BENCH_ARGS="--database-url postgres://postgres@127.0.0.1:5432/hyperinfer_bench --redis-url redis://127.0.0.1:6379/3"

@@ -8,6 +8,7 @@ time. Requests that finish during the warm-up are not measured (their errors are
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -54,7 +55,7 @@ class CellResult:
     answered: int = 0  # every 2xx answer, warm-up included (what the gateway should have billed)
     latencies: list[float] = field(default_factory=list)  # seconds, measured successes
     ttfbs: list[float] = field(default_factory=list)  # seconds to the first body byte (streaming)
-    errors: Counter = field(default_factory=Counter)  # kind → count, warm-up included
+    errors: Counter[str] = field(default_factory=Counter)  # kind → count, warm-up included
     error_samples: dict[str, str] = field(default_factory=dict)  # kind → first body seen
     cpu_seconds: float | None = None  # the target's processes, whole cell including warm-up
     host_busy: float | None = None  # share of all the machine's cores busy during the cell (0..1)
@@ -129,8 +130,8 @@ async def run_cell(
     warmup: float,
     duration: float,
     last_piece: bytes,
-    cpu_probe=None,
-    host_probe=None,
+    cpu_probe: Callable[[], float | None] | None = None,
+    host_probe: Callable[[], tuple[float, float] | None] | None = None,
 ) -> CellResult:
     result = CellResult(target.name, stream, concurrency, duration)
     connector = aiohttp.TCPConnector(limit=concurrency, force_close=False, keepalive_timeout=60)
@@ -171,11 +172,11 @@ async def run_cell(
             for task in workers:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
-    if host_before is not None:
+    if host_probe is not None and host_before is not None:
         host_after = host_probe()
         if host_after is not None and host_after[1] > host_before[1]:
             result.host_busy = (host_after[0] - host_before[0]) / (host_after[1] - host_before[1])
-    if cpu_before is not None:
+    if cpu_probe is not None and cpu_before is not None:
         cpu_after = cpu_probe()
         if cpu_after is not None:
             result.cpu_seconds = cpu_after - cpu_before

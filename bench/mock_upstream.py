@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import json
 import time
+from typing import Any
 
 from aiohttp import web
 
@@ -27,7 +28,7 @@ class Answers:
         self.tokens = tokens
         self.pieces = [f"tok{i} " for i in range(tokens)]
 
-    def _chunk(self, model: str, created: int, delta: dict, finish: str | None) -> bytes:
+    def _chunk(self, model: str, created: int, delta: dict[str, Any], finish: str | None) -> bytes:
         chunk = {
             "id": "chatcmpl-bench",
             "object": "chat.completion.chunk",
@@ -37,7 +38,7 @@ class Answers:
         }
         return b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"
 
-    def stream_frames(self, model: str, usage: dict, include_usage: bool) -> list[bytes]:
+    def stream_frames(self, model: str, usage: dict[str, Any], include_usage: bool) -> list[bytes]:
         created = int(time.time())
         frames = [self._chunk(model, created, {"role": "assistant", "content": ""}, None)]
         frames += [self._chunk(model, created, {"content": piece}, None) for piece in self.pieces]
@@ -55,7 +56,7 @@ class Answers:
         frames.append(b"data: [DONE]\n\n")
         return frames
 
-    def completion(self, model: str, usage: dict) -> bytes:
+    def completion(self, model: str, usage: dict[str, Any]) -> bytes:
         body = {
             "id": "chatcmpl-bench",
             "object": "chat.completion",
@@ -73,7 +74,7 @@ class Answers:
         return json.dumps(body, separators=(",", ":")).encode()
 
 
-def _usage(body: dict, completion_tokens: int) -> dict:
+def _usage(body: dict[str, Any], completion_tokens: int) -> dict[str, Any]:
     chars = 0
     for message in body.get("messages") or []:
         content = message.get("content") if isinstance(message, dict) else None

@@ -4,13 +4,14 @@ import math
 import os
 import platform
 from importlib import metadata
+from typing import Any
 
 from bench.load import CellResult
 
 PACKAGES = ("django", "uvicorn", "uvloop", "httptools", "aiohttp", "channels", "psycopg", "redis")
 
 
-def machine() -> dict:
+def machine() -> dict[str, Any]:
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as info:
@@ -20,6 +21,7 @@ def machine() -> dict:
                     break
     except OSError:
         pass
+    usable: int | None
     try:
         usable = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
@@ -73,7 +75,7 @@ def _diff_ms(a: float | None, b: float | None) -> str:
     return "-" if a is None or b is None else f"{(a - b) * 1000:+.1f}"
 
 
-def cell_summary(cell: CellResult) -> dict:
+def cell_summary(cell: CellResult) -> dict[str, Any]:
     return {
         "target": cell.target,
         "stream": cell.stream,
@@ -146,7 +148,7 @@ def error_lines(cells: list[CellResult]) -> list[str]:
     return lines
 
 
-def machine_text(info: dict) -> str:
+def machine_text(info: dict[str, Any]) -> str:
     packages = ", ".join(f"{name} {version}" for name, version in info["packages"].items())
     return "\n".join(
         [

@@ -15,6 +15,7 @@ process it started is stopped at the end, also on failure or Ctrl-C. See bench/R
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import secrets
@@ -24,6 +25,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 from bench import report
 from bench.load import CellResult, Target, preflight, run_cell
@@ -141,7 +144,7 @@ GATEWAY_PATHS = {
 
 def _request_body(model: str, tokens: int, stream: bool, fmt: str = "chat") -> bytes:
     """The same question in each format."""
-    body: dict
+    body: dict[str, Any]
     if fmt == "responses":
         body = {"model": model, "instructions": SYSTEM, "input": PROMPT, "max_output_tokens": tokens}
     elif fmt == "messages":
@@ -189,7 +192,7 @@ class Bench:
         self.gateway_pgid: int | None = None
         self.upstream_pgid: int | None = None
 
-    def setup(self) -> tuple[Target, Target, dict]:
+    def setup(self) -> tuple[Target, Target, dict[str, Any]]:
         args = self.args
         upstream_key = secrets.token_urlsafe(24)
         upstream_port = free_port()
@@ -263,7 +266,7 @@ class Bench:
                         warmup=args.warmup,
                         duration=args.duration,
                         last_piece=self.last_piece,
-                        cpu_probe=lambda pgid=pgid: group_cpu_seconds(pgid),
+                        cpu_probe=None if pgid is None else functools.partial(group_cpu_seconds, pgid),
                         host_probe=host_cpu_times,
                     )
                     cells.append(cell)
@@ -303,7 +306,7 @@ def _group_size(pgid: int | None) -> int:
     return count
 
 
-def _settled_accounting(env: dict[str, str], timeout: float = 30.0) -> dict:
+def _settled_accounting(env: dict[str, str], timeout: float = 30.0) -> dict[str, Any]:
     """The billing state once nothing is held or waiting to be written any more (settlement runs after
     each response; with the Redis meter, the writers then flush to PostgreSQL)."""
     deadline = time.monotonic() + timeout
@@ -314,13 +317,13 @@ def _settled_accounting(env: dict[str, str], timeout: float = 30.0) -> dict:
         time.sleep(1.0)
 
 
-def _settled(state: dict) -> bool:
+def _settled(state: dict[str, Any]) -> bool:
     return not (
         state["reservations"].get("held") or state["reserved_micro_usd"] or state["unflushed_micro_usd"]
     )
 
 
-def _settings(args: argparse.Namespace, database: Database, background: list) -> dict:
+def _settings(args: argparse.Namespace, database: Database, background: list[float | None]) -> dict[str, Any]:
     return {
         "other_processes_cpu_busy_percent_before_after": [
             None if share is None else round(share * 100, 1) for share in background
@@ -340,7 +343,14 @@ def _settings(args: argparse.Namespace, database: Database, background: list) ->
     }
 
 
-def _print_results(args, database, machine, background, cells: list[CellResult], billing) -> None:
+def _print_results(
+    args: argparse.Namespace,
+    database: Database,
+    machine: dict[str, Any],
+    background: list[float | None],
+    cells: list[CellResult],
+    billing: dict[str, Any] | None,
+) -> None:
     settings = _settings(args, database, background)
     print()
     print(report.machine_text(machine))
@@ -387,7 +397,15 @@ def _print_results(args, database, machine, background, cells: list[CellResult],
             )
 
 
-def _write_json(path: Path, args, database, machine, background, cells: list[CellResult], billing) -> None:
+def _write_json(
+    path: Path,
+    args: argparse.Namespace,
+    database: Database,
+    machine: dict[str, Any],
+    background: list[float | None],
+    cells: list[CellResult],
+    billing: dict[str, Any] | None,
+) -> None:
     data = {
         "machine": machine,
         "settings": _settings(args, database, background),
@@ -397,7 +415,7 @@ def _write_json(path: Path, args, database, machine, background, cells: list[Cel
     path.write_text(json.dumps(data, indent=2) + "\n")
 
 
-def _on_sigterm(signum, frame) -> None:
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 

@@ -17,6 +17,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 REPO = Path(__file__).resolve().parent.parent
@@ -46,7 +47,7 @@ def tail(path: Path, lines: int = 30) -> str:
 @dataclass
 class Child:
     name: str
-    process: subprocess.Popen
+    process: subprocess.Popen[bytes]
     log: Path
 
 
@@ -85,7 +86,7 @@ class Processes:
                 )
 
 
-def _stop_group(process: subprocess.Popen, grace: float = 8.0) -> None:
+def _stop_group(process: subprocess.Popen[bytes], grace: float = 8.0) -> None:
     pgid = process.pid  # start_new_session: the child leads its own group
     for sig in (signal.SIGTERM, signal.SIGKILL):
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -366,7 +367,7 @@ print(json.dumps({{
 """
 
 
-def accounting(env: dict[str, str]) -> dict:
+def accounting(env: dict[str, str]) -> dict[str, Any]:
     """What was billed: generation records, ledger, reservations (SQL rows or Redis holds), balance."""
     out = manage(env, "shell", "-c", ACCOUNTING.format(email=OWNER_EMAIL))
     return json.loads(out.strip().splitlines()[-1])

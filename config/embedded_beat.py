@@ -5,9 +5,10 @@ Only for one-process setups (`make run`); with a broker, run `celery -A config b
 
 import logging
 import threading
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
-from celery.schedules import maybe_schedule
+from celery.schedules import BaseSchedule, maybe_schedule
 from django.db import close_old_connections
 
 from config.celery import app
@@ -15,13 +16,21 @@ from config.celery import app
 logger = logging.getLogger(__name__)
 
 
-def start_embedded_beat(schedule: dict, *, tick_seconds: float = 1.0) -> threading.Event:
+def _as_schedule(value: float | timedelta | BaseSchedule) -> BaseSchedule:
+    """A beat entry's `schedule` as a celery schedule (celery turns seconds and timedeltas into one)."""
+    if isinstance(value, int | float):
+        value = timedelta(seconds=value)  # as celery does (its stubs take numbers.Number, not float)
+    when = maybe_schedule(value, app=app)
+    if not isinstance(when, BaseSchedule):  # celery's stubs allow it; celery never returns it
+        raise TypeError(f"not a beat schedule: {value!r}")
+    return when
+
+
+def start_embedded_beat(schedule: dict[str, dict[str, Any]], *, tick_seconds: float = 1.0) -> threading.Event:
     """Run each entry's task whenever its schedule is due. Returns an event that stops the thread."""
     app.loader.import_default_modules()  # registers the apps' tasks, as a worker does at start
     stop = threading.Event()
-    entries = {
-        name: (entry["task"], maybe_schedule(entry["schedule"], app=app)) for name, entry in schedule.items()
-    }
+    entries = {name: (entry["task"], _as_schedule(entry["schedule"])) for name, entry in schedule.items()}
     last_run: dict[str, datetime] = {name: app.now() for name in entries}
 
     def loop() -> None:

@@ -2,6 +2,7 @@
 envelope with its taxonomy code, and an X-Request-Id on every answer."""
 
 import uuid
+from typing import Any
 
 from rest_framework import exceptions
 from rest_framework.request import Request
@@ -26,7 +27,7 @@ def error_response(
     return Response(body, status=status or HTTP_STATUS[code], headers={"X-Request-Id": request_id})
 
 
-def exception_handler(exc: Exception, context: dict) -> Response | None:
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """settings.REST_FRAMEWORK["EXCEPTION_HANDLER"]."""
     request = context["request"]
     if isinstance(exc, ApiError):

@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.http import HttpRequest
 
 from gateway.models import Generation
 
@@ -32,8 +33,8 @@ class GenerationAdmin(admin.ModelAdmin):
     list_select_related = ("workspace", "api_key")
     readonly_fields = [field.name for field in Generation._meta.fields]
 
-    def has_add_permission(self, request) -> bool:
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # written by the gateway only
 
-    def has_change_permission(self, request, obj=None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: Generation | None = None) -> bool:
         return False

@@ -2,6 +2,7 @@
 
 import asyncio
 import uuid
+from typing import Any
 from urllib.parse import parse_qs
 
 from django.conf import settings
@@ -12,7 +13,7 @@ from core.envelopes import openai_error_body
 from core.errors import ApiError, ErrorCode
 from gateway import pipeline
 from gateway.auth import Caller, authenticate
-from gateway.http import Handler, Receive, Send, headers_of, in_thread, send_json
+from gateway.http import AsgiApp, Receive, Scope, Send, headers_of, in_thread, send_json
 from gateway.ingress.registry import format_for_path, formats
 from gateway.metering import get_meter, writer
 from gateway.metering.redis_meter import close_loop_client
@@ -20,12 +21,12 @@ from gateway.openapi import openapi_json
 from gateway.session import close_upstream_session
 
 
-async def healthz(scope: dict, receive: Receive, send: Send) -> None:
+async def healthz(scope: Scope, receive: Receive, send: Send) -> None:
     await send_json(send, 200, b'{"status":"ok"}', [])
 
 
-def _readiness() -> dict:
-    checks = {}
+def _readiness() -> dict[str, Any]:
+    checks: dict[str, str] = {}
     try:
         connection.ensure_connection()
         with connection.cursor() as cursor:
@@ -48,12 +49,12 @@ def _redis_check() -> str:
     return "ok"
 
 
-async def readyz(scope: dict, receive: Receive, send: Send) -> None:
+async def readyz(scope: Scope, receive: Receive, send: Send) -> None:
     report = await in_thread(_readiness)
     await send_json(send, 200 if report["status"] == "ok" else 503, compact_json(report), [])
 
 
-def _generation_query(headers: dict, query: bytes) -> tuple[Caller, str]:
+def _generation_query(headers: dict[bytes, bytes], query: bytes) -> tuple[Caller, str]:
     """(the caller, the request id asked for); runs in a worker thread. Raises ApiError."""
     caller = authenticate(headers)
     values = parse_qs(query.decode()).get("id")
@@ -62,7 +63,7 @@ def _generation_query(headers: dict, query: bytes) -> tuple[Caller, str]:
     return caller, values[0].strip().removeprefix("gen-")
 
 
-async def generation(scope: dict, receive: Receive, send: Send) -> None:
+async def generation(scope: Scope, receive: Receive, send: Send) -> None:
     try:
         caller, request_id = await in_thread(
             _generation_query, headers_of(scope), scope.get("query_string", b"")
@@ -93,7 +94,7 @@ FIXED_ROUTES = {
 FIXED_PATHS = frozenset(path for _, path in FIXED_ROUTES)
 
 
-def routes() -> dict[tuple[str, str], Handler]:
+def routes() -> dict[tuple[str, str], AsgiApp]:
     """Every (method, path) the gateway app answers."""
     served = {("POST", fmt.PATH): pipeline.handler(fmt) for fmt in formats()}
     return {**served, **FIXED_ROUTES}
@@ -103,7 +104,7 @@ def is_gateway_path(path: str) -> bool:
     return path in FIXED_PATHS or format_for_path(path) is not None
 
 
-async def gateway_app(scope: dict, receive: Receive, send: Send) -> None:
+async def gateway_app(scope: Scope, receive: Receive, send: Send) -> None:
     fmt = format_for_path(scope["path"]) if scope["method"] == "POST" else None
     handler = pipeline.handler(fmt) if fmt is not None else FIXED_ROUTES.get((scope["method"], scope["path"]))
     if handler is None:
@@ -120,7 +121,7 @@ STORED_RESPONSES = (
 )
 
 
-async def no_stored_responses(scope: dict, receive: Receive, send: Send) -> None:
+async def no_stored_responses(scope: Scope, receive: Receive, send: Send) -> None:
     """Responses are not stored here, so a stored response's endpoints answer 404 in the OpenAI envelope."""
     request_id = uuid.uuid4().hex
     message = "Responses are not stored: this API is stateless, so there is nothing to retrieve or cancel."
@@ -128,10 +129,10 @@ async def no_stored_responses(scope: dict, receive: Receive, send: Send) -> None
     await send_json(send, 404, compact_json(body), [(b"x-request-id", request_id.encode())])
 
 
-def with_gateway(django_app):
+def with_gateway(django_app: AsgiApp) -> AsgiApp:
     """HTTP router: gateway paths to the gateway app, everything else to Django."""
 
-    async def app(scope: dict, receive: Receive, send: Send) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if is_gateway_path(scope["path"].rstrip("/")):
             scope = {**scope, "path": scope["path"].rstrip("/")}
             await gateway_app(scope, receive, send)
@@ -143,7 +144,7 @@ def with_gateway(django_app):
     return app
 
 
-async def lifespan(scope: dict, receive: Receive, send: Send) -> None:
+async def lifespan(scope: Scope, receive: Receive, send: Send) -> None:
     """Start the metering writer with the server (Redis meter); on shutdown drain it, close the pools."""
     stop = asyncio.Event()
     flusher = None

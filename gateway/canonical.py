@@ -54,10 +54,15 @@ class ToolCallBlock:
     cache_control: CacheControl | None = None
 
 
+# What a tool result may carry: Chat Completions and Anthropic allow files next to text and images
+# (the OpenAI-compatible dialects send only the text and images on).
+ToolResultPart = TextBlock | ImageBlock | FileBlock
+
+
 @dataclass(slots=True)
 class ToolResultBlock:
     tool_call_id: str
-    content: list["TextBlock | ImageBlock"]
+    content: list[ToolResultPart]
     is_error: bool = False
     cache_control: CacheControl | None = None
 
@@ -85,9 +90,12 @@ class Tool:
     cache_control: CacheControl | None = None
 
 
+ToolChoiceMode = Literal["auto", "none", "required", "tool"]
+
+
 @dataclass(slots=True)
 class ToolChoice:
-    mode: Literal["auto", "none", "required", "tool"]
+    mode: ToolChoiceMode
     name: str | None = None  # with mode "tool": the one tool to call
 
 

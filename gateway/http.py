@@ -1,17 +1,21 @@
 """ASGI primitives for the gateway: read a bounded body, send JSON or an SSE stream, watch for disconnect."""
 
 import json
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, ParamSpec, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 
 from core.errors import ApiError, ErrorCode
 
-Receive = Callable[[], Awaitable[dict]]
-Send = Callable[[dict], Awaitable[None]]
-Handler = Callable[[dict, Receive, Send], Awaitable[None]]  # an ASGI HTTP app
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[Mapping[str, Any]], Awaitable[None]]
+AsgiApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
 SSE_HEADERS = [
@@ -25,12 +29,13 @@ class ClientGone(Exception):
     """The client disconnected while we were sending."""
 
 
-def headers_of(scope: dict) -> dict[bytes, bytes]:
+def headers_of(scope: Scope) -> dict[bytes, bytes]:
     return {name.lower(): value for name, value in scope["headers"]}
 
 
 async def read_body(receive: Receive, limit: int) -> bytes:
-    chunks, size = [], 0
+    chunks: list[bytes] = []
+    size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
@@ -65,11 +70,11 @@ async def wait_for_disconnect(receive: Receive) -> None:
         pass
 
 
-def _with_fresh_connection(function, *args, **kwargs):
+def _with_fresh_connection(function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     close_old_connections()  # as Django does at each request's start: drop broken or expired connections
     return function(*args, **kwargs)
 
 
-async def in_thread(function, *args, **kwargs):
+async def in_thread(function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """Run ORM code in a worker thread (many at once; Django's connections are per thread)."""
     return await sync_to_async(_with_fresh_connection, thread_sensitive=False)(function, *args, **kwargs)

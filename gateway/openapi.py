@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 from core.encoding import compact_json
 from core.http_caching import etag_matches, strong_etag
-from gateway.http import Receive, Send, headers_of, in_thread, send_json
+from gateway.http import Receive, Scope, Send, headers_of, in_thread, send_json
 from gateway.ingress.registry import format_names, formats
 from gateway.ingress.validation import SCHEMAS
 
@@ -55,20 +55,20 @@ class Operation(NamedTuple):
     operation: dict[str, Any]
 
 
-def schema_file(name: str) -> dict:
+def schema_file(name: str) -> dict[str, Any]:
     """A schema from gateway/ingress/schemas/, read from the file the validators load."""
     return json.loads((SCHEMAS / name).read_text())
 
 
-def _ref(name: str) -> dict:
+def _ref(name: str) -> dict[str, Any]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _json_response(description: str, schema: dict) -> dict:
+def _json_response(description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _error_response(envelope: str = "OpenAIError") -> dict:
+def _error_response(envelope: str = "OpenAIError") -> dict[str, Any]:
     return _json_response(ERROR_DESCRIPTION, _ref(envelope))
 
 
@@ -195,7 +195,7 @@ _INTEGER = {"type": "integer"}
 _STRING = {"type": "string"}
 
 
-def generation_response() -> dict:
+def generation_response() -> dict[str, Any]:
     return {
         "type": "object",
         "required": ["data"],
@@ -322,7 +322,7 @@ GATEWAY_OPERATIONS: list[Callable[[], Operation]] = [
 # --- The management API, from the DRF views ----------------------------------------------------------
 
 
-def management_api() -> dict:
+def management_api() -> dict[str, Any]:
     """drf-spectacular's document for the DRF views under /api/v1/ (the management API and the public
     catalog), in plain JSON types."""
     from django.core.serializers.json import DjangoJSONEncoder
@@ -339,7 +339,7 @@ def management_api() -> dict:
 # --- The document --------------------------------------------------------------------------------------
 
 
-def _merge_schemas(into: dict, more: dict) -> None:
+def _merge_schemas(into: dict[str, Any], more: dict[str, Any]) -> None:
     for name, schema in more.items():
         if name in into and into[name] != schema:
             raise ValueError(f"OpenAPI component {name!r} is defined twice, differently")
@@ -347,10 +347,10 @@ def _merge_schemas(into: dict, more: dict) -> None:
 
 
 @functools.cache
-def openapi_document() -> dict:
+def openapi_document() -> dict[str, Any]:
     """The whole document; computed once (it touches Django's URLconf), shared: do not mutate it."""
     components = schema_file("components.json")
-    paths: dict[str, dict] = {}
+    paths: dict[str, dict[str, Any]] = {}
     for build in [*(FORMAT_OPERATIONS[fmt.FORMAT] for fmt in formats()), *GATEWAY_OPERATIONS]:
         path, method, operation = build()
         paths.setdefault(path, {})[method] = operation
@@ -382,7 +382,7 @@ def encoded_document() -> tuple[bytes, bytes]:
     return body, strong_etag(body).encode()
 
 
-async def openapi_json(scope: dict, receive: Receive, send: Send) -> None:
+async def openapi_json(scope: Scope, receive: Receive, send: Send) -> None:
     """GET /openapi.json, cacheable for 5 minutes; 304 when the client's If-None-Match still matches."""
     if encoded_document.cache_info().currsize:
         body, etag = encoded_document()

@@ -4,11 +4,12 @@ reserve), run upstream, respond in the caller's format, settle. `handler(fmt)` i
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
 import uuid
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import SynchronousOnlyOperation
@@ -21,9 +22,10 @@ from gateway.catalog_cache import ModelInfo, catalog_cache
 from gateway.fold import Folded
 from gateway.http import (
     SSE_HEADERS,
+    AsgiApp,
     ClientGone,
-    Handler,
     Receive,
+    Scope,
     Send,
     headers_of,
     in_thread,
@@ -35,10 +37,10 @@ from gateway.http import (
 from gateway.ingress.base import IngressFormat
 from gateway.metering import Outcome, Settlement, cost_of, get_meter
 from gateway.models import GenerationStatus
-from gateway.routing import open_stream
+from gateway.routing import OpenStream, open_stream
 from gateway.session import upstream_session
 from gateway.tokens import estimate_prompt_tokens
-from gateway.upstreams.base import UpstreamError
+from gateway.upstreams.base import RouteInfo, UpstreamError
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +73,7 @@ def _admits_in_loop(headers: dict[bytes, bytes]) -> bool:
     return answers_from_memory(headers) and catalog_cache.is_fresh()
 
 
-async def admit(fmt: IngressFormat, scope: dict, body: bytes, request_id: str) -> Admitted:
+async def admit(fmt: IngressFormat, scope: Scope, body: bytes, request_id: str) -> Admitted:
     """Admission, then the worst case reserved before anything goes upstream (design §4.1)."""
     headers = headers_of(scope)
     admitted = None
@@ -91,17 +93,16 @@ async def admit(fmt: IngressFormat, scope: dict, body: bytes, request_id: str) -
     return admitted
 
 
-@functools.cache
-def handler(fmt: IngressFormat) -> Handler:
+def handler(fmt: IngressFormat) -> AsgiApp:
     """The ASGI handler of one ingress format."""
 
-    async def handle(scope: dict, receive: Receive, send: Send) -> None:
+    async def handle(scope: Scope, receive: Receive, send: Send) -> None:
         await _handle(fmt, scope, receive, send)
 
     return handle
 
 
-async def _handle(fmt: IngressFormat, scope: dict, receive: Receive, send: Send) -> None:
+async def _handle(fmt: IngressFormat, scope: Scope, receive: Receive, send: Send) -> None:
     request_id = uuid.uuid4().hex
     started = time.monotonic()
     id_header = [(b"x-request-id", request_id.encode())]
@@ -144,15 +145,15 @@ class Run:
         started: float,
         receive: Receive,
         send: Send,
-        id_header,
-    ):
+        id_header: list[tuple[bytes, bytes]],
+    ) -> None:
         self.fmt, self.admitted, self.request_id, self.started = fmt, admitted, request_id, started
         self.receive, self.send, self.id_header = receive, send, id_header
         self.folded = Folded()
         self.ttft_ms: int | None = None
         self.renderer = fmt.stream_renderer(request_id=request_id, model=admitted.model.slug)
 
-    def outcome(self, status: str, route=None, error_code: str = "") -> Outcome:
+    def outcome(self, status: str, route: RouteInfo | None = None, error_code: str = "") -> Outcome:
         usage = self.folded.usage or Usage(
             prompt_tokens=self.admitted.prompt_estimate, completion_tokens=self.folded.deltas
         )
@@ -183,15 +184,18 @@ class Run:
         finally:
             disconnect.cancel()
 
-    async def _events(self, opened, disconnect: asyncio.Future, on_idle):
+    async def _events(
+        self, opened: OpenStream, disconnect: asyncio.Future[None], on_idle: Callable[[], Awaitable[None]]
+    ) -> AsyncGenerator[Event, None]:
         """The route's events as they arrive; stops early (returns) when the client disconnects."""
         yield opened.first
         iterator = opened.rest
         while True:
             next_event = asyncio.ensure_future(anext(iterator))
+            watched: set[asyncio.Future[Any]] = {next_event, disconnect}
             while True:
                 done, _ = await asyncio.wait(
-                    {next_event, disconnect},
+                    watched,
                     timeout=settings.GATEWAY_KEEPALIVE_SECONDS,
                     return_when=asyncio.FIRST_COMPLETED,
                 )
@@ -212,7 +216,7 @@ class Run:
             self.ttft_ms = int((time.monotonic() - self.started) * 1000)
         self.folded.add(event)
 
-    async def _stream(self, opened, disconnect) -> Outcome:
+    async def _stream(self, opened: OpenStream, disconnect: asyncio.Future[None]) -> Outcome:
         await self.send(
             {"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *self.id_header]}
         )
@@ -231,7 +235,7 @@ class Run:
         await self._frames(self.renderer.finish(outcome.usage, cost_usd), last=True)
         return outcome
 
-    async def _respond_whole(self, opened, disconnect) -> Outcome:
+    async def _respond_whole(self, opened: OpenStream, disconnect: asyncio.Future[None]) -> Outcome:
         try:
             async for event in self._events(opened, disconnect, _nothing):
                 self._mark(event)
@@ -270,7 +274,7 @@ class Run:
         await self.send({"type": "http.response.body", "body": b": keep-alive\n\n", "more_body": True})
 
 
-async def _cancel(task: asyncio.Future) -> None:
+async def _cancel(task: asyncio.Future[Any]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, Exception):
         await task

@@ -1,7 +1,7 @@
 """A model's routes in order: a provider failing before its first event is retried on the next route."""
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, replace
 
 import aiohttp
@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 class OpenStream:
     route: RouteInfo
     first: Event
-    rest: AsyncIterator[Event]
+    rest: AsyncGenerator[Event, None]  # closed early when the client goes away
 
 
 async def open_stream(

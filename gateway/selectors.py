@@ -7,7 +7,9 @@ request (completed, failed, cancelled) counts towards the success rate.
 
 import datetime
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from django.core.cache import cache
 from django.db.models import F, Sum
@@ -27,7 +29,7 @@ class ModelPerformance:
     median_ttft_ms: float | None
     median_output_tokens_per_second: float | None
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         return {
             "requests": self.requests,
             "success_rate": self.success_rate,
@@ -36,7 +38,10 @@ class ModelPerformance:
         }
 
 
-def _cached(key: str, compute):
+T = TypeVar("T")
+
+
+def _cached(key: str, compute: Callable[[], T]) -> T:
     value = cache.get(key)
     if value is None:
         value = compute()

@@ -27,6 +27,7 @@ from gateway.canonical import (
     ToolCallBlock,
     ToolChoice,
     ToolResultBlock,
+    ToolResultPart,
 )
 from gateway.ingress.anthropic_messages_render import (
     STOP_REASONS,
@@ -125,6 +126,7 @@ def _refuse_unsupported(body: dict[str, Any]) -> None:
 def _system_messages(raw: str | list[dict[str, Any]] | None) -> list[Message]:
     if not raw:
         return []
+    blocks: list[Block]
     if isinstance(raw, str):
         blocks = [TextBlock(raw)]
     else:
@@ -183,7 +185,7 @@ def _block(raw: dict[str, Any]) -> Block:
 def _tool_result(raw: dict[str, Any]) -> ToolResultBlock:
     content = raw.get("content")
     if isinstance(content, str):
-        parts: list[TextBlock | ImageBlock] = [TextBlock(content)]
+        parts: list[ToolResultPart] = [TextBlock(content)]
     else:
         parts = [_result_part(part) for part in content or []]
     return ToolResultBlock(

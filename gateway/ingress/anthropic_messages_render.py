@@ -115,7 +115,7 @@ class MessageStream:
         self._stop_sequence: str | None = None
 
     def start(self) -> list[bytes]:
-        message = {
+        message: dict[str, Any] = {
             "id": f"msg_{self._request_id}",
             "type": "message",
             "role": "assistant",

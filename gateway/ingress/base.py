@@ -43,5 +43,7 @@ class IngressFormat(Protocol):
 
     def stream_renderer(self, *, request_id: str, model: str) -> StreamRenderer: ...
 
-    def error_body(self, code: ErrorCode, message: str, request_id: str, param: str | None = None) -> dict:
+    def error_body(
+        self, code: ErrorCode, message: str, request_id: str, param: str | None = None
+    ) -> dict[str, Any]:
         """The format's error envelope, with the taxonomy code."""

@@ -34,13 +34,16 @@ from gateway.canonical import (
     ToolCallDelta,
     ToolChoice,
     ToolResultBlock,
+    ToolResultPart,
     Usage,
 )
 from gateway.fold import Folded, FoldedReasoning
 from gateway.ingress.validation import (
     load_validator,
+    openai_role,
     refuse_server_tools,
     refuse_unrenderable,
+    tool_choice_mode,
     validate_or_raise,
 )
 
@@ -106,10 +109,10 @@ def parallel_tool_calls(body: dict[str, Any]) -> bool | None:
 
 
 def _message(raw: dict[str, Any]) -> Message:
-    role = "system" if raw["role"] == "developer" else raw["role"]
+    role = openai_role(raw["role"])
     content = raw.get("content")
-    blocks: list[Block] = _reasoning_blocks(raw)
-    parts = (
+    blocks: list[Block] = list(_reasoning_blocks(raw))
+    parts: list[ToolResultPart] = (
         [_part(p) for p in content]
         if isinstance(content, list)
         else ([TextBlock(content)] if content else [])
@@ -126,9 +129,9 @@ def _message(raw: dict[str, Any]) -> Message:
     return Message(role, blocks, name=raw.get("name"))
 
 
-def _reasoning_blocks(raw: dict[str, Any]) -> list[Block]:
+def _reasoning_blocks(raw: dict[str, Any]) -> list[ReasoningBlock]:
     text = raw.get("reasoning") or ""
-    blocks: list[Block] = []
+    blocks: list[ReasoningBlock] = []
     for detail in raw.get("reasoning_details") or []:
         if detail.get("type") == "reasoning.encrypted" and detail.get("data"):
             blocks.append(ReasoningBlock("", signature=detail["data"], redacted=True))
@@ -162,7 +165,7 @@ def reasoning_detail(block: FoldedReasoning, index: int) -> dict[str, Any] | Non
     }
 
 
-def _part(raw: dict[str, Any]) -> Block:
+def _part(raw: dict[str, Any]) -> ToolResultPart:
     if raw["type"] == "text":
         return TextBlock(raw["text"])
     if raw["type"] == "image_url":
@@ -180,15 +183,15 @@ def _tool(function: dict[str, Any]) -> Tool:
     )
 
 
-def _tool_choice(raw: str | dict | None) -> ToolChoice | None:
+def _tool_choice(raw: str | dict[str, Any] | None) -> ToolChoice | None:
     if raw is None:
         return None
     if isinstance(raw, str):
-        return ToolChoice(mode=raw)
+        return ToolChoice(mode=tool_choice_mode(raw))
     return ToolChoice(mode="tool", name=raw["function"]["name"])
 
 
-def _response_format(raw: dict | None) -> ResponseFormat | None:
+def _response_format(raw: dict[str, Any] | None) -> ResponseFormat | None:
     if raw is None:
         return None
     schema = raw.get("json_schema") or {}
@@ -211,7 +214,7 @@ def usage_object(usage: Usage, cost_usd: float) -> dict[str, Any]:
 
 def response_object(
     *, request_id: str, model: str, created: int, folded: Folded, usage: Usage, cost_usd: float
-) -> dict:
+) -> dict[str, Any]:
     message: dict[str, Any] = {
         "role": "assistant",
         "content": folded.text or (None if folded.tool_calls else ""),
@@ -257,13 +260,13 @@ class ChunkRenderer:
         self._reasoning = FoldedReasoning()  # the reasoning block being streamed, for its detail
         self._details = 0  # reasoning_details entries sent
 
-    def _chunk(self, delta: dict, finish_reason: str | None = None) -> dict:
+    def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
         return {**self._base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}
 
-    def role_chunk(self) -> dict:
+    def role_chunk(self) -> dict[str, Any]:
         return self._chunk({"role": "assistant", "content": ""})
 
-    def render(self, event: Event) -> dict | None:
+    def render(self, event: Event) -> dict[str, Any] | None:
         match event:
             case TextDelta(text=text):
                 return self._chunk({"content": text})
@@ -299,7 +302,7 @@ class ChunkRenderer:
             self._reasoning = FoldedReasoning()
         return delta
 
-    def usage_chunk(self, usage: Usage, cost_usd: float) -> dict:
+    def usage_chunk(self, usage: Usage, cost_usd: float) -> dict[str, Any]:
         return {**self._base, "choices": [], "usage": usage_object(usage, cost_usd)}
 
 
@@ -327,7 +330,7 @@ class ChatStream:
 DONE = b"data: [DONE]\n\n"
 
 
-def _frame(payload: dict) -> bytes:
+def _frame(payload: dict[str, Any]) -> bytes:
     return b"data: " + compact_json(payload) + b"\n\n"
 
 

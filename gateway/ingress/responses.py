@@ -35,7 +35,13 @@ from gateway.canonical import (
 )
 from gateway.ingress.chat_completions import parallel_tool_calls
 from gateway.ingress.responses_render import ResponsesStream, decode_reasoning_state, response_object
-from gateway.ingress.validation import load_validator, refuse_unrenderable, validate_or_raise
+from gateway.ingress.validation import (
+    load_validator,
+    openai_role,
+    refuse_unrenderable,
+    tool_choice_mode,
+    validate_or_raise,
+)
 
 __all__ = ["FORMAT", "error_body", "parse_request", "response_object", "stream_renderer"]
 
@@ -168,9 +174,11 @@ def _item(item: dict[str, Any]) -> Message | None:
         if not summary and not signature:
             return None
         return Message("assistant", [ReasoningBlock(text=summary, signature=signature, redacted=redacted)])
-    role = "system" if item["role"] == "developer" else item["role"]
+    role = openai_role(item["role"])
     content = item["content"]
-    blocks = [TextBlock(content)] if isinstance(content, str) else [_part(part) for part in content]
+    blocks: list[Block] = (
+        [TextBlock(content)] if isinstance(content, str) else [_part(part) for part in content]
+    )
     return Message(role, blocks)
 
 
@@ -198,15 +206,15 @@ def _tool(raw: dict[str, Any], position: int) -> Tool:
     )
 
 
-def _tool_choice(raw: str | dict | None) -> ToolChoice | None:
+def _tool_choice(raw: str | dict[str, Any] | None) -> ToolChoice | None:
     if raw is None:
         return None
     if isinstance(raw, str):
-        return ToolChoice(mode=raw)
+        return ToolChoice(mode=tool_choice_mode(raw))
     return ToolChoice(mode="tool", name=raw["name"])
 
 
-def _response_format(raw: dict | None) -> ResponseFormat | None:
+def _response_format(raw: dict[str, Any] | None) -> ResponseFormat | None:
     if raw is None:
         return None
     return ResponseFormat(

@@ -23,6 +23,7 @@
 """
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -242,7 +243,7 @@ class ResponsesStream:
     def _open_is(self, kind: str) -> bool:
         return self._open is not None and self._open.item["type"] == kind
 
-    def _begin(self, prefix: str, make_item) -> OpenItem:
+    def _begin(self, prefix: str, make_item: Callable[[str], dict[str, Any]]) -> OpenItem:
         output_index = len(self._output)
         item = make_item(item_id(prefix, self._request_id, output_index))
         self._output.append(item)

@@ -8,8 +8,20 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
 from core.errors import ApiError, ErrorCode
+from gateway.canonical import Role, ToolChoiceMode
 
 SCHEMAS = Path(__file__).parent / "schemas"
+
+# OpenAI's message roles (the schemas allow only these): `developer` is a system message.
+_OPENAI_ROLES: dict[str, Role] = {
+    "system": "system",
+    "developer": "system",
+    "user": "user",
+    "assistant": "assistant",
+    "tool": "tool",
+}
+# OpenAI's string tool_choice values (the schemas allow only these).
+_TOOL_CHOICE_MODES: dict[str, ToolChoiceMode] = {"auto": "auto", "none": "none", "required": "required"}
 
 
 def load_validator(name: str) -> Draft202012Validator:
@@ -34,6 +46,16 @@ def validate_or_raise(validator: Draft202012Validator, body: object) -> None:
     field = field_path(error) or None
     message = error.message if len(error.message) < 300 else error.message[:300] + "…"
     raise ApiError(ErrorCode.INVALID_REQUEST, f"{field}: {message}" if field else message, param=field)
+
+
+def openai_role(value: str) -> Role:
+    """A validated OpenAI message role as the canonical one."""
+    return _OPENAI_ROLES[value]
+
+
+def tool_choice_mode(value: str) -> ToolChoiceMode:
+    """A validated string tool_choice (auto, none, required) as the canonical mode."""
+    return _TOOL_CHOICE_MODES[value]
 
 
 def refuse_server_tools(plugins: list[dict[str, Any]] | None) -> None:

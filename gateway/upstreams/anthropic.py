@@ -20,7 +20,7 @@ are inside `completion_tokens` = `output_tokens`). Unknown block types (server t
 """
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -213,6 +213,7 @@ def _tool_choice(request: CanonicalRequest) -> dict[str, Any] | None:
     one_call = request.parallel_tool_calls is False and bool(request.tools)
     if choice is None:
         return {"type": "auto", "disable_parallel_tool_use": True} if one_call else None
+    out: dict[str, Any]
     if choice.mode == "tool":
         out = {"type": "tool", "name": choice.name}
     else:
@@ -345,7 +346,7 @@ def _events_for(data: dict[str, Any], state: _StreamState) -> list[Event]:
     return []
 
 
-async def _read_stream(response: aiohttp.ClientResponse) -> AsyncIterator[Event]:
+async def _read_stream(response: aiohttp.ClientResponse) -> AsyncGenerator[Event, None]:
     state = _StreamState()
     async for sse in iter_sse(response):
         try:
@@ -377,7 +378,7 @@ class AnthropicAdapter(UpstreamAdapter):
 
     async def stream(
         self, request: CanonicalRequest, route: RouteInfo, session: aiohttp.ClientSession
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         provider = route.provider
         url = f"{provider.base_url.rstrip('/')}/messages"
         body = build_body(request, route)

@@ -10,7 +10,7 @@ Contract (the router in gateway/routing.py relies on it):
 """
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -66,7 +66,7 @@ class UpstreamAdapter(ABC):
     @abstractmethod
     def stream(
         self, request: CanonicalRequest, route: RouteInfo, session: aiohttp.ClientSession
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         """Yield the canonical events of one upstream attempt; raise UpstreamError on failure."""
 
 

@@ -14,6 +14,7 @@ System, assistant and tool contents are plain strings here; JSON schemas go as `
 """
 
 import json
+from collections.abc import Sequence
 
 import aiohttp
 
@@ -63,12 +64,12 @@ class LlamaCppAdapter(OpenAICompatibleAdapter):
             return {"type": "json_object", "schema": fmt.schema or {}}
         return {"type": fmt.type}
 
-    def content(self, role: str, blocks: list[Block]) -> str | list[Json]:
+    def content(self, role: str, blocks: Sequence[Block]) -> str | list[Json]:
         if role == "user":
             return super().content(role, blocks)
         return "".join(block.text for block in blocks if isinstance(block, TextBlock))
 
-    def assistant_fields(self, blocks: list[Block], out: Json) -> None:
+    def assistant_fields(self, blocks: Sequence[Block], out: Json) -> None:
         super().assistant_fields(blocks, out)
         out.setdefault("content", "")  # chat templates read it
 

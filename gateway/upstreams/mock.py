@@ -7,7 +7,7 @@ with reasoning asked for it thinks out loud first. Usage counts one token per em
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import aiohttp
 
@@ -17,6 +17,7 @@ from gateway.canonical import (
     CanonicalRequest,
     Event,
     Finish,
+    FinishReason,
     ReasoningDelta,
     TextDelta,
     ToolCallDelta,
@@ -45,12 +46,13 @@ class MockAdapter(UpstreamAdapter):
 
     async def stream(
         self, request: CanonicalRequest, route: RouteInfo, session: aiohttp.ClientSession
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         delay = 1 / float(route.options.get("tokens_per_second", 60))
         await asyncio.sleep(float(route.options.get("first_token_ms", 150)) / 1000)
         budget = request.max_tokens or 1_000_000
         produced = reasoning = 0
         index = 0
+        finish: FinishReason
 
         if request.reasoning and request.reasoning.enabled is not False:
             yield BlockStart(index, "reasoning")

@@ -13,7 +13,7 @@ Route options: `max_tokens_field` (the field that carries the token limit) and `
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -247,7 +247,7 @@ class OpenAICompatibleAdapter(UpstreamAdapter):
                 out.append(self.message(message.role, rest, message.name))
         return out
 
-    def message(self, role: str, blocks: list[Block], name: str | None) -> Json:
+    def message(self, role: str, blocks: Sequence[Block], name: str | None) -> Json:
         if role == "tool":  # a tool message without a result block: keep its text
             role = "user"
         out: Json = {"role": role}
@@ -259,7 +259,7 @@ class OpenAICompatibleAdapter(UpstreamAdapter):
             out["name"] = name
         return out
 
-    def assistant_fields(self, blocks: list[Block], out: Json) -> None:
+    def assistant_fields(self, blocks: Sequence[Block], out: Json) -> None:
         text = [block for block in blocks if isinstance(block, TextBlock)]
         calls = [block for block in blocks if isinstance(block, ToolCallBlock)]
         if text or not calls:  # a tool-calling turn without text has no content (some schemas forbid null)
@@ -273,7 +273,7 @@ class OpenAICompatibleAdapter(UpstreamAdapter):
                 for c in calls
             ]
 
-    def content(self, role: str, blocks: list[Block]) -> str | list[Json]:
+    def content(self, role: str, blocks: Sequence[Block]) -> str | list[Json]:
         parts = [part for block in blocks if (part := self.part(block)) is not None]
         if not parts:
             return ""
@@ -377,7 +377,7 @@ class OpenAICompatibleAdapter(UpstreamAdapter):
     # --- One attempt -----------------------------------------------------------------------
     async def stream(
         self, request: CanonicalRequest, route: RouteInfo, session: aiohttp.ClientSession
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         body = self.build_body(request, route)
         state = StreamState()
         slug = route.provider.slug

@@ -1,8 +1,10 @@
 """Retry the settled records PostgreSQL refused (logged CRITICAL by the metering writer) once the cause is
 fixed: they go back to the writers' queue. Their charges never left the Redis mirror, so nothing is lost."""
 
+from typing import Any
+
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from billing import mirror
 
@@ -10,10 +12,10 @@ from billing import mirror
 class Command(BaseCommand):
     help = "Put the metering records PostgreSQL refused back in the writers' queue."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--list", action="store_true", dest="only_list", help="only print them")
 
-    def handle(self, *args, only_list: bool = False, **options):
+    def handle(self, *args: Any, only_list: bool = False, **options: Any) -> None:
         if settings.GATEWAY_METER != "redis":
             raise CommandError("GATEWAY_METER is not redis: there is no metering queue")
         client = mirror.sync_client()
