@@ -3,7 +3,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 
-from catalog.models import Creator, Model, Provider, Route
+from catalog.models import Creator, Model, ModelFigures, Provider, Route
 
 SOURCE_OF_TRUTH = (
     "providers.yaml is the source of truth for the catalog: `manage.py catalog_load` overwrites edits made "
@@ -90,3 +90,22 @@ class RouteAdmin(FromYamlAdmin):
     search_fields = ["model__slug", "upstream_model_id", "provider__slug"]
     list_filter = ["provider"]
     ordering = ["model__position", "model__slug", "position"]
+
+
+@admin.register(ModelFigures)
+class ModelFiguresAdmin(admin.ModelAdmin):
+    """Read-only: gateway.tasks.refresh_model_figures rewrites every row each minute."""
+
+    list_display = ["model", "weekly_tokens", "requests", "success_rate", "median_ttft_ms", "computed_at"]
+    list_select_related = ["model"]
+    search_fields = ["model__slug"]
+    ordering = ["model__position", "model__slug"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: ModelFigures | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: ModelFigures | None = None) -> bool:
+        return False

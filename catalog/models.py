@@ -124,3 +124,28 @@ class Route(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model.slug} #{self.position} → {self.provider.slug}:{self.upstream_model_id}"
+
+
+class ModelFigures(models.Model):
+    """A model's live figures, as the gateway last computed them from its generation records.
+
+    The catalog only reads this snapshot; a periodic gateway task (gateway.tasks.refresh_model_figures)
+    writes it through catalog.services.model_figures_store, so the catalog never imports the gateway.
+    """
+
+    model = models.OneToOneField(Model, on_delete=models.CASCADE, primary_key=True, related_name="figures")
+    weekly_tokens = models.PositiveBigIntegerField(default=0, help_text="Completed tokens, last 7 days.")
+    daily_tokens = models.JSONField(
+        default=list, blank=True, help_text='[{"date": "YYYY-MM-DD", "tokens": n}], oldest first.'
+    )
+    requests = models.PositiveIntegerField(default=0, help_text="Finished requests, last 24 hours.")
+    success_rate = models.FloatField(null=True, blank=True)
+    median_ttft_ms = models.FloatField(null=True, blank=True)
+    median_output_tokens_per_second = models.FloatField(null=True, blank=True)
+    computed_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name_plural = "model figures"
+
+    def __str__(self) -> str:
+        return f"figures of {self.model} at {self.computed_at:%Y-%m-%d %H:%M}"

@@ -92,3 +92,18 @@ async def _flush() -> int:
 async def _write_here(records: list[dict]) -> writer.Written:
     # A worker does nothing else meanwhile: write in this thread, with its own database connection.
     return writer.write_batch(records)
+
+
+@shared_task(name="gateway.tasks.refresh_model_figures")
+def refresh_model_figures() -> int:
+    """Recompute the catalog's live figures from generation records into its snapshot (beat: every minute)."""
+    # Local imports keep this task a pure append to the module (the settlement code above is being reworked).
+    from django.utils import timezone
+
+    from catalog.selectors import model_slugs
+    from catalog.services import FIGURE_DAYS, model_figures_store
+    from gateway.selectors import live_figures
+
+    computed_at = timezone.now()
+    figures = live_figures(models=model_slugs(), days=FIGURE_DAYS)
+    return model_figures_store(figures=figures, computed_at=computed_at)

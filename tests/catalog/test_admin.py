@@ -29,3 +29,14 @@ def test_model_change_form_shows_routes_inline(admin_client, shipped_path: Path)
     assert response.status_code == 200
     assert "llama3.1-8b" in body  # the route's upstream model id, from the inline
     assert "catalog_load" in body
+
+
+def test_live_figures_are_listed_read_only(admin_client, shipped_path: Path) -> None:
+    from gateway.tasks import refresh_model_figures
+
+    catalog_load(shipped_path)
+    refresh_model_figures()
+    response = admin_client.get(reverse("admin:catalog_modelfigures_changelist"), {"q": "llama"})
+    assert response.status_code == 200
+    assert "meta-llama/llama-3.1-8b" in response.content.decode()
+    assert admin_client.get(reverse("admin:catalog_modelfigures_add")).status_code == 403
