@@ -1,8 +1,11 @@
 from typing import Any
 
+from django import forms
 from django.contrib import admin
+from django.db.models import Field
 from django.http import HttpRequest, HttpResponse
 
+from catalog.dialects import dialect_choices
 from catalog.models import Creator, Model, ModelFigures, Provider, Route
 
 SOURCE_OF_TRUTH = (
@@ -42,6 +45,13 @@ class ProviderAdmin(FromYamlAdmin):
     list_display = ["slug", "name", "kind", "base_url", "credentials_env", "timeout_seconds"]
     search_fields = ["slug", "name", "base_url"]
     list_filter = ["kind"]
+
+    def formfield_for_dbfield(self, db_field: Field, request: HttpRequest, **kwargs: Any) -> forms.Field:
+        if db_field.name == "kind":  # a select of the kinds registered now (the column has no choices)
+            return forms.ChoiceField(choices=dialect_choices, help_text=db_field.help_text)
+        if db_field.name == "base_url":
+            kwargs["assume_scheme"] = "https"  # Django 6's default, chosen now (silences its warning)
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
 
 
 class RouteInline(admin.TabularInline):

@@ -363,6 +363,7 @@ async def _read_stream(response: aiohttp.ClientResponse) -> AsyncIterator[Event]
 @register
 class AnthropicAdapter(UpstreamAdapter):
     kind = "anthropic"
+    label = "Anthropic"
 
     def headers(self, route: RouteInfo) -> dict[str, str]:
         headers = {
