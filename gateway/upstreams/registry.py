@@ -25,13 +25,16 @@ def unregister(kind: str) -> None:
 
 
 def adapters_load() -> dict[str, UpstreamAdapter]:
-    """Import every module of this package (once), which registers its adapters; return them by kind."""
+    """Import every module of this package, which registers its adapters; return them by kind.
+
+    Startup runs it (gateway/apps.py). A module imported already is not run again, so a second call only
+    picks up modules added since.
+    """
     global _loaded
-    if not _loaded:
-        package = importlib.import_module("gateway.upstreams")
-        for module in pkgutil.iter_modules(package.__path__, prefix="gateway.upstreams."):
-            importlib.import_module(module.name)
-        _loaded = True
+    package = importlib.import_module("gateway.upstreams")
+    for module in pkgutil.iter_modules(package.__path__, prefix="gateway.upstreams."):
+        importlib.import_module(module.name)
+    _loaded = True
     return dict(_ADAPTERS)
 
 
@@ -43,4 +46,6 @@ def adapter_for(kind: str) -> UpstreamAdapter:
 
 
 def adapter_kinds() -> list[str]:
-    return sorted(adapters_load())
+    if not _loaded:
+        adapters_load()
+    return sorted(_ADAPTERS)
