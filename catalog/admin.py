@@ -1,9 +1,12 @@
 from typing import Any
 
+from django import forms
 from django.contrib import admin
+from django.db.models import Field
 from django.http import HttpRequest, HttpResponse
 
-from catalog.models import Creator, Model, Provider, Route
+from catalog.dialects import dialect_choices
+from catalog.models import Creator, Model, ModelFigures, Provider, Route
 
 SOURCE_OF_TRUTH = (
     "providers.yaml is the source of truth for the catalog: `manage.py catalog_load` overwrites edits made "
@@ -42,6 +45,13 @@ class ProviderAdmin(FromYamlAdmin):
     list_display = ["slug", "name", "kind", "base_url", "credentials_env", "timeout_seconds"]
     search_fields = ["slug", "name", "base_url"]
     list_filter = ["kind"]
+
+    def formfield_for_dbfield(self, db_field: Field, request: HttpRequest, **kwargs: Any) -> forms.Field | None:
+        if db_field.name == "kind":  # a select of the kinds registered now (the column has no choices)
+            return forms.ChoiceField(choices=dialect_choices, help_text=db_field.help_text)
+        if db_field.name == "base_url":
+            kwargs["assume_scheme"] = "https"  # Django 6's default, chosen now (silences its warning)
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
 
 
 class RouteInline(admin.TabularInline):
@@ -90,3 +100,22 @@ class RouteAdmin(FromYamlAdmin):
     search_fields = ["model__slug", "upstream_model_id", "provider__slug"]
     list_filter = ["provider"]
     ordering = ["model__position", "model__slug", "position"]
+
+
+@admin.register(ModelFigures)
+class ModelFiguresAdmin(admin.ModelAdmin):
+    """Read-only: gateway.tasks.refresh_model_figures rewrites every row each minute."""
+
+    list_display = ["model", "weekly_tokens", "requests", "success_rate", "median_ttft_ms", "computed_at"]
+    list_select_related = ["model"]
+    search_fields = ["model__slug"]
+    ordering = ["model__position", "model__slug"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: ModelFigures | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: ModelFigures | None = None) -> bool:
+        return False

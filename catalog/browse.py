@@ -2,7 +2,7 @@
 
 One typed query, parsed from GET parameters (a value that does not parse is ignored, so a hand-edited link
 never fails), applied to the active models in Python: the catalog is tens of models, and the weekly volumes
-that one sort order needs come from gateway.selectors, not from a column.
+that one sort order needs come from the live-figure snapshot (catalog.selectors), not from a column.
 """
 
 import datetime

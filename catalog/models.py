@@ -1,10 +1,11 @@
 """The public model catalog. providers.yaml is the source of truth; `catalog_load` syncs these tables."""
 
+from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import F, Q
 
-from catalog.constants import KINDS_WITHOUT_BASE_URL, KINDS_WITHOUT_CREDENTIALS, ProviderKind
+from catalog.dialects import dialect_get, dialect_unknown_message
 
 PRICE_FIELD = {"max_digits": 14, "decimal_places": 6, "validators": [MinValueValidator(0)]}
 
@@ -32,7 +33,9 @@ class Provider(models.Model):
 
     slug = models.CharField(max_length=100, unique=True)
     name = models.CharField(max_length=200)
-    kind = models.CharField(max_length=32, choices=ProviderKind.choices)
+    # No choices: the kinds are whatever the gateway registered (catalog/dialects.py), so a new dialect needs
+    # no migration. The loader and clean() refuse an unregistered kind.
+    kind = models.CharField(max_length=32, help_text="The upstream dialect (registered by the gateway).")
     base_url = models.URLField(max_length=500, blank=True)
     credentials_env = models.CharField(
         max_length=100, blank=True, help_text="Name of the environment variable that holds the API key."
@@ -44,20 +47,22 @@ class Provider(models.Model):
         ordering = ["slug"]
         constraints = [
             models.CheckConstraint(
-                condition=Q(kind__in=KINDS_WITHOUT_BASE_URL) | ~Q(base_url=""),
-                name="catalog_provider_base_url_required",
-            ),
-            models.CheckConstraint(
-                condition=Q(kind__in=KINDS_WITHOUT_CREDENTIALS) | ~Q(credentials_env=""),
-                name="catalog_provider_credentials_env_required",
-            ),
-            models.CheckConstraint(
                 condition=Q(timeout_seconds__gte=1), name="catalog_provider_timeout_positive"
             ),
         ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.kind})"
+
+    def clean(self) -> None:
+        # What a kind requires depends on its registered dialect, so no database constraint can say it.
+        dialect = dialect_get(self.kind)
+        if dialect is None:
+            raise ValidationError({"kind": dialect_unknown_message(self.kind).capitalize() + "."})
+        if dialect.needs_base_url and not self.base_url:
+            raise ValidationError({"base_url": f"Required for kind {self.kind!r}."})
+        if dialect.needs_credentials and not self.credentials_env:
+            raise ValidationError({"credentials_env": f"Required for kind {self.kind!r}."})
 
 
 class Model(models.Model):
@@ -124,3 +129,28 @@ class Route(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model.slug} #{self.position} → {self.provider.slug}:{self.upstream_model_id}"
+
+
+class ModelFigures(models.Model):
+    """A model's live figures, as the gateway last computed them from its generation records.
+
+    The catalog only reads this snapshot; a periodic gateway task (gateway.tasks.refresh_model_figures)
+    writes it through catalog.services.model_figures_store, so the catalog never imports the gateway.
+    """
+
+    model = models.OneToOneField(Model, on_delete=models.CASCADE, primary_key=True, related_name="figures")
+    weekly_tokens = models.PositiveBigIntegerField(default=0, help_text="Completed tokens, last 7 days.")
+    daily_tokens = models.JSONField(
+        default=list, blank=True, help_text='[{"date": "YYYY-MM-DD", "tokens": n}], oldest first.'
+    )
+    requests = models.PositiveIntegerField(default=0, help_text="Finished requests, last 24 hours.")
+    success_rate = models.FloatField(null=True, blank=True)
+    median_ttft_ms = models.FloatField(null=True, blank=True)
+    median_output_tokens_per_second = models.FloatField(null=True, blank=True)
+    computed_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name_plural = "model figures"
+
+    def __str__(self) -> str:
+        return f"figures of {self.model} at {self.computed_at:%Y-%m-%d %H:%M}"

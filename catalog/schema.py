@@ -6,14 +6,8 @@ Field-by-field documentation lives in docs/catalog.md.
 from decimal import Decimal
 from typing import Any
 
-from catalog.constants import (
-    BENCHMARK_TIERS,
-    BENCHMARK_UNITS,
-    FEATURES,
-    KINDS_WITHOUT_BASE_URL,
-    KINDS_WITHOUT_CREDENTIALS,
-    ProviderKind,
-)
+from catalog.constants import BENCHMARK_TIERS, BENCHMARK_UNITS, FEATURES
+from catalog.dialects import dialect_get, dialect_unknown_message
 from catalog.fields import (
     CatalogError,
     Where,
@@ -120,9 +114,12 @@ def _provider(value: Any, at: Where) -> ProviderSpec:
         required=("slug", "name", "kind"),
         optional=("base_url", "credentials_env", "datacenter_locations", "timeout_seconds"),
     )
-    kind = read_choice(raw["kind"], at.child("kind"), ProviderKind.values)
+    kind = read_str(raw["kind"], at.child("kind"))
+    dialect = dialect_get(kind)
+    if dialect is None:
+        at.child("kind").fail(dialect_unknown_message(kind))
     base_url = ""
-    if kind not in KINDS_WITHOUT_BASE_URL or raw.get("base_url"):
+    if dialect.needs_base_url or raw.get("base_url"):
         if "base_url" not in raw:
             at.child("base_url").fail(f"required for kind {kind!r}")
         base_url = read_url(raw["base_url"], at.child("base_url"))
@@ -133,7 +130,7 @@ def _provider(value: Any, at: Where) -> ProviderSpec:
         pattern=ENV_VAR,
         hint="an environment variable name like CEREBRAS_API_KEY",
     )
-    if not credentials and kind not in KINDS_WITHOUT_CREDENTIALS:
+    if not credentials and dialect.needs_credentials:
         at.child("credentials_env").fail(f"required for kind {kind!r}")
     return ProviderSpec(
         slug=slug,

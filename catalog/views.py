@@ -6,11 +6,9 @@ from django.shortcuts import render
 from catalog.browse import CONTEXT_CHOICES, FEATURE_LABELS, SORTS, ModelQuery, browse_models
 from catalog.constants import FEATURES
 from catalog.public import public_model
-from catalog.selectors import model_get, models_active
+from catalog.selectors import model_figures_get, model_get, models_active, weekly_token_volumes
+from catalog.services import FIGURE_DAYS
 from catalog.snippets import request_snippets
-from gateway.selectors import daily_token_volume, model_performance, weekly_token_volumes
-
-CHART_DAYS = 30
 
 
 def model_list(request: HttpRequest) -> HttpResponse:
@@ -35,14 +33,14 @@ def model_detail(request: HttpRequest, slug: str) -> HttpResponse:
     model = model_get(slug)
     if model is None:
         raise Http404("No active model has this slug.")
-    daily = daily_token_volume(model=slug, days=CHART_DAYS)
+    figures = model_figures_get(slug=slug, days=FIGURE_DAYS)
     context = {
-        "model": public_model(model, weekly_token_volume=weekly_token_volumes().get(slug, 0)),
+        "model": public_model(model, weekly_token_volume=figures.weekly_tokens),
         "routes": [route.provider for route in model.routes.all()],
-        "performance": model_performance(model=slug),
-        "daily_volume": [{"date": day.isoformat(), "tokens": tokens} for day, tokens in daily],
-        "volume_total": sum(tokens for _, tokens in daily),
-        "chart_days": CHART_DAYS,
+        "performance": figures,
+        "daily_volume": [{"date": day.isoformat(), "tokens": tokens} for day, tokens in figures.daily_tokens],
+        "volume_total": sum(tokens for _, tokens in figures.daily_tokens),
+        "chart_days": FIGURE_DAYS,
         "snippets": request_snippets(
             slug=slug,
             site_url=request.build_absolute_uri("/"),

@@ -174,6 +174,8 @@ CELERY_BEAT_SCHEDULE = {
     # The backstop of the gateway processes' own writers: settled records to PostgreSQL, dead writers'
     # batches requeued, expired holds released.
     "gateway-flush-metering": {"task": "gateway.tasks.flush_metering", "schedule": 5.0},
+    # The catalog's live figures (weekly and daily volume, last day's performance) from generation records.
+    "gateway-refresh-model-figures": {"task": "gateway.tasks.refresh_model_figures", "schedule": 60.0},
 }
 
 # Without a broker there is no `celery beat` either: the ASGI process runs the schedule in a thread.

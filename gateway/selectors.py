@@ -1,24 +1,24 @@
 """Reads of generation records that other apps show: the catalog's live figures (platform-wide, per model).
 
-Computed from `Generation` rows on demand and cached briefly; the worker issue will roll them up on a schedule
-behind the same functions. Only completed generations count towards volume and speed; every finished
-request (completed, failed, cancelled) counts towards the success rate.
+Computed from `Generation` rows by gateway.tasks.refresh_model_figures, every minute, into the catalog's
+snapshot (catalog.services.model_figures_store); the catalog's pages and API read only that snapshot. Only
+completed generations count towards volume and speed; every finished request (completed, failed, cancelled)
+counts towards the success rate.
 """
 
 import datetime
 import statistics
-from collections.abc import Callable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
-from django.core.cache import cache
 from django.db.models import F, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
+from catalog.services import LiveFigures
 from gateway.models import Generation, GenerationStatus
 
-CACHE_SECONDS = 60
 PERFORMANCE_SAMPLE = 5_000  # the latest requests of a model that the medians are taken over
 
 
@@ -38,30 +38,15 @@ class ModelPerformance:
         }
 
 
-T = TypeVar("T")
-
-
-def _cached(key: str, compute: Callable[[], T]) -> T:
-    value = cache.get(key)
-    if value is None:
-        value = compute()
-        cache.set(key, value, CACHE_SECONDS)
-    return value
-
-
-def weekly_token_volumes(*, fresh: bool = False) -> dict[str, int]:
+def weekly_token_volumes() -> dict[str, int]:
     """Every model's prompt + completion tokens over the last 7 days, platform-wide: {slug: tokens}."""
-
-    def compute() -> dict[str, int]:
-        since = timezone.now() - datetime.timedelta(days=7)
-        rows = (
-            Generation.objects.filter(created_at__gte=since, status=GenerationStatus.COMPLETED)
-            .values("model")
-            .annotate(tokens=Sum(F("tokens_prompt") + F("tokens_completion")))
-        )
-        return {row["model"]: int(row["tokens"] or 0) for row in rows}
-
-    return compute() if fresh else _cached("catalog:weekly-token-volumes", compute)
+    since = timezone.now() - datetime.timedelta(days=7)
+    rows = (
+        Generation.objects.filter(created_at__gte=since, status=GenerationStatus.COMPLETED)
+        .values("model")
+        .annotate(tokens=Sum(F("tokens_prompt") + F("tokens_completion")))
+    )
+    return {row["model"]: int(row["tokens"] or 0) for row in rows}
 
 
 def daily_token_volume(*, model: str, days: int = 30) -> list[tuple[datetime.date, int]]:
@@ -101,3 +86,20 @@ def model_performance(*, model: str, hours: int = 24) -> ModelPerformance:
         median_ttft_ms=round(statistics.median(ttfts), 1) if ttfts else None,
         median_output_tokens_per_second=round(statistics.median(speeds), 1) if speeds else None,
     )
+
+
+def live_figures(*, models: Iterable[str], days: int) -> dict[str, LiveFigures]:
+    """The catalog's figures of each model: weekly and daily volume, and the last day's performance."""
+    weekly = weekly_token_volumes()
+    figures = {}
+    for slug in models:
+        performance = model_performance(model=slug)
+        figures[slug] = LiveFigures(
+            weekly_tokens=weekly.get(slug, 0),
+            daily_tokens=tuple(daily_token_volume(model=slug, days=days)),
+            requests=performance.requests,
+            success_rate=performance.success_rate,
+            median_ttft_ms=performance.median_ttft_ms,
+            median_output_tokens_per_second=performance.median_output_tokens_per_second,
+        )
+    return figures

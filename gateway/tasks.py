@@ -6,10 +6,14 @@ import logging
 
 from celery import shared_task
 from django.conf import settings
+from django.utils import timezone
 
+from catalog.selectors import model_slugs
+from catalog.services import FIGURE_DAYS, model_figures_store
 from gateway.catalog_cache import catalog_cache
 from gateway.metering import Settlement, get_meter, sql, writer
 from gateway.metering.redis_meter import close_loop_client
+from gateway.selectors import live_figures
 
 logger = logging.getLogger(__name__)
 
@@ -67,3 +71,11 @@ async def _flush() -> int:
 async def _write_here(records: list[dict]) -> writer.Written:
     # A worker does nothing else meanwhile: write in this thread, with its own database connection.
     return writer.write_batch(records)
+
+
+@shared_task(name="gateway.tasks.refresh_model_figures")
+def refresh_model_figures() -> int:
+    """Recompute the catalog's live figures from generation records into its snapshot (beat: every minute)."""
+    computed_at = timezone.now()
+    figures = live_figures(models=model_slugs(), days=FIGURE_DAYS)
+    return model_figures_store(figures=figures, computed_at=computed_at)

@@ -16,10 +16,9 @@ from catalog.api.openapi import (
     SLUG_PARAMETER,
     PublicSchema,
 )
-from catalog.selectors import model_get, models_active
+from catalog.selectors import model_get, models_active, weekly_token_volumes
 from core.drf import request_id_for
 from core.errors import ApiError, ErrorCode
-from gateway.selectors import weekly_token_volumes
 
 
 class JsonOnly(BaseContentNegotiation):

@@ -364,6 +364,7 @@ async def _read_stream(response: aiohttp.ClientResponse) -> AsyncGenerator[Event
 @register
 class AnthropicAdapter(UpstreamAdapter):
     kind = "anthropic"
+    label = "Anthropic"
 
     def headers(self, route: RouteInfo) -> dict[str, str]:
         headers = {

@@ -61,7 +61,11 @@ class RouteInfo:
 
 
 class UpstreamAdapter(ABC):
-    kind: ClassVar[str]
+    kind: ClassVar[str]  # providers.yaml's `kind`; by convention, also the module's name
+    label: ClassVar[str] = ""  # for people (the admin's select); empty: the kind
+    # What a providers.yaml entry of this kind must carry (the catalog learns it through catalog.dialects).
+    needs_base_url: ClassVar[bool] = True
+    needs_credentials: ClassVar[bool] = True  # false: credentials_env is optional
 
     @abstractmethod
     def stream(

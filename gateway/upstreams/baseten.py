@@ -16,6 +16,7 @@ from gateway.upstreams.registry import register
 @register
 class BasetenAdapter(OpenAICompatibleAdapter):
     kind = "baseten"
+    label = "Baseten"
     max_tokens_field = "max_tokens"
 
     def auth_headers(self, route: RouteInfo) -> dict[str, str]:

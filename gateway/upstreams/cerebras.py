@@ -14,6 +14,7 @@ from gateway.upstreams.registry import register
 @register
 class CerebrasAdapter(OpenAICompatibleAdapter):
     kind = "cerebras"
+    label = "Cerebras"
     max_tokens_field = "max_completion_tokens"
     reasoning_fields = ("reasoning",)
     history_reasoning_field = "reasoning"

@@ -15,6 +15,7 @@ MIN_THINKING_BUDGET = 1024  # the spec: budget_tokens "must be >= 1024"
 @register
 class FireworksAdapter(OpenAICompatibleAdapter):
     kind = "fireworks"
+    label = "Fireworks"
     max_tokens_field = "max_tokens"
     reasoning_fields = ("reasoning_content",)
     history_reasoning_field = "reasoning_content"

@@ -49,6 +49,8 @@ def prompt_text(request: CanonicalRequest) -> str:
 @register
 class LlamaCppAdapter(OpenAICompatibleAdapter):
     kind = "llamacpp"
+    label = "llama.cpp / Jan"
+    needs_credentials = False  # a local server may run without auth
     max_tokens_field = "max_tokens"
     reasoning_fields = ("reasoning_content",)
     message_names = False

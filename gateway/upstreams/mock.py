@@ -43,6 +43,9 @@ def _reply(request: CanonicalRequest) -> str:
 @register
 class MockAdapter(UpstreamAdapter):
     kind = "mock"
+    label = "Mock (offline sandbox)"
+    needs_base_url = False  # no network at all
+    needs_credentials = False
 
     async def stream(
         self, request: CanonicalRequest, route: RouteInfo, session: aiohttp.ClientSession

@@ -162,6 +162,7 @@ class StreamState:
 @register
 class OpenAICompatibleAdapter(UpstreamAdapter):
     kind = "openai_compatible"
+    label = "OpenAI-compatible"
     max_tokens_field: ClassVar[str] = "max_completion_tokens"
     reasoning_fields: ClassVar[tuple[str, ...]] = ("reasoning_content", "reasoning")
     history_reasoning_field: ClassVar[str | None] = None  # where assistant reasoning goes in a request

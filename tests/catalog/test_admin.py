@@ -29,3 +29,28 @@ def test_model_change_form_shows_routes_inline(admin_client, shipped_path: Path)
     assert response.status_code == 200
     assert "llama3.1-8b" in body  # the route's upstream model id, from the inline
     assert "catalog_load" in body
+
+
+def test_live_figures_are_listed_read_only(admin_client, shipped_path: Path) -> None:
+    from gateway.tasks import refresh_model_figures
+
+    catalog_load(shipped_path)
+    refresh_model_figures()
+    response = admin_client.get(reverse("admin:catalog_modelfigures_changelist"), {"q": "llama"})
+    assert response.status_code == 200
+    assert "meta-llama/llama-3.1-8b" in response.content.decode()
+    assert admin_client.get(reverse("admin:catalog_modelfigures_add")).status_code == 403
+
+
+def test_the_provider_form_offers_the_registered_kinds(admin_client) -> None:
+    page = admin_client.get(reverse("admin:catalog_provider_add")).content.decode()
+    select = page[
+        page.index('<select name="kind"') : page.index("</select>", page.index('<select name="kind"'))
+    ]
+    assert '<option value="llamacpp">llama.cpp / Jan</option>' in select
+    assert '<option value="mock">Mock (offline sandbox)</option>' in select
+    refused = admin_client.post(
+        reverse("admin:catalog_provider_add"),
+        {"slug": "x", "name": "X", "kind": "fireworks", "datacenter_locations": "[]", "timeout_seconds": 60},
+    )
+    assert "Required for kind &#x27;fireworks&#x27;." in refused.content.decode()

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 
 from catalog.models import Model
-from tests.catalog.helpers import find_model
+from tests.catalog.helpers import find, find_model
 
 PRO = "deepseek/deepseek-v4-pro"
 LLAMA = "meta-llama/llama-3.1-70b"
@@ -105,6 +105,34 @@ def test_catalog_check_rejects_a_malformed_file(
     with pytest.raises(CommandError) as error:
         run("catalog_check", path)
     assert str(error.value).startswith(f"{path}: {expected}")
+
+
+def test_catalog_check_as_a_real_process_refuses_an_unknown_kind_naming_it(
+    write_catalog, shipped_data: dict
+) -> None:
+    # A fresh process: the kinds it knows are the ones the gateway registered at startup, nothing hard-coded.
+    find(shipped_data, "providers", "fireworks")["kind"] = "fireworkz"
+    path = write_catalog(shipped_data)
+    done = subprocess.run(
+        [sys.executable, "manage.py", "catalog_check", "--path", str(path)],
+        cwd=settings.BASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert (
+        f"{path}: providers[fireworks].kind: unknown kind 'fireworkz' (known: anthropic, baseten, cerebras, "
+        "fireworks, llamacpp, mock, openai_compatible)"
+    ) in done.stderr
+
+
+@pytest.mark.django_db
+def test_catalog_load_refuses_an_unknown_kind_and_writes_nothing(write_catalog, shipped_data: dict) -> None:
+    find(shipped_data, "providers", "mock")["kind"] = "sandbox"
+    with pytest.raises(CommandError, match=r"providers\[mock\]\.kind: unknown kind 'sandbox' \(known: "):
+        run("catalog_load", write_catalog(shipped_data))
+    assert not Model.objects.exists()
 
 
 def test_catalog_check_reports_yaml_syntax_errors_with_line(write_catalog, shipped_path: Path) -> None:

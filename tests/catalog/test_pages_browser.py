@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.core.cache import cache
 
+from gateway.tasks import refresh_model_figures
 from tests.catalog.traffic import record_generation
 from tests.factories import make_workspace
 
@@ -91,7 +91,6 @@ def browser(tmp_path) -> Browser:
 
 @pytest.fixture
 def traffic(shipped_catalog):
-    cache.clear()  # the weekly volumes are cached for a minute
     workspace = make_workspace()
     for days_ago, tokens in TRAFFIC:
         record_generation(
@@ -99,8 +98,7 @@ def traffic(shipped_catalog):
             tokens_prompt=tokens * 3 // 4, tokens_completion=tokens // 4, ttft_ms=150 + days_ago,
             latency_ms=1_150 + 10 * days_ago,
         )  # fmt: skip
-    yield
-    cache.clear()
+    refresh_model_figures()
 
 
 def assert_real_png(path: Path, *, width: int, height: int) -> None:

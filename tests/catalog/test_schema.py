@@ -160,8 +160,8 @@ def test_mock_provider_needs_no_base_url_but_others_do(shipped_data: dict) -> No
         ),
         (
             lambda d: find(d, "providers", "cerebras").update(kind="openai"),
-            "providers[cerebras].kind: must be one of anthropic, baseten, cerebras, fireworks, llamacpp, "
-            "mock, openai_compatible, got 'openai'",
+            "providers[cerebras].kind: unknown kind 'openai' (known: anthropic, baseten, cerebras, "
+            "fireworks, llamacpp, mock, openai_compatible)",
         ),
         (
             lambda d: find(d, "providers", "cerebras").update(base_url="api.cerebras.ai/v1"),

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from catalog.loader import catalog_load
@@ -47,10 +48,25 @@ def test_models_active_follows_position(loaded: None) -> None:
     assert "local/llama-cpp" not in slugs
 
 
-def test_database_refuses_a_non_mock_provider_without_base_url() -> None:
-    with pytest.raises(IntegrityError), transaction.atomic():
-        Provider.objects.create(slug="x", name="X", kind="fireworks", base_url="", credentials_env="X_KEY")
-    Provider.objects.create(slug="m", name="M", kind="mock")  # allowed
+def refusal(**fields: str) -> dict[str, list[str]]:
+    with pytest.raises(ValidationError) as error:
+        Provider(slug="x", name="X", **fields).full_clean()
+    return error.value.message_dict
+
+
+def test_a_provider_is_validated_against_its_registered_dialect() -> None:
+    # The kinds and what each needs come from the gateway's adapters (catalog.dialects), so the model's
+    # clean() checks them (the admin runs it), not a database constraint.
+    assert refusal(kind="fireworks", credentials_env="X_KEY") == {
+        "base_url": ["Required for kind 'fireworks'."]
+    }
+    assert refusal(kind="cerebras", base_url="https://api.cerebras.ai/v1") == {
+        "credentials_env": ["Required for kind 'cerebras'."]
+    }
+    [unknown] = refusal(kind="fireworkz", base_url="https://x.org", credentials_env="K")["kind"]
+    assert unknown.startswith("Unknown kind 'fireworkz' (known: anthropic, baseten, cerebras, ")
+    Provider(slug="m", name="M", kind="mock").full_clean()  # needs neither
+    Provider(slug="l", name="L", kind="llamacpp", base_url="http://127.0.0.1:1337/v1").full_clean()
 
 
 def test_database_refuses_output_above_context(loaded: None) -> None:
