@@ -2,6 +2,7 @@
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 from django.shortcuts import render
@@ -69,7 +70,7 @@ def render_action_form(
         "title": form.title,
         "form": form,
         "workspaces": workspaces,
-        "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
+        "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
         "action_name": action_name,
         "intro": intro,
         "submit_label": submit_label,

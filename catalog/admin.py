@@ -46,7 +46,9 @@ class ProviderAdmin(FromYamlAdmin):
     search_fields = ["slug", "name", "base_url"]
     list_filter = ["kind"]
 
-    def formfield_for_dbfield(self, db_field: Field, request: HttpRequest, **kwargs: Any) -> forms.Field | None:
+    def formfield_for_dbfield(
+        self, db_field: Field, request: HttpRequest, **kwargs: Any
+    ) -> forms.Field | None:
         if db_field.name == "kind":  # a select of the kinds registered now (the column has no choices)
             return forms.ChoiceField(choices=dialect_choices, help_text=db_field.help_text)
         if db_field.name == "base_url":

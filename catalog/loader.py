@@ -101,18 +101,24 @@ def catalog_load(path: str | Path) -> LoadResult:
     result = LoadResult(source=catalog.source)
     with transaction.atomic():
         creators = {c.slug: c for c in Creator.objects.all()}
-        for spec in catalog.creators:
+        for creator_spec in catalog.creators:
             creator, outcome = _upsert(
-                Creator, creators.get(spec.slug), slug=spec.slug, **_creator_values(spec)
+                Creator,
+                creators.get(creator_spec.slug),
+                slug=creator_spec.slug,
+                **_creator_values(creator_spec),
             )
-            creators[spec.slug] = creator
+            creators[creator_spec.slug] = creator
             result.creators.add(outcome)
         providers = {p.slug: p for p in Provider.objects.all()}
-        for spec in catalog.providers:
+        for provider_spec in catalog.providers:
             provider, outcome = _upsert(
-                Provider, providers.get(spec.slug), slug=spec.slug, **_provider_values(spec)
+                Provider,
+                providers.get(provider_spec.slug),
+                slug=provider_spec.slug,
+                **_provider_values(provider_spec),
             )
-            providers[spec.slug] = provider
+            providers[provider_spec.slug] = provider
             result.providers.add(outcome)
         models = {m.slug: m for m in Model.objects.all()}
         for position, spec in enumerate(catalog.models):
@@ -128,7 +134,7 @@ def catalog_load(path: str | Path) -> LoadResult:
 
 def _upsert(cls: type[DjangoModel], obj: DjangoModel | None, **values: Any) -> tuple[Any, str]:
     if obj is None:
-        return cls.objects.create(**values), "created"
+        return cls._default_manager.create(**values), "created"
     changed = [name for name, value in values.items() if getattr(obj, name) != value]
     if not changed:
         return obj, "unchanged"

@@ -7,7 +7,17 @@ from django.db.models import F, Q
 
 from catalog.dialects import dialect_get, dialect_unknown_message
 
-PRICE_FIELD = {"max_digits": 14, "decimal_places": 6, "validators": [MinValueValidator(0)]}
+
+def price_field(help_text: str, *, null: bool = False) -> models.DecimalField:
+    """USD per million tokens: exact to the micro-dollar, never negative."""
+    return models.DecimalField(
+        max_digits=14,
+        decimal_places=6,
+        validators=[MinValueValidator(0)],
+        help_text=help_text,
+        null=null,
+        blank=null,
+    )
 
 
 class Creator(models.Model):
@@ -75,14 +85,9 @@ class Model(models.Model):
     release_date = models.DateField(null=True, blank=True)
     context_length = models.PositiveIntegerField(validators=[MinValueValidator(1)])
     max_output_tokens = models.PositiveIntegerField(validators=[MinValueValidator(1)])
-    prompt_price = models.DecimalField(help_text="USD per 1M uncached prompt tokens", **PRICE_FIELD)
-    completion_price = models.DecimalField(help_text="USD per 1M completion tokens", **PRICE_FIELD)
-    cached_prompt_price = models.DecimalField(
-        null=True,
-        blank=True,
-        help_text="USD per 1M cached prompt tokens; empty = prompt price",
-        **PRICE_FIELD,
-    )
+    prompt_price = price_field("USD per 1M uncached prompt tokens")
+    completion_price = price_field("USD per 1M completion tokens")
+    cached_prompt_price = price_field("USD per 1M cached prompt tokens; empty = prompt price", null=True)
     features = models.JSONField(default=list, blank=True)
     hugging_face_id = models.CharField(max_length=200, blank=True)
     benchmarks = models.JSONField(default=list, blank=True)

@@ -11,10 +11,14 @@ from typing import Protocol
 class Priced(Protocol):
     """Anything with a model's prices: a catalog.models.Model, or a cached copy of one on the hot path."""
 
-    prompt_price: Decimal
-    completion_price: Decimal
-    cached_prompt_price: Decimal | None
-    max_output_tokens: int
+    @property
+    def prompt_price(self) -> Decimal: ...
+    @property
+    def completion_price(self) -> Decimal: ...
+    @property
+    def cached_prompt_price(self) -> Decimal | None: ...
+    @property
+    def max_output_tokens(self) -> int: ...
 
 
 def _tokens(name: str, value: int) -> int:

@@ -1,4 +1,5 @@
 from datetime import timedelta
+from typing import cast
 
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm
@@ -65,7 +66,7 @@ class ApiKeyForm(forms.Form):
 
     def __init__(self, *args, model_choices: list[tuple[str, str]], **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["allowed_models"].choices = model_choices
+        cast(forms.MultipleChoiceField, self.fields["allowed_models"]).choices = model_choices
 
     def expires_at(self):
         days = self.cleaned_data.get("expires_in_days")

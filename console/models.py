@@ -1,6 +1,7 @@
 """Users, workspaces (the tenant), memberships, API keys and playground keys."""
 
 import uuid
+from typing import ClassVar
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser, BaseUserManager
@@ -35,14 +36,14 @@ class UserManager(BaseUserManager["User"]):
 class User(AbstractUser):
     """A person who signs in with an e-mail address (there is no username)."""
 
-    username = None
+    username = None  # type: ignore[assignment]  # the e-mail is the login; Django's documented way to drop it
     email = models.EmailField("e-mail address", unique=True)
     name = models.CharField(max_length=150, blank=True)
 
     USERNAME_FIELD = "email"
-    REQUIRED_FIELDS: list[str] = []
+    REQUIRED_FIELDS: ClassVar[list[str]] = []
 
-    objects = UserManager()
+    objects: ClassVar[UserManager] = UserManager()  # type: ignore[assignment]  # no username argument
 
     def __str__(self) -> str:
         return self.email

@@ -3,6 +3,7 @@
 
 import asyncio
 import logging
+from typing import Any
 
 from celery import shared_task
 from django.conf import settings
@@ -34,7 +35,7 @@ def settle_later(settlement: Settlement) -> None:
     retry_backoff_max=600,
     max_retries=None,
 )
-def settle_generation(payload: dict) -> None:
+def settle_generation(payload: dict[str, Any]) -> None:
     model = catalog_cache.get(payload["model"])
     if model is None:
         raise LookupError(f"model {payload['model']} is not in the catalog")
@@ -68,7 +69,7 @@ async def _flush() -> int:
         await close_loop_client()
 
 
-async def _write_here(records: list[dict]) -> writer.Written:
+async def _write_here(records: list[writer.Record]) -> writer.Written:
     # A worker does nothing else meanwhile: write in this thread, with its own database connection.
     return writer.write_batch(records)
 

@@ -5,10 +5,9 @@ from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from console.api.authentication import InternalTokenAuthentication
-from console.api.views import ERROR_RESPONSE, IsoDateTimeField, RequestIdMixin
+from console.api.views import ERROR_RESPONSE, IsoDateTimeField, RequestIdApiView
 from console.errors import InvalidField, NotPermitted
 from console.models import PlaygroundSource, User, Workspace
 from console.services.keys import playground_key_mint
@@ -41,7 +40,8 @@ class PlaygroundKeySerializer(serializers.Serializer):
 
     key = serializers.CharField(source="secret")
     expires_at = IsoDateTimeField(source="record.expires_at")
-    source = serializers.ChoiceField(source="record.source", choices=PlaygroundSource.values)
+    # A declared field named like Field.source: DRF's metaclass takes it off the class, so they never meet.
+    source = serializers.ChoiceField(source="record.source", choices=PlaygroundSource.values)  # type: ignore[assignment]
 
 
 class RequiredBodySchema(AutoSchema):
@@ -61,7 +61,7 @@ def _required_string(body: dict, field: str) -> str:
     return value.strip()
 
 
-class PlaygroundKeysView(RequestIdMixin, APIView):
+class PlaygroundKeysView(RequestIdApiView):
     """POST /api/v1/playground-keys: a one-time, 10-minute key for the docs playground or dashboard chat."""
 
     authentication_classes = [InternalTokenAuthentication]

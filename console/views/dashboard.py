@@ -3,7 +3,7 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
@@ -18,11 +18,11 @@ from console.services.workspaces import (
     membership_role,
     workspace_create,
 )
-from console.views.decorators import workspace_required
+from console.views.decorators import SignedInRequest, WorkspaceRequest, workspace_required
 
 
 @workspace_required
-def dashboard(request: HttpRequest) -> HttpResponse:
+def dashboard(request: WorkspaceRequest) -> HttpResponse:
     workspace = request.workspace
     context = {
         "account": account_for(workspace_id=workspace.pk),
@@ -34,7 +34,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 
 
 @workspace_required
-def billing(request: HttpRequest) -> HttpResponse:
+def billing(request: WorkspaceRequest) -> HttpResponse:
     workspace = request.workspace
     page = Paginator(ledger_entries(workspace_id=workspace.pk), 50).get_page(request.GET.get("page"))
     return render(
@@ -44,15 +44,16 @@ def billing(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def workspace_switch(request: HttpRequest) -> HttpResponse:
-    chosen = workspaces_for_user(user=request.user).filter(pk=request.POST.get("workspace")).first()
+def workspace_switch(request: SignedInRequest) -> HttpResponse:
+    chosen_id = request.POST.get("workspace")
+    chosen = workspaces_for_user(user=request.user).filter(pk=chosen_id).first() if chosen_id else None
     if chosen is not None:
         request.session[SESSION_WORKSPACE_KEY] = str(chosen.pk)
     return redirect(request.POST.get("next") or "console:dashboard")
 
 
 @login_required
-def workspace_new(request: HttpRequest) -> HttpResponse:
+def workspace_new(request: SignedInRequest) -> HttpResponse:
     form = WorkspaceForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         workspace = workspace_create(owner=request.user, name=form.cleaned_data["name"])
@@ -63,7 +64,7 @@ def workspace_new(request: HttpRequest) -> HttpResponse:
 
 
 @workspace_required
-def members(request: HttpRequest) -> HttpResponse:
+def members(request: WorkspaceRequest) -> HttpResponse:
     workspace = request.workspace
     form = MemberAddForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -92,7 +93,7 @@ def members(request: HttpRequest) -> HttpResponse:
 
 @workspace_required
 @require_POST
-def member_remove(request: HttpRequest, membership_id: int) -> HttpResponse:
+def member_remove(request: WorkspaceRequest, membership_id: int) -> HttpResponse:
     membership = (
         Membership.objects.filter(pk=membership_id, workspace=request.workspace)
         .select_related("user")

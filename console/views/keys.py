@@ -1,7 +1,7 @@
 """API keys: list, create (the secret is shown on the response page, once), revoke."""
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
@@ -12,7 +12,7 @@ from console.errors import InvalidField, NotPermitted
 from console.forms import ApiKeyEditForm, ApiKeyForm
 from console.models import ApiKey
 from console.services.keys import api_key_create, api_key_revoke, api_key_update
-from console.views.decorators import workspace_required
+from console.views.decorators import WorkspaceRequest, workspace_required
 
 
 def _model_choices() -> list[tuple[str, str]]:
@@ -21,7 +21,7 @@ def _model_choices() -> list[tuple[str, str]]:
 
 @workspace_required
 @never_cache
-def keys(request: HttpRequest) -> HttpResponse:
+def keys(request: WorkspaceRequest) -> HttpResponse:
     workspace = request.workspace
     form = ApiKeyForm(request.POST or None, model_choices=_model_choices())
     if request.method == "POST" and form.is_valid():
@@ -44,7 +44,7 @@ def keys(request: HttpRequest) -> HttpResponse:
 
 
 @workspace_required
-def key_edit(request: HttpRequest, key_id: int) -> HttpResponse:
+def key_edit(request: WorkspaceRequest, key_id: int) -> HttpResponse:
     api_key = get_object_or_404(ApiKey, pk=key_id, workspace=request.workspace, revoked_at__isnull=True)
     initial = {
         "name": api_key.name,
@@ -67,7 +67,7 @@ def key_edit(request: HttpRequest, key_id: int) -> HttpResponse:
 
 @workspace_required
 @require_POST
-def key_revoke(request: HttpRequest, key_id: int) -> HttpResponse:
+def key_revoke(request: WorkspaceRequest, key_id: int) -> HttpResponse:
     api_key = get_object_or_404(ApiKey, pk=key_id, workspace=request.workspace)
     try:
         api_key_revoke(api_key=api_key, acting_user=request.user)

@@ -92,7 +92,7 @@ class Meter(Protocol):
     async def settle(self, settlement: Settlement) -> int:
         """Charge what was generated (nothing for a failure), exactly once, and keep the generation record."""
 
-    async def generation(self, *, workspace_id, request_id: str) -> dict[str, Any] | None:
+    async def generation(self, *, workspace_id: uuid.UUID, request_id: str) -> dict[str, Any] | None:
         """The generation record's fields, waiting briefly for a request that is still finishing."""
 
 

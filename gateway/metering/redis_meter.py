@@ -8,14 +8,18 @@ per request id. A mirror that is not in Redis yet is loaded from PostgreSQL firs
 """
 
 import asyncio
+import functools
 import json
 import logging
 import time
+import uuid
+from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
 from django.conf import settings
 from django.utils import timezone
+from redis.commands.core import AsyncScript
 
 from billing import mirror
 from billing.selectors import account_balance, key_used_in_period
@@ -51,7 +55,7 @@ _REFUSALS = {
 class Scripts:
     """The scripts registered on one client; redis-py runs them by SHA and reloads them if Redis forgot."""
 
-    def __init__(self, client) -> None:
+    def __init__(self, client: aioredis.Redis) -> None:
         self.reserve = client.register_script(scripts.RESERVE)
         self.settle = client.register_script(scripts.SETTLE)
         self.load_workspace = client.register_script(scripts.LOAD_WORKSPACE)
@@ -83,11 +87,11 @@ async def close_loop_client() -> None:
         await found[0].aclose()
 
 
-async def _load(script, name: str, read_postgres, *args: str) -> None:
+async def _load(script: AsyncScript, name: str, read_postgres: Callable[[], int], *args: str) -> None:
     """Mirror a PostgreSQL figure into Redis, retrying while a batch write could make the read stale."""
     client, _ = loop_client()
     for _ in range(LOAD_ATTEMPTS):
-        version = (await client.hget(name, "ver") or b"0").decode()
+        version = await client.hget(name, "ver") or b"0"
         figure = await in_thread(read_postgres)
         if await script(keys=[name], args=[figure, *args, version]):
             return
@@ -122,7 +126,7 @@ class RedisMeter:
             mirror.rate_counter(caller.api_key_id, int(now // 60)),
         ]
         limit = caller.limit_micro_usd if caller.api_key_id is not None else None
-        args = [
+        args: list[str | int] = [
             amount,
             request_id,
             "" if limit is None else limit,
@@ -140,13 +144,11 @@ class RedisMeter:
                 await _load(
                     run.load_workspace, keys[0], lambda: account_balance(workspace_id=caller.workspace_id)
                 )
-            elif verdict == "load_key":
-                await _load(
-                    run.load_key,
-                    keys[1],
-                    lambda: key_used_in_period(api_key_id=caller.api_key_id, reset=caller.limit_reset),
-                    period,
+            elif verdict == "load_key" and caller.api_key_id is not None:  # only a key has a key mirror
+                read_used = functools.partial(
+                    key_used_in_period, api_key_id=caller.api_key_id, reset=caller.limit_reset
                 )
+                await _load(run.load_key, keys[1], read_used, period)
             elif verdict == "rate_limited":
                 raise ApiError(
                     ErrorCode.RATE_LIMIT_EXCEEDED,
@@ -184,7 +186,7 @@ class RedisMeter:
         )
         return cost
 
-    async def generation(self, *, workspace_id, request_id: str) -> dict[str, Any] | None:
+    async def generation(self, *, workspace_id: uuid.UUID, request_id: str) -> dict[str, Any] | None:
         client, _ = loop_client()
         deadline = time.monotonic() + GENERATION_WAIT_SECONDS
         while True:

@@ -6,6 +6,7 @@ account row lock twice, so a busy workspace is limited by that lock (bench/READM
 
 import asyncio
 import time
+import uuid
 from typing import Any
 
 from django.db import transaction
@@ -63,7 +64,7 @@ def settle_sync(settlement: Settlement) -> int:
     return cost
 
 
-def find_generation(workspace_id, request_id: str) -> tuple[dict[str, Any] | None, bool]:
+def find_generation(workspace_id: uuid.UUID, request_id: str) -> tuple[dict[str, Any] | None, bool]:
     """(the record, whether the request is still in flight)."""
     generation = Generation.objects.filter(request_id=request_id, workspace_id=workspace_id).first()
     if generation is not None:
@@ -75,13 +76,22 @@ def find_generation(workspace_id, request_id: str) -> tuple[dict[str, Any] | Non
 
 
 class SqlMeter:
-    async def reserve(self, **kwargs) -> int:
-        return await in_thread(reserve_sync, **kwargs)
+    async def reserve(
+        self, *, caller: Caller, model: ModelInfo, request_id: str, prompt_tokens: int, max_tokens: int | None
+    ) -> int:
+        return await in_thread(
+            reserve_sync,
+            caller=caller,
+            model=model,
+            request_id=request_id,
+            prompt_tokens=prompt_tokens,
+            max_tokens=max_tokens,
+        )
 
     async def settle(self, settlement: Settlement) -> int:
         return await in_thread(settle_sync, settlement)
 
-    async def generation(self, *, workspace_id, request_id: str) -> dict[str, Any] | None:
+    async def generation(self, *, workspace_id: uuid.UUID, request_id: str) -> dict[str, Any] | None:
         deadline = time.monotonic() + GENERATION_WAIT_SECONDS
         while True:
             found, in_flight = await in_thread(find_generation, workspace_id, request_id)

@@ -13,7 +13,9 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.db import DataError, IntegrityError, transaction
 from django.utils import timezone
@@ -30,6 +32,9 @@ from gateway.metering.redis_meter import loop_client
 from gateway.models import Generation
 
 logger = logging.getLogger(__name__)
+
+# A settled record as the Redis meter queues it: {"ws", "key", "period", "reset", "generation"}.
+Record = dict[str, Any]
 
 BATCH_SIZE = 500
 IDLE_SECONDS = 0.25  # how long an idle flusher waits before looking at the queue again
@@ -49,7 +54,7 @@ class Written:
     rewritten_keys: set[str] = field(default_factory=set)
     dropped: int = 0
     # Records PostgreSQL refused (bad data): kept aside in Redis for an operator, still counted as unflushed.
-    dead: list[dict] = field(default_factory=list)
+    dead: list[Record] = field(default_factory=list)
 
     def add(self, other: "Written") -> None:
         self.generations += other.generations
@@ -59,7 +64,7 @@ class Written:
         self.dead += other.dead
 
 
-def write_batch(records: list[dict]) -> Written:
+def write_batch(records: list[Record]) -> Written:
     """Write settled records to PostgreSQL in one transaction; those already written are skipped.
 
     If PostgreSQL refuses the batch's data, the records are written one by one, so that one bad record
@@ -80,7 +85,7 @@ def write_batch(records: list[dict]) -> Written:
     return written
 
 
-def _write(records: list[dict]) -> Written:
+def _write(records: list[Record]) -> Written:
     written = Written()
     with transaction.atomic():
         request_ids = [record["generation"]["request_id"] for record in records]
@@ -133,7 +138,7 @@ def _write(records: list[dict]) -> Written:
     return written
 
 
-def _add_key_usage(records: list[dict], live_keys: dict[int, str]) -> None:
+def _add_key_usage(records: list[Record], live_keys: dict[int, str]) -> None:
     """Each charge of a key that still exists, with the limit period it was settled in."""
     charges: dict[int, list[tuple[str, int]]] = {}
     for record in records:
@@ -144,7 +149,7 @@ def _add_key_usage(records: list[dict], live_keys: dict[int, str]) -> None:
     key_spends_post(charges=charges, resets=live_keys, now=timezone.now())
 
 
-def batch_accounting(records: list[dict], dead: list[dict]) -> dict:
+def batch_accounting(records: list[Record], dead: list[Record]) -> dict[str, Any]:
     """What COMPLETE takes off the mirror's unflushed figures: every workspace and key of the batch, with
     the costs of the records that reached PostgreSQL (the dead ones stay unflushed)."""
     dead_ids = {record["generation"]["request_id"] for record in dead}
@@ -160,11 +165,14 @@ def batch_accounting(records: list[dict], dead: list[dict]) -> dict:
     return {"ws": workspaces, "keys": keys}
 
 
-async def _write_in_thread(records: list[dict]) -> Written:
+WriteBatch = Callable[[list[Record]], Awaitable["Written"]]
+
+
+async def _write_in_thread(records: list[Record]) -> Written:
     return await in_thread(write_batch, records)
 
 
-async def flush_once(*, batch_size: int = BATCH_SIZE, write=_write_in_thread) -> int:
+async def flush_once(*, batch_size: int = BATCH_SIZE, write: WriteBatch = _write_in_thread) -> int:
     """Claim one batch, write it, complete it. Returns the number of records claimed (0: queue empty)."""
     client, run = loop_client()
     token = uuid.uuid4().hex
@@ -211,7 +219,7 @@ async def maintain() -> tuple[int, int]:
     return requeued, reaped
 
 
-async def drain(*, write=_write_in_thread) -> int:
+async def drain(*, write: WriteBatch = _write_in_thread) -> int:
     """Flush until the queue is empty. Returns the number of records written or skipped."""
     total = 0
     while count := await flush_once(write=write):

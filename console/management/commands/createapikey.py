@@ -3,7 +3,7 @@ from django.core.management.base import BaseCommand, CommandError
 from billing.errors import InvalidAmount
 from billing.money import usd_to_micro
 from console.errors import InvalidField
-from console.models import LimitReset, Workspace
+from console.models import ApiKey, LimitReset, Workspace
 from console.selectors import workspace_find
 from console.services.keys import api_key_create
 
@@ -34,7 +34,7 @@ class Command(BaseCommand):
             )
         except (Workspace.DoesNotExist, InvalidAmount, InvalidField) as exc:
             raise CommandError(str(exc)) from exc
-        self.stderr.write(
-            f"Created key {issued.record.name!r} ({issued.record.prefix}…) for {workspace.slug}."
-        )
+        key = issued.record
+        assert isinstance(key, ApiKey)  # api_key_create issues API keys
+        self.stderr.write(f"Created key {key.name!r} ({key.prefix}…) for {workspace.slug}.")
         self.stdout.write(issued.secret)
