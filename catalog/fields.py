@@ -38,7 +38,9 @@ def show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def read_mapping(value: Any, at: Where, *, required: Iterable[str], optional: Iterable[str] = ()) -> dict:
+def read_mapping(
+    value: Any, at: Where, *, required: Iterable[str], optional: Iterable[str] = ()
+) -> dict[str, Any]:
     required, optional = tuple(required), tuple(optional)
     if not isinstance(value, dict):
         at.fail(f"must be a mapping, got {show(value)}")
@@ -52,7 +54,7 @@ def read_mapping(value: Any, at: Where, *, required: Iterable[str], optional: It
     return value
 
 
-def read_list(value: Any, at: Where, *, min_items: int = 0) -> list:
+def read_list(value: Any, at: Where, *, min_items: int = 0) -> list[Any]:
     if not isinstance(value, list):
         at.fail(f"must be a list, got {show(value)}")
     if len(value) < min_items:

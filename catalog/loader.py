@@ -16,7 +16,7 @@ from catalog.schema import Catalog, CreatorSpec, ModelSpec, ProviderSpec, catalo
 class _StrictLoader(yaml.SafeLoader):
     """SafeLoader that rejects a key repeated in one mapping (PyYAML silently keeps the last one)."""
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[str] = set()
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":

@@ -1,14 +1,31 @@
 """The public model catalog. providers.yaml is the source of truth; `catalog_load` syncs these tables."""
 
+from decimal import Decimal
+from typing import Literal, overload
+
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import F, Q
+from django.db.models.expressions import Combinable
 
 from catalog.dialects import dialect_get, dialect_unknown_message
 
+# DecimalField is generic only in the stubs, hence the quoted annotations (no subscripting at run time).
+_PriceSet = Decimal | int | float | str | Combinable
 
-def price_field(help_text: str, *, null: bool = False) -> models.DecimalField:
+
+@overload
+def price_field(
+    help_text: str, *, null: Literal[False] = False
+) -> "models.DecimalField[_PriceSet, Decimal]": ...
+@overload
+def price_field(
+    help_text: str, *, null: Literal[True]
+) -> "models.DecimalField[_PriceSet | None, Decimal | None]": ...
+def price_field(
+    help_text: str, *, null: bool = False
+) -> "models.DecimalField[_PriceSet, Decimal] | models.DecimalField[_PriceSet | None, Decimal | None]":
     """USD per million tokens: exact to the micro-dollar, never negative."""
     return models.DecimalField(
         max_digits=14,

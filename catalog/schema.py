@@ -69,13 +69,13 @@ def catalog_from_data(data: Any, *, source: str) -> Catalog:
     return Catalog(source=source, creators=creators, providers=providers, models=models)
 
 
-def _items(doc: dict, root: Where, key: str) -> list[tuple[int, Any]]:
+def _items(doc: dict[str, Any], root: Where, key: str) -> list[tuple[int, Any]]:
     return list(enumerate(read_list(doc[key], root.child(key))))
 
 
 def _named(
     value: Any, at: Where, *, slug_pattern: str, slug_hint: str, **fields: Any
-) -> tuple[dict, str, Where]:
+) -> tuple[dict[str, Any], str, Where]:
     """Read an entity's mapping and slug; later errors name it by slug (`models[x/y]`), not index."""
     if not isinstance(value, dict):
         at.fail(f"must be a mapping, got {show(value)}")
@@ -200,7 +200,7 @@ def _price(value: Any, at: Where) -> Decimal:
     return price
 
 
-def _indexed(raw: dict, at: Where, key: str, min_items: int = 0) -> list[tuple[int, Any]]:
+def _indexed(raw: dict[str, Any], at: Where, key: str, min_items: int = 0) -> list[tuple[int, Any]]:
     return list(enumerate(read_list(raw.get(key, []), at.child(key), min_items=min_items)))
 
 

@@ -3,6 +3,8 @@
 `listModels` is the spec's operation verbatim, plus the `format` query parameter, marked as our extension.
 """
 
+from typing import Any
+
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
@@ -62,7 +64,7 @@ ERROR_RESPONSE = OpenApiResponse(
 class PublicSchema(AutoSchema):
     """No authentication: `security: []`, which drf-spectacular leaves out when a view has none."""
 
-    def get_operation(self, *args, **kwargs):
+    def get_operation(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
         operation = super().get_operation(*args, **kwargs)
         if operation is not None:
             operation["security"] = []

@@ -1,9 +1,15 @@
 """The public catalog API: GET /api/v1/models and /api/v1/models/{slug}, public, cacheable, CORS."""
 
+from collections.abc import Iterable
+from typing import Any
+
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.parsers import BaseParser
+from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
+from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from catalog.api.caching import cacheable_json
@@ -24,11 +30,15 @@ from core.errors import ApiError, ErrorCode
 class JsonOnly(BaseContentNegotiation):
     """Always JSON. DRF's default would read `?format=` as a renderer name and answer 404 to `openrouter`."""
 
-    def select_parser(self, request, parsers):
-        return parsers[0] if parsers else None
+    # DRF passes lists; the stubs promise only an Iterable.
+    def select_parser(self, request: Request, parsers: Iterable[BaseParser]) -> BaseParser | None:
+        return next(iter(parsers), None)
 
-    def select_renderer(self, request, renderers, format_suffix=None):
-        return renderers[0], renderers[0].media_type
+    def select_renderer(
+        self, request: Request, renderers: Iterable[BaseRenderer], format_suffix: str | None = None
+    ) -> tuple[BaseRenderer, str]:
+        renderer = next(iter(renderers))
+        return renderer, renderer.media_type
 
 
 def requested_format(request: Request) -> Format:
@@ -57,7 +67,7 @@ class PublicCatalogView(APIView):
     content_negotiation_class = JsonOnly
     schema = PublicSchema()
 
-    def finalize_response(self, request, response, *args, **kwargs):
+    def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
         response = super().finalize_response(request, response, *args, **kwargs)
         response["X-Request-Id"] = request_id_for(request)
         response["Access-Control-Allow-Origin"] = "*"
