@@ -1,10 +1,16 @@
 """Operators see the ledger; they change balances only through the ledger service, with a reason."""
 
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import cast
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest
+from django.db.models import Model, QuerySet
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from billing.models import CreditAccount, KeySpend, LedgerEntry, Reservation
@@ -12,7 +18,13 @@ from billing.money import format_usd, usd_to_micro
 from billing.services import credits_adjust
 
 
-class AdjustmentForm(forms.Form):
+class ActionForm(forms.Form):
+    """The input an admin action asks for (render_action_form); its title heads the page."""
+
+    title: str
+
+
+class AdjustmentForm(ActionForm):
     title = "Adjust credits"
     amount_usd = forms.DecimalField(
         label="Amount (USD)",
@@ -22,14 +34,17 @@ class AdjustmentForm(forms.Form):
     )
     reason = forms.CharField(max_length=500, widget=forms.Textarea(attrs={"rows": 2}))
 
-    def clean_amount_usd(self):
+    def clean_amount_usd(self) -> Decimal:
         amount = self.cleaned_data["amount_usd"]
         if amount == 0:
             raise ValidationError("The amount cannot be zero.")
         return amount
 
 
-def adjust_credits_for(modeladmin, request: HttpRequest, workspaces: list, action_name: str):
+# Workspaces are console's (above billing), so they are plain models here.
+def adjust_credits_for(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, workspaces: Sequence[Model], action_name: str
+) -> HttpResponse | None:
     """The admin's credit adjustment: a form with a required reason, then one ledger entry per workspace."""
     if "apply" in request.POST:
         form = AdjustmentForm(request.POST)
@@ -40,7 +55,8 @@ def adjust_credits_for(modeladmin, request: HttpRequest, workspaces: list, actio
                     workspace_id=workspace.pk,
                     amount_micro_usd=micro,
                     reason=form.cleaned_data["reason"],
-                    created_by=request.user,
+                    # The admin serves signed-in staff only: never an AnonymousUser.
+                    created_by=cast(AbstractBaseUser, request.user),
                 )
             modeladmin.message_user(
                 request,
@@ -62,8 +78,15 @@ def adjust_credits_for(modeladmin, request: HttpRequest, workspaces: list, actio
 
 
 def render_action_form(
-    modeladmin, request: HttpRequest, *, form, workspaces, action_name, intro, submit_label
-):
+    modeladmin: admin.ModelAdmin,
+    request: HttpRequest,
+    *,
+    form: ActionForm,
+    workspaces: Sequence[Model],
+    action_name: str,
+    intro: str,
+    submit_label: str,
+) -> HttpResponse:
     """The second step of an admin action that needs input (admin/confirm_action.html)."""
     context = {
         **modeladmin.admin_site.each_context(request),
@@ -79,7 +102,9 @@ def render_action_form(
 
 
 @admin.action(description="Adjust credits (through the ledger, with a reason)")
-def adjust_credits(modeladmin, request: HttpRequest, queryset):
+def adjust_credits(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[CreditAccount]
+) -> HttpResponse | None:
     workspaces = [account.workspace for account in queryset.select_related("workspace")]
     return adjust_credits_for(modeladmin, request, workspaces, "adjust_credits")
 
@@ -103,21 +128,21 @@ class CreditAccountAdmin(admin.ModelAdmin):
     def available(self, obj: CreditAccount) -> str:
         return format_usd(obj.available_micro_usd, 6)
 
-    def has_add_permission(self, request) -> bool:
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # accounts open with their workspace
 
-    def has_delete_permission(self, request, obj=None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: CreditAccount | None = None) -> bool:
         return False
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request) -> bool:
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
 
@@ -171,10 +196,11 @@ class KeySpendInline(admin.StackedInline):
     can_delete = False
     readonly_fields = ("period_start", "used_micro_usd", "reserved_micro_usd", "lifetime_micro_usd")
 
-    def has_add_permission(self, request, obj=None) -> bool:
+    # The parent is console's ApiKey (above billing): a plain model here.
+    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
 

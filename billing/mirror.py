@@ -20,10 +20,15 @@ noeviction) and should persist them (appendonly): see docs/adr/0006-redis-hot-pa
 """
 
 import logging
+import uuid
 from functools import cache
+from typing import TYPE_CHECKING, cast
 
 from django.conf import settings
 from django.db import transaction
+
+if TYPE_CHECKING:
+    import redis
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +40,8 @@ DEAD = PREFIX + "dead"  # list: records PostgreSQL refused; `manage.py metering_
 NO_KEY = PREFIX + "key:-"  # stands in for the key hash when the caller has no API key
 
 
-def workspace_hash(workspace_id) -> str:
+def workspace_hash(workspace_id: uuid.UUID | str) -> str:
+    """A workspace's mirror; the writer names it by the id as its records carry it, a string."""
     return f"{PREFIX}ws:{workspace_id}"
 
 
@@ -68,14 +74,16 @@ def mirror_enabled() -> bool:
 
 
 @cache
-def sync_client():
-    """A blocking client for code outside the event loop (billing services, Celery, selectors)."""
+def sync_client() -> "redis.Redis":
+    """A blocking client for code outside the event loop (billing services, Celery, selectors).
+
+    It does not decode responses: replies are bytes (redis-py types them `bytes | str` either way)."""
     import redis
 
     return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
 
 
-def account_invalidate_on_commit(workspace_id) -> None:
+def account_invalidate_on_commit(workspace_id: uuid.UUID) -> None:
     """After a balance changes outside the hot path, drop the mirrored balance so it is loaded again."""
     if mirror_enabled():
         transaction.on_commit(lambda: _drop_balance(workspace_id))
@@ -87,7 +95,7 @@ def key_invalidate_on_commit(api_key_id: int) -> None:
         transaction.on_commit(lambda: drop(key_hash(api_key_id), "used"))
 
 
-def _drop_balance(workspace_id) -> None:
+def _drop_balance(workspace_id: uuid.UUID) -> None:
     drop(workspace_hash(workspace_id), "bal")
 
 
@@ -103,7 +111,7 @@ def drop(name: str, field: str) -> None:
         logger.exception("could not refresh the credit mirror %s", name)
 
 
-def account_pending(workspace_id) -> tuple[int, int]:
+def account_pending(workspace_id: uuid.UUID) -> tuple[int, int]:
     """(debits not yet in PostgreSQL, held by requests in flight) for a workspace; (0, 0) without a mirror."""
     if not mirror_enabled():
         return 0, 0
@@ -121,7 +129,7 @@ def key_pending(api_key_id: int, period: str) -> tuple[int, int, int]:
     if not mirror_enabled():
         return 0, 0, 0
     try:
-        fields = sync_client().hgetall(key_hash(api_key_id))
+        fields = cast("dict[bytes, bytes]", sync_client().hgetall(key_hash(api_key_id)))
     except Exception:
         logger.exception("could not read the credit mirror of key %s", api_key_id)
         return 0, 0, 0

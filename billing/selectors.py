@@ -16,7 +16,7 @@ from billing.key_spend import limit_period_key, limit_period_start
 from billing.models import CreditAccount, EntryKind, KeySpend, LedgerEntry
 
 
-def account_for(*, workspace_id) -> CreditAccount:
+def account_for(*, workspace_id: uuid.UUID) -> CreditAccount:
     """The workspace's account as its owner sees it (an unsaved zero account if it was never opened):
     debits not yet written to PostgreSQL are taken off the balance, and holds in Redis count as reserved.
     For display only; never save it."""
@@ -29,7 +29,7 @@ def account_for(*, workspace_id) -> CreditAccount:
     return account
 
 
-def usage_unflushed(*, workspace_id) -> int:
+def usage_unflushed(*, workspace_id: uuid.UUID) -> int:
     """Usage settled in Redis and not yet in the ledger."""
     return mirror.account_pending(workspace_id)[0]
 
@@ -95,7 +95,7 @@ def accounts_existing(*, workspace_ids: set[str]) -> set[str]:
     }
 
 
-def ledger_entries(*, workspace_id) -> QuerySet[LedgerEntry]:
+def ledger_entries(*, workspace_id: uuid.UUID) -> QuerySet[LedgerEntry]:
     return LedgerEntry.objects.filter(workspace_id=workspace_id).select_related("created_by", "api_key")
 
 
@@ -114,7 +114,7 @@ class WorkspaceCredits:
         return self.balance_micro_usd + self.total_usage_micro_usd
 
 
-def workspace_credits(*, workspace_id) -> WorkspaceCredits:
+def workspace_credits(*, workspace_id: uuid.UUID) -> WorkspaceCredits:
     """The balance, holds and total usage (ledger usage debits plus those still in Redis) of a workspace."""
     account = account_for(workspace_id=workspace_id)
     debited = LedgerEntry.objects.filter(workspace_id=workspace_id, kind=EntryKind.USAGE).aggregate(

@@ -4,8 +4,11 @@ A balance change is one conditional UPDATE on the account row inside the same tr
 writes the ledger entry, so the balance always equals the sum of the entries (design §4.3).
 """
 
+import uuid
 from typing import Any
 
+# `created_by` is AUTH_USER_MODEL, console's User: billing sits below console, so it names the base class.
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.db.models import F, Sum
 
@@ -17,7 +20,7 @@ CREDIT_KINDS = frozenset({EntryKind.PURCHASE, EntryKind.GRANT})
 DEBIT_KINDS = frozenset({EntryKind.USAGE, EntryKind.REFUND})
 
 
-def account_open(*, workspace_id) -> CreditAccount:
+def account_open(*, workspace_id: uuid.UUID) -> CreditAccount:
     account, _ = CreditAccount.objects.get_or_create(workspace_id=workspace_id)
     return account
 
@@ -35,13 +38,13 @@ def _check_sign(kind: str, amount_micro_usd: int) -> None:
 
 def ledger_post(
     *,
-    workspace_id,
+    workspace_id: uuid.UUID,
     kind: str,
     amount_micro_usd: int,
     reason: str = "",
     reference: str = "",
     api_key_id: int | None = None,
-    created_by=None,
+    created_by: AbstractBaseUser | None = None,
     metadata: dict[str, Any] | None = None,
     release_reserved_micro_usd: int = 0,
 ) -> LedgerEntry:
@@ -76,7 +79,7 @@ def ledger_post(
         raise
 
 
-def _post(*, workspace_id, release_reserved_micro_usd: int, **fields) -> LedgerEntry:
+def _post(*, workspace_id: uuid.UUID, release_reserved_micro_usd: int, **fields: Any) -> LedgerEntry:
     account_open(workspace_id=workspace_id)
     CreditAccount.objects.filter(workspace_id=workspace_id).update(
         balance_micro_usd=F("balance_micro_usd") + fields["amount_micro_usd"],
@@ -95,7 +98,12 @@ def _post(*, workspace_id, release_reserved_micro_usd: int, **fields) -> LedgerE
 
 
 def credits_grant(
-    *, workspace_id, amount_micro_usd: int, reason: str, created_by=None, reference: str = ""
+    *,
+    workspace_id: uuid.UUID,
+    amount_micro_usd: int,
+    reason: str,
+    created_by: AbstractBaseUser | None = None,
+    reference: str = "",
 ) -> LedgerEntry:
     return ledger_post(
         workspace_id=workspace_id,
@@ -107,7 +115,9 @@ def credits_grant(
     )
 
 
-def credits_adjust(*, workspace_id, amount_micro_usd: int, reason: str, created_by=None) -> LedgerEntry:
+def credits_adjust(
+    *, workspace_id: uuid.UUID, amount_micro_usd: int, reason: str, created_by: AbstractBaseUser | None = None
+) -> LedgerEntry:
     """An operator's correction, either sign. A reason is required: the ledger explains every change."""
     if not reason.strip():
         raise ReasonRequired("an adjustment needs a reason")
@@ -120,7 +130,7 @@ def credits_adjust(*, workspace_id, amount_micro_usd: int, reason: str, created_
     )
 
 
-def ledger_sum(*, workspace_id) -> int:
+def ledger_sum(*, workspace_id: uuid.UUID) -> int:
     """The sum of a workspace's ledger entries; equals its account balance (design §4.3)."""
     total = LedgerEntry.objects.filter(workspace_id=workspace_id).aggregate(total=Sum("amount_micro_usd"))[
         "total"

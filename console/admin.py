@@ -1,9 +1,13 @@
+from collections.abc import Iterable
+from typing import Any
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
-from django.http import HttpRequest
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
 
-from billing.admin import KeySpendInline, adjust_credits_for, render_action_form
+from billing.admin import ActionForm, KeySpendInline, adjust_credits_for, render_action_form
 from billing.money import format_usd
 from billing.services import account_open
 from console.models import ApiKey, Membership, PlaygroundKey, User, Workspace
@@ -32,7 +36,7 @@ class MembershipInline(admin.TabularInline):
     autocomplete_fields = ("user",)
 
 
-class LockForm(forms.Form):
+class LockForm(ActionForm):
     title = "Lock workspaces"
     reason = forms.CharField(
         max_length=300, help_text="Shown to operators; the API answers workspace_locked."
@@ -40,7 +44,9 @@ class LockForm(forms.Form):
 
 
 @admin.action(description="Lock (refuse API traffic with workspace_locked)")
-def lock_workspaces(modeladmin, request: HttpRequest, queryset):
+def lock_workspaces(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Workspace]
+) -> HttpResponse | None:
     if "apply" in request.POST:
         form = LockForm(request.POST)
         if form.is_valid():
@@ -62,14 +68,18 @@ def lock_workspaces(modeladmin, request: HttpRequest, queryset):
 
 
 @admin.action(description="Unlock")
-def unlock_workspaces(modeladmin, request: HttpRequest, queryset):
+def unlock_workspaces(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Workspace]
+) -> None:
     for workspace in queryset:
         workspace_unlock(workspace=workspace)
     modeladmin.message_user(request, f"Unlocked {queryset.count()} workspace(s).", messages.SUCCESS)
 
 
 @admin.action(description="Adjust credits (through the ledger, with a reason)")
-def adjust_workspace_credits(modeladmin, request: HttpRequest, queryset):
+def adjust_workspace_credits(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Workspace]
+) -> HttpResponse | None:
     return adjust_credits_for(modeladmin, request, list(queryset), "adjust_workspace_credits")
 
 
@@ -77,10 +87,10 @@ class LockedFilter(admin.SimpleListFilter):
     title = "locked"
     parameter_name = "locked"
 
-    def lookups(self, request, model_admin):
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> Iterable[tuple[str, str]]:
         return (("yes", "Locked"), ("no", "Not locked"))
 
-    def queryset(self, request, queryset):
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Workspace]) -> QuerySet[Workspace]:
         if self.value() == "yes":
             return queryset.filter(locked_at__isnull=False)
         if self.value() == "no":
@@ -98,7 +108,7 @@ class WorkspaceAdmin(admin.ModelAdmin):
     actions = [adjust_workspace_credits, lock_workspaces, unlock_workspaces]
     list_select_related = ("credit_account",)
 
-    def save_model(self, request, obj: Workspace, form, change) -> None:
+    def save_model(self, request: HttpRequest, obj: Workspace, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)
         account_open(workspace_id=obj.pk)
 
@@ -120,10 +130,10 @@ class KeyStateFilter(admin.SimpleListFilter):
     title = "state"
     parameter_name = "state"
 
-    def lookups(self, request, model_admin):
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> Iterable[tuple[str, str]]:
         return (("active", "Active"), ("revoked", "Revoked"))
 
-    def queryset(self, request, queryset):
+    def queryset(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> QuerySet[ApiKey]:
         if self.value() == "active":
             return queryset.filter(revoked_at__isnull=True)
         if self.value() == "revoked":
@@ -132,7 +142,7 @@ class KeyStateFilter(admin.SimpleListFilter):
 
 
 @admin.action(description="Revoke selected keys")
-def revoke_keys(modeladmin, request: HttpRequest, queryset):
+def revoke_keys(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
     for key in queryset:
         api_key_revoke(api_key=key, acting_user=None)
     modeladmin.message_user(request, f"Revoked {queryset.count()} key(s).", messages.SUCCESS)
@@ -173,7 +183,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         spend = getattr(obj, "spend", None)
         return format_usd(spend.lifetime_micro_usd if spend else 0, 6)
 
-    def has_add_permission(self, request) -> bool:
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return (
             False  # keys are issued by the dashboard or `manage.py createapikey`, which show the secret once
         )
@@ -187,5 +197,5 @@ class PlaygroundKeyAdmin(admin.ModelAdmin):
     exclude = ("secret_hash",)
     readonly_fields = ("prefix", "workspace", "user", "source", "created_at", "expires_at", "used_at")
 
-    def has_add_permission(self, request) -> bool:
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -1,7 +1,7 @@
 """Retry the settled records PostgreSQL refused (logged CRITICAL by the metering writer) once the cause is
 fixed: they go back to the writers' queue. Their charges never left the Redis mirror, so nothing is lost."""
 
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -20,7 +20,7 @@ class Command(BaseCommand):
             raise CommandError("GATEWAY_METER is not redis: there is no metering queue")
         client = mirror.sync_client()
         if only_list:
-            for item in client.lrange(mirror.DEAD, 0, -1):
+            for item in cast("list[bytes]", client.lrange(mirror.DEAD, 0, -1)):  # not decoded
                 self.stdout.write(item.decode())
             return
         moved = 0
