@@ -1,5 +1,5 @@
-from datetime import timedelta
-from typing import cast
+from datetime import datetime, timedelta
+from typing import Any, cast
 
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm
@@ -64,15 +64,15 @@ class ApiKeyForm(forms.Form):
         help_text="Optional; blank for no per-key limit.",
     )
 
-    def __init__(self, *args, model_choices: list[tuple[str, str]], **kwargs):
+    def __init__(self, *args: Any, model_choices: list[tuple[str, str]], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         cast(forms.MultipleChoiceField, self.fields["allowed_models"]).choices = model_choices
 
-    def expires_at(self):
+    def expires_at(self) -> datetime | None:
         days = self.cleaned_data.get("expires_in_days")
         return timezone.now() + timedelta(days=days) if days else None
 
-    def key_settings(self) -> dict:
+    def key_settings(self) -> dict[str, Any]:
         """The cleaned limits as the key services take them (USD → micro-USD)."""
         limit = self.cleaned_data["limit_usd"]
         return {
@@ -87,7 +87,7 @@ class ApiKeyForm(forms.Form):
 class ApiKeyEditForm(ApiKeyForm):
     """The same settings as creation, less the expiry (a key's lifetime is fixed when it is issued)."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         del self.fields["expires_in_days"]
         self.fields["limit_reset"].help_text = "Changing it starts a new period: the limit's spend resets."

@@ -1,12 +1,16 @@
 """Console reads shared by views, admin and commands."""
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, NoReturn
 
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 
 from billing.selectors import KeySpendSeen, key_spend_seen
 from console.models import ApiKey, User, Workspace
+
+if TYPE_CHECKING:
+    from console.views.decorators import SignedInRequest
 
 SESSION_WORKSPACE_KEY = "workspace_id"
 
@@ -15,7 +19,7 @@ def workspaces_for_user(*, user: User) -> QuerySet[Workspace]:
     return Workspace.objects.filter(memberships__user=user).order_by("-is_personal", "name")
 
 
-def current_workspace(request) -> Workspace | None:
+def current_workspace(request: "SignedInRequest") -> Workspace | None:
     """The workspace chosen in this session, falling back to the user's first (personal) one."""
     workspaces = workspaces_for_user(user=request.user)
     chosen = request.session.get(SESSION_WORKSPACE_KEY)
@@ -64,5 +68,5 @@ def workspace_find(*, ref: str) -> Workspace:
     return workspace or _missing(ref)
 
 
-def _missing(ref: str):
+def _missing(ref: str) -> NoReturn:
     raise Workspace.DoesNotExist(f"no workspace matches {ref!r} (slug, id, or owner e-mail)")

@@ -1,4 +1,6 @@
-from django.core.management.base import BaseCommand, CommandError
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from billing.errors import InvalidAmount
 from billing.money import usd_to_micro
@@ -11,7 +13,7 @@ from console.services.keys import api_key_create
 class Command(BaseCommand):
     help = "Create an API key for a workspace and print its secret (shown only this once)."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--workspace", required=True, help="Workspace slug, id, or its owner's e-mail")
         parser.add_argument("--name", default="cli", help="Key name (default: cli)")
         parser.add_argument("--limit-usd", help="Optional credit limit in USD")
@@ -19,7 +21,7 @@ class Command(BaseCommand):
         parser.add_argument("--rpm", type=int, help="Optional requests-per-minute limit")
         parser.add_argument("--model", action="append", default=[], help="Allow only this model (repeatable)")
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         try:
             workspace = workspace_find(ref=options["workspace"])
             limit = usd_to_micro(options["limit_usd"]) if options["limit_usd"] else None

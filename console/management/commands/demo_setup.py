@@ -2,9 +2,10 @@
 
 import secrets
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 from django.db import connection, transaction
 
 from billing.money import usd_to_micro
@@ -20,7 +21,7 @@ DEMO_KEY_NAME = "demo (make run)"
 class Command(BaseCommand):
     help = "Create (or reuse) the demo operator and workspace, mint a fresh demo API key and print the login."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--port", default="8000")
         parser.add_argument(
             "--credentials-file",
@@ -29,7 +30,7 @@ class Command(BaseCommand):
         )
 
     @transaction.atomic
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         password = self._password(Path(options["credentials_file"]))
         user = User.objects.filter(email=DEMO_EMAIL).first()
         if user is None:

@@ -1,4 +1,6 @@
-from django.core.management.base import BaseCommand, CommandError
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from billing.errors import InvalidAmount, ReasonRequired
 from billing.money import format_usd, usd_to_micro
@@ -10,14 +12,14 @@ from console.selectors import workspace_find
 class Command(BaseCommand):
     help = "Add credits to a workspace through the ledger (a grant; a negative amount is an adjustment)."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--workspace", required=True, help="Workspace slug, id, or its owner's e-mail")
         parser.add_argument(
             "--usd", required=True, help="Amount in USD, e.g. 25 or 0.50 (negative to remove)"
         )
         parser.add_argument("--reason", required=True, help="Why: recorded on the ledger entry")
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         reason = options["reason"].strip()
         if not reason:
             raise CommandError("--reason: a reason is required")
