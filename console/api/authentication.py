@@ -17,12 +17,19 @@ class KeyHolder:
 
     is_authenticated = True
 
-    def __init__(self, api_key: ApiKey):
+    def __init__(self, api_key: ApiKey) -> None:
         self.api_key = api_key
 
 
+class KeyRequest(Request):
+    """A request ApiKeyAuthentication let through: its `auth` is the calling key (for type checking only;
+    DRF builds plain Requests)."""
+
+    auth: ApiKey
+
+
 class ApiKeyAuthentication(BaseAuthentication):
-    def authenticate(self, request: Request):
+    def authenticate(self, request: Request) -> tuple[KeyHolder, ApiKey]:
         secret = key_from_headers(
             authorization=request.headers.get("Authorization", ""),
             x_api_key=request.headers.get("X-Api-Key", ""),
@@ -48,7 +55,7 @@ class InternalService:
 
 
 class InternalTokenAuthentication(BaseAuthentication):
-    def authenticate(self, request: Request):
+    def authenticate(self, request: Request) -> tuple[InternalService, None]:
         expected = settings.INTERNAL_TOKEN
         if not expected:
             raise ApiError(

@@ -1,16 +1,20 @@
 """Internal endpoints for the platform's own services, authenticated with `X-Internal-Token`."""
 
+from typing import Any, TypeVar
+
 from django.core.exceptions import ValidationError
+from django.db.models import Model
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
+from rest_framework.request import Request
 from rest_framework.response import Response
 
 from console.api.authentication import InternalTokenAuthentication
 from console.api.views import ERROR_RESPONSE, IsoDateTimeField, RequestIdApiView
 from console.errors import InvalidField, NotPermitted
 from console.models import PlaygroundSource, User, Workspace
-from console.services.keys import playground_key_mint
+from console.services.keys import IssuedKey, playground_key_mint
 from core.errors import ApiError, ErrorCode
 
 # The spec's own request and response shapes for mintPlaygroundKey, documented verbatim.
@@ -34,7 +38,7 @@ PLAYGROUND_KEY_RESPONSE = {
 }
 
 
-class PlaygroundKeySerializer(serializers.Serializer):
+class PlaygroundKeySerializer(serializers.Serializer[IssuedKey]):
     """Writes an IssuedKey in PLAYGROUND_KEY_RESPONSE's shape (the spec's schema stays the documentation;
     tests/console/test_playground_keys_api.py checks the two agree)."""
 
@@ -47,14 +51,14 @@ class PlaygroundKeySerializer(serializers.Serializer):
 class RequiredBodySchema(AutoSchema):
     """drf-spectacular marks a body given as a raw schema optional; this one is required."""
 
-    def get_operation(self, *args, **kwargs):
+    def get_operation(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
         operation = super().get_operation(*args, **kwargs)
         if operation and "requestBody" in operation:
             operation["requestBody"]["required"] = True
         return operation
 
 
-def _required_string(body: dict, field: str) -> str:
+def _required_string(body: dict[str, Any], field: str) -> str:
     value = body.get(field)
     if not isinstance(value, str) or not value.strip():
         raise ApiError(ErrorCode.INVALID_REQUEST, f"{field}: required, a non-empty string.", param=field)
@@ -81,7 +85,7 @@ class PlaygroundKeysView(RequestIdApiView):
             "default": ERROR_RESPONSE,
         },
     )
-    def post(self, request):
+    def post(self, request: Request) -> Response:
         body = request.data
         if not isinstance(body, dict):
             raise ApiError(ErrorCode.INVALID_REQUEST, "The body must be a JSON object.")
@@ -105,9 +109,12 @@ class PlaygroundKeysView(RequestIdApiView):
         return Response(PlaygroundKeySerializer(issued).data, status=201)
 
 
-def _find(model, pk: str, field: str):
+_M = TypeVar("_M", bound=Model)
+
+
+def _find(model: type[_M], pk: str, field: str) -> _M:
     try:
-        found = model.objects.filter(pk=pk).first()
+        found = model._default_manager.filter(pk=pk).first()  # `objects` for Workspace and User
     except (ValueError, ValidationError):  # a malformed id: Django refuses it for an int or a UUID key
         found = None
     if found is None:

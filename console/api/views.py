@@ -4,9 +4,11 @@ The serializers below both document the responses (drf-spectacular) and produce 
 object to the response serializer and returns `serializer.data`, so each shape is written once.
 """
 
+from datetime import datetime
 from typing import Any
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -15,9 +17,10 @@ from rest_framework.views import APIView
 
 from billing.models import LimitReset
 from billing.money import micro_to_usd
-from billing.selectors import workspace_credits
-from console.api.authentication import ApiKeyAuthentication
-from console.selectors import api_key_as_seen
+from billing.selectors import WorkspaceCredits, workspace_credits
+from console.api.authentication import ApiKeyAuthentication, KeyRequest
+from console.models import ApiKey
+from console.selectors import KeyAsSeen, api_key_as_seen
 from core.drf import request_id_for
 
 # --- OpenAPI documentation (drf-spectacular; gateway/openapi.py serves it in /openapi.json) --------------
@@ -29,7 +32,7 @@ class BearerKeyScheme(OpenApiAuthenticationExtension):
     target_class = "console.api.authentication.ApiKeyAuthentication"
     name = "bearerAuth"
 
-    def get_security_definition(self, auto_schema):
+    def get_security_definition(self, auto_schema: AutoSchema) -> dict[str, Any]:
         return {"type": "http", "scheme": "bearer"}
 
 
@@ -39,7 +42,7 @@ class InternalTokenScheme(OpenApiAuthenticationExtension):
     target_class = "console.api.authentication.InternalTokenAuthentication"
     name = "internalToken"
 
-    def get_security_definition(self, auto_schema):
+    def get_security_definition(self, auto_schema: AutoSchema) -> dict[str, Any]:
         return {"type": "apiKey", "in": "header", "name": "X-Internal-Token"}
 
 
@@ -70,14 +73,15 @@ class MicroUsdField(serializers.CharField):
 class IsoDateTimeField(serializers.DateTimeField):
     """A time as Python's isoformat() writes it (an offset such as +00:00, not DRF's `Z`)."""
 
-    def to_representation(self, value) -> str:
+    def to_representation(self, value: datetime) -> str:
         return value.isoformat()
 
 
 # --- Response serializers (read-only: each reads an object's attributes) ----------------------------
+# Typed with the object each one reads; DRF's serializers accept the subscript at run time.
 
 
-class CreditsSerializer(serializers.Serializer):
+class CreditsSerializer(serializers.Serializer[WorkspaceCredits]):
     """The calling key's workspace credits; amounts in USD, and exactly in micro-USD strings."""
 
     total_credits = UsdField(
@@ -91,20 +95,20 @@ class CreditsSerializer(serializers.Serializer):
     total_usage_micro_usd = MicroUsdField(help_text="Exact total usage, micro-USD string.")
 
 
-class CreditsResponseSerializer(serializers.Serializer):
+class CreditsResponseSerializer(serializers.Serializer[WorkspaceCredits]):
     # Serializes a billing.selectors.WorkspaceCredits as {"data": ...} (a comment: docstrings are published).
     # `data` is the envelope the spec names; DRF's metaclass takes declared fields off the class, so it never
     # meets Serializer.data.
     data = CreditsSerializer(source="*")  # type: ignore[assignment]
 
 
-class KeyRateLimitSerializer(serializers.Serializer):
+class KeyRateLimitSerializer(serializers.Serializer[ApiKey]):
     requests_per_minute = serializers.IntegerField(
         source="rate_limit_rpm", allow_null=True, help_text="Null: no per-key limit."
     )
 
 
-class KeySerializer(serializers.Serializer):
+class KeySerializer(serializers.Serializer[KeyAsSeen]):
     """The calling key's settings and usage; amounts in USD, and exactly in micro-USD strings."""
 
     name = serializers.CharField(source="key.name")
@@ -133,7 +137,7 @@ class KeySerializer(serializers.Serializer):
     created_at = IsoDateTimeField(source="key.created_at")
 
 
-class KeyResponseSerializer(serializers.Serializer):
+class KeyResponseSerializer(serializers.Serializer[KeyAsSeen]):
     # Serializes a console.selectors.KeyAsSeen as {"data": ...}.
     data = KeySerializer(source="*")  # type: ignore[assignment]  # as CreditsResponseSerializer.data
 
@@ -167,7 +171,7 @@ class CreditsView(KeyApiView):
             "default": ERROR_RESPONSE,
         },
     )
-    def get(self, request):
+    def get(self, request: KeyRequest) -> Response:
         summary = workspace_credits(workspace_id=request.auth.workspace_id)
         return Response(CreditsResponseSerializer(summary).data)
 
@@ -186,5 +190,5 @@ class KeyView(KeyApiView):
             "default": ERROR_RESPONSE,
         },
     )
-    def get(self, request):
+    def get(self, request: KeyRequest) -> Response:
         return Response(KeyResponseSerializer(api_key_as_seen(api_key=request.auth)).data)
