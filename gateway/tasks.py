@@ -64,14 +64,10 @@ def flush_metering() -> int:
 async def _flush() -> int:
     try:
         await writer.maintain()
-        return await writer.drain(write=_write_here)
+        # The ORM runs in a worker thread, never in this event loop (Django refuses it there).
+        return await writer.drain()
     finally:
         await close_loop_client()
-
-
-async def _write_here(records: list[writer.Record]) -> writer.Written:
-    # A worker does nothing else meanwhile: write in this thread, with its own database connection.
-    return writer.write_batch(records)
 
 
 @shared_task(name="gateway.tasks.refresh_model_figures")

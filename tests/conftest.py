@@ -6,6 +6,8 @@ import os
 import pytest
 from django.db import connection
 
+pytest_plugins = ["tests.celery_worker"]  # the `worker` fixture: a real Celery worker on Redis
+
 
 def pytest_collection_modifyitems(config, items):
     database_url = os.environ.get("DATABASE_URL", "")
