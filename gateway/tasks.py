@@ -36,10 +36,12 @@ def settle_later(settlement: Settlement) -> None:
     max_retries=None,
 )
 def settle_generation(payload: dict[str, Any]) -> None:
-    model = catalog_cache.get(payload["model"])
-    if model is None:
-        raise LookupError(f"model {payload['model']} is not in the catalog")
-    settlement = Settlement.from_json(payload, model=model)
+    if isinstance(payload["model"], str):  # queued before settlements carried their prices: today's prices
+        model = catalog_cache.get(payload["model"])
+        if model is None:
+            raise LookupError(f"model {payload['model']} is not in the catalog")
+        payload = {**payload, "model": Settlement.model_json(model)}
+    settlement = Settlement.from_json(payload)
     if settings.GATEWAY_METER == "sql":
         sql.settle_sync(settlement)
     else:

@@ -4,6 +4,7 @@ generation record it leaves."""
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any, Protocol
 
 from django.utils import timezone
@@ -48,20 +49,34 @@ class Settlement:
     outcome: Outcome
 
     def to_json(self) -> dict[str, Any]:
-        """For a Celery task's arguments; `from_json` reads it back (the model by its catalog slug)."""
+        """For a Celery task's arguments; `from_json` reads it back. The model goes with the prices the
+        request was admitted with: a retry bills what the client was shown, whatever the catalog says now."""
         caller = {**asdict(self.caller), "workspace_id": str(self.caller.workspace_id), "allowed_models": []}
         return {
             "request_id": self.request_id,
             "caller": caller,
-            "model": self.model.slug,
+            "model": self.model_json(self.model),
             "ingress_format": self.ingress_format,
             "streamed": self.streamed,
             "end_user": self.end_user,
             "outcome": {**asdict(self.outcome), "usage": asdict(self.outcome.usage)},
         }
 
+    @staticmethod
+    def model_json(model: ModelInfo) -> dict[str, Any]:
+        """What billing needs of the model: its slug, limits and prices (exact decimals, as strings)."""
+        cached = model.cached_prompt_price
+        return {
+            "slug": model.slug,
+            "context_length": model.context_length,
+            "max_output_tokens": model.max_output_tokens,
+            "prompt_price": str(model.prompt_price),
+            "completion_price": str(model.completion_price),
+            "cached_prompt_price": None if cached is None else str(cached),
+        }
+
     @classmethod
-    def from_json(cls, data: dict[str, Any], *, model: ModelInfo) -> "Settlement":
+    def from_json(cls, data: dict[str, Any]) -> "Settlement":
         caller = Caller(
             **{
                 **data["caller"],
@@ -73,12 +88,26 @@ class Settlement:
         return cls(
             request_id=data["request_id"],
             caller=caller,
-            model=model,
+            model=_model_from_json(data["model"]),
             ingress_format=data["ingress_format"],
             streamed=data["streamed"],
             end_user=data["end_user"],
             outcome=outcome,
         )
+
+
+def _model_from_json(data: dict[str, Any]) -> ModelInfo:
+    cached = data["cached_prompt_price"]
+    return ModelInfo(
+        slug=data["slug"],
+        context_length=data["context_length"],
+        max_output_tokens=data["max_output_tokens"],
+        prompt_price=Decimal(data["prompt_price"]),
+        completion_price=Decimal(data["completion_price"]),
+        cached_prompt_price=None if cached is None else Decimal(cached),
+        features=frozenset(),  # routing only: a settlement never goes upstream
+        routes=(),
+    )
 
 
 class Meter(Protocol):

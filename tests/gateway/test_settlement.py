@@ -3,10 +3,12 @@
 import dataclasses
 import json
 import uuid
+from decimal import Decimal
 
 import pytest
 
 from billing.models import EntryKind, LedgerEntry
+from catalog.models import Model as CatalogModel
 from gateway.auth import Caller
 from gateway.canonical import Usage
 from gateway.catalog_cache import catalog_cache
@@ -49,8 +51,14 @@ def a_settlement(workspace_id: uuid.UUID, model) -> Settlement:
 def test_a_settlement_survives_its_json_unchanged(shipped_catalog):
     model = catalog_cache.get("hyperinfer/sandbox-pro")
     settlement = a_settlement(uuid.uuid4(), model)
-    restored = Settlement.from_json(json.loads(json.dumps(settlement.to_json())), model=model)
-    assert restored == settlement
+    restored = Settlement.from_json(json.loads(json.dumps(settlement.to_json())))
+    # The model comes back with what billing needs of it (routing is not a settlement's business).
+    assert restored == dataclasses.replace(
+        settlement, model=dataclasses.replace(model, features=frozenset(), routes=())
+    )
+    assert restored.model.prompt_price == model.prompt_price and charge_for(restored) == charge_for(
+        settlement
+    )
 
 
 @pytest.mark.django_db
@@ -92,3 +100,28 @@ def test_the_celery_retry_bills_a_settlement_once_however_often_it_runs(shipped_
         "user-7",
     )
     assert (generation.tokens_completion, generation.cost_micro_usd) == (30, cost)
+    """The client was shown a cost; a retry after the catalog changed or dropped the model bills it."""
+
+
+@pytest.mark.django_db
+def test_a_retry_bills_the_prices_the_request_was_admitted_with(shipped_catalog, settings):
+    """The client was shown a cost; a retry after the catalog changed or dropped the model bills it."""
+    settings.GATEWAY_METER = "sql"
+    workspace = make_workspace(credits_micro_usd=1_000_000)
+    model = catalog_cache.get("hyperinfer/sandbox-pro")
+    settlement = a_settlement(workspace.id, model)
+    sql.reserve_sync(
+        caller=settlement.caller,
+        model=model,
+        request_id=settlement.request_id,
+        prompt_tokens=12,
+        max_tokens=50,
+    )
+    payload = json.loads(json.dumps(settlement.to_json()))
+    CatalogModel.objects.filter(slug=model.slug).update(prompt_price=Decimal("99"), is_active=False)
+    catalog_cache.invalidate()
+    assert catalog_cache.get(model.slug) is None
+
+    settle_generation(payload=payload)
+
+    assert Generation.objects.get(request_id=settlement.request_id).cost_micro_usd == charge_for(settlement)
