@@ -176,6 +176,8 @@ CELERY_BEAT_SCHEDULE = {
     "gateway-flush-metering": {"task": "gateway.tasks.flush_metering", "schedule": 5.0},
     # The catalog's live figures (weekly and daily volume, last day's performance) from generation records.
     "gateway-refresh-model-figures": {"task": "gateway.tasks.refresh_model_figures", "schedule": 60.0},
+    # Every micro-dollar accounted for (gateway/audit.py); findings are logged as critical.
+    "gateway-audit-ledger": {"task": "gateway.tasks.audit_ledger", "schedule": 900.0},
 }
 
 # Without a broker there is no `celery beat` either: the ASGI process runs the schedule in a thread.

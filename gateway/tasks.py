@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from catalog.selectors import model_slugs
 from catalog.services import FIGURE_DAYS, model_figures_store
+from gateway.audit import ledger_audit
 from gateway.catalog_cache import catalog_cache
 from gateway.metering import Settlement, get_meter, sql, writer
 from gateway.metering.redis_meter import close_loop_client
@@ -78,3 +79,12 @@ def refresh_model_figures() -> int:
     computed_at = timezone.now()
     figures = live_figures(models=model_slugs(), days=FIGURE_DAYS)
     return model_figures_store(figures=figures, computed_at=computed_at)
+
+
+@shared_task(name="gateway.tasks.audit_ledger")
+def audit_ledger() -> int:
+    """The ledger audit on a schedule: each finding is logged as critical (alerting watches for it)."""
+    findings = ledger_audit()
+    for finding in findings:
+        logger.critical("LEDGER AUDIT: %s", finding)
+    return len(findings)

@@ -18,6 +18,7 @@ from billing.services import credits_grant, ledger_sum
 from console.models import ApiKey
 from console.services.keys import api_key_create
 from core.errors import ApiError, ErrorCode
+from gateway.audit import ledger_audit
 from gateway.auth import Caller
 from gateway.canonical import Usage
 from gateway.catalog_cache import ModelInfo
@@ -199,6 +200,7 @@ def test_after_a_flush_the_ledger_balances_and_usage_equals_the_generations():
     assert spend.lifetime_micro_usd == spend.used_micro_usd == charged
     assert mirrored(mirror.workspace_hash(workspace.pk))["bal"] == account.balance_micro_usd
     assert mirrored(mirror.key_hash(key.pk))["used"] == charged
+    assert ledger_audit() == []
 
 
 def test_a_batch_whose_writer_died_is_requeued_and_written_once():

@@ -9,6 +9,7 @@ import pytest
 
 from billing.models import EntryKind, LedgerEntry
 from catalog.models import Model as CatalogModel
+from gateway.audit import ledger_audit
 from gateway.auth import Caller
 from gateway.canonical import Usage
 from gateway.catalog_cache import catalog_cache
@@ -100,6 +101,7 @@ def test_the_celery_retry_bills_a_settlement_once_however_often_it_runs(shipped_
         "user-7",
     )
     assert (generation.tokens_completion, generation.cost_micro_usd) == (30, cost)
+    assert ledger_audit() == []
     """The client was shown a cost; a retry after the catalog changed or dropped the model bills it."""
 
 
