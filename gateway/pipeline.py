@@ -39,7 +39,7 @@ from gateway.metering import Outcome, Settlement, cost_of, get_meter
 from gateway.models import GenerationStatus
 from gateway.routing import OpenStream, open_stream
 from gateway.session import upstream_session
-from gateway.tokens import estimate_prompt_tokens
+from gateway.tokens import estimate_prompt_tokens, reservation_prompt_tokens
 from gateway.upstreams.base import RouteInfo, UpstreamError
 
 logger = logging.getLogger(__name__)
@@ -50,7 +50,8 @@ class Admitted:
     caller: Caller
     request: CanonicalRequest
     model: ModelInfo
-    prompt_estimate: int
+    prompt_estimate: int  # what the meters bill when an upstream reports no usage
+    prompt_reserve: int  # what the reservation holds: errs high (gateway/tokens.py)
 
 
 def _admit(fmt: IngressFormat, headers: dict[bytes, bytes], body: bytes) -> Admitted:
@@ -65,7 +66,13 @@ def _admit(fmt: IngressFormat, headers: dict[bytes, bytes], body: bytes) -> Admi
         raise ApiError(ErrorCode.INVALID_REQUEST, f"model: unknown model {request.model!r}", param="model")
     if caller.allowed_models and model.slug not in caller.allowed_models:
         raise ApiError(ErrorCode.MODEL_NOT_ALLOWED, f"This key may not use {model.slug}.", param="model")
-    return Admitted(caller, request, model, estimate_prompt_tokens(request))
+    return Admitted(
+        caller,
+        request,
+        model,
+        prompt_estimate=estimate_prompt_tokens(request),
+        prompt_reserve=reservation_prompt_tokens(request, context_length=model.context_length),
+    )
 
 
 def _admits_in_loop(headers: dict[bytes, bytes]) -> bool:
@@ -87,7 +94,7 @@ async def admit(fmt: IngressFormat, scope: Scope, body: bytes, request_id: str) 
         caller=admitted.caller,
         model=admitted.model,
         request_id=request_id,
-        prompt_tokens=admitted.prompt_estimate,
+        prompt_tokens=admitted.prompt_reserve,
         max_tokens=admitted.request.max_tokens,
     )
     return admitted

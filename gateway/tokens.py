@@ -1,6 +1,23 @@
-"""Token estimates before a request runs: only for the reservation, never for billing."""
+"""Token estimates before a request runs.
 
-from gateway.canonical import CanonicalRequest, ImageBlock, TextBlock, ToolCallBlock, ToolResultBlock
+`reservation_prompt_tokens` is what a request holds before it goes upstream (design §4.1): it must err high,
+so a file counts a token per byte of its content (a PDF page costs more tokens than it has bytes of text),
+and a file by reference counts as the whole context. It is capped at the model's context length, since the
+upstream refuses a longer prompt (and a refused request costs nothing). `estimate_prompt_tokens` is the
+text-only estimate the meters fall back on when an upstream reports no usage.
+"""
+
+from collections.abc import Iterable
+
+from gateway.canonical import (
+    Block,
+    CanonicalRequest,
+    FileBlock,
+    ImageBlock,
+    TextBlock,
+    ToolCallBlock,
+    ToolResultBlock,
+)
 
 _CHARS_PER_TOKEN = 3  # deliberately below the usual ~4, so the estimate errs high
 _PER_MESSAGE = 4
@@ -23,3 +40,26 @@ def estimate_prompt_tokens(request: CanonicalRequest) -> int:
     for tool in request.tools:
         chars += len(tool.name) + len(tool.description or "") + len(str(tool.parameters))
     return -(-chars // _CHARS_PER_TOKEN) + _PER_MESSAGE * len(request.messages) + _PER_IMAGE * images
+
+
+def reservation_prompt_tokens(request: CanonicalRequest, *, context_length: int) -> int:
+    """The prompt tokens to reserve for: the estimate plus every file's worst case, at most the context."""
+    files = [block for message in request.messages for block in _with_tool_result_parts(message.content)]
+    tokens = estimate_prompt_tokens(request) + sum(
+        _file_tokens(block, context_length) for block in files if isinstance(block, FileBlock)
+    )
+    return min(tokens, context_length)
+
+
+def _with_tool_result_parts(blocks: Iterable[Block]) -> Iterable[Block]:
+    for block in blocks:
+        yield block
+        if isinstance(block, ToolResultBlock):
+            yield from block.content
+
+
+def _file_tokens(block: FileBlock, context_length: int) -> int:
+    if not block.file_data:
+        return context_length  # by URL or id: its size is unknown here
+    data = block.file_data.partition(",")[2] if block.file_data.startswith("data:") else block.file_data
+    return len(data) * 3 // 4  # base64: 4 characters per 3 bytes; a token per byte
