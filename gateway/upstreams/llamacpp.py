@@ -1,8 +1,11 @@
 """Jan / the llama-cpp-python server (spec 002): OpenAI chat on a local model, without usage in its stream.
 
 The server never reports usage while streaming, so the adapter makes it exact another way:
-- completion tokens: the server streams one chunk per generated token (with empty text while a multi-byte
-  character is incomplete), so the count of output chunks is it;
+- completion tokens: the server's own tokenizer (`POST /extras/tokenize/count`) counts the generated text and
+  tool arguments. Chunks are no count: the server merges the tokens of a character that spans several into one
+  chunk ("東京 🍣" answers came out at less than half their tokens), and sends tool calls in chunks of its own
+  (`"role": null`). Measured against llama-cpp-python 0.3.36 at temperature 0, the count equals the server's
+  own `completion_tokens` for text, non-ASCII text and forced tool calls; if it fails, the chunks stand in;
 - prompt tokens: after the stream, the same chat is sent once more, not streamed, with `max_tokens: 1`; the
   server's own usage then counts the prompt as its chat template rendered it. The prompt is the prefix the
   server has just evaluated, so llama.cpp reuses it and the probe costs about one token of work.
@@ -55,6 +58,10 @@ class LlamaCppAdapter(OpenAICompatibleAdapter):
     reasoning_fields = ("reasoning_content",)
     message_names = False
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._special_tokens: dict[str, int] = {}  # by provider: what its tokenizer adds to any text
+
     def stream_options(self) -> Json | None:
         return None  # not in the server's schema, and it streams no usage anyway
 
@@ -99,10 +106,28 @@ class LlamaCppAdapter(OpenAICompatibleAdapter):
             resp.raise_for_status()
             return int((await resp.json())["usage"]["prompt_tokens"])
 
+    async def special_tokens(self, route: RouteInfo, session: aiohttp.ClientSession) -> int:
+        """What the tokenizer adds to any text (a BOS token, for some models): its count of "", once."""
+        if route.provider.slug not in self._special_tokens:
+            self._special_tokens[route.provider.slug] = await self.count("", route, session)
+        return self._special_tokens[route.provider.slug]
+
+    async def completion_tokens(
+        self, route: RouteInfo, session: aiohttp.ClientSession, state: StreamState
+    ) -> int:
+        generated = "".join(state.completion)
+        if not generated:
+            return 0
+        try:
+            return await self.count(generated, route, session) - await self.special_tokens(route, session)
+        except (aiohttp.ClientError, TimeoutError, ValueError, KeyError) as exc:
+            logger.warning("%s: counting the output failed (%s); counting chunks", route.provider.slug, exc)
+            return state.output_chunks
+
     async def fallback_usage(
         self, request: CanonicalRequest, route: RouteInfo, session: aiohttp.ClientSession, state: StreamState
     ) -> Usage:
-        completion = state.output_chunks  # the server streams one chunk per generated token
+        completion = await self.completion_tokens(route, session, state)
         try:
             return Usage(
                 prompt_tokens=await self.prompt_tokens(request, route, session), completion_tokens=completion

@@ -37,8 +37,8 @@ def test_usage_is_exact_the_stream_counts_completion_and_a_one_token_probe_count
     # The probe is the same chat, not streamed, one token: the server's usage counts the templated prompt.
     assert probe.body["stream"] is False and probe.body["max_tokens"] == 1
     assert probe.body["messages"] == streamed.body["messages"] and probe.body["model"] == "qwen"
-    # The fake streams "The s", "um is", " 5.": one chunk per token, as the real server does.
-    assert events[-1] == Usage(prompt_tokens=31, completion_tokens=3)
+    # The server's tokenizer counts the answer (the fake: a token a word, plus the BOS it adds to any text).
+    assert events[-1] == Usage(prompt_tokens=31, completion_tokens=4)
 
 
 def test_without_the_probe_the_servers_tokenizer_counts_the_prompt_text():
@@ -52,9 +52,9 @@ def test_without_the_probe_the_servers_tokenizer_counts_the_prompt_text():
         adapter.prompt_tokens = failing_probe
         events = collect_events(adapter, request, fake.route(model="qwen"))
         counts = [r for r in fake.requests if r.path == "/extras/tokenize/count"]
-    assert [r.body["input"] for r in counts] == [prompt_text(request)]
+    assert [r.body["input"] for r in counts] == ["The sum is 5.", "", prompt_text(request)]
     # The fake tokenizer: one token per word plus BOS.
-    assert events[-1] == Usage(prompt_tokens=len(prompt_text(request).split()) + 1, completion_tokens=3)
+    assert events[-1] == Usage(prompt_tokens=len(prompt_text(request).split()) + 1, completion_tokens=4)
 
 
 def test_the_prompt_text_holds_every_message_tool_call_result_and_tool_definition():
@@ -71,13 +71,14 @@ def test_tool_call_arguments_are_counted_as_completion():
     scenario = Scenario(text="", tool_calls=[FakeToolCall("add", '{"a": 2, "b": 3}')])
     with openai_fake("llamacpp", scenario) as fake:
         events = collect_events(LlamaCppAdapter(), conversation(), fake.route())
-    assert events[-1].completion_tokens == 5  # the call opens in one chunk, its arguments follow in 4
+    # The tokenizer counts the arguments (4 words), not the 5 chunks they came in.
+    assert events[-1].completion_tokens == 4
 
 
 def test_without_an_api_key_no_authorization_header_is_sent_anywhere():
     with openai_fake("llamacpp", api_key="") as fake:
         collect_events(LlamaCppAdapter(), conversation(), fake.route())
-        assert len(fake.requests) == 2  # the stream and the usage probe
+        assert len(fake.requests) == 4  # the stream, the output's count (and "" once), the usage probe
         assert all("Authorization" not in r.headers for r in fake.requests)
 
 

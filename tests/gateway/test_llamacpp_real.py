@@ -1,7 +1,8 @@
-"""Against a real llama-cpp-python server, when one is reachable (`LLAMACPP_TEST_URL`, e.g. http://127.0.0.1:8080).
+"""Against a real llama-cpp-python server, when one is reachable (`LLAMACPP_TEST_URL`, e.g. http://127.0.0.1:8090).
 
-Start one with `pip install 'llama-cpp-python[server]'` and `python -m llama_cpp.server --model <small.gguf>`;
-tests/fakes/tiny_gguf.py writes a tiny model for it.
+CI starts one (`.ci/llamacpp-server`: SmolLM2-135M with tool calling, built once and cached outside the
+repository). Each test asks the gateway, then asks the server directly, not streamed, with the same
+deterministic request, and compares the tokens billed with the server's own count.
 """
 
 import os
@@ -54,3 +55,49 @@ def test_a_real_llamacpp_server_answers_through_the_gateway_with_exact_usage(
         settled_generation(raw.headers["x-request-id"]).tokens_completion
         == completion.usage.completion_tokens
     )
+
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+FORCED = {"type": "function", "function": {"name": "get_weather"}}
+
+
+def direct_usage(body: dict) -> dict:
+    answer = httpx.post(f"{URL}/v1/chat/completions", json={**body, "stream": False}, timeout=120).json()
+    return answer["usage"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize(
+    "case",
+    [
+        {"messages": [{"role": "user", "content": "Write 東京 🍣 東京 🍣 東京 🍣"}], "max_tokens": 40},
+        {"messages": [{"role": "user", "content": "Weather in Paris?"}], "max_tokens": 30,
+         "tools": [WEATHER_TOOL], "tool_choice": FORCED},
+    ],
+    ids=["non-ascii", "forced-tool-call"],
+)  # fmt: skip
+def test_tokens_billed_are_the_servers_own_count(gateway_url, funded_key, monkeypatch, case, stream):
+    monkeypatch.setenv("FAKE_UPSTREAM_KEY", "")
+    _, key = funded_key
+    serve_model_from("test/llamacpp-real", [("llamacpp", f"{URL}/v1")])
+    body = {**case, "temperature": 0, "seed": 7}
+    answer = httpx.post(
+        f"{gateway_url}/api/v1/chat/completions",
+        json={**body, "model": "test/llamacpp-real", "stream": stream},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=120,
+    )
+    assert answer.status_code == 200, answer.text
+    generation = settled_generation(answer.headers["x-request-id"])
+    usage = direct_usage(body)
+    assert (generation.tokens_prompt, generation.tokens_completion) == (
+        usage["prompt_tokens"],
+        usage["completion_tokens"],
+    )
+    assert generation.tokens_completion > 0
