@@ -101,3 +101,61 @@ def test_tokens_billed_are_the_servers_own_count(gateway_url, funded_key, monkey
         usage["completion_tokens"],
     )
     assert generation.tokens_completion > 0
+
+
+WEATHER_PARAMETERS = WEATHER_TOOL["function"]["parameters"]
+FORMAT_REQUESTS = {
+    "responses": (
+        "/api/v1/responses",
+        {
+            "input": "Weather in Paris?",
+            "max_output_tokens": 30,
+            "temperature": 0,
+            "tools": [{"type": "function", "name": "get_weather", "parameters": WEATHER_PARAMETERS}],
+            "tool_choice": {"type": "function", "name": "get_weather"},
+        },
+    ),
+    "messages": (
+        "/api/v1/messages",
+        {
+            "messages": [{"role": "user", "content": "Weather in Paris?"}],
+            "max_tokens": 30,
+            "temperature": 0,
+            "tools": [{"name": "get_weather", "input_schema": WEATHER_PARAMETERS}],
+            "tool_choice": {"type": "tool", "name": "get_weather"},
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("fmt", list(FORMAT_REQUESTS))
+def test_a_forced_tool_call_in_the_other_formats_bills_the_servers_count(
+    gateway_url, funded_key, monkeypatch, fmt, stream
+):
+    monkeypatch.setenv("FAKE_UPSTREAM_KEY", "")
+    _, key = funded_key
+    serve_model_from("test/llamacpp-real", [("llamacpp", f"{URL}/v1")])
+    path, body = FORMAT_REQUESTS[fmt]
+    answer = httpx.post(
+        f"{gateway_url}{path}",
+        json={**body, "model": "test/llamacpp-real", "stream": stream},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=120,
+    )
+    assert answer.status_code == 200, answer.text
+    generation = settled_generation(answer.headers["x-request-id"])
+    usage = direct_usage(
+        {
+            "messages": [{"role": "user", "content": "Weather in Paris?"}],
+            "max_tokens": 30,
+            "temperature": 0,
+            "tools": [WEATHER_TOOL],
+            "tool_choice": FORCED,
+        }
+    )
+    assert generation.ingress_format == {"responses": "responses", "messages": "anthropic_messages"}[fmt]
+    assert (generation.tokens_prompt, generation.tokens_completion) == (
+        usage["prompt_tokens"],
+        usage["completion_tokens"],
+    )
