@@ -55,26 +55,31 @@ def key_spend_hold(
     """Hold `amount_micro_usd` against the key's limit, or raise KeyLimitExceeded holding nothing.
 
     Call inside the transaction that holds the workspace's credits, so both or neither are held."""
-    key_spend_open(api_key_id=api_key_id)
     key_spend_roll(api_key_id=api_key_id, reset=reset, now=now)
     within_limit = Q()
     if limit_micro_usd is not None:
         within_limit = Q(used_micro_usd__lte=limit_micro_usd - amount_micro_usd - F("reserved_micro_usd"))
-    held = KeySpend.objects.filter(Q(api_key_id=api_key_id) & within_limit).update(
-        reserved_micro_usd=F("reserved_micro_usd") + amount_micro_usd
-    )
+    holding = KeySpend.objects.filter(Q(api_key_id=api_key_id) & within_limit)
+    held = holding.update(reserved_micro_usd=F("reserved_micro_usd") + amount_micro_usd)
+    if not held and not KeySpend.objects.filter(api_key_id=api_key_id).exists():
+        # A key without its spend row (every key gets one when issued): open it in this period, hold again.
+        key_spend_open(api_key_id=api_key_id)
+        key_spend_roll(api_key_id=api_key_id, reset=reset, now=now)
+        held = holding.update(reserved_micro_usd=F("reserved_micro_usd") + amount_micro_usd)
     if not held:
         raise KeyLimitExceeded("the key's credit limit cannot cover this request")
 
 
 def key_spend_charge(*, api_key_id: int, released_micro_usd: int, cost_micro_usd: int) -> None:
     """Release a hold and count the actual cost, in the period and for the key's lifetime."""
-    key_spend_open(api_key_id=api_key_id)
-    KeySpend.objects.filter(api_key_id=api_key_id).update(
-        reserved_micro_usd=F("reserved_micro_usd") - released_micro_usd,
-        used_micro_usd=F("used_micro_usd") + cost_micro_usd,
-        lifetime_micro_usd=F("lifetime_micro_usd") + cost_micro_usd,
-    )
+    changes = {
+        "reserved_micro_usd": F("reserved_micro_usd") - released_micro_usd,
+        "used_micro_usd": F("used_micro_usd") + cost_micro_usd,
+        "lifetime_micro_usd": F("lifetime_micro_usd") + cost_micro_usd,
+    }
+    if not KeySpend.objects.filter(api_key_id=api_key_id).update(**changes):
+        key_spend_open(api_key_id=api_key_id)  # a key without its row (every key gets one when issued)
+        KeySpend.objects.filter(api_key_id=api_key_id).update(**changes)
 
 
 def key_spends_post(
@@ -84,12 +89,12 @@ def key_spends_post(
 
     Every charge adds to the lifetime spend; only those in the key's current period (by its reset setting
     now) add to the period's spend. Keys in a stable order, so concurrent writers cannot deadlock."""
+    KeySpend.objects.bulk_create([KeySpend(api_key_id=key) for key in charges], ignore_conflicts=True)
     for api_key_id in sorted(charges):
         reset = resets[api_key_id]
         current = limit_period_key(reset, now)
         lifetime = sum(cost for _, cost in charges[api_key_id])
         in_period = sum(cost for period, cost in charges[api_key_id] if period == current)
-        key_spend_open(api_key_id=api_key_id)
         key_spend_roll(api_key_id=api_key_id, reset=reset, now=now)
         KeySpend.objects.filter(api_key_id=api_key_id).update(
             lifetime_micro_usd=F("lifetime_micro_usd") + lifetime,

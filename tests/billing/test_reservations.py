@@ -209,3 +209,16 @@ def test_limit_periods_start_at_utc_midnight_monday_and_the_first():
     assert limit_period_start(LimitReset.WEEKLY, now) == datetime(2026, 11, 16, tzinfo=UTC)
     assert limit_period_start(LimitReset.MONTHLY, now) == datetime(2026, 11, 1, tzinfo=UTC)
     assert limit_period_start(LimitReset.NONE, now) is None
+
+
+def test_a_key_without_its_spend_row_gets_one_when_it_holds():
+    workspace = make_workspace(credits_micro_usd=10_000)
+    key = make_key(workspace, limit_micro_usd=1_000, limit_reset=LimitReset.DAILY)
+    KeySpend.objects.filter(api_key=key).delete()
+    reservations.reserve(
+        workspace_id=workspace.id, **key_limit_of(key), amount_micro_usd=600, request_id="r1"
+    )
+    assert spend_of(key).reserved_micro_usd == 600
+    assert spend_of(key).period_start == limit_period_start(LimitReset.DAILY, timezone.now())
+    reservations.settle(request_id="r1", actual_cost_micro_usd=250)
+    assert (spend_of(key).reserved_micro_usd, spend_of(key).lifetime_micro_usd) == (0, 250)
