@@ -1,10 +1,12 @@
 """Small builders for test data, going through the same services the product uses."""
 
 import itertools
+import uuid
 
 from billing.services import credits_grant
 from console.models import User, Workspace
 from console.services.workspaces import workspace_create
+from gateway.auth import Caller
 
 _counter = itertools.count(1)
 
@@ -20,3 +22,15 @@ def make_workspace(
     if credits_micro_usd:
         credits_grant(workspace_id=workspace.id, amount_micro_usd=credits_micro_usd, reason="test credits")
     return workspace
+
+
+def key_less_caller(workspace_id: uuid.UUID, source: str = "api") -> Caller:
+    """A caller of the workspace without an API key (as a playground key is), no limits."""
+    return Caller(
+        workspace_id=workspace_id,
+        workspace_locked=False,
+        api_key_id=None,
+        allowed_models=frozenset(),
+        rate_limit_rpm=None,
+        source=source,
+    )

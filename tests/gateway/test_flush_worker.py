@@ -9,14 +9,13 @@ import pytest
 
 from billing import mirror
 from billing.models import EntryKind, LedgerEntry
-from gateway.auth import Caller
 from gateway.canonical import Usage
 from gateway.catalog_cache import ModelInfo
 from gateway.metering import Outcome, Settlement
 from gateway.metering.redis_meter import RedisMeter, close_loop_client
 from gateway.models import Generation
 from gateway.tasks import flush_metering
-from tests.factories import make_workspace
+from tests.factories import key_less_caller, make_workspace
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
@@ -28,14 +27,7 @@ MODEL = ModelInfo(
 
 async def reserve_and_settle(workspace_id: uuid.UUID, request_id: str) -> int:
     meter = RedisMeter()
-    caller = Caller(
-        workspace_id=workspace_id,
-        workspace_locked=False,
-        api_key_id=None,
-        allowed_models=frozenset(),
-        rate_limit_rpm=None,
-        source="api",
-    )
+    caller = key_less_caller(workspace_id)
     try:
         await meter.reserve(
             caller=caller, model=MODEL, request_id=request_id, prompt_tokens=10, max_tokens=50

@@ -10,25 +10,17 @@ import pytest
 from billing.models import EntryKind, LedgerEntry
 from catalog.models import Model as CatalogModel
 from gateway.audit import ledger_audit
-from gateway.auth import Caller
 from gateway.canonical import Usage
 from gateway.catalog_cache import catalog_cache
 from gateway.metering import Outcome, Settlement, sql
 from gateway.metering.base import charge_for
 from gateway.models import Generation
 from gateway.tasks import settle_generation
-from tests.factories import make_workspace
+from tests.factories import key_less_caller, make_workspace
 
 
 def a_settlement(workspace_id: uuid.UUID, model) -> Settlement:
-    caller = Caller(
-        workspace_id=workspace_id,
-        workspace_locked=False,
-        api_key_id=None,
-        allowed_models=frozenset(),
-        rate_limit_rpm=None,
-        source="chat",
-    )
+    caller = key_less_caller(workspace_id, source="chat")
     outcome = Outcome(
         status="completed",
         usage=Usage(prompt_tokens=12, completion_tokens=30, reasoning_tokens=4, cached_prompt_tokens=2),
@@ -46,6 +38,22 @@ def a_settlement(workspace_id: uuid.UUID, model) -> Settlement:
         end_user="user-7",
         outcome=outcome,
     )
+
+
+def admitted_settlement() -> Settlement:
+    """A funded workspace's request to the priced sandbox, reserved by the SQL meter, not yet settled."""
+    workspace = make_workspace(credits_micro_usd=1_000_000)
+    model = catalog_cache.get("hyperinfer/sandbox-pro")
+    assert model is not None
+    settlement = a_settlement(workspace.id, model)
+    sql.reserve_sync(
+        caller=settlement.caller,
+        model=model,
+        request_id=settlement.request_id,
+        prompt_tokens=12,
+        max_tokens=50,
+    )
+    return settlement
 
 
 @pytest.mark.django_db
@@ -75,16 +83,8 @@ def test_a_settlement_drops_the_keys_allowlist_which_billing_does_not_need(shipp
 @pytest.mark.django_db
 def test_the_celery_retry_bills_a_settlement_once_however_often_it_runs(shipped_catalog, settings):
     settings.GATEWAY_METER = "sql"
-    workspace = make_workspace(credits_micro_usd=1_000_000)
-    model = catalog_cache.get("hyperinfer/sandbox-pro")
-    settlement = a_settlement(workspace.id, model)
-    sql.reserve_sync(
-        caller=settlement.caller,
-        model=model,
-        request_id=settlement.request_id,
-        prompt_tokens=12,
-        max_tokens=50,
-    )
+    settlement = admitted_settlement()
+    model = settlement.model
     payload = settlement.to_json()
     settle_generation(payload=payload)
     settle_generation(payload=payload)
@@ -102,23 +102,14 @@ def test_the_celery_retry_bills_a_settlement_once_however_often_it_runs(shipped_
     )
     assert (generation.tokens_completion, generation.cost_micro_usd) == (30, cost)
     assert ledger_audit() == []
-    """The client was shown a cost; a retry after the catalog changed or dropped the model bills it."""
 
 
 @pytest.mark.django_db
 def test_a_retry_bills_the_prices_the_request_was_admitted_with(shipped_catalog, settings):
     """The client was shown a cost; a retry after the catalog changed or dropped the model bills it."""
     settings.GATEWAY_METER = "sql"
-    workspace = make_workspace(credits_micro_usd=1_000_000)
-    model = catalog_cache.get("hyperinfer/sandbox-pro")
-    settlement = a_settlement(workspace.id, model)
-    sql.reserve_sync(
-        caller=settlement.caller,
-        model=model,
-        request_id=settlement.request_id,
-        prompt_tokens=12,
-        max_tokens=50,
-    )
+    settlement = admitted_settlement()
+    model = settlement.model
     payload = json.loads(json.dumps(settlement.to_json()))
     CatalogModel.objects.filter(slug=model.slug).update(prompt_price=Decimal("99"), is_active=False)
     catalog_cache.invalidate()
