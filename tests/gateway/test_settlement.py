@@ -84,7 +84,6 @@ def test_a_settlement_drops_the_keys_allowlist_which_billing_does_not_need(shipp
 def test_the_celery_retry_bills_a_settlement_once_however_often_it_runs(shipped_catalog, settings):
     settings.GATEWAY_METER = "sql"
     settlement = admitted_settlement()
-    model = settlement.model
     payload = settlement.to_json()
     settle_generation(payload=payload)
     settle_generation(payload=payload)
