@@ -16,6 +16,7 @@ from gateway.auth import Caller, authenticate
 from gateway.http import AsgiApp, Receive, Scope, Send, headers_of, in_thread, send_json
 from gateway.ingress.registry import format_for_path, formats
 from gateway.metering import get_meter, writer
+from gateway.metering.keeper import loop_journal, stop_keeper
 from gateway.metering.redis_meter import close_loop_client
 from gateway.openapi import openapi_json
 from gateway.session import close_upstream_session
@@ -145,16 +146,19 @@ def with_gateway(django_app: AsgiApp) -> AsgiApp:
 
 
 async def lifespan(scope: Scope, receive: Receive, send: Send) -> None:
-    """Start the metering writer with the server (Redis meter); on shutdown drain it, close the pools."""
+    """Start the settlement journal (adopting dead processes' journals) and the metering writer (Redis meter)
+    with the server; on shutdown settle what is left, drain the writer, close the pools."""
     stop = asyncio.Event()
     flusher = None
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            loop_journal()
             if settings.GATEWAY_METER == "redis":
                 flusher = asyncio.create_task(writer.run_flusher(stop))
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
+            await stop_keeper()
             stop.set()
             if flusher is not None:
                 await flusher

@@ -36,6 +36,9 @@ from gateway.http import (
 )
 from gateway.ingress.base import IngressFormat
 from gateway.metering import Outcome, Settlement, cost_of, get_meter
+from gateway.metering.base import settlement_header
+from gateway.metering.journal import Journal
+from gateway.metering.keeper import loop_journal
 from gateway.models import GenerationStatus
 from gateway.routing import OpenStream, open_stream
 from gateway.session import upstream_session
@@ -126,7 +129,13 @@ async def _handle(fmt: IngressFormat, scope: Scope, receive: Receive, send: Send
         return
     except ClientGone:
         return
-    run = Run(fmt, admitted, request_id, started, receive, send, id_header)
+    journal = loop_journal()
+    journal.opened(
+        request_id=request_id,
+        header=_header(fmt, admitted, request_id),
+        prompt_estimate=admitted.prompt_estimate,
+    )
+    run = Run(fmt, admitted, request_id, started, receive, send, id_header, journal)
     try:
         outcome = await run.execute()
     except Exception:
@@ -136,9 +145,10 @@ async def _handle(fmt: IngressFormat, scope: Scope, receive: Receive, send: Send
             admitted,
             request_id,
             run.outcome(GenerationStatus.FAILED, error_code=ErrorCode.INTERNAL_ERROR),
+            journal,
         )
         raise
-    await _settle(fmt, admitted, request_id, outcome)
+    await _settle(fmt, admitted, request_id, outcome, journal)
 
 
 class Run:
@@ -153,9 +163,10 @@ class Run:
         receive: Receive,
         send: Send,
         id_header: list[tuple[bytes, bytes]],
+        journal: Journal,
     ) -> None:
         self.fmt, self.admitted, self.request_id, self.started = fmt, admitted, request_id, started
-        self.receive, self.send, self.id_header = receive, send, id_header
+        self.receive, self.send, self.id_header, self.journal = receive, send, id_header, journal
         self.folded = Folded()
         self.ttft_ms: int | None = None
         self.renderer = fmt.stream_renderer(request_id=request_id, model=admitted.model.slug)
@@ -184,6 +195,12 @@ class Run:
             disconnect.cancel()
             await self._send_error_response(exc.code, exc.message, exc.param)
             return self.outcome(GenerationStatus.FAILED, error_code=exc.code.value)
+        route = opened.route
+        self.journal.routed(
+            request_id=self.request_id,
+            provider=route.provider.slug,
+            upstream_model_id=route.upstream_model_id,
+        )
         try:
             if request.stream:
                 return await self._stream(opened, disconnect)
@@ -229,8 +246,13 @@ class Run:
         )
         await self._frames(self.renderer.start())
         try:
+            delivered = 0
             async for event in self._events(opened, disconnect, self._keepalive):
                 self._mark(event)
+                if self.folded.deltas != delivered:
+                    # Before the client has it: a process killed from here on bills what it delivered.
+                    delivered = self.folded.deltas
+                    self.journal.delivered(request_id=self.request_id, count=delivered)
                 await self._frames(self.renderer.render(event))
         except ClientGone:
             return self.outcome(GenerationStatus.CANCELLED, opened.route)
@@ -295,8 +317,22 @@ def _usd(micro: int) -> float:
     return micro / 1_000_000
 
 
-async def _settle(fmt: IngressFormat, admitted: Admitted, request_id: str, outcome: Outcome) -> None:
-    """Off the response path: the client already has its bytes. Retried, never dropped (design §4.4)."""
+def _header(fmt: IngressFormat, admitted: Admitted, request_id: str) -> dict[str, Any]:
+    return settlement_header(
+        request_id=request_id,
+        caller=admitted.caller,
+        model=admitted.model,
+        ingress_format=fmt.FORMAT,
+        streamed=admitted.request.stream,
+        end_user=admitted.request.user,
+    )
+
+
+async def _settle(
+    fmt: IngressFormat, admitted: Admitted, request_id: str, outcome: Outcome, journal: Journal
+) -> None:
+    """Off the response path: the client already has its bytes. The journal has the outcome first, so a
+    meter that is down (or a crash now) delays the bill and never loses it (design §4.4, ADR 0010)."""
     settlement = Settlement(
         request_id=request_id,
         caller=admitted.caller,
@@ -306,13 +342,12 @@ async def _settle(fmt: IngressFormat, admitted: Admitted, request_id: str, outco
         end_user=admitted.request.user,
         outcome=outcome,
     )
-    for attempt, pause in enumerate((0.0, 0.2, 1.0, 3.0)):
-        await asyncio.sleep(pause)
-        try:
-            await get_meter().settle(settlement)
-            return
-        except Exception:
-            logger.exception("settling %s failed (attempt %d)", request_id, attempt + 1)
-    from gateway.tasks import settle_later
-
-    settle_later(settlement)
+    journal.settling(request_id=request_id, outcome=outcome)
+    meter = get_meter()
+    try:
+        await meter.settle(settlement)
+    except Exception as exc:
+        logger.warning("settling %s failed (%s); the journal's keeper retries it", request_id, exc)
+        journal.refused(request_id=request_id, retry_in=1.0)
+        return
+    journal.taken(request_id=request_id, durable=meter.durable)

@@ -1,9 +1,9 @@
-"""Gateway work for Celery: settlements the gateway could not write in time are retried until they land
-(design §4.4), and the Redis meter's queue is flushed to PostgreSQL as a backstop of the gateway's writers."""
+"""Gateway work for Celery: the Redis meter's queue flushed to PostgreSQL as a backstop of the gateway's
+writers, the catalog's live figures, and the ledger audit. (Settlements a meter could not take wait in the
+gateway's own journal, not here: gateway/metering/keeper.py.)"""
 
 import asyncio
 import logging
-from typing import Any
 
 from celery import shared_task
 from django.conf import settings
@@ -12,48 +12,11 @@ from django.utils import timezone
 from catalog.selectors import model_slugs
 from catalog.services import FIGURE_DAYS, model_figures_store
 from gateway.audit import ledger_audit
-from gateway.catalog_cache import catalog_cache
-from gateway.metering import Settlement, get_meter, sql, writer
+from gateway.metering import writer
 from gateway.metering.redis_meter import close_loop_client
 from gateway.selectors import live_figures
 
 logger = logging.getLogger(__name__)
-
-
-def settle_later(settlement: Settlement) -> None:
-    payload = settlement.to_json()
-    try:
-        settle_generation.apply_async(kwargs={"payload": payload}, countdown=5)
-    except Exception:
-        # Neither the database nor the broker took it: the log line is the record of last resort.
-        logger.critical("UNSETTLED generation, settle by hand: %s", payload)
-
-
-@shared_task(
-    name="gateway.tasks.settle_generation",
-    autoretry_for=(Exception,),
-    retry_backoff=True,
-    retry_backoff_max=600,
-    max_retries=None,
-)
-def settle_generation(payload: dict[str, Any]) -> None:
-    if isinstance(payload["model"], str):  # queued before settlements carried their prices: today's prices
-        model = catalog_cache.get(payload["model"])
-        if model is None:
-            raise LookupError(f"model {payload['model']} is not in the catalog")
-        payload = {**payload, "model": Settlement.model_json(model)}
-    settlement = Settlement.from_json(payload)
-    if settings.GATEWAY_METER == "sql":
-        sql.settle_sync(settlement)
-    else:
-        asyncio.run(_settle_in_redis(settlement))
-
-
-async def _settle_in_redis(settlement: Settlement) -> None:
-    try:
-        await get_meter().settle(settlement)
-    finally:
-        await close_loop_client()
 
 
 @shared_task(name="gateway.tasks.flush_metering")

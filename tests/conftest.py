@@ -84,6 +84,12 @@ def fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def own_settlement_journal(settings, tmp_path):
+    """Each test's gateway journals into a folder of its own, so no test adopts another's requests."""
+    settings.GATEWAY_JOURNAL_DIR = tmp_path / "journal"
+
+
 @pytest.fixture(scope="session", autouse=True)
 def end_worker_thread_connections(django_db_setup, django_db_blocker):
     """The gateway runs ORM code in worker threads, whose connections outlive the tests; end them so the

@@ -49,18 +49,23 @@ class Settlement:
     outcome: Outcome
 
     def to_json(self) -> dict[str, Any]:
-        """For a Celery task's arguments; `from_json` reads it back. The model goes with the prices the
-        request was admitted with: a retry bills what the client was shown, whatever the catalog says now."""
-        caller = {**asdict(self.caller), "workspace_id": str(self.caller.workspace_id), "allowed_models": []}
-        return {
-            "request_id": self.request_id,
-            "caller": caller,
-            "model": self.model_json(self.model),
-            "ingress_format": self.ingress_format,
-            "streamed": self.streamed,
-            "end_user": self.end_user,
-            "outcome": {**asdict(self.outcome), "usage": asdict(self.outcome.usage)},
-        }
+        """For the settlement journal; `from_json` reads it back. The model goes with the prices the request
+        was admitted with: a later settlement bills what the client was shown, whatever the catalog says."""
+        return {**self.header_json(), "outcome": self.outcome_json(self.outcome)}
+
+    def header_json(self) -> dict[str, Any]:
+        return settlement_header(
+            request_id=self.request_id,
+            caller=self.caller,
+            model=self.model,
+            ingress_format=self.ingress_format,
+            streamed=self.streamed,
+            end_user=self.end_user,
+        )
+
+    @staticmethod
+    def outcome_json(outcome: Outcome) -> dict[str, Any]:
+        return {**asdict(outcome), "usage": asdict(outcome.usage)}
 
     @staticmethod
     def model_json(model: ModelInfo) -> dict[str, Any]:
@@ -96,6 +101,27 @@ class Settlement:
         )
 
 
+def settlement_header(
+    *,
+    request_id: str,
+    caller: Caller,
+    model: ModelInfo,
+    ingress_format: str,
+    streamed: bool,
+    end_user: str | None,
+) -> dict[str, Any]:
+    """A settlement's JSON but its outcome: what is known once the request is admitted."""
+    caller_json = {**asdict(caller), "workspace_id": str(caller.workspace_id), "allowed_models": []}
+    return {
+        "request_id": request_id,
+        "caller": caller_json,
+        "model": Settlement.model_json(model),
+        "ingress_format": ingress_format,
+        "streamed": streamed,
+        "end_user": end_user,
+    }
+
+
 def _model_from_json(data: dict[str, Any]) -> ModelInfo:
     cached = data["cached_prompt_price"]
     return ModelInfo(
@@ -112,6 +138,9 @@ def _model_from_json(data: dict[str, Any]) -> ModelInfo:
 
 class Meter(Protocol):
     """Reserve before the upstream call; settle and record after it (design §4). Both methods are async."""
+
+    # Whether a settlement this meter accepted is in PostgreSQL already (the journal forgets it at once).
+    durable: bool
 
     async def reserve(
         self, *, caller: Caller, model: ModelInfo, request_id: str, prompt_tokens: int, max_tokens: int | None

@@ -100,6 +100,8 @@ async def _load(script: AsyncScript, name: str, read_postgres: Callable[[], int]
 
 
 class RedisMeter:
+    durable = False  # Redis holds a settled record until a writer puts it in PostgreSQL
+
     async def reserve(
         self, *, caller: Caller, model: ModelInfo, request_id: str, prompt_tokens: int, max_tokens: int | None
     ) -> int:

@@ -76,6 +76,8 @@ def find_generation(workspace_id: uuid.UUID, request_id: str) -> tuple[dict[str,
 
 
 class SqlMeter:
+    durable = True
+
     async def reserve(
         self, *, caller: Caller, model: ModelInfo, request_id: str, prompt_tokens: int, max_tokens: int | None
     ) -> int:

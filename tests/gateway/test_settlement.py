@@ -1,4 +1,4 @@
-"""A settlement is one typed value with one serialisation: the gateway and a Celery retry settle the same."""
+"""A settlement is one typed value with one serialisation: the gateway and its journal settle the same."""
 
 import dataclasses
 import json
@@ -15,7 +15,6 @@ from gateway.catalog_cache import catalog_cache
 from gateway.metering import Outcome, Settlement, sql
 from gateway.metering.base import charge_for
 from gateway.models import Generation
-from gateway.tasks import settle_generation
 from tests.factories import key_less_caller, make_workspace
 
 
@@ -81,12 +80,12 @@ def test_a_settlement_drops_the_keys_allowlist_which_billing_does_not_need(shipp
 
 
 @pytest.mark.django_db
-def test_the_celery_retry_bills_a_settlement_once_however_often_it_runs(shipped_catalog, settings):
+def test_a_settlement_replayed_from_its_json_bills_once_however_often_it_runs(shipped_catalog, settings):
     settings.GATEWAY_METER = "sql"
     settlement = admitted_settlement()
-    payload = settlement.to_json()
-    settle_generation(payload=payload)
-    settle_generation(payload=payload)
+    payload = json.loads(json.dumps(settlement.to_json()))
+    sql.settle_sync(Settlement.from_json(payload))
+    sql.settle_sync(Settlement.from_json(payload))
 
     cost = charge_for(settlement)
     assert cost > 0
@@ -104,8 +103,8 @@ def test_the_celery_retry_bills_a_settlement_once_however_often_it_runs(shipped_
 
 
 @pytest.mark.django_db
-def test_a_retry_bills_the_prices_the_request_was_admitted_with(shipped_catalog, settings):
-    """The client was shown a cost; a retry after the catalog changed or dropped the model bills it."""
+def test_a_later_settlement_bills_the_prices_the_request_was_admitted_with(shipped_catalog, settings):
+    """The client was shown a cost; settling after the catalog changed or dropped the model bills it."""
     settings.GATEWAY_METER = "sql"
     settlement = admitted_settlement()
     model = settlement.model
@@ -114,6 +113,6 @@ def test_a_retry_bills_the_prices_the_request_was_admitted_with(shipped_catalog,
     catalog_cache.invalidate()
     assert catalog_cache.get(model.slug) is None
 
-    settle_generation(payload=payload)
+    sql.settle_sync(Settlement.from_json(payload))
 
     assert Generation.objects.get(request_id=settlement.request_id).cost_micro_usd == charge_for(settlement)

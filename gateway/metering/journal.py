@@ -1,0 +1,319 @@
+"""The settlement journal (design §4.4, ADR 0010): each admitted request is on this machine's disk from its
+admission until its bill is in PostgreSQL, so neither an outage nor a crash loses one.
+
+Every gateway event loop (one per uvicorn worker) appends to a segment file of its own in
+`settings.GATEWAY_JOURNAL_DIR` and holds an exclusive flock on it while it lives: a segment nobody holds
+belongs to a process that died. One JSON line per fact, each written with one write(2), which survives the
+process being killed (the kernel has it); the keeper fsyncs every second, so a machine crash loses at most
+the last second, like Redis's `appendfsync everysec`.
+
+    {"t":"o","id":…,"at":…,"pe":…,"h":{…}}  opened: the settlement's header (caller, model with the prices
+                                             it was admitted at, format) and the prompt estimate
+    {"t":"r","id":…,"p":…,"u":…}             routed: the provider and upstream model answering
+    {"t":"n","id":…,"n":N}                   delivered: N content deltas are on their way to the client
+    {"t":"s","id":…,"o":{…}}                 settling: the outcome, before a meter is asked to bill it
+
+`Journal.pending` mirrors the segment in memory; gateway/metering/keeper.py acts on it.
+"""
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.encoding import compact_json
+from core.errors import ErrorCode
+from gateway.canonical import Usage
+from gateway.metering.base import Outcome, Settlement
+from gateway.models import GenerationStatus
+
+logger = logging.getLogger(__name__)
+
+SUFFIX = ".journal"
+# The Redis meter's records reach PostgreSQL within a second or so; one still missing this long after the
+# meter took it is settled again, then after twice as long, and so on up to an hour (the meter's own replay
+# guard lasts an hour, so until then a second settlement is a no-op).
+RESETTLE_SECONDS = 10.0
+MAX_RESETTLE_SECONDS = 3600.0
+FIRST_TRY_SECONDS = 5.0  # the request settles itself first; the keeper steps in if it has not by then
+
+
+@dataclass(slots=True)
+class Entry:
+    """One admitted request as the journal knows it."""
+
+    request_id: str
+    header: bytes  # the settlement's header, JSON
+    prompt_estimate: int
+    opened_at: float
+    provider: str = ""
+    upstream_model_id: str = ""
+    delivered: int = 0
+    outcome: bytes | None = None  # JSON, once the request is over
+    taken_at: float | None = None  # when a meter accepted the settlement
+    next_try: float = 0.0  # when the keeper may settle it (again)
+    attempts: int = 0  # settlements refused so far
+    resettles: int = 0  # settlements taken by a meter that lost them (or was slow)
+
+    def settlement(self) -> Settlement:
+        if self.outcome is None:
+            raise ValueError(f"{self.request_id} has no outcome yet")
+        return Settlement.from_json({**json.loads(self.header), "outcome": json.loads(self.outcome)})
+
+    def workspace_id(self) -> str:
+        return str(json.loads(self.header)["caller"]["workspace_id"])
+
+    def cut_off(self, ended_at: float) -> bytes:
+        """The outcome of a request whose process never finished it: billed for the deltas delivered to the
+        client (with the prompt estimate), or, with nothing delivered, a failure that costs nothing."""
+        latency_ms = int(max(0.0, ended_at - self.opened_at) * 1000)
+        if self.delivered:
+            usage = Usage(prompt_tokens=self.prompt_estimate, completion_tokens=self.delivered)
+            status, error = GenerationStatus.CANCELLED, ""
+        else:
+            usage = Usage(prompt_tokens=0, completion_tokens=0)
+            status, error = GenerationStatus.FAILED, ErrorCode.INTERNAL_ERROR.value
+        outcome = Outcome(
+            status=status,
+            usage=usage,
+            provider=self.provider,
+            upstream_model_id=self.upstream_model_id,
+            error_code=error,
+            latency_ms=latency_ms,
+        )
+        return compact_json(Settlement.outcome_json(outcome))
+
+    def lines(self) -> bytes:
+        """The lines that bring this entry back in another segment."""
+        lines = [_opened_line(self.request_id, self.header, self.prompt_estimate, self.opened_at)]
+        if self.provider:
+            lines.append(_routed_line(self.request_id, self.provider, self.upstream_model_id))
+        if self.delivered:
+            lines.append(_delivered_line(self.request_id, self.delivered))
+        if self.outcome is not None:
+            lines.append(_settling_line(self.request_id, self.outcome))
+        return b"".join(lines)
+
+
+def _opened_line(request_id: str, header: bytes, prompt_estimate: int, at: float) -> bytes:
+    return b'{"t":"o","id":"%s","at":%.3f,"pe":%d,"h":%s}\n' % (
+        request_id.encode(),
+        at,
+        prompt_estimate,
+        header,
+    )
+
+
+def _routed_line(request_id: str, provider: str, upstream_model_id: str) -> bytes:
+    return b'{"t":"r","id":"%s","p":%s,"u":%s}\n' % (
+        request_id.encode(),
+        compact_json(provider),
+        compact_json(upstream_model_id),
+    )
+
+
+def _delivered_line(request_id: str, count: int) -> bytes:
+    return b'{"t":"n","id":"%s","n":%d}\n' % (request_id.encode(), count)
+
+
+def _settling_line(request_id: str, outcome: bytes) -> bytes:
+    return b'{"t":"s","id":"%s","o":%s}\n' % (request_id.encode(), outcome)
+
+
+def read_entries(data: bytes) -> dict[str, Entry]:
+    """A segment's entries, in order. A torn last line (a machine crash mid-write) is skipped."""
+    entries: dict[str, Entry] = {}
+    for raw in data.splitlines():
+        try:
+            line = json.loads(raw)
+        except ValueError:
+            logger.warning("journal: skipping a torn line %r", raw[:80])
+            continue
+        kind, request_id = line["t"], line["id"]
+        if kind == "o":
+            entries[request_id] = Entry(request_id, compact_json(line["h"]), line["pe"], line["at"])
+            continue
+        entry = entries.get(request_id)
+        if entry is None:
+            continue
+        if kind == "r":
+            entry.provider, entry.upstream_model_id = line["p"], line["u"]
+        elif kind == "n":
+            entry.delivered = line["n"]
+        elif kind == "s":
+            entry.outcome = compact_json(line["o"])
+    return entries
+
+
+class Segment:
+    """One event loop's journal file, exclusively locked while it is in use."""
+
+    def __init__(self, fd: int, path: Path) -> None:
+        self.fd, self.path = fd, path
+
+    @classmethod
+    def create(cls, directory: Path) -> "Segment":
+        while True:
+            path = directory / f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}{SUFFIX}"
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+            # Another process may have found the new file unlocked and taken it for a dead one's: then it is
+            # locked, or gone, and this process picks another name.
+            if _lock(fd) and _is_at(fd, path):
+                return cls(fd, path)
+            os.close(fd)
+
+    def append(self, data: bytes) -> None:
+        while data:
+            data = data[os.write(self.fd, data) :]
+
+    def size(self) -> int:
+        return os.fstat(self.fd).st_size
+
+    def sync(self) -> None:
+        os.fsync(self.fd)
+
+    def close(self, *, remove: bool) -> None:
+        if remove:
+            self.path.unlink(missing_ok=True)
+        os.close(self.fd)  # releases the lock
+
+
+def _lock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _is_at(fd: int, path: Path) -> bool:
+    """Whether `path` still names the open file `fd` (not unlinked or replaced meanwhile)."""
+    try:
+        return os.stat(path).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        return False
+
+
+@dataclass(slots=True)
+class Orphan:
+    """A dead process's segment, locked by this one until it is adopted."""
+
+    path: Path
+    fd: int
+    entries: dict[str, Entry]
+    ended_at: float  # when its process last wrote to it
+
+
+def orphans(directory: Path, own: Path) -> Iterator[Orphan]:
+    """The segments of processes that died: those nobody holds a lock on."""
+    for path in sorted(directory.glob(f"*{SUFFIX}")):
+        if path == own:
+            continue
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        if not (_lock(fd) and _is_at(fd, path)):
+            os.close(fd)
+            continue
+        with open(os.dup(fd), "rb") as segment:
+            data = segment.read()
+        yield Orphan(path, fd, read_entries(data), os.fstat(fd).st_mtime)
+
+
+class Journal:
+    """One event loop's journal: its segment, and the entries in it not yet in PostgreSQL."""
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.directory = directory
+        self.segment = Segment.create(directory)
+        self.pending: dict[str, Entry] = {}
+
+    def _append(self, data: bytes) -> None:
+        try:
+            self.segment.append(data)
+        except OSError:
+            # The entry is still kept in memory and settled from there; only a crash now would lose it.
+            logger.critical("journal: writing %s failed", self.segment.path, exc_info=True)
+
+    def opened(self, *, request_id: str, header: dict[str, Any], prompt_estimate: int) -> None:
+        entry = Entry(request_id, compact_json(header), prompt_estimate, time.time())
+        self.pending[request_id] = entry
+        self._append(_opened_line(request_id, entry.header, prompt_estimate, entry.opened_at))
+
+    def routed(self, *, request_id: str, provider: str, upstream_model_id: str) -> None:
+        entry = self.pending.get(request_id)
+        if entry is not None:
+            entry.provider, entry.upstream_model_id = provider, upstream_model_id
+            self._append(_routed_line(request_id, provider, upstream_model_id))
+
+    def delivered(self, *, request_id: str, count: int) -> None:
+        entry = self.pending.get(request_id)
+        if entry is not None:
+            entry.delivered = count
+            self._append(_delivered_line(request_id, count))
+
+    def settling(self, *, request_id: str, outcome: Outcome) -> None:
+        entry = self.pending.get(request_id)
+        if entry is not None:
+            entry.outcome = compact_json(Settlement.outcome_json(outcome))
+            entry.next_try = time.time() + FIRST_TRY_SECONDS
+            self._append(_settling_line(request_id, entry.outcome))
+
+    def taken(self, *, request_id: str, durable: bool) -> None:
+        """A meter accepted the settlement; one that is in PostgreSQL already is done with."""
+        if durable:
+            self.pending.pop(request_id, None)
+        elif (entry := self.pending.get(request_id)) is not None:
+            entry.taken_at = time.time()
+            entry.next_try = entry.taken_at + min(MAX_RESETTLE_SECONDS, RESETTLE_SECONDS * 2**entry.resettles)
+
+    def refused(self, *, request_id: str, retry_in: float) -> None:
+        entry = self.pending.get(request_id)
+        if entry is not None:
+            entry.attempts += 1
+            entry.next_try = time.time() + retry_in
+
+    def adopt(self, orphan: Orphan) -> list[Entry]:
+        """Take over a dead process's entries: those it never finished get their cut-off outcome. They are
+        in this segment, synced, before the orphan's file goes; a crash in between settles them twice,
+        which bills once (settling is idempotent by request id)."""
+        adopted = []
+        for entry in orphan.entries.values():
+            if entry.request_id in self.pending:
+                continue
+            if entry.outcome is None:
+                entry.outcome = entry.cut_off(orphan.ended_at)
+            self.pending[entry.request_id] = entry
+            adopted.append(entry)
+        self._append(b"".join(entry.lines() for entry in adopted))
+        self.segment.sync()
+        orphan.path.unlink(missing_ok=True)
+        os.close(orphan.fd)
+        return adopted
+
+    def compact(self) -> None:
+        """Start a new segment holding only what is pending, then drop the old one."""
+        fresh = Segment.create(self.directory)
+        fresh.append(b"".join(entry.lines() for entry in self.pending.values()))
+        fresh.sync()
+        old, self.segment = self.segment, fresh
+        old.close(remove=True)
+
+    def sync(self) -> None:
+        with contextlib.suppress(OSError):
+            self.segment.sync()
+
+    def close(self) -> None:
+        """On shutdown: the segment goes if nothing is pending; otherwise another process adopts it."""
+        self.sync()
+        self.segment.close(remove=not self.pending)

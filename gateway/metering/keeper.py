@@ -1,0 +1,153 @@
+"""The settlement journal's keeper (ADR 0010). Every second, in each gateway event loop, it:
+
+- adopts the journals of processes that died, billing the requests they never finished for what was delivered;
+- settles what no meter has taken yet (Redis or PostgreSQL was down), with a growing pause between tries;
+- forgets what PostgreSQL has, and settles again what the Redis meter took but PostgreSQL still lacks a while
+  later (Redis restarted without it); settling is idempotent by request id, so this never bills twice;
+- compacts the segment and fsyncs it.
+"""
+
+import asyncio
+import contextlib
+import logging
+import time
+from pathlib import Path
+
+from django.conf import settings
+
+from billing.selectors import accounts_existing
+from gateway.http import in_thread
+from gateway.metering import get_meter
+from gateway.metering.journal import Entry, Journal, orphans
+from gateway.models import Generation
+
+logger = logging.getLogger(__name__)
+
+TICK_SECONDS = 1.0
+MAX_RETRY_SECONDS = 60.0
+COMPACT_BYTES = 1 << 20
+CONCURRENT_SETTLEMENTS = 32
+
+
+class Keeper:
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+        self.stop = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    async def run(self) -> None:
+        try:
+            while not self.stop.is_set():
+                try:
+                    await self.keep_once(time.time())
+                except Exception:
+                    logger.exception("journal: the keeper's pass failed")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stop.wait(), TICK_SECONDS)
+            # Shutting down: requests still open here will never finish.
+            try:
+                await self.keep_once(time.time(), cut_off_open=True)
+            except Exception:
+                logger.exception("journal: the last pass failed; the next process adopts what is left")
+        finally:
+            self.journal.close()
+
+    async def keep_once(self, now: float, *, cut_off_open: bool = False) -> None:
+        journal = self.journal
+        for orphan in orphans(journal.directory, journal.segment.path):
+            adopted = journal.adopt(orphan)
+            logger.warning(
+                "journal: adopted %d settlements of a dead process (%s)", len(adopted), orphan.path
+            )
+        if cut_off_open:
+            for entry in journal.pending.values():
+                if entry.outcome is None:
+                    entry.outcome = entry.cut_off(now)
+                    entry.next_try = 0.0
+        await self._settle_due(now)
+        if not get_meter().durable:
+            await self._confirm(now)
+        if journal.segment.size() > COMPACT_BYTES:
+            journal.compact()
+        journal.sync()
+
+    async def _settle_due(self, now: float) -> None:
+        due = [
+            entry
+            for entry in self.journal.pending.values()
+            if entry.outcome is not None and entry.taken_at is None and entry.next_try <= now
+        ]
+        for start in range(0, len(due), CONCURRENT_SETTLEMENTS):
+            chunk = due[start : start + CONCURRENT_SETTLEMENTS]
+            taken = await asyncio.gather(*(self._settle(entry) for entry in chunk))
+            if not any(taken):
+                return  # the meter is down: the rest waits for the next pass
+
+    async def _settle(self, entry: Entry) -> bool:
+        meter = get_meter()
+        try:
+            await meter.settle(entry.settlement())
+        except Exception as exc:
+            retry_in = min(MAX_RETRY_SECONDS, 2.0**entry.attempts)
+            self.journal.refused(request_id=entry.request_id, retry_in=retry_in)
+            log = logger.critical if entry.attempts > 10 else logger.warning
+            log("journal: settling %s failed (%s); next try in %.0f s", entry.request_id, exc, retry_in)
+            return False
+        self.journal.taken(request_id=entry.request_id, durable=meter.durable)
+        return True
+
+    async def _confirm(self, now: float) -> None:
+        taken = [entry for entry in self.journal.pending.values() if entry.taken_at is not None]
+        if not taken:
+            return
+        done = await in_thread(billed_in_postgres, entries=taken)
+        resettled = 0
+        for entry in taken:
+            if entry.request_id in done:
+                del self.journal.pending[entry.request_id]
+            elif entry.next_try <= now:
+                # The meter lost it (Redis restarted without it), or it is still on its way: settle again.
+                entry.taken_at, entry.next_try = None, 0.0
+                entry.resettles += 1
+                resettled += 1
+        if resettled:
+            logger.warning(
+                "journal: %d settlements are not in PostgreSQL yet; settling them again", resettled
+            )
+
+
+def billed_in_postgres(*, entries: list[Entry]) -> set[str]:
+    """The request ids among `entries` that PostgreSQL has a generation for, or whose workspace is gone (its
+    writer dropped them: there is nothing left to bill)."""
+    done = set(
+        Generation.objects.filter(request_id__in=[entry.request_id for entry in entries]).values_list(
+            "request_id", flat=True
+        )
+    )
+    rest = {entry.request_id: entry.workspace_id() for entry in entries if entry.request_id not in done}
+    if rest:
+        existing = accounts_existing(workspace_ids=set(rest.values()))
+        done |= {request_id for request_id, workspace_id in rest.items() if workspace_id not in existing}
+    return done
+
+
+_keepers: dict[asyncio.AbstractEventLoop, Keeper] = {}
+
+
+def loop_journal() -> Journal:
+    """The running event loop's journal; its keeper starts with it."""
+    loop = asyncio.get_running_loop()
+    keeper = _keepers.get(loop)
+    if keeper is None:
+        keeper = _keepers[loop] = Keeper(Journal(Path(settings.GATEWAY_JOURNAL_DIR)))
+        keeper.task = loop.create_task(keeper.run())
+        keeper.task.add_done_callback(lambda _: _keepers.pop(loop, None))
+    return keeper.journal
+
+
+async def stop_keeper() -> None:
+    """On shutdown: a last pass, then the journal is closed (and removed if nothing is pending)."""
+    keeper = _keepers.get(asyncio.get_running_loop())
+    if keeper is not None and keeper.task is not None:
+        keeper.stop.set()
+        await keeper.task
