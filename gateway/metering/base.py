@@ -2,7 +2,7 @@
 generation record it leaves."""
 
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
@@ -65,7 +65,7 @@ class Settlement:
 
     @staticmethod
     def outcome_json(outcome: Outcome) -> dict[str, Any]:
-        return {**asdict(outcome), "usage": asdict(outcome.usage)}
+        return {**_flat(outcome), "usage": _flat(outcome.usage)}
 
     @staticmethod
     def model_json(model: ModelInfo) -> dict[str, Any]:
@@ -111,7 +111,7 @@ def settlement_header(
     end_user: str | None,
 ) -> dict[str, Any]:
     """A settlement's JSON but its outcome: what is known once the request is admitted."""
-    caller_json = {**asdict(caller), "workspace_id": str(caller.workspace_id), "allowed_models": []}
+    caller_json = {**_flat(caller), "workspace_id": str(caller.workspace_id), "allowed_models": []}
     return {
         "request_id": request_id,
         "caller": caller_json,
@@ -120,6 +120,11 @@ def settlement_header(
         "streamed": streamed,
         "end_user": end_user,
     }
+
+
+def _flat(instance: Any) -> dict[str, Any]:
+    """A dataclass's fields, one level deep: `asdict` deep-copies, and this runs for every request."""
+    return {field.name: getattr(instance, field.name) for field in fields(instance)}
 
 
 def _model_from_json(data: dict[str, Any]) -> ModelInfo:

@@ -1,0 +1,253 @@
+"""The settlement journal (ADR 0010) on a real PostgreSQL and Redis: what a dead process left is adopted and
+billed, what a meter refused or lost is settled again, and nothing is billed twice."""
+
+import asyncio
+import os
+import time
+import uuid
+from decimal import Decimal
+
+import pytest
+
+from billing import mirror
+from billing.models import EntryKind, LedgerEntry, Reservation, ReservationStatus
+from gateway.audit import ledger_audit
+from gateway.canonical import Usage
+from gateway.catalog_cache import ModelInfo
+from gateway.metering import Outcome, Settlement, cost_of, sql, writer
+from gateway.metering.journal import RESETTLE_SECONDS, Journal, read_entries
+from gateway.metering.keeper import Keeper
+from gateway.metering.redis_meter import RedisMeter, close_loop_client
+from gateway.models import Generation
+from tests.factories import key_less_caller, make_workspace
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+MODEL = ModelInfo(
+    slug="test/priced", context_length=10_000, max_output_tokens=100, prompt_price=Decimal("1"),
+    completion_price=Decimal("2"), cached_prompt_price=None, features=frozenset(), routes=(),
+)  # fmt: skip
+PROMPT_ESTIMATE = 10
+
+
+def header(request_id: str, workspace_id: uuid.UUID) -> dict:
+    settlement = Settlement(
+        request_id=request_id,
+        caller=key_less_caller(workspace_id),
+        model=MODEL,
+        ingress_format="chat_completions",
+        streamed=True,
+        end_user=None,
+        outcome=Outcome(status="completed", usage=Usage(prompt_tokens=0, completion_tokens=0)),
+    )
+    return settlement.header_json()
+
+
+def opened(journal: Journal, workspace_id: uuid.UUID) -> str:
+    request_id = uuid.uuid4().hex
+    journal.opened(
+        request_id=request_id, header=header(request_id, workspace_id), prompt_estimate=PROMPT_ESTIMATE
+    )
+    return request_id
+
+
+def reserve_in_sql(workspace_id: uuid.UUID, request_id: str) -> None:
+    sql.reserve_sync(
+        caller=key_less_caller(workspace_id),
+        model=MODEL,
+        request_id=request_id,
+        prompt_tokens=PROMPT_ESTIMATE,
+        max_tokens=50,
+    )
+
+
+def die(journal: Journal) -> None:
+    """What a killed process does to its journal: nothing, but its lock goes with it."""
+    os.close(journal.segment.fd)
+
+
+def run(coroutine):
+    async def main():
+        try:
+            return await coroutine
+        finally:
+            await close_loop_client()
+
+    return asyncio.run(main())
+
+
+def test_a_dead_processes_journal_is_adopted_and_each_request_billed_for_what_it_delivered(
+    settings, tmp_path
+):
+    settings.GATEWAY_METER = "sql"
+    workspace = make_workspace(credits_micro_usd=1_000_000)
+    dead = Journal(tmp_path)
+    finished, cut_mid_stream, cut_before_any = (opened(dead, workspace.id) for _ in range(3))
+    for request_id in (finished, cut_mid_stream, cut_before_any):
+        reserve_in_sql(workspace.id, request_id)
+    dead.routed(request_id=cut_mid_stream, provider="sandbox", upstream_model_id="sandbox-pro")
+    dead.delivered(request_id=cut_mid_stream, count=7)
+    usage = Usage(prompt_tokens=12, completion_tokens=30)
+    dead.settling(request_id=finished, outcome=Outcome(status="completed", usage=usage, provider="sandbox"))
+    die(dead)
+
+    heir = Journal(tmp_path)
+    run(Keeper(heir).keep_once(time.time()))
+
+    records = {g.request_id: g for g in Generation.objects.filter(workspace=workspace)}
+    assert records[finished].status == "completed"
+    assert records[finished].cost_micro_usd == cost_of(MODEL, usage)
+    cut = records[cut_mid_stream]
+    assert (cut.status, cut.provider, cut.tokens_prompt, cut.tokens_completion) == (
+        "cancelled",
+        "sandbox",
+        PROMPT_ESTIMATE,
+        7,
+    )
+    assert cut.cost_micro_usd == cost_of(MODEL, Usage(prompt_tokens=PROMPT_ESTIMATE, completion_tokens=7))
+    assert (records[cut_before_any].status, records[cut_before_any].cost_micro_usd) == ("failed", 0)
+    held = Reservation.objects.filter(workspace=workspace, status=ReservationStatus.HELD)
+    assert not held.exists()
+    assert not dead.segment.path.exists() and heir.pending == {}
+    assert ledger_audit() == []
+
+
+def test_a_live_processes_journal_is_left_alone(settings, tmp_path):
+    settings.GATEWAY_METER = "sql"
+    workspace = make_workspace(credits_micro_usd=1_000_000)
+    alive = Journal(tmp_path)
+    request_id = opened(alive, workspace.id)
+    reserve_in_sql(workspace.id, request_id)
+
+    run(Keeper(Journal(tmp_path)).keep_once(time.time()))
+
+    assert alive.segment.path.exists() and request_id in alive.pending
+    assert not Generation.objects.filter(request_id=request_id).exists()
+
+
+def test_adopting_twice_after_a_crash_mid_adoption_bills_once(settings, tmp_path):
+    """The heir writes the entries to its own segment before removing the orphan's; a crash in between
+    leaves both, and both are settled: the second settlement changes nothing."""
+    settings.GATEWAY_METER = "sql"
+    workspace = make_workspace(credits_micro_usd=1_000_000)
+    dead = Journal(tmp_path)
+    request_id = opened(dead, workspace.id)
+    reserve_in_sql(workspace.id, request_id)
+    dead.delivered(request_id=request_id, count=5)
+    left_behind = dead.segment.path.read_bytes()
+    die(dead)
+    heir = Keeper(Journal(tmp_path))
+    run(heir.keep_once(time.time()))
+    debits = LedgerEntry.objects.filter(kind=EntryKind.USAGE, reference=request_id)
+    assert debits.count() == 1
+
+    copy = tmp_path / "copy.journal"
+    copy.write_bytes(left_behind)
+    run(heir.keep_once(time.time()))
+
+    assert debits.count() == 1 and not copy.exists() and heir.journal.pending == {}
+    assert ledger_audit() == []
+
+
+@pytest.mark.redis
+def test_a_settlement_redis_refused_is_settled_by_the_keeper_once_redis_is_back(settings, tmp_path):
+    settings.GATEWAY_METER = "redis"
+    workspace = make_workspace(credits_micro_usd=1_000_000)
+    good_url = settings.REDIS_URL
+    meter = RedisMeter()
+
+    async def scenario():
+        journal = Journal(tmp_path)
+        keeper = Keeper(journal)
+        request_id = opened(journal, workspace.id)
+        caller = key_less_caller(workspace.id)
+        await meter.reserve(
+            caller=caller, model=MODEL, request_id=request_id, prompt_tokens=10, max_tokens=50
+        )
+        usage = Usage(prompt_tokens=10, completion_tokens=20)
+        journal.settling(request_id=request_id, outcome=Outcome(status="completed", usage=usage))
+        await close_loop_client()
+        settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there: connection refused
+        await keeper.keep_once(journal.pending[request_id].next_try)  # the request never settled itself
+        refused = journal.pending[request_id]
+        assert (refused.taken_at, refused.attempts) == (None, 1)
+
+        await close_loop_client()
+        settings.REDIS_URL = good_url
+        await keeper.keep_once(refused.next_try)
+        assert journal.pending[request_id].taken_at is not None
+        await writer.drain()
+        await keeper.keep_once(time.time())
+        assert journal.pending == {}
+        return request_id, cost_of(MODEL, usage)
+
+    request_id, cost = run(scenario())
+    debits = LedgerEntry.objects.filter(kind=EntryKind.USAGE, reference=request_id)
+    assert [entry.amount_micro_usd for entry in debits] == [-cost]
+    assert ledger_audit() == []
+
+
+@pytest.mark.redis
+def test_a_settlement_redis_lost_is_settled_again_and_billed_once(settings, tmp_path):
+    """Redis restarted without persistence: the queued record and its replay guard are gone. The keeper
+    sees PostgreSQL still lacks the generation and settles it again; a second replay changes nothing."""
+    settings.GATEWAY_METER = "redis"
+    workspace = make_workspace(credits_micro_usd=1_000_000)
+    meter = RedisMeter()
+
+    async def scenario():
+        journal = Journal(tmp_path)
+        keeper = Keeper(journal)
+        request_id = opened(journal, workspace.id)
+        caller = key_less_caller(workspace.id)
+        await meter.reserve(
+            caller=caller, model=MODEL, request_id=request_id, prompt_tokens=10, max_tokens=50
+        )
+        usage = Usage(prompt_tokens=10, completion_tokens=20)
+        journal.settling(request_id=request_id, outcome=Outcome(status="completed", usage=usage))
+        await keeper.keep_once(journal.pending[request_id].next_try)  # the request never settled itself
+        assert journal.pending[request_id].taken_at is not None
+        client = mirror.sync_client()
+        client.delete(mirror.QUEUE, mirror.done_marker(request_id), mirror.workspace_hash(workspace.id))
+
+        later = time.time() + RESETTLE_SECONDS + 1
+        await keeper.keep_once(later)  # not in PostgreSQL: due again
+        await keeper.keep_once(later)  # settled again
+        await writer.drain()
+        await keeper.keep_once(later + 2 * RESETTLE_SECONDS)
+        assert journal.pending == {}
+        return request_id, cost_of(MODEL, usage)
+
+    request_id, cost = run(scenario())
+    debits = LedgerEntry.objects.filter(kind=EntryKind.USAGE, reference=request_id)
+    assert [entry.amount_micro_usd for entry in debits] == [-cost]
+    assert Generation.objects.filter(request_id=request_id).count() == 1
+    assert ledger_audit() == []
+
+
+def test_compaction_keeps_only_what_is_pending(tmp_path):
+    journal = Journal(tmp_path)
+    workspace_id = uuid.uuid4()
+    done = [opened(journal, workspace_id) for _ in range(50)]
+    waiting = opened(journal, workspace_id)
+    journal.delivered(request_id=waiting, count=3)
+    for request_id in done:
+        journal.taken(request_id=request_id, durable=True)
+    old = journal.segment.path
+
+    journal.compact()
+
+    assert not old.exists()
+    kept = read_entries(journal.segment.path.read_bytes())
+    assert list(kept) == [waiting] and kept[waiting].delivered == 3
+    assert kept[waiting].header == journal.pending[waiting].header
+
+
+def test_a_torn_last_line_is_skipped(tmp_path):
+    journal = Journal(tmp_path)
+    request_id = opened(journal, uuid.uuid4())
+    journal.segment.append(b'{"t":"s","id":"%s","o":{"sta' % request_id.encode())
+
+    entries = read_entries(journal.segment.path.read_bytes())
+
+    assert list(entries) == [request_id] and entries[request_id].outcome is None
