@@ -125,17 +125,23 @@ def test_performance_takes_medians_over_the_last_day_and_counts_failures(records
 # --- The catalog's snapshot -----------------------------------------------------------------------------
 
 
+def earlier_today(ago: datetime.timedelta) -> datetime.timedelta:
+    """`ago`, or less when that would fall yesterday: a test run just after midnight UTC still sees today."""
+    now = timezone.now()
+    return min(ago, now - now.replace(hour=0, minute=0, second=0, microsecond=0))
+
+
 def test_the_task_refreshes_the_snapshot_with_new_generations(shipped_catalog, records):
     slug = "meta-llama/llama-3.1-8b"
-    records(slug, ago=datetime.timedelta(hours=1), tokens_prompt=100, tokens_completion=20)
+    records(slug, ago=earlier_today(datetime.timedelta(hours=1)), tokens_prompt=100, tokens_completion=20)
     assert refresh_model_figures() == 7  # every active model of the shipped catalog
     first = model_figures_get(slug=slug)
     assert first.weekly_tokens == 120 and first.requests == 1 and first.success_rate == 1.0
     assert first.daily_tokens[-1] == (timezone.now().date(), 120)
     computed_at = ModelFigures.objects.get(model__slug=slug).computed_at
 
-    records(slug, ago=datetime.timedelta(minutes=1), tokens_prompt=1000, tokens_completion=0)
-    records(slug, ago=datetime.timedelta(minutes=2), status=GenerationStatus.FAILED, ttft_ms=None)
+    records(slug, ago=earlier_today(datetime.timedelta(minutes=1)), tokens_prompt=1000, tokens_completion=0)
+    records(slug, ago=earlier_today(datetime.timedelta(minutes=2)), status=GenerationStatus.FAILED, ttft_ms=None)
     assert model_figures_get(slug=slug) == first  # not until the task runs again
     refresh_model_figures()
     second = model_figures_get(slug=slug)
