@@ -4,6 +4,9 @@ Per workspace: the balance equals the sum of its ledger entries, its usage debit
 costs, and what its account holds equals its held reservations. Across the system: no hold has outlived its
 time to live plus the reaper's grace, in PostgreSQL or in the Redis mirror. `manage.py ledger_audit` prints
 the findings and exits non-zero; Celery beat runs it and logs each finding as critical.
+
+The sums are read in one snapshot (REPEATABLE READ on PostgreSQL): a settlement committed between two of
+them would otherwise show as a difference that does not exist.
 """
 
 import time
@@ -13,6 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from django.db import connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -44,7 +48,20 @@ def _by_workspace(rows: Iterable[Mapping[str, Any]]) -> dict[uuid.UUID, int]:
     return {row["workspace_id"]: int(row["total"] or 0) for row in rows}
 
 
-def ledger_audit() -> list[Finding]:
+def ledger_audit(*, with_generations: bool = True) -> list[Finding]:
+    """The broken invariants, none when the books balance. `with_generations=False` leaves out the rule
+    that needs generation records (for ledgers written through the billing services alone)."""
+    # Inside a caller's transaction (a test's), its snapshot is the one there is.
+    own_snapshot = connection.vendor == "postgresql" and not connection.in_atomic_block
+    with transaction.atomic():
+        if own_snapshot:
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        findings = _ledger_findings(with_generations)
+    return findings + _stuck_holds()
+
+
+def _ledger_findings(with_generations: bool) -> list[Finding]:
     findings: list[Finding] = []
     ledger = _by_workspace(LedgerEntry.objects.values("workspace_id").annotate(total=Sum("amount_micro_usd")))
     debits = _by_workspace(
@@ -62,10 +79,18 @@ def ledger_audit() -> list[Finding]:
         workspace = account.workspace_id
         checks = [
             ("balance = sum of ledger entries", ledger.get(workspace, 0), account.balance_micro_usd),
-            ("usage debits = generations' costs", costs.get(workspace, 0), -debits.get(workspace, 0)),
             ("reserved = held reservations", held.get(workspace, 0), account.reserved_micro_usd),
         ]
+        if with_generations:
+            checks.append(
+                ("usage debits = generations' costs", costs.get(workspace, 0), -debits.get(workspace, 0))
+            )
         findings += [Finding(workspace, rule, want, got) for rule, want, got in checks if want != got]
+    return findings
+
+
+def _stuck_holds() -> list[Finding]:
+    findings: list[Finding] = []
     stuck_before = timezone.now() - timedelta(seconds=REAPER_GRACE_SECONDS)
     stuck = Reservation.objects.filter(status=ReservationStatus.HELD, expires_at__lt=stuck_before).count()
     if stuck:

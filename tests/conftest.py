@@ -90,6 +90,22 @@ def own_settlement_journal(settings, tmp_path):
     settings.GATEWAY_JOURNAL_DIR = tmp_path / "journal"
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    """Every test that touches the database ends with the ledger audit (design §4): whatever it did with
+    money, every micro-dollar is accounted for. It runs as part of the test, while the test's servers and
+    settings still stand. `ledger_unbalanced`: the test breaks the ledger on purpose; `billing_layer`: it
+    settles through the billing services alone, so there are no generation records to compare debits with."""
+    result = yield
+    uses_database = item.get_closest_marker("django_db") or "_django_db_helper" in item.fixturenames
+    if uses_database and not item.get_closest_marker("ledger_unbalanced"):
+        from gateway.audit import ledger_audit
+
+        findings = ledger_audit(with_generations=not item.get_closest_marker("billing_layer"))
+        assert not findings, "the ledger audit failed after this test:\n" + "\n".join(map(str, findings))
+    return result
+
+
 @pytest.fixture(scope="session", autouse=True)
 def end_worker_thread_connections(django_db_setup, django_db_blocker):
     """The gateway runs ORM code in worker threads, whose connections outlive the tests; end them so the

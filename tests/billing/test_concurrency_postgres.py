@@ -14,7 +14,7 @@ from billing.services import ledger_post, ledger_sum
 from console.services.keys import api_key_create
 from tests.factories import make_workspace
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True), pytest.mark.billing_layer]
 
 # PostgreSQL allows 100 connections by default: 200 threads contend through at most this many at once.
 MAX_CONNECTIONS = 60

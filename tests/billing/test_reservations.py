@@ -20,7 +20,8 @@ from console.models import ApiKey
 from console.services.keys import api_key_create
 from tests.factories import make_workspace
 
-pytestmark = pytest.mark.django_db
+# The billing services alone: no generation records for the ledger audit to compare debits with.
+pytestmark = [pytest.mark.django_db, pytest.mark.billing_layer]
 
 
 def account(workspace) -> CreditAccount:

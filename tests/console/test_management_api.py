@@ -21,6 +21,7 @@ def issued():
     )
 
 
+@pytest.mark.billing_layer  # settled through the billing services: no generation record
 def test_credits_report_the_balance_and_usage_exactly(client, issued):
     workspace = issued.record.workspace
     reservations.reserve(

@@ -46,6 +46,7 @@ def test_books_that_balance_after_real_traffic_pass_the_audit(gateway_url, funde
     assert "every workspace balances" in out.getvalue()
 
 
+@pytest.mark.ledger_unbalanced
 def test_a_balance_off_its_ledger_is_named_with_the_difference(gateway_url, funded_key):
     workspace, key = funded_key
     spend(gateway_url, key)
@@ -63,6 +64,7 @@ def test_a_balance_off_its_ledger_is_named_with_the_difference(gateway_url, fund
     assert audit_ledger() == 1
 
 
+@pytest.mark.ledger_unbalanced
 def test_a_generation_billed_differently_from_its_debit_is_found(gateway_url, funded_key):
     workspace, key = funded_key
     spend(gateway_url, key)
@@ -72,6 +74,7 @@ def test_a_generation_billed_differently_from_its_debit_is_found(gateway_url, fu
 
 
 @pytest.mark.django_db
+@pytest.mark.ledger_unbalanced
 def test_holds_that_outlived_the_reaper_are_found():
     workspace = make_workspace(credits_micro_usd=10_000)
     reservations.reserve(workspace_id=workspace.id, api_key_id=None, amount_micro_usd=500, request_id="stuck")

@@ -141,7 +141,8 @@ def test_the_task_refreshes_the_snapshot_with_new_generations(shipped_catalog, r
     computed_at = ModelFigures.objects.get(model__slug=slug).computed_at
 
     records(slug, ago=earlier_today(datetime.timedelta(minutes=1)), tokens_prompt=1000, tokens_completion=0)
-    records(slug, ago=earlier_today(datetime.timedelta(minutes=2)), status=GenerationStatus.FAILED, ttft_ms=None)
+    failed_at = earlier_today(datetime.timedelta(minutes=2))
+    records(slug, ago=failed_at, status=GenerationStatus.FAILED, ttft_ms=None)
     assert model_figures_get(slug=slug) == first  # not until the task runs again
     refresh_model_figures()
     second = model_figures_get(slug=slug)
