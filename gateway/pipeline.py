@@ -8,7 +8,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from django.conf import settings
@@ -17,7 +17,7 @@ from django.core.exceptions import SynchronousOnlyOperation
 from core.encoding import compact_json
 from core.errors import ApiError, ErrorCode
 from gateway.auth import Caller, answers_from_memory, authenticate
-from gateway.canonical import CanonicalRequest, Event, Usage
+from gateway.canonical import CanonicalRequest, Event, ReasoningDelta, TextDelta, ToolCallDelta, Usage
 from gateway.catalog_cache import ModelInfo, catalog_cache
 from gateway.fold import Folded
 from gateway.http import (
@@ -40,7 +40,7 @@ from gateway.metering.base import settlement_header
 from gateway.metering.journal import Journal
 from gateway.metering.keeper import loop_journal
 from gateway.models import GenerationStatus
-from gateway.routing import OpenStream, open_stream
+from gateway.routing import OpenStream, open_stream, usage_when_cancelled
 from gateway.session import upstream_session
 from gateway.tokens import estimate_prompt_tokens, reservation_prompt_tokens
 from gateway.upstreams.base import RouteInfo, UpstreamError
@@ -168,6 +168,7 @@ class Run:
         self.fmt, self.admitted, self.request_id, self.started = fmt, admitted, request_id, started
         self.receive, self.send, self.id_header, self.journal = receive, send, id_header, journal
         self.folded = Folded()
+        self.generated: list[str] = []  # the output text and tool arguments, in order, as sent
         self.ttft_ms: int | None = None
         self.renderer = fmt.stream_renderer(request_id=request_id, model=admitted.model.slug)
 
@@ -239,6 +240,10 @@ class Run:
         if self.ttft_ms is None:
             self.ttft_ms = int((time.monotonic() - self.started) * 1000)
         self.folded.add(event)
+        if isinstance(event, TextDelta | ReasoningDelta):
+            self.generated.append(event.text)
+        elif isinstance(event, ToolCallDelta):
+            self.generated.append(event.arguments)
 
     async def _stream(self, opened: OpenStream, disconnect: asyncio.Future[None]) -> Outcome:
         await self.send(
@@ -255,7 +260,7 @@ class Run:
                     self.journal.delivered(request_id=self.request_id, count=delivered)
                 await self._frames(self.renderer.render(event))
         except ClientGone:
-            return self.outcome(GenerationStatus.CANCELLED, opened.route)
+            return await self._cancelled(opened)
         except UpstreamError as exc:
             await self._frames(self.renderer.error(exc.code, exc.message), last=True)
             return self.outcome(GenerationStatus.FAILED, opened.route, exc.code.value)
@@ -269,7 +274,7 @@ class Run:
             async for event in self._events(opened, disconnect, _nothing):
                 self._mark(event)
         except ClientGone:
-            return self.outcome(GenerationStatus.CANCELLED, opened.route)
+            return await self._cancelled(opened)
         except UpstreamError as exc:
             await self._send_error_response(exc.code, exc.message)
             return self.outcome(GenerationStatus.FAILED, opened.route, exc.code.value)
@@ -283,6 +288,18 @@ class Run:
             cost_usd=_usd(cost_of(self.admitted.model, outcome.usage)),
         )
         await self._safe_send_json(200, compact_json(body))
+        return outcome
+
+    async def _cancelled(self, opened: OpenStream) -> Outcome:
+        """The client left mid-answer: it pays for the prompt and what it was sent, as the upstream counts
+        them where it can, else as estimated (the journal already holds that estimate, ADR 0010)."""
+        outcome = self.outcome(GenerationStatus.CANCELLED, opened.route)
+        if self.folded.usage is None:
+            counted = await usage_when_cancelled(
+                self.admitted.request, opened, upstream_session(), self.generated
+            )
+            if counted is not None:
+                outcome = replace(outcome, usage=counted)
         return outcome
 
     async def _send_error_response(self, code: ErrorCode, message: str, param: str | None = None) -> None:

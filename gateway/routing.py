@@ -1,13 +1,14 @@
 """A model's routes in order: a provider failing before its first event is retried on the next route."""
 
+import asyncio
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, replace
 
 import aiohttp
 
 from core.errors import ErrorCode
-from gateway.canonical import CanonicalRequest, Event
+from gateway.canonical import CanonicalRequest, Event, Usage
 from gateway.catalog_cache import ModelInfo
 from gateway.upstreams.base import RouteInfo, UpstreamError
 from gateway.upstreams.registry import adapter_for
@@ -48,6 +49,21 @@ async def open_stream(
             continue
         return OpenStream(route=route, first=first, rest=events)
     raise last_error
+
+
+async def usage_when_cancelled(
+    request: CanonicalRequest, opened: OpenStream, session: aiohttp.ClientSession, generated: Sequence[str]
+) -> Usage | None:
+    """What the route's upstream counts for the attempt the client left (None: it cannot tell). Bounded by
+    the provider's timeout; a failure only means the gateway's estimate stands."""
+    route = opened.route
+    adapter = adapter_for(route.provider.kind)
+    try:
+        async with asyncio.timeout(route.provider.timeout_seconds):
+            return await adapter.usage_when_cancelled(_for_route(request, route), route, session, generated)
+    except Exception as exc:
+        logger.warning("%s: counting a cancelled attempt failed (%s)", route.provider.slug, exc)
+        return None
 
 
 def _for_route(request: CanonicalRequest, route: RouteInfo) -> CanonicalRequest:

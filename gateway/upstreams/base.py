@@ -7,17 +7,19 @@ Contract (the router in gateway/routing.py relies on it):
 - Any failure raises `UpstreamError` with the taxonomy code: before the first event the router tries the
   model's next route (when `retryable`); after it, the error goes into the client's stream.
 - HTTP goes through the `aiohttp.ClientSession` it is given (one pooled session per process).
+- `usage_when_cancelled()` may count, after the client left mid-answer, what the attempt cost: the prompt
+  and the output it had generated (its text, in order). None keeps the gateway's estimate (design §4).
 """
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import aiohttp
 
 from core.errors import ErrorCode
-from gateway.canonical import CanonicalRequest, Event
+from gateway.canonical import CanonicalRequest, Event, Usage
 
 # Codes that mean "this provider, right now" — worth trying the next route.
 RETRYABLE_CODES = frozenset(
@@ -72,6 +74,17 @@ class UpstreamAdapter(ABC):
         self, request: CanonicalRequest, route: RouteInfo, session: aiohttp.ClientSession
     ) -> AsyncGenerator[Event, None]:
         """Yield the canonical events of one upstream attempt; raise UpstreamError on failure."""
+
+    async def usage_when_cancelled(
+        self,
+        request: CanonicalRequest,
+        route: RouteInfo,
+        session: aiohttp.ClientSession,
+        generated: Sequence[str],
+    ) -> Usage | None:
+        """The exact usage of an attempt the client left before its end, when the upstream can tell it
+        (`generated`: the output text and tool arguments it had sent, in order). None: not knowable here."""
+        return None
 
 
 _CONTENT_FILTER_HINTS = ("content_filter", "content filter", "safety")

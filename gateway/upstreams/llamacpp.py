@@ -11,6 +11,7 @@ The server never reports usage while streaming, so the adapter makes it exact an
   server has just evaluated, so llama.cpp reuses it and the probe costs about one token of work.
 If the probe fails, the server's tokenizer (`POST /extras/tokenize/count`) counts the conversation's text
 (without the template's markup), and failing that the base's estimate stands in (logged).
+A stream the client left early is counted the same way, on the output it had been sent.
 
 The API key is optional (no header when empty); `grammar` (GBNF) and `mirostat_*` pass through `extra`.
 System, assistant and tool contents are plain strings here; JSON schemas go as `json_object` + `schema`.
@@ -123,6 +124,16 @@ class LlamaCppAdapter(OpenAICompatibleAdapter):
         except (aiohttp.ClientError, TimeoutError, ValueError, KeyError) as exc:
             logger.warning("%s: counting the output failed (%s); counting chunks", route.provider.slug, exc)
             return state.output_chunks
+
+    async def usage_when_cancelled(
+        self,
+        request: CanonicalRequest,
+        route: RouteInfo,
+        session: aiohttp.ClientSession,
+        generated: Sequence[str],
+    ) -> Usage | None:
+        state = StreamState(output_chunks=len(generated), completion=list(generated))
+        return await self.fallback_usage(request, route, session, state)
 
     async def fallback_usage(
         self, request: CanonicalRequest, route: RouteInfo, session: aiohttp.ClientSession, state: StreamState

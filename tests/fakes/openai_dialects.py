@@ -34,6 +34,7 @@ Failure = Literal[
     "slow_first_byte",  # nothing at all for `delay` seconds
     "stall",  # the role frame, then nothing for `delay` seconds
     "cut",  # a few frames, then the connection is dropped
+    "pause",  # a few frames, then nothing for `delay` seconds (a client may leave meanwhile), then the rest
     "stream_error",  # a few frames, then an error object inside the stream
     "malformed",  # a frame that is not JSON
     "unfinished",  # the stream ends cleanly ([DONE]) but no frame ever has a finish_reason
@@ -96,7 +97,7 @@ class Scenario:
     reasoning_tokens: int = 0
     piece: int = 5  # characters per streamed delta
     failure: Failure | None = None
-    delay: float = 5.0  # for slow_first_byte and stall; released at once when the fake stops
+    delay: float = 5.0  # for slow_first_byte, stall and pause; released at once when the fake stops
     stream_error_status: int = 429
     stream_error_message: str = "Requests per minute limit exceeded"
 
@@ -228,6 +229,8 @@ class DialectFake:
         for number, frame in enumerate(self._frames(s, body)):
             if number == 2 and await self._fail_mid_stream(request, response, s):
                 return
+            if number == 3 and s.failure == "pause":
+                await self._wait(s.delay)
             await response.write(b"data: " + frame.encode() + b"\n\n")
             if number == 0 and s.failure == "stall":
                 await self._wait(s.delay)

@@ -2,31 +2,38 @@
 
 import json
 import socket
+from collections.abc import Callable
 
 from billing.models import CreditAccount
-from tests.gateway.conftest import settled_generation
+from tests.fakes.openai_dialects import Scenario, openai_fake
+from tests.gateway.conftest import serve_model_from, settled_generation
 
 PROMPT = " ".join(f"word{i}" for i in range(12))  # the sandbox echoes it: about 20 tokens at 60/s
+
+
+def stream_then_leave(gateway_url: str, key: str, body: dict, until: Callable[[bytes], bool]) -> str:
+    """Stream a chat completion, close the socket once what it received is `until`; the request's id."""
+    host, port = gateway_url.removeprefix("http://").split(":")
+    payload = json.dumps({**body, "stream": True}).encode()
+    request = (
+        f"POST /api/v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+    ).encode() + payload
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(request)
+        received = b""
+        while not until(received):
+            received += sock.recv(65536)
+        return received.split(b"x-request-id: ")[1].split(b"\r\n")[0].decode()
+    # The socket is closed here, mid-stream.
 
 
 def test_a_disconnect_mid_stream_is_billed_for_the_tokens_produced(gateway_url, funded_key):
     workspace, key = funded_key
     before = CreditAccount.objects.get(workspace=workspace).balance_micro_usd
-    host, port = gateway_url.removeprefix("http://").split(":")
-    body = json.dumps(
-        {"model": "hyperinfer/sandbox-pro", "stream": True, "messages": [{"role": "user", "content": PROMPT}]}
-    ).encode()
-    request = (
-        f"POST /api/v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-    ).encode() + body
-    with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(request)
-        received = b""
-        while received.count(b"data: ") < 4:  # the role frame and three tokens
-            received += sock.recv(65536)
-        request_id = received.split(b"x-request-id: ")[1].split(b"\r\n")[0].decode()
-    # The socket is closed here, mid-stream.
+    body = {"model": "hyperinfer/sandbox-pro", "messages": [{"role": "user", "content": PROMPT}]}
+    # The role frame and three tokens.
+    request_id = stream_then_leave(gateway_url, key, body, until=lambda got: got.count(b"data: ") >= 4)
 
     generation = settled_generation(request_id)
     assert generation.status == "cancelled"
@@ -35,4 +42,35 @@ def test_a_disconnect_mid_stream_is_billed_for_the_tokens_produced(gateway_url, 
     assert generation.cost_micro_usd == expected
     account = CreditAccount.objects.get(workspace=workspace)
     assert before - account.balance_micro_usd == expected
+    assert account.reserved_micro_usd == 0
+
+
+def test_a_llamacpp_stream_left_early_bills_the_servers_counts_of_prompt_and_delivered_output(
+    gateway_url, funded_key, monkeypatch
+):
+    """llama.cpp streams no usage: the bill of a stream left early counts the templated prompt with the
+    one-token probe and what was delivered with the server's tokenizer, not the gateway's estimates."""
+    monkeypatch.setenv("FAKE_UPSTREAM_KEY", "test-key")
+    workspace, key = funded_key
+    before = CreditAccount.objects.get(workspace=workspace).balance_micro_usd
+    # The fake pauses after the role frame and two pieces ("alpha", " beta"); the client leaves meanwhile.
+    scenario = Scenario(text="alpha beta gamma delta epsilon", prompt_tokens=57, failure="pause", delay=10)
+    with openai_fake("llamacpp", scenario) as fake:
+        serve_model_from(
+            "test/llamacpp", [("llamacpp", fake.base_url)], prompt_price="1", completion_price="2"
+        )
+        body = {"model": "test/llamacpp", "messages": [{"role": "user", "content": "Name five letters"}]}
+        request_id = stream_then_leave(gateway_url, key, body, until=lambda got: b" beta" in got)
+        generation = settled_generation(request_id)
+        streamed, probe = fake.chat_requests
+        counted = [r.body["input"] for r in fake.requests if r.path == "/extras/tokenize/count"]
+
+    assert generation.status == "cancelled"
+    assert probe.body["messages"] == streamed.body["messages"] and probe.body["max_tokens"] == 1
+    # The fake tokenizer counts a token a word plus a BOS, which the adapter takes off (its count of "").
+    assert counted == ["alpha beta", ""]
+    assert (generation.tokens_prompt, generation.tokens_completion) == (57, 2)
+    assert generation.cost_micro_usd == 57 * 1 + 2 * 2
+    account = CreditAccount.objects.get(workspace=workspace)
+    assert before - account.balance_micro_usd == generation.cost_micro_usd
     assert account.reserved_micro_usd == 0
