@@ -1,19 +1,26 @@
 """Against a real llama-cpp-python server, when one is reachable (`LLAMACPP_TEST_URL`, e.g. http://127.0.0.1:8090).
 
 CI starts one (`.ci/llamacpp-server`: SmolLM2-135M with tool calling, built once and cached outside the
-repository). Each test asks the gateway, then asks the server directly, not streamed, with the same
-deterministic request, and compares the tokens billed with the server's own count.
+repository). Each test asks the gateway in one of its three formats, then asks the server directly, not
+streamed, with the same deterministic chat, and compares the tokens billed with the server's own count, and
+the balance drop with the generation's cost. The server streams no usage, and merges the tokens of a
+character that spans several into one chunk, so only an exact count passes.
 """
 
+import json
 import os
+from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import openai
 import pytest
 
+from billing.models import CreditAccount
 from tests.gateway.conftest import serve_model_from, settled_generation
 
 URL = os.environ.get("LLAMACPP_TEST_URL", "").rstrip("/")
+MODEL = "test/llamacpp-real"
 
 
 def _reachable() -> bool:
@@ -28,134 +35,204 @@ pytestmark = pytest.mark.skipif(
     reason="no llama-cpp-python server: set LLAMACPP_TEST_URL to one that is running",
 )
 
-
-def test_a_real_llamacpp_server_answers_through_the_gateway_with_exact_usage(
-    gateway_url, funded_key, monkeypatch
-):
-    monkeypatch.setenv("FAKE_UPSTREAM_KEY", "")
-    _, key = funded_key
-    serve_model_from("test/llamacpp-real", [("llamacpp", f"{URL}/v1")])
-    messages = [{"role": "user", "content": "Tell me a story about the sea, please"}]
-    client = openai.OpenAI(base_url=f"{gateway_url}/api/v1", api_key=key, max_retries=0)
-    raw = client.chat.completions.with_raw_response.create(
-        model="test/llamacpp-real", max_tokens=16, temperature=0, seed=7, messages=messages
-    )
-    completion = raw.parse()
-    assert completion.choices[0].finish_reason in ("stop", "length")
-
-    # The server's own count for the same deterministic request, asked directly and not streamed.
-    direct = httpx.post(
-        f"{URL}/v1/chat/completions",
-        json={"messages": messages, "max_tokens": 16, "temperature": 0, "seed": 7},
-        timeout=60,
-    ).json()
-    assert completion.usage.prompt_tokens == direct["usage"]["prompt_tokens"]
-    assert completion.usage.completion_tokens == direct["usage"]["completion_tokens"]
-    assert (
-        settled_generation(raw.headers["x-request-id"]).tokens_completion
-        == completion.usage.completion_tokens
-    )
+WEATHER_PARAMETERS = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+CALL = {"id": "call_1", "name": "get_weather", "input": {"city": "Paris"}}
+RESULT = "18 degrees and sunny"
 
 
-WEATHER_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-    },
+@dataclass(frozen=True)
+class Case:
+    """One conversation, said in each format. `turns`: ("user", text), ("call", CALL), ("result", text)."""
+
+    turns: list[tuple[str, Any]]
+    max_tokens: int
+    tools: bool = False
+    forced: bool = False
+    extra: dict = field(default_factory=dict)
+
+    def chat(self) -> dict:
+        """As the Chat Completions format and as the server itself take it."""
+        messages: list[dict] = []
+        for kind, value in self.turns:
+            if kind == "user":
+                messages.append({"role": "user", "content": value})
+            elif kind == "call":
+                function = {"name": value["name"], "arguments": json.dumps(value["input"])}
+                tool_call = {"id": value["id"], "type": "function", "function": function}
+                messages.append({"role": "assistant", "content": "", "tool_calls": [tool_call]})
+            else:
+                messages.append({"role": "tool", "tool_call_id": CALL["id"], "content": value})
+        body: dict = {"messages": messages, "max_tokens": self.max_tokens, "temperature": 0}
+        if self.tools:
+            body["tools"] = [
+                {"type": "function", "function": {"name": "get_weather", "parameters": WEATHER_PARAMETERS}}
+            ]
+        if self.forced:
+            body["tool_choice"] = {"type": "function", "function": {"name": "get_weather"}}
+        return body
+
+    def responses(self) -> dict:
+        items: list[dict] = []
+        for kind, value in self.turns:
+            if kind == "user":
+                items.append({"role": "user", "content": value})
+            elif kind == "call":
+                arguments = json.dumps(value["input"])
+                items.append(
+                    {
+                        "type": "function_call",
+                        "call_id": value["id"],
+                        "name": value["name"],
+                        "arguments": arguments,
+                    }
+                )
+            else:
+                items.append({"type": "function_call_output", "call_id": CALL["id"], "output": value})
+        body: dict = {"input": items, "max_output_tokens": self.max_tokens, "temperature": 0}
+        if self.tools:
+            body["tools"] = [{"type": "function", "name": "get_weather", "parameters": WEATHER_PARAMETERS}]
+        if self.forced:
+            body["tool_choice"] = {"type": "function", "name": "get_weather"}
+        return body
+
+    def messages(self) -> dict:
+        messages: list[dict] = []
+        for kind, value in self.turns:
+            if kind == "user":
+                messages.append({"role": "user", "content": value})
+            elif kind == "call":
+                messages.append({"role": "assistant", "content": [{"type": "tool_use", **value}]})
+            else:
+                result = {"type": "tool_result", "tool_use_id": CALL["id"], "content": value}
+                messages.append({"role": "user", "content": [result]})
+        body: dict = {"messages": messages, "max_tokens": self.max_tokens, "temperature": 0}
+        if self.tools:
+            body["tools"] = [{"name": "get_weather", "input_schema": WEATHER_PARAMETERS}]
+        if self.forced:
+            body["tool_choice"] = {"type": "tool", "name": "get_weather"}
+        return body
+
+
+CASES = {
+    "text": Case([("user", "Tell me a story about the sea, please")], max_tokens=16),
+    "non-ascii": Case([("user", "Write 東京 🍣 東京 🍣 東京 🍣")], max_tokens=40),
+    "forced-tool-call": Case([("user", "Weather in Paris?")], max_tokens=30, tools=True, forced=True),
+    "tool-round-trip": Case(
+        [("user", "Weather in Paris?"), ("call", CALL), ("result", RESULT)], max_tokens=30, tools=True
+    ),
 }
-FORCED = {"type": "function", "function": {"name": "get_weather"}}
+PATHS = {"chat": "/api/v1/chat/completions", "responses": "/api/v1/responses", "messages": "/api/v1/messages"}
+INGRESS_FORMATS = {"chat": "chat_completions", "responses": "responses", "messages": "anthropic_messages"}
+
+
+@pytest.fixture
+def llama_model(gateway_url, monkeypatch):
+    monkeypatch.setenv("FAKE_UPSTREAM_KEY", "")  # a local server without auth
+    serve_model_from(MODEL, [("llamacpp", f"{URL}/v1")])
+
+
+def body_in(fmt: str, case: Case) -> dict:
+    return {"chat": case.chat, "responses": case.responses, "messages": case.messages}[fmt]()
 
 
 def direct_usage(body: dict) -> dict:
-    answer = httpx.post(f"{URL}/v1/chat/completions", json={**body, "stream": False}, timeout=120).json()
-    return answer["usage"]
+    """The server's own usage for the chat, asked directly and not streamed."""
+    answer = httpx.post(f"{URL}/v1/chat/completions", json={**body, "stream": False}, timeout=120)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["usage"]
 
 
-@pytest.mark.parametrize("stream", [False, True])
-@pytest.mark.parametrize(
-    "case",
-    [
-        {"messages": [{"role": "user", "content": "Write 東京 🍣 東京 🍣 東京 🍣"}], "max_tokens": 40},
-        {"messages": [{"role": "user", "content": "Weather in Paris?"}], "max_tokens": 30,
-         "tools": [WEATHER_TOOL], "tool_choice": FORCED},
-    ],
-    ids=["non-ascii", "forced-tool-call"],
-)  # fmt: skip
-def test_tokens_billed_are_the_servers_own_count(gateway_url, funded_key, monkeypatch, case, stream):
-    monkeypatch.setenv("FAKE_UPSTREAM_KEY", "")
-    _, key = funded_key
-    serve_model_from("test/llamacpp-real", [("llamacpp", f"{URL}/v1")])
-    body = {**case, "temperature": 0, "seed": 7}
+def balance(workspace) -> int:
+    return CreditAccount.objects.get(workspace=workspace).balance_micro_usd
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+@pytest.mark.parametrize("fmt", list(PATHS))
+@pytest.mark.parametrize("case", list(CASES))
+def test_tokens_billed_are_the_servers_own_count(gateway_url, funded_key, llama_model, case, fmt, stream):
+    workspace, key = funded_key
+    before = balance(workspace)
     answer = httpx.post(
-        f"{gateway_url}/api/v1/chat/completions",
-        json={**body, "model": "test/llamacpp-real", "stream": stream},
+        gateway_url + PATHS[fmt],
+        json={**body_in(fmt, CASES[case]), "model": MODEL, "stream": stream},
         headers={"Authorization": f"Bearer {key}"},
         timeout=120,
     )
     assert answer.status_code == 200, answer.text
     generation = settled_generation(answer.headers["x-request-id"])
-    usage = direct_usage(body)
+    usage = direct_usage(CASES[case].chat())
+
+    assert generation.status == "completed" and generation.ingress_format == INGRESS_FORMATS[fmt]
     assert (generation.tokens_prompt, generation.tokens_completion) == (
         usage["prompt_tokens"],
         usage["completion_tokens"],
     )
     assert generation.tokens_completion > 0
+    assert before - balance(workspace) == generation.cost_micro_usd > 0
 
 
-WEATHER_PARAMETERS = WEATHER_TOOL["function"]["parameters"]
-FORMAT_REQUESTS = {
-    "responses": (
-        "/api/v1/responses",
-        {
-            "input": "Weather in Paris?",
-            "max_output_tokens": 30,
-            "temperature": 0,
-            "tools": [{"type": "function", "name": "get_weather", "parameters": WEATHER_PARAMETERS}],
-            "tool_choice": {"type": "function", "name": "get_weather"},
-        },
-    ),
-    "messages": (
-        "/api/v1/messages",
-        {
-            "messages": [{"role": "user", "content": "Weather in Paris?"}],
-            "max_tokens": 30,
-            "temperature": 0,
-            "tools": [{"name": "get_weather", "input_schema": WEATHER_PARAMETERS}],
-            "tool_choice": {"type": "tool", "name": "get_weather"},
-        },
-    ),
-}
-
-
-@pytest.mark.parametrize("stream", [False, True])
-@pytest.mark.parametrize("fmt", list(FORMAT_REQUESTS))
-def test_a_forced_tool_call_in_the_other_formats_bills_the_servers_count(
-    gateway_url, funded_key, monkeypatch, fmt, stream
-):
-    monkeypatch.setenv("FAKE_UPSTREAM_KEY", "")
+def test_the_openai_sdk_sees_the_servers_usage(gateway_url, funded_key, llama_model):
     _, key = funded_key
-    serve_model_from("test/llamacpp-real", [("llamacpp", f"{URL}/v1")])
-    path, body = FORMAT_REQUESTS[fmt]
-    answer = httpx.post(
-        f"{gateway_url}{path}",
-        json={**body, "model": "test/llamacpp-real", "stream": stream},
-        headers={"Authorization": f"Bearer {key}"},
-        timeout=120,
-    )
-    assert answer.status_code == 200, answer.text
-    generation = settled_generation(answer.headers["x-request-id"])
-    usage = direct_usage(
-        {
-            "messages": [{"role": "user", "content": "Weather in Paris?"}],
-            "max_tokens": 30,
-            "temperature": 0,
-            "tools": [WEATHER_TOOL],
-            "tool_choice": FORCED,
-        }
-    )
-    assert generation.ingress_format == {"responses": "responses", "messages": "anthropic_messages"}[fmt]
-    assert (generation.tokens_prompt, generation.tokens_completion) == (
+    client = openai.OpenAI(base_url=f"{gateway_url}/api/v1", api_key=key, max_retries=0)
+    body = CASES["text"].chat()
+    raw = client.chat.completions.with_raw_response.create(model=MODEL, **body)
+    completion = raw.parse()
+    assert completion.choices[0].finish_reason in ("stop", "length")
+    usage = direct_usage(body)
+    assert (completion.usage.prompt_tokens, completion.usage.completion_tokens) == (
         usage["prompt_tokens"],
         usage["completion_tokens"],
     )
+    assert settled_generation(raw.headers["x-request-id"]).tokens_completion == usage["completion_tokens"]
+
+
+# --- A client that leaves mid-stream -------------------------------------------------------------------
+
+LONG = Case([("user", "Count from one to five hundred in words, separated by commas.")], max_tokens=600)
+TEXT_DELTAS = {  # where each format's stream carries output text
+    "chat": lambda event: ((event.get("choices") or [{}])[0].get("delta") or {}).get("content"),
+    "responses": lambda event: (
+        event.get("delta") if event.get("type") == "response.output_text.delta" else None
+    ),
+    "messages": lambda event: (event.get("delta") or {}).get("text"),
+}
+
+
+def count_tokens(text: str) -> int:
+    """The server's tokenizer, without what it adds to any text (its count of "")."""
+    counts = [
+        httpx.post(f"{URL}/extras/tokenize/count", json={"input": part}, timeout=30).json()["count"]
+        for part in (text, "")
+    ]
+    return counts[0] - counts[1]
+
+
+@pytest.mark.parametrize("fmt", list(PATHS))
+def test_a_client_that_leaves_mid_stream_pays_the_servers_prompt_count_and_what_it_was_sent(
+    gateway_url, funded_key, llama_model, fmt
+):
+    workspace, key = funded_key
+    before = balance(workspace)
+    received_text = ""
+    with httpx.Client(timeout=120) as client:
+        body = {**body_in(fmt, LONG), "model": MODEL, "stream": True}
+        with client.stream(
+            "POST", gateway_url + PATHS[fmt], json=body, headers={"Authorization": f"Bearer {key}"}
+        ) as response:
+            assert response.status_code == 200
+            request_id = response.headers["x-request-id"]
+            for line in response.iter_lines():
+                if line.startswith("data: {"):
+                    received_text += TEXT_DELTAS[fmt](json.loads(line[6:])) or ""
+                if len(received_text) >= 20:
+                    break  # leaving: the connection closes with the block
+    generation = settled_generation(request_id, timeout=30)
+    whole = direct_usage(LONG.chat())
+
+    assert generation.status == "cancelled"
+    assert generation.tokens_prompt == whole["prompt_tokens"]  # the templated prompt, not an estimate
+    # At least what the client read, at most what the whole answer has: the gateway may have sent a few
+    # more pieces than the client read before it noticed the client had gone.
+    assert count_tokens(received_text) <= generation.tokens_completion < whole["completion_tokens"]
+    assert before - balance(workspace) == generation.cost_micro_usd > 0
+    assert CreditAccount.objects.get(workspace=workspace).reserved_micro_usd == 0
