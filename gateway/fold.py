@@ -1,6 +1,7 @@
 """A non-streamed response is the fold of the event stream (design §3): one code path for both."""
 
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from gateway.canonical import (
     BlockStart,
@@ -30,43 +31,65 @@ class FoldedReasoning:
 
 
 @dataclass(slots=True)
-class Folded:
+class FoldedText:
     text: str = ""
-    reasoning_blocks: list[FoldedReasoning] = field(default_factory=list)
-    tool_calls: list[FoldedToolCall] = field(default_factory=list)
+
+
+FoldedBlock = FoldedText | FoldedReasoning | FoldedToolCall
+_Content = TypeVar("_Content", FoldedText, FoldedReasoning)
+
+
+@dataclass(slots=True)
+class Folded:
+    """The answer's blocks in the order they started (as the stream sent them), and how it ended."""
+
+    blocks: list[FoldedBlock] = field(default_factory=list)
     finish_reason: str | None = None
     stop_sequence: str | None = None
     usage: Usage | None = None
     deltas: int = 0  # how many content deltas arrived (a token count when usage never came)
-    _reasoning_open: bool = False  # whether the last block started is a reasoning block
+    _by_index: dict[int, FoldedBlock] = field(default_factory=dict)  # the stream's block index → block
+
+    @property
+    def text(self) -> str:
+        """All the answer's text, in order (formats with one message: chat completions)."""
+        return "".join(block.text for block in self.blocks if isinstance(block, FoldedText))
+
+    @property
+    def reasoning_blocks(self) -> list[FoldedReasoning]:
+        return [block for block in self.blocks if isinstance(block, FoldedReasoning)]
 
     @property
     def reasoning(self) -> str:
         return "".join(block.text for block in self.reasoning_blocks)
 
+    @property
+    def tool_calls(self) -> list[FoldedToolCall]:
+        return [block for block in self.blocks if isinstance(block, FoldedToolCall)]
+
     def add(self, event: Event) -> None:
         match event:
-            case TextDelta(text=text):
-                self.text += text
+            case TextDelta(index=index, text=text):
+                self._block(index, FoldedText).text += text
                 self.deltas += 1
-            case ReasoningDelta(text=text, signature=signature, redacted=redacted):
-                block = self._reasoning_block()
+            case ReasoningDelta(index=index, text=text, signature=signature, redacted=redacted):
+                block = self._block(index, FoldedReasoning)
                 block.text += text
                 block.signature = signature or block.signature
                 block.redacted = block.redacted or redacted
                 self.deltas += 1 if text else 0
-            case BlockStart(kind="reasoning"):
-                self.reasoning_blocks.append(FoldedReasoning())
-                self._reasoning_open = True
-            case BlockStart(kind="tool_call", tool_call_id=call_id, tool_name=name):
-                self._reasoning_open = False
-                self.tool_calls.append(
-                    FoldedToolCall(id=call_id or f"call_{len(self.tool_calls)}", name=name or "")
-                )
-            case BlockStart():
-                self._reasoning_open = False
-            case ToolCallDelta(arguments=arguments):
-                self.tool_calls[-1].arguments += arguments
+            case BlockStart(index=index, kind="tool_call", tool_call_id=call_id, tool_name=name):
+                number = len(self.tool_calls)
+                self._start(index, FoldedToolCall(id=call_id or f"call_{number}", name=name or ""))
+            case BlockStart(index=index, kind="reasoning"):
+                self._start(index, FoldedReasoning())
+            case BlockStart(index=index, kind="text"):
+                self._start(index, FoldedText())
+            case ToolCallDelta(index=index, arguments=arguments):
+                call = self._by_index.get(index)
+                if not isinstance(call, FoldedToolCall):  # a lenient upstream: the latest call
+                    call = self.tool_calls[-1]
+                call.arguments += arguments
                 self.deltas += 1
             case Finish(reason=reason, stop_sequence=stop_sequence):
                 self.finish_reason = reason
@@ -74,9 +97,14 @@ class Folded:
             case Usage():
                 self.usage = event
 
-    def _reasoning_block(self) -> FoldedReasoning:
-        """The open reasoning block; a delta without a start (a lenient upstream) opens one."""
-        if not self._reasoning_open or not self.reasoning_blocks:
-            self.reasoning_blocks.append(FoldedReasoning())
-            self._reasoning_open = True
-        return self.reasoning_blocks[-1]
+    def _start(self, index: int, block: FoldedBlock) -> None:
+        self.blocks.append(block)
+        self._by_index[index] = block
+
+    def _block(self, index: int, kind: type[_Content]) -> _Content:
+        """The started block a delta belongs to; a delta without a start (a lenient upstream) starts one."""
+        block = self._by_index.get(index)
+        if not isinstance(block, kind):
+            block = kind()
+            self._start(index, block)
+        return block

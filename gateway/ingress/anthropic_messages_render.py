@@ -27,7 +27,7 @@ from gateway.canonical import (
     ToolCallDelta,
     Usage,
 )
-from gateway.fold import Folded
+from gateway.fold import Folded, FoldedReasoning, FoldedText
 
 STOP_REASONS = {
     "stop": "end_turn",
@@ -69,15 +69,18 @@ def _thinking(text: str, signature: str | None, redacted: bool) -> dict[str, Any
 
 
 def content_blocks(folded: Folded) -> list[dict[str, Any]]:
-    blocks = [
-        _thinking(r.text, r.signature, r.redacted) for r in folded.reasoning_blocks if r.text or r.signature
-    ]
-    if folded.text:
-        blocks.append({"type": "text", "text": folded.text})
-    for call in folded.tool_calls:
-        blocks.append(
-            {"type": "tool_use", "id": call.id, "name": call.name, "input": tool_input(call.arguments)}
-        )
+    """The answer's content blocks in the order the upstream sent them (empty ones left out)."""
+    blocks: list[dict[str, Any]] = []
+    for block in folded.blocks:
+        if isinstance(block, FoldedText):
+            if block.text:
+                blocks.append({"type": "text", "text": block.text})
+        elif isinstance(block, FoldedReasoning):
+            if block.text or block.signature:
+                blocks.append(_thinking(block.text, block.signature, block.redacted))
+        else:
+            tool_use = {"type": "tool_use", "id": block.id, "name": block.name}
+            blocks.append({**tool_use, "input": tool_input(block.arguments)})
     return blocks
 
 

@@ -221,8 +221,9 @@ def response_object(
     }
     if folded.reasoning:
         message["reasoning"] = folded.reasoning
-    details = [reasoning_detail(block, index) for index, block in enumerate(folded.reasoning_blocks)]
-    if details := [detail for detail in details if detail is not None]:
+    # Numbered as the stream numbers them: the signed blocks only, in order.
+    signed = [block for block in folded.reasoning_blocks if block.signature]
+    if details := [reasoning_detail(block, index) for index, block in enumerate(signed)]:
         message["reasoning_details"] = details
     if folded.tool_calls:
         message["tool_calls"] = [

@@ -39,7 +39,7 @@ from gateway.canonical import (
     ToolCallDelta,
     Usage,
 )
-from gateway.fold import Folded
+from gateway.fold import Folded, FoldedReasoning, FoldedText
 
 _INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
@@ -151,16 +151,18 @@ def final_status(finish_reason: str | None) -> str:
 def response_object(
     *, request_id: str, model: str, created: int, folded: Folded, usage: Usage, cost_usd: float
 ) -> dict[str, Any]:
-    output: list[dict[str, Any]] = []
-    for block in folded.reasoning_blocks:
-        state = encode_reasoning_state(block.signature, block.redacted)
-        if block.text or state:
-            output.append(reasoning_item(item_id("rs", request_id, len(output)), block.text, state))
-    if folded.text:
-        output.append(message_item(item_id("msg", request_id, len(output)), folded.text))
-    for call in folded.tool_calls:
-        fc_id = item_id("fc", request_id, len(output))
-        output.append(function_call_item(fc_id, call.id, call.name, call.arguments))
+    output: list[dict[str, Any]] = []  # one item a block, in the stream's order (empty ones left out)
+    for block in folded.blocks:
+        if isinstance(block, FoldedText):
+            if block.text:
+                output.append(message_item(item_id("msg", request_id, len(output)), block.text))
+        elif isinstance(block, FoldedReasoning):
+            state = encode_reasoning_state(block.signature, block.redacted)
+            if block.text or state:
+                output.append(reasoning_item(item_id("rs", request_id, len(output)), block.text, state))
+        else:
+            fc_id = item_id("fc", request_id, len(output))
+            output.append(function_call_item(fc_id, block.id, block.name, block.arguments))
     return response_envelope(
         request_id=request_id,
         model=model,

@@ -65,6 +65,7 @@ class Scenario:
     signature: str = "EqQBCkYIARgCIkD-signature"
     redacted_thinking: str | None = None  # the opaque data of a redacted_thinking block, sent first
     tool_use: ToolUse | None = None
+    text_after_tool_use: str = ""  # a text block after the tool_use block ([text, tool_use, text])
     stop_reason: str | None = None  # default: tool_use with a tool call, else end_turn
     stop_sequence: str | None = None  # with stop_reason "stop_sequence": the one that matched
     input_tokens: int = 12
@@ -169,6 +170,10 @@ def stream_events(s: Scenario) -> list[bytes]:
         deltas = [{"type": "input_json_delta", "partial_json": part} for part in parts]
         start = {"type": "tool_use", "id": tool.id, "name": tool.name, "input": {}}
         events += _block_events(index, start, deltas)
+        index += 1
+    if s.text_after_tool_use:
+        deltas = [{"type": "text_delta", "text": part} for part in _chunks(s.text_after_tool_use, 2)]
+        events += _block_events(index, {"type": "text", "text": ""}, deltas)
     stop_reason = s.stop_reason or ("tool_use" if s.tool_use else "end_turn")
     delta = {
         "delta": {"stop_reason": stop_reason, "stop_sequence": s.stop_sequence},

@@ -90,6 +90,7 @@ class Scenario:
     text: str = "Hello there, how can I help?"
     reasoning: str = ""
     tool_calls: list[FakeToolCall] = field(default_factory=list)
+    text_after_tool_calls: str = ""  # content after the tool calls' deltas ([text, tool call, text])
     finish_reason: str | None = None  # default: "tool_calls" with tool calls, else "stop"
     prompt_tokens: int = 12
     completion_tokens: int = 7
@@ -271,6 +272,7 @@ class DialectFake:
                 {"tool_calls": [{"index": i, "function": {"arguments": p}}]}
                 for p in _pieces(call.arguments, 4)
             ]
+        deltas += [{"content": p} for p in _pieces(s.text_after_tool_calls, s.piece)]
         chunks = [base | {"choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas]
         if s.failure == "unfinished":
             return [json.dumps(chunk) for chunk in chunks]
