@@ -13,7 +13,7 @@ from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from billing.models import CreditAccount, KeySpend, LedgerEntry, Reservation
+from billing.models import CreditAccount, KeySpend, LedgerEntry, Reservation, UsageRollup
 from billing.money import format_usd, usd_to_micro
 from billing.services import credits_adjust
 
@@ -210,3 +210,30 @@ class KeySpendAdmin(ReadOnlyAdmin):
     list_filter = ("period_start",)
     search_fields = ("api_key__name", "api_key__prefix", "api_key__workspace__slug")
     list_select_related = ("api_key",)
+
+
+@admin.register(UsageRollup)
+class UsageRollupAdmin(ReadOnlyAdmin):
+    """The rollups the dashboard and catalog read; written only by the rollup task (gateway/rollups.py)."""
+
+    list_display = (
+        "bucket_start",
+        "period",
+        "workspace",
+        "api_key",
+        "model",
+        "provider",
+        "status",
+        "requests",
+        "tokens_prompt",
+        "tokens_completion",
+        "cost",
+    )
+    list_filter = ("period", "status", "provider", "bucket_start")
+    search_fields = ("model", "workspace__slug", "workspace__name", "api_key__prefix")
+    date_hierarchy = "bucket_start"
+    list_select_related = ("workspace", "api_key")
+
+    @admin.display(description="Cost", ordering="cost_micro_usd")
+    def cost(self, obj: UsageRollup) -> str:
+        return format_usd(obj.cost_micro_usd, 6)

@@ -147,3 +147,56 @@ class Reservation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.request_id} {self.status}"
+
+
+class UsagePeriod(models.TextChoices):
+    HOUR = "hour", "Hour"
+    DAY = "day", "Day"
+
+
+# What a rollup row is per (its dimensions) and what it adds up (its sums).
+USAGE_DIMENSIONS = ("workspace_id", "api_key_id", "model", "provider", "status")
+USAGE_SUMS = (
+    "requests",
+    "tokens_prompt",
+    "tokens_completion",
+    "tokens_reasoning",
+    "tokens_cached_prompt",
+    "cost_micro_usd",
+)
+
+
+class UsageRollup(models.Model):
+    """The usage of one workspace, key, model, provider and outcome in one UTC hour or day.
+
+    Written from generation records by gateway/rollups.py, which recomputes whole periods (idempotent); the
+    dashboard's charts and the catalog's token volumes read these instead of the records themselves."""
+
+    period = models.CharField(max_length=4, choices=UsagePeriod.choices)
+    bucket_start = models.DateTimeField(help_text="The UTC hour or day the row counts.")
+    workspace = models.ForeignKey("console.Workspace", on_delete=models.CASCADE, related_name="usage_rollups")
+    api_key = models.ForeignKey(
+        "console.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="usage_rollups"
+    )
+    model = models.CharField(max_length=200)
+    provider = models.CharField(max_length=100, blank=True)
+    status = models.CharField(
+        max_length=10, help_text="The generations' status: completed, failed, cancelled."
+    )
+    requests = models.PositiveIntegerField(default=0)
+    tokens_prompt = models.BigIntegerField(default=0)
+    tokens_completion = models.BigIntegerField(default=0)
+    tokens_reasoning = models.BigIntegerField(default=0)
+    tokens_cached_prompt = models.BigIntegerField(default=0)
+    cost_micro_usd = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-bucket_start", "model"]
+        indexes = [
+            models.Index(fields=["period", "bucket_start"]),
+            models.Index(fields=["workspace", "period", "bucket_start"]),
+            models.Index(fields=["model", "period", "bucket_start"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.period} {self.bucket_start:%Y-%m-%d %H:%M} {self.model} ({self.workspace_id})"

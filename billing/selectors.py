@@ -6,14 +6,14 @@ moment before PostgreSQL has them; the reads users see add them, so a balance ne
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime
 
-from django.db.models import QuerySet, Sum
+from django.db.models import F, QuerySet, Sum
 from django.utils import timezone
 
 from billing import mirror
 from billing.key_spend import limit_period_key, limit_period_start
-from billing.models import CreditAccount, EntryKind, KeySpend, LedgerEntry
+from billing.models import CreditAccount, EntryKind, KeySpend, LedgerEntry, UsagePeriod, UsageRollup
 
 
 def account_for(*, workspace_id: uuid.UUID) -> CreditAccount:
@@ -126,3 +126,30 @@ def workspace_credits(*, workspace_id: uuid.UUID) -> WorkspaceCredits:
         available_micro_usd=account.available_micro_usd,
         total_usage_micro_usd=-(debited or 0) + usage_unflushed(workspace_id=workspace_id),
     )
+
+
+# --- Usage rollups ------------------------------------------------------------------------------------
+def completed_tokens_by_model(*, since: datetime) -> dict[str, int]:
+    """Every model's prompt + completion tokens of completed requests, platform-wide, from the hour rows
+    of the hours starting at `since` or later: {slug: tokens}."""
+    rows = (
+        UsageRollup.objects.filter(period=UsagePeriod.HOUR, status="completed", bucket_start__gte=since)
+        .values("model")
+        .annotate(tokens=Sum(F("tokens_prompt") + F("tokens_completion")))
+        .order_by()
+    )
+    return {row["model"]: int(row["tokens"] or 0) for row in rows}
+
+
+def completed_tokens_by_day(*, model: str, first_day: datetime) -> dict[date, int]:
+    """The model's prompt + completion tokens of completed requests per UTC day from `first_day` on, from
+    the day rows (days without traffic are absent)."""
+    rows = (
+        UsageRollup.objects.filter(
+            period=UsagePeriod.DAY, status="completed", model=model, bucket_start__gte=first_day
+        )
+        .values("bucket_start")
+        .annotate(tokens=Sum(F("tokens_prompt") + F("tokens_completion")))
+        .order_by()
+    )
+    return {row["bucket_start"].astimezone(UTC).date(): int(row["tokens"] or 0) for row in rows}

@@ -1,20 +1,32 @@
-"""Ledger services: every change to a workspace's balance goes through `ledger_post`.
+"""Ledger services: every change to a workspace's balance goes through `ledger_post`; and the usage rollups'
+writes.
 
 A balance change is one conditional UPDATE on the account row inside the same transaction that
 writes the ledger entry, so the balance always equals the sum of the entries (design §4.3).
 """
 
 import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 # `created_by` is AUTH_USER_MODEL, console's User: billing sits below console, so it names the base class.
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.db.models import F, Sum
+from django.db.models.functions import TruncDay
 
 from billing import mirror
 from billing.errors import InvalidAmount, ReasonRequired
-from billing.models import CreditAccount, EntryKind, LedgerEntry
+from billing.models import (
+    USAGE_DIMENSIONS,
+    USAGE_SUMS,
+    CreditAccount,
+    EntryKind,
+    LedgerEntry,
+    UsagePeriod,
+    UsageRollup,
+)
 
 CREDIT_KINDS = frozenset({EntryKind.PURCHASE, EntryKind.GRANT})
 DEBIT_KINDS = frozenset({EntryKind.USAGE, EntryKind.REFUND})
@@ -177,3 +189,26 @@ def usage_debits_post(debits: list[tuple[Any, str, int | None, int, dict[str, An
             )
     LedgerEntry.objects.bulk_create(entries)
     return len(entries)
+
+
+# --- Usage rollups (written by gateway/rollups.py from generation records) ---------------------------
+def usage_rollups_replace(*, period: str, start: datetime, end: datetime, rows: Iterable[UsageRollup]) -> int:
+    """Replace the `period` rows whose bucket starts in [start, end) with `rows` (unsaved). Run inside the
+    caller's transaction, so readers see the old rows or the new ones, never a mix."""
+    UsageRollup.objects.filter(period=period, bucket_start__gte=start, bucket_start__lt=end).delete()
+    return len(UsageRollup.objects.bulk_create(rows, batch_size=1_000))
+
+
+def usage_days_recompute(*, first_day: datetime, end_day: datetime) -> int:
+    """The day rows of the UTC days in [first_day, end_day) as the sums of their hour rows."""
+    rows = (
+        UsageRollup.objects.filter(
+            period=UsagePeriod.HOUR, bucket_start__gte=first_day, bucket_start__lt=end_day
+        )
+        .annotate(day=TruncDay("bucket_start", tzinfo=UTC))
+        .values("day", *USAGE_DIMENSIONS)
+        .annotate(**{field: Sum(field) for field in USAGE_SUMS})
+        .order_by()  # the model's ordering would split the groups
+    )
+    days = [UsageRollup(period=UsagePeriod.DAY, bucket_start=row.pop("day"), **row) for row in rows]
+    return usage_rollups_replace(period=UsagePeriod.DAY, start=first_day, end=end_day, rows=days)

@@ -174,7 +174,9 @@ CELERY_BEAT_SCHEDULE = {
     # The backstop of the gateway processes' own writers: settled records to PostgreSQL, dead writers'
     # batches requeued, expired holds released.
     "gateway-flush-metering": {"task": "gateway.tasks.flush_metering", "schedule": 5.0},
-    # The catalog's live figures (weekly and daily volume, last day's performance) from generation records.
+    # Usage per hour and day, workspace, key, model and provider, recomputed from generation records.
+    "gateway-roll-up-usage": {"task": "gateway.tasks.roll_up_usage", "schedule": 60.0},
+    # The catalog's live figures: weekly and daily volume from the rollups, last day's performance.
     "gateway-refresh-model-figures": {"task": "gateway.tasks.refresh_model_figures", "schedule": 60.0},
     # Every micro-dollar accounted for (gateway/audit.py); findings are logged as critical.
     "gateway-audit-ledger": {"task": "gateway.tasks.audit_ledger", "schedule": 900.0},

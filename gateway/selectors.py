@@ -1,9 +1,10 @@
-"""Reads of generation records that other apps show: the catalog's live figures (platform-wide, per model).
+"""What other apps show of the gateway's traffic: the catalog's live figures (platform-wide, per model).
 
-Computed from `Generation` rows by gateway.tasks.refresh_model_figures, every minute, into the catalog's
-snapshot (catalog.services.model_figures_store); the catalog's pages and API read only that snapshot. Only
-completed generations count towards volume and speed; every finished request (completed, failed, cancelled)
-counts towards the success rate.
+Computed by gateway.tasks.refresh_model_figures, every minute, into the catalog's snapshot
+(catalog.services.model_figures_store); the catalog's pages and API read only that snapshot. Token volumes
+come from the usage rollups (gateway/rollups.py, a minute behind at most); performance from the latest
+generation records. Only completed generations count towards volume and speed; every finished request
+(completed, failed, cancelled) counts towards the success rate.
 """
 
 import datetime
@@ -12,12 +13,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import F, Sum
-from django.db.models.functions import TruncDate
 from django.utils import timezone
 
+from billing.selectors import completed_tokens_by_day, completed_tokens_by_model
 from catalog.services import LiveFigures
 from gateway.models import Generation, GenerationStatus
+from gateway.rollups import day_start, hour_start
 
 PERFORMANCE_SAMPLE = 5_000  # the latest requests of a model that the medians are taken over
 
@@ -39,28 +40,20 @@ class ModelPerformance:
 
 
 def weekly_token_volumes() -> dict[str, int]:
-    """Every model's prompt + completion tokens over the last 7 days, platform-wide: {slug: tokens}."""
-    since = timezone.now() - datetime.timedelta(days=7)
-    rows = (
-        Generation.objects.filter(created_at__gte=since, status=GenerationStatus.COMPLETED)
-        .values("model")
-        .annotate(tokens=Sum(F("tokens_prompt") + F("tokens_completion")))
-    )
-    return {row["model"]: int(row["tokens"] or 0) for row in rows}
+    """Every model's prompt + completion tokens over the last 7 days (by the hour), platform-wide, from
+    the usage rollups: {slug: tokens}."""
+    return completed_tokens_by_model(since=hour_start(timezone.now() - datetime.timedelta(days=7)))
 
 
 def daily_token_volume(*, model: str, days: int = 30) -> list[tuple[datetime.date, int]]:
-    """The model's tokens per UTC day, oldest first, every one of the last `days` days (0 when idle)."""
-    today = timezone.now().date()
+    """The model's tokens per UTC day, oldest first, every one of the last `days` days (0 when idle), from
+    the usage rollups."""
+    today = day_start(timezone.now())
     first = today - datetime.timedelta(days=days - 1)
-    rows = (
-        Generation.objects.filter(model=model, status=GenerationStatus.COMPLETED, created_at__date__gte=first)
-        .annotate(day=TruncDate("created_at"))
-        .values("day")
-        .annotate(tokens=Sum(F("tokens_prompt") + F("tokens_completion")))
-    )
-    by_day = {row["day"]: int(row["tokens"] or 0) for row in rows}
-    return [(day, by_day.get(day, 0)) for day in (first + datetime.timedelta(days=n) for n in range(days))]
+    by_day = completed_tokens_by_day(model=model, first_day=first)
+    return [
+        (day, by_day.get(day, 0)) for day in (first.date() + datetime.timedelta(days=n) for n in range(days))
+    ]
 
 
 def model_performance(*, model: str, hours: int = 24) -> ModelPerformance:

@@ -32,10 +32,10 @@ def test_model_change_form_shows_routes_inline(admin_client, shipped_path: Path)
 
 
 def test_live_figures_are_listed_read_only(admin_client, shipped_path: Path) -> None:
-    from gateway.tasks import refresh_model_figures
+    from tests.catalog.traffic import roll_up_and_refresh
 
     catalog_load(shipped_path)
-    refresh_model_figures()
+    roll_up_and_refresh()
     response = admin_client.get(reverse("admin:catalog_modelfigures_changelist"), {"q": "llama"})
     assert response.status_code == 200
     assert "meta-llama/llama-3.1-8b" in response.content.decode()

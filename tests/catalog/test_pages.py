@@ -14,8 +14,7 @@ from catalog.browse import ModelQuery, browse_models
 from catalog.models import Model
 from catalog.selectors import models_active
 from gateway.models import GenerationStatus
-from gateway.tasks import refresh_model_figures
-from tests.catalog.traffic import record_generation
+from tests.catalog.traffic import record_generation, roll_up_and_refresh
 from tests.factories import make_user, make_workspace
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("shipped_catalog")]
@@ -210,7 +209,7 @@ def test_the_list_needs_no_login_and_shows_every_active_model(client, workspace)
         tokens_completion=500,
     )
     record_generation(workspace=workspace, model="meta-llama/llama-3.1-8b", ago=8 * DAY, tokens_prompt=9_000)
-    refresh_model_figures()
+    roll_up_and_refresh()
     page = get(client, "/models/")
 
     assert card_slugs(page) == [slug for slug in CATALOG_ORDER if slug != "local/llama-cpp"]
@@ -302,7 +301,7 @@ def test_the_creator_filter_offers_the_creators_of_listed_models(client):
 )
 def test_each_sort_order_by_get_parameter(client, workspace, sort, first):
     record_generation(workspace=workspace, model="hyperinfer/sandbox", ago=HOUR)
-    refresh_model_figures()
+    roll_up_and_refresh()
     Model.objects.update(created_at=datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC))
     page = get(client, f"/models/?sort={sort}")
     slugs = card_slugs(page)
@@ -445,7 +444,7 @@ def test_live_figures_weekly_volume_chart_data_and_performance(client, workspace
     record_generation(workspace=workspace, model=slug, ago=12 * DAY, tokens_prompt=7_000, tokens_completion=0)
     record_generation(workspace=workspace, model=slug, ago=40 * DAY, tokens_prompt=9_999, tokens_completion=0)
     record_generation(workspace=workspace, model="meta-llama/llama-3.1-70b", ago=HOUR, tokens_prompt=777)
-    refresh_model_figures()  # as beat does every minute
+    roll_up_and_refresh()  # as beat does every minute: rollups, then figures
 
     page = get(client, f"/models/{slug}/")
     assert '<p class="big" data-testid="weekly-volume">6K</p>' in page  # 1,200 + 800 + 4,000
@@ -475,7 +474,7 @@ def test_live_figures_weekly_volume_chart_data_and_performance(client, workspace
 
 def test_a_model_without_traffic_says_no_traffic_yet(client, workspace):
     record_generation(workspace=workspace, model="hyperinfer/sandbox", ago=2 * DAY)  # older than a day
-    refresh_model_figures()
+    roll_up_and_refresh()
     page = get(client, "/models/hyperinfer/sandbox/")
     assert "No traffic yet" in section(page, "performance")
     assert 'data-testid="ttft"' not in page

@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from gateway.tasks import refresh_model_figures
-from tests.catalog.traffic import record_generation
+from tests.catalog.traffic import record_generation, roll_up_and_refresh
 from tests.factories import make_workspace
 
 MODEL = "meta-llama/llama-3.1-8b"
@@ -98,7 +97,7 @@ def traffic(shipped_catalog):
             tokens_prompt=tokens * 3 // 4, tokens_completion=tokens // 4, ttft_ms=150 + days_ago,
             latency_ms=1_150 + 10 * days_ago,
         )  # fmt: skip
-    refresh_model_figures()
+    roll_up_and_refresh()
 
 
 def assert_real_png(path: Path, *, width: int, height: int) -> None:

@@ -14,8 +14,8 @@ from catalog.models import Model
 from catalog.selectors import models_active
 from gateway.models import Generation, GenerationStatus
 from gateway.openapi import openapi_document
-from gateway.tasks import refresh_model_figures
 from tests.catalog.helpers import find_model
+from tests.catalog.traffic import roll_up_and_refresh
 from tests.factories import make_user, make_workspace
 
 pytestmark = pytest.mark.django_db
@@ -266,7 +266,7 @@ def test_the_weekly_token_volume_sums_completed_requests_of_the_last_seven_days(
     record(KIMI, datetime.timedelta(days=7, hours=1), 1000, 0, completed)  # too old
     record(LLAMA_70B, datetime.timedelta(minutes=5), 1, 1, completed)
     assert {item["weekly_token_volume"] for item in data_of(client, "/api/v1/models")} == {0}
-    refresh_model_figures()  # as beat does every minute
+    roll_up_and_refresh()  # as beat does every minute: rollups, then figures
     volumes = {
         slug: item["weekly_token_volume"] for slug, item in by_slug(data_of(client, "/api/v1/models")).items()
     }

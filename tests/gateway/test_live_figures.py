@@ -14,6 +14,7 @@ from catalog.selectors import model_figures_get
 from catalog.selectors import weekly_token_volumes as snapshot_weekly_volumes
 from catalog.services import LiveFigures
 from gateway.models import Generation, GenerationStatus
+from gateway.rollups import roll_up_usage
 from gateway.selectors import daily_token_volume, model_performance, weekly_token_volumes
 from gateway.tasks import refresh_model_figures
 from tests.factories import make_workspace
@@ -23,6 +24,7 @@ MODEL = "hyperinfer/sandbox-pro"
 
 
 def test_requests_through_the_gateway_show_in_the_live_figures(gateway_url, funded_key):
+    roll_up_usage()
     refresh_model_figures()
     before = snapshot_weekly_volumes().get(MODEL, 0)
     [(_, today_before)] = daily_token_volume(model=MODEL, days=1)
@@ -45,6 +47,7 @@ def test_requests_through_the_gateway_show_in_the_live_figures(gateway_url, fund
     generations = [settled_generation(request_id) for request_id in request_ids]
     tokens = sum(g.tokens_prompt + g.tokens_completion for g in generations)
 
+    roll_up_usage()  # as beat does every minute; the volumes read the rollups
     assert weekly_token_volumes()[MODEL] == before + tokens
     assert daily_token_volume(model=MODEL, days=2)[-1] == (timezone.now().date(), today_before + tokens)
     performance = model_performance(model=MODEL)
@@ -91,12 +94,14 @@ def test_the_weekly_volume_counts_completed_requests_of_the_last_seven_days(reco
     records("a/m", ago=datetime.timedelta(days=7, hours=1), tokens_prompt=1000)  # too old
     records("a/m", ago=datetime.timedelta(hours=2), status=GenerationStatus.FAILED, tokens_prompt=500)
     records("b/m", ago=datetime.timedelta(hours=3), tokens_prompt=1, tokens_completion=1)
+    roll_up_usage(since=timezone.now() - datetime.timedelta(days=8))
     assert weekly_token_volumes() == {"a/m": 115, "b/m": 2}
 
 
 def test_the_daily_volume_has_every_day_oldest_first(records):
     records("a/m", ago=datetime.timedelta(days=2))
     records("a/m", ago=datetime.timedelta(days=2), tokens_completion=0)
+    roll_up_usage(since=timezone.now() - datetime.timedelta(days=8))
     days = daily_token_volume(model="a/m", days=4)
     today = timezone.now().date()
     assert [day for day, _ in days] == [today - datetime.timedelta(days=n) for n in (3, 2, 1, 0)]
@@ -134,6 +139,7 @@ def earlier_today(ago: datetime.timedelta) -> datetime.timedelta:
 def test_the_task_refreshes_the_snapshot_with_new_generations(shipped_catalog, records):
     slug = "meta-llama/llama-3.1-8b"
     records(slug, ago=earlier_today(datetime.timedelta(hours=1)), tokens_prompt=100, tokens_completion=20)
+    roll_up_usage()
     assert refresh_model_figures() == 7  # every active model of the shipped catalog
     first = model_figures_get(slug=slug)
     assert first.weekly_tokens == 120 and first.requests == 1 and first.success_rate == 1.0
@@ -143,7 +149,8 @@ def test_the_task_refreshes_the_snapshot_with_new_generations(shipped_catalog, r
     records(slug, ago=earlier_today(datetime.timedelta(minutes=1)), tokens_prompt=1000, tokens_completion=0)
     failed_at = earlier_today(datetime.timedelta(minutes=2))
     records(slug, ago=failed_at, status=GenerationStatus.FAILED, ttft_ms=None)
-    assert model_figures_get(slug=slug) == first  # not until the task runs again
+    assert model_figures_get(slug=slug) == first  # not until the tasks run again
+    roll_up_usage()
     refresh_model_figures()
     second = model_figures_get(slug=slug)
     assert second.weekly_tokens == 1120 and second.requests == 3 and second.success_rate == 0.6667
@@ -158,6 +165,7 @@ def test_a_model_without_traffic_has_no_figures(shipped_catalog, records):
     records("not/in-the-catalog", ago=datetime.timedelta(hours=1))  # skipped: no such catalog model
     quiet = "hyperinfer/sandbox"
     assert model_figures_get(slug=quiet).weekly_tokens == 0  # before any snapshot
+    roll_up_usage()
     refresh_model_figures()
     figures = model_figures_get(slug=quiet)
     assert figures == LiveFigures(daily_tokens=figures.daily_tokens)  # zero volume, no performance
@@ -169,6 +177,7 @@ def test_a_model_without_traffic_has_no_figures(shipped_catalog, records):
 def test_an_old_snapshot_still_charts_the_days_up_to_today(shipped_catalog, records):
     slug = "meta-llama/llama-3.1-8b"
     records(slug, ago=datetime.timedelta(hours=1))
+    roll_up_usage()
     refresh_model_figures()
     stored = ModelFigures.objects.get(model__slug=slug)
     yesterday = timezone.now().date() - datetime.timedelta(days=1)
