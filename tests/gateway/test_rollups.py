@@ -239,3 +239,12 @@ def wait_for(condition, worker, seconds: float = 60) -> None:
         assert worker.poll() is None, worker.stdout.read() if worker.stdout else ""
         assert time.monotonic() < deadline, "the worker never did it"
         time.sleep(0.1)
+
+
+def test_operators_see_the_rollups_read_only_in_admin(record, admin_client):
+    traffic(record)
+    roll_up_usage(now=NOW)
+    listed = admin_client.get("/admin/billing/usagerollup/", {"period__exact": "day", "q": "b/m"})
+    assert listed.status_code == 200
+    assert listed.context["cl"].result_count == 2  # b/m's day rows: one per workspace and day
+    assert admin_client.get("/admin/billing/usagerollup/add/").status_code == 403
