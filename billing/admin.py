@@ -4,6 +4,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import cast
 
+import stripe
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
@@ -13,8 +14,19 @@ from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from billing.models import CreditAccount, KeySpend, LedgerEntry, Reservation, UsageRollup
+from billing.errors import InvalidAmount
+from billing.models import (
+    CreditAccount,
+    KeySpend,
+    LedgerEntry,
+    Payment,
+    Reservation,
+    StripeCustomer,
+    StripeEvent,
+    UsageRollup,
+)
 from billing.money import format_usd, usd_to_micro
+from billing.payments import payment_refund
 from billing.services import credits_adjust
 
 
@@ -70,7 +82,7 @@ def adjust_credits_for(
         modeladmin,
         request,
         form=form,
-        workspaces=workspaces,
+        items=[str(workspace) for workspace in workspaces],
         action_name=action_name,
         intro="Each adjustment is a ledger entry with your name and the reason; balances are never edited.",
         submit_label="Apply adjustment",
@@ -82,17 +94,18 @@ def render_action_form(
     request: HttpRequest,
     *,
     form: ActionForm,
-    workspaces: Sequence[Model],
+    items: Sequence[str],
     action_name: str,
     intro: str,
     submit_label: str,
 ) -> HttpResponse:
-    """The second step of an admin action that needs input (admin/confirm_action.html)."""
+    """The second step of an admin action that needs input (admin/confirm_action.html), naming the `items`
+    it applies to."""
     context = {
         **modeladmin.admin_site.each_context(request),
         "title": form.title,
         "form": form,
-        "workspaces": workspaces,
+        "items": items,
         "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
         "action_name": action_name,
         "intro": intro,
@@ -237,3 +250,99 @@ class UsageRollupAdmin(ReadOnlyAdmin):
     @admin.display(description="Cost", ordering="cost_micro_usd")
     def cost(self, obj: UsageRollup) -> str:
         return format_usd(obj.cost_micro_usd, 6)
+
+
+# --- Money in ------------------------------------------------------------------------------------
+class RefundForm(ActionForm):
+    title = "Refund payments through Stripe"
+    amount_usd = forms.DecimalField(
+        label="Amount (USD)",
+        required=False,
+        max_digits=10,
+        decimal_places=2,
+        min_value=Decimal("0.01"),
+        help_text="Empty: whatever is left of each payment. The card is refunded by Stripe; a refund entry "
+        "takes the credits back (the balance may go below zero).",
+    )
+
+
+@admin.action(description="Refund through Stripe")
+def refund_payments(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Payment]
+) -> HttpResponse | None:
+    if "apply" in request.POST:
+        form = RefundForm(request.POST)
+        if form.is_valid():
+            amount = form.cleaned_data["amount_usd"]
+            refunded = 0
+            for payment in queryset:
+                left = payment.amount_micro_usd - payment.refunded_micro_usd
+                micro = usd_to_micro(amount) if amount is not None else left
+                try:
+                    payment_refund(
+                        payment=payment, amount_micro_usd=micro, by=cast(AbstractBaseUser, request.user)
+                    )
+                except (InvalidAmount, stripe.StripeError) as exc:
+                    modeladmin.message_user(request, f"{payment.payment_intent_id}: {exc}", messages.ERROR)
+                    continue
+                refunded += 1
+            modeladmin.message_user(request, f"Refunded {refunded} payment(s).", messages.SUCCESS)
+            return None
+    else:
+        form = RefundForm()
+    return render_action_form(
+        modeladmin,
+        request,
+        form=form,
+        items=[f"{p.payment_intent_id}: {format_usd(p.amount_micro_usd)} ({p.workspace})" for p in queryset],
+        action_name="refund_payments",
+        intro="Each refund goes through Stripe; the ledger records it with your name. No balance is edited.",
+        submit_label="Refund",
+    )
+
+
+@admin.register(Payment)
+class PaymentAdmin(ReadOnlyAdmin):
+    list_display = (
+        "created_at",
+        "workspace",
+        "kind",
+        "amount",
+        "status",
+        "card",
+        "refunded",
+        "payment_intent_id",
+    )
+    list_filter = ("status", "kind", "created_at")
+    search_fields = ("payment_intent_id", "charge_id", "workspace__slug", "workspace__name", "card_last4")
+    date_hierarchy = "created_at"
+    list_select_related = ("workspace",)
+    actions = [refund_payments]
+
+    @admin.display(description="Amount", ordering="amount_micro_usd")
+    def amount(self, obj: Payment) -> str:
+        return format_usd(obj.amount_micro_usd)
+
+    @admin.display(description="Refunded", ordering="refunded_micro_usd")
+    def refunded(self, obj: Payment) -> str:
+        return format_usd(obj.refunded_micro_usd) if obj.refunded_micro_usd else ""
+
+    @admin.display(description="Card")
+    def card(self, obj: Payment) -> str:
+        return f"{obj.card_brand} •••• {obj.card_last4}" if obj.card_last4 else ""
+
+
+@admin.register(StripeEvent)
+class StripeEventAdmin(ReadOnlyAdmin):
+    list_display = ("received_at", "type", "event_id", "processed_at", "error")
+    list_filter = ("type", "received_at")
+    search_fields = ("event_id", "type")
+    date_hierarchy = "received_at"
+
+
+@admin.register(StripeCustomer)
+class StripeCustomerAdmin(ReadOnlyAdmin):
+    list_display = ("workspace", "customer_id", "card_brand", "card_last4", "auto_top_up", "created_at")
+    list_filter = ("auto_top_up",)
+    search_fields = ("customer_id", "workspace__slug", "workspace__name")
+    list_select_related = ("workspace",)

@@ -29,3 +29,19 @@ class ReasonRequired(BillingError):
     """An operator's adjustment without a reason: the ledger explains every change."""
 
     code = "invalid_request"
+
+
+class PaymentDeclined(BillingError):
+    """The card was declined (or its 3-D Secure failed); the message is the card issuer's, for people."""
+
+    code = "payment_declined"
+
+
+class PaymentNotFound(BillingError):
+    code = "not_found"
+
+
+class WebhookRejected(BillingError):
+    """A webhook delivery that is not Stripe's: a bad signature, or not an event at all."""
+
+    code = "invalid_request"

@@ -200,3 +200,85 @@ class UsageRollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.period} {self.bucket_start:%Y-%m-%d %H:%M} {self.model} ({self.workspace_id})"
+
+
+# --- Stripe: money in ------------------------------------------------------------------------
+class PaymentKind(models.TextChoices):
+    PURCHASE = "purchase", "Purchase"
+    AUTO_TOP_UP = "auto_top_up", "Auto top-up"
+
+
+class PaymentStatus(models.TextChoices):
+    PENDING = "pending", "Pending"  # created, not confirmed yet (or an off-session charge on its way)
+    REQUIRES_ACTION = "requires_action", "Waiting for the card holder (3-D Secure)"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class StripeCustomer(models.Model):
+    """A workspace's Stripe customer, its saved card, and its auto top-up settings."""
+
+    workspace = models.OneToOneField(
+        "console.Workspace", primary_key=True, on_delete=models.CASCADE, related_name="stripe_customer"
+    )
+    customer_id = models.CharField(max_length=100, unique=True)
+    payment_method_id = models.CharField(max_length=100, blank=True, help_text="The saved card, if any.")
+    card_brand = models.CharField(max_length=20, blank=True)
+    card_last4 = models.CharField(max_length=4, blank=True)
+    auto_top_up = models.BooleanField(default=False)
+    auto_top_up_threshold_micro_usd = models.BigIntegerField(default=5_000_000)
+    auto_top_up_amount_micro_usd = models.BigIntegerField(default=20_000_000)
+    low_balance_notified_at = models.DateTimeField(
+        null=True, blank=True, help_text="Set when the balance fell below the threshold; cleared above it."
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.customer_id} ({self.workspace_id})"
+
+
+class Payment(models.Model):
+    """One card payment for credits: a Stripe PaymentIntent as the workspace sees it."""
+
+    workspace = models.ForeignKey("console.Workspace", on_delete=models.PROTECT, related_name="payments")
+    payment_intent_id = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=12, choices=PaymentKind.choices, default=PaymentKind.PURCHASE)
+    status = models.CharField(max_length=16, choices=PaymentStatus.choices, default=PaymentStatus.PENDING)
+    amount_micro_usd = models.BigIntegerField(help_text="The credits bought; the card is charged the same.")
+    refunded_micro_usd = models.BigIntegerField(default=0)
+    card_brand = models.CharField(max_length=20, blank=True)
+    card_last4 = models.CharField(max_length=4, blank=True)
+    charge_id = models.CharField(max_length=100, blank=True, db_index=True)
+    receipt_url = models.URLField(max_length=500, blank=True)
+    failure_message = models.CharField(max_length=300, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    succeeded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount_micro_usd__gt=0), name="payment_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.payment_intent_id} {self.status}"
+
+
+class StripeEvent(models.Model):
+    """A webhook event, stored once by its id when it arrives and applied by a Celery task."""
+
+    event_id = models.CharField(max_length=100, unique=True)
+    type = models.CharField(max_length=60)
+    payload = models.JSONField()
+    received_at = models.DateTimeField(default=timezone.now)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} {self.type}"

@@ -197,6 +197,25 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+# --- Stripe (credits) ----------------------------------------------------------------------
+# With real keys the same code talks to Stripe. Without STRIPE_SECRET_KEY, `make run` starts localstripe (a
+# stateful Stripe double with a fake Stripe.js) on STRIPE_API_BASE and the dashboard says "test mode".
+STRIPE_SECRET_KEY = env_str("STRIPE_SECRET_KEY", "")
+STRIPE_PUBLISHABLE_KEY = env_str("STRIPE_PUBLISHABLE_KEY", "pk_test_localstripe")
+STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET", "whsec_localstripe")
+STRIPE_API_BASE = env_str("STRIPE_API_BASE", "" if STRIPE_SECRET_KEY else "http://127.0.0.1:8420")
+STRIPE_JS_URL = env_str(
+    "STRIPE_JS_URL",
+    f"{STRIPE_API_BASE}/js.stripe.com/v3/" if STRIPE_API_BASE else "https://js.stripe.com/v3/",
+)
+STRIPE_TEST_MODE = not STRIPE_SECRET_KEY.startswith("sk_live_")
+if IS_PRODUCTION and STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET == "whsec_localstripe":
+    raise ImproperlyConfigured("STRIPE_WEBHOOK_SECRET must be set with STRIPE_SECRET_KEY in production")
+# Credits a card may buy at once, in whole US dollars.
+CREDITS_MIN_USD = env_int("CREDITS_MIN_USD", 5)
+CREDITS_MAX_USD = env_int("CREDITS_MAX_USD", 1_000)
+CREDITS_PRESETS_USD = (10, 25, 50, 100)
+
 # --- E-mail (password resets) -------------------------------------------------------------
 # Development prints e-mails to the console; production sets an SMTP server.
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

@@ -60,7 +60,7 @@ def lock_workspaces(
         modeladmin,
         request,
         form=form,
-        workspaces=list(queryset),
+        items=[f"{workspace.name} ({workspace.slug})" for workspace in queryset],
         action_name="lock_workspaces",
         intro="Locked workspaces keep their data and balance; their API requests get workspace_locked.",
         submit_label="Lock",

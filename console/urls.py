@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
 
-from console.views import auth, dashboard, keys
+from console.views import auth, dashboard, keys, payments
 
 app_name = "console"
 urlpatterns = [
@@ -52,6 +52,16 @@ urlpatterns = [
     ),
     path("dashboard/", dashboard.dashboard, name="dashboard"),
     path("billing/", dashboard.billing, name="billing"),
+    path("billing/add/", payments.credits_add, name="credits_add"),
+    path("billing/pay/", payments.credits_pay, name="credits_pay"),
+    path("billing/payments/", payments.payments, name="payments"),
+    path(
+        "billing/payments/<str:payment_intent_id>/refresh/", payments.credits_refresh, name="credits_refresh"
+    ),
+    path(
+        "billing/payments/<str:payment_intent_id>/receipt/", payments.payment_receipt, name="payment_receipt"
+    ),
+    path("stripe/webhook/", payments.stripe_webhook, name="stripe_webhook"),
     path("keys/", keys.keys, name="keys"),
     path("keys/<int:key_id>/edit/", keys.key_edit, name="key_edit"),
     path("keys/<int:key_id>/revoke/", keys.key_revoke, name="key_revoke"),

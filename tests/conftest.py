@@ -6,7 +6,10 @@ import os
 import pytest
 from django.db import connection
 
-pytest_plugins = ["tests.celery_worker"]  # the `worker` fixture: a real Celery worker on Redis
+pytest_plugins = [
+    "tests.celery_worker",  # the `worker` fixture: a real Celery worker on Redis
+    "tests.stripe_double",  # localstripe as a real server (`stripe_double`)
+]
 
 
 def pytest_collection_modifyitems(config, items):

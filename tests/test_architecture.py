@@ -30,6 +30,7 @@ PUBLIC: dict[str, set[str]] = {
         "billing.key_spend",  # key-limit periods, holds and charges
         "billing.mirror",  # the Redis mirror's layout, shared with the Redis meter's scripts
         "billing.admin",  # inlines for console's admin pages
+        "billing.payments",  # money in: card payments, refunds, Stripe's webhook events
     },
     "console": {
         "console.models",
