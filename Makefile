@@ -13,11 +13,13 @@ $(VENV)/.installed: requirements.lock
 
 install: $(VENV)/.installed
 
-## make run: install, migrate, load the catalog, create the demo operator and key, serve on 127.0.0.1:$(PORT)
+## make run: install, migrate, load the catalog, create the demo operator and key, start the Stripe double
+## (localstripe, when no STRIPE_SECRET_KEY is set), serve on 127.0.0.1:$(PORT)
 run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py catalog_load
 	$(PY) manage.py demo_setup --port $(PORT)
+	$(PY) manage.py stripe_double --site http://127.0.0.1:$(PORT)
 	$(PY) manage.py runserver 127.0.0.1:$(PORT)
 
 ## make test: lint, type-check, then the whole suite (PostgreSQL/Redis tests run when DATABASE_URL/REDIS_URL are set)
