@@ -9,7 +9,9 @@ once, in whatever order they come. Webhook events are stored once by their id an
 import logging
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal, InvalidOperation
+from enum import StrEnum
 from typing import Any
 
 import stripe
@@ -30,6 +32,7 @@ from billing.models import (
     StripeEvent,
 )
 from billing.money import MICRO_PER_USD
+from billing.selectors import account_for
 from billing.services import ledger_post
 
 logger = logging.getLogger(__name__)
@@ -296,3 +299,111 @@ def _dispute_created(dispute: Json) -> EventOutcome:
 
 def payments_of(*, workspace_id: uuid.UUID) -> list[Payment]:
     return list(Payment.objects.filter(workspace_id=workspace_id).order_by("-created_at"))
+
+
+# --- Auto top-up -----------------------------------------------------------------------------------
+class TopUp(StrEnum):
+    CHARGED = "charged"
+    NOT_NEEDED = "not_needed"  # off, no saved card, or the balance is above the threshold
+    IN_FLIGHT = "in_flight"  # one is on its way already
+    DECLINED = "declined"  # the card was refused: auto top-up is now off
+
+
+IN_FLIGHT_SECONDS = 600  # an auto top-up still pending after this is no longer waited for
+
+
+def auto_top_up_configure(
+    *, workspace_id: uuid.UUID, enabled: bool, threshold_micro_usd: int, amount_micro_usd: int
+) -> StripeCustomer:
+    """Turn auto top-up on or off. On needs a saved card, an amount a card may buy at once, and a threshold
+    that is not negative."""
+    customer = StripeCustomer.objects.filter(workspace_id=workspace_id).first()
+    if enabled and (customer is None or not customer.payment_method_id):
+        raise InvalidAmount("payment_method: save a card first (pay once with “Save this card”)")
+    if threshold_micro_usd < 0:
+        raise InvalidAmount("threshold: cannot be below $0")
+    low, high = settings.CREDITS_MIN_USD * MICRO_PER_USD, settings.CREDITS_MAX_USD * MICRO_PER_USD
+    if enabled and not low <= amount_micro_usd <= high:
+        raise InvalidAmount(f"amount: between ${settings.CREDITS_MIN_USD} and ${settings.CREDITS_MAX_USD:,}")
+    if customer is None:
+        raise InvalidAmount("payment_method: save a card first (pay once with “Save this card”)")
+    StripeCustomer.objects.filter(pk=customer.pk).update(
+        auto_top_up=enabled,
+        auto_top_up_threshold_micro_usd=threshold_micro_usd,
+        auto_top_up_amount_micro_usd=amount_micro_usd,
+    )
+    customer.refresh_from_db()
+    return customer
+
+
+def auto_top_up_workspaces(*, workspace_ids: set[uuid.UUID]) -> list[uuid.UUID]:
+    """Which of these workspaces have auto top-up on (one query: the meters ask after each batch)."""
+    return list(
+        StripeCustomer.objects.filter(workspace_id__in=workspace_ids, auto_top_up=True).values_list(
+            "workspace_id", flat=True
+        )
+    )
+
+
+def auto_top_up_run(*, workspace_id: uuid.UUID) -> TopUp:
+    """One off-session charge of the saved card when the available balance is below the threshold. The
+    customer row stays locked through the charge, so concurrent runs queue behind it and find the balance
+    restored: at most one top-up in flight per workspace, whatever triggered it."""
+    with transaction.atomic():
+        customer = StripeCustomer.objects.select_for_update().filter(workspace_id=workspace_id).first()
+        if customer is None or not customer.auto_top_up or not customer.payment_method_id:
+            return TopUp.NOT_NEEDED
+        if (
+            account_for(workspace_id=workspace_id).available_micro_usd
+            >= customer.auto_top_up_threshold_micro_usd
+        ):
+            return TopUp.NOT_NEEDED
+        in_flight = Payment.objects.filter(
+            workspace_id=workspace_id,
+            kind=PaymentKind.AUTO_TOP_UP,
+            status__in=(PaymentStatus.PENDING, PaymentStatus.REQUIRES_ACTION),
+            created_at__gte=timezone.now() - timedelta(seconds=IN_FLIGHT_SECONDS),
+        ).exists()
+        if in_flight:
+            return TopUp.IN_FLIGHT
+        done = Payment.objects.filter(workspace_id=workspace_id, kind=PaymentKind.AUTO_TOP_UP).count()
+        try:
+            intent = stripe_api.payment_intent_confirm_new(
+                amount_cents=customer.auto_top_up_amount_micro_usd // MICRO_PER_CENT,
+                customer_id=customer.customer_id,
+                payment_method_id=customer.payment_method_id,
+                metadata={"workspace_id": str(workspace_id), "kind": PaymentKind.AUTO_TOP_UP},
+                idempotency_key=f"auto-top-up-{workspace_id}-{done}",  # a retry of this run reuses it
+                off_session=True,
+            )
+        except stripe.CardError as exc:
+            logger.warning("auto top-up of %s declined: %s", workspace_id, exc.user_message)
+            StripeCustomer.objects.filter(pk=customer.pk).update(auto_top_up=False)
+            return TopUp.DECLINED
+        payment = payment_sync(intent)
+        if payment.status == PaymentStatus.SUCCEEDED:
+            return TopUp.CHARGED
+        # Off-session, nobody can answer the bank (3-D Secure) or fix the card: stop until the owner does.
+        StripeCustomer.objects.filter(pk=customer.pk).update(auto_top_up=False)
+        message = "The bank asked to confirm the payment; pay once on the Add credits page."
+        Payment.objects.filter(pk=payment.pk).update(status=PaymentStatus.FAILED, failure_message=message)
+        return TopUp.DECLINED
+
+
+def low_balance_crossed(*, workspace_id: uuid.UUID) -> bool:
+    """True once each time the available balance falls below the workspace's threshold (the caller then
+    tells the owners); rising above it again re-arms the alert."""
+    with transaction.atomic():
+        customer = StripeCustomer.objects.select_for_update().filter(workspace_id=workspace_id).first()
+        if customer is None:
+            return False
+        below = (
+            account_for(workspace_id=workspace_id).available_micro_usd
+            < customer.auto_top_up_threshold_micro_usd
+        )
+        if below and customer.low_balance_notified_at is None:
+            StripeCustomer.objects.filter(pk=customer.pk).update(low_balance_notified_at=timezone.now())
+            return True
+        if not below and customer.low_balance_notified_at is not None:
+            StripeCustomer.objects.filter(pk=customer.pk).update(low_balance_notified_at=None)
+        return False

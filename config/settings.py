@@ -178,6 +178,8 @@ CELERY_BEAT_SCHEDULE = {
     "gateway-roll-up-usage": {"task": "gateway.tasks.roll_up_usage", "schedule": 60.0},
     # The catalog's live figures: weekly and daily volume from the rollups, last day's performance.
     "gateway-refresh-model-figures": {"task": "gateway.tasks.refresh_model_figures", "schedule": 60.0},
+    # Auto top-up's backstop: the gateway's meters trigger it after each settlement that needs it.
+    "console-auto-top-up-sweep": {"task": "console.tasks.auto_top_up_sweep", "schedule": 60.0},
     # Every micro-dollar accounted for (gateway/audit.py); findings are logged as critical.
     "gateway-audit-ledger": {"task": "gateway.tasks.audit_ledger", "schedule": 900.0},
 }
@@ -196,6 +198,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+# Where people reach the dashboard, for links in e-mails.
+SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 
 # --- Stripe (credits) ----------------------------------------------------------------------
 # With real keys the same code talks to Stripe. Without STRIPE_SECRET_KEY, `make run` starts localstripe (a

@@ -54,6 +54,7 @@ urlpatterns = [
     path("billing/", dashboard.billing, name="billing"),
     path("billing/add/", payments.credits_add, name="credits_add"),
     path("billing/pay/", payments.credits_pay, name="credits_pay"),
+    path("billing/auto-top-up/", payments.auto_top_up_settings, name="auto_top_up"),
     path("billing/payments/", payments.payments, name="payments"),
     path(
         "billing/payments/<str:payment_intent_id>/refresh/", payments.credits_refresh, name="credits_refresh"

@@ -39,6 +39,7 @@ PUBLIC: dict[str, set[str]] = {
         "console.services.keys",
         "console.services.workspaces",
         "console.services.accounts",
+        "console.tasks",  # auto top-up, queued by the gateway's meters after debits
     },
     "gateway": set(),  # nothing: the gateway is the top of the apps
 }

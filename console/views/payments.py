@@ -5,15 +5,18 @@ import json
 import logging
 
 from django.conf import settings
+from django.contrib import messages
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from billing.errors import InvalidAmount, PaymentDeclined, PaymentNotFound, WebhookRejected
-from billing.models import Payment, PaymentStatus
+from billing.models import Payment, PaymentStatus, StripeCustomer
+from billing.money import usd_to_micro
 from billing.payments import (
+    auto_top_up_configure,
     card_setup_start,
     credits_amount,
     payment_refresh,
@@ -55,7 +58,37 @@ def credits_add(request: WorkspaceRequest) -> HttpResponse:
     }
     if context["may_pay"]:
         context["setup_secret"] = card_setup_start(workspace_id=workspace.pk, email=request.user.email)
+        context["customer"] = StripeCustomer.objects.filter(workspace=workspace).first()
     return render(request, "console/credits_add.html", context)
+
+
+@require_POST
+@workspace_required
+def auto_top_up_settings(request: WorkspaceRequest) -> HttpResponse:
+    if not _may_pay(request):
+        messages.error(request, "Only an owner or admin of the workspace can change auto top-up.")
+        return redirect("console:credits_add")
+    try:
+        customer = auto_top_up_configure(
+            workspace_id=request.workspace.pk,
+            enabled=request.POST.get("enabled") == "on",
+            threshold_micro_usd=credits_amount_or_zero(request.POST.get("threshold", "")),
+            amount_micro_usd=credits_amount_or_zero(request.POST.get("amount", "")),
+        )
+    except InvalidAmount as exc:
+        messages.error(request, str(exc))
+        return redirect("console:credits_add")
+    state = "on" if customer.auto_top_up else "off"
+    messages.success(request, f"Auto top-up is {state}.")
+    return redirect("console:credits_add")
+
+
+def credits_amount_or_zero(value: str) -> int:
+    """A dollar amount typed in a settings form, in micro-USD (the service checks its bounds)."""
+    try:
+        return usd_to_micro(value.strip().lstrip("$") or "0")
+    except (InvalidAmount, ValueError):
+        raise InvalidAmount(f"{value!r} is not an amount in dollars") from None
 
 
 @require_POST

@@ -19,6 +19,7 @@ from gateway.catalog_cache import ModelInfo
 from gateway.http import in_thread
 from gateway.metering.base import Settlement, charge_for, generation_fields, refused, worst_case
 from gateway.metering.records import generation_data
+from gateway.metering.top_ups import top_ups_after_commit
 from gateway.models import Generation
 from gateway.ratelimit import check_rate_limit
 
@@ -61,6 +62,8 @@ def settle_sync(settlement: Settlement) -> int:
             },
         )
         Generation.objects.update_or_create(request_id=settlement.request_id, defaults=fields)
+        if cost > 0:
+            top_ups_after_commit([settlement.caller.workspace_id])
     return cost
 
 

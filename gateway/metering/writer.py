@@ -29,6 +29,7 @@ from core.encoding import compact_json
 from gateway.http import in_thread
 from gateway.metering.records import generation_from_json
 from gateway.metering.redis_meter import loop_client
+from gateway.metering.top_ups import top_ups_after_commit
 from gateway.models import Generation
 
 logger = logging.getLogger(__name__)
@@ -134,6 +135,7 @@ def _write(records: list[Record]) -> Written:
         )
         _add_key_usage(fresh, live_keys)
         Generation.objects.bulk_create(generations)
+        top_ups_after_commit(g.workspace_id for g in generations if g.cost_micro_usd > 0)
         written.generations = len(generations)
     return written
 

@@ -1,10 +1,12 @@
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import Any
 
-import httpx
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -39,18 +41,17 @@ class Command(BaseCommand):
                     raise CommandError(f"localstripe did not start on {base}: see {log}")
                 time.sleep(0.2)
         webhook = f"{options['site'].rstrip('/')}/stripe/webhook/"
-        response = httpx.post(
-            f"{base}/_config/webhooks/hyperinfer",
-            data={"url": webhook, "secret": settings.STRIPE_WEBHOOK_SECRET},
-            timeout=10,
-        )
-        if response.status_code >= 400:
-            raise CommandError(f"localstripe refused the webhook: {response.text}")
+        form = urllib.parse.urlencode({"url": webhook, "secret": settings.STRIPE_WEBHOOK_SECRET}).encode()
+        try:
+            urllib.request.urlopen(f"{base}/_config/webhooks/hyperinfer", data=form, timeout=10).close()
+        except urllib.error.URLError as exc:
+            raise CommandError(f"localstripe refused the webhook: {exc}") from exc
         self.stdout.write(f"test mode: localstripe on {base}, webhooks to {webhook}")
 
     @staticmethod
     def _up(base: str) -> bool:
         try:
-            return httpx.get(f"{base}/js.stripe.com/v3/", timeout=1).status_code == 200
-        except httpx.HTTPError:
+            with urllib.request.urlopen(f"{base}/js.stripe.com/v3/", timeout=1) as response:
+                return bool(response.status == 200)
+        except (urllib.error.URLError, OSError):
             return False
