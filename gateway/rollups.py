@@ -2,19 +2,20 @@
 provider and outcome, into billing's `UsageRollup` — what the dashboard's charts and the catalog's token
 volumes read instead of scanning the records.
 
-Idempotent by construction: a run recomputes whole hours — the last `LOOKBACK_HOURS` — from the records and
-replaces what was there, then recomputes the days those hours fall in from their hour rows. Running it twice
-changes nothing, and a record that reaches PostgreSQL late (the Redis meter's writer catching up, a
-settlement the journal's keeper retried) is counted when its hour is next recomputed. A record older than
-the lookback when it arrives (only after an outage longer than that) is counted by
-`manage.py usage_rollup --since …`, which recomputes from any hour on. Runs take a PostgreSQL advisory lock,
-so two never interleave their deletes and inserts.
+Idempotent by construction: a run recomputes whole hours — the last `LOOKBACK_HOURS`, reaching further back
+when the latest hour rolled is older (a beat that stopped catches up; the first run on a deployment rolls
+up every record there is) — from the records and replaces what was there, then recomputes the days those
+hours fall in from their hour rows. Running it twice changes nothing, and a record that reaches PostgreSQL
+late (the Redis meter's writer catching up, a settlement the journal's keeper retried) is counted when its
+hour is next recomputed. A record older than the lookback when it arrives (only after an outage longer than
+that) is counted by `manage.py usage_rollup --since …`, which recomputes from any hour on. Runs take a
+PostgreSQL advisory lock, so two never interleave their deletes and inserts.
 """
 
 from datetime import UTC, datetime, timedelta
 
 from django.db import connection, transaction
-from django.db.models import Count, Sum
+from django.db.models import Count, Max, Min, Sum
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
@@ -38,7 +39,7 @@ def roll_up_usage(*, now: datetime | None = None, since: datetime | None = None)
     """Recompute the hour rows from `since` (default: the last LOOKBACK_HOURS) to the current hour, and the
     day rows of the days they fall in. Returns how many hour rows were written."""
     end = hour_start(now or timezone.now()) + timedelta(hours=1)
-    start = hour_start(since) if since is not None else end - timedelta(hours=LOOKBACK_HOURS)
+    start = hour_start(since) if since is not None else _scheduled_start(end)
     with transaction.atomic():
         _lock()
         hours = usage_rollups_replace(
@@ -47,6 +48,18 @@ def roll_up_usage(*, now: datetime | None = None, since: datetime | None = None)
         last_hour = end - timedelta(hours=1)
         usage_days_recompute(first_day=day_start(start), end_day=day_start(last_hour) + timedelta(days=1))
     return hours
+
+
+def _scheduled_start(end: datetime) -> datetime:
+    """The lookback before the current hour, or before the latest hour rolled if that is older; with
+    nothing rolled yet, the first record's hour."""
+    lookback = timedelta(hours=LOOKBACK_HOURS)
+    hours = UsageRollup.objects.filter(period=UsagePeriod.HOUR)
+    latest = hours.aggregate(latest=Max("bucket_start"))["latest"]
+    if latest is not None:
+        return min(end - lookback, latest + timedelta(hours=1) - lookback)
+    first = Generation.objects.aggregate(first=Min("created_at"))["first"]
+    return min(end - lookback, hour_start(first)) if first is not None else end - lookback
 
 
 def _hour_rows(start: datetime, end: datetime) -> list[UsageRollup]:

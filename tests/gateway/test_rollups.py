@@ -248,3 +248,15 @@ def test_operators_see_the_rollups_read_only_in_admin(record, admin_client):
     assert listed.status_code == 200
     assert listed.context["cl"].result_count == 2  # b/m's day rows: one per workspace and day
     assert admin_client.get("/admin/billing/usagerollup/add/").status_code == 403
+
+
+def test_the_first_run_rolls_up_all_history_and_a_stopped_beat_catches_up(record):
+    workspace = make_workspace()
+    history = [record(workspace, at=NOW - datetime.timedelta(days=days)) for days in (3, 2)]
+    roll_up_usage(now=NOW)  # nothing rolled yet: from the first record on
+    assert stored_rows(UsagePeriod.HOUR) == expected_rows(history, UsagePeriod.HOUR)
+    # Beat stops; records keep coming for ten hours; the next run reaches back to where it stopped.
+    later = [record(workspace, at=NOW + datetime.timedelta(hours=h)) for h in (1, 5, 9)]
+    roll_up_usage(now=NOW + datetime.timedelta(hours=10))
+    assert stored_rows(UsagePeriod.HOUR) == expected_rows(history + later, UsagePeriod.HOUR)
+    assert stored_rows(UsagePeriod.DAY) == expected_rows(history + later, UsagePeriod.DAY)
