@@ -57,6 +57,11 @@ if IS_PRODUCTION:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_CONTENT_TYPE_NOSNIFF = True
+    # Browsers keep to HTTPS for a year once they have seen the site over it (sent on HTTPS responses only).
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
 
 # --- Applications -------------------------------------------------------------------------
 INSTALLED_APPS = [
@@ -224,6 +229,12 @@ CREDITS_PRESETS_USD = (10, 25, 50, 100)
 # --- E-mail (password resets) -------------------------------------------------------------
 # Development prints e-mails to the console; production sets an SMTP server.
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+_LOG_ONLY_EMAIL = ("console", "locmem", "dummy", "filebased")
+if IS_PRODUCTION and any(f".{kind}." in EMAIL_BACKEND for kind in _LOG_ONLY_EMAIL):
+    raise ImproperlyConfigured(
+        f"EMAIL_BACKEND is {EMAIL_BACKEND} in production: password resets and payment e-mails would never "
+        "leave the server. Set EMAIL_BACKEND=django.core.mail.backends.smtp.EmailBackend and EMAIL_HOST."
+    )
 EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("EMAIL_PORT", 587)
 EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")

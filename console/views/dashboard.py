@@ -5,6 +5,8 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from billing.selectors import account_for, ledger_entries
@@ -49,7 +51,13 @@ def workspace_switch(request: SignedInRequest) -> HttpResponse:
     chosen = workspaces_for_user(user=request.user).filter(pk=chosen_id).first() if chosen_id else None
     if chosen is not None:
         request.session[SESSION_WORKSPACE_KEY] = str(chosen.pk)
-    return redirect(request.POST.get("next") or "console:dashboard")
+    target = request.POST.get("next") or ""
+    # Only back to a page of this site: never an open redirect to another host.
+    if not url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        target = reverse("console:dashboard")
+    return redirect(target)
 
 
 @login_required

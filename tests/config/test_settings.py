@@ -31,6 +31,7 @@ def check(**env) -> subprocess.CompletedProcess:
         ({"SECRET_KEY": "django-insecure-" + "q" * 60}, "insecure SECRET_KEY"),
         ({"SECRET_KEY": GOOD_KEY, "DEBUG": "true"}, "DEBUG on"),
         ({"SECRET_KEY": GOOD_KEY, "DEBUG": "false"}, "INTERNAL_TOKEN"),
+        ({"SECRET_KEY": GOOD_KEY, "INTERNAL_TOKEN": GOOD_TOKEN}, "EMAIL_BACKEND is"),  # the console's default
     ],
 )
 def test_production_refuses_to_start_insecurely(env, message):
@@ -39,14 +40,35 @@ def test_production_refuses_to_start_insecurely(env, message):
     assert message in result.stderr
 
 
-def test_production_starts_with_a_strong_key_and_debug_off():
-    result = check(
-        HYPERINFER_ENV="production",
-        SECRET_KEY=GOOD_KEY,
-        INTERNAL_TOKEN=GOOD_TOKEN,
-        ALLOWED_HOSTS="api.example.com",
-    )
+PRODUCTION = {
+    "HYPERINFER_ENV": "production",
+    "SECRET_KEY": GOOD_KEY,
+    "INTERNAL_TOKEN": GOOD_TOKEN,
+    "ALLOWED_HOSTS": "api.example.com",
+    "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+}
+
+
+def test_production_starts_with_a_strong_key_debug_off_and_a_real_mail_server():
+    result = check(**PRODUCTION)
     assert result.returncode == 0, result.stderr
+
+
+def test_production_pages_carry_hsts_and_the_security_headers():
+    script = (
+        "from django.test import Client; "
+        "r = Client().get('/login/', secure=True, HTTP_HOST='api.example.com'); "
+        "print(r.status_code, r.headers.get('Strict-Transport-Security'), r.headers.get('X-Frame-Options'), "
+        "r.headers.get('Referrer-Policy'), r.headers.get('X-Content-Type-Options'))"
+    )
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "--no-imports", "-c", script],
+        env={"PATH": "/usr/bin:/bin", "SQLITE_PATH": ":memory:", **PRODUCTION},
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.stdout.split() == ["200", "max-age=31536000", "DENY", "same-origin", "nosniff"], (
+        result.stderr
+    )
 
 
 def test_development_needs_no_variables_at_all():

@@ -163,3 +163,16 @@ def test_a_key_is_edited_from_the_dashboard(owner_client, shipped_catalog):
     key.refresh_from_db()
     assert (key.name, key.limit_micro_usd, key.limit_reset) == ("ci-runner", 2_500_000, "weekly")
     assert key.allowed_models == ["hyperinfer/sandbox"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "next_url",
+    ["https://evil.example/", "//evil.example/path", "javascript:alert(1)", "http:///evil.example"],
+)
+def test_switching_workspaces_never_redirects_off_the_site(owner_client, next_url):
+    client, _, acme = owner_client
+    answer = client.post("/workspaces/switch/", {"workspace": str(acme.pk), "next": next_url})
+    assert answer.status_code == 302 and answer["Location"] == "/dashboard/"
+    back = client.post("/workspaces/switch/", {"workspace": str(acme.pk), "next": "/keys/?page=2"})
+    assert back["Location"] == "/keys/?page=2"  # a page of this site is fine
