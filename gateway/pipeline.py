@@ -42,7 +42,7 @@ from gateway.metering.keeper import loop_journal
 from gateway.models import GenerationStatus
 from gateway.routing import OpenStream, open_stream, usage_when_cancelled
 from gateway.session import upstream_session
-from gateway.tokens import estimate_prompt_tokens, reservation_prompt_tokens
+from gateway.tokens import estimate_prompt_tokens, prompt_tokens_at_least, reservation_prompt_tokens
 from gateway.upstreams.base import RouteInfo, UpstreamError
 
 logger = logging.getLogger(__name__)
@@ -69,6 +69,11 @@ def _admit(fmt: IngressFormat, headers: dict[bytes, bytes], body: bytes) -> Admi
         raise ApiError(ErrorCode.INVALID_REQUEST, f"model: unknown model {request.model!r}", param="model")
     if caller.allowed_models and model.slug not in caller.allowed_models:
         raise ApiError(ErrorCode.MODEL_NOT_ALLOWED, f"This key may not use {model.slug}.", param="model")
+    if (least := prompt_tokens_at_least(request)) > model.context_length:
+        message = (
+            f"The prompt is at least {least:,} tokens; {model.slug} takes {model.context_length:,} at most."
+        )
+        raise ApiError(ErrorCode.CONTEXT_LENGTH_EXCEEDED, message, param=fmt.PROMPT_FIELD)
     return Admitted(
         caller,
         request,

@@ -4,7 +4,8 @@
 so a file counts a token per byte of its content (a PDF page costs more tokens than it has bytes of text),
 and a file by reference counts as the whole context. It is capped at the model's context length, since the
 upstream refuses a longer prompt (and a refused request costs nothing). `estimate_prompt_tokens` is the
-text-only estimate the meters fall back on when an upstream reports no usage.
+text-only estimate the meters fall back on when an upstream reports no usage. `prompt_tokens_at_least` errs
+low: a prompt above the model's context even by that count is refused before anything is reserved or sent.
 """
 
 from collections.abc import Iterable
@@ -20,11 +21,24 @@ from gateway.canonical import (
 )
 
 _CHARS_PER_TOKEN = 3  # deliberately below the usual ~4, so the estimate errs high
+_MOST_CHARS_PER_TOKEN = 16  # no tokenizer in the catalog packs more text into one token (runs of spaces)
 _PER_MESSAGE = 4
 _PER_IMAGE = 1_000
 
 
 def estimate_prompt_tokens(request: CanonicalRequest) -> int:
+    chars, images = _prompt_size(request)
+    return -(-chars // _CHARS_PER_TOKEN) + _PER_MESSAGE * len(request.messages) + _PER_IMAGE * images
+
+
+def prompt_tokens_at_least(request: CanonicalRequest) -> int:
+    """A count the prompt's real one cannot be below: its text at the most characters a token can hold."""
+    chars, _ = _prompt_size(request)
+    return chars // _MOST_CHARS_PER_TOKEN
+
+
+def _prompt_size(request: CanonicalRequest) -> tuple[int, int]:
+    """(characters of text, images) in the prompt."""
     chars = 0
     images = 0
     for message in request.messages:
@@ -39,7 +53,7 @@ def estimate_prompt_tokens(request: CanonicalRequest) -> int:
                 images += 1
     for tool in request.tools:
         chars += len(tool.name) + len(tool.description or "") + len(str(tool.parameters))
-    return -(-chars // _CHARS_PER_TOKEN) + _PER_MESSAGE * len(request.messages) + _PER_IMAGE * images
+    return chars, images
 
 
 def reservation_prompt_tokens(request: CanonicalRequest, *, context_length: int) -> int:

@@ -43,6 +43,7 @@ from gateway.ingress.validation import load_validator, refuse_server_tools, vali
 
 __all__ = [
     "FORMAT",
+    "PROMPT_FIELD",
     "STOP_REASONS",
     "content_blocks",
     "error_body",
@@ -55,6 +56,7 @@ __all__ = [
 ]
 
 FORMAT = "anthropic_messages"
+PROMPT_FIELD = "messages"
 PATH = "/api/v1/messages"
 LABEL = "Anthropic Messages"
 REQUEST_VALIDATOR = load_validator("anthropic_messages.request.json")

@@ -32,6 +32,7 @@ class IngressFormat(Protocol):
     FORMAT: str  # the Generation.ingress_format value
     PATH: str  # where the gateway serves it (POST)
     LABEL: str  # its name for people (admin, dashboard)
+    PROMPT_FIELD: str  # the body field that holds the conversation, named by errors about the prompt
 
     def parse_request(self, body: dict[str, Any]) -> CanonicalRequest:
         """Validate and convert; raises ApiError(invalid_request) naming the field."""

@@ -48,6 +48,7 @@ from gateway.ingress.validation import (
 )
 
 FORMAT = "chat_completions"
+PROMPT_FIELD = "messages"
 PATH = "/api/v1/chat/completions"
 LABEL = "OpenAI Chat Completions"
 REASONING_FORMAT = "anthropic-claude-v1"  # whose signature a reasoning detail carries

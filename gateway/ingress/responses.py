@@ -46,6 +46,7 @@ from gateway.ingress.validation import (
 __all__ = ["FORMAT", "error_body", "parse_request", "response_object", "stream_renderer"]
 
 FORMAT = "responses"
+PROMPT_FIELD = "input"
 PATH = "/api/v1/responses"
 LABEL = "OpenAI Responses"
 REQUEST_VALIDATOR = load_validator("responses.request.json")

@@ -22,6 +22,7 @@ def echo_format() -> types.ModuleType:
     module.FORMAT = "echo_chat"
     module.PATH = PATH
     module.LABEL = "Echo (a test format)"
+    module.PROMPT_FIELD = "messages"
     module.parse_request = chat_completions.parse_request
     module.response_object = chat_completions.response_object
     module.stream_renderer = chat_completions.stream_renderer
