@@ -1,6 +1,7 @@
 """ASGI primitives for the gateway: read a bounded body, send JSON or an SSE stream, watch for disconnect."""
 
 import json
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ParamSpec, TypeVar
 
@@ -49,14 +50,36 @@ async def read_body(receive: Receive, limit: int) -> bytes:
             return b"".join(chunks)
 
 
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")  # \ud800-\udfff, written as an escape
+
+
 def parse_json_object(body: bytes) -> dict[str, Any]:
+    """The request body as a JSON object, or ApiError(invalid_request) saying why not: not JSON (NaN and
+    Infinity are not JSON), nested too deeply, or text with half a UTF-16 surrogate pair (not text at all)."""
     try:
-        parsed = json.loads(body)
+        parsed = json.loads(body, parse_constant=_not_json)
+    except RecursionError as exc:
+        raise ApiError(ErrorCode.INVALID_REQUEST, "The body is nested too deeply.") from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(ErrorCode.INVALID_REQUEST, f"The body is not valid JSON: {exc}") from exc
     if not isinstance(parsed, dict):
         raise ApiError(ErrorCode.INVALID_REQUEST, "The body must be a JSON object.")
+    if _SURROGATE_ESCAPE.search(body) and _has_lone_surrogate(parsed):
+        message = "The body holds half a UTF-16 surrogate pair (\\ud800-\\udfff alone), which is not text."
+        raise ApiError(ErrorCode.INVALID_REQUEST, message)
     return parsed
+
+
+def _not_json(constant: str) -> None:
+    raise ValueError(f"{constant} is not a JSON number")
+
+
+def _has_lone_surrogate(parsed: dict[str, Any]) -> bool:
+    try:
+        json.dumps(parsed, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 async def send_json(send: Send, status: int, body: bytes, extra_headers: list[tuple[bytes, bytes]]) -> None:

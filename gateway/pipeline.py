@@ -46,6 +46,7 @@ from gateway.tokens import estimate_prompt_tokens, prompt_tokens_at_least, reser
 from gateway.upstreams.base import RouteInfo, UpstreamError
 
 logger = logging.getLogger(__name__)
+INTERNAL_MESSAGE = "The gateway failed on this request and did not bill it: retry, or quote its request id."
 
 
 @dataclass(slots=True)
@@ -134,6 +135,13 @@ async def _handle(fmt: IngressFormat, scope: Scope, receive: Receive, send: Send
         return
     except ClientGone:
         return
+    except Exception:
+        # A bug, not the client's fault: the format's envelope with the request id, the traceback in the log.
+        logger.exception("request %s failed before it was admitted", request_id)
+        body = compact_json(fmt.error_body(ErrorCode.INTERNAL_ERROR, INTERNAL_MESSAGE, request_id, None))
+        with contextlib.suppress(OSError):
+            await send_json(send, ApiError(ErrorCode.INTERNAL_ERROR, "").status, body, id_header)
+        return
     journal = loop_journal()
     journal.opened(
         request_id=request_id,
@@ -144,15 +152,11 @@ async def _handle(fmt: IngressFormat, scope: Scope, receive: Receive, send: Send
     try:
         outcome = await run.execute()
     except Exception:
-        # A bug must not leave credits held: record the failure (no charge), then let the server log it.
-        await _settle(
-            fmt,
-            admitted,
-            request_id,
-            run.outcome(GenerationStatus.FAILED, error_code=ErrorCode.INTERNAL_ERROR),
-            journal,
-        )
-        raise
+        # A bug must not leave credits held, nor the client without an answer: internal_error in its format
+        # (in the stream if one is open), the failure recorded at no charge, the traceback in the log.
+        logger.exception("request %s failed", request_id)
+        await run.fail_internally()
+        outcome = run.outcome(GenerationStatus.FAILED, error_code=ErrorCode.INTERNAL_ERROR)
     await _settle(fmt, admitted, request_id, outcome, journal)
 
 
@@ -172,6 +176,8 @@ class Run:
     ) -> None:
         self.fmt, self.admitted, self.request_id, self.started = fmt, admitted, request_id, started
         self.receive, self.send, self.id_header, self.journal = receive, send, id_header, journal
+        self.responding = False  # the response's headers are sent
+        self.finished = False  # and its last byte
         self.folded = Folded()
         self.generated: list[str] = []  # the output text and tool arguments, in order, as sent
         self.ttft_ms: int | None = None
@@ -254,6 +260,7 @@ class Run:
         await self.send(
             {"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *self.id_header]}
         )
+        self.responding = True
         await self._frames(self.renderer.start())
         try:
             delivered = 0
@@ -307,17 +314,27 @@ class Run:
                 outcome = replace(outcome, usage=counted)
         return outcome
 
+    async def fail_internally(self) -> None:
+        """Tell the client the gateway failed, in whatever part of the response it is in."""
+        with contextlib.suppress(Exception):  # the client may be gone, or the renderer be what failed
+            if not self.responding:
+                await self._send_error_response(ErrorCode.INTERNAL_ERROR, INTERNAL_MESSAGE)
+            elif not self.finished and self.admitted.request.stream:
+                await self._frames(self.renderer.error(ErrorCode.INTERNAL_ERROR, INTERNAL_MESSAGE), last=True)
+
     async def _send_error_response(self, code: ErrorCode, message: str, param: str | None = None) -> None:
         body = compact_json(self.fmt.error_body(code, message, self.request_id, param))
         await self._safe_send_json(ApiError(code, message).status, body)
 
     async def _safe_send_json(self, status: int, body: bytes) -> None:
+        self.responding = self.finished = True
         try:
             await send_json(self.send, status, body, self.id_header)
         except OSError:
             logger.info("client %s went away before the response", self.request_id)
 
     async def _frames(self, frames: list[bytes], last: bool = False) -> None:
+        self.finished = self.finished or last
         if frames or last:
             await self.send({"type": "http.response.body", "body": b"".join(frames), "more_body": not last})
 
