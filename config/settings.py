@@ -204,6 +204,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+# Keys of the log-in and sign-up throttles (console/services/throttle.py) live under this name in the cache.
+THROTTLE_NAMESPACE = env_str("THROTTLE_NAMESPACE", "hi")
+
 # Where people reach the dashboard, for links in e-mails.
 SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 

@@ -2,6 +2,7 @@
 skipped, with the reason printed, only when DATABASE_URL / REDIS_URL are unset (CI always sets them)."""
 
 import os
+import uuid
 
 import pytest
 from django.db import connection
@@ -85,6 +86,12 @@ def shipped_catalog(db):
 def fast_password_hashing(settings):
     # Password hashing is deliberately slow; the tests check behaviour, not the hash's cost.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def own_throttle_counts(settings, request):
+    """Each test counts its own log-in and sign-up attempts (the cache may be a Redis shared by the run)."""
+    settings.THROTTLE_NAMESPACE = f"test-{uuid.uuid4().hex}"
 
 
 @pytest.fixture(autouse=True)
