@@ -49,9 +49,18 @@ class ApiError(Exception):
     taxonomy has no not-found code), an unserved method the same with 405.
     """
 
-    def __init__(self, code: ErrorCode, message: str, param: str | None = None, *, status: int | None = None):
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        param: str | None = None,
+        *,
+        status: int | None = None,
+        headers: tuple[tuple[str, str], ...] = (),
+    ):
         super().__init__(message)
         self.code = code
         self.message = message
         self.param = param
         self.status = status or HTTP_STATUS[code]
+        self.headers = headers  # sent with the error (a 429's Retry-After and X-RateLimit-*)

@@ -130,7 +130,7 @@ async def _handle(fmt: IngressFormat, scope: Scope, receive: Receive, send: Send
             send,
             exc.status,
             compact_json(fmt.error_body(exc.code, exc.message, request_id, exc.param)),
-            id_header,
+            [*id_header, *((name.encode(), value.encode()) for name, value in exc.headers)],
         )
         return
     except ClientGone:
@@ -205,7 +205,7 @@ class Run:
             opened = await open_stream(request, self.admitted.model, upstream_session())
         except UpstreamError as exc:
             disconnect.cancel()
-            await self._send_error_response(exc.code, exc.message, exc.param)
+            await self._send_error_response(exc.code, exc.message, exc.param, retry_after=exc.retry_after)
             return self.outcome(GenerationStatus.FAILED, error_code=exc.code.value)
         route = opened.route
         self.journal.routed(
@@ -322,14 +322,22 @@ class Run:
             elif not self.finished and self.admitted.request.stream:
                 await self._frames(self.renderer.error(ErrorCode.INTERNAL_ERROR, INTERNAL_MESSAGE), last=True)
 
-    async def _send_error_response(self, code: ErrorCode, message: str, param: str | None = None) -> None:
+    async def _send_error_response(
+        self, code: ErrorCode, message: str, param: str | None = None, *, retry_after: str | None = None
+    ) -> None:
         body = compact_json(self.fmt.error_body(code, message, self.request_id, param))
-        await self._safe_send_json(ApiError(code, message).status, body)
+        headers = []
+        if code == ErrorCode.PROVIDER_RATE_LIMIT:  # when to come back: the provider's word, else a second
+            seconds = retry_after if retry_after and retry_after.isdigit() else "1"
+            headers.append((b"retry-after", seconds.encode()))
+        await self._safe_send_json(ApiError(code, message).status, body, headers)
 
-    async def _safe_send_json(self, status: int, body: bytes) -> None:
+    async def _safe_send_json(
+        self, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
         self.responding = self.finished = True
         try:
-            await send_json(self.send, status, body, self.id_header)
+            await send_json(self.send, status, body, [*self.id_header, *(headers or [])])
         except OSError:
             logger.info("client %s went away before the response", self.request_id)
 

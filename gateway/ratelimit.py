@@ -18,4 +18,19 @@ def check_rate_limit(*, api_key_id: int, rpm: int) -> None:
         cache.set(counter, 1, timeout=120)
         count = 1
     if count > rpm:
-        raise ApiError(ErrorCode.RATE_LIMIT_EXCEEDED, f"This key allows {rpm} requests per minute.")
+        raise rate_limited(rpm)
+
+
+def rate_limited(rpm: int, *, now: float | None = None) -> ApiError:
+    """The key's limit reached: when its window ends, as Retry-After and X-RateLimit-* say."""
+    now = time.time() if now is None else now
+    reset = (int(now // 60) + 1) * 60
+    headers = (
+        ("retry-after", str(max(1, reset - int(now)))),
+        ("x-ratelimit-limit", str(rpm)),
+        ("x-ratelimit-remaining", "0"),
+        ("x-ratelimit-reset", str(reset)),
+    )
+    return ApiError(
+        ErrorCode.RATE_LIMIT_EXCEEDED, f"This key allows {rpm} requests per minute.", headers=headers
+    )

@@ -32,6 +32,7 @@ from gateway.metering import scripts
 from gateway.metering.base import Settlement, charge_for, generation_fields, limit_period, worst_case
 from gateway.metering.records import fields_to_json, generation_data, generation_from_json
 from gateway.metering.sql import GENERATION_WAIT_SECONDS, find_generation
+from gateway.ratelimit import rate_limited
 
 logger = logging.getLogger(__name__)
 
@@ -152,10 +153,7 @@ class RedisMeter:
                 )
                 await _load(run.load_key, keys[1], read_used, period)
             elif verdict == "rate_limited":
-                raise ApiError(
-                    ErrorCode.RATE_LIMIT_EXCEEDED,
-                    f"This key allows {caller.rate_limit_rpm} requests per minute.",
-                )
+                raise rate_limited(caller.rate_limit_rpm or 0, now=now)
             else:
                 raise ApiError(*_REFUSALS[verdict])
         raise ApiError(ErrorCode.INTERNAL_ERROR, "Could not reserve credits; retry the request.")

@@ -388,7 +388,9 @@ class AnthropicAdapter(UpstreamAdapter):
         try:
             async with session.post(url, json=body, headers=self.headers(route), timeout=timeout) as response:
                 if response.status != 200:
-                    raise _http_error(response.status, await response.text(errors="replace"))
+                    error = _http_error(response.status, await response.text(errors="replace"))
+                    error.retry_after = response.headers.get("retry-after")
+                    raise error
                 async for event in _read_stream(response):
                     yield event
         except TimeoutError as exc:

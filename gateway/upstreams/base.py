@@ -34,12 +34,21 @@ RETRYABLE_CODES = frozenset(
 
 
 class UpstreamError(Exception):
-    def __init__(self, code: ErrorCode, message: str, *, status: int | None = None, param: str | None = None):
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        *,
+        status: int | None = None,
+        param: str | None = None,
+        retry_after: str | None = None,
+    ):
         super().__init__(message)
         self.code = code
         self.message = message
         self.status = status
         self.param = param  # the request field at fault, when the adapter refuses one
+        self.retry_after = retry_after  # the upstream's Retry-After, passed on with a rate limit
 
     @property
     def retryable(self) -> bool:

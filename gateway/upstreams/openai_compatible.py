@@ -426,7 +426,8 @@ class OpenAICompatibleAdapter(UpstreamAdapter):
                     text = await response.text()
                     code = error_for_status(response.status, text)
                     message = f"{route.provider.slug}: HTTP {response.status}: {_error_message(text)}"
-                    raise UpstreamError(code, message, status=response.status)
+                    retry_after = response.headers.get("retry-after")
+                    raise UpstreamError(code, message, status=response.status, retry_after=retry_after)
                 events = iter_sse(response)
                 return response, events, await anext(events, None)
             except BaseException:

@@ -99,6 +99,7 @@ class Scenario:
     piece: int = 5  # characters per streamed delta
     failure: Failure | None = None
     delay: float = 5.0  # for slow_first_byte, stall and pause; released at once when the fake stops
+    retry_after: int = 7  # the Retry-After of a rate_limited answer
     stream_error_status: int = 429
     stream_error_message: str = "Requests per minute limit exceeded"
 
@@ -212,7 +213,10 @@ class DialectFake:
             return self._error(400, message, "context_length_exceeded")
         if scenario.failure in _STATUS:
             message = "Overloaded" if scenario.failure == "overloaded" else f"fake {scenario.failure}"
-            return self._error(_STATUS[scenario.failure], message)
+            response = self._error(_STATUS[scenario.failure], message)
+            if scenario.failure == "rate_limited":
+                response.headers["Retry-After"] = str(scenario.retry_after)
+            return response
         if self._prompt_probe(body):
             usage = {"prompt_tokens": scenario.prompt_tokens, "completion_tokens": 1}
             return web.json_response({"object": "chat.completion", "choices": [], "usage": usage})

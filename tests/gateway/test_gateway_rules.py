@@ -67,6 +67,17 @@ def test_a_locked_workspace_is_refused(gateway_url, funded_key):
     assert_error(chat(gateway_url, key), 403, "workspace_locked")
 
 
+def first_refusal(gateway_url: str, key: str) -> httpx.Response:
+    """Requests until the rate limit refuses one: the third of a window, or the third of the next when the
+    minute turns meanwhile (the windows are fixed minutes)."""
+    answers = [chat(gateway_url, key) for _ in range(3)]
+    if answers[-1].status_code != 429:
+        answers += [chat(gateway_url, key) for _ in range(3)]
+    statuses = [answer.status_code for answer in answers]
+    assert 429 in statuses and set(statuses) <= {200, 429}, statuses
+    return next(answer for answer in answers if answer.status_code == 429)
+
+
 def test_model_allowlist_rate_limit_and_key_limit(gateway_url, transactional_db):
     workspace = make_workspace(credits_micro_usd=5_000_000)
     allow = api_key_create(workspace=workspace, name="a", created_by=None, allowed_models=[SANDBOX]).secret
@@ -79,8 +90,14 @@ def test_model_allowlist_rate_limit_and_key_limit(gateway_url, transactional_db)
     )
 
     limited = api_key_create(workspace=workspace, name="r", created_by=None, rate_limit_rpm=2).secret
-    assert [chat(gateway_url, limited).status_code for _ in range(2)] == [200, 200]
-    assert_error(chat(gateway_url, limited), 429, "rate_limit_exceeded")
+    refused = first_refusal(gateway_url, limited)
+    assert_error(refused, 429, "rate_limit_exceeded")
+    assert refused.reason_phrase == "Too Many Requests"
+    # When to come back: the end of the key's one-minute window.
+    reset = int(refused.headers["x-ratelimit-reset"])
+    assert reset % 60 == 0 and 0 < reset - time.time() <= 61
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    assert (refused.headers["x-ratelimit-limit"], refused.headers["x-ratelimit-remaining"]) == ("2", "0")
 
     capped = api_key_create(workspace=workspace, name="c", created_by=None, limit_micro_usd=1_000).secret
     # The worst case of a pro request (prompt + 32k max output at $2.50/M) is far above $0.001.
