@@ -1,5 +1,7 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
+
+from core.drf import api_not_found
 
 admin.site.site_header = "HyperInfer operations"
 admin.site.site_title = "HyperInfer admin"
@@ -9,5 +11,6 @@ urlpatterns = [
     path("api/v1/", include("console.api.urls")),
     path("api/v1/", include("catalog.api.urls")),
     path("models/", include("catalog.urls")),
+    re_path(r"^api/(?P<unmatched>.*)$", api_not_found),
     path("", include("console.urls")),
 ]

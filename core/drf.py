@@ -4,6 +4,7 @@ envelope with its taxonomy code, and an X-Request-Id on every answer."""
 import uuid
 from typing import Any
 
+from django.http import HttpRequest, JsonResponse
 from rest_framework import exceptions
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -44,3 +45,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
         return error_response(request, ErrorCode.INVALID_API_KEY, detail)
     return error_response(request, ErrorCode.INVALID_REQUEST, detail)
+
+
+def api_not_found(request: HttpRequest, unmatched: str = "") -> JsonResponse:
+    """Any /api/v1/ path nothing serves: the JSON envelope, never Django's HTML page."""
+    request_id = uuid.uuid4().hex
+    message = f"{request.method} {request.path}: no such endpoint (see /openapi.json)."
+    body = openai_error_body(ErrorCode.INVALID_REQUEST, message, request_id)
+    return JsonResponse(body, status=404, headers={"X-Request-Id": request_id})

@@ -65,24 +65,25 @@ def _generation_query(headers: dict[bytes, bytes], query: bytes) -> tuple[Caller
 
 
 async def generation(scope: Scope, receive: Receive, send: Send) -> None:
+    own_id = uuid.uuid4().hex  # this lookup's own request id, in errors and X-Request-Id
+    id_header = [(b"x-request-id", own_id.encode())]
     try:
         caller, request_id = await in_thread(
             _generation_query, headers_of(scope), scope.get("query_string", b"")
         )
         data = await get_meter().generation(workspace_id=caller.workspace_id, request_id=request_id)
     except ApiError as exc:
-        await send_json(
-            send, exc.status, compact_json(openai_error_body(exc.code, exc.message, "", exc.param)), []
-        )
+        error = openai_error_body(exc.code, exc.message, own_id, exc.param)
+        await send_json(send, exc.status, compact_json(error), id_header)
         return
     if data is None:
         # Not found, or another workspace's: the same answer, so ids cannot be probed.
         body = openai_error_body(
-            ErrorCode.INVALID_REQUEST, "No generation with this id in your workspace.", "", "id"
+            ErrorCode.INVALID_REQUEST, "No generation with this id in your workspace.", own_id, "id"
         )
-        await send_json(send, 404, compact_json(body), [])
+        await send_json(send, 404, compact_json(body), id_header)
         return
-    await send_json(send, 200, compact_json({"data": data}), [])
+    await send_json(send, 200, compact_json({"data": data}), id_header)
 
 
 # The gateway's own routes; each ingress format adds `POST <its PATH>` (gateway/ingress/registry.py).
@@ -109,10 +110,12 @@ async def gateway_app(scope: Scope, receive: Receive, send: Send) -> None:
     fmt = format_for_path(scope["path"]) if scope["method"] == "POST" else None
     handler = pipeline.handler(fmt) if fmt is not None else FIXED_ROUTES.get((scope["method"], scope["path"]))
     if handler is None:
-        body = openai_error_body(
-            ErrorCode.INVALID_REQUEST, f"{scope['method']} is not allowed on {scope['path']}.", ""
-        )
-        await send_json(send, 405, compact_json(body), [])
+        request_id = uuid.uuid4().hex
+        allowed = sorted(method for method, path in routes() if path == scope["path"])
+        message = f"{scope['method']} is not allowed on {scope['path']}; {', '.join(allowed)} is."
+        body = openai_error_body(ErrorCode.INVALID_REQUEST, message, request_id)
+        headers = [(b"allow", ", ".join(allowed).encode()), (b"x-request-id", request_id.encode())]
+        await send_json(send, 405, compact_json(body), headers)
         return
     await handler(scope, receive, send)
 

@@ -33,7 +33,7 @@ def localstripe_url() -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60  # a busy CI machine starts Python slowly
     while True:
         try:
             httpx.get(f"{url}/js.stripe.com/v3/", timeout=1)

@@ -1,0 +1,31 @@
+"""The edges of the contract: a method a path does not serve gets 405 with Allow; an /api/v1 path nothing
+serves gets the JSON envelope, not an HTML page; every answer of /api/v1/generation carries its request id."""
+
+import httpx
+
+
+def test_a_method_a_path_does_not_serve_gets_405_with_allow(gateway_url):
+    answer = httpx.get(f"{gateway_url}/api/v1/chat/completions", timeout=10)
+    assert answer.status_code == 405 and answer.headers["allow"] == "POST"
+    assert answer.json()["error"]["request_id"] == answer.headers["x-request-id"] != ""
+    assert httpx.delete(f"{gateway_url}/api/v1/generation", timeout=10).headers["allow"] == "GET"
+
+
+def test_an_api_path_nothing_serves_is_a_json_404(gateway_url):
+    for path in ("/api/v1/nothing-here", "/api/v1/chat/completion", "/api/v2/models"):
+        answer = httpx.get(gateway_url + path, timeout=10)
+        assert answer.status_code == 404, path
+        assert answer.headers["content-type"].startswith("application/json"), path
+        error = answer.json()["error"]
+        assert error["code"] == "invalid_request" and error["request_id"] == answer.headers["x-request-id"]
+
+
+def test_generation_lookups_carry_their_request_id(gateway_url, funded_key):
+    _, key = funded_key
+    headers = {"Authorization": f"Bearer {key}"}
+    for query in ("", "?id=", "?id=no-such-request"):
+        answer = httpx.get(f"{gateway_url}/api/v1/generation{query}", headers=headers, timeout=10)
+        assert answer.status_code in (400, 404), query
+        assert answer.json()["error"]["request_id"] == answer.headers["x-request-id"] != "", query
+    unauthorized = httpx.get(f"{gateway_url}/api/v1/generation?id=x", timeout=10)
+    assert unauthorized.status_code == 401 and unauthorized.headers["x-request-id"]
