@@ -89,6 +89,11 @@ def _error_message(body: str) -> str:
     return str(error)[:500]
 
 
+def _reached_the_limit(request: CanonicalRequest, state: "StreamState") -> bool:
+    limit, usage = request.max_tokens, state.usage
+    return limit is not None and usage is not None and usage.completion_tokens >= limit
+
+
 @dataclass(slots=True)
 class StreamState:
     """What one attempt has seen so far; `completion` keeps the generated text for dialects that count it."""
@@ -394,6 +399,12 @@ class OpenAICompatibleAdapter(UpstreamAdapter):
             finally:
                 # Closing (not releasing) an unfinished response drops the connection: it cancels upstream.
                 response.release() if complete else response.close()
+            if state.finish is None and sse is not None:
+                # [DONE] without a finish_reason: lenient servers end so. A normal end, noted in the log.
+                reason = "length" if _reached_the_limit(request, state) else "stop"
+                logger.warning("%s: the stream ended without a finish_reason; finishing as %s", slug, reason)
+                for event in state.finish_with(reason):
+                    yield event
             if state.finish is None:
                 raise UpstreamError(
                     ErrorCode.PROVIDER_UNAVAILABLE, f"{slug}: stream ended before it finished"

@@ -20,7 +20,6 @@ NOT_SOURCE = {"tests", "static", "templates", "docs", "staticfiles"}  # and hidd
 USED_WITHOUT_AN_IMPORT = {
     "uvicorn": "the production server: `uvicorn config.asgi:application` (README, DESIGN §2, bench/)",
     "psycopg": "Django's PostgreSQL backend loads it for DATABASE_URL=postgres://… (bench/ only optionally)",
-    "localstripe": "the Stripe double `manage.py stripe_double` runs as `python -m localstripe` (make run)",
 }
 
 

@@ -187,7 +187,6 @@ FAILURES = [
     ("context_length", ErrorCode.CONTEXT_LENGTH_EXCEEDED),
     ("cut", ErrorCode.PROVIDER_UNAVAILABLE),
     ("malformed", ErrorCode.PROVIDER_UNAVAILABLE),
-    ("unfinished", ErrorCode.PROVIDER_UNAVAILABLE),
     ("stream_error", ErrorCode.PROVIDER_RATE_LIMIT),  # the fake's in-stream error is a 429
 ]
 
@@ -366,3 +365,12 @@ def test_a_length_finish_is_kept():
     with openai_fake("cerebras", Scenario(text="Cut sho", finish_reason="length")) as fake:
         events = run("cerebras", fake)
     assert events[-2] == Finish("length")
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_a_stream_that_ends_with_done_but_no_finish_reason_finishes_as_stop(dialect, caplog):
+    """Lenient servers send `data: [DONE]` without ever naming a finish_reason: a normal end, logged."""
+    with openai_fake(dialect, Scenario(failure="unfinished")) as fake:
+        events = run(dialect, fake)
+    assert [event for event in events if isinstance(event, Finish)] == [Finish("stop")]
+    assert "ended without a finish_reason" in caplog.text

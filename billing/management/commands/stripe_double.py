@@ -29,10 +29,12 @@ class Command(BaseCommand):
             port = base.rsplit(":", 1)[-1]
             log = Path(settings.BASE_DIR) / ".local" / "localstripe.log"
             log.parent.mkdir(parents=True, exist_ok=True)
+            store = Path(settings.BASE_DIR) / ".local" / "localstripe.pickle"  # kept across restarts
             subprocess.Popen(
-                [sys.executable, "-m", "localstripe", "--port", port],
+                [sys.executable, "-m", "billing.stripe_double", "--port", port, "--store", str(store)],
                 stdout=log.open("ab"),
                 stderr=subprocess.STDOUT,
+                cwd=settings.BASE_DIR,
                 start_new_session=True,  # outlives this command, as the site's companion
             )
             deadline = time.monotonic() + 20
