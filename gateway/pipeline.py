@@ -202,11 +202,17 @@ class Run:
         request = self.admitted.request
         disconnect = asyncio.ensure_future(wait_for_disconnect(self.receive))
         try:
-            opened = await open_stream(request, self.admitted.model, upstream_session())
+            opened = await self._open(disconnect)
         except UpstreamError as exc:
             disconnect.cancel()
-            await self._send_error_response(exc.code, exc.message, exc.param, retry_after=exc.retry_after)
+            if self.responding:  # the stream had begun (a slow upstream): the error ends it
+                await self._frames(self.renderer.error(exc.code, exc.message), last=True)
+            else:
+                await self._send_error_response(exc.code, exc.message, exc.param, retry_after=exc.retry_after)
             return self.outcome(GenerationStatus.FAILED, error_code=exc.code.value)
+        except ClientGone:
+            # Gone before any route answered: nothing was produced for it, so nothing is billed.
+            return replace(self.outcome(GenerationStatus.CANCELLED), usage=Usage(0, 0))
         route = opened.route
         self.journal.routed(
             request_id=self.request_id,
@@ -219,6 +225,36 @@ class Run:
             return await self._respond_whole(opened, disconnect)
         finally:
             disconnect.cancel()
+
+    async def _open(self, disconnect: asyncio.Future[None]) -> OpenStream:
+        """The first route that answers (routing.open_stream, with its fallback). A streamed request whose
+        upstream stays silent past the keep-alive interval gets its headers and keep-alive comments
+        meanwhile, so no proxy cuts it off; an error that comes after that goes into the stream."""
+        opening = asyncio.ensure_future(
+            open_stream(self.admitted.request, self.admitted.model, upstream_session())
+        )
+        watched: set[asyncio.Future[Any]] = {opening, disconnect}
+        while True:
+            done, _ = await asyncio.wait(
+                watched,
+                timeout=settings.GATEWAY_KEEPALIVE_SECONDS,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if opening in done:
+                return opening.result()
+            if disconnect in done:
+                await _cancel(opening)
+                raise ClientGone
+            if self.admitted.request.stream:
+                await self._begin_stream()
+                await self._keepalive()
+
+    async def _begin_stream(self) -> None:
+        if not self.responding:
+            headers = [*SSE_HEADERS, *self.id_header]
+            await self.send({"type": "http.response.start", "status": 200, "headers": headers})
+            self.responding = True
+            await self._frames(self.renderer.start())
 
     async def _events(
         self, opened: OpenStream, disconnect: asyncio.Future[None], on_idle: Callable[[], Awaitable[None]]
@@ -257,11 +293,7 @@ class Run:
             self.generated.append(event.arguments)
 
     async def _stream(self, opened: OpenStream, disconnect: asyncio.Future[None]) -> Outcome:
-        await self.send(
-            {"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *self.id_header]}
-        )
-        self.responding = True
-        await self._frames(self.renderer.start())
+        await self._begin_stream()
         try:
             delivered = 0
             async for event in self._events(opened, disconnect, self._keepalive):
