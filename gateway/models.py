@@ -40,6 +40,8 @@ class Generation(models.Model):
     status = models.CharField(max_length=10, choices=GenerationStatus.choices)
     finish_reason = models.CharField(max_length=20, blank=True)
     error_code = models.CharField(max_length=40, blank=True)
+    # For operators only (admin, logs): which provider failed and how, in its and the library's words.
+    error_detail = models.TextField(blank=True)
     end_user = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     finished_at = models.DateTimeField(null=True, blank=True)

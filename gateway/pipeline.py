@@ -67,7 +67,10 @@ def _admit(fmt: IngressFormat, headers: dict[bytes, bytes], body: bytes) -> Admi
     request = fmt.parse_request(parse_json_object(body))
     model = catalog_cache.get(request.model)
     if model is None:
-        raise ApiError(ErrorCode.INVALID_REQUEST, f"model: unknown model {request.model!r}", param="model")
+        # No not-found code in the taxonomy: invalid_request with 404, as OpenAI answers an unknown model.
+        raise ApiError(
+            ErrorCode.INVALID_REQUEST, f"model: unknown model {request.model!r}", param="model", status=404
+        )
     if caller.allowed_models and model.slug not in caller.allowed_models:
         raise ApiError(ErrorCode.MODEL_NOT_ALLOWED, f"This key may not use {model.slug}.", param="model")
     if (least := prompt_tokens_at_least(request)) > model.context_length:
@@ -151,12 +154,16 @@ async def _handle(fmt: IngressFormat, scope: Scope, receive: Receive, send: Send
     run = Run(fmt, admitted, request_id, started, receive, send, id_header, journal)
     try:
         outcome = await run.execute()
-    except Exception:
+    except Exception as exc:
         # A bug must not leave credits held, nor the client without an answer: internal_error in its format
         # (in the stream if one is open), the failure recorded at no charge, the traceback in the log.
         logger.exception("request %s failed", request_id)
         await run.fail_internally()
-        outcome = run.outcome(GenerationStatus.FAILED, error_code=ErrorCode.INTERNAL_ERROR)
+        outcome = replace(
+            run.outcome(GenerationStatus.FAILED),
+            error_code=ErrorCode.INTERNAL_ERROR.value,
+            error_detail=f"{type(exc).__name__}: {exc}",
+        )
     await _settle(fmt, admitted, request_id, outcome, journal)
 
 
@@ -183,7 +190,9 @@ class Run:
         self.ttft_ms: int | None = None
         self.renderer = fmt.stream_renderer(request_id=request_id, model=admitted.model.slug)
 
-    def outcome(self, status: str, route: RouteInfo | None = None, error_code: str = "") -> Outcome:
+    def outcome(
+        self, status: str, route: RouteInfo | None = None, error: UpstreamError | None = None
+    ) -> Outcome:
         usage = self.folded.usage or Usage(
             prompt_tokens=self.admitted.prompt_estimate, completion_tokens=self.folded.deltas
         )
@@ -193,10 +202,15 @@ class Run:
             provider=route.provider.slug if route else "",
             upstream_model_id=route.upstream_model_id if route else "",
             finish_reason=self.folded.finish_reason or "",
-            error_code=error_code,
+            error_code=error.code.value if error else "",
+            error_detail=error.detail if error else "",
             latency_ms=int((time.monotonic() - self.started) * 1000),
             ttft_ms=self.ttft_ms,
         )
+
+    def _failed(self, error: UpstreamError, route: RouteInfo | None = None) -> Outcome:
+        logger.warning("request %s failed: %s: %s", self.request_id, error.code.value, error.detail)
+        return self.outcome(GenerationStatus.FAILED, route, error)
 
     async def execute(self) -> Outcome:
         request = self.admitted.request
@@ -209,7 +223,7 @@ class Run:
                 await self._frames(self.renderer.error(exc.code, exc.message), last=True)
             else:
                 await self._send_error_response(exc.code, exc.message, exc.param, retry_after=exc.retry_after)
-            return self.outcome(GenerationStatus.FAILED, error_code=exc.code.value)
+            return self._failed(exc)
         except ClientGone:
             # Gone before any route answered: nothing was produced for it, so nothing is billed.
             return replace(self.outcome(GenerationStatus.CANCELLED), usage=Usage(0, 0))
@@ -307,7 +321,7 @@ class Run:
             return await self._cancelled(opened)
         except UpstreamError as exc:
             await self._frames(self.renderer.error(exc.code, exc.message), last=True)
-            return self.outcome(GenerationStatus.FAILED, opened.route, exc.code.value)
+            return self._failed(exc, opened.route)
         outcome = self.outcome(GenerationStatus.COMPLETED, opened.route)
         cost_usd = _usd(cost_of(self.admitted.model, outcome.usage))
         await self._frames(self.renderer.finish(outcome.usage, cost_usd), last=True)
@@ -321,7 +335,7 @@ class Run:
             return await self._cancelled(opened)
         except UpstreamError as exc:
             await self._send_error_response(exc.code, exc.message)
-            return self.outcome(GenerationStatus.FAILED, opened.route, exc.code.value)
+            return self._failed(exc, opened.route)
         outcome = self.outcome(GenerationStatus.COMPLETED, opened.route)
         body = self.fmt.response_object(
             request_id=self.request_id,

@@ -19,6 +19,7 @@ from gateway.models import Generation, GenerationStatus
 
 # The request's `user` is free text; the record keeps what fits its column (a longer one must not fail it).
 END_USER_MAX_LENGTH = Generation._meta.get_field("end_user").max_length
+ERROR_DETAIL_MAX_LENGTH = 4000
 
 
 @dataclass(slots=True)
@@ -31,6 +32,7 @@ class Outcome:
     upstream_model_id: str = ""
     finish_reason: str = ""
     error_code: str = ""
+    error_detail: str = ""  # operators' words (UpstreamError.detail); the client saw only the message
     latency_ms: int = 0
     ttft_ms: int | None = None
 
@@ -205,6 +207,7 @@ def generation_fields(
         "status": outcome.status,
         "finish_reason": outcome.finish_reason,
         "error_code": outcome.error_code,
+        "error_detail": outcome.error_detail[:ERROR_DETAIL_MAX_LENGTH],
         "end_user": (settlement.end_user or "")[:END_USER_MAX_LENGTH],
         "created_at": finished - timedelta(milliseconds=outcome.latency_ms),
         "finished_at": finished,

@@ -73,12 +73,15 @@ STOP_REASONS: dict[str, FinishReason] = {
 ERROR_TYPES: dict[str, ErrorCode] = {
     "authentication_error": ErrorCode.PROVIDER_AUTH,
     "permission_error": ErrorCode.PROVIDER_AUTH,
+    "billing_error": ErrorCode.INVALID_REQUEST,  # as an upstream 402: not the client's insufficient_credits
+    "not_found_error": ErrorCode.PROVIDER_UNAVAILABLE,  # the route's model is gone; the next route may do
     "rate_limit_error": ErrorCode.PROVIDER_RATE_LIMIT,
     "overloaded_error": ErrorCode.PROVIDER_OVERLOADED,
     "api_error": ErrorCode.PROVIDER_UNAVAILABLE,
     "timeout_error": ErrorCode.PROVIDER_TIMEOUT,
-    "request_too_large": ErrorCode.CONTEXT_LENGTH_EXCEEDED,
+    "request_too_large": ErrorCode.PAYLOAD_TOO_LARGE,
 }
+# Anthropic refuses a too-long prompt as a plain invalid_request_error; only its words tell.
 _CONTEXT_HINTS = ("prompt is too long", "context limit", "context window", "context length")
 
 
@@ -252,14 +255,28 @@ def build_body(request: CanonicalRequest, route: RouteInfo) -> dict[str, Any]:
 
 
 # --- Anthropic stream → canonical events --------------------------------------------------
-def error_code(status: int | None, error: dict[str, Any], raw: str) -> ErrorCode:
-    """The taxonomy code of an Anthropic error: an HTTP failure (`status`) or an in-stream `error` event."""
-    kind, message = str(error.get("type", "")), str(error.get("message", raw)).lower()
+def error_code(status: int | None, error: dict[str, Any]) -> ErrorCode:
+    """The taxonomy code of an Anthropic error, an HTTP failure (`status`) or an in-stream `error` event:
+    its `type` first, then the status; its words only to tell a too-long prompt among invalid requests."""
+    kind = str(error.get("type", ""))
     if kind in ERROR_TYPES:
         return ERROR_TYPES[kind]
-    if any(hint in message for hint in _CONTEXT_HINTS):
-        return ErrorCode.CONTEXT_LENGTH_EXCEEDED
-    return ErrorCode.PROVIDER_UNAVAILABLE if status is None else error_for_status(status, raw)
+    code = ErrorCode.PROVIDER_UNAVAILABLE if status is None else error_for_status(status)
+    if code is ErrorCode.INVALID_REQUEST or kind == "invalid_request_error":
+        message = str(error.get("message", "")).lower()
+        if any(hint in message for hint in _CONTEXT_HINTS):
+            return ErrorCode.CONTEXT_LENGTH_EXCEEDED
+        return ErrorCode.INVALID_REQUEST
+    return code
+
+
+def _failure(status: int | None, error: dict[str, Any], raw: str) -> UpstreamError:
+    return UpstreamError.from_upstream(
+        error_code(status, error),
+        str(error.get("message") or ""),
+        detail=f"anthropic: {f'HTTP {status}' if status else 'stream error'}: {raw[:2000]}",
+        status=status,
+    )
 
 
 def _http_error(status: int, raw: str) -> UpstreamError:
@@ -267,8 +284,7 @@ def _http_error(status: int, raw: str) -> UpstreamError:
         error = json.loads(raw).get("error") or {}
     except (ValueError, AttributeError):
         error = {}
-    message = str(error.get("message") or raw or f"HTTP {status}")
-    return UpstreamError(error_code(status, error, raw), message, status=status)
+    return _failure(status, error if isinstance(error, dict) else {}, raw)
 
 
 @dataclass(slots=True)
@@ -342,7 +358,7 @@ def _events_for(data: dict[str, Any], state: _StreamState) -> list[Event]:
         return [finish, state.final_usage()]
     elif kind == "error":
         error = data.get("error") or {}
-        raise UpstreamError(error_code(None, error, ""), str(error.get("message", "anthropic stream error")))
+        raise _failure(None, error if isinstance(error, dict) else {}, json.dumps(data))
     return []
 
 
@@ -353,12 +369,16 @@ async def _read_stream(response: aiohttp.ClientResponse) -> AsyncGenerator[Event
             data = json.loads(sse.data)
             events = _events_for(data, state)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise UpstreamError(ErrorCode.PROVIDER_UNAVAILABLE, f"malformed anthropic SSE: {exc!r}") from exc
+            raise UpstreamError.provider_side(
+                ErrorCode.PROVIDER_UNAVAILABLE, f"malformed anthropic SSE: {exc!r}"
+            ) from exc
         for event in events:
             yield event
         if state.done:
             return
-    raise UpstreamError(ErrorCode.PROVIDER_UNAVAILABLE, "anthropic stream ended before message_stop")
+    raise UpstreamError.provider_side(
+        ErrorCode.PROVIDER_UNAVAILABLE, "anthropic stream ended before message_stop"
+    )
 
 
 @register
@@ -394,8 +414,10 @@ class AnthropicAdapter(UpstreamAdapter):
                 async for event in _read_stream(response):
                     yield event
         except TimeoutError as exc:
-            raise UpstreamError(ErrorCode.PROVIDER_TIMEOUT, f"anthropic timed out after {seconds}s") from exc
+            raise UpstreamError.provider_side(
+                ErrorCode.PROVIDER_TIMEOUT, f"anthropic timed out after {seconds}s"
+            ) from exc
         except aiohttp.ClientError as exc:
-            raise UpstreamError(
+            raise UpstreamError.provider_side(
                 ErrorCode.PROVIDER_UNAVAILABLE, f"anthropic connection failed: {exc!r}"
             ) from exc

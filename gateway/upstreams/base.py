@@ -33,7 +33,22 @@ RETRYABLE_CODES = frozenset(
 )
 
 
+# What the client reads of a provider-side failure: a fixed sentence. Which provider failed, how, and the
+# library's words are the operators' business: they go to the log and the generation record (`detail`).
+_PROVIDER_SIDE_MESSAGES = {
+    ErrorCode.PROVIDER_AUTH: "The model's provider refused this gateway's credentials.",
+    ErrorCode.PROVIDER_RATE_LIMIT: "The model's provider is rate-limiting requests; try again shortly.",
+    ErrorCode.PROVIDER_OVERLOADED: "The model's provider is overloaded; try again shortly.",
+    ErrorCode.PROVIDER_TIMEOUT: "The model's provider did not answer in time.",
+    ErrorCode.PROVIDER_UNAVAILABLE: "The model's provider failed to answer.",
+}
+_UPSTREAM_WORDS_MAX = 500
+
+
 class UpstreamError(Exception):
+    """A failed attempt. `message` is what the client reads; `detail` (default: the message) is what the
+    log and the generation record keep."""
+
     def __init__(
         self,
         code: ErrorCode,
@@ -42,17 +57,45 @@ class UpstreamError(Exception):
         status: int | None = None,
         param: str | None = None,
         retry_after: str | None = None,
+        detail: str | None = None,
     ):
         super().__init__(message)
         self.code = code
         self.message = message
+        self.detail = detail if detail is not None else message
         self.status = status
         self.param = param  # the request field at fault, when the adapter refuses one
         self.retry_after = retry_after  # the upstream's Retry-After, passed on with a rate limit
 
+    def __str__(self) -> str:
+        return self.detail
+
     @property
     def retryable(self) -> bool:
         return self.code in RETRYABLE_CODES
+
+    @classmethod
+    def from_upstream(
+        cls,
+        code: ErrorCode,
+        upstream_words: str,
+        *,
+        detail: str,
+        status: int | None = None,
+        retry_after: str | None = None,
+    ) -> "UpstreamError":
+        """An upstream's refusal: a request the provider found fault with keeps the provider's own words
+        (they tell the client what to fix); a provider-side failure reads as a fixed sentence."""
+        message = _PROVIDER_SIDE_MESSAGES.get(code)
+        if message is None:
+            words = " ".join(upstream_words.split())[:_UPSTREAM_WORDS_MAX] or f"HTTP {status}"
+            message = f"The model's provider refused the request: {words}"
+        return cls(code, message, status=status, retry_after=retry_after, detail=detail)
+
+    @classmethod
+    def provider_side(cls, code: ErrorCode, detail: str) -> "UpstreamError":
+        """A failure of the provider or the connection (timeouts, resets, malformed streams)."""
+        return cls(code, _PROVIDER_SIDE_MESSAGES[code], detail=detail)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,31 +139,21 @@ class UpstreamAdapter(ABC):
         return None
 
 
-_CONTENT_FILTER_HINTS = ("content_filter", "content filter", "safety")
-_CONTEXT_HINTS = (
-    "context length",
-    "context_length",
-    "context window",
-    "too many tokens",
-    "prompt is too long",
-)
-
-
-def error_for_status(status: int, body: str) -> ErrorCode:
-    """design §3's mapping of an upstream HTTP failure onto the taxonomy."""
-    lowered = body.lower()
+def error_for_status(status: int) -> ErrorCode:
+    """design §3: an upstream HTTP failure by its status alone. Each dialect refines it with its own
+    structured error fields first (and, last, a few of its own phrases): never by words alone."""
     if status in (401, 403):
         return ErrorCode.PROVIDER_AUTH
+    if status == 402:  # the provider's "payment required" is not the client's insufficient_credits
+        return ErrorCode.INVALID_REQUEST
     if status == 429:
         return ErrorCode.PROVIDER_RATE_LIMIT
-    if status == 529 or "overloaded" in lowered:
+    if status == 529:
         return ErrorCode.PROVIDER_OVERLOADED
     if status in (408, 504):
         return ErrorCode.PROVIDER_TIMEOUT
-    if status >= 500:
+    if status == 413:
+        return ErrorCode.PAYLOAD_TOO_LARGE
+    if status == 404 or status >= 500:  # 404: the route's model or endpoint is gone — the next route may do
         return ErrorCode.PROVIDER_UNAVAILABLE
-    if status == 413 or any(hint in lowered for hint in _CONTEXT_HINTS):
-        return ErrorCode.CONTEXT_LENGTH_EXCEEDED
-    if any(hint in lowered for hint in _CONTENT_FILTER_HINTS):
-        return ErrorCode.CONTENT_FILTER
     return ErrorCode.INVALID_REQUEST

@@ -13,6 +13,10 @@ If the probe fails, the server's tokenizer (`POST /extras/tokenize/count`) count
 (without the template's markup), and failing that the base's estimate stands in (logged).
 A stream the client left early is counted the same way, on the output it had been sent.
 
+A request the server refuses (a prompt over its context, say) gets a 200 and an empty stream when streamed:
+the server raises inside its generator. The same request, not streamed, gets the refusal itself (a 400 with
+`code: context_length_exceeded`), so an empty stream is asked again that way to learn why.
+
 The API key is optional (no header when empty); `grammar` (GBNF) and `mirostat_*` pass through `extra`.
 System, assistant and tool contents are plain strings here; JSON schemas go as `json_object` + `schema`.
 """
@@ -31,8 +35,14 @@ from gateway.canonical import (
     ToolResultBlock,
     Usage,
 )
-from gateway.upstreams.base import RouteInfo
-from gateway.upstreams.openai_compatible import Json, OpenAICompatibleAdapter, StreamState, logger
+from gateway.upstreams.base import RouteInfo, UpstreamError
+from gateway.upstreams.openai_compatible import (
+    Json,
+    OpenAICompatibleAdapter,
+    StreamState,
+    http_failure,
+    logger,
+)
 from gateway.upstreams.registry import register
 
 
@@ -95,6 +105,27 @@ class LlamaCppAdapter(OpenAICompatibleAdapter):
         ) as resp:
             resp.raise_for_status()
             return int((await resp.json())["count"])
+
+    async def empty_stream_error(
+        self, request: CanonicalRequest, route: RouteInfo, session: aiohttp.ClientSession
+    ) -> UpstreamError:
+        body = {**self.build_body(request, route), "stream": False, "max_tokens": 1}
+        timeout = aiohttp.ClientTimeout(total=route.provider.timeout_seconds)
+        for attempt in (1, 2):  # the server drops its kept-alive connections after such a failure: retry once
+            try:
+                async with session.post(
+                    self.chat_url(route), json=body, headers=self.auth_headers(route), timeout=timeout
+                ) as resp:
+                    if resp.status >= 400:
+                        text = await resp.text(errors="replace")
+                        return http_failure(route.provider.slug, resp.status, text)
+                    break
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                logger.warning("%s: asking why the stream was empty failed (%s)", route.provider.slug, exc)
+                stale = isinstance(exc, aiohttp.ClientOSError | aiohttp.ServerDisconnectedError)
+                if attempt == 2 or not stale:
+                    break
+        return await super().empty_stream_error(request, route, session)
 
     async def prompt_tokens(
         self, request: CanonicalRequest, route: RouteInfo, session: aiohttp.ClientSession

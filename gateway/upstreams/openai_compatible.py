@@ -78,15 +78,75 @@ def parse_usage(raw: Json) -> Usage:
     )
 
 
-def _error_message(body: str) -> str:
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return body[:500]
+# Structured `error.code` / `error.type` values of OpenAI-style servers (OpenAI, Cerebras, Fireworks, vLLM,
+# llama.cpp and llama-cpp-python) that say more than the status.
+_STRUCTURED_CODES: dict[str, ErrorCode] = {
+    "context_length_exceeded": ErrorCode.CONTEXT_LENGTH_EXCEEDED,
+    "exceed_context_size_error": ErrorCode.CONTEXT_LENGTH_EXCEEDED,  # llama.cpp
+    "content_filter": ErrorCode.CONTENT_FILTER,
+    "content_policy_violation": ErrorCode.CONTENT_FILTER,
+    "rate_limit_exceeded": ErrorCode.PROVIDER_RATE_LIMIT,
+    "rate_limit_error": ErrorCode.PROVIDER_RATE_LIMIT,
+    "too_many_requests_error": ErrorCode.PROVIDER_RATE_LIMIT,  # Cerebras
+    "queue_exceeded": ErrorCode.PROVIDER_OVERLOADED,  # Cerebras: "high traffic right now"
+    "overloaded_error": ErrorCode.PROVIDER_OVERLOADED,
+    "authentication_error": ErrorCode.PROVIDER_AUTH,
+    "invalid_api_key": ErrorCode.PROVIDER_AUTH,
+    "wrong_api_key": ErrorCode.PROVIDER_AUTH,
+}
+# The last resort, and only within the status class it fits: a 400 that says the prompt is too long (servers
+# that send no code), a 5xx that says it is overloaded. Words never turn a refusal into a retried failure.
+_CONTEXT_PHRASES = (
+    "maximum context length",
+    "context length",
+    "context_length",
+    "context window",
+    "context size",
+    "prompt is too long",
+)
+
+
+def error_object(body: str | Json) -> Json:
+    """The `error` object of an error body (or an in-stream error chunk); {} when there is none."""
+    data: Any = body
+    if isinstance(body, str):
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return {"message": body}
     error = data.get("error", data) if isinstance(data, dict) else data
     if isinstance(error, dict):
-        return str(error.get("message") or error.get("detail") or error)[:500]
-    return str(error)[:500]
+        return error
+    return {"message": str(error)}
+
+
+def error_words(error: Json) -> str:
+    return str(error.get("message") or error.get("detail") or "")
+
+
+def classify_error(status: int, error: Json) -> ErrorCode:
+    """An OpenAI-style failure on the taxonomy: the structured code or type, else the status."""
+    for name in ("code", "type"):
+        if isinstance(value := error.get(name), str) and value in _STRUCTURED_CODES:
+            return _STRUCTURED_CODES[value]
+    code = error_for_status(status)
+    words = error_words(error).lower()
+    if code is ErrorCode.INVALID_REQUEST and any(phrase in words for phrase in _CONTEXT_PHRASES):
+        return ErrorCode.CONTEXT_LENGTH_EXCEEDED
+    if code is ErrorCode.PROVIDER_UNAVAILABLE and "overloaded" in words:
+        return ErrorCode.PROVIDER_OVERLOADED
+    return code
+
+
+def http_failure(slug: str, status: int, body: str, retry_after: str | None = None) -> UpstreamError:
+    error = error_object(body)
+    return UpstreamError.from_upstream(
+        classify_error(status, error),
+        error_words(error),
+        detail=f"{slug}: HTTP {status}: {body[:2000]}",
+        status=status,
+        retry_after=retry_after,
+    )
 
 
 def _reached_the_limit(request: CanonicalRequest, state: "StreamState") -> bool:
@@ -147,7 +207,9 @@ class StreamState:
             self.tool_blocks[position] = self.open_index
         elif self.open_key != key:
             if arguments:
-                raise UpstreamError(ErrorCode.PROVIDER_UNAVAILABLE, "tool call arguments arrived interleaved")
+                raise UpstreamError.provider_side(
+                    ErrorCode.PROVIDER_UNAVAILABLE, "tool call arguments arrived interleaved"
+                )
             return []
         if arguments:
             self.deltas += 1
@@ -327,13 +389,15 @@ class OpenAICompatibleAdapter(UpstreamAdapter):
         """Dialect-only chunk fields (timings, metrics); ignored by default."""
 
     def stream_error(self, chunk: Json) -> UpstreamError:
-        error = chunk.get("error")
-        error = error if isinstance(error, dict) else {"message": str(error)}
+        """An error chunk inside the stream (Cerebras' ErrorChunkResponse: `status_code` beside `error`)."""
+        error = error_object(chunk)
         status = chunk.get("status_code") or error.get("status_code") or error.get("code")
         status = status if isinstance(status, int) else 500
-        code = error_for_status(status, json.dumps(chunk))
-        return UpstreamError(
-            code, f"upstream error in stream: {error.get('message') or error}", status=status
+        return UpstreamError.from_upstream(
+            classify_error(status, error),
+            error_words(error),
+            detail=f"upstream error in stream: {json.dumps(chunk)[:2000]}",
+            status=status,
         )
 
     def events_for(self, sse: SseEvent, state: StreamState) -> list[Event]:
@@ -342,7 +406,9 @@ class OpenAICompatibleAdapter(UpstreamAdapter):
         except ValueError:
             chunk = None
         if not isinstance(chunk, dict):
-            raise UpstreamError(ErrorCode.PROVIDER_UNAVAILABLE, f"malformed upstream chunk: {sse.data[:200]}")
+            raise UpstreamError.provider_side(
+                ErrorCode.PROVIDER_UNAVAILABLE, f"malformed upstream chunk: {sse.data[:200]}"
+            )
         if sse.event == "error" or chunk.get("error"):
             raise self.stream_error(chunk)
         self.handle_chunk_extras(chunk, state)
@@ -380,6 +446,14 @@ class OpenAICompatibleAdapter(UpstreamAdapter):
         logger.warning("%s sent no usage; estimating it", route.provider.slug)
         return Usage(prompt_tokens=estimate_prompt_tokens(request), completion_tokens=state.deltas)
 
+    async def empty_stream_error(
+        self, request: CanonicalRequest, route: RouteInfo, session: aiohttp.ClientSession
+    ) -> UpstreamError:
+        """A 200 stream that ended without one event: a server that failed after its headers."""
+        return UpstreamError.provider_side(
+            ErrorCode.PROVIDER_UNAVAILABLE, f"{route.provider.slug}: the stream ended without an event"
+        )
+
     # --- One attempt -----------------------------------------------------------------------
     async def stream(
         self, request: CanonicalRequest, route: RouteInfo, session: aiohttp.ClientSession
@@ -389,6 +463,9 @@ class OpenAICompatibleAdapter(UpstreamAdapter):
         slug = route.provider.slug
         try:
             response, events, sse = await self._open(body, route, session)
+            if sse is None:
+                response.close()  # not back to the pool: a server that failed mid-response closes it
+                raise await self.empty_stream_error(request, route, session)
             complete = False
             try:
                 while sse is not None and sse.data.strip() != "[DONE]":
@@ -406,17 +483,17 @@ class OpenAICompatibleAdapter(UpstreamAdapter):
                 for event in state.finish_with(reason):
                     yield event
             if state.finish is None:
-                raise UpstreamError(
+                raise UpstreamError.provider_side(
                     ErrorCode.PROVIDER_UNAVAILABLE, f"{slug}: stream ended before it finished"
                 )
             yield state.usage or await self.fallback_usage(request, route, session, state)
         except UpstreamError:
             raise
         except TimeoutError as exc:
-            raise UpstreamError(ErrorCode.PROVIDER_TIMEOUT, f"{slug}: timed out") from exc
+            raise UpstreamError.provider_side(ErrorCode.PROVIDER_TIMEOUT, f"{slug}: timed out") from exc
         except aiohttp.ClientError as exc:
-            raise UpstreamError(
-                ErrorCode.PROVIDER_UNAVAILABLE, f"{slug}: {type(exc).__name__}: {exc}"
+            raise UpstreamError.provider_side(
+                ErrorCode.PROVIDER_UNAVAILABLE, f"{slug}: {type(exc).__name__}: {exc!r}"
             ) from exc
 
     async def _open(
@@ -434,11 +511,9 @@ class OpenAICompatibleAdapter(UpstreamAdapter):
             )
             try:
                 if response.status >= 400:
-                    text = await response.text()
-                    code = error_for_status(response.status, text)
-                    message = f"{route.provider.slug}: HTTP {response.status}: {_error_message(text)}"
+                    text = await response.text(errors="replace")
                     retry_after = response.headers.get("retry-after")
-                    raise UpstreamError(code, message, status=response.status, retry_after=retry_after)
+                    raise http_failure(route.provider.slug, response.status, text, retry_after)
                 events = iter_sse(response)
                 return response, events, await anext(events, None)
             except BaseException:

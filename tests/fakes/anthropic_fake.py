@@ -34,6 +34,7 @@ Failure = Literal[
     "truncated",  # the stream ends cleanly after the first text delta, without message_stop
     "error_event",  # an `error` event (overloaded_error) after the first text delta
     "malformed",  # a data line that is not JSON after message_start
+    "http_error",  # HTTP `error_status` with an error of `error_type` saying `error_message`
 ]
 
 HTTP_FAILURES: dict[str, tuple[int, str, str]] = {
@@ -76,6 +77,9 @@ class Scenario:
     first_byte_delay: float = 0.0  # seconds before the response headers are sent
     api_key: str | None = None  # when set, any other x-api-key gets a 401
     model: str = "claude-test-1"
+    error_status: int = 400  # for http_error
+    error_type: str = "invalid_request_error"
+    error_message: str = "fake http_error"
 
 
 @dataclass
@@ -216,6 +220,8 @@ def build_app(fake: AnthropicFake) -> web.Application:
             await asyncio.sleep(s.first_byte_delay)
         if s.failure in HTTP_FAILURES:
             return _error(*HTTP_FAILURES[s.failure])
+        if s.failure == "http_error":
+            return _error(s.error_status, s.error_type, s.error_message)
         if s.api_key is not None and headers.get("x-api-key") != s.api_key:
             return _error(401, "authentication_error", "invalid x-api-key")
         if "anthropic-version" not in headers:

@@ -38,6 +38,7 @@ Failure = Literal[
     "stream_error",  # a few frames, then an error object inside the stream
     "malformed",  # a frame that is not JSON
     "unfinished",  # the stream ends cleanly ([DONE]) but no frame ever has a finish_reason
+    "http_error",  # HTTP `error_status` with `error_message` (and `error_code`) in the dialect's envelope
 ]
 _PREFIX = {"cerebras": "/v1", "fireworks": "/inference/v1", "baseten": "/v1", "llamacpp": "/v1"}
 # Baseten's and Jan's schemas name no reasoning field; their reasoning servers (vLLM, llama.cpp) use this one.
@@ -46,6 +47,14 @@ _REASONING_FIELD = {
     "fireworks": "reasoning_content",
     "baseten": "reasoning_content",
     "llamacpp": "reasoning_content",
+}
+# The error `type` a status comes with (Cerebras' in-stream ErrorChunkContent, OpenAI's classes).
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "invalid_request_error",
+    404: "not_found_error",
+    429: "too_many_requests_error",
 }
 _STATUS = {
     "server_error": 500,
@@ -102,6 +111,9 @@ class Scenario:
     retry_after: int = 7  # the Retry-After of a rate_limited answer
     stream_error_status: int = 429
     stream_error_message: str = "Requests per minute limit exceeded"
+    error_status: int = 400  # for http_error
+    error_message: str = "fake http_error"
+    error_code: str | None = None
 
 
 @dataclass
@@ -211,6 +223,8 @@ class DialectFake:
                 "This model's maximum context length is 8192 tokens. However, you requested 9000 tokens."
             )
             return self._error(400, message, "context_length_exceeded")
+        if scenario.failure == "http_error":
+            return self._error(scenario.error_status, scenario.error_message, scenario.error_code)
         if scenario.failure in _STATUS:
             message = "Overloaded" if scenario.failure == "overloaded" else f"fake {scenario.failure}"
             response = self._error(_STATUS[scenario.failure], message)
@@ -248,7 +262,8 @@ class DialectFake:
         elif s.failure == "malformed":
             await response.write(b'data: {"id": "chatcmpl-fake", "choices": [\n\n')
         elif s.failure == "stream_error":
-            error = {"message": s.stream_error_message, "type": "too_many_requests_error", "code": None}
+            kind = _ERROR_TYPES.get(s.stream_error_status, "server_error")
+            error = {"message": s.stream_error_message, "type": kind, "code": None}
             payload = {"status_code": s.stream_error_status, "error": error}
             if self.dialect != "cerebras":
                 payload = {"error": {**error, "code": s.stream_error_status}}

@@ -329,7 +329,9 @@ def test_http_failures(failure_mode, code, status):
 def test_wrong_api_key_is_provider_auth():
     error = failure(Scenario(api_key="sk-ant-right"), api_key="sk-ant-wrong")
     assert error.code == ErrorCode.PROVIDER_AUTH
-    assert error.message == "invalid x-api-key"
+    # The client reads a fixed sentence; the provider's words stay in the detail (log, generation record).
+    assert error.message == "The model's provider refused this gateway's credentials."
+    assert "invalid x-api-key" in error.detail and "401" in error.detail
 
 
 @pytest.mark.parametrize(

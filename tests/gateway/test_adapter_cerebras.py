@@ -105,4 +105,4 @@ def test_an_error_chunk_inside_the_stream_maps_by_its_status_code_and_message(st
     with openai_fake("cerebras", scenario) as fake, pytest.raises(UpstreamError) as caught:
         collect_events(CerebrasAdapter(), ask(), fake.route())
     assert (caught.value.code, caught.value.status) == (code, status)
-    assert message in caught.value.message
+    assert message in caught.value.detail

@@ -89,7 +89,7 @@ def test_errors_come_in_the_openai_envelope_with_the_taxonomy_code(gateway_url, 
         )
     assert bad_key.value.body["code"] == "invalid_api_key"
 
-    with pytest.raises(openai.BadRequestError) as bad_model:
+    with pytest.raises(openai.NotFoundError) as bad_model:
         client_for(gateway_url, key).chat.completions.create(
             model="nope/nope", messages=[{"role": "user", "content": "x"}]
         )

@@ -102,10 +102,11 @@ def envelope(hyperinfer_spec, spec_validator):
     return check
 
 
-def assert_refused(fmt: str, refusal, code: str, envelope) -> dict:
-    """A refusal before any streaming: the taxonomy status, a JSON body in the format's envelope."""
+def assert_refused(fmt: str, refusal, code: str, envelope, status: int | None = None) -> dict:
+    """A refusal before any streaming: the taxonomy status (or `status`, for a not-found, which the taxonomy
+    has no code of its own for), a JSON body in the format's envelope."""
     response = refusal.response
-    assert refusal.status_code == response.status_code == HTTP_STATUS[ErrorCode(code)]
+    assert refusal.status_code == response.status_code == (status or HTTP_STATUS[ErrorCode(code)])
     assert response.headers["content-type"].startswith("application/json")
     sdk_code = refusal.body["error"]["code"] if fmt == "messages" else refusal.code
     assert sdk_code == code  # what the SDK itself exposes
@@ -146,6 +147,7 @@ def breaks_the_schema(fmt: str) -> dict:
 
 ADMISSION_CASES = {
     # case: (which key, the request's overrides in a format, code, whether the error names that field)
+    # An unknown model is invalid_request with 404, as OpenAI answers it.
     "bad_api_key": ("wrong", lambda fmt: {}, "invalid_api_key", False),
     "schema_error": ("funded", breaks_the_schema, "invalid_request", True),
     "unknown_model": ("funded", lambda fmt: {"model": "nobody/no-such-model"}, "invalid_request", True),
@@ -169,7 +171,8 @@ def test_a_refused_request_gets_the_format_envelope_and_the_taxonomy_status(
     overrides = overrides_in(fmt)
     body = {**request_body(fmt, "hyperinfer/sandbox", stream), **overrides}
 
-    error = assert_refused(fmt, sdk_refusal(fmt, gateway_url, key, body), code, envelope)
+    status = 404 if case == "unknown_model" else None
+    error = assert_refused(fmt, sdk_refusal(fmt, gateway_url, key, body), code, envelope, status)
 
     if names_field:
         field = next(iter(overrides))

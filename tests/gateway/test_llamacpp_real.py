@@ -236,3 +236,31 @@ def test_a_client_that_leaves_mid_stream_pays_the_servers_prompt_count_and_what_
     assert count_tokens(received_text) <= generation.tokens_completion < whole["completion_tokens"]
     assert before - balance(workspace) == generation.cost_micro_usd > 0
     assert CreditAccount.objects.get(workspace=workspace).reserved_micro_usd == 0
+
+
+# --- The server's own refusals -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+@pytest.mark.parametrize("fmt", list(PATHS))
+def test_a_prompt_over_the_servers_context_is_context_length_exceeded_in_the_servers_words(
+    gateway_url, funded_key, llama_model, fmt, stream
+):
+    """The catalog says 32k, the server holds 2k: the server's own structured refusal decides the code."""
+    workspace, key = funded_key
+    before = balance(workspace)
+    case = Case([("user", "hello " * 5000)], max_tokens=5)
+    answer = httpx.post(
+        gateway_url + PATHS[fmt],
+        json={**body_in(fmt, case), "model": MODEL, "stream": stream},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=120,
+    )
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "context_length_exceeded"
+    assert "maximum context length" in error["message"] and "llamacpp" not in error["message"]
+    generation = settled_generation(answer.headers["x-request-id"])
+    assert (generation.status, generation.cost_micro_usd) == ("failed", 0)
+    assert "HTTP 400" in generation.error_detail
+    assert balance(workspace) == before

@@ -190,7 +190,7 @@ def test_unsupported_fields_are_refused_naming_them(gateway_url, funded_key, ext
 
 def test_an_unknown_model_is_an_invalid_request(gateway_url, funded_key):
     _, key = funded_key
-    with pytest.raises(anthropic.BadRequestError) as refused:
+    with pytest.raises(anthropic.NotFoundError) as refused:
         client_for(gateway_url, key).messages.create(model="nope/nope", max_tokens=10, messages=[user("x")])
     assert refused.value.body["error"]["message"].startswith("model: unknown model")
 
@@ -366,7 +366,11 @@ def test_an_upstream_error_after_the_first_byte_is_an_error_event(gateway_url, f
     error = json.loads(lines[-1].removeprefix("data: "))
     assert error == {
         "type": "error",
-        "error": {"type": "overloaded_error", "code": "provider_overloaded", "message": "Overloaded"},
+        "error": {
+            "type": "overloaded_error",
+            "code": "provider_overloaded",
+            "message": "The model's provider is overloaded; try again shortly.",
+        },
         "request_id": response.headers["x-request-id"],
     }
     generation = settled_generation(response.headers["x-request-id"])

@@ -474,9 +474,8 @@ def test_an_upstream_error_mid_stream_is_an_error_event_then_response_failed(
 
     error, failed = events[-2:]
     assert isinstance(error, ResponseErrorEvent)
-    assert error.code == "provider_rate_limit" and error.message.endswith(
-        "Requests per minute limit exceeded"
-    )
+    assert error.code == "provider_rate_limit"
+    assert error.message == "The model's provider is rate-limiting requests; try again shortly."
     assert isinstance(failed, ResponseFailedEvent) and failed.response.status == "failed"
     assert failed.response.error.code == "provider_rate_limit"
     assert events[0].type == "response.created" and "response.completed" not in [e.type for e in events]
