@@ -11,6 +11,6 @@ urlpatterns = [
     path("api/v1/", include("console.api.urls")),
     path("api/v1/", include("catalog.api.urls")),
     path("models/", include("catalog.urls")),
-    re_path(r"^api/(?P<unmatched>.*)$", api_not_found),
+    re_path(r"^api/(?P<unmatched>[\s\S]*)$", api_not_found),  # any character, a newline too
     path("", include("console.urls")),
 ]

@@ -1,6 +1,7 @@
 """The gateway's own ASGI app, mounted ahead of Django's view stack for its paths (design §3-4)."""
 
 import asyncio
+import logging
 import uuid
 from typing import Any
 from urllib.parse import parse_qs
@@ -20,6 +21,8 @@ from gateway.metering.keeper import loop_journal, stop_keeper
 from gateway.metering.redis_meter import close_loop_client
 from gateway.openapi import openapi_json
 from gateway.session import close_upstream_session
+
+logger = logging.getLogger(__name__)
 
 
 async def healthz(scope: Scope, receive: Receive, send: Send) -> None:
@@ -58,10 +61,13 @@ async def readyz(scope: Scope, receive: Receive, send: Send) -> None:
 def _generation_query(headers: dict[bytes, bytes], query: bytes) -> tuple[Caller, str]:
     """(the caller, the request id asked for); runs in a worker thread. Raises ApiError."""
     caller = authenticate(headers)
-    values = parse_qs(query.decode()).get("id")
-    if not values or not values[0].strip():
+    # latin-1 reads any bytes; parse_qs then percent-decodes as UTF-8. `id=` is an id that names nothing.
+    values = parse_qs(query.decode("latin-1"), keep_blank_values=True).get("id")
+    if not values:
         raise ApiError(ErrorCode.INVALID_REQUEST, "id: required (the X-Request-Id of a request)", param="id")
-    return caller, values[0].strip().removeprefix("gen-")
+    # Ids are printable; one with a NUL (which PostgreSQL cannot even compare) names nothing.
+    request_id = values[0].strip().removeprefix("gen-")
+    return caller, "" if "\x00" in request_id else request_id
 
 
 async def generation(scope: Scope, receive: Receive, send: Send) -> None:
@@ -75,6 +81,11 @@ async def generation(scope: Scope, receive: Receive, send: Send) -> None:
     except ApiError as exc:
         error = openai_error_body(exc.code, exc.message, own_id, exc.param)
         await send_json(send, exc.status, compact_json(error), id_header)
+        return
+    except Exception:  # a bug: the envelope, not a bare 500 (the traceback goes to the log)
+        logger.exception("generation lookup %s failed", own_id)
+        error = openai_error_body(ErrorCode.INTERNAL_ERROR, "The lookup failed; retry.", own_id)
+        await send_json(send, 500, compact_json(error), id_header)
         return
     if data is None:
         # Not found, or another workspace's: the same answer, so ids cannot be probed.

@@ -74,6 +74,72 @@ def _error_response(envelope: str = "OpenAIError") -> dict[str, Any]:
 
 # --- Gateway operations, one builder per implemented route --------------------------------------------
 
+# Request examples against the offline sandbox model every catalog ships: they run as written.
+SANDBOX = "hyperinfer/sandbox"
+CHAT_EXAMPLE = {"model": SANDBOX, "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 64}
+RESPONSES_EXAMPLE = {"model": SANDBOX, "input": "Say hello.", "max_output_tokens": 64}
+MESSAGES_EXAMPLE = {
+    "model": SANDBOX,
+    "max_tokens": 64,
+    "messages": [{"role": "user", "content": "Say hello."}],
+}
+
+
+# The events each format's stream names (chat's carry no name: "message").
+RESPONSES_EVENTS = [
+    "response.created",
+    "response.in_progress",
+    "response.output_item.added",
+    "response.output_item.done",
+    "response.content_part.added",
+    "response.content_part.done",
+    "response.output_text.delta",
+    "response.output_text.done",
+    "response.function_call_arguments.delta",
+    "response.function_call_arguments.done",
+    "response.reasoning_summary_part.added",
+    "response.reasoning_summary_part.done",
+    "response.reasoning_summary_text.delta",
+    "response.reasoning_summary_text.done",
+    "response.completed",
+    "response.incomplete",
+    "response.failed",
+    "error",
+]
+MESSAGES_EVENTS = [
+    "message_start",
+    "ping",
+    "content_block_start",
+    "content_block_delta",
+    "content_block_stop",
+    "message_delta",
+    "message_stop",
+    "error",
+]
+
+
+def _sse_event(description: str, names: list[str] | None) -> dict[str, Any]:
+    """One server-sent event, as OpenAPI 3.1 tools read an event-stream schema (schemathesis among them):
+    its `event` name and its `data`. The spec's prose about the whole stream stays the description."""
+    event = {"type": "string", "enum": names} if names else {"const": "message"}
+    return {
+        "type": "object",
+        "description": description,
+        "required": ["data"],
+        "properties": {"event": event, "data": {"type": "string", "minLength": 1}},
+    }
+
+
+def _request_body(schema_name: str, example: dict[str, Any]) -> dict[str, Any]:
+    """A gateway request body: the validator's own schema, and the example whole and streamed."""
+    return {
+        "schema": schema_file(schema_name),
+        "examples": {
+            "whole": {"summary": "One answer", "value": example},
+            "streamed": {"summary": "Streamed (server-sent events)", "value": {**example, "stream": True}},
+        },
+    }
+
 
 def chat_completions() -> Operation:
     return Operation(
@@ -88,7 +154,7 @@ def chat_completions() -> Operation:
             "`plugins` array (002-R11).",
             "requestBody": {
                 "required": True,
-                "content": {"application/json": {"schema": schema_file("chat_completions.request.json")}},
+                "content": {"application/json": _request_body("chat_completions.request.json", CHAT_EXAMPLE)},
             },
             "responses": {
                 "200": {
@@ -97,14 +163,14 @@ def chat_completions() -> Operation:
                     "content": {
                         "application/json": {"schema": _ref("ChatCompletionResponse")},
                         "text/event-stream": {
-                            "schema": {
-                                "type": "string",
-                                "description": "SSE stream of `chat.completion.chunk` objects (`data:` "
+                            "schema": _sse_event(
+                                "SSE stream of `chat.completion.chunk` objects (`data:` "
                                 "frames): a role frame, then content/reasoning/tool_call deltas, a "
                                 "finish_reason frame, a final usage-only chunk (always emitted — "
                                 "stream_options.include_usage semantics, 002-R8), and `data: [DONE]`. "
                                 "Keep-alive comments every 15 s.",
-                            }
+                                None,
+                            )
                         },
                     },
                 },
@@ -127,7 +193,7 @@ def responses() -> Operation:
             '(`tools: [{ type: "web_search" }, \u2026]`).',
             "requestBody": {
                 "required": True,
-                "content": {"application/json": {"schema": schema_file("responses.request.json")}},
+                "content": {"application/json": _request_body("responses.request.json", RESPONSES_EXAMPLE)},
             },
             "responses": {
                 "200": {
@@ -135,15 +201,15 @@ def responses() -> Operation:
                     "content": {
                         "application/json": {"schema": _ref("ResponsesResponse")},
                         "text/event-stream": {
-                            "schema": {
-                                "type": "string",
-                                "description": "Semantic SSE event protocol (`event:` + `data:` frames): "
+                            "schema": _sse_event(
+                                "Semantic SSE event protocol (`event:` + `data:` frames): "
                                 "`response.created` / `response.in_progress`, then per-item events "
                                 "(`response.output_item.added`, `response.output_text.delta`, "
                                 "`response.function_call_arguments.delta`, matching `*.done` events), ending "
                                 "with `response.completed` carrying the full response incl. usage (002-R8). "
                                 "Keep-alive comments every 15 s.",
-                            }
+                                RESPONSES_EVENTS,
+                            )
                         },
                     },
                 },
@@ -166,7 +232,9 @@ def messages() -> Operation:
             "Anthropic equivalent and is rejected explicitly.",
             "requestBody": {
                 "required": True,
-                "content": {"application/json": {"schema": schema_file("anthropic_messages.request.json")}},
+                "content": {
+                    "application/json": _request_body("anthropic_messages.request.json", MESSAGES_EXAMPLE)
+                },
             },
             "responses": {
                 "200": {
@@ -174,14 +242,14 @@ def messages() -> Operation:
                     "content": {
                         "application/json": {"schema": _ref("AnthropicMessageResponse")},
                         "text/event-stream": {
-                            "schema": {
-                                "type": "string",
-                                "description": "Anthropic content-block SSE protocol (`event:` + `data:` "
+                            "schema": _sse_event(
+                                "Anthropic content-block SSE protocol (`event:` + `data:` "
                                 "frames): `message_start`, then `content_block_start` / "
                                 "`content_block_delta` / `content_block_stop` per block (text_delta, "
                                 "thinking_delta, input_json_delta), `message_delta` with stop_reason + usage "
                                 "(002-R8), and `message_stop`. Keep-alive comments every 15 s.",
-                            }
+                                MESSAGES_EVENTS,
+                            )
                         },
                     },
                 },

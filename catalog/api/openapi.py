@@ -1,8 +1,13 @@
 """The catalog API's OpenAPI documentation (drf-spectacular; gateway/openapi.py serves it in /openapi.json).
 
-`listModels` is the spec's operation verbatim, plus the `format` query parameter, marked as our extension.
+`listModels` is the spec's operation verbatim, plus the `format` query parameter, marked as our extension,
+and the shapes it selects: `cerebras_shapes.json` holds the Cerebras spec's OpenRouter and Hugging Face
+schemas, extracted once from it, inlined here (the served document's components are the HyperInfer spec's).
 """
 
+import copy
+import json
+from pathlib import Path
 from typing import Any
 
 from drf_spectacular.openapi import AutoSchema
@@ -33,7 +38,50 @@ MODELS_RESPONSE = {
         },
     },
 }
-MODEL_RESPONSE = {"type": "object", "required": ["data"], "properties": {"data": PUBLIC_MODEL}}
+_CEREBRAS_SHAPES: dict[str, Any] = json.loads((Path(__file__).with_name("cerebras_shapes.json")).read_text())
+
+
+def cerebras_shape(name: str) -> dict[str, Any]:
+    """A schema of the Cerebras spec, its references to its siblings inlined."""
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/components/schemas/"):
+                return inline(copy.deepcopy(_CEREBRAS_SHAPES[ref.rsplit("/", 1)[1]]))
+            return {key: inline(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        return node
+
+    return inline(_CEREBRAS_SHAPES[name])
+
+
+def _extension(schema: dict[str, Any]) -> dict[str, Any]:
+    return {**schema, "x-hyperinfer-extension": True}
+
+
+# One body per `format`: anyOf (an empty list fits every shape); the spec's own is the first.
+LISTING_RESPONSE = {
+    "anyOf": [
+        MODELS_RESPONSE,
+        _extension(cerebras_shape("OpenRouterModelsResponse")),
+        _extension(cerebras_shape("HuggingFaceModelsResponse")),
+    ]
+}
+MODEL_RESPONSE = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "data": {
+            "anyOf": [
+                PUBLIC_MODEL,
+                _extension(cerebras_shape("OpenRouterModel")),
+                _extension(cerebras_shape("HuggingFaceModel")),
+            ]
+        }
+    },
+}
 
 FORMAT_PARAMETER = OpenApiParameter(
     "format",
@@ -58,6 +106,10 @@ ERROR_RESPONSE = OpenApiResponse(
     response={"$ref": "#/components/schemas/OpenAIError"},
     description="Error in the OpenAI envelope with the stable taxonomy `code` (002-R7): 404 "
     "`invalid_request` for a slug not in the catalog, 400 `invalid_request` for an unknown `format`.",
+)
+FORMAT_ERROR_RESPONSE = OpenApiResponse(
+    response={"$ref": "#/components/schemas/OpenAIError"},
+    description="An unknown `format`: `invalid_request`, param `format`, in the OpenAI envelope (002-R7).",
 )
 
 

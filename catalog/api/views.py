@@ -16,9 +16,10 @@ from catalog.api.caching import cacheable_json
 from catalog.api.formats import Format, model_body, models_body
 from catalog.api.openapi import (
     ERROR_RESPONSE,
+    FORMAT_ERROR_RESPONSE,
     FORMAT_PARAMETER,
+    LISTING_RESPONSE,
     MODEL_RESPONSE,
-    MODELS_RESPONSE,
     SLUG_PARAMETER,
     PublicSchema,
 )
@@ -85,7 +86,10 @@ class ModelsView(PublicCatalogView):
         description="Public model catalog from providers.yaml (002-R13): pricing, context length, max output "
         "tokens, features, datacenter locations. No auth required (002-R3).",
         parameters=[FORMAT_PARAMETER],
-        responses={200: OpenApiResponse(MODELS_RESPONSE, description="The catalog.")},
+        responses={
+            200: OpenApiResponse(LISTING_RESPONSE, description="The catalog, in the shape `format` selects."),
+            400: FORMAT_ERROR_RESPONSE,
+        },
     )
     def get(self, request: Request) -> HttpResponse:
         fmt = requested_format(request)

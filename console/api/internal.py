@@ -59,9 +59,10 @@ class RequiredBodySchema(AutoSchema):
 
 
 def _required_string(body: dict[str, Any], field: str) -> str:
+    """A field the schema requires as a string; an empty one is well formed and names nothing (a 404)."""
     value = body.get(field)
-    if not isinstance(value, str) or not value.strip():
-        raise ApiError(ErrorCode.INVALID_REQUEST, f"{field}: required, a non-empty string.", param=field)
+    if not isinstance(value, str):
+        raise ApiError(ErrorCode.INVALID_REQUEST, f"{field}: required, a string.", param=field)
     return value.strip()
 
 
@@ -117,8 +118,11 @@ def _find(model: type[_M], pk: str, field: str) -> _M:
         found = model._default_manager.filter(pk=pk).first()  # `objects` for Workspace and User
     except (ValueError, ValidationError):  # a malformed id: Django refuses it for an int or a UUID key
         found = None
-    if found is None:
+    if found is None:  # no not-found code in the taxonomy: invalid_request with 404, as the catalog's
         raise ApiError(
-            ErrorCode.INVALID_REQUEST, f"{field}: no such {model._meta.verbose_name}.", param=field
+            ErrorCode.INVALID_REQUEST,
+            f"{field}: no such {model._meta.verbose_name}.",
+            param=field,
+            status=404,
         )
     return found

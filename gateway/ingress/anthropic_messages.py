@@ -39,7 +39,7 @@ from gateway.ingress.anthropic_messages_render import (
     tool_input,
     usage_object,
 )
-from gateway.ingress.validation import load_validator, refuse_server_tools, validate_or_raise
+from gateway.ingress.validation import load_validator, refuse_server_tools, token_count, validate_or_raise
 
 __all__ = [
     "FORMAT",
@@ -103,7 +103,7 @@ def parse_request(body: dict[str, Any]) -> CanonicalRequest:
         tools=[_tool(t) for t in body.get("tools") or []],
         tool_choice=_tool_choice(body.get("tool_choice")),
         parallel_tool_calls=_parallel_tool_calls(body.get("tool_choice")),
-        max_tokens=body["max_tokens"],
+        max_tokens=token_count(body["max_tokens"]),
         temperature=body.get("temperature"),
         top_p=body.get("top_p"),
         stop=list(body.get("stop_sequences") or []),
@@ -232,7 +232,7 @@ def _reasoning(raw: dict[str, Any] | None) -> ReasoningControl | None:
         return None
     if raw["type"] == "disabled":
         return ReasoningControl(enabled=False)
-    return ReasoningControl(enabled=True, budget_tokens=raw.get("budget_tokens"))
+    return ReasoningControl(enabled=True, budget_tokens=token_count(raw.get("budget_tokens")))
 
 
 def _user(metadata: dict[str, Any] | None) -> str | None:

@@ -43,6 +43,7 @@ from gateway.ingress.validation import (
     openai_role,
     refuse_server_tools,
     refuse_unrenderable,
+    token_count,
     tool_choice_mode,
     validate_or_raise,
 )
@@ -88,7 +89,7 @@ def parse_request(body: dict[str, Any]) -> CanonicalRequest:
         tools=[_tool(t["function"]) for t in body.get("tools") or []],
         tool_choice=_tool_choice(body.get("tool_choice")),
         parallel_tool_calls=parallel_tool_calls(body),
-        max_tokens=body.get("max_completion_tokens") or body.get("max_tokens"),
+        max_tokens=token_count(body.get("max_completion_tokens") or body.get("max_tokens")),
         temperature=body.get("temperature"),
         top_p=body.get("top_p"),
         stop=[body["stop"]] if isinstance(body.get("stop"), str) else list(body.get("stop") or []),

@@ -39,6 +39,7 @@ from gateway.ingress.validation import (
     load_validator,
     openai_role,
     refuse_unrenderable,
+    token_count,
     tool_choice_mode,
     validate_or_raise,
 )
@@ -101,7 +102,7 @@ def parse_request(body: dict[str, Any]) -> CanonicalRequest:
         tools=[_tool(raw, position) for position, raw in enumerate(body.get("tools") or [])],
         tool_choice=_tool_choice(body.get("tool_choice")),
         parallel_tool_calls=parallel_tool_calls(body),
-        max_tokens=body.get("max_output_tokens"),
+        max_tokens=token_count(body.get("max_output_tokens")),
         temperature=body.get("temperature"),
         top_p=body.get("top_p"),
         response_format=_response_format((body.get("text") or {}).get("format")),

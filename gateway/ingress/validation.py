@@ -86,3 +86,8 @@ def refuse_unrenderable(body: dict[str, Any]) -> None:
 
 def _refuse(field: str, problem: str) -> None:
     raise ApiError(ErrorCode.INVALID_REQUEST, f"{field}: {problem}", param=field)
+
+
+def token_count(value: Any) -> Any:
+    """A token count as an int: JSON Schema's `integer` admits `476603.0`, the meters take whole ints."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value

@@ -80,23 +80,27 @@ def test_an_unset_internal_token_disables_the_endpoint(client, member, settings)
 
 
 @pytest.mark.parametrize(
-    ("body", "param"),
+    ("body", "param", "status"),
     [
-        ({"user_id": "1"}, "workspace_id"),
-        ({"workspace_id": "{workspace}"}, "user_id"),
-        ({"workspace_id": "{workspace}", "user_id": "{user}", "source": "cli"}, "source"),
-        ({"workspace_id": "not-a-uuid", "user_id": "{user}"}, "workspace_id"),
-        ({"workspace_id": "{workspace}", "user_id": "999999"}, "user_id"),
-        ({"workspace_id": "{workspace}", "user_id": "{stranger}"}, "user_id"),
+        ({"user_id": "1"}, "workspace_id", 400),
+        ({"workspace_id": "{workspace}"}, "user_id", 400),
+        ({"workspace_id": "{workspace}", "user_id": "{user}", "source": "cli"}, "source", 400),
+        ({"workspace_id": 7, "user_id": "{user}"}, "workspace_id", 400),
+        # Well formed, naming nothing: 404, the empty string too (the schema allows it).
+        ({"workspace_id": "not-a-uuid", "user_id": "{user}"}, "workspace_id", 404),
+        ({"workspace_id": "", "user_id": "{user}"}, "workspace_id", 404),
+        ({"workspace_id": "{workspace}", "user_id": "999999"}, "user_id", 404),
+        ({"workspace_id": "{workspace}", "user_id": ""}, "user_id", 404),
+        ({"workspace_id": "{workspace}", "user_id": "{stranger}"}, "user_id", 400),
     ],
 )
-def test_bad_bodies_name_the_field(client, member, body, param, spec_validator):
+def test_bad_bodies_name_the_field(client, member, body, param, status, spec_validator):
     user, workspace = member
     stranger = make_user()
     values = {"{workspace}": str(workspace.pk), "{user}": str(user.pk), "{stranger}": str(stranger.pk)}
     filled = {name: values.get(value, value) for name, value in body.items()}
     response = mint(client, filled)
-    assert response.status_code == 400
+    assert response.status_code == status
     spec_validator(response.json(), {"$ref": "#/components/schemas/OpenAIError"})
     error = response.json()["error"]
     assert (error["code"], error["param"]) == ("invalid_request", param)
