@@ -71,6 +71,28 @@ def test_production_pages_carry_hsts_and_the_security_headers():
     )
 
 
+LIVE_STRIPE = {"STRIPE_SECRET_KEY": "sk_live_x", "STRIPE_WEBHOOK_SECRET": "whsec_x"}
+
+
+def test_production_pages_carry_a_content_security_policy_without_inline_script():
+    script = (
+        "from django.test import Client; "
+        "r = Client().get('/login/', secure=True, HTTP_HOST='api.example.com'); "
+        "print(r.headers.get('Content-Security-Policy'))"
+    )
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "--no-imports", "-c", script],
+        env={"PATH": "/usr/bin:/bin", "SQLITE_PATH": ":memory:", **LIVE_STRIPE, **PRODUCTION},
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    policy = dict(part.strip().split(" ", 1) for part in result.stdout.strip().split(";"))
+    assert policy["script-src"] == "'self' https://js.stripe.com", result.stderr
+    assert policy["default-src"] == "'self'" and policy["object-src"] == "'none'"
+    assert policy["frame-ancestors"] == "'none'" and policy["form-action"] == "'self'"
+    assert "'unsafe-inline'" not in policy["script-src"] + policy["style-src"]
+    assert policy["connect-src"] == "'self' https://api.stripe.com"
+
+
 def test_development_needs_no_variables_at_all():
     result = check()
     assert result.returncode == 0, result.stderr

@@ -11,23 +11,9 @@ import pytest
 
 from billing.models import EntryKind, LedgerEntry, Payment
 from console.models import User
-from tests.catalog.test_pages_browser import chromium_path, screenshot_dir
+from tests.catalog.test_pages_browser import screenshot_dir
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def page(live_server, stripe_double, monkeypatch):
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API keeps an event loop in this thread; the test's own ORM reads are still sync.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.set_default_timeout(20_000)
-        yield page
-        browser.close()
 
 
 def sign_up(page, base: str) -> User:
