@@ -56,3 +56,7 @@ def worker() -> Iterator[subprocess.Popen[str]]:
     celery_app.conf.task_default_queue = previous_queue
     process.terminate()
     process.wait(timeout=20)
+    # The queue's bindings (kombu keeps them without expiry) go with it.
+    with celery_app.connection_for_write() as connection:
+        client = connection.default_channel.client
+        client.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")

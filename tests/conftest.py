@@ -132,7 +132,8 @@ def end_worker_thread_connections(django_db_setup, django_db_blocker):
 
 @pytest.fixture(scope="session", autouse=True)
 def fresh_credit_mirror():
-    """The Redis meter's mirror names keys by database ids, which a new test database reuses: start empty."""
+    """The Redis meter's mirror names keys by database ids, which a new test database reuses: start empty,
+    and leave nothing behind (the mirror's keys have no expiry: they are the balances of live workspaces)."""
     redis_url = os.environ.get("REDIS_URL", "")
     if not redis_url.startswith("redis://"):
         yield
@@ -142,7 +143,12 @@ def fresh_credit_mirror():
     from billing.mirror import PREFIX
 
     client = redis.Redis.from_url(redis_url)
-    for name in client.scan_iter(match=PREFIX + "*", count=1000):
-        client.delete(name)
+
+    def clear() -> None:
+        for name in client.scan_iter(match=PREFIX + "*", count=1000):
+            client.delete(name)
+
+    clear()
     yield
+    clear()
     client.close()

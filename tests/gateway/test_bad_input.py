@@ -103,3 +103,62 @@ def test_a_bug_mid_stream_ends_the_stream_with_an_error_event(gateway_url, funde
     generation = settled_generation(answer.headers["x-request-id"])
     assert (generation.status, generation.cost_micro_usd) == ("failed", 0)
     assert account_balance(workspace_id=workspace.pk) == 5_000_000
+
+
+def _with_field(fmt: str, stream: bool, **fields) -> bytes:
+    body = json.loads(body_with(fmt, "hi", stream))
+    return json.dumps({**body, **fields}).encode()
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+@pytest.mark.parametrize("fmt", list(PATHS))
+def test_hostile_inputs_get_a_4xx_in_the_envelope_or_a_whole_answer_and_refusals_cost_nothing(
+    gateway_url, funded_key, fmt, stream
+):
+    workspace, key = funded_key
+    huge_text = "word " * 1_800_000  # 9 MB: under the body limit, far over the model's context
+    refused = {
+        # name: (raw body, Content-Type, expected status, expected code)
+        "10 MB field": (body_with(fmt, "x" * (10 * 1024 * 1024), stream), None, 413, "payload_too_large"),
+        "huge prompt": (body_with(fmt, huge_text, stream), None, 400, "context_length_exceeded"),
+        "header injection in the model": (
+            _with_field(fmt, stream, model=f"{MODEL}\r\nX-Injected: yes"),
+            None,
+            404,
+            "invalid_request",
+        ),
+        "number overflowing to infinity": (
+            body_with(fmt, "hi", stream).replace('"stream"', '"temperature": 1e400, "stream"'),
+            None,
+            400,
+            "invalid_request",
+        ),
+        "form-encoded body": (
+            b"model=x&messages=hi",
+            "application/x-www-form-urlencoded",
+            400,
+            "invalid_request",
+        ),
+        "empty body": (b"", None, 400, "invalid_request"),
+        "a JSON array": (b"[]", None, 400, "invalid_request"),
+    }
+    for name, (raw, content_type, status, code) in refused.items():
+        headers = {"Authorization": f"Bearer {key}", "Content-Type": content_type or "application/json"}
+        answer = httpx.post(gateway_url + PATHS[fmt], content=raw, headers=headers, timeout=60)
+        assert answer.status_code == status, (name, answer.status_code, answer.text[:300])
+        assert error_of(answer)["code"] == code, name
+        assert "x-injected" not in answer.headers, name
+    # JSON sent as text/plain is still JSON: a whole answer, in the format it asked for.
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "text/plain"}
+    answer = httpx.post(gateway_url + PATHS[fmt], content=body_with(fmt, "hi", stream), headers=headers)
+    assert answer.status_code == 200
+    if stream:
+        assert answer.headers["content-type"].startswith("text/event-stream")
+        assert "[DONE]" in answer.text or "message_stop" in answer.text or "response.completed" in answer.text
+    else:
+        assert answer.headers["content-type"].startswith("application/json") and answer.json()["id"]
+    generation = settled_generation(answer.headers["x-request-id"])
+    # Only that one ran, and only it was billed; the server is still up.
+    assert Generation.objects.filter(workspace=workspace).count() == 1
+    assert account_balance(workspace_id=workspace.pk) == 5_000_000 - generation.cost_micro_usd
+    assert httpx.get(gateway_url + "/healthz").status_code == 200
