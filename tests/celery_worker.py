@@ -56,7 +56,9 @@ def worker() -> Iterator[subprocess.Popen[str]]:
     celery_app.conf.task_default_queue = previous_queue
     process.terminate()
     process.wait(timeout=20)
-    # The queue's bindings (kombu keeps them without expiry) go with it.
+    # The queue's bindings (kombu keeps them without expiry) go with it, and the deadlines its control
+    # mailbox left (kombu writes them again when a worker needs them).
     with celery_app.connection_for_write() as connection:
         client = connection.default_channel.client
-        client.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
+        bindings = [f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}"]
+        client.delete(queue, *bindings, "_kombu.binding_deadlines")
