@@ -20,6 +20,7 @@ NOT_SOURCE = {"tests", "static", "templates", "docs", "staticfiles"}  # and hidd
 USED_WITHOUT_AN_IMPORT = {
     "uvicorn": "the production server: `uvicorn config.asgi:application` (README, DESIGN §2, bench/)",
     "psycopg": "Django's PostgreSQL backend loads it for DATABASE_URL=postgres://… (bench/ only optionally)",
+    "lxml-html-clean": "trafilatura (web_fetch) imports lxml.html.clean, which lxml ships separately now",
 }
 
 
