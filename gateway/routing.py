@@ -30,7 +30,19 @@ async def open_stream(
     last_error = UpstreamError(ErrorCode.PROVIDER_UNAVAILABLE, "The model has no route.")
     for route in model.routes:
         upstream_request = _for_route(request, route)
-        events = adapter_for(route.provider.kind).stream(upstream_request, route, session)
+        provider = route.provider
+        try:
+            adapter = adapter_for(provider.kind)
+        except (
+            KeyError
+        ):  # a provider row edited to a kind no adapter serves (the catalog's loader refuses it)
+            logger.error(
+                "route %s for %s: no adapter serves kind %r", provider.slug, model.slug, provider.kind
+            )
+            detail = f"{provider.slug}: no adapter for kind {provider.kind!r}"
+            last_error = UpstreamError.provider_side(ErrorCode.PROVIDER_UNAVAILABLE, detail)
+            continue
+        events = adapter.stream(upstream_request, route, session)
         try:
             first = await anext(events)
         except UpstreamError as exc:

@@ -45,6 +45,32 @@ def test_when_the_first_route_fails_the_second_answers(gateway_url, funded_key, 
     assert generation.cost_micro_usd == 12 * 1 + 7 * 2
 
 
+def test_a_route_whose_provider_no_adapter_serves_is_skipped_for_the_next(
+    gateway_url, funded_key, monkeypatch
+):
+    """An operator edited a provider to a kind nothing serves (the loader would have refused it): the next
+    route answers; with no next route, provider_unavailable in the envelope, not a 500."""
+    from catalog.models import Provider
+    from gateway.catalog_cache import catalog_cache
+
+    monkeypatch.setenv("FAKE_UPSTREAM_KEY", KEY)
+    _, key = funded_key
+    with openai_fake("fireworks", Scenario(text="From the healthy route"), api_key=KEY) as healthy:
+        serve_model_from("test/orphan", [("cerebras", healthy.base_url), ("fireworks", healthy.base_url)])
+        serve_model_from("test/orphan-only", [("cerebras", healthy.base_url)])
+        Provider.objects.filter(slug__in=["test-orphan-0", "test-orphan-only-0"]).update(kind="retired")
+        catalog_cache.invalidate()
+        completion = ask(gateway_url, key, "test/orphan").parse()
+        alone = httpx.post(
+            f"{gateway_url}/api/v1/chat/completions",
+            json={"model": "test/orphan-only", "messages": [{"role": "user", "content": "hi"}]},
+            headers={"Authorization": f"Bearer {key}"},
+        )
+    assert completion.choices[0].message.content == "From the healthy route"
+    assert alone.status_code == 502 and alone.json()["error"]["code"] == "provider_unavailable"
+    assert "retired" in settled_generation(alone.headers["x-request-id"]).error_detail
+
+
 def test_when_every_route_fails_the_last_error_is_returned_and_nothing_is_charged(
     gateway_url, funded_key, monkeypatch
 ):
