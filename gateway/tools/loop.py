@@ -1,0 +1,221 @@
+"""The server-tool loop (ADR 0013): a model's steps, with the gateway running the server tools it calls
+between them, as one canonical event stream — so every format renders it, streamed or folded, as it
+renders any answer.
+
+Each step is one upstream answer (`open_step`: routing.open_stream's events in the pipeline, a script in
+the tests). Text and reasoning pass through as they come, block indexes numbered on across steps. The
+model's calls of server tools are held back: the client never sees them as its own tool calls. A step that
+called server tools and nothing else is followed by their results and the next step; at the step limit the
+last step is asked with `tool_choice: none`, so it answers. A step that also called one of the client's own
+tools ends the loop there (`tool_calls`, as without server tools): the client answers its tool, and the
+server calls of that step are dropped, neither run nor billed. The stream ends with one Finish and one Usage,
+the sum of the steps' — every step was an upstream request, and each is billed.
+
+Not wired into the gateway yet: ingress parsing of `plugins` and built-in tools, the reservation of the step
+limit's worst case, tool prices and native shapes come with it (issue 15).
+"""
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
+
+from gateway.canonical import (
+    Block,
+    BlockStart,
+    CanonicalRequest,
+    ErrorEvent,
+    Event,
+    Finish,
+    Message,
+    ReasoningBlock,
+    ReasoningDelta,
+    TextBlock,
+    TextDelta,
+    Tool,
+    ToolCallBlock,
+    ToolCallDelta,
+    ToolChoice,
+    ToolResultBlock,
+    Usage,
+)
+from gateway.tools.base import ServerTool, ToolContext, ToolOutcome
+
+logger = logging.getLogger(__name__)
+
+StepOpener = Callable[[CanonicalRequest], Awaitable[AsyncIterator[Event]]]
+DEFAULT_MAX_STEPS = 5
+TOOL_TIMEOUT_SECONDS = 30.0
+PARALLEL_TOOL_RUNS = 4
+
+
+@dataclass(frozen=True, slots=True)
+class ToolRun:
+    """One server tool call the gateway ran: what the model asked and what came of it (billed per unit)."""
+
+    call_id: str
+    name: str
+    arguments: str
+    outcome: ToolOutcome
+
+
+@dataclass(slots=True)
+class _Call:
+    call_id: str
+    name: str
+    parts: list[str] = field(default_factory=list)
+
+    @property
+    def arguments(self) -> str:
+        return "".join(self.parts)
+
+
+@dataclass(slots=True)
+class _Step:
+    """What one step said, in upstream order, to put back into the conversation."""
+
+    blocks: dict[int, Block] = field(default_factory=dict)
+    held: dict[int, _Call] = field(default_factory=dict)  # server tool calls, by upstream index
+    indexes: dict[int, int] = field(default_factory=dict)  # upstream index -> the client's
+    client_calls: bool = False
+    finish: Finish | None = None
+    usage: Usage | None = None
+
+
+def usage_sum(total: Usage | None, more: Usage | None) -> Usage | None:
+    if total is None or more is None:
+        return more if total is None else total
+    return Usage(
+        prompt_tokens=total.prompt_tokens + more.prompt_tokens,
+        completion_tokens=total.completion_tokens + more.completion_tokens,
+        cached_prompt_tokens=total.cached_prompt_tokens + more.cached_prompt_tokens,
+        reasoning_tokens=total.reasoning_tokens + more.reasoning_tokens,
+        cache_write_prompt_tokens=total.cache_write_prompt_tokens + more.cache_write_prompt_tokens,
+    )
+
+
+class ToolLoop:
+    def __init__(
+        self, tools: Mapping[str, ServerTool], context: ToolContext, max_steps: int = DEFAULT_MAX_STEPS
+    ) -> None:
+        self.tools = dict(tools)
+        self.context = context
+        self.max_steps = max_steps
+        self.runs: list[ToolRun] = []  # every call run, in order: the bill's tool units
+        self.usage: Usage | None = None  # the steps' usage so far (a client that leaves pays at least this)
+        self.steps = 0
+
+    def offer(self, request: CanonicalRequest, last: bool) -> CanonicalRequest:
+        """The request a step sends: the client's tools and the server tools; the last step may not call
+        a server tool (`none`, unless the client named one of its own tools to call)."""
+        clash = {tool.name for tool in request.tools} & self.tools.keys()
+        if clash:
+            raise ValueError(f"tools: {sorted(clash)[0]!r} is a server tool's name")
+        offered = [Tool(t.name, t.description, t.parameters) for t in self.tools.values()]
+        choice = request.tool_choice
+        if last and not (choice is not None and choice.mode == "tool"):
+            choice = ToolChoice("none")
+        return replace(request, tools=[*request.tools, *offered], tool_choice=choice)
+
+    async def events(self, request: CanonicalRequest, open_step: StepOpener) -> AsyncGenerator[Event, None]:
+        conversation = list(request.messages)
+        numbered = 0  # the client's next block index
+        while True:
+            self.steps += 1
+            last = self.steps >= self.max_steps
+            step = _Step()
+            async for event in await open_step(self.offer(replace(request, messages=conversation), last)):
+                if (passed := self._read(event, step, numbered)) is not None:
+                    numbered += isinstance(passed, BlockStart)
+                    yield passed
+                if isinstance(event, ErrorEvent):
+                    return  # the answer ends here; `usage` still holds the finished steps'
+            self.usage = usage_sum(self.usage, step.usage)
+            if step.held and not step.client_calls and not last:
+                conversation += await self._answered(step)
+                continue
+            if step.held:
+                logger.info("server tool calls dropped: %s", [call.name for call in step.held.values()])
+            reason = step.finish.reason if step.finish else "stop"
+            if reason == "tool_calls" and not step.client_calls:
+                reason = "stop"  # the calls were the server's: to the client this answer simply ended
+            yield Finish(reason, step.finish.stop_sequence if step.finish else None)
+            if self.usage is not None:
+                yield self.usage
+            return
+
+    def _read(self, event: Event, step: _Step, numbered: int) -> Event | None:
+        """Note one event of a step; what the client gets of it (renumbered), or None when held back."""
+        if isinstance(event, Finish):
+            step.finish = event
+            return None
+        if isinstance(event, Usage):
+            step.usage = event
+            return None
+        if isinstance(event, ErrorEvent):
+            return event  # it ends the stream, as it would without tools
+        if isinstance(event, BlockStart) and event.kind == "tool_call" and event.tool_name in self.tools:
+            step.held[event.index] = _Call(event.tool_call_id or f"call_{event.index}", event.tool_name)
+            return None
+        if event.index in step.held:
+            if isinstance(event, ToolCallDelta):
+                step.held[event.index].parts.append(event.arguments)
+            return None
+        if isinstance(event, BlockStart):
+            step.indexes[event.index] = numbered
+            step.client_calls |= event.kind == "tool_call"
+        _remember(step, event)
+        return replace(event, index=step.indexes[event.index])
+
+    async def _answered(self, step: _Step) -> list[Message]:
+        """The step's assistant turn with its server tool calls, then their results."""
+        calls = list(step.held.values())
+        limit = asyncio.Semaphore(PARALLEL_TOOL_RUNS)
+
+        async def run(call: _Call) -> ToolRun:
+            async with limit:
+                return ToolRun(call.call_id, call.name, call.arguments, await self._run(call))
+
+        runs = await asyncio.gather(*(run(call) for call in calls))
+        self.runs += runs
+        said = [block for _, block in sorted(step.blocks.items())]
+        assistant = Message(
+            "assistant", [*said, *(ToolCallBlock(c.call_id, c.name, c.arguments or "{}") for c in calls)]
+        )
+        results = [
+            ToolResultBlock(r.call_id, [TextBlock(r.outcome.text)], is_error=bool(r.outcome.error))
+            for r in runs
+        ]
+        return [assistant, Message("tool", list(results))]
+
+    async def _run(self, call: _Call) -> ToolOutcome:
+        try:
+            arguments = json.loads(call.arguments or "{}")
+        except ValueError:
+            return ToolOutcome.failed("the arguments are not valid JSON")
+        if not isinstance(arguments, dict):
+            return ToolOutcome.failed("the arguments must be a JSON object")
+        try:
+            async with asyncio.timeout(TOOL_TIMEOUT_SECONDS):
+                return await self.tools[call.name].run(arguments, self.context)
+        except TimeoutError:
+            return ToolOutcome.failed(f"{call.name} did not finish within {TOOL_TIMEOUT_SECONDS:g} s")
+        except Exception:  # a bug in a tool: the model hears it failed, the log has the traceback
+            logger.exception("server tool %s failed", call.name)
+            return ToolOutcome.failed(f"{call.name} failed")
+
+
+def _remember(step: _Step, event: Event) -> None:
+    """Keep what the client was sent of this step, to say it again in the next step's conversation."""
+    if isinstance(event, BlockStart) and event.kind in ("text", "reasoning"):
+        step.blocks[event.index] = TextBlock("") if event.kind == "text" else ReasoningBlock("")
+    elif isinstance(event, TextDelta) and isinstance(block := step.blocks.get(event.index), TextBlock):
+        block.text += event.text
+    elif isinstance(event, ReasoningDelta) and isinstance(
+        block := step.blocks.get(event.index), ReasoningBlock
+    ):
+        block.text += event.text
+        if event.signature:  # Anthropic's thinking before a tool call must go back signed
+            block.signature = event.signature
+            block.redacted = event.redacted
