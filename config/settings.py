@@ -285,6 +285,17 @@ GATEWAY_KEEPALIVE_SECONDS = 15.0
 GATEWAY_JOURNAL_DIR = Path(env_str("GATEWAY_JOURNAL_DIR", str(BASE_DIR / ".local" / "journal")))
 CATALOG_PATH = Path(env_str("CATALOG_PATH", str(BASE_DIR / "providers.yaml")))
 
+# --- Server tools (ADR 0013; `manage.py check` checks these: gateway/tools/registry.py) ---------
+# web_search's backend: `sandbox` (the bundled offline corpus), `searxng` (WEB_SEARCH_URL: the instance) or
+# `brave` (WEB_SEARCH_API_KEY; WEB_SEARCH_URL only to point elsewhere than api.search.brave.com).
+WEB_SEARCH_BACKEND = env_str("WEB_SEARCH_BACKEND", "sandbox")
+WEB_SEARCH_URL = env_str("WEB_SEARCH_URL", "")
+WEB_SEARCH_API_KEY = env_str("WEB_SEARCH_API_KEY", "")
+# Networks web_fetch may reach besides the public internet (CIDRs, comma-separated): none by default.
+WEB_FETCH_ALLOWED_NETWORKS = env_list("WEB_FETCH_ALLOWED_NETWORKS", [])
+# Upstream steps one request with server tools may take; the last one may not call a tool.
+SERVER_TOOL_MAX_STEPS = env_int("SERVER_TOOL_MAX_STEPS", 5)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -6,6 +6,11 @@ class GatewayConfig(AppConfig):
     verbose_name = "Gateway"
 
     def ready(self) -> None:
+        from django.core import checks
+
+        from gateway.tools.registry import check_server_tools
+
+        checks.register(check_server_tools)
         # The catalog accepts exactly the kinds the gateway has adapters for: it learns them here, at startup,
         # so that it never imports the gateway (docs/new-dialect.md).
         from catalog.dialects import dialect_register
