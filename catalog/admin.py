@@ -6,7 +6,7 @@ from django.db.models import Field
 from django.http import HttpRequest, HttpResponse
 
 from catalog.dialects import dialect_choices
-from catalog.models import Creator, Model, ModelFigures, Provider, Route
+from catalog.models import Creator, Model, ModelFigures, Provider, Route, ToolPrice
 
 SOURCE_OF_TRUTH = (
     "providers.yaml is the source of truth for the catalog: `manage.py catalog_load` overwrites edits made "
@@ -102,6 +102,12 @@ class RouteAdmin(FromYamlAdmin):
     search_fields = ["model__slug", "upstream_model_id", "provider__slug"]
     list_filter = ["provider"]
     ordering = ["model__position", "model__slug", "position"]
+
+
+@admin.register(ToolPrice)
+class ToolPriceAdmin(FromYamlAdmin):
+    list_display = ["tool", "unit", "price_usd"]
+    list_filter = ["tool"]
 
 
 @admin.register(ModelFigures)

@@ -9,7 +9,7 @@ from django.db import transaction
 from django.db.models import Model as DjangoModel
 
 from catalog.fields import CatalogError
-from catalog.models import Creator, Model, Provider, Route
+from catalog.models import Creator, Model, Provider, Route, ToolPrice
 from catalog.schema import Catalog, CreatorSpec, ModelSpec, ProviderSpec, catalog_from_data
 
 
@@ -129,7 +129,18 @@ def catalog_load(path: str | Path) -> LoadResult:
         stale = Model.objects.filter(is_active=True).exclude(slug__in=[m.slug for m in catalog.models])
         result.deactivated = sorted(stale.values_list("slug", flat=True))
         stale.update(is_active=False)
+        _sync_tool_prices(catalog)
     return result
+
+
+def _sync_tool_prices(catalog: Catalog) -> None:
+    """The file's tool prices, exactly: a unit it no longer prices is dropped (and so costs nothing)."""
+    for spec in catalog.tool_prices:
+        ToolPrice.objects.update_or_create(tool=spec.tool, unit=spec.unit, defaults={"price_usd": spec.price})
+    priced = {(spec.tool, spec.unit) for spec in catalog.tool_prices}
+    for price in ToolPrice.objects.all():
+        if (price.tool, price.unit) not in priced:
+            price.delete()
 
 
 def _upsert(cls: type[DjangoModel], obj: DjangoModel | None, **values: Any) -> tuple[Any, str]:

@@ -176,3 +176,21 @@ class ModelFigures(models.Model):
 
     def __str__(self) -> str:
         return f"figures of {self.model} at {self.computed_at:%Y-%m-%d %H:%M}"
+
+
+class ToolPrice(models.Model):
+    """What one unit of a server tool costs (providers.yaml `server_tools:`, ADR 0013), in USD."""
+
+    tool = models.CharField(max_length=40)
+    unit = models.CharField(max_length=20)
+    price_usd = models.DecimalField(max_digits=14, decimal_places=9)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tool", "unit"], name="toolprice_one_per_tool_unit"),
+            models.CheckConstraint(condition=models.Q(price_usd__gte=0), name="toolprice_not_negative"),
+        ]
+        ordering = ["tool", "unit"]
+
+    def __str__(self) -> str:
+        return f"{self.tool} per {self.unit}: ${self.price_usd}"

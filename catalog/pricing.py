@@ -4,6 +4,7 @@ Catalog prices are USD per 1M tokens, so one token at $X/M costs exactly X micro
 Decimal and rounded once, up, at the end (design §4): a workspace is never charged less than it used.
 """
 
+from collections.abc import Iterable, Mapping
 from decimal import ROUND_CEILING, Decimal
 from typing import Protocol
 
@@ -77,3 +78,21 @@ def worst_case_cost_micro_usd(*, model: Priced, prompt_tokens: int, max_tokens: 
     )
     prompt_rate = max(model.prompt_price, cached_price(model))
     return _ceil(prompt_tokens * prompt_rate + output * model.completion_price)
+
+
+MICRO = Decimal(1_000_000)
+
+
+def tool_costs_micro_usd(
+    prices: Mapping[tuple[str, str], Decimal], used: Iterable[tuple[str, Mapping[str, int]]]
+) -> dict[str, int]:
+    """What the server tool calls of one generation cost, by tool, in micro-USD: each `(tool, units)` call's
+    units at the prices per (tool, unit) in USD, a unit without a price free, each tool's sum rounded once,
+    up. A tool none of whose units cost anything is left out."""
+    totals: dict[str, Decimal] = {}
+    for tool, units in used:
+        for unit, count in units.items():
+            _tokens(f"{tool}.{unit}", count)
+            price = prices.get((tool, unit), Decimal(0))
+            totals[tool] = totals.get(tool, Decimal(0)) + count * price * MICRO
+    return {tool: _ceil(amount) for tool, amount in totals.items() if amount}

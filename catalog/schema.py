@@ -24,7 +24,15 @@ from catalog.fields import (
     read_url,
     show,
 )
-from catalog.specs import BenchmarkSpec, Catalog, CreatorSpec, ModelSpec, ProviderSpec, RouteSpec
+from catalog.specs import (
+    BenchmarkSpec,
+    Catalog,
+    CreatorSpec,
+    ModelSpec,
+    ProviderSpec,
+    RouteSpec,
+    ToolPriceSpec,
+)
 
 __all__ = [
     "BenchmarkSpec",
@@ -45,6 +53,16 @@ ENV_VAR = r"[A-Z_][A-Z0-9_]*"
 COUNTRY = r"[A-Z]{2}"
 PRICE_STEP = Decimal("0.000001")
 PRICE_LIMIT = Decimal(10**8)
+# The units each server tool is billed by (ADR 0013); a price is USD per unit.
+TOOL_UNITS = {
+    "web_search": ("call", "result"),
+    "web_fetch": ("call",),
+    "pdf": ("page",),
+    "datetime": ("call",),
+    "image": ("image",),
+}
+TOOL_PRICE_STEP = Decimal("0.000000001")
+TOOL_PRICE_LIMIT = Decimal(10**5)
 
 
 def catalog_from_data(data: Any, *, source: str) -> Catalog:
@@ -52,7 +70,7 @@ def catalog_from_data(data: Any, *, source: str) -> Catalog:
     root = Where(source)
     if data is None:
         root.fail("the file is empty (expected keys creators, providers, models)")
-    doc = read_mapping(data, root, required=("creators", "providers", "models"))
+    doc = read_mapping(data, root, required=("creators", "providers", "models"), optional=("server_tools",))
     creators = tuple(_creator(v, root.child("creators").child(i)) for i, v in _items(doc, root, "creators"))
     providers = tuple(
         _provider(v, root.child("providers").child(i)) for i, v in _items(doc, root, "providers")
@@ -66,7 +84,29 @@ def catalog_from_data(data: Any, *, source: str) -> Catalog:
         for i, v in _items(doc, root, "models")
     )
     check_unique_slugs(models, root.child("models"))
-    return Catalog(source=source, creators=creators, providers=providers, models=models)
+    tool_prices = _tool_prices(doc.get("server_tools", {}), root.child("server_tools"))
+    return Catalog(
+        source=source, creators=creators, providers=providers, models=models, tool_prices=tool_prices
+    )
+
+
+def _tool_prices(value: Any, at: Where) -> tuple[ToolPriceSpec, ...]:
+    """`server_tools: {web_search: {call: "0.004", result: "0"}, …}`: USD per unit of each tool."""
+    tools = read_mapping(value, at, required=(), optional=tuple(TOOL_UNITS))
+    prices = []
+    for tool, units in tools.items():
+        unit_prices = read_mapping(units, at.child(tool), required=(), optional=TOOL_UNITS[tool])
+        for unit, price in unit_prices.items():
+            prices.append(ToolPriceSpec(tool, unit, _tool_price(price, at.child(tool).child(unit))))
+    return tuple(prices)
+
+
+def _tool_price(value: Any, at: Where) -> Decimal:
+    # Must fit ToolPrice's DecimalField(max_digits=14, decimal_places=9): a micro-dollar's thousandth.
+    price = read_decimal(value, at)
+    if price >= TOOL_PRICE_LIMIT or price != price.quantize(TOOL_PRICE_STEP):
+        at.fail(f"must have at most 9 decimal places and be below {TOOL_PRICE_LIMIT}, got {show(value)}")
+    return price
 
 
 def _items(doc: dict[str, Any], root: Where, key: str) -> list[tuple[int, Any]]:

@@ -69,8 +69,18 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class ToolPriceSpec:
+    """What one unit of a server tool costs (USD), e.g. web_search per call, per result."""
+
+    tool: str
+    unit: str
+    price: Decimal
+
+
+@dataclass(frozen=True)
 class Catalog:
     source: str
     creators: tuple[CreatorSpec, ...]
     providers: tuple[ProviderSpec, ...]
     models: tuple[ModelSpec, ...]
+    tool_prices: tuple[ToolPriceSpec, ...] = ()

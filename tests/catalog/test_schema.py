@@ -181,7 +181,7 @@ def test_mock_provider_needs_no_base_url_but_others_do(shipped_data: dict) -> No
         ),
         (
             lambda d: d.update(extra=[]),
-            "extra: unknown key (allowed: creators, models, providers)",
+            "extra: unknown key (allowed: creators, models, providers, server_tools)",
         ),
     ],
     ids=[
