@@ -107,6 +107,7 @@ class RouteAdmin(FromYamlAdmin):
 @admin.register(ToolPrice)
 class ToolPriceAdmin(FromYamlAdmin):
     list_display = ["tool", "unit", "price_usd"]
+    search_fields = ["tool", "unit"]
     list_filter = ["tool"]
 
 
