@@ -15,7 +15,6 @@ networks on purpose (WEB_FETCH_ALLOWED_NETWORKS); it is empty by default.
 """
 
 import asyncio
-import io
 import ipaddress
 import socket
 from collections.abc import Iterable
@@ -25,6 +24,8 @@ from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
+
+from gateway.tools.pdf import PdfUnreadable, pdf_text
 
 MAX_REDIRECTS = 5
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -126,16 +127,12 @@ def readable(body: bytes, content_type: str, url: str) -> tuple[str, str]:
             return "", ""
         data: Any = extracted.as_dict() if hasattr(extracted, "as_dict") else extracted
         return str(data.get("title") or ""), str(data.get("text") or "")
-    if kind == "application/pdf":
-        from pypdf import PdfReader
-        from pypdf.errors import PdfReadError
-
+    if kind == "application/pdf":  # the pdf tool's parser
         try:
-            reader = PdfReader(io.BytesIO(body))
-            title = str(reader.metadata.title or "") if reader.metadata else ""
-            return title, "\n\n".join(page.extract_text() or "" for page in reader.pages).strip()
-        except (PdfReadError, ValueError, KeyError) as exc:
-            raise FetchRefused(f"{url}: not a readable PDF ({exc})") from exc
+            parsed = pdf_text(body, url)
+        except PdfUnreadable as exc:
+            raise FetchRefused(str(exc)) from exc
+        return parsed.title, parsed.text
     if kind.startswith("text/") or kind in ("application/json", "application/xml"):
         return "", body.decode("utf-8", errors="replace")
     raise FetchRefused(f"{url}: {kind or 'no content type'} has no text to read")

@@ -24,6 +24,7 @@ class PdfText:
     text: str
     pages: int
     truncated: bool
+    title: str = ""  # from the file's metadata, when it has one
 
 
 def pdf_bytes(file_data: str) -> bytes:
@@ -54,12 +55,13 @@ def pdf_text(data: bytes, filename: str = "") -> PdfText:
     try:
         reader = PdfReader(io.BytesIO(data))
         texts = [page.extract_text() or "" for page in reader.pages]
+        title = str(reader.metadata.title or "") if reader.metadata else ""
     except Exception as exc:  # pypdf raises many kinds on a broken file: all mean the same to the client
         raise PdfUnreadable(f"{filename or 'the file'}: not a readable PDF") from exc
     text = "\n\n".join(texts).strip()
     pages = len(texts)
     truncated = len(text) > MAX_PDF_TEXT
-    return PdfText(text[:MAX_PDF_TEXT], pages, truncated)
+    return PdfText(text[:MAX_PDF_TEXT], pages, truncated, title)
 
 
 def as_context(parsed: PdfText, filename: str) -> str:
