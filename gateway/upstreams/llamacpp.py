@@ -40,9 +40,9 @@ from gateway.upstreams.openai_compatible import (
     Json,
     OpenAICompatibleAdapter,
     StreamState,
-    http_failure,
     logger,
 )
+from gateway.upstreams.openai_errors import http_failure
 from gateway.upstreams.registry import register
 
 

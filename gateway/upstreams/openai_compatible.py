@@ -15,7 +15,7 @@ import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import aiohttp
 
@@ -43,14 +43,14 @@ from gateway.canonical import (
     Usage,
 )
 from gateway.tokens import estimate_prompt_tokens
-from gateway.upstreams.base import RouteInfo, UpstreamAdapter, UpstreamError, error_for_status
+from gateway.upstreams.base import RouteInfo, UpstreamAdapter, UpstreamError
 from gateway.upstreams.extras import extras_for
+from gateway.upstreams.openai_errors import Json, classify_error, error_object, error_words, http_failure
 from gateway.upstreams.registry import register
 from gateway.upstreams.sse import SseEvent, iter_sse
 
 logger = logging.getLogger(__name__)
 
-Json = dict[str, Any]
 _FINISH_REASONS: dict[str, FinishReason] = {
     "stop": "stop",
     "length": "length",
@@ -75,77 +75,6 @@ def parse_usage(raw: Json) -> Usage:
         completion_tokens=raw.get("completion_tokens") or 0,
         cached_prompt_tokens=min(cached, prompt),
         reasoning_tokens=(raw.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0,
-    )
-
-
-# Structured `error.code` / `error.type` values of OpenAI-style servers (OpenAI, Cerebras, Fireworks, vLLM,
-# llama.cpp and llama-cpp-python) that say more than the status.
-_STRUCTURED_CODES: dict[str, ErrorCode] = {
-    "context_length_exceeded": ErrorCode.CONTEXT_LENGTH_EXCEEDED,
-    "exceed_context_size_error": ErrorCode.CONTEXT_LENGTH_EXCEEDED,  # llama.cpp
-    "content_filter": ErrorCode.CONTENT_FILTER,
-    "content_policy_violation": ErrorCode.CONTENT_FILTER,
-    "rate_limit_exceeded": ErrorCode.PROVIDER_RATE_LIMIT,
-    "rate_limit_error": ErrorCode.PROVIDER_RATE_LIMIT,
-    "too_many_requests_error": ErrorCode.PROVIDER_RATE_LIMIT,  # Cerebras
-    "queue_exceeded": ErrorCode.PROVIDER_OVERLOADED,  # Cerebras: "high traffic right now"
-    "overloaded_error": ErrorCode.PROVIDER_OVERLOADED,
-    "authentication_error": ErrorCode.PROVIDER_AUTH,
-    "invalid_api_key": ErrorCode.PROVIDER_AUTH,
-    "wrong_api_key": ErrorCode.PROVIDER_AUTH,
-}
-# The last resort, and only within the status class it fits: a 400 that says the prompt is too long (servers
-# that send no code), a 5xx that says it is overloaded. Words never turn a refusal into a retried failure.
-_CONTEXT_PHRASES = (
-    "maximum context length",
-    "context length",
-    "context_length",
-    "context window",
-    "context size",
-    "prompt is too long",
-)
-
-
-def error_object(body: str | Json) -> Json:
-    """The `error` object of an error body (or an in-stream error chunk); {} when there is none."""
-    data: Any = body
-    if isinstance(body, str):
-        try:
-            data = json.loads(body)
-        except ValueError:
-            return {"message": body}
-    error = data.get("error", data) if isinstance(data, dict) else data
-    if isinstance(error, dict):
-        return error
-    return {"message": str(error)}
-
-
-def error_words(error: Json) -> str:
-    return str(error.get("message") or error.get("detail") or "")
-
-
-def classify_error(status: int, error: Json) -> ErrorCode:
-    """An OpenAI-style failure on the taxonomy: the structured code or type, else the status."""
-    for name in ("code", "type"):
-        if isinstance(value := error.get(name), str) and value in _STRUCTURED_CODES:
-            return _STRUCTURED_CODES[value]
-    code = error_for_status(status)
-    words = error_words(error).lower()
-    if code is ErrorCode.INVALID_REQUEST and any(phrase in words for phrase in _CONTEXT_PHRASES):
-        return ErrorCode.CONTEXT_LENGTH_EXCEEDED
-    if code is ErrorCode.PROVIDER_UNAVAILABLE and "overloaded" in words:
-        return ErrorCode.PROVIDER_OVERLOADED
-    return code
-
-
-def http_failure(slug: str, status: int, body: str, retry_after: str | None = None) -> UpstreamError:
-    error = error_object(body)
-    return UpstreamError.from_upstream(
-        classify_error(status, error),
-        error_words(error),
-        detail=f"{slug}: HTTP {status}: {body[:2000]}",
-        status=status,
-        retry_after=retry_after,
     )
 
 
