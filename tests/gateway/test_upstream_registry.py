@@ -12,7 +12,8 @@ from catalog.dialects import Dialect, dialect_get, dialect_kinds
 from gateway.upstreams.base import UpstreamAdapter
 from gateway.upstreams.registry import adapter_for, adapter_kinds, adapters_load
 
-HELPERS = {"base", "extras", "openai_errors", "registry", "sse"}  # modules of gateway/upstreams/ that are not dialects
+# Modules of gateway/upstreams/ that are not dialects.
+HELPERS = {"base", "extras", "openai_errors", "registry", "sse"}
 
 
 def test_every_shipped_kind_has_an_adapter_and_is_known_to_the_catalog():
