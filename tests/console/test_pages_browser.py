@@ -6,6 +6,7 @@ import pytest
 
 from console.models import ApiKey, Membership
 from console.services.workspaces import workspace_create
+from tests.catalog.test_pages_browser import screenshot_dir
 from tests.console.test_credits_browser import sign_up
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -39,3 +40,14 @@ def test_the_dashboard_behaviours_work_under_the_content_security_policy(live_se
         page.select_option("#workspace-switch", str(second.pk))
     assert page.locator("#workspace-switch").input_value() == str(second.pk)
     assert Membership.objects.filter(user=user).count() == 2
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_the_dashboard_fits_the_screen_without_sideways_scrolling(live_server, page, width):
+    sign_up(page, live_server.url)
+    page.set_viewport_size({"width": width, "height": 844})
+    for path in ("/keys/", "/billing/add/", "/models/"):
+        page.goto(live_server.url + path)
+        name = path.strip("/").replace("/", "-")
+        page.screenshot(path=str(screenshot_dir() / f"dashboard-{name}-{width}.png"), full_page=True)
+        assert page.evaluate("document.documentElement.scrollWidth") <= width, path
