@@ -22,7 +22,7 @@ from typing import Any, Literal
 from aiohttp import web
 
 from gateway.upstreams.base import ProviderInfo, RouteInfo
-from tests.fakes.server import FakeServer
+from tests.fakes.server import CUT_AFTER_S, FakeServer
 
 Failure = Literal[
     "overloaded",  # HTTP 529 overloaded_error
@@ -201,8 +201,10 @@ async def _send_stream(request: web.Request, response: web.StreamResponse, s: Sc
     for event in _failing_stream(s) if s.failure else stream_events(s):
         await response.write(event)
     if s.failure == "cut":
+        # close(), not abort(), which would discard bytes still in our write buffer.
+        await asyncio.sleep(CUT_AFTER_S)
         assert request.transport is not None
-        request.transport.abort()
+        request.transport.close()
         return
     await response.write_eof()
 

@@ -22,7 +22,7 @@ from typing import Any, Literal
 from aiohttp import web
 
 from gateway.upstreams.base import ProviderInfo, RouteInfo
-from tests.fakes.server import FakeServer
+from tests.fakes.server import CUT_AFTER_S, FakeServer
 
 Dialect = Literal["cerebras", "fireworks", "baseten", "llamacpp"]
 Failure = Literal[
@@ -258,6 +258,7 @@ class DialectFake:
 
     async def _fail_mid_stream(self, request: web.Request, response: web.StreamResponse, s: Scenario) -> bool:
         if s.failure == "cut":
+            await asyncio.sleep(CUT_AFTER_S)
             request.transport.close()
         elif s.failure == "malformed":
             await response.write(b'data: {"id": "chatcmpl-fake", "choices": [\n\n')

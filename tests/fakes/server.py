@@ -13,6 +13,10 @@ from aiohttp import web
 from gateway.canonical import CanonicalRequest, Event
 from gateway.upstreams.base import RouteInfo, UpstreamAdapter
 
+# How long a fake waits between the last bytes it sends and a deliberate connection drop ("cut"): the reader
+# must have consumed them first, since aiohttp raises a payload error ahead of bytes still in its buffer.
+CUT_AFTER_S = 0.2
+
 
 class FakeServer:
     def __init__(self, app: web.Application):
