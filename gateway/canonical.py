@@ -116,6 +116,15 @@ class ReasoningControl:
     enabled: bool | None = None  # False: reasoning off
 
 
+@dataclass(frozen=True, slots=True)
+class ServerToolUse:
+    """A server tool the client switched on (ADR 0013): a `plugins` entry (Chat Completions, Messages) or a
+    built-in tool (Responses), with the entry's other fields as the tool's options."""
+
+    name: str  # web_search, web_fetch, pdf, datetime, image
+    options: dict[str, Any] = field(default_factory=dict)
+
+
 @dataclass(slots=True)
 class CanonicalRequest:
     model: str  # the catalog slug the client asked for
@@ -135,6 +144,8 @@ class CanonicalRequest:
     # an upstream of that family gets them untouched, another one only those it has (upstreams/extras.py).
     extra: dict[str, Any] = field(default_factory=dict)
     extra_family: Literal["openai", "anthropic"] = "openai"
+    server_tools: tuple[ServerToolUse, ...] = ()  # run by the gateway between the model's steps
+    tool_events: bool = False  # stream a start and a result event per server tool call (hi_tool_events)
 
 
 # --- Response events ----------------------------------------------------------------------
@@ -189,10 +200,55 @@ class Usage:
     cache_write_prompt_tokens: int = 0  # written to the cache (Anthropic reports these; billed as prompt)
 
 
+@dataclass(frozen=True, slots=True)
+class Citation:
+    """A source a server tool found (a search result, a fetched page): the client's citation of it."""
+
+    url: str
+    title: str
+    snippet: str = ""
+
+
+@dataclass(slots=True)
+class ServerToolCall:
+    """The model called a server tool, which the gateway runs (ADR 0013): a block of its own in the answer.
+    It comes whole, once the model's arguments are complete and before the tool runs."""
+
+    index: int
+    call_id: str
+    name: str
+    arguments: str  # a JSON document, as the model wrote it
+
+
+@dataclass(slots=True)
+class ServerToolResult:
+    """What a server tool call came to: the block right after its call's (its own index)."""
+
+    index: int
+    call_id: str
+    name: str
+    arguments: str
+    output: str  # what the model read
+    citations: tuple[Citation, ...] = ()
+    images: tuple[str, ...] = ()  # generated images, as data: URLs
+    error: str = ""  # set when the call failed (then it is billed nothing)
+
+
 @dataclass(slots=True)
 class ErrorEvent:
     code: ErrorCode
     message: str
 
 
-Event = BlockStart | TextDelta | ReasoningDelta | ToolCallDelta | BlockStop | Finish | Usage | ErrorEvent
+Event = (
+    BlockStart
+    | TextDelta
+    | ReasoningDelta
+    | ToolCallDelta
+    | BlockStop
+    | ServerToolCall
+    | ServerToolResult
+    | Finish
+    | Usage
+    | ErrorEvent
+)

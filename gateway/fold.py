@@ -5,9 +5,12 @@ from typing import TypeVar
 
 from gateway.canonical import (
     BlockStart,
+    Citation,
     Event,
     Finish,
     ReasoningDelta,
+    ServerToolCall,
+    ServerToolResult,
     TextDelta,
     ToolCallDelta,
     Usage,
@@ -35,7 +38,17 @@ class FoldedText:
     text: str = ""
 
 
-FoldedBlock = FoldedText | FoldedReasoning | FoldedToolCall
+@dataclass(slots=True)
+class FoldedServerTool:
+    """A server tool call the gateway ran (ADR 0013) and, once it finished, what it came to."""
+
+    id: str
+    name: str
+    arguments: str
+    result: ServerToolResult | None = None
+
+
+FoldedBlock = FoldedText | FoldedReasoning | FoldedToolCall | FoldedServerTool
 _Content = TypeVar("_Content", FoldedText, FoldedReasoning)
 
 
@@ -67,6 +80,19 @@ class Folded:
     def tool_calls(self) -> list[FoldedToolCall]:
         return [block for block in self.blocks if isinstance(block, FoldedToolCall)]
 
+    @property
+    def server_tools(self) -> list[FoldedServerTool]:
+        return [block for block in self.blocks if isinstance(block, FoldedServerTool)]
+
+    @property
+    def citations(self) -> list[Citation]:
+        """Every source the server tools found, each URL once, in the order they came."""
+        seen: dict[str, Citation] = {}
+        for tool in self.server_tools:
+            for citation in tool.result.citations if tool.result else ():
+                seen.setdefault(citation.url, citation)
+        return list(seen.values())
+
     def add(self, event: Event) -> None:
         match event:
             case TextDelta(index=index, text=text):
@@ -91,6 +117,12 @@ class Folded:
                     call = self.tool_calls[-1]
                 call.arguments += arguments
                 self.deltas += 1
+            case ServerToolCall(index=index, call_id=call_id, name=name, arguments=arguments):
+                self._start(index, FoldedServerTool(call_id, name, arguments))
+            case ServerToolResult(call_id=call_id):
+                for tool in self.server_tools:
+                    if tool.id == call_id:
+                        tool.result = event
             case Finish(reason=reason, stop_sequence=stop_sequence):
                 self.finish_reason = reason
                 self.stop_sequence = stop_sequence

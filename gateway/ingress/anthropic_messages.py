@@ -3,8 +3,8 @@
 The mirror image of the Anthropic *upstream* adapter (gateway/upstreams/anthropic.py), kept separate:
 - Request: `system` becomes a leading system message; a `tool_result` block becomes a `tool` message of
   its own, and the blocks around it keep their order (a user turn [tool_result, text] is a tool message
-  then a user message). `response_format` has no Anthropic equivalent and is refused; so is a non-empty
-  `plugins` until server tools exist.
+  then a user message). `response_format` has no Anthropic equivalent and is refused. `plugins`
+  switches server tools on, as in chat completions (ADR 0013).
 - Redacted thinking (`redacted_thinking`) and prompt-cache breakpoints (`cache_control`) are accepted
   (marked schema extensions); fields the schema does not name go to `extra` with the anthropic family.
 - Response, stream and errors: gateway/ingress/anthropic_messages_render.py.
@@ -39,7 +39,14 @@ from gateway.ingress.anthropic_messages_render import (
     tool_input,
     usage_object,
 )
-from gateway.ingress.validation import load_validator, refuse_server_tools, token_count, validate_or_raise
+from gateway.ingress.validation import (
+    load_validator,
+    plugins,
+    server_tool_uses,
+    token_count,
+    validate_or_raise,
+    wants_tool_events,
+)
 
 __all__ = [
     "FORMAT",
@@ -97,6 +104,7 @@ def parse_request(body: dict[str, Any]) -> CanonicalRequest:
     messages = _system_messages(body.get("system"))
     for raw in body["messages"]:
         messages.extend(_messages(raw))
+    switched_on = plugins(body)
     return CanonicalRequest(
         model=body["model"],
         messages=messages,
@@ -112,6 +120,8 @@ def parse_request(body: dict[str, Any]) -> CanonicalRequest:
         user=_user(body.get("metadata")),
         extra={key: value for key, value in body.items() if key not in _MAPPED},
         extra_family="anthropic",
+        server_tools=server_tool_uses(switched_on, "plugins", "id"),
+        tool_events=wants_tool_events(body, switched_on),
     )
 
 
@@ -122,7 +132,6 @@ def _refuse_unsupported(body: dict[str, Any]) -> None:
             "not supported by the Anthropic Messages format; use /api/v1/chat/completions "
             "or /api/v1/responses for structured outputs",
         )
-    refuse_server_tools(body.get("plugins"))
 
 
 def _system_messages(raw: str | list[dict[str, Any]] | None) -> list[Message]:
@@ -240,5 +249,5 @@ def _user(metadata: dict[str, Any] | None) -> str | None:
     return str(user_id) if user_id is not None else None
 
 
-def stream_renderer(*, request_id: str, model: str) -> MessageStream:
-    return MessageStream(request_id=request_id, model=model)
+def stream_renderer(*, request_id: str, model: str, tool_events: bool = False) -> MessageStream:
+    return MessageStream(request_id=request_id, model=model, tool_events=tool_events)

@@ -7,6 +7,9 @@
 - Usage has Anthropic semantics: `input_tokens` excludes cache reads (`cache_read_input_tokens`) and cache
   writes (`cache_creation_input_tokens`). `usage.cost` (USD) is a HyperInfer extension, as in the other
   formats.
+- Server tools (gateway/ingress/tool_shapes.py): a `server_tool_use` block and its result block; the next
+  text block cites web_search's results (a `citations_delta` right after its start, streamed). With tool
+  events on, `hi_tool_started` / `hi_tool_completed` events too (the SDK skips events it does not know).
 - Errors: `{"type": "error", "error": {type, code, message}, "request_id"}`, before the first byte as the
   body, after it as an `error` event.
 """
@@ -20,14 +23,25 @@ from core.errors import ErrorCode
 from gateway.canonical import (
     BlockStart,
     BlockStop,
+    Citation,
     Event,
     Finish,
     ReasoningDelta,
+    ServerToolCall,
+    ServerToolResult,
     TextDelta,
     ToolCallDelta,
     Usage,
 )
-from gateway.fold import Folded, FoldedReasoning, FoldedText
+from gateway.fold import Folded, FoldedReasoning, FoldedServerTool, FoldedText
+from gateway.ingress.tool_shapes import (
+    cited_by_text,
+    completed_payload,
+    messages_citation,
+    messages_result_block,
+    server_tool_use_block,
+    started_payload,
+)
 
 STOP_REASONS = {
     "stop": "end_turn",
@@ -69,12 +83,24 @@ def _thinking(text: str, signature: str | None, redacted: bool) -> dict[str, Any
 
 
 def content_blocks(folded: Folded) -> list[dict[str, Any]]:
-    """The answer's content blocks in the order the upstream sent them (empty ones left out)."""
+    """The answer's content blocks in the order the upstream sent them (empty ones left out); a server tool
+    call is two, its use and its result, and the next text block cites what web_search found."""
     blocks: list[dict[str, Any]] = []
+    cited: list[Citation] = []
     for block in folded.blocks:
         if isinstance(block, FoldedText):
             if block.text:
-                blocks.append({"type": "text", "text": block.text})
+                text: dict[str, Any] = {"type": "text", "text": block.text}
+                if cited:
+                    text["citations"] = [messages_citation(citation) for citation in cited]
+                    cited = []
+                blocks.append(text)
+        elif isinstance(block, FoldedServerTool):
+            call = ServerToolCall(0, block.id, block.name, block.arguments)
+            blocks.append(server_tool_use_block(call))
+            if block.result is not None:
+                blocks.append(messages_result_block(block.result))
+                cited += cited_by_text(block.result)
         elif isinstance(block, FoldedReasoning):
             if block.text or block.signature:
                 blocks.append(_thinking(block.text, block.signature, block.redacted))
@@ -109,9 +135,11 @@ _EMPTY_BLOCKS = {
 class MessageStream:
     """Canonical events as Anthropic's content-block SSE protocol for one streamed response."""
 
-    def __init__(self, *, request_id: str, model: str) -> None:
+    def __init__(self, *, request_id: str, model: str, tool_events: bool = False) -> None:
         self._request_id = request_id
         self._model = model
+        self._tool_events = tool_events
+        self._cited: list[Citation] = []  # web_search results the next text block cites
         self._positions: dict[int, int] = {}  # canonical block index → Anthropic content index
         self._open: set[int] = set()  # canonical indexes whose content_block_stop is not sent yet
         self._finish_reason: str | None = None
@@ -156,6 +184,16 @@ class MessageStream:
                 return [*frames, self._delta(index, {"type": "input_json_delta", "partial_json": arguments})]
             case BlockStop(index=index):
                 return self._close_block(index)
+            case ServerToolCall(index=index, arguments=arguments):
+                frames = self._tool_event("hi_tool_started", started_payload(event))
+                frames += self._start(index, server_tool_use_block(event))
+                if arguments:
+                    frames.append(self._delta(index, {"type": "input_json_delta", "partial_json": arguments}))
+                return [*frames, *self._close_block(index)]
+            case ServerToolResult(index=index):
+                self._cited += cited_by_text(event)
+                frames = [*self._start(index, messages_result_block(event)), *self._close_block(index)]
+                return [*frames, *self._tool_event("hi_tool_completed", completed_payload(event))]
             case Finish(reason=reason, stop_sequence=stop_sequence):
                 self._finish_reason, self._stop_sequence = reason, stop_sequence
         return []
@@ -181,7 +219,16 @@ class MessageStream:
                 "input": {},
             }
             return self._start(index, tool_use)
-        return self._start(index, dict(_EMPTY_BLOCKS[kind]))
+        frames = self._start(index, dict(_EMPTY_BLOCKS[kind]))
+        if kind == "text" and frames and self._cited:
+            for citation in self._cited:
+                delta = {"type": "citations_delta", "citation": messages_citation(citation)}
+                frames.append(self._delta(index, delta))
+            self._cited = []
+        return frames
+
+    def _tool_event(self, kind: str, payload: dict[str, Any]) -> list[bytes]:
+        return [_event(kind, payload)] if self._tool_events else []
 
     def _start(self, index: int, block: dict[str, Any]) -> list[bytes]:
         if index in self._positions:

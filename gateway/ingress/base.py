@@ -42,7 +42,8 @@ class IngressFormat(Protocol):
     ) -> dict[str, Any]:
         """The non-streamed answer."""
 
-    def stream_renderer(self, *, request_id: str, model: str) -> StreamRenderer: ...
+    def stream_renderer(self, *, request_id: str, model: str, tool_events: bool = False) -> StreamRenderer:
+        """`tool_events`: the client asked for a start and a result event per server tool call."""
 
     def error_body(
         self, code: ErrorCode, message: str, request_id: str, param: str | None = None

@@ -27,6 +27,8 @@ from gateway.canonical import (
     ReasoningControl,
     ReasoningDelta,
     ResponseFormat,
+    ServerToolCall,
+    ServerToolResult,
     TextBlock,
     TextDelta,
     Tool,
@@ -38,14 +40,17 @@ from gateway.canonical import (
     Usage,
 )
 from gateway.fold import Folded, FoldedReasoning
+from gateway.ingress.tool_shapes import chat_annotation, chat_image, completed_payload, started_payload
 from gateway.ingress.validation import (
     load_validator,
     openai_role,
-    refuse_server_tools,
+    plugins,
     refuse_unrenderable,
+    server_tool_uses,
     token_count,
     tool_choice_mode,
     validate_or_raise,
+    wants_tool_events,
 )
 
 FORMAT = "chat_completions"
@@ -80,9 +85,9 @@ _MAPPED = frozenset(
 # --- Request ------------------------------------------------------------------------------
 def parse_request(body: dict[str, Any]) -> CanonicalRequest:
     validate_or_raise(REQUEST_VALIDATOR, body)
-    refuse_server_tools(body.get("plugins"))
     refuse_unrenderable(body)
     effort = body.get("reasoning_effort")
+    switched_on = plugins(body)
     return CanonicalRequest(
         model=body["model"],
         messages=[_message(m) for m in body["messages"]],
@@ -98,6 +103,8 @@ def parse_request(body: dict[str, Any]) -> CanonicalRequest:
         stream=bool(body.get("stream")),
         user=body.get("user"),
         extra={key: value for key, value in body.items() if key not in _MAPPED},
+        server_tools=server_tool_uses(switched_on, "plugins", "id"),
+        tool_events=wants_tool_events(body, switched_on),
     )
 
 
@@ -227,6 +234,11 @@ def response_object(
     signed = [block for block in folded.reasoning_blocks if block.signature]
     if details := [reasoning_detail(block, index) for index, block in enumerate(signed)]:
         message["reasoning_details"] = details
+    if annotations := [chat_annotation(citation) for citation in folded.citations]:
+        message["annotations"] = annotations
+    results = [tool.result for tool in folded.server_tools if tool.result is not None]
+    if images := [chat_image(image) for result in results for image in result.images]:
+        message["images"] = images
     if folded.tool_calls:
         message["tool_calls"] = [
             {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
@@ -305,23 +317,49 @@ class ChunkRenderer:
             self._reasoning = FoldedReasoning()
         return delta
 
+    def delta_chunk(self, delta: dict[str, Any]) -> dict[str, Any]:
+        return self._chunk(delta)
+
+    def tool_event_chunk(self, event: dict[str, Any]) -> dict[str, Any]:
+        return {**self._base, "choices": [], "hi_tool_event": event}
+
     def usage_chunk(self, usage: Usage, cost_usd: float) -> dict[str, Any]:
         return {**self._base, "choices": [], "usage": usage_object(usage, cost_usd)}
 
 
 class ChatStream:
-    """The SSE protocol: `data:` frames of chunks, a final usage-only chunk always, then `data: [DONE]`."""
+    """The SSE protocol: `data:` frames of chunks, a final usage-only chunk always, then `data: [DONE]`.
+    A server tool's citations and images come as `annotations` and `images` deltas when it finishes; with
+    tool events on, a chunk with no choices and a `hi_tool_event` at its start and its end."""
 
-    def __init__(self, *, request_id: str, model: str) -> None:
+    def __init__(self, *, request_id: str, model: str, tool_events: bool = False) -> None:
         self._chunks = ChunkRenderer(request_id=request_id, model=model)
         self._request_id = request_id
+        self._tool_events = tool_events
 
     def start(self) -> list[bytes]:
         return [_frame(self._chunks.role_chunk())]
 
     def render(self, event: Event) -> list[bytes]:
+        if isinstance(event, ServerToolCall):
+            return self._tool_event({"type": "tool.started", **started_payload(event)})
+        if isinstance(event, ServerToolResult):
+            return self._tool_result(event)
         chunk = self._chunks.render(event)
         return [] if chunk is None else [_frame(chunk)]
+
+    def _tool_result(self, result: ServerToolResult) -> list[bytes]:
+        frames = self._tool_event({"type": "tool.completed", **completed_payload(result)})
+        if result.citations:
+            annotations = [chat_annotation(citation) for citation in result.citations]
+            frames.append(_frame(self._chunks.delta_chunk({"annotations": annotations})))
+        if result.images:
+            images = [chat_image(image) for image in result.images]
+            frames.append(_frame(self._chunks.delta_chunk({"images": images})))
+        return frames
+
+    def _tool_event(self, event: dict[str, Any]) -> list[bytes]:
+        return [_frame(self._chunks.tool_event_chunk(event))] if self._tool_events else []
 
     def finish(self, usage: Usage, cost_usd: float) -> list[bytes]:
         return [_frame(self._chunks.usage_chunk(usage, cost_usd)), DONE]
@@ -337,5 +375,5 @@ def _frame(payload: dict[str, Any]) -> bytes:
     return b"data: " + compact_json(payload) + b"\n\n"
 
 
-def stream_renderer(*, request_id: str, model: str) -> ChatStream:
-    return ChatStream(request_id=request_id, model=model)
+def stream_renderer(*, request_id: str, model: str, tool_events: bool = False) -> ChatStream:
+    return ChatStream(request_id=request_id, model=model, tool_events=tool_events)

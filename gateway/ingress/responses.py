@@ -5,8 +5,9 @@
   turn (upstreams such as Anthropic need the turns to alternate); each `function_call_output` is a tool
   message. Items of an earlier response sent back as they came (ids, statuses, `encrypted_content`) are
   accepted. Stateless: `previous_response_id`, `conversation`, `prompt` and `background` are refused, and
-  `store` is accepted but nothing is stored. Server tools (`web_search`, …) pass the schema but are
-  refused, naming `tools[i].type`, until they exist. Fields of the Responses API that only shape what is
+  `store` is accepted but nothing is stored. Server tools are built-in tools (`{type: "web_search"}`, …):
+  the gateway runs them (ADR 0013); one this deployment does not offer is refused naming `tools[i].type`.
+  Fields of the Responses API that only shape what is
   stored or returned (`metadata`, `include`, `max_tool_calls`, `stream_options`) are dropped; the others
   the schema does not name go to `extra` (passed to the upstream), as in chat completions.
 - Response and stream: gateway/ingress/responses_render.py (output items, the response object, the SSE
@@ -39,9 +40,11 @@ from gateway.ingress.validation import (
     load_validator,
     openai_role,
     refuse_unrenderable,
+    server_tool_uses,
     token_count,
     tool_choice_mode,
     validate_or_raise,
+    wants_tool_events,
 )
 
 __all__ = ["FORMAT", "error_body", "parse_request", "response_object", "stream_renderer"]
@@ -96,10 +99,12 @@ def parse_request(body: dict[str, Any]) -> CanonicalRequest:
     _refuse_unsupported(body)
     refuse_unrenderable(body)
     effort = (body.get("reasoning") or {}).get("effort")
+    tools = list(enumerate(body.get("tools") or []))
+    built_in = [(position, raw) for position, raw in tools if raw["type"] != "function"]
     return CanonicalRequest(
         model=body["model"],
         messages=_instructions(body.get("instructions")) + _conversation(body["input"]),
-        tools=[_tool(raw, position) for position, raw in enumerate(body.get("tools") or [])],
+        tools=[_tool(raw) for _, raw in tools if raw["type"] == "function"],
         tool_choice=_tool_choice(body.get("tool_choice")),
         parallel_tool_calls=parallel_tool_calls(body),
         max_tokens=token_count(body.get("max_output_tokens")),
@@ -110,6 +115,8 @@ def parse_request(body: dict[str, Any]) -> CanonicalRequest:
         stream=bool(body.get("stream")),
         user=_end_user(body),
         extra={key: value for key, value in body.items() if key not in _MAPPED},
+        server_tools=server_tool_uses(built_in, "tools", "type"),
+        tool_events=wants_tool_events(body, built_in),
     )
 
 
@@ -194,14 +201,7 @@ def _part(raw: dict[str, Any]) -> Block:
     )
 
 
-def _tool(raw: dict[str, Any], position: int) -> Tool:
-    if raw["type"] != "function":
-        raise ApiError(
-            ErrorCode.INVALID_REQUEST,
-            f"tools[{position}].type: server tool {raw['type']!r} is not available yet; "
-            "only function tools are supported",
-            param=f"tools[{position}].type",
-        )
+def _tool(raw: dict[str, Any]) -> Tool:
     parameters = raw.get("parameters") or {"type": "object", "properties": {}}
     return Tool(
         name=raw["name"], description=raw.get("description"), parameters=parameters, strict=raw.get("strict")
@@ -224,5 +224,5 @@ def _response_format(raw: dict[str, Any] | None) -> ResponseFormat | None:
     )
 
 
-def stream_renderer(*, request_id: str, model: str) -> ResponsesStream:
-    return ResponsesStream(request_id=request_id, model=model)
+def stream_renderer(*, request_id: str, model: str, tool_events: bool = False) -> ResponsesStream:
+    return ResponsesStream(request_id=request_id, model=model, tool_events=tool_events)

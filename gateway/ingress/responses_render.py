@@ -13,6 +13,11 @@
   reasoning item's summary part opens with its first text, so a redacted block has an empty summary.
   The end is `response.completed`, or `response.incomplete` when the answer was cut (length, content filter).
   No `[DONE]` line: the Responses protocol has none.
+- Server tools (gateway/ingress/tool_shapes.py): a `web_search_call` or `image_generation_call` item per
+  call (added when it starts, done when it finishes); the next message's `output_text` cites what they found
+  (`url_citation`, each announced by `response.output_text.annotation.added` before the text is done). With
+  tool events on, OpenAI's progress events of those items and `response.hi_tool.started` / `.completed` for
+  every call, datetime's included.
 - Errors after the first byte: an `error` event (`code`, `message`, `param`), then `response.failed` whose
   response has status `failed` and `error: {code, message}`; an item cut off mid-way gets status
   `incomplete` and no `*.done` events. The official SDK parses both as typed events.
@@ -32,14 +37,26 @@ from core.errors import ErrorCode
 from gateway.canonical import (
     BlockStart,
     BlockStop,
+    Citation,
     Event,
     Finish,
     ReasoningDelta,
+    ServerToolCall,
+    ServerToolResult,
     TextDelta,
     ToolCallDelta,
     Usage,
 )
-from gateway.fold import Folded, FoldedReasoning, FoldedText
+from gateway.fold import Folded, FoldedReasoning, FoldedServerTool, FoldedText
+from gateway.ingress.tool_shapes import (
+    completed_payload,
+    has_responses_item,
+    responses_annotation,
+    responses_item,
+    responses_progress,
+    responses_progress_done,
+    started_payload,
+)
 
 _INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
@@ -88,8 +105,10 @@ def reasoning_item(id_: str, text: str, encrypted_content: str | None = None) ->
     return item
 
 
-def message_item(id_: str, text: str | None, status: str = "completed") -> dict[str, Any]:
-    content = [] if text is None else [_output_text(text)]
+def message_item(
+    id_: str, text: str | None, status: str = "completed", cited: tuple[Citation, ...] = ()
+) -> dict[str, Any]:
+    content = [] if text is None else [_output_text(text, cited)]
     return {"id": id_, "type": "message", "role": "assistant", "status": status, "content": content}
 
 
@@ -106,8 +125,9 @@ def function_call_item(
     }
 
 
-def _output_text(text: str) -> dict[str, Any]:
-    return {"type": "output_text", "text": text, "annotations": []}
+def _output_text(text: str, cited: tuple[Citation, ...] = ()) -> dict[str, Any]:
+    annotations = [responses_annotation(citation, len(text)) for citation in cited]
+    return {"type": "output_text", "text": text, "annotations": annotations}
 
 
 def response_envelope(
@@ -144,6 +164,10 @@ def response_envelope(
     }
 
 
+def _prefix(tool: str) -> str:
+    return "ig" if tool == "image" else "ws"
+
+
 def final_status(finish_reason: str | None) -> str:
     return "incomplete" if finish_reason in _INCOMPLETE_REASONS else "completed"
 
@@ -152,10 +176,19 @@ def response_object(
     *, request_id: str, model: str, created: int, folded: Folded, usage: Usage, cost_usd: float
 ) -> dict[str, Any]:
     output: list[dict[str, Any]] = []  # one item a block, in the stream's order (empty ones left out)
+    cited: tuple[Citation, ...] = ()  # what the server tools found, for the next message to cite
     for block in folded.blocks:
         if isinstance(block, FoldedText):
             if block.text:
-                output.append(message_item(item_id("msg", request_id, len(output)), block.text))
+                output.append(message_item(item_id("msg", request_id, len(output)), block.text, cited=cited))
+                cited = ()
+        elif isinstance(block, FoldedServerTool):
+            cited += block.result.citations if block.result else ()
+            if has_responses_item(block.name):
+                call = ServerToolCall(0, block.id, block.name, block.arguments)
+                output.append(
+                    responses_item(item_id(_prefix(block.name), request_id, len(output)), call, block.result)
+                )
         elif isinstance(block, FoldedReasoning):
             state = encode_reasoning_state(block.signature, block.redacted)
             if block.text or state:
@@ -189,8 +222,11 @@ class OpenItem:
 class ResponsesStream:
     """Renders canonical events as the Responses semantic events of one streamed response."""
 
-    def __init__(self, *, request_id: str, model: str) -> None:
+    def __init__(self, *, request_id: str, model: str, tool_events: bool = False) -> None:
         self._request_id, self._model = request_id, model
+        self._tool_events = tool_events
+        self._tool_items: dict[str, dict[str, Any]] = {}  # a server tool call's item and ids, by call id
+        self._cited: tuple[Citation, ...] = ()  # what the server tools found, for the next message to cite
         self._created_at = int(time.time())
         self._sequence = 0
         self._output: list[dict[str, Any]] = []  # every item started, in output order, as it stands
@@ -221,9 +257,45 @@ class ResponsesStream:
                 return frames
             case ToolCallDelta(arguments=arguments) if arguments and self._open_is("function_call"):
                 return [self._arguments_delta(arguments)]
+            case ServerToolCall():
+                return [*self._close(), *self._tool_started(event)]
+            case ServerToolResult():
+                return self._tool_completed(event)
             case Finish(reason=reason):
                 self._finish_reason = reason
         return []
+
+    # Server tools ----------------------------------------------------------------------------
+    def _tool_started(self, call: ServerToolCall) -> list[bytes]:
+        frames = self._tool_event("response.hi_tool.started", **started_payload(call))
+        if not has_responses_item(call.name):
+            return frames
+        output_index = len(self._output)
+        item = responses_item(item_id(_prefix(call.name), self._request_id, output_index), call, None)
+        self._output.append(item)
+        ids = {"item_id": item["id"], "output_index": output_index}
+        self._tool_items[call.call_id] = {"call": call, "ids": ids}
+        frames.append(self._event("response.output_item.added", output_index=output_index, item=item))
+        for kind in responses_progress(call.name) if self._tool_events else ():
+            frames.append(self._event(kind, **ids))
+        return frames
+
+    def _tool_completed(self, result: ServerToolResult) -> list[bytes]:
+        self._cited += result.citations
+        frames = []
+        if (started := self._tool_items.pop(result.call_id, None)) is not None:
+            ids = started["ids"]
+            item = responses_item(ids["item_id"], started["call"], result)
+            self._output[ids["output_index"]] = item
+            if self._tool_events and (done := responses_progress_done(result.name)):
+                frames.append(self._event(done, **ids))
+            frames.append(
+                self._event("response.output_item.done", output_index=ids["output_index"], item=item)
+            )
+        return [*frames, *self._tool_event("response.hi_tool.completed", **completed_payload(result))]
+
+    def _tool_event(self, kind: str, **data: Any) -> list[bytes]:
+        return [self._event(kind, **data)] if self._tool_events else []
 
     def finish(self, usage: Usage, cost_usd: float) -> list[bytes]:
         status = final_status(self._finish_reason)
@@ -307,9 +379,16 @@ class ResponsesStream:
             return []
         item, ids, text = opened.item, opened.ids, opened.text
         if item["type"] == "message":
-            part = _output_text(text)
+            part = _output_text(text, self._cited)
+            self._cited = ()
             item.update(status="completed", content=[part])
             frames = [
+                self._event("response.output_text.annotation.added", **ids, content_index=0, **added)
+                for added in (
+                    {"annotation_index": i, "annotation": a} for i, a in enumerate(part["annotations"])
+                )
+            ]
+            frames += [
                 self._event("response.output_text.done", **ids, content_index=0, text=text, logprobs=[]),
                 self._event("response.content_part.done", **ids, content_index=0, part=part),
             ]

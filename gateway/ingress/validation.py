@@ -8,7 +8,8 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
 from core.errors import ApiError, ErrorCode
-from gateway.canonical import Role, ToolChoiceMode
+from gateway.canonical import Role, ServerToolUse, ToolChoiceMode
+from gateway.tools.registry import available_server_tools
 
 SCHEMAS = Path(__file__).parent / "schemas"
 
@@ -58,10 +59,35 @@ def tool_choice_mode(value: str) -> ToolChoiceMode:
     return _TOOL_CHOICE_MODES[value]
 
 
-def refuse_server_tools(plugins: list[dict[str, Any]] | None) -> None:
-    """Server tools (web_search, web_fetch, pdf, datetime, image) are not built yet: refused, not ignored."""
-    if plugins:
-        _refuse("plugins[0].id", f"the server tool {plugins[0]['id']!r} is not available yet")
+Entries = list[tuple[int, dict[str, Any]]]  # server tool entries and their positions in the request's list
+
+
+def server_tool_uses(entries: Entries, field: str, key: str) -> tuple[ServerToolUse, ...]:
+    """The server tools a request switches on: `plugins` entries (`key` "id") or Responses built-in tools
+    (`key` "type", entries already picked out). Each entry's other fields are the tool's options; a tool
+    this deployment does not offer, or one listed twice, is refused naming the entry."""
+    offered = available_server_tools()
+    uses: dict[str, ServerToolUse] = {}
+    for position, entry in entries:
+        name = entry[key]
+        where = f"{field}[{position}].{key}"
+        if name not in offered:
+            _refuse(where, f"the server tool {name!r} is not configured on this deployment")
+        if name in uses:
+            _refuse(where, f"the server tool {name!r} is listed twice")
+        options = {k: v for k, v in entry.items() if k not in (key, "events")}
+        uses[name] = ServerToolUse(name, options)
+    return tuple(uses.values())
+
+
+def wants_tool_events(body: dict[str, Any], entries: Entries) -> bool:
+    """Tool events are asked for by `hi_tool_events: true`, or by any server tool entry's `events: true`."""
+    return bool(body.get("hi_tool_events")) or any(entry.get("events") is True for _, entry in entries)
+
+
+def plugins(body: dict[str, Any]) -> Entries:
+    """The `plugins` entries (Chat Completions, Messages) with their positions."""
+    return list(enumerate(body.get("plugins") or []))
 
 
 def refuse_unrenderable(body: dict[str, Any]) -> None:

@@ -17,6 +17,7 @@ from gateway.canonical import (
     ReasoningBlock,
     ReasoningControl,
     ReasoningDelta,
+    ServerToolUse,
     TextBlock,
     TextDelta,
     Tool,
@@ -222,10 +223,20 @@ def test_response_format_is_refused_naming_the_field():
     assert refused.param == "response_format" and refused.message.startswith("response_format: ")
 
 
-def test_a_server_tool_plugin_is_refused_naming_it_and_an_empty_list_is_fine():
-    refused = refusal(body(plugins=[{"id": "web_search"}]))
-    assert refused.param == "plugins[0].id" and "web_search" in refused.message
-    assert fmt.parse_request(body(plugins=[], hi_tool_events=True)).extra == {}
+def test_plugins_switch_server_tools_on_with_their_options_and_events(settings):
+    settings.IMAGE_GENERATION_BACKEND = ""  # not configured here
+    request = fmt.parse_request(body(plugins=[{"id": "web_search", "max_results": 3}, {"id": "datetime"}]))
+    assert request.server_tools == (
+        ServerToolUse("web_search", {"max_results": 3}),
+        ServerToolUse("datetime"),
+    )
+    assert not request.tool_events and request.extra == {}
+    assert fmt.parse_request(body(plugins=[{"id": "pdf", "events": True}])).tool_events
+    assert fmt.parse_request(body(plugins=[], hi_tool_events=True)).tool_events
+    twice = refusal(body(plugins=[{"id": "datetime"}, {"id": "datetime"}]))
+    assert twice.param == "plugins[1].id" and "listed twice" in twice.message
+    unconfigured = refusal(body(plugins=[{"id": "image"}]))
+    assert unconfigured.param == "plugins[0].id" and "not configured" in unconfigured.message
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ sequence)."""
 import pytest
 
 from core.errors import ApiError, ErrorCode
-from gateway.canonical import CanonicalRequest, FileBlock, Message, TextBlock, Tool
+from gateway.canonical import CanonicalRequest, FileBlock, Message, ServerToolUse, TextBlock, Tool
 from gateway.ingress import anthropic_messages, chat_completions, responses
 from gateway.upstreams.anthropic import build_body as anthropic_body
 from gateway.upstreams.base import ProviderInfo, RouteInfo, UpstreamError
@@ -142,12 +142,16 @@ def test_responses_fields_that_shape_only_storage_or_output_are_dropped_and_the_
     assert request.user == "end-user-9"  # the end user, when `user` is not given
 
 
-def test_server_tools_are_refused_in_chat_completions_as_in_the_other_formats():
-    body = {"model": "m", "messages": [{"role": "user", "content": "Hi"}], "plugins": [{"id": "web_search"}]}
+def test_plugins_are_server_tools_in_chat_completions_as_in_messages_never_extras(settings):
+    settings.IMAGE_GENERATION_BACKEND = ""
+    body = {"model": "m", "messages": [{"role": "user", "content": "Hi"}], "plugins": [{"id": "web_fetch"}]}
+    request = chat_completions.parse_request({**body, "hi_tool_events": True})
+    assert request.server_tools == (ServerToolUse("web_fetch"),) and request.tool_events
+    assert request.extra == {}
     with pytest.raises(ApiError) as raised:
-        chat_completions.parse_request(body)
-    assert raised.value.param == "plugins[0].id" and "web_search" in raised.value.message
-    assert chat_completions.parse_request({**body, "plugins": []}).extra == {}
+        chat_completions.parse_request({**body, "plugins": [{"id": "image"}]})
+    assert raised.value.param == "plugins[0].id" and "not configured" in raised.value.message
+    assert chat_completions.parse_request({**body, "plugins": []}).server_tools == ()
 
 
 # --- Through the gateway: the refusal is the format's own error, before anything goes upstream ------------

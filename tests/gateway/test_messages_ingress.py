@@ -173,7 +173,8 @@ def test_a_schema_error_is_a_400_naming_the_field(gateway_url, funded_key):
     ("extra", "field"),
     [
         ({"response_format": {"type": "json_object"}}, "response_format"),
-        ({"plugins": [{"id": "pdf"}]}, "plugins"),
+        ({"plugins": [{"id": "pdf"}, {"id": "pdf"}]}, "plugins[1].id"),
+        ({"plugins": [{"id": "nope"}]}, "plugins[0].id"),
     ],
 )
 def test_unsupported_fields_are_refused_naming_them(gateway_url, funded_key, extra, field):

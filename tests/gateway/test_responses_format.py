@@ -16,6 +16,7 @@ from gateway.canonical import (
     ReasoningControl,
     ReasoningDelta,
     ResponseFormat,
+    ServerToolUse,
     TextBlock,
     TextDelta,
     Tool,
@@ -154,10 +155,17 @@ def test_function_tools_and_every_tool_choice_form():
     assert parse(input="x").tool_choice is None
 
 
-def test_a_server_tool_is_refused_naming_its_type():
-    error = refusal(input="x", tools=[{"type": "function", "name": "f"}, {"type": "web_search"}])
+def test_a_built_in_tool_is_a_server_tool_beside_the_function_tools(settings):
+    settings.IMAGE_GENERATION_BACKEND = ""
+    request = parse(
+        input="x", tools=[{"type": "function", "name": "f"}, {"type": "web_search", "max_results": 2}]
+    )
+    assert [tool.name for tool in request.tools] == ["f"]
+    assert request.server_tools == (ServerToolUse("web_search", {"max_results": 2}),)
+    assert parse(input="x", tools=[{"type": "datetime", "events": True}]).tool_events
+    error = refusal(input="x", tools=[{"type": "function", "name": "f"}, {"type": "image"}])
     assert error.param == "tools[1].type"
-    assert "web_search" in error.message and error.message.startswith("tools[1].type:")
+    assert "image" in error.message and error.message.startswith("tools[1].type:")
 
 
 def test_controls_map_to_the_canonical_request():

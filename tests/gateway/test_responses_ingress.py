@@ -216,8 +216,10 @@ def test_errors_come_in_the_openai_envelope_with_the_taxonomy_code(gateway_url, 
     )
 
     with pytest.raises(openai.BadRequestError) as server_tool:
-        client.responses.create(model=MODEL, input="x", tools=[{"type": "web_search"}])
-    assert server_tool.value.body["param"] == "tools[0].type"
+        client.responses.create(
+            model=MODEL, input="x", tools=[{"type": "web_search"}, {"type": "web_search"}]
+        )
+    assert server_tool.value.body["param"] == "tools[1].type"
 
     raw = httpx.post(
         f"{gateway_url}/api/v1/responses", json={"model": MODEL}, headers={"Authorization": f"Bearer {key}"}
