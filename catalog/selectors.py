@@ -1,11 +1,12 @@
 """Catalog reads shared by several apps."""
 
 import datetime
+from decimal import Decimal
 
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from catalog.models import Model, ModelFigures
+from catalog.models import Model, ModelFigures, ToolPrice
 from catalog.services import FIGURE_DAYS, LiveFigures
 
 
@@ -22,6 +23,11 @@ def models_active() -> QuerySet[Model]:
 def model_get(slug: str) -> Model | None:
     """The active model with this slug, or None (inactive models are not served)."""
     return models_active().filter(slug=slug).first()
+
+
+def tool_prices() -> dict[tuple[str, str], Decimal]:
+    """Server tool prices in USD by (tool, unit), as catalog.pricing.tool_costs_micro_usd takes them."""
+    return {(p.tool, p.unit): p.price_usd for p in ToolPrice.objects.all()}
 
 
 def model_slugs() -> set[str]:

@@ -295,6 +295,13 @@ WEB_SEARCH_API_KEY = env_str("WEB_SEARCH_API_KEY", "")
 WEB_FETCH_ALLOWED_NETWORKS = env_list("WEB_FETCH_ALLOWED_NETWORKS", [])
 # Upstream steps one request with server tools may take; the last one may not call a tool.
 SERVER_TOOL_MAX_STEPS = env_int("SERVER_TOOL_MAX_STEPS", 5)
+# The `image` tool's backend: "" (none: the tool is not offered), `openai` (an OpenAI-compatible images
+# endpoint at IMAGE_GENERATION_URL, e.g. https://api.openai.com/v1) or `sandbox` (an offline picture drawn
+# from the prompt; the default outside production, so `make run` shows the tool).
+IMAGE_GENERATION_BACKEND = env_str("IMAGE_GENERATION_BACKEND", "" if IS_PRODUCTION else "sandbox")
+IMAGE_GENERATION_URL = env_str("IMAGE_GENERATION_URL", "")
+IMAGE_GENERATION_API_KEY = env_str("IMAGE_GENERATION_API_KEY", "")
+IMAGE_GENERATION_MODEL = env_str("IMAGE_GENERATION_MODEL", "gpt-image-1")
 
 LOGGING = {
     "version": 1,

@@ -6,9 +6,7 @@ from typing import Any
 
 from catalog.models import Model
 from catalog.public import huggingface_model, openrouter_model, public_model
-
-# The chat `image` server tool is not built yet, so no deployment has an image provider configured.
-IMAGE_GENERATION_CONFIGURED = False
+from core.deployment import image_generation_configured
 
 
 class Format(StrEnum):
@@ -33,7 +31,7 @@ def models_body(models: Iterable[Model], fmt: Format, volumes: dict[str, int]) -
         return {"data": data}
     if fmt is Format.HUGGINGFACE:
         return {"object": "list", "data": data}
-    return {"data": data, "meta": {"image_generation_configured": IMAGE_GENERATION_CONFIGURED}}
+    return {"data": data, "meta": {"image_generation_configured": image_generation_configured()}}
 
 
 def model_body(model: Model, fmt: Format, volumes: dict[str, int]) -> dict[str, Any]:

@@ -13,12 +13,9 @@ from typing import Any, ClassVar
 
 import aiohttp
 
+from gateway.canonical import Citation
 
-@dataclass(frozen=True, slots=True)
-class Citation:
-    url: str
-    title: str
-    snippet: str = ""
+__all__ = ["Citation", "ServerTool", "ToolContext", "ToolOutcome"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +23,7 @@ class ToolOutcome:
     text: str  # what the model reads as the tool's result
     citations: tuple[Citation, ...] = ()
     units: dict[str, int] = field(default_factory=dict)  # billable units used, e.g. {"call": 1, "result": 5}
+    images: tuple[str, ...] = ()  # generated images, as data: URLs (the image tool)
     error: str = ""  # set when the call failed: `text` then says why, and nothing is billed
 
     @classmethod
@@ -46,6 +44,8 @@ class ServerTool(ABC):
     name: ClassVar[str]  # the spec's id: web_search, web_fetch, pdf, datetime, image
     description: ClassVar[str]
     parameters: ClassVar[dict[str, Any]]  # JSON Schema of the arguments the model sends
+    # The most of each billable unit one call can use: what the reservation holds for a call.
+    max_units: ClassVar[dict[str, int]] = {"call": 1}
 
     @abstractmethod
     async def run(self, arguments: dict[str, Any], context: ToolContext) -> ToolOutcome:

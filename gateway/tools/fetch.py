@@ -163,7 +163,32 @@ async def fetch_page(
         raise FetchRefused(f"{url}: the fetch failed ({type(exc).__name__})") from exc
 
 
+async def fetch_bytes(
+    url: str, session: aiohttp.ClientSession, *, max_bytes: int, timeout_seconds: float = 10.0
+) -> tuple[str, str, bytes]:
+    """(final URL, content type, body) of a guarded fetch, the body whole: FetchRefused if it is longer than
+    `max_bytes` (a file cut short is no file), or on any refusal or failure."""
+    try:
+        async with asyncio.timeout(timeout_seconds):
+            final_url, content_type, body, truncated = await _get(url, session, max_bytes)
+    except TimeoutError as exc:
+        raise FetchRefused(f"{url}: no answer within {timeout_seconds:g} s") from exc
+    except aiohttp.ClientError as exc:
+        cause = exc.__cause__ if isinstance(exc.__cause__, FetchRefused) else None
+        raise (cause or FetchRefused(f"{url}: the fetch failed ({type(exc).__name__})")) from exc
+    if truncated:
+        raise FetchRefused(f"{url}: larger than {max_bytes // (1024 * 1024)} MB")
+    return final_url, content_type, body
+
+
 async def _fetch(url: str, session: aiohttp.ClientSession, max_bytes: int) -> FetchedPage:
+    final_url, content_type, body, truncated = await _get(url, session, max_bytes)
+    title, text = readable(body, content_type, final_url)
+    return FetchedPage(final_url, content_type, title, text, truncated)
+
+
+async def _get(url: str, session: aiohttp.ClientSession, max_bytes: int) -> tuple[str, str, bytes, bool]:
+    """The body (at most `max_bytes` of it) at `url`, redirects followed by hand and each target checked."""
     headers = {"User-Agent": "HyperInfer-web_fetch/1.0", "Accept": "text/html, application/pdf, text/*;q=0.8"}
     for _ in range(MAX_REDIRECTS + 1):
         url = checked_url(url)
@@ -177,8 +202,6 @@ async def _fetch(url: str, session: aiohttp.ClientSession, max_bytes: int) -> Fe
             if response.status >= 400:
                 raise FetchRefused(f"{url}: HTTP {response.status}")
             body = await response.content.read(max_bytes + 1)
-            truncated = len(body) > max_bytes
             content_type = response.headers.get("Content-Type", "")
-            title, text = readable(body[:max_bytes], content_type, url)
-            return FetchedPage(str(response.url), content_type, title, text, truncated)
+            return str(response.url), content_type, body[:max_bytes], len(body) > max_bytes
     raise FetchRefused(f"{url}: more than {MAX_REDIRECTS} redirects")

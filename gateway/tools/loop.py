@@ -11,15 +11,17 @@ tools ends the loop there (`tool_calls`, as without server tools): the client an
 server calls of that step are dropped, neither run nor billed. The stream ends with one Finish and one Usage,
 the sum of the steps' — every step was an upstream request, and each is billed.
 
-Not wired into the gateway yet: ingress parsing of `plugins` and built-in tools, the reservation of the step
-limit's worst case, tool prices and native shapes come with it (issue 15).
+A model without tool calling is never offered the tools: web_search (on the last user turn) and datetime run
+once before its only step, their results in its context.
 """
 
 import asyncio
+import contextlib
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from gateway.canonical import (
     Block,
@@ -31,6 +33,8 @@ from gateway.canonical import (
     Message,
     ReasoningBlock,
     ReasoningDelta,
+    ServerToolCall,
+    ServerToolResult,
     TextBlock,
     TextDelta,
     Tool,
@@ -41,13 +45,19 @@ from gateway.canonical import (
     Usage,
 )
 from gateway.tools.base import ServerTool, ToolContext, ToolOutcome
+from gateway.tools.budget import MAX_CALLS_PER_STEP
 
 logger = logging.getLogger(__name__)
 
-StepOpener = Callable[[CanonicalRequest], Awaitable[AsyncIterator[Event]]]
+StepOpener = Callable[[CanonicalRequest], Awaitable[AsyncGenerator[Event, None]]]
 DEFAULT_MAX_STEPS = 5
 TOOL_TIMEOUT_SECONDS = 30.0
 PARALLEL_TOOL_RUNS = 4
+_QUERY_CHARS = 300  # of the user's turn, as the search query of a model that cannot call tools
+_CONTEXT_NOTE = (
+    "The gateway ran these tools on the user's last message; use their results to answer, citing sources "
+    "by their numbers."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,43 +107,77 @@ def usage_sum(total: Usage | None, more: Usage | None) -> Usage | None:
 
 class ToolLoop:
     def __init__(
-        self, tools: Mapping[str, ServerTool], context: ToolContext, max_steps: int = DEFAULT_MAX_STEPS
+        self,
+        tools: Mapping[str, ServerTool],
+        context: ToolContext,
+        max_steps: int = DEFAULT_MAX_STEPS,
+        *,
+        model_calls_tools: bool = True,
+        options: Mapping[str, dict[str, Any]] | None = None,
     ) -> None:
         self.tools = dict(tools)
         self.context = context
+        self.options = dict(options or {})  # each tool's options from the client (e.g. max_results)
         self.max_steps = max_steps
+        # A model without tool calling is not offered the tools: web_search and datetime run once, first,
+        # on the last user turn, their results in its context (`_run_first`); it answers in one step.
+        self.model_calls_tools = model_calls_tools
         self.runs: list[ToolRun] = []  # every call run, in order: the bill's tool units
-        self.usage: Usage | None = None  # the steps' usage so far (a client that leaves pays at least this)
+        self.usage: Usage | None = None  # the finished steps' usage (a client that leaves pays at least this)
         self.steps = 0
+        self.current: CanonicalRequest | None = None  # what the step under way was asked
+        self.step_deltas = 0  # content deltas the step under way sent so far
 
     def offer(self, request: CanonicalRequest, last: bool) -> CanonicalRequest:
         """The request a step sends: the client's tools and the server tools; the last step may not call
         a server tool (`none`, unless the client named one of its own tools to call)."""
-        clash = {tool.name for tool in request.tools} & self.tools.keys()
-        if clash:
-            raise ValueError(f"tools: {sorted(clash)[0]!r} is a server tool's name")
+        if not self.model_calls_tools:
+            return request
+        if clash := self.clash(request):
+            raise ValueError(f"tools: {clash!r} is a server tool's name")
         offered = [Tool(t.name, t.description, t.parameters) for t in self.tools.values()]
         choice = request.tool_choice
         if last and not (choice is not None and choice.mode == "tool"):
             choice = ToolChoice("none")
         return replace(request, tools=[*request.tools, *offered], tool_choice=choice)
 
+    def clash(self, request: CanonicalRequest) -> str | None:
+        """A client tool named like a server tool switched on (the model could not tell them apart)."""
+        clashing = {tool.name for tool in request.tools} & self.tools.keys()
+        return min(clashing) if clashing else None
+
     async def events(self, request: CanonicalRequest, open_step: StepOpener) -> AsyncGenerator[Event, None]:
         conversation = list(request.messages)
         numbered = 0  # the client's next block index
+        if not self.model_calls_tools:
+            async for event in self._run_first(conversation):
+                numbered += 1
+                yield event
         while True:
             self.steps += 1
-            last = self.steps >= self.max_steps
+            last = self.steps >= self.max_steps or not self.model_calls_tools
             step = _Step()
-            async for event in await open_step(self.offer(replace(request, messages=conversation), last)):
-                if (passed := self._read(event, step, numbered)) is not None:
-                    numbered += isinstance(passed, BlockStart)
-                    yield passed
-                if isinstance(event, ErrorEvent):
-                    return  # the answer ends here; `usage` still holds the finished steps'
+            self.current = self.offer(replace(request, messages=conversation), last)
+            self.step_deltas = 0
+            async with contextlib.aclosing(await open_step(self.current)) as stream:
+                async for event in stream:
+                    self.step_deltas += isinstance(event, TextDelta | ReasoningDelta | ToolCallDelta)
+                    if (passed := self._read(event, step, numbered)) is not None:
+                        numbered += isinstance(passed, BlockStart)
+                        yield passed
+                    if isinstance(event, ErrorEvent):
+                        return  # the answer ends here; `usage` still holds the finished steps'
             self.usage = usage_sum(self.usage, step.usage)
             if step.held and not step.client_calls and not last:
-                conversation += await self._answered(step)
+                calls = list(step.held.values())
+                for call in calls:
+                    yield ServerToolCall(numbered, call.call_id, call.name, call.arguments or "{}")
+                    numbered += 1
+                runs = await self._run_all(calls)
+                for run in runs:
+                    yield _result_event(numbered, run)
+                    numbered += 1
+                conversation += _answered(step, runs)
                 continue
             if step.held:
                 logger.info("server tool calls dropped: %s", [call.name for call in step.held.values()])
@@ -144,6 +188,26 @@ class ToolLoop:
             if self.usage is not None:
                 yield self.usage
             return
+
+    async def _run_first(self, conversation: list[Message]) -> AsyncGenerator[Event, None]:
+        """For a model without tool calling: search the last user turn (and tell the date), before it
+        answers; the results join the conversation as context, just before that turn."""
+        asked = next((m.text() for m in reversed(conversation) if m.role == "user"), "").strip()
+        calls = []
+        if "web_search" in self.tools and asked:
+            calls.append(_Call("call_search_0", "web_search", [json.dumps({"query": asked[:_QUERY_CHARS]})]))
+        if "datetime" in self.tools:
+            calls.append(_Call("call_datetime_0", "datetime", ["{}"]))
+        for number, call in enumerate(calls):
+            yield ServerToolCall(number, call.call_id, call.name, call.arguments)
+        runs = await self._run_all(calls)
+        for number, run in enumerate(runs, start=len(calls)):
+            yield _result_event(number, run)
+        if runs:
+            context = "\n\n".join(f"[{run.name}]\n{run.outcome.text}" for run in runs)
+            note = Message("system", [TextBlock(f"{_CONTEXT_NOTE}\n\n{context}")])
+            last_user = max((i for i, m in enumerate(conversation) if m.role == "user"), default=0)
+            conversation.insert(last_user, note)
 
     def _read(self, event: Event, step: _Step, numbered: int) -> Event | None:
         """Note one event of a step; what the client gets of it (renumbered), or None when held back."""
@@ -168,26 +232,21 @@ class ToolLoop:
         _remember(step, event)
         return replace(event, index=step.indexes[event.index])
 
-    async def _answered(self, step: _Step) -> list[Message]:
-        """The step's assistant turn with its server tool calls, then their results."""
-        calls = list(step.held.values())
+    async def _run_all(self, calls: list[_Call]) -> list[ToolRun]:
+        """Run a step's server calls, concurrently and bounded; the runs in the calls' order. Calls past
+        MAX_CALLS_PER_STEP are not run: their result says so (and the reservation counted no more)."""
         limit = asyncio.Semaphore(PARALLEL_TOOL_RUNS)
 
-        async def run(call: _Call) -> ToolRun:
+        async def run(position: int, call: _Call) -> ToolRun:
+            if position >= MAX_CALLS_PER_STEP:
+                outcome = ToolOutcome.failed(f"at most {MAX_CALLS_PER_STEP} server tool calls per step")
+                return ToolRun(call.call_id, call.name, call.arguments or "{}", outcome)
             async with limit:
-                return ToolRun(call.call_id, call.name, call.arguments, await self._run(call))
+                return ToolRun(call.call_id, call.name, call.arguments or "{}", await self._run(call))
 
-        runs = await asyncio.gather(*(run(call) for call in calls))
+        runs = await asyncio.gather(*(run(position, call) for position, call in enumerate(calls)))
         self.runs += runs
-        said = [block for _, block in sorted(step.blocks.items())]
-        assistant = Message(
-            "assistant", [*said, *(ToolCallBlock(c.call_id, c.name, c.arguments or "{}") for c in calls)]
-        )
-        results = [
-            ToolResultBlock(r.call_id, [TextBlock(r.outcome.text)], is_error=bool(r.outcome.error))
-            for r in runs
-        ]
-        return [assistant, Message("tool", list(results))]
+        return runs
 
     async def _run(self, call: _Call) -> ToolOutcome:
         try:
@@ -198,7 +257,8 @@ class ToolLoop:
             return ToolOutcome.failed("the arguments must be a JSON object")
         try:
             async with asyncio.timeout(TOOL_TIMEOUT_SECONDS):
-                return await self.tools[call.name].run(arguments, self.context)
+                context = replace(self.context, options=self.options.get(call.name, {}))
+                return await self.tools[call.name].run(arguments, context)
         except TimeoutError:
             return ToolOutcome.failed(f"{call.name} did not finish within {TOOL_TIMEOUT_SECONDS:g} s")
         except Exception:  # a bug in a tool: the model hears it failed, the log has the traceback
@@ -219,3 +279,28 @@ def _remember(step: _Step, event: Event) -> None:
         if event.signature:  # Anthropic's thinking before a tool call must go back signed
             block.signature = event.signature
             block.redacted = event.redacted
+
+
+def _answered(step: _Step, runs: list[ToolRun]) -> list[Message]:
+    """The step's assistant turn with its server tool calls, then their results: the next step's context."""
+    said = [block for _, block in sorted(step.blocks.items())]
+    calls = [ToolCallBlock(run.call_id, run.name, run.arguments) for run in runs]
+    results = [
+        ToolResultBlock(run.call_id, [TextBlock(run.outcome.text)], is_error=bool(run.outcome.error))
+        for run in runs
+    ]
+    return [Message("assistant", [*said, *calls]), Message("tool", list(results))]
+
+
+def _result_event(index: int, run: ToolRun) -> ServerToolResult:
+    outcome = run.outcome
+    return ServerToolResult(
+        index,
+        run.call_id,
+        run.name,
+        run.arguments,
+        outcome.text,
+        citations=outcome.citations,
+        images=outcome.images,
+        error=outcome.error,
+    )

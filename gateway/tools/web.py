@@ -26,6 +26,7 @@ class WebSearch(ServerTool):
         "required": ["query"],
         "additionalProperties": False,
     }
+    max_units: ClassVar[dict[str, int]] = {"call": 1, "result": MAX_RESULTS}
 
     def __init__(self, backend: SearchBackend) -> None:
         self.backend = backend

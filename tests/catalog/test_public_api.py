@@ -88,7 +88,10 @@ def assert_error(response, status: int, param: str, *fragments: str) -> None:
 # --- The shapes, against the specs ---------------------------------------------------------------------
 
 
-def test_every_shipped_model_is_listed_as_the_specs_public_model(client, shipped_catalog, hyperinfer_spec):
+def test_every_shipped_model_is_listed_as_the_specs_public_model(
+    client, shipped_catalog, hyperinfer_spec, settings
+):
+    settings.IMAGE_GENERATION_BACKEND = ""  # none configured (test_tools_image.py checks both)
     response = client.get("/api/v1/models")
     assert response.status_code == 200 and response["Content-Type"] == "application/json"
     body = response.json()

@@ -20,6 +20,8 @@ def test_the_shipped_prices_load_and_a_second_load_keeps_them(shipped_path, db):
         ("web_search", "result"): Decimal("0"),
         ("web_fetch", "call"): Decimal("0.001"),
         ("datetime", "call"): Decimal("0"),
+        ("pdf", "page"): Decimal("0.0002"),
+        ("image", "image"): Decimal("0.04"),
     }
 
 

@@ -17,6 +17,8 @@ from gateway.canonical import (
     Finish,
     Message,
     ReasoningDelta,
+    ServerToolCall,
+    ServerToolResult,
     TextBlock,
     TextDelta,
     Tool,
@@ -78,13 +80,16 @@ def test_a_server_call_is_run_between_steps_and_only_the_answer_reaches_the_clie
         [*text(0, "It is 10:30 in Paris."), Finish("stop"), Usage(60, 9, cached_prompt_tokens=20)],
     )
     events, loop = run(script)
+    [ran] = loop.runs
     assert events == [
         *text(0, "Let me check. "),
-        *text(1, "It is 10:30 in Paris."),  # numbered on: the held call took no index
+        # The call whole (never as the client's own tool call), then its result: a block each.
+        ServerToolCall(1, "call_datetime_1", "datetime", paris),
+        ServerToolResult(2, "call_datetime_1", "datetime", paris, ran.outcome.text),
+        *text(3, "It is 10:30 in Paris."),  # numbered on
         Finish("stop"),
         Usage(80, 17, cached_prompt_tokens=20),  # both steps are billed
     ]
-    [ran] = loop.runs
     assert (ran.name, json.loads(ran.arguments)) == ("datetime", {"timezone": "Europe/Paris"})
     assert ran.outcome.text.startswith("Thursday, 03 December 2026, 10:30:00 in Europe/Paris")
     # The second step heard the first one's words, its call and the result.
@@ -174,7 +179,15 @@ def test_reasoning_goes_back_signed_and_an_error_event_passes_through():
     assert (reasoning.text, reasoning.signature) == ("need the time", "sig")
     assert events[-1] == ErrorEvent(ErrorCode.PROVIDER_UNAVAILABLE, "gone")  # the end: no Finish after it
     assert loop.usage == Usage(5, 3)  # the finished step's, for the bill
-    assert [e.index for e in events if isinstance(e, BlockStart)] == [0, 1]
+    assert [type(e).__name__ for e in events[4:]] == [
+        "ServerToolCall",
+        "ServerToolResult",
+        "BlockStart",
+        "TextDelta",
+        "BlockStop",
+        "ErrorEvent",
+    ]
+    assert [e.index for e in events if isinstance(e, BlockStart)] == [0, 3]
 
 
 def test_a_client_tool_named_like_a_server_tool_is_refused():

@@ -27,7 +27,7 @@ def test_by_default_the_tools_run_offline_on_the_sandbox_and_fetch_only_the_publ
     assert isinstance(tools["web_search"].backend, SandboxBackend)
     assert registry.fetch_resolver().allowed == () and registry.check_server_tools() == []
     with pytest.raises(KeyError):
-        registry.server_tools(["image"])  # named by the spec, not built yet
+        registry.server_tools(["pdf"])  # a transform of the request, not a tool the model calls
 
 
 def test_settings_choose_the_search_service_and_open_networks(settings):
