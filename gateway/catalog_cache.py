@@ -5,7 +5,7 @@ import time
 from dataclasses import dataclass
 from decimal import Decimal
 
-from catalog.selectors import models_active
+from catalog.selectors import models_active, tool_prices
 from gateway.upstreams.base import ProviderInfo, RouteInfo
 
 REFRESH_SECONDS = 10.0
@@ -60,13 +60,19 @@ class CatalogCache:
 
     def __init__(self) -> None:
         self._models: dict[str, ModelInfo] = {}
+        self._tool_prices: dict[tuple[str, str], Decimal] = {}
         self._loaded_at = float("-inf")
 
     def get(self, slug: str) -> ModelInfo | None:
         if time.monotonic() - self._loaded_at > REFRESH_SECONDS:
             self._models = _load()
+            self._tool_prices = tool_prices()
             self._loaded_at = time.monotonic()
         return self._models.get(slug)
+
+    def tool_prices(self) -> dict[tuple[str, str], Decimal]:
+        """Server tool prices (USD by tool and unit) as loaded with the models `get` last returned."""
+        return self._tool_prices
 
     def is_fresh(self) -> bool:
         return time.monotonic() - self._loaded_at <= REFRESH_SECONDS

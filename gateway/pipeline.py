@@ -35,15 +35,28 @@ from gateway.http import (
     wait_for_disconnect,
 )
 from gateway.ingress.base import IngressFormat
-from gateway.metering import Outcome, Settlement, cost_of, get_meter
-from gateway.metering.base import settlement_header
+from gateway.metering import Outcome, Settlement, get_meter
+from gateway.metering.base import settlement_header, total_cost
 from gateway.metering.journal import Journal
 from gateway.metering.keeper import loop_journal
 from gateway.models import GenerationStatus
 from gateway.routing import OpenStream, open_stream, usage_when_cancelled
-from gateway.session import upstream_session
+from gateway.session import guarded_fetch_session, upstream_session
 from gateway.tokens import estimate_prompt_tokens, prompt_tokens_at_least, reservation_prompt_tokens
+from gateway.tools.base import ToolContext
+from gateway.tools.documents import pdf_parts_as_text
+from gateway.tools.loop import usage_sum
+from gateway.tools.requested import (
+    ToolPlan,
+    open_looped,
+    plan,
+    reserve_extra,
+    tool_costs,
+    tool_loop,
+    with_tool_definitions,
+)
 from gateway.upstreams.base import RouteInfo, UpstreamError
+from gateway.upstreams.registry import adapter_reads_documents
 
 logger = logging.getLogger(__name__)
 INTERNAL_MESSAGE = "The gateway failed on this request and did not bill it: retry, or quote its request id."
@@ -56,6 +69,8 @@ class Admitted:
     model: ModelInfo
     prompt_estimate: int  # what the meters bill when an upstream reports no usage
     prompt_reserve: int  # what the reservation holds: errs high (gateway/tokens.py)
+    tools: ToolPlan | None = None  # the server tools switched on (ADR 0013)
+    pdf_pages: int = 0  # PDF pages the pdf tool read into text (billed per page)
 
 
 def _admit(fmt: IngressFormat, headers: dict[bytes, bytes], body: bytes) -> Admitted:
@@ -78,12 +93,15 @@ def _admit(fmt: IngressFormat, headers: dict[bytes, bytes], body: bytes) -> Admi
             f"The prompt is at least {least:,} tokens; {model.slug} takes {model.context_length:,} at most."
         )
         raise ApiError(ErrorCode.CONTEXT_LENGTH_EXCEEDED, message, param=fmt.PROMPT_FIELD)
+    tools = plan(request, model, catalog_cache.tool_prices()) if request.server_tools else None
+    offered = with_tool_definitions(request, tools)
     return Admitted(
         caller,
         request,
         model,
-        prompt_estimate=estimate_prompt_tokens(request),
-        prompt_reserve=reservation_prompt_tokens(request, context_length=model.context_length),
+        prompt_estimate=estimate_prompt_tokens(offered),
+        prompt_reserve=reservation_prompt_tokens(offered, context_length=model.context_length),
+        tools=tools,
     )
 
 
@@ -102,14 +120,35 @@ async def admit(fmt: IngressFormat, scope: Scope, body: bytes, request_id: str) 
             admitted = _admit(fmt, headers, body)
     if admitted is None:
         admitted = await in_thread(_admit, fmt, headers, body)
+    extra = 0
+    if admitted.tools is not None:
+        if any(use.name == "pdf" for use in admitted.request.server_tools):
+            await _read_documents(admitted)
+        extra = reserve_extra(
+            admitted.tools,
+            admitted.model,
+            admitted.prompt_reserve,
+            admitted.request.max_tokens,
+            pdf_pages=admitted.pdf_pages,
+        )
     await get_meter().reserve(
         caller=admitted.caller,
         model=admitted.model,
         request_id=request_id,
         prompt_tokens=admitted.prompt_reserve,
         max_tokens=admitted.request.max_tokens,
+        extra_micro_usd=extra,
     )
     return admitted
+
+
+async def _read_documents(admitted: Admitted) -> None:
+    """The pdf tool: PDF parts become text unless every route's upstream reads documents itself."""
+    if all(adapter_reads_documents(route.provider.kind) for route in admitted.model.routes):
+        return
+    context = ToolContext(session=upstream_session(), fetch_session=guarded_fetch_session())
+    read = await pdf_parts_as_text(admitted.request, context)
+    admitted.request, admitted.pdf_pages = read.request, read.pages
 
 
 def handler(fmt: IngressFormat) -> AsgiApp:
@@ -188,7 +227,14 @@ class Run:
         self.folded = Folded()
         self.generated: list[str] = []  # the output text and tool arguments, in order, as sent
         self.ttft_ms: int | None = None
-        self.renderer = fmt.stream_renderer(request_id=request_id, model=admitted.model.slug)
+        self.renderer = fmt.stream_renderer(
+            request_id=request_id, model=admitted.model.slug, tool_events=admitted.request.tool_events
+        )
+        self.loop = (
+            None
+            if admitted.tools is None
+            else tool_loop(admitted.tools, upstream_session(), guarded_fetch_session())
+        )
 
     def outcome(
         self, status: str, route: RouteInfo | None = None, error: UpstreamError | None = None
@@ -206,7 +252,14 @@ class Run:
             error_detail=error.detail if error else "",
             latency_ms=int((time.monotonic() - self.started) * 1000),
             ttft_ms=self.ttft_ms,
+            tool_costs=self._tool_costs(),
         )
+
+    def _tool_costs(self) -> dict[str, int]:
+        tools = self.admitted.tools
+        if tools is None or self.loop is None:
+            return {}
+        return tool_costs(tools, self.loop, self.admitted.pdf_pages)
 
     def _failed(self, error: UpstreamError, route: RouteInfo | None = None) -> Outcome:
         logger.warning("request %s failed: %s: %s", self.request_id, error.code.value, error.detail)
@@ -244,8 +297,11 @@ class Run:
         """The first route that answers (routing.open_stream, with its fallback). A streamed request whose
         upstream stays silent past the keep-alive interval gets its headers and keep-alive comments
         meanwhile, so no proxy cuts it off; an error that comes after that goes into the stream."""
+        request, model = self.admitted.request, self.admitted.model
         opening = asyncio.ensure_future(
-            open_stream(self.admitted.request, self.admitted.model, upstream_session())
+            open_stream(request, model, upstream_session())
+            if self.loop is None
+            else open_looped(request, model, upstream_session(), self.loop)
         )
         watched: set[asyncio.Future[Any]] = {opening, disconnect}
         while True:
@@ -323,7 +379,7 @@ class Run:
             await self._frames(self.renderer.error(exc.code, exc.message), last=True)
             return self._failed(exc, opened.route)
         outcome = self.outcome(GenerationStatus.COMPLETED, opened.route)
-        cost_usd = _usd(cost_of(self.admitted.model, outcome.usage))
+        cost_usd = _usd(total_cost(self.admitted.model, outcome))
         await self._frames(self.renderer.finish(outcome.usage, cost_usd), last=True)
         return outcome
 
@@ -343,7 +399,7 @@ class Run:
             created=int(time.time()),
             folded=self.folded,
             usage=outcome.usage,
-            cost_usd=_usd(cost_of(self.admitted.model, outcome.usage)),
+            cost_usd=_usd(total_cost(self.admitted.model, outcome)),
         )
         await self._safe_send_json(200, compact_json(body))
         return outcome
@@ -352,6 +408,10 @@ class Run:
         """The client left mid-answer: it pays for the prompt and what it was sent, as the upstream counts
         them where it can, else as estimated (the journal already holds that estimate, ADR 0010)."""
         outcome = self.outcome(GenerationStatus.CANCELLED, opened.route)
+        if self.loop is not None and self.loop.current is not None and self.folded.usage is None:
+            # The finished steps as their upstreams counted them, and the step under way as estimated.
+            under_way = Usage(estimate_prompt_tokens(self.loop.current), self.loop.step_deltas)
+            return replace(outcome, usage=usage_sum(self.loop.usage, under_way) or under_way)
         if self.folded.usage is None:
             counted = await usage_when_cancelled(
                 self.admitted.request, opened, upstream_session(), self.generated

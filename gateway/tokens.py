@@ -28,7 +28,12 @@ _PER_IMAGE = 1_000
 
 def estimate_prompt_tokens(request: CanonicalRequest) -> int:
     chars, images = _prompt_size(request)
-    return -(-chars // _CHARS_PER_TOKEN) + _PER_MESSAGE * len(request.messages) + _PER_IMAGE * images
+    return text_tokens(chars) + _PER_MESSAGE * len(request.messages) + _PER_IMAGE * images
+
+
+def text_tokens(chars: int) -> int:
+    """The estimate for `chars` characters of text (errs high, as estimate_prompt_tokens does)."""
+    return -(-chars // _CHARS_PER_TOKEN)
 
 
 def prompt_tokens_at_least(request: CanonicalRequest) -> int:

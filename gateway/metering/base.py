@@ -2,7 +2,7 @@
 generation record it leaves."""
 
 import uuid
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
@@ -35,6 +35,7 @@ class Outcome:
     error_detail: str = ""  # operators' words (UpstreamError.detail); the client saw only the message
     latency_ms: int = 0
     ttft_ms: int | None = None
+    tool_costs: dict[str, int] = field(default_factory=dict)  # micro-USD by server tool (ADR 0013)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +127,7 @@ def settlement_header(
 
 def _flat(instance: Any) -> dict[str, Any]:
     """A dataclass's fields, one level deep: `asdict` deep-copies, and this runs for every request."""
-    return {field.name: getattr(instance, field.name) for field in fields(instance)}
+    return {each.name: getattr(instance, each.name) for each in fields(instance)}
 
 
 def _model_from_json(data: dict[str, Any]) -> ModelInfo:
@@ -150,9 +151,18 @@ class Meter(Protocol):
     durable: bool
 
     async def reserve(
-        self, *, caller: Caller, model: ModelInfo, request_id: str, prompt_tokens: int, max_tokens: int | None
+        self,
+        *,
+        caller: Caller,
+        model: ModelInfo,
+        request_id: str,
+        prompt_tokens: int,
+        max_tokens: int | None,
+        extra_micro_usd: int = 0,
     ) -> int:
-        """Admit the request (rate limit, credits, key limit) and hold its worst case. Raises ApiError."""
+        """Admit the request (rate limit, credits, key limit) and hold its worst case: one answer of
+        `prompt_tokens` and `max_tokens`, plus `extra_micro_usd` (what server tools may add). Raises
+        ApiError."""
 
     async def settle(self, settlement: Settlement) -> int:
         """Charge what was generated (nothing for a failure), exactly once, and keep the generation record."""
@@ -161,11 +171,15 @@ class Meter(Protocol):
         """The generation record's fields, waiting briefly for a request that is still finishing."""
 
 
-def worst_case(model: ModelInfo, prompt_tokens: int, max_tokens: int | None) -> int:
-    return worst_case_cost_micro_usd(model=model, prompt_tokens=prompt_tokens, max_tokens=max_tokens)
+def worst_case(model: ModelInfo, prompt_tokens: int, max_tokens: int | None, extra_micro_usd: int = 0) -> int:
+    return (
+        worst_case_cost_micro_usd(model=model, prompt_tokens=prompt_tokens, max_tokens=max_tokens)
+        + extra_micro_usd
+    )
 
 
 def cost_of(model: ModelInfo, usage: Usage) -> int:
+    """What the tokens cost (server tools' costs are the outcome's: `total_cost`)."""
     cached = min(usage.cached_prompt_tokens, usage.prompt_tokens)
     return generation_cost_micro_usd(
         model=model,
@@ -175,10 +189,16 @@ def cost_of(model: ModelInfo, usage: Usage) -> int:
     )
 
 
+def total_cost(model: ModelInfo, outcome: Outcome) -> int:
+    """The tokens and the server tool calls that succeeded: what the client is shown and charged."""
+    return cost_of(model, outcome.usage) + sum(outcome.tool_costs.values())
+
+
 def charge_for(settlement: Settlement) -> int:
-    """Failed requests cost nothing; completed and cancelled ones pay for the tokens produced."""
+    """Failed requests cost nothing; completed and cancelled ones pay for the tokens produced and the
+    server tool calls run."""
     outcome = settlement.outcome
-    return 0 if outcome.status == GenerationStatus.FAILED else cost_of(settlement.model, outcome.usage)
+    return 0 if outcome.status == GenerationStatus.FAILED else total_cost(settlement.model, outcome)
 
 
 def generation_fields(
@@ -202,6 +222,8 @@ def generation_fields(
         "tokens_reasoning": usage.reasoning_tokens,
         "tokens_cached_prompt": usage.cached_prompt_tokens,
         "cost_micro_usd": cost,
+        # As billed: a failed request is charged nothing, its tools included (charge_for).
+        "tool_costs_micro_usd": {} if outcome.status == GenerationStatus.FAILED else dict(outcome.tool_costs),
         "latency_ms": outcome.latency_ms,
         "ttft_ms": outcome.ttft_ms,
         "status": outcome.status,

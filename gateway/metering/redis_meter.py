@@ -104,20 +104,25 @@ class RedisMeter:
     durable = False  # Redis holds a settled record until a writer puts it in PostgreSQL
 
     async def reserve(
-        self, *, caller: Caller, model: ModelInfo, request_id: str, prompt_tokens: int, max_tokens: int | None
+        self,
+        *,
+        caller: Caller,
+        model: ModelInfo,
+        request_id: str,
+        prompt_tokens: int,
+        max_tokens: int | None,
+        extra_micro_usd: int = 0,
     ) -> int:
+        amount = worst_case(model, prompt_tokens, max_tokens, extra_micro_usd)
         try:
-            return await self._reserve(caller, model, request_id, prompt_tokens, max_tokens)
+            return await self._reserve(caller, request_id, amount)
         except aioredis.RedisError as exc:
             logger.exception("reserving %s in Redis failed", request_id)
             raise ApiError(
                 ErrorCode.INTERNAL_ERROR, "The credit service is unavailable; retry the request shortly."
             ) from exc
 
-    async def _reserve(
-        self, caller: Caller, model: ModelInfo, request_id: str, prompt_tokens: int, max_tokens: int | None
-    ) -> int:
-        amount = worst_case(model, prompt_tokens, max_tokens)
+    async def _reserve(self, caller: Caller, request_id: str, amount: int) -> int:
         _, run = loop_client()
         now = time.time()
         period = limit_period(caller, timezone.now())

@@ -27,11 +27,17 @@ GENERATION_WAIT_SECONDS = 5.0
 
 
 def reserve_sync(
-    *, caller: Caller, model: ModelInfo, request_id: str, prompt_tokens: int, max_tokens: int | None
+    *,
+    caller: Caller,
+    model: ModelInfo,
+    request_id: str,
+    prompt_tokens: int,
+    max_tokens: int | None,
+    extra_micro_usd: int = 0,
 ) -> int:
     if caller.rate_limit_rpm and caller.api_key_id is not None:
         check_rate_limit(api_key_id=caller.api_key_id, rpm=caller.rate_limit_rpm)
-    amount = worst_case(model, prompt_tokens, max_tokens)
+    amount = worst_case(model, prompt_tokens, max_tokens, extra_micro_usd)
     try:
         reservations.reserve(
             workspace_id=caller.workspace_id,
@@ -82,7 +88,14 @@ class SqlMeter:
     durable = True
 
     async def reserve(
-        self, *, caller: Caller, model: ModelInfo, request_id: str, prompt_tokens: int, max_tokens: int | None
+        self,
+        *,
+        caller: Caller,
+        model: ModelInfo,
+        request_id: str,
+        prompt_tokens: int,
+        max_tokens: int | None,
+        extra_micro_usd: int = 0,
     ) -> int:
         return await in_thread(
             reserve_sync,
@@ -91,6 +104,7 @@ class SqlMeter:
             request_id=request_id,
             prompt_tokens=prompt_tokens,
             max_tokens=max_tokens,
+            extra_micro_usd=extra_micro_usd,
         )
 
     async def settle(self, settlement: Settlement) -> int:

@@ -384,6 +384,7 @@ async def _read_stream(response: aiohttp.ClientResponse) -> AsyncGenerator[Event
 @register
 class AnthropicAdapter(UpstreamAdapter):
     kind = "anthropic"
+    reads_documents = True
     label = "Anthropic"
 
     def headers(self, route: RouteInfo) -> dict[str, str]:

@@ -120,6 +120,8 @@ class UpstreamAdapter(ABC):
     # What a providers.yaml entry of this kind must carry (the catalog learns it through catalog.dialects).
     needs_base_url: ClassVar[bool] = True
     needs_credentials: ClassVar[bool] = True  # false: credentials_env is optional
+    # Whether the upstream reads PDF file parts itself; if not, the `pdf` tool turns them into text.
+    reads_documents: ClassVar[bool] = False
 
     @abstractmethod
     def stream(

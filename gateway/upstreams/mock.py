@@ -3,10 +3,15 @@
 Route options (providers.yaml): `first_token_ms` (default 150) and `tokens_per_second` (default 60).
 It answers with text; with tools and tool_choice required/named it calls the first (or named) tool;
 with reasoning asked for it thinks out loud first. Usage counts one token per emitted word piece.
+
+Offered server tools (ADR 0013), it calls one when the user's last turn asks for it (`_server_call`: a URL
+→ web_fetch, time or date → datetime, draw or image → image, search words or a question → web_search),
+and once the results are in, answers from them: so `make run` shows every tool offline.
 """
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncGenerator
 
 import aiohttp
@@ -18,9 +23,13 @@ from gateway.canonical import (
     Event,
     Finish,
     FinishReason,
+    Message,
     ReasoningDelta,
+    TextBlock,
     TextDelta,
+    ToolCallBlock,
     ToolCallDelta,
+    ToolResultBlock,
     Usage,
 )
 from gateway.tokens import estimate_prompt_tokens
@@ -35,9 +44,69 @@ def _pieces(text: str) -> list[str]:
 
 
 def _reply(request: CanonicalRequest) -> str:
+    last = request.messages[-1] if request.messages else None
+    if last is not None and last.role == "tool" and _answers_server_calls(request, last):
+        return _from_results(last)
     last_user = next((m.text() for m in reversed(request.messages) if m.role == "user"), "")
     quoted = " ".join(last_user.split()[:12]) or "nothing"
     return f"Hello from the HyperInfer sandbox. You said: {quoted}"
+
+
+def _answers_server_calls(request: CanonicalRequest, results: Message) -> bool:
+    """Whether these results answer server tool calls (the client's own tools get the usual reply)."""
+    names = {
+        block.id: block.name
+        for message in request.messages
+        for block in message.content
+        if isinstance(block, ToolCallBlock)
+    }
+    answered = [names.get(b.tool_call_id) for b in results.content if isinstance(b, ToolResultBlock)]
+    return any(name in SERVER_TOOLS for name in answered)
+
+
+def _from_results(results: Message) -> str:
+    """An answer from the server tools' results: a quote of each, and the sources it numbered."""
+    said = []
+    for block in results.content:
+        if isinstance(block, ToolResultBlock):
+            text = " ".join(part.text for part in block.content if isinstance(part, TextBlock))
+            if block.is_error:
+                said.append(f"The tool failed: {text[:200]}")
+            else:
+                cited = " ".join(dict.fromkeys(re.findall(r"\[\d+\]", text)))
+                said.append(f"{' '.join(text.split())[:200]}{' ' + cited if cited else ''}")
+    return "Here is what I found (sandbox): " + " | ".join(said)
+
+
+SERVER_TOOLS = ("web_search", "web_fetch", "datetime", "image")
+_URL = re.compile(r"https?://[^\s)>\]\"']+")
+_ZONE = re.compile(r"\b[A-Z][a-z]+/[A-Z][A-Za-z_]+\b")
+_WORDS = {
+    "datetime": ("time", "date", "today", "clock"),
+    "image": ("image", "draw", "picture"),
+    "web_search": ("search", "look up", "find", "news", "latest", "?"),
+}
+
+
+def _server_call(request: CanonicalRequest) -> tuple[str, dict[str, str]] | None:
+    """The server tool the user's last turn asks for, among those offered, and its arguments."""
+    offered = {tool.name for tool in request.tools}
+    last = request.messages[-1] if request.messages else None
+    choice = request.tool_choice
+    if last is None or last.role != "user" or (choice is not None and choice.mode == "none"):
+        return None
+    text = last.text()
+    lowered = text.lower()
+    if "web_fetch" in offered and (url := _URL.search(text)):
+        return "web_fetch", {"url": url.group(0).rstrip(".,;")}
+    if "datetime" in offered and any(word in lowered for word in _WORDS["datetime"]):
+        zone = _ZONE.search(text)
+        return "datetime", {"timezone": zone.group(0)} if zone else {}
+    if "image" in offered and any(word in lowered for word in _WORDS["image"]):
+        return "image", {"prompt": text[:200]}
+    if "web_search" in offered and any(word in lowered for word in _WORDS["web_search"]):
+        return "web_search", {"query": " ".join(text.split())[:100]}
+    return None
 
 
 @register
@@ -68,7 +137,15 @@ class MockAdapter(UpstreamAdapter):
             index += 1
 
         tool = self._tool_to_call(request)
-        if tool is not None and produced < budget:
+        server = _server_call(request) if tool is None else None
+        if server is not None and produced < budget:
+            name, arguments = server
+            yield BlockStart(index, "tool_call", tool_call_id=f"call_mock_{index}", tool_name=name)
+            yield ToolCallDelta(index, json.dumps(arguments))
+            produced += 1
+            yield BlockStop(index)
+            finish = "tool_calls"
+        elif tool is not None and produced < budget:
             yield BlockStart(index, "tool_call", tool_call_id=f"call_mock_{index}", tool_name=tool)
             for piece in ('{"input": ', json.dumps(_reply(request)[:40]), "}"):
                 yield ToolCallDelta(index, piece)

@@ -49,3 +49,11 @@ def adapter_kinds() -> list[str]:
     if not _loaded:
         adapters_load()
     return sorted(_ADAPTERS)
+
+
+def adapter_reads_documents(kind: str) -> bool:
+    """Whether an upstream of this kind reads PDF file parts itself (an unknown kind: no)."""
+    if not _loaded:
+        adapters_load()
+    adapter = _ADAPTERS.get(kind)
+    return adapter is not None and adapter.reads_documents

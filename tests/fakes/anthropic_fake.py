@@ -15,7 +15,7 @@ import asyncio
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import pairwise
 from typing import Any, Literal
 
@@ -80,6 +80,31 @@ class Scenario:
     error_status: int = 400  # for http_error
     error_type: str = "invalid_request_error"
     error_message: str = "fake http_error"
+    # A model that calls a tool the request offers, (name, arguments JSON), while the conversation has no
+    # tool_result yet, and then answers "From the tool: " and the start of the last result (it read it).
+    tool_call: tuple[str, str] | None = None
+
+
+def _step(s: Scenario, body: dict[str, Any]) -> Scenario:
+    """The scenario for this request of a tool-calling conversation: the call, or the answer from it."""
+    if s.tool_call is None:
+        return s
+    name, arguments = s.tool_call
+    results = [
+        block
+        for message in body.get("messages") or []
+        if isinstance(message.get("content"), list)
+        for block in message["content"]
+        if block.get("type") == "tool_result"
+    ]
+    if not results:
+        if name in {tool.get("name") for tool in body.get("tools") or []}:
+            return replace(s, text="", tool_use=ToolUse(name, json.loads(arguments), id=f"toolu_{name}"))
+        return s
+    content = results[-1].get("content") or ""
+    if isinstance(content, list):
+        content = "".join(part.get("text", "") for part in content if part.get("type") == "text")
+    return replace(s, text="From the tool: " + content[:80], tool_use=None)
 
 
 @dataclass
@@ -234,7 +259,7 @@ def build_app(fake: AnthropicFake) -> web.Application:
             headers={"content-type": "text/event-stream", "cache-control": "no-cache"}
         )
         with suppress(ConnectionResetError):  # the client went away (a timeout or a cancelled request)
-            await _send_stream(request, response, s)
+            await _send_stream(request, response, _step(s, body))
         return response
 
     app = web.Application()

@@ -16,7 +16,7 @@ import asyncio
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from aiohttp import web
@@ -114,6 +114,27 @@ class Scenario:
     error_status: int = 400  # for http_error
     error_message: str = "fake http_error"
     error_code: str | None = None
+    # A model that calls a tool the request offers, (name, arguments JSON), while the conversation has no tool
+    # result yet, and then answers "From the tool: " and the start of the last result (it read it).
+    tool_call: tuple[str, str] | None = None
+
+
+def _step(s: Scenario, body: dict) -> Scenario:
+    """The scenario for this request of a tool-calling conversation: the call, or the answer from it."""
+    if s.tool_call is None:
+        return s
+    name, arguments = s.tool_call
+    messages = body.get("messages") or []
+    results = [m for m in messages if m.get("role") == "tool"]
+    if not results:
+        offered = {tool["function"]["name"] for tool in body.get("tools") or []}
+        if name in offered:
+            return replace(s, text="", tool_calls=[FakeToolCall(name, arguments, id=f"call_fake_{name}")])
+        return s
+    content = results[-1].get("content") or ""
+    if isinstance(content, list):
+        content = "".join(part.get("text", "") for part in content)
+    return replace(s, text="From the tool: " + content[:80], tool_calls=[])
 
 
 @dataclass
@@ -238,7 +259,7 @@ class DialectFake:
             await self._wait(scenario.delay)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         with suppress(ConnectionResetError):  # the client gave up (a timeout test): nothing left to send
-            await self._stream(request, response, scenario, body)
+            await self._stream(request, response, _step(scenario, body), body)
         return response
 
     async def _stream(

@@ -72,18 +72,25 @@ def settled_generation(request_id: str, timeout: float = 5.0):
 
 
 def serve_model_from(
-    slug: str, routes: list[tuple[str, str]], *, prompt_price="1", completion_price="2"
+    slug: str,
+    routes: list[tuple[str, str]],
+    *,
+    prompt_price="1",
+    completion_price="2",
+    features: tuple[str, ...] = (),
+    options: dict | None = None,
 ) -> None:
     """Put a model in the catalog whose routes (kind, base_url), in order, point at fakes.
 
-    Every route's provider reads its key from FAKE_UPSTREAM_KEY; the caller sets that variable.
+    Every route's provider reads its key from FAKE_UPSTREAM_KEY; the caller sets that variable. `features`
+    are the model's (e.g. "tools"), `options` every route's.
     """
     from catalog.models import Creator, Model, Provider, Route
 
     creator = Creator.objects.get(slug="hyperinfer")
     model = Model.objects.create(
         slug=slug, name=slug, creator=creator, context_length=32_000, max_output_tokens=1_000,
-        prompt_price=prompt_price, completion_price=completion_price, position=999,
+        prompt_price=prompt_price, completion_price=completion_price, position=999, features=list(features),
     )  # fmt: skip
     for position, (kind, base_url) in enumerate(routes):
         provider = Provider.objects.create(
@@ -91,6 +98,7 @@ def serve_model_from(
             credentials_env="FAKE_UPSTREAM_KEY", timeout_seconds=5,
         )  # fmt: skip
         Route.objects.create(
-            model=model, provider=provider, upstream_model_id="fake-model", position=position
-        )
+            model=model, provider=provider, upstream_model_id="fake-model", position=position,
+            options=options or {},
+        )  # fmt: skip
     catalog_cache.invalidate()
