@@ -104,8 +104,14 @@ class BraveBackend:
         ][:limit]
 
 
+# Words that say how to search, not what for: matching them would rank any document.
+_ASKING = """a an and are as at be by can do does for from how i in is it me of on or please search tell
+the this to up web what when where which who why with you find look about latest news"""
+_STOPWORDS = frozenset(_ASKING.split())
+
+
 def _words(text: str) -> set[str]:
-    return set(_WORD.findall(text.lower()))
+    return set(_WORD.findall(text.lower())) - _STOPWORDS
 
 
 @dataclass(frozen=True)

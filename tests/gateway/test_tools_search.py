@@ -134,3 +134,8 @@ def test_settings_choose_the_backend_and_refuse_an_incomplete_one():
     for kind, kwargs in [("searxng", {}), ("brave", {}), ("bing", {})]:
         with pytest.raises(ValueError):
             search_backend(kind, **kwargs)
+
+
+def test_the_sandbox_matches_what_is_searched_for_not_the_words_asking_for_a_search():
+    results = run(SandboxBackend(), "Please search the web for the latest news on the HyperInfer gateway")
+    assert [r.url for r in results] == ["https://sandbox.hyperinfer.invalid/ai-gateway"]

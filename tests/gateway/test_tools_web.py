@@ -31,9 +31,9 @@ def fetch(url: str, resolver):
 
 
 def test_search_results_are_numbered_for_the_model_cited_for_the_client_and_billed_per_result():
-    outcome = search({"query": "how do tides work"}, max_results=2)
+    outcome = search({"query": "how do tides work, and photosynthesis"}, max_results=2)
     assert outcome.text.startswith(
-        "Results for 'how do tides work' (from sandbox):\n\n[1] [sandbox] How tides"
+        "Results for 'how do tides work, and photosynthesis' (from sandbox):\n\n[1] [sandbox] How tides"
     )
     assert "[2] " in outcome.text and "[3] " not in outcome.text
     assert outcome.citations[0].url == "https://sandbox.hyperinfer.invalid/tides"
