@@ -66,6 +66,8 @@ def server_tool_uses(entries: Entries, field: str, key: str) -> tuple[ServerTool
     """The server tools a request switches on: `plugins` entries (`key` "id") or Responses built-in tools
     (`key` "type", entries already picked out). Each entry's other fields are the tool's options; a tool
     this deployment does not offer, or one listed twice, is refused naming the entry."""
+    if not entries:
+        return ()
     offered = available_server_tools()
     uses: dict[str, ServerToolUse] = {}
     for position, entry in entries:
