@@ -60,6 +60,14 @@ def funded_key(transactional_db):
     return workspace, issued.secret
 
 
+@pytest.fixture
+def sql_meter(settings, monkeypatch):
+    """The SQL meter (a balance is final when the response is), the offline search, the fakes' key."""
+    settings.GATEWAY_METER = "sql"
+    settings.WEB_SEARCH_BACKEND = "sandbox"
+    monkeypatch.setenv("FAKE_UPSTREAM_KEY", "test-key")
+
+
 def settled_generation(request_id: str, timeout: float = 5.0):
     """The generation record, once the gateway has settled it (just after the response's last byte)."""
     from gateway.models import Generation

@@ -26,13 +26,6 @@ MODEL = "test/tool-user"
 PDF = base64.b64encode(minimal_pdf("Quarterly revenue grew 12 percent")).decode()
 
 
-@pytest.fixture
-def sql_meter(settings, monkeypatch):
-    settings.GATEWAY_METER = "sql"  # the balance is final when the response is
-    settings.WEB_SEARCH_BACKEND = "sandbox"
-    monkeypatch.setenv("FAKE_UPSTREAM_KEY", KEY)
-
-
 def price(tool: str, unit: str) -> int:
     """A unit's price in micro-USD (the shipped prices are whole micro-dollars)."""
     return int(ToolPrice.objects.get(tool=tool, unit=unit).price_usd * 1_000_000)
