@@ -408,10 +408,13 @@ class Run:
         """The client left mid-answer: it pays for the prompt and what it was sent, as the upstream counts
         them where it can, else as estimated (the journal already holds that estimate, ADR 0010)."""
         outcome = self.outcome(GenerationStatus.CANCELLED, opened.route)
-        if self.loop is not None and self.loop.current is not None and self.folded.usage is None:
-            # The finished steps as their upstreams counted them, and the step under way as estimated.
-            under_way = Usage(estimate_prompt_tokens(self.loop.current), self.loop.step_deltas)
-            return replace(outcome, usage=usage_sum(self.loop.usage, under_way) or under_way)
+        if self.loop is not None and self.folded.usage is None:
+            # The finished steps as their upstreams counted them, and the step under way (if one is: not
+            # while the tools run) as estimated.
+            loop, under_way = self.loop, None
+            if loop.current is not None:
+                under_way = Usage(estimate_prompt_tokens(loop.current), loop.step_deltas)
+            return replace(outcome, usage=usage_sum(loop.usage, under_way) or Usage(0, 0))
         if self.folded.usage is None:
             counted = await usage_when_cancelled(
                 self.admitted.request, opened, upstream_session(), self.generated

@@ -125,7 +125,7 @@ class ToolLoop:
         self.runs: list[ToolRun] = []  # every call run, in order: the bill's tool units
         self.usage: Usage | None = None  # the finished steps' usage (a client that leaves pays at least this)
         self.steps = 0
-        self.current: CanonicalRequest | None = None  # what the step under way was asked
+        self.current: CanonicalRequest | None = None  # what the step under way was asked (None: none is)
         self.step_deltas = 0  # content deltas the step under way sent so far
 
     def offer(self, request: CanonicalRequest, last: bool) -> CanonicalRequest:
@@ -168,6 +168,7 @@ class ToolLoop:
                     if isinstance(event, ErrorEvent):
                         return  # the answer ends here; `usage` still holds the finished steps'
             self.usage = usage_sum(self.usage, step.usage)
+            self.current, self.step_deltas = None, 0  # no step under way while the tools run
             if step.held and not step.client_calls and not last:
                 calls = list(step.held.values())
                 for call in calls:

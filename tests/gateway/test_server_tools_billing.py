@@ -2,11 +2,14 @@
 later step that costs nothing at all, a client that leaves mid-loop paying for what ran, and a reservation
 that holds the step limit's worst case before the first step."""
 
+import asyncio
 import base64
+import json
 from contextlib import ExitStack
 
 import httpx
 import pytest
+from aiohttp import web
 
 from billing.models import CreditAccount
 from catalog.models import ToolPrice
@@ -16,6 +19,7 @@ from tests.factories import make_workspace
 from tests.fakes.anthropic_fake import Scenario as AnthropicScenario
 from tests.fakes.anthropic_fake import anthropic_fake
 from tests.fakes.openai_dialects import Scenario, openai_fake
+from tests.fakes.server import FakeServer
 from tests.gateway.conftest import serve_model_from, settled_generation
 from tests.gateway.server_tools_client import ask, body_for
 from tests.gateway.test_disconnect import stream_then_leave
@@ -159,3 +163,28 @@ def test_the_reservation_holds_the_step_limits_worst_case(gateway_url, sql_meter
         refused = httpx.post(f"{gateway_url}/api/v1/chat/completions", json=searching, headers=auth(key))
     assert refused.status_code == 402 and refused.json()["error"]["code"] == "insufficient_credits"
     assert len(fake.chat_requests) == 1  # the refused request never went upstream
+
+
+def test_a_client_that_leaves_while_a_tool_runs_pays_the_finished_step_and_no_unfinished_call(
+    gateway_url, funded_key, sql_meter, settings
+):
+    async def slow_page(request: web.Request) -> web.Response:
+        await asyncio.sleep(5)
+        return web.Response(text="<html><title>late</title></html>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/slow", slow_page)
+    settings.WEB_FETCH_ALLOWED_NETWORKS = ["127.0.0.0/8", "::1/128"]
+    workspace, key = funded_key
+    with FakeServer(app) as site:
+        url = site.url.replace("127.0.0.1", "localhost") + "/slow"
+        scenario = Scenario(tool_call=("web_fetch", json.dumps({"url": url})))
+        with openai_fake("cerebras", scenario, api_key=KEY) as fake:
+            serve_model_from(MODEL, [("cerebras", fake.base_url)], features=("tools",))
+            body = body_for("chat", MODEL, "read it", ["web_fetch"], stream=True, events=True)
+            request_id = stream_then_leave(gateway_url, key, body, until=lambda got: b"tool.started" in got)
+            generation = settled_generation(request_id, timeout=10)
+    assert generation.status == "cancelled" and generation.tool_costs_micro_usd == {}
+    # The first step exactly as the upstream counted it (the fake's 12 in, 7 out); no step was under way.
+    assert (generation.tokens_prompt, generation.tokens_completion) == (12, 7)
+    assert generation.cost_micro_usd == 12 + 2 * 7 and drop(workspace) == (26, 0)
