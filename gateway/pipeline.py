@@ -233,7 +233,7 @@ class Run:
         self.loop = (
             None
             if admitted.tools is None
-            else tool_loop(admitted.tools, upstream_session(), guarded_fetch_session())
+            else tool_loop(admitted.tools, upstream_session(), guarded_fetch_session(), self._stepped)
         )
 
     def outcome(
@@ -253,6 +253,16 @@ class Run:
             latency_ms=int((time.monotonic() - self.started) * 1000),
             ttft_ms=self.ttft_ms,
             tool_costs=self._tool_costs(),
+        )
+
+    def _stepped(self) -> None:
+        """What the request owes so far, in the journal (a process killed from here on bills it)."""
+        assert self.loop is not None
+        self.journal.stepped(
+            request_id=self.request_id,
+            usage=self.loop.usage,
+            tool_costs=self._tool_costs(),
+            delivered=self.folded.deltas,
         )
 
     def _tool_costs(self) -> dict[str, int]:

@@ -17,6 +17,7 @@ the last second, like Redis's `appendfsync everysec`.
 """
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import logging
@@ -57,6 +58,9 @@ class Entry:
     provider: str = ""
     upstream_model_id: str = ""
     delivered: int = 0
+    # A request with server tools, at its last finished step: the steps' usage as counted, the cost of the
+    # calls run, and the deltas delivered by then (ADR 0013). A cut-off bills these plus what came after.
+    stepped: dict[str, Any] | None = None
     outcome: bytes | None = None  # JSON, once the request is over
     taken_at: float | None = None  # when a meter accepted the settlement
     next_try: float = 0.0  # when the keeper may settle it (again)
@@ -75,7 +79,20 @@ class Entry:
         """The outcome of a request whose process never finished it: billed for the deltas delivered to the
         client (with the prompt estimate), or, with nothing delivered, a failure that costs nothing."""
         latency_ms = int(max(0.0, ended_at - self.opened_at) * 1000)
-        if self.delivered:
+        tool_costs: dict[str, int] = {}
+        if self.stepped is not None:  # the finished steps and calls, then the step under way as estimated
+            counted, tool_costs = Usage(**self.stepped["u"]), self.stepped["tc"]
+            after = self.delivered - self.stepped["n"]
+            under_way = Usage(self.prompt_estimate, after) if after > 0 else Usage(0, 0)
+            usage = Usage(
+                prompt_tokens=counted.prompt_tokens + under_way.prompt_tokens,
+                completion_tokens=counted.completion_tokens + under_way.completion_tokens,
+                cached_prompt_tokens=counted.cached_prompt_tokens,
+                reasoning_tokens=counted.reasoning_tokens,
+                cache_write_prompt_tokens=counted.cache_write_prompt_tokens,
+            )
+            status, error = GenerationStatus.CANCELLED, ""
+        elif self.delivered:
             usage = Usage(prompt_tokens=self.prompt_estimate, completion_tokens=self.delivered)
             status, error = GenerationStatus.CANCELLED, ""
         else:
@@ -88,6 +105,7 @@ class Entry:
             upstream_model_id=self.upstream_model_id,
             error_code=error,
             latency_ms=latency_ms,
+            tool_costs=tool_costs,
         )
         return compact_json(Settlement.outcome_json(outcome))
 
@@ -96,6 +114,8 @@ class Entry:
         lines = [_opened_line(self.request_id, self.header, self.prompt_estimate, self.opened_at)]
         if self.provider:
             lines.append(_routed_line(self.request_id, self.provider, self.upstream_model_id))
+        if self.stepped is not None:
+            lines.append(_stepped_line(self.request_id, self.stepped))
         if self.delivered:
             lines.append(_delivered_line(self.request_id, self.delivered))
         if self.outcome is not None:
@@ -124,6 +144,10 @@ def _delivered_line(request_id: str, count: int) -> bytes:
     return b'{"t":"n","id":"%s","n":%d}\n' % (request_id.encode(), count)
 
 
+def _stepped_line(request_id: str, stepped: dict[str, Any]) -> bytes:
+    return b'{"t":"k","id":"%s","k":%s}\n' % (request_id.encode(), compact_json(stepped))
+
+
 def _settling_line(request_id: str, outcome: bytes) -> bytes:
     return b'{"t":"s","id":"%s","o":%s}\n' % (request_id.encode(), outcome)
 
@@ -148,6 +172,8 @@ def read_entries(data: bytes) -> dict[str, Entry]:
             entry.provider, entry.upstream_model_id = line["p"], line["u"]
         elif kind == "n":
             entry.delivered = line["n"]
+        elif kind == "k":
+            entry.stepped = line["k"]
         elif kind == "s":
             entry.outcome = compact_json(line["o"])
     return entries
@@ -261,6 +287,16 @@ class Journal:
         if entry is not None:
             entry.delivered = count
             self._append(_delivered_line(request_id, count))
+
+    def stepped(
+        self, *, request_id: str, usage: Usage | None, tool_costs: dict[str, int], delivered: int
+    ) -> None:
+        """A step of a request with server tools finished (and its calls ran): what a cut-off then owes."""
+        entry = self.pending.get(request_id)
+        if entry is not None:
+            counted = Usage(0, 0) if usage is None else usage
+            entry.stepped = {"u": dataclasses.asdict(counted), "tc": tool_costs, "n": delivered}
+            self._append(_stepped_line(request_id, entry.stepped))
 
     def settling(self, *, request_id: str, outcome: Outcome) -> None:
         entry = self.pending.get(request_id)

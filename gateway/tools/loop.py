@@ -114,10 +114,14 @@ class ToolLoop:
         *,
         model_calls_tools: bool = True,
         options: Mapping[str, dict[str, Any]] | None = None,
+        on_step: Callable[[], None] | None = None,
     ) -> None:
         self.tools = dict(tools)
         self.context = context
         self.options = dict(options or {})  # each tool's options from the client (e.g. max_results)
+        # Told when a step has finished and when its calls have run (the settlement journal notes what a
+        # request owes so far, in case its process dies before the end).
+        self.on_step = on_step or (lambda: None)
         self.max_steps = max_steps
         # A model without tool calling is not offered the tools: web_search and datetime run once, first,
         # on the last user turn, their results in its context (`_run_first`); it answers in one step.
@@ -170,11 +174,13 @@ class ToolLoop:
             self.usage = usage_sum(self.usage, step.usage)
             self.current, self.step_deltas = None, 0  # no step under way while the tools run
             if step.held and not step.client_calls and not last:
+                self.on_step()
                 calls = list(step.held.values())
                 for call in calls:
                     yield ServerToolCall(numbered, call.call_id, call.name, call.arguments or "{}")
                     numbered += 1
                 runs = await self._run_all(calls)
+                self.on_step()
                 for run in runs:
                     yield _result_event(numbered, run)
                     numbered += 1

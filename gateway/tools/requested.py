@@ -2,7 +2,7 @@
 the model can call them (refused by name when not), what they add to the reservation, the loop over the
 model's routes, and what the calls cost."""
 
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
@@ -91,13 +91,19 @@ def with_tool_definitions(request: CanonicalRequest, plan: ToolPlan | None) -> C
     return replace(request, tools=[*request.tools, *offered])
 
 
-def tool_loop(plan: ToolPlan, session: aiohttp.ClientSession, fetch: aiohttp.ClientSession) -> ToolLoop:
+def tool_loop(
+    plan: ToolPlan,
+    session: aiohttp.ClientSession,
+    fetch: aiohttp.ClientSession,
+    on_step: Callable[[], None] | None = None,
+) -> ToolLoop:
     return ToolLoop(
         plan.tools,
         ToolContext(session=session, fetch_session=fetch),
         plan.max_steps,
         model_calls_tools=plan.model_calls_tools,
         options=plan.options,
+        on_step=on_step,
     )
 
 

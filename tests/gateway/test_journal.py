@@ -112,6 +112,30 @@ def test_a_dead_processes_journal_is_adopted_and_each_request_billed_for_what_it
     assert ledger_audit() == []
 
 
+def test_a_request_with_server_tools_cut_off_mid_loop_bills_its_finished_steps_and_calls(settings, tmp_path):
+    """ADR 0013: the journal knows the steps' counted usage and the calls run at the last finished step,
+    and bills the deltas delivered after it with the prompt estimate, as for any request cut off."""
+    settings.GATEWAY_METER = "sql"
+    workspace = make_workspace(credits_micro_usd=1_000_000)
+    dead = Journal(tmp_path)
+    request_id = opened(dead, workspace.id)
+    reserve_in_sql(workspace.id, request_id)
+    dead.delivered(request_id=request_id, count=3)
+    counted = Usage(prompt_tokens=120, completion_tokens=9, cached_prompt_tokens=20)
+    dead.stepped(request_id=request_id, usage=counted, tool_costs={"web_search": 5_000}, delivered=3)
+    dead.delivered(request_id=request_id, count=8)  # the next step had sent 5 more when the process died
+    die(dead)
+
+    run(Keeper(Journal(tmp_path)).keep_once(time.time()))
+
+    cut = Generation.objects.get(request_id=request_id)
+    billed = Usage(prompt_tokens=120 + PROMPT_ESTIMATE, completion_tokens=9 + 5, cached_prompt_tokens=20)
+    assert (cut.status, cut.tokens_prompt, cut.tokens_completion) == ("cancelled", 120 + PROMPT_ESTIMATE, 14)
+    assert cut.tool_costs_micro_usd == {"web_search": 5_000}
+    assert cut.cost_micro_usd == cost_of(MODEL, billed) + 5_000
+    assert ledger_audit() == []
+
+
 def test_a_live_processes_journal_is_left_alone(settings, tmp_path):
     settings.GATEWAY_METER = "sql"
     workspace = make_workspace(credits_micro_usd=1_000_000)
