@@ -11,6 +11,7 @@ urlpatterns = [
     path("api/v1/", include("console.api.urls")),
     path("api/v1/", include("catalog.api.urls")),
     path("models/", include("catalog.urls")),
+    path("", include("gateway.urls")),
     re_path(r"^api/(?P<unmatched>[\s\S]*)$", api_not_found),  # any character, a newline too
     path("", include("console.urls")),
 ]

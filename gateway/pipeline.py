@@ -39,6 +39,7 @@ from gateway.metering import Outcome, Settlement, get_meter
 from gateway.metering.base import settlement_header, total_cost
 from gateway.metering.journal import Journal
 from gateway.metering.keeper import loop_journal
+from gateway.metering.records import Refusal, refusal_record
 from gateway.models import GenerationStatus
 from gateway.routing import OpenStream, open_stream, usage_when_cancelled
 from gateway.session import guarded_fetch_session, upstream_session
@@ -110,8 +111,8 @@ def _admits_in_loop(headers: dict[bytes, bytes]) -> bool:
     return answers_from_memory(headers) and catalog_cache.is_fresh()
 
 
-async def admit(fmt: IngressFormat, scope: Scope, body: bytes, request_id: str) -> Admitted:
-    """Admission, then the worst case reserved before anything goes upstream (design §4.1)."""
+async def admit(fmt: IngressFormat, scope: Scope, body: bytes) -> Admitted:
+    """Who is calling, what they ask for, whether they may; server tools planned, PDFs read."""
     headers = headers_of(scope)
     admitted = None
     if _admits_in_loop(headers):
@@ -120,10 +121,15 @@ async def admit(fmt: IngressFormat, scope: Scope, body: bytes, request_id: str) 
             admitted = _admit(fmt, headers, body)
     if admitted is None:
         admitted = await in_thread(_admit, fmt, headers, body)
+    if admitted.tools is not None and any(use.name == "pdf" for use in admitted.request.server_tools):
+        await _read_documents(admitted)
+    return admitted
+
+
+async def reserve(admitted: Admitted, request_id: str) -> None:
+    """The worst case held before anything goes upstream (design §4.1). Raises ApiError."""
     extra = 0
     if admitted.tools is not None:
-        if any(use.name == "pdf" for use in admitted.request.server_tools):
-            await _read_documents(admitted)
         extra = reserve_extra(
             admitted.tools,
             admitted.model,
@@ -139,7 +145,6 @@ async def admit(fmt: IngressFormat, scope: Scope, body: bytes, request_id: str) 
         max_tokens=admitted.request.max_tokens,
         extra_micro_usd=extra,
     )
-    return admitted
 
 
 async def _read_documents(admitted: Admitted) -> None:
@@ -149,6 +154,32 @@ async def _read_documents(admitted: Admitted) -> None:
     context = ToolContext(session=upstream_session(), fetch_session=guarded_fetch_session())
     read = await pdf_parts_as_text(admitted.request, context)
     admitted.request, admitted.pdf_pages = read.request, read.pages
+
+
+# Refusals for money a workspace wants to see in its activity (why did my app's request fail?), recorded at
+# no charge. Not the rate limit's: it exists to shed load, and a record per refused request would add it back.
+RECORDED_REFUSALS = frozenset({ErrorCode.INSUFFICIENT_CREDITS, ErrorCode.KEY_LIMIT_EXCEEDED})
+
+
+async def _record_refusal(
+    fmt: IngressFormat, admitted: Admitted, request_id: str, error: ApiError, started: float
+) -> None:
+    caller = admitted.caller
+    refusal = Refusal(
+        workspace_id=caller.workspace_id,
+        api_key_id=caller.api_key_id,
+        source=caller.source,
+        model=admitted.model.slug,
+        ingress_format=fmt.FORMAT,
+        streamed=admitted.request.stream,
+        error_code=error.code.value,
+        latency_ms=int((time.monotonic() - started) * 1000),
+        end_user=admitted.request.user or "",
+    )
+    try:
+        await in_thread(refusal_record, request_id=request_id, refusal=refusal)
+    except Exception:  # the client has its answer; a lost activity row must not become an error
+        logger.exception("request %s: its refusal was not recorded", request_id)
 
 
 def handler(fmt: IngressFormat) -> AsgiApp:
@@ -164,9 +195,11 @@ async def _handle(fmt: IngressFormat, scope: Scope, receive: Receive, send: Send
     request_id = uuid.uuid4().hex
     started = time.monotonic()
     id_header = [(b"x-request-id", request_id.encode())]
+    admitted = None
     try:
         body = await read_body(receive, settings.GATEWAY_MAX_BODY_BYTES)
-        admitted = await admit(fmt, scope, body, request_id)
+        admitted = await admit(fmt, scope, body)
+        await reserve(admitted, request_id)
     except ApiError as exc:
         await send_json(
             send,
@@ -174,6 +207,8 @@ async def _handle(fmt: IngressFormat, scope: Scope, receive: Receive, send: Send
             compact_json(fmt.error_body(exc.code, exc.message, request_id, exc.param)),
             [*id_header, *((name.encode(), value.encode()) for name, value in exc.headers)],
         )
+        if admitted is not None and exc.code in RECORDED_REFUSALS:
+            await _record_refusal(fmt, admitted, request_id, exc, started)
         return
     except ClientGone:
         return

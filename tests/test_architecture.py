@@ -19,6 +19,7 @@ PUBLIC: dict[str, set[str]] = {
         "catalog.services",
         "catalog.pricing",
         "catalog.dialects",
+        "catalog.snippets",  # ready-to-copy requests: the model pages' and the overview's quickstart
     },
     "billing": {
         "billing.models",
@@ -40,6 +41,7 @@ PUBLIC: dict[str, set[str]] = {
         "console.services.workspaces",
         "console.services.accounts",
         "console.tasks",  # auto top-up, queued by the gateway's meters after debits
+        "console.views.decorators",  # the signed-in frame of the gateway's activity pages
     },
     "gateway": set(),  # nothing: the gateway is the top of the apps
 }

@@ -1,10 +1,13 @@
 """A generation record in its three shapes: a Generation row, JSON in Redis, and the API's answer."""
 
 import uuid
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from gateway.models import Generation
+from django.utils import timezone
+
+from gateway.models import Generation, GenerationStatus
 
 _DATETIME_FIELDS = ("created_at", "finished_at")
 
@@ -52,3 +55,42 @@ def generation_data(g: Generation) -> dict[str, Any]:
     if g.error_code:
         data["error_code"] = g.error_code
     return data
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A request admitted as far as the reservation, then refused for money (no reservation, no charge)."""
+
+    workspace_id: uuid.UUID
+    api_key_id: int | None
+    source: str
+    model: str
+    ingress_format: str
+    streamed: bool
+    error_code: str
+    latency_ms: int
+    end_user: str = ""
+
+
+def refusal_record(*, request_id: str, refusal: Refusal) -> Generation:
+    """The refused request as a failed generation at no cost, once (a replay changes nothing)."""
+    finished = timezone.now()
+    end_user_length = Generation._meta.get_field("end_user").max_length or 0
+    generation, _ = Generation.objects.get_or_create(
+        request_id=request_id,
+        defaults={
+            "workspace_id": refusal.workspace_id,
+            "api_key_id": refusal.api_key_id,
+            "source": refusal.source,
+            "ingress_format": refusal.ingress_format,
+            "model": refusal.model,
+            "streamed": refusal.streamed,
+            "status": GenerationStatus.FAILED,
+            "error_code": refusal.error_code,
+            "end_user": refusal.end_user[:end_user_length],
+            "latency_ms": refusal.latency_ms,
+            "created_at": finished - timedelta(milliseconds=refusal.latency_ms),
+            "finished_at": finished,
+        },
+    )
+    return generation
