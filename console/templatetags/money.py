@@ -7,12 +7,12 @@ register = template.Library()
 
 @register.filter
 def usd(micro: int | None) -> str:
-    """Micro-USD as dollars: cents for ordinary amounts, up to 6 decimals for sub-cent ones."""
+    """Micro-USD as dollars, exactly: cents when the amount is whole cents, else every micro-dollar
+    ($0.999934 stays $0.999934; a rounded "$1.00" would hide what was spent)."""
     if micro is None:
         return "—"
-    if micro != 0 and abs(micro) < 10_000:
-        return format_usd(micro, 6).rstrip("0")
-    return format_usd(micro, 2)
+    exact = format_usd(micro, 6)
+    return exact[:-4] + exact[-4:].rstrip("0") if micro % 10_000 else format_usd(micro, 2)
 
 
 @register.filter

@@ -10,6 +10,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from billing.selectors import account_for, ledger_entries
+from catalog.snippets import request_snippets
 from console.errors import LastOwner, NotPermitted
 from console.forms import MemberAddForm, WorkspaceForm
 from console.models import Membership, User
@@ -22,15 +23,25 @@ from console.services.workspaces import (
 )
 from console.views.decorators import SignedInRequest, WorkspaceRequest, workspace_required
 
+QUICKSTART_MODEL = "hyperinfer/sandbox"  # free and offline: the first request costs nothing
+
 
 @workspace_required
 def dashboard(request: WorkspaceRequest) -> HttpResponse:
     workspace = request.workspace
+    account = account_for(workspace_id=workspace.pk)
+    active_keys = workspace.api_keys.filter(revoked_at__isnull=True)
     context = {
-        "account": account_for(workspace_id=workspace.pk),
+        "account": account,
+        "available_micro_usd": account.balance_micro_usd - account.reserved_micro_usd,
         "recent_entries": ledger_entries(workspace_id=workspace.pk)[:5],
-        "active_keys": workspace.api_keys.filter(revoked_at__isnull=True).count(),
+        "active_keys": active_keys.count(),
+        "newest_key": active_keys.order_by("-created_at").first(),
         "role": membership_role(user=request.user, workspace=workspace),
+        "site_url": request.build_absolute_uri("/").rstrip("/"),
+        "snippets": request_snippets(
+            slug=QUICKSTART_MODEL, site_url=request.build_absolute_uri("/"), max_output_tokens=1024
+        ),
     }
     return render(request, "console/dashboard.html", context)
 
