@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
 
-from console.views import auth, dashboard, keys, payments
+from console.views import auth, dashboard, keys, payments, playground
 
 app_name = "console"
 urlpatterns = [
@@ -63,6 +63,8 @@ urlpatterns = [
         "billing/payments/<str:payment_intent_id>/receipt/", payments.payment_receipt, name="payment_receipt"
     ),
     path("stripe/webhook/", payments.stripe_webhook, name="stripe_webhook"),
+    path("playground/", playground.playground, name="playground"),
+    path("playground/key/", playground.playground_key, name="playground_key"),
     path("keys/", keys.keys, name="keys"),
     path("keys/<int:key_id>/edit/", keys.key_edit, name="key_edit"),
     path("keys/<int:key_id>/revoke/", keys.key_revoke, name="key_revoke"),

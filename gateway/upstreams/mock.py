@@ -43,11 +43,24 @@ def _pieces(text: str) -> list[str]:
     return [word if i == 0 else " " + word for i, word in enumerate(words)]
 
 
+# Asked for a long answer, the sandbox streams this over and over until max_tokens: time to watch the stream
+# and to try the playground's Stop button (billed for what was produced).
+_LONG_ASK = re.compile(r"\b(long|story|essay)\b", re.IGNORECASE)
+_LONG_PARAGRAPH = (
+    "This is a long answer from the HyperInfer sandbox, streamed one word piece at a time as a real model"
+    " would stream it. Every piece is counted as a token and billed at the model's price, so stopping"
+    " early pays only for the pieces you received."
+)
+_LONG_REPEATS = 40
+
+
 def _reply(request: CanonicalRequest) -> str:
     last = request.messages[-1] if request.messages else None
     if last is not None and last.role == "tool" and _answers_server_calls(request, last):
         return _from_results(last)
     last_user = next((m.text() for m in reversed(request.messages) if m.role == "user"), "")
+    if _LONG_ASK.search(last_user):
+        return " ".join([_LONG_PARAGRAPH] * _LONG_REPEATS)
     quoted = " ".join(last_user.split()[:12]) or "nothing"
     return f"Hello from the HyperInfer sandbox. You said: {quoted}"
 

@@ -13,12 +13,16 @@ from tests.factories import make_user, make_workspace
 
 
 class ServerThread:
-    def __init__(self) -> None:
+    """`config.asgi:application` (gateway and Django) on uvicorn; `static` adds the static files, as
+    `runserver` serves them, for the browser tests of the whole site."""
+
+    def __init__(self, *, static: bool = False) -> None:
+        from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+
         from config.asgi import application
 
-        self.config = uvicorn.Config(
-            application, host="127.0.0.1", port=0, log_level="warning", lifespan="on"
-        )
+        app = ASGIStaticFilesHandler(application) if static else application
+        self.config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
         self.server = uvicorn.Server(self.config)
         self.thread = threading.Thread(target=self._run, daemon=True)
 
