@@ -4,7 +4,18 @@
 //   data-confirm="text"   on a <form>: ask before submitting
 //   data-copy="element-id" on a <button>: copy that element's text, then say so
 //   data-print            on a <button>: open the print dialog
+//   data-nav-toggle       on a <button> in the top bar: fold the navigation behind it on a narrow screen
 (function () {
+  const toggle = document.querySelector("[data-nav-toggle]");
+  if (toggle) {
+    const bar = toggle.closest(".topbar");
+    bar.classList.add("collapsible");
+    toggle.hidden = false;
+    toggle.addEventListener("click", function () {
+      const open = bar.classList.toggle("open");
+      toggle.setAttribute("aria-expanded", String(open));
+    });
+  }
   document.addEventListener("change", function (event) {
     const select = event.target.closest("select[data-autosubmit]");
     if (select && select.form) select.form.submit();
