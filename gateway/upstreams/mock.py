@@ -1,8 +1,9 @@
 """The built-in sandbox upstream: deterministic, no network, streams with realistic pacing.
 
 Route options (providers.yaml): `first_token_ms` (default 150) and `tokens_per_second` (default 60).
-It answers with text; with tools and tool_choice required/named it calls the first (or named) tool;
-with reasoning asked for it thinks out loud first. Usage counts one token per emitted word piece.
+It answers with text (a short echo; asked for something "long", a "story" or an "essay", a long text until
+max_tokens, to watch a stream and try Stop); with tools and tool_choice required/named it calls the first (or
+named) tool; with reasoning asked for it thinks out loud first. Usage counts one token per emitted word piece.
 
 Offered server tools (ADR 0013), it calls one when the user's last turn asks for it (`_server_call`: a URL
 → web_fetch, time or date → datetime, draw or image → image, search words or a question → web_search),
