@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
 
-from console.views import auth, dashboard, keys, payments, playground
+from console.views import auth, dashboard, keys, payments, playground, usage
 
 app_name = "console"
 urlpatterns = [
@@ -65,6 +65,8 @@ urlpatterns = [
     path("stripe/webhook/", payments.stripe_webhook, name="stripe_webhook"),
     path("playground/", playground.playground, name="playground"),
     path("playground/key/", playground.playground_key, name="playground_key"),
+    path("usage/", usage.usage, name="usage"),
+    path("usage/export.csv", usage.usage_csv, name="usage_csv"),
     path("keys/", keys.keys, name="keys"),
     path("keys/<int:key_id>/edit/", keys.key_edit, name="key_edit"),
     path("keys/<int:key_id>/revoke/", keys.key_revoke, name="key_revoke"),

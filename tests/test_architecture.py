@@ -32,6 +32,7 @@ PUBLIC: dict[str, set[str]] = {
         "billing.mirror",  # the Redis mirror's layout, shared with the Redis meter's scripts
         "billing.admin",  # inlines for console's admin pages
         "billing.payments",  # money in: card payments, refunds, Stripe's webhook events
+        "billing.usage",  # a workspace's usage over a window, from the rollups (the Usage page)
     },
     "console": {
         "console.models",
