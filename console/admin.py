@@ -10,7 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from billing.admin import ActionForm, KeySpendInline, adjust_credits_for, render_action_form
 from billing.money import format_usd
 from billing.services import account_open
-from console.models import ApiKey, Membership, PlaygroundKey, User, Workspace
+from console.models import ApiKey, Invitation, Membership, PlaygroundKey, User, Workspace
 from console.services.keys import api_key_revoke
 from console.services.workspaces import workspace_lock, workspace_unlock
 
@@ -18,12 +18,21 @@ from console.services.workspaces import workspace_lock, workspace_unlock
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
     ordering = ("email",)
-    list_display = ("email", "name", "is_staff", "is_active", "date_joined", "last_login")
-    list_filter = ("is_staff", "is_superuser", "is_active")
+    list_display = (
+        "email",
+        "name",
+        "email_verified_at",
+        "is_staff",
+        "is_active",
+        "date_joined",
+        "last_login",
+    )
+    list_filter = ("is_staff", "is_superuser", "is_active", ("email_verified_at", admin.EmptyFieldListFilter))
     search_fields = ("email", "name")
+    readonly_fields = ("email_verified_at",)  # set by the verification link (it credits the grant)
     fieldsets = (
         (None, {"fields": ("email", "password")}),
-        ("Profile", {"fields": ("name",)}),
+        ("Profile", {"fields": ("name", "email_verified_at")}),
         ("Permissions", {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")}),
         ("Dates", {"fields": ("last_login", "date_joined")}),
     )
@@ -199,3 +208,27 @@ class PlaygroundKeyAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin):
+    list_display = (
+        "email",
+        "workspace",
+        "role",
+        "invited_by",
+        "created_at",
+        "expires_at",
+        "accepted_at",
+        "revoked_at",
+    )
+    list_filter = ("role", "created_at", ("accepted_at", admin.EmptyFieldListFilter))
+    search_fields = ("email", "workspace__slug", "workspace__name", "invited_by__email")
+    exclude = ("token_hash",)
+    readonly_fields = (
+        "workspace", "email", "role", "invited_by", "created_at", "expires_at", "accepted_at", "accepted_by",
+        "revoked_at",
+    )  # fmt: skip
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # invitations are sent from the members page, which e-mails the link

@@ -29,3 +29,7 @@ class EmailTaken(ConsoleError):
 
 class LastOwner(ConsoleError):
     """Removing the workspace's only owner: a workspace keeps at least one."""
+
+
+class InvitationInvalid(ConsoleError):
+    """An invitation link that cannot be used: unknown, revoked, expired or used already."""

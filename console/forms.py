@@ -93,6 +93,11 @@ class ApiKeyEditForm(ApiKeyForm):
         self.fields["limit_reset"].help_text = "Changing it starts a new period: the limit's spend resets."
 
 
-class MemberAddForm(forms.Form):
-    email = forms.EmailField(help_text="The person must already have a HyperInfer account.")
+class InviteForm(forms.Form):
+    email = forms.EmailField(help_text="They get a one-time link; no account is needed yet.")
     role = forms.ChoiceField(choices=Role.choices, initial=Role.MEMBER)
+
+    def __init__(self, *args: Any, roles: list[str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = cast(forms.ChoiceField, self.fields["role"])
+        field.choices = [(value, label) for value, label in Role.choices if value in roles]

@@ -31,6 +31,7 @@ class UserManager(BaseUserManager["User"]):
 
     def create_superuser(self, email: str, password: str | None = None, **extra: Any) -> "User":
         extra.update(is_staff=True, is_superuser=True)
+        extra.setdefault("email_verified_at", timezone.now())  # an operator's own address
         return self._create(email, password, **extra)
 
 
@@ -40,6 +41,9 @@ class User(AbstractUser):
     username = None  # type: ignore[assignment]  # the e-mail is the login; Django's documented way to drop it
     email = models.EmailField("e-mail address", unique=True)
     name = models.CharField(max_length=150, blank=True)
+    # Set when the owner of the address followed the link we sent it (or accepted an invitation sent to
+    # it); the sign-up grant is credited then, not at sign-up, so unverified addresses farm nothing.
+    email_verified_at = models.DateTimeField(null=True, blank=True)
 
     USERNAME_FIELD = "email"
     REQUIRED_FIELDS: ClassVar[list[str]] = []
@@ -48,6 +52,10 @@ class User(AbstractUser):
 
     def __str__(self) -> str:
         return self.email
+
+    @property
+    def email_verified(self) -> bool:
+        return self.email_verified_at is not None
 
 
 class Workspace(models.Model):
@@ -170,3 +178,34 @@ class PlaygroundKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source} key {self.prefix}… for {self.workspace}"
+
+
+class Invitation(models.Model):
+    """An invitation to join a workspace, sent to an e-mail address that may have no account yet. Only a hash
+    of its one-time token is stored; the link in the e-mail carries the token itself."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField()
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
+    token_hash = models.CharField(max_length=64, unique=True)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["workspace", "email"])]
+
+    def __str__(self) -> str:
+        return f"{self.email} to {self.workspace} ({self.role})"
+
+    def is_pending(self, now: datetime | None = None) -> bool:
+        answered = self.accepted_at is not None or self.revoked_at is not None
+        return not answered and self.expires_at > (now or timezone.now())

@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
 
-from console.views import auth, dashboard, keys, payments, playground, usage
+from console.views import auth, dashboard, keys, payments, playground, team, usage
 
 app_name = "console"
 urlpatterns = [
@@ -72,6 +72,15 @@ urlpatterns = [
     path("keys/<int:key_id>/revoke/", keys.key_revoke, name="key_revoke"),
     path("workspaces/new/", dashboard.workspace_new, name="workspace_new"),
     path("workspaces/switch/", dashboard.workspace_switch, name="workspace_switch"),
-    path("members/", dashboard.members, name="members"),
-    path("members/<int:membership_id>/remove/", dashboard.member_remove, name="member_remove"),
+    path("members/", team.members, name="members"),
+    path("members/<int:membership_id>/role/", team.member_role, name="member_role"),
+    path("members/<int:membership_id>/remove/", team.member_remove, name="member_remove"),
+    path(
+        "members/invitations/<int:invitation_id>/withdraw/",
+        team.invitation_withdraw,
+        name="invitation_withdraw",
+    ),
+    path("invitations/<str:token>/", team.invitation, name="invitation"),
+    path("verify-email/resend/", auth.verify_email_resend, name="verify_email_resend"),
+    path("verify-email/<str:uidb64>/<str:token>/", auth.verify_email, name="verify_email"),
 ]

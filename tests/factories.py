@@ -3,6 +3,8 @@
 import itertools
 import uuid
 
+from django.utils import timezone
+
 from billing.services import credits_grant
 from console.models import User, Workspace
 from console.services.workspaces import workspace_create
@@ -11,8 +13,14 @@ from gateway.auth import Caller
 _counter = itertools.count(1)
 
 
-def make_user(email: str | None = None, password: str = "a-long-test-password") -> User:
-    return User.objects.create_user(email or f"user{next(_counter)}@example.com", password)
+def make_user(
+    email: str | None = None, password: str = "a-long-test-password", *, verified: bool = True
+) -> User:
+    return User.objects.create_user(
+        email or f"user{next(_counter)}@example.com",
+        password,
+        email_verified_at=timezone.now() if verified else None,
+    )
 
 
 def make_workspace(

@@ -16,6 +16,7 @@ class Limit:
 
 FAILED_LOGINS = Limit("login", attempts=10, seconds=900)  # per e-mail address and per client address
 SIGNUPS = Limit("signup", attempts=5, seconds=3600)  # per client address
+VERIFICATION_EMAILS = Limit("verify", attempts=3, seconds=3600)  # resent verification links, per user
 
 
 def _key(limit: Limit, who: str) -> str:

@@ -1,4 +1,4 @@
-"""The signed-in pages: overview, billing (balance and ledger), workspaces and members."""
+"""The signed-in pages: overview, billing (balance and ledger), workspaces."""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -11,16 +11,9 @@ from django.views.decorators.http import require_POST
 
 from billing.selectors import account_for, ledger_entries
 from catalog.snippets import request_snippets
-from console.errors import LastOwner, NotPermitted
-from console.forms import MemberAddForm, WorkspaceForm
-from console.models import Membership, User
+from console.forms import WorkspaceForm
 from console.selectors import SESSION_WORKSPACE_KEY, workspaces_for_user
-from console.services.workspaces import (
-    membership_add,
-    membership_remove,
-    membership_role,
-    workspace_create,
-)
+from console.services.workspaces import membership_role, workspace_create
 from console.views.decorators import SignedInRequest, WorkspaceRequest, workspace_required
 
 QUICKSTART_MODEL = "hyperinfer/sandbox"  # free and offline: the first request costs nothing
@@ -80,49 +73,3 @@ def workspace_new(request: SignedInRequest) -> HttpResponse:
         messages.success(request, f"Created {workspace.name}.")
         return redirect("console:dashboard")
     return render(request, "console/workspace_new.html", {"form": form})
-
-
-@workspace_required
-def members(request: WorkspaceRequest) -> HttpResponse:
-    workspace = request.workspace
-    form = MemberAddForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        user = User.objects.filter(email__iexact=form.cleaned_data["email"]).first()
-        if user is None:
-            form.add_error("email", "No HyperInfer account uses this e-mail; ask them to sign up first.")
-        else:
-            try:
-                membership_add(
-                    workspace=workspace, user=user, role=form.cleaned_data["role"], acting_user=request.user
-                )
-            except NotPermitted as exc:
-                messages.error(request, str(exc))
-            else:
-                messages.success(
-                    request, f"{user.email} is now a {form.cleaned_data['role']} of {workspace.name}."
-                )
-                return redirect("console:members")
-    context = {
-        "memberships": Membership.objects.filter(workspace=workspace).select_related("user"),
-        "form": form,
-        "role": membership_role(user=request.user, workspace=workspace),
-    }
-    return render(request, "console/members.html", context)
-
-
-@workspace_required
-@require_POST
-def member_remove(request: WorkspaceRequest, membership_id: int) -> HttpResponse:
-    membership = (
-        Membership.objects.filter(pk=membership_id, workspace=request.workspace)
-        .select_related("user")
-        .first()
-    )
-    if membership is not None:
-        try:
-            membership_remove(workspace=request.workspace, user=membership.user, acting_user=request.user)
-        except (NotPermitted, LastOwner) as exc:
-            messages.error(request, str(exc))
-        else:
-            messages.success(request, f"Removed {membership.user.email}.")
-    return redirect("console:members")

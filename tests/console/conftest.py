@@ -1,6 +1,7 @@
 import pytest
 
 from tests.catalog.test_pages_browser import chromium_path
+from tests.gateway.conftest import gateway_url  # noqa: F401  (the gateway on uvicorn, for the console's tests)
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from django.test import override_settings
 from billing.models import CreditAccount, EntryKind, LedgerEntry
 from console.errors import EmailTaken, InvalidField, LastOwner, NotPermitted
 from console.models import Membership, Role, User
-from console.services.accounts import user_signup
+from console.services.accounts import email_verify, user_signup
 from console.services.workspaces import (
     membership_add,
     membership_remove,
@@ -19,11 +19,13 @@ pytestmark = pytest.mark.django_db
 
 
 @override_settings(SIGNUP_GRANT_MICRO_USD=1_500_000)
-def test_sign_up_creates_a_user_a_personal_workspace_and_the_grant():
+def test_sign_up_creates_a_user_and_a_personal_workspace_and_the_grant_waits_for_verification():
     user, workspace = user_signup(email="Ada@Example.com", password="correct horse battery", name="Ada")
     assert user.email == "ada@example.com" and user.check_password("correct horse battery")
     assert workspace.is_personal and workspace.name == "Ada's workspace"
     assert Membership.objects.get(user=user, workspace=workspace).role == Role.OWNER
+    assert not user.email_verified and not LedgerEntry.objects.filter(workspace=workspace).exists()
+    assert email_verify(user=user) is True
     grant = LedgerEntry.objects.get(workspace=workspace)
     assert (grant.kind, grant.amount_micro_usd) == (EntryKind.GRANT, 1_500_000)
     assert CreditAccount.objects.get(workspace=workspace).balance_micro_usd == 1_500_000

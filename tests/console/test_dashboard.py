@@ -3,9 +3,10 @@ import re
 import httpx
 import pytest
 from django.contrib.sessions.models import Session
+from django.core import mail
 from django.test import override_settings
 
-from console.models import ApiKey, Membership, Role, Workspace
+from console.models import ApiKey, Invitation, Membership, Role, Workspace
 from console.services.keys import api_key_create
 from tests.console.test_keys import every_stored_value
 from tests.factories import make_user, make_workspace
@@ -35,8 +36,13 @@ def test_a_visitor_signs_up_creates_a_key_and_never_sees_the_secret_again(live_s
             headers={"Referer": live_server.url + "/"},
         )
         assert signed_up.url.path == "/keys/"
-        assert "Grace&#x27;s workspace is ready with $1.00 of credits" in signed_up.text
+        assert "Grace&#x27;s workspace is ready." in signed_up.text
+        assert "to receive $1.00 of credits" in signed_up.text
+        assert re.search(r'data-testid="balance">\$0\.00<', browser.get("/dashboard/").text)
 
+        link = re.search(r"(http://\S+/verify-email/\S+/)", mail.outbox[-1].body).group(1)
+        assert link.startswith(live_server.url)  # the site the person signed up on
+        browser.get(link)
         overview = browser.get("/dashboard/")
         assert re.search(r'data-testid="balance">\$1\.00<', overview.text)
         assert "Sign-up grant" in overview.text
@@ -136,13 +142,15 @@ def test_create_and_switch_workspaces(owner_client):
 
 
 @pytest.mark.django_db
-def test_owners_add_members_by_email(owner_client):
+def test_owners_invite_people_by_email(owner_client, django_capture_on_commit_callbacks):
     client, _, workspace = owner_client
-    colleague = make_user("colleague@example.com")
-    client.post("/members/", {"email": "colleague@example.com", "role": "admin"})
-    assert Membership.objects.get(workspace=workspace, user=colleague).role == Role.ADMIN
-    response = client.post("/members/", {"email": "nobody@example.com", "role": "member"})
-    assert "ask them to sign up first" in response.content.decode()
+    with django_capture_on_commit_callbacks(execute=True):  # the e-mail goes once the invitation is stored
+        client.post("/members/", {"email": "Colleague@Example.com", "role": "admin"})
+    invitation = Invitation.objects.get(workspace=workspace)
+    assert (invitation.email, invitation.role) == ("colleague@example.com", Role.ADMIN)
+    assert "/invitations/" in mail.outbox[-1].body and mail.outbox[-1].to == ["colleague@example.com"]
+    response = client.post("/members/", {"email": "owner@example.com", "role": "member"})
+    assert "is a member of Acme already" in response.content.decode()
 
 
 @pytest.mark.django_db
