@@ -1,6 +1,5 @@
 """The gateway's own ASGI app, mounted ahead of Django's view stack for its paths (design §3-4)."""
 
-import asyncio
 import logging
 import uuid
 from typing import Any
@@ -162,20 +161,15 @@ def with_gateway(django_app: AsgiApp) -> AsgiApp:
 async def lifespan(scope: Scope, receive: Receive, send: Send) -> None:
     """Start the settlement journal (adopting dead processes' journals) and the metering writer (Redis meter)
     with the server; on shutdown settle what is left, drain the writer, close the pools."""
-    stop = asyncio.Event()
-    flusher = None
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
             loop_journal()
-            if settings.GATEWAY_METER == "redis":
-                flusher = asyncio.create_task(writer.run_flusher(stop))
+            writer.loop_flusher()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             await stop_keeper()
-            stop.set()
-            if flusher is not None:
-                await flusher
+            await writer.stop_loop_flusher()
             await close_loop_client()
             await close_upstream_session()
             await send({"type": "lifespan.shutdown.complete"})

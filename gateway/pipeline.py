@@ -40,6 +40,7 @@ from gateway.metering.base import settlement_header, total_cost
 from gateway.metering.journal import Journal
 from gateway.metering.keeper import loop_journal
 from gateway.metering.records import Refusal, refusal_record
+from gateway.metering.writer import loop_flusher
 from gateway.models import GenerationStatus
 from gateway.routing import OpenStream, open_stream, usage_when_cancelled
 from gateway.session import guarded_fetch_session, upstream_session
@@ -220,6 +221,7 @@ async def _handle(fmt: IngressFormat, scope: Scope, receive: Receive, send: Send
             await send_json(send, ApiError(ErrorCode.INTERNAL_ERROR, "").status, body, id_header)
         return
     journal = loop_journal()
+    loop_flusher()  # started by the lifespan already, except under runserver
     journal.opened(
         request_id=request_id,
         header=_header(fmt, admitted, request_id),

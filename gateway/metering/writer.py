@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
 from django.db import DataError, IntegrityError, transaction
 from django.utils import timezone
 
@@ -227,6 +228,33 @@ async def drain(*, write: WriteBatch = _write_in_thread) -> int:
     while count := await flush_once(write=write):
         total += count
     return total
+
+
+_flushers: dict[asyncio.AbstractEventLoop, tuple["asyncio.Task[None]", asyncio.Event]] = {}
+
+
+def loop_flusher() -> None:
+    """The running event loop's writer, started once: by the ASGI lifespan (uvicorn), or by the loop's first
+    request where no lifespan runs (Daphne's `runserver`), so records never wait for a beat that may not
+    be there. A no-op for the SQL meter, which writes its records itself."""
+    if settings.GATEWAY_METER != "redis":
+        return
+    loop = asyncio.get_running_loop()
+    if loop in _flushers:
+        return
+    stop = asyncio.Event()
+    task = loop.create_task(run_flusher(stop))
+    _flushers[loop] = (task, stop)
+    task.add_done_callback(lambda _: _flushers.pop(loop, None))
+
+
+async def stop_loop_flusher() -> None:
+    """On shutdown: drain what is queued, then stop."""
+    running = _flushers.get(asyncio.get_running_loop())
+    if running is not None:
+        task, stop = running
+        stop.set()
+        await task
 
 
 async def run_flusher(stop: asyncio.Event) -> None:

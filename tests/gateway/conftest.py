@@ -14,15 +14,16 @@ from tests.factories import make_user, make_workspace
 
 class ServerThread:
     """`config.asgi:application` (gateway and Django) on uvicorn; `static` adds the static files, as
-    `runserver` serves them, for the browser tests of the whole site."""
+    `runserver` serves them, for the browser tests of the whole site; `lifespan="off"` runs it as Daphne's
+    `runserver` does, with no lifespan events."""
 
-    def __init__(self, *, static: bool = False) -> None:
+    def __init__(self, *, static: bool = False, lifespan: str = "on") -> None:
         from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 
         from config.asgi import application
 
         app = ASGIStaticFilesHandler(application) if static else application
-        self.config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+        self.config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan=lifespan)
         self.server = uvicorn.Server(self.config)
         self.thread = threading.Thread(target=self._run, daemon=True)
 
