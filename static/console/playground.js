@@ -99,10 +99,11 @@
     }
   }
 
-  function say(message) {
-    errorBox.textContent = "";
-    if (!message) { errorBox.hidden = true; return; }
-    errorBox.append(message);
+  // Shows what went wrong in words (text and nodes, e.g. a link to add credits); nothing hides the box.
+  function say(parts) {
+    errorBox.replaceChildren();
+    if (!parts) { errorBox.hidden = true; return; }
+    errorBox.append(...[].concat(parts));
     errorBox.hidden = false;
   }
 
