@@ -137,12 +137,16 @@ def chat(model: str, max_tokens: int = 24) -> dict:
     return {"model": model, "messages": [{"role": "user", "content": "Say hi"}], "max_tokens": max_tokens}
 
 
-def eventually(read, expected, seconds: float = 15.0):
+def eventually(read, expected, seconds: float = 15.0, *, until_not: bool = False):
+    """What `read()` returns once it equals `expected` (or, with `until_not`, once it differs from it)."""
     deadline = time.monotonic() + seconds
-    while (got := read()) != expected:
-        assert time.monotonic() < deadline, f"still {got!r}, expected {expected!r}"
+    while True:
+        got = read()
+        if (got != expected) if until_not else (got == expected):
+            return got
+        wanted = f"not {expected!r}" if until_not else repr(expected)
+        assert time.monotonic() < deadline, f"still {got!r}, expected {wanted}"
         time.sleep(0.2)
-    return got
 
 
 def test_a_new_user_signs_up_calls_the_gateway_and_reads_activity_usage_and_the_playground(
@@ -169,6 +173,11 @@ def test_a_new_user_signs_up_calls_the_gateway_and_reads_activity_usage_and_the_
     assert "Not enough credits" in refusal.inner_text() and "(insufficient_credits)" in refusal.inner_text()
     assert refusal.locator("a", has_text="Add credits").get_attribute("href") == "/billing/add/"
     assert page.locator(".transcript li.assistant").count() == 0
+    # That refusal is on record, at no charge: Activity will list it among the requests below.
+    chat_refusal = eventually(
+        lambda: Generation.objects.filter(workspace=workspace, source="chat").first(), None, until_not=True
+    )
+    assert (chat_refusal.error_code, chat_refusal.cost_micro_usd) == ("insufficient_credits", 0)
     # Credits the way an operator adds them (the grant waits for the e-mail): 3 cents.
     credits_grant(workspace_id=workspace.pk, amount_micro_usd=30_000, reason="Operator grant")
 
@@ -194,7 +203,8 @@ def test_a_new_user_signs_up_calls_the_gateway_and_reads_activity_usage_and_the_
         page.goto(f"{site}/activity/")
         return page.eval_on_selector_all("tr[data-request-id]", "rows => rows.map(r => r.dataset.requestId)")
 
-    newest_first = [g.request_id for g in sorted(records.values(), key=lambda g: g.created_at, reverse=True)]
+    listed_records = [*records.values(), chat_refusal]
+    newest_first = [g.request_id for g in sorted(listed_records, key=lambda g: g.created_at, reverse=True)]
     eventually(listed, newest_first)
     for request_id, g in records.items():
         row = page.locator(f"tr[data-request-id='{request_id}']")
@@ -219,7 +229,8 @@ def test_a_new_user_signs_up_calls_the_gateway_and_reads_activity_usage_and_the_
 
     second_key = failed.api_key
     assert filtered(key=str(second_key.pk)) == {ids[-1]}
-    assert filtered(status="failed") == {ids[-1]}
+    assert filtered(status="failed") == {ids[-1], chat_refusal.request_id}
+    assert filtered(source="chat") == {chat_refusal.request_id}
     assert filtered(model=FREE) == {ids[2], ids[3]}
     assert filtered(format="responses") == {ids[1]}
     assert filtered(model=PRICED, status="completed") == {ids[0], ids[1]}
@@ -245,9 +256,9 @@ def test_a_new_user_signs_up_calls_the_gateway_and_reads_activity_usage_and_the_
 
     # --- Usage, once the rollup task ran on a real Celery worker ------------------------------------------
     roll_up_usage_task.delay()
-    eventually(lambda: rolled_requests(workspace), len(ids), seconds=60)
+    eventually(lambda: rolled_requests(workspace), len(listed_records), seconds=60)
     page.goto(f"{site}/usage/?range=48h&by=key")
-    assert page.inner_text("[data-testid=total-requests]") == "5"
+    assert page.inner_text("[data-testid=total-requests]") == str(len(listed_records))
     assert page.inner_text("[data-testid=total-spend]") == usd(
         sum(g.cost_micro_usd for g in records.values())
     )
