@@ -45,6 +45,21 @@ def _created(model: Model) -> int:
     return int(model.created_at.timestamp())
 
 
+def sdk_model_fields(model: Model) -> dict[str, Any]:
+    """What the official SDKs' model objects read, as extensions of PublicModel: OpenAI's `id`, `object`,
+    `created` and `owned_by`, Anthropic's `type`, `display_name` and `created_at` (the slug is the id)."""
+    created = _created(model)
+    return {
+        "id": model.slug,
+        "object": "model",
+        "created": created,
+        "owned_by": model.creator.slug,
+        "type": "model",
+        "display_name": model.name,
+        "created_at": datetime.datetime.fromtimestamp(created, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
 def benchmarks_in_order(model: Model) -> list[dict[str, Any]]:
     """Primary benchmarks first, then extra, each tier in stored order. The loader stores them so, but the
     admin edits the JSON as it likes, and the spec promises this order."""
@@ -76,7 +91,7 @@ def public_model(model: Model, *, weekly_token_volume: int) -> dict[str, Any]:
         data["hugging_face_id"] = model.hugging_face_id
     data["benchmarks"] = benchmarks_in_order(model)
     data["weekly_token_volume"] = weekly_token_volume
-    return data
+    return {**data, **sdk_model_fields(model)}
 
 
 def input_modalities(model: Model) -> list[str]:

@@ -5,7 +5,7 @@ from enum import StrEnum
 from typing import Any
 
 from catalog.models import Model
-from catalog.public import huggingface_model, openrouter_model, public_model
+from catalog.public import huggingface_model, openrouter_model, public_model, sdk_model_fields
 from core.deployment import image_generation_configured
 
 
@@ -31,8 +31,20 @@ def models_body(models: Iterable[Model], fmt: Format, volumes: dict[str, int]) -
         return {"data": data}
     if fmt is Format.HUGGINGFACE:
         return {"object": "list", "data": data}
-    return {"data": data, "meta": {"image_generation_configured": image_generation_configured()}}
+    return {
+        "data": data,
+        "meta": {"image_generation_configured": image_generation_configured()},
+        # Extensions: the list envelopes of the OpenAI and Anthropic SDKs (one page holds the catalog).
+        "object": "list",
+        "has_more": False,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+    }
 
 
 def model_body(model: Model, fmt: Format, volumes: dict[str, int]) -> dict[str, Any]:
-    return {"data": model_shape(model, fmt, volumes)}
+    body = {"data": model_shape(model, fmt, volumes)}
+    if fmt is Format.DEFAULT:
+        # Extensions: the SDKs' `models.retrieve()` reads the model object at the top level.
+        body.update(sdk_model_fields(model))
+    return body

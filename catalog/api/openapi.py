@@ -19,7 +19,7 @@ from catalog.api.formats import Format
 PUBLIC_MODEL = {"$ref": "#/components/schemas/PublicModel"}
 
 # The spec's 200 body of GET /api/v1/models, documented verbatim.
-MODELS_RESPONSE = {
+MODELS_RESPONSE: dict[str, Any] = {
     "type": "object",
     "required": ["data"],
     "properties": {
@@ -61,25 +61,76 @@ def _extension(schema: dict[str, Any]) -> dict[str, Any]:
     return {**schema, "x-hyperinfer-extension": True}
 
 
+# What the official SDKs read of a model object, as extensions (catalog.public.sdk_model_fields).
+_SDK_MODEL_FIELDS = {
+    "id": {"type": "string", "description": "The slug again: the id the OpenAI and Anthropic SDKs read."},
+    "object": {"type": "string", "const": "model", "description": "OpenAI's model object type."},
+    "created": {
+        "type": "integer",
+        "description": "Unix seconds: the release date, else when the catalog first listed the model.",
+    },
+    "owned_by": {"type": "string", "description": "The creator's slug (OpenAI's `owned_by`)."},
+    "type": {"type": "string", "const": "model", "description": "Anthropic's model object type."},
+    "display_name": {"type": "string", "description": "The model's name (Anthropic's `display_name`)."},
+    "created_at": {
+        "type": "string",
+        "format": "date-time",
+        "description": "`created` in RFC 3339 (Anthropic's `created_at`).",
+    },
+}
+_SDK_MODEL_PROPERTIES = {name: _extension(schema) for name, schema in _SDK_MODEL_FIELDS.items()}
+PUBLIC_MODEL_FOR_SDKS = {
+    "allOf": [
+        PUBLIC_MODEL,
+        _extension(
+            {
+                "type": "object",
+                "description": "What the OpenAI and Anthropic SDKs read of a model object.",
+                "properties": _SDK_MODEL_PROPERTIES,
+            }
+        ),
+    ]
+}
+# The spec's listing plus, as extensions, the list envelopes the OpenAI and Anthropic SDKs read.
+_LIST_EXTENSIONS: dict[str, dict[str, Any]] = {
+    "object": {"type": "string", "const": "list", "description": "OpenAI's list object type."},
+    "has_more": {
+        "type": "boolean",
+        "const": False,
+        "description": "Anthropic's pagination: one page holds the whole catalog.",
+    },
+    "first_id": {"type": ["string", "null"], "description": "The first model's id (Anthropic's pagination)."},
+    "last_id": {"type": ["string", "null"], "description": "The last model's id (Anthropic's pagination)."},
+}
+MODELS_WITH_SDK_ENVELOPE = {
+    **MODELS_RESPONSE,
+    "properties": {
+        **MODELS_RESPONSE["properties"],
+        "data": {"type": "array", "items": PUBLIC_MODEL_FOR_SDKS},
+        **{name: _extension(schema) for name, schema in _LIST_EXTENSIONS.items()},
+    },
+}
 # One body per `format`: anyOf (an empty list fits every shape); the spec's own is the first.
 LISTING_RESPONSE = {
     "anyOf": [
-        MODELS_RESPONSE,
+        MODELS_WITH_SDK_ENVELOPE,
         _extension(cerebras_shape("OpenRouterModelsResponse")),
         _extension(cerebras_shape("HuggingFaceModelsResponse")),
     ]
 }
+# getModel's default shape also carries the model object at its top level: `models.retrieve()` reads it there.
 MODEL_RESPONSE = {
     "type": "object",
     "required": ["data"],
     "properties": {
         "data": {
             "anyOf": [
-                PUBLIC_MODEL,
+                PUBLIC_MODEL_FOR_SDKS,
                 _extension(cerebras_shape("OpenRouterModel")),
                 _extension(cerebras_shape("HuggingFaceModel")),
             ]
-        }
+        },
+        **_SDK_MODEL_PROPERTIES,
     },
 }
 

@@ -18,6 +18,8 @@ from tests.catalog.helpers import find_model
 from tests.catalog.traffic import roll_up_and_refresh
 from tests.factories import make_user, make_workspace
 
+SDK_FIELDS = ("id", "object", "created", "owned_by", "type", "display_name", "created_at")
+
 pytestmark = pytest.mark.django_db
 
 KIMI = "moonshotai/kimi-k2-instruct-0905"
@@ -99,13 +101,21 @@ def test_every_shipped_model_is_listed_as_the_specs_public_model(
         {**listing_schema(hyperinfer_spec), "components": hyperinfer_spec["components"]}
     ).validate(body)
     public_model = component_validator(hyperinfer_spec, "PublicModel")
-    allowed = set(hyperinfer_spec["components"]["schemas"]["PublicModel"]["properties"])
+    # The spec's fields, and the SDKs' model fields our documentation marks as extensions.
+    allowed = set(hyperinfer_spec["components"]["schemas"]["PublicModel"]["properties"]) | set(SDK_FIELDS)
     for item in body["data"]:
         public_model.validate(item)
         assert set(item) <= allowed, item["slug"]
     assert [item["slug"] for item in body["data"]] == [model.slug for model in models_active()]
     assert len(body["data"]) == 7
     assert body["meta"] == {"image_generation_configured": False}
+    ids = [item["id"] for item in body["data"]]
+    assert (body["object"], body["has_more"], body["first_id"], body["last_id"]) == (
+        "list",
+        False,
+        ids[0],
+        ids[-1],
+    )
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -148,6 +158,14 @@ def test_a_model_in_every_shape_has_exact_prices_dates_and_capabilities(
         "hugging_face_id": "moonshotai/Kimi-K2-Instruct-0905",
         "benchmarks": [],
         "weekly_token_volume": 0,
+        # The SDKs' model fields (extensions): the slug as id, the release date as created.
+        "id": KIMI,
+        "object": "model",
+        "created": released,
+        "owned_by": "moonshotai",
+        "type": "model",
+        "display_name": "Kimi K2 Instruct 0905",
+        "created_at": "2025-09-05T00:00:00Z",
     }
     assert by_slug(data_of(client, "/api/v1/models?format=openrouter"), "id")[KIMI] == {
         "id": KIMI,
@@ -295,7 +313,10 @@ def test_one_model_by_its_slashed_slug_is_its_listing_entry(client, shipped_cata
     for path in ("deepseek/deepseek-v4-pro", "deepseek%2Fdeepseek-v4-pro"):
         response = client.get(f"/api/v1/models/{path}?format={fmt}")
         assert response.status_code == 200
-        assert response.json() == {"data": listed["deepseek/deepseek-v4-pro"]}
+        entry = listed["deepseek/deepseek-v4-pro"]
+        # The default shape also has the SDKs' model object at its top level (models.retrieve() reads it).
+        top = {name: entry[name] for name in SDK_FIELDS} if fmt == "default" else {}
+        assert response.json() == {"data": entry, **top}
 
 
 def test_one_model_validates_against_the_specs_and_its_documentation(

@@ -6,9 +6,9 @@ def _marked(schema) -> bool:
 
 
 def without_extensions(node):
-    """The document less what we add to the spec (schema properties, `anyOf` variants and operation
-    `parameters`), each marked `x-hyperinfer-extension`. A `parameters` list that held only our additions
-    goes too, as the spec has none."""
+    """The document less what we add to the spec (schema properties, `anyOf` variants, `allOf` parts and
+    operation `parameters`), each marked `x-hyperinfer-extension`. A `parameters` list that held only our
+    additions goes too, as the spec has none."""
     if isinstance(node, list):
         return [without_extensions(item) for item in node]
     if not isinstance(node, dict):
@@ -20,6 +20,10 @@ def without_extensions(node):
         out["anyOf"] = [without_extensions(s) for s in node["anyOf"] if not _marked(s)]
         if len(out) == 1 and len(out["anyOf"]) == 1:  # only our variants were added: the spec's schema
             return out["anyOf"][0]
+    if isinstance(node.get("allOf"), list):
+        out["allOf"] = [without_extensions(s) for s in node["allOf"] if not _marked(s)]
+        if len(out) == 1 and len(out["allOf"]) == 1:  # the spec's schema with our fields added
+            return out["allOf"][0]
     if isinstance(node.get("parameters"), list):
         out["parameters"] = [without_extensions(p) for p in node["parameters"] if not _marked(p)]
         if node["parameters"] and not out["parameters"]:
