@@ -1,5 +1,6 @@
 """The public model catalog. providers.yaml is the source of truth; `catalog_load` syncs these tables."""
 
+import os
 from decimal import Decimal
 from typing import Literal, overload
 
@@ -81,6 +82,17 @@ class Provider(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.kind})"
 
+    @property
+    def api_key(self) -> str:
+        """The key its `credentials_env` names, from this process's environment ("" when unset)."""
+        return os.environ.get(self.credentials_env, "") if self.credentials_env else ""
+
+    @property
+    def is_configured(self) -> bool:
+        """Whether this deployment can call it: its key is set, or its kind needs none (a local server)."""
+        dialect = dialect_get(self.kind)
+        return bool(self.api_key) or (dialect is not None and not dialect.needs_credentials)
+
     def clean(self) -> None:
         # What a kind requires depends on its registered dialect, so no database constraint can say it.
         dialect = dialect_get(self.kind)
@@ -132,6 +144,11 @@ class Model(models.Model):
 
     def __str__(self) -> str:
         return self.slug
+
+    @property
+    def is_available(self) -> bool:
+        """Whether this deployment can serve it: at least one of its routes' providers is configured."""
+        return any(route.provider.is_configured for route in self.routes.all())
 
 
 class Route(models.Model):

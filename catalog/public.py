@@ -91,7 +91,8 @@ def public_model(model: Model, *, weekly_token_volume: int) -> dict[str, Any]:
         data["hugging_face_id"] = model.hugging_face_id
     data["benchmarks"] = benchmarks_in_order(model)
     data["weekly_token_volume"] = weekly_token_volume
-    return {**data, **sdk_model_fields(model)}
+    # Extension: whether this deployment can serve it (a provider's key is set, or one needs none).
+    return {**data, **sdk_model_fields(model), "available": model.is_available}
 
 
 def input_modalities(model: Model) -> list[str]:

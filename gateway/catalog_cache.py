@@ -1,6 +1,5 @@
 """The catalog as the hot path needs it: frozen snapshots, reloaded from the database every few seconds."""
 
-import os
 import time
 from dataclasses import dataclass
 from decimal import Decimal
@@ -32,10 +31,9 @@ def _load() -> dict[str, ModelInfo]:
                     slug=route.provider.slug,
                     kind=route.provider.kind,
                     base_url=route.provider.base_url.rstrip("/"),
-                    api_key=os.environ.get(route.provider.credentials_env, "")
-                    if route.provider.credentials_env
-                    else "",
+                    api_key=route.provider.api_key,
                     timeout_seconds=float(route.provider.timeout_seconds),
+                    configured=route.provider.is_configured,
                 ),
                 upstream_model_id=route.upstream_model_id,
                 options=dict(route.options),

@@ -95,6 +95,9 @@ def _admit(fmt: IngressFormat, headers: dict[bytes, bytes], body: bytes) -> Admi
             f"The prompt is at least {least:,} tokens; {model.slug} takes {model.context_length:,} at most."
         )
         raise ApiError(ErrorCode.CONTEXT_LENGTH_EXCEEDED, message, param=fmt.PROMPT_FIELD)
+    if not any(route.provider.configured for route in model.routes):
+        message = f"{model.slug} is not available on this deployment: none of its providers is configured."
+        raise ApiError(ErrorCode.PROVIDER_UNAVAILABLE, message, param="model")
     tools = plan(request, model, catalog_cache.tool_prices()) if request.server_tools else None
     offered = with_tool_definitions(request, tools)
     return Admitted(

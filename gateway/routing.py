@@ -29,8 +29,10 @@ async def open_stream(
     """The first route that produces an event. Raises the last UpstreamError when none does."""
     last_error = UpstreamError(ErrorCode.PROVIDER_UNAVAILABLE, "The model has no route.")
     for route in model.routes:
-        upstream_request = _for_route(request, route)
         provider = route.provider
+        if not provider.configured:  # no key on this deployment: calling it could only fail
+            continue
+        upstream_request = _for_route(request, route)
         try:
             adapter = adapter_for(provider.kind)
         except (

@@ -79,14 +79,22 @@ _SDK_MODEL_FIELDS = {
     },
 }
 _SDK_MODEL_PROPERTIES = {name: _extension(schema) for name, schema in _SDK_MODEL_FIELDS.items()}
+_AVAILABLE = _extension(
+    {
+        "type": "boolean",
+        "description": "Whether this deployment can serve the model: at least one of its providers has its "
+        "credentials set (or needs none). An unavailable model answers `provider_unavailable`.",
+    }
+)
 PUBLIC_MODEL_FOR_SDKS = {
     "allOf": [
         PUBLIC_MODEL,
         _extension(
             {
                 "type": "object",
-                "description": "What the OpenAI and Anthropic SDKs read of a model object.",
-                "properties": _SDK_MODEL_PROPERTIES,
+                "description": "What the OpenAI and Anthropic SDKs read of a model object, and whether "
+                "this deployment can serve the model.",
+                "properties": {**_SDK_MODEL_PROPERTIES, "available": _AVAILABLE},
             }
         ),
     ]

@@ -105,6 +105,7 @@ class ProviderInfo:
     base_url: str
     api_key: str  # read from the provider's credentials_env; "" when unset
     timeout_seconds: float
+    configured: bool = True  # its key is set, or its kind needs none (catalog.models.Provider.is_configured)
 
 
 @dataclass(frozen=True, slots=True)

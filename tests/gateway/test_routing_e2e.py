@@ -212,3 +212,24 @@ def test_a_silent_upstream_gets_keep_alive_comments_sent_to_the_client(
     second = next(i for i, line in enumerate(lines) if "second" in line)
     assert keepalives and all(first < i < second for i in keepalives)
     assert lines[-1] == "data: [DONE]"
+
+
+def test_a_route_without_its_key_on_this_deployment_is_skipped_and_never_called(
+    gateway_url, funded_key, monkeypatch
+):
+    from catalog.models import Provider
+    from gateway.catalog_cache import catalog_cache
+
+    monkeypatch.setenv("FAKE_UPSTREAM_KEY", KEY)
+    monkeypatch.delenv("HYPERINFER_TEST_UNSET_KEY", raising=False)
+    _, key = funded_key
+    with (
+        openai_fake("cerebras", Scenario(text="never"), api_key=KEY) as keyless,
+        openai_fake("fireworks", Scenario(text="From the configured route"), api_key=KEY) as configured,
+    ):
+        serve_model_from("test/keyless", [("cerebras", keyless.base_url), ("fireworks", configured.base_url)])
+        Provider.objects.filter(slug="test-keyless-0").update(credentials_env="HYPERINFER_TEST_UNSET_KEY")
+        catalog_cache.invalidate()
+        completion = ask(gateway_url, key, "test/keyless").parse()
+    assert completion.choices[0].message.content == "From the configured route"
+    assert keyless.chat_requests == [] and len(configured.chat_requests) == 1
