@@ -11,7 +11,7 @@ from django.db import connection
 from core.encoding import compact_json
 from core.envelopes import openai_error_body
 from core.errors import ApiError, ErrorCode
-from gateway import pipeline
+from gateway import counting, pipeline
 from gateway.auth import Caller, authenticate
 from gateway.http import AsgiApp, Receive, Scope, Send, headers_of, in_thread, send_json
 from gateway.ingress.registry import format_for_path, formats
@@ -99,6 +99,7 @@ async def generation(scope: Scope, receive: Receive, send: Send) -> None:
 # The gateway's own routes; each ingress format adds `POST <its PATH>` (gateway/ingress/registry.py).
 FIXED_ROUTES = {
     ("GET", "/api/v1/generation"): generation,
+    ("POST", counting.PATH): counting.count_tokens,
     ("GET", "/healthz"): healthz,
     ("GET", "/readyz"): readyz,
     ("GET", "/openapi.json"): openapi_json,

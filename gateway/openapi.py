@@ -259,6 +259,47 @@ def messages() -> Operation:
     )
 
 
+def count_tokens() -> Operation:
+    body = copy.deepcopy(schema_file("anthropic_messages.request.json"))
+    body["required"] = [name for name in body["required"] if name != "max_tokens"]
+    return Operation(
+        "/api/v1/messages/count_tokens",
+        "post",
+        {
+            "tags": ["Gateway"],
+            "operationId": "countMessageTokens",
+            "summary": "Count a message's input tokens (Anthropic's count_tokens)",
+            "description": "HyperInfer extension: what the Anthropic SDK's `messages.count_tokens()` calls. "
+            "The prompt's tokens, free of charge: exact where the model's upstream can count (Anthropic, "
+            "llama.cpp), else the gateway's estimate, which errs high. The `x-hyperinfer-token-count` "
+            "header says `exact` or `estimate`.",
+            "x-hyperinfer-extension": True,
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": body,
+                        "examples": {
+                            "sandbox": {"value": {"model": SANDBOX, "messages": MESSAGES_EXAMPLE["messages"]}}
+                        },
+                    }
+                },
+            },
+            "responses": {
+                "200": _json_response(
+                    "The count.",
+                    {
+                        "type": "object",
+                        "required": ["input_tokens"],
+                        "properties": {"input_tokens": {"type": "integer", "minimum": 0}},
+                    },
+                ),
+                "default": _error_response("AnthropicError"),
+            },
+        },
+    )
+
+
 _INTEGER = {"type": "integer"}
 _STRING = {"type": "string"}
 
@@ -381,6 +422,7 @@ FORMAT_OPERATIONS: dict[str, Callable[[], Operation]] = {
 }
 GATEWAY_OPERATIONS: list[Callable[[], Operation]] = [
     generation,
+    count_tokens,
     healthz,
     readyz,
     openapi,

@@ -226,6 +226,10 @@ def _tool_choice(request: CanonicalRequest) -> dict[str, Any] | None:
     return out
 
 
+# What POST /messages/count_tokens takes of a Messages request body.
+COUNT_FIELDS = frozenset({"model", "messages", "system", "tools", "tool_choice", "thinking"})
+
+
 def build_body(request: CanonicalRequest, route: RouteInfo) -> dict[str, Any]:
     """The Messages API request body for one route (always streamed)."""
     max_tokens = int(request.max_tokens or route.options.get("max_tokens_default") or DEFAULT_MAX_TOKENS)
@@ -397,6 +401,19 @@ class AnthropicAdapter(UpstreamAdapter):
         if beta := route.options.get("anthropic_beta"):
             headers["anthropic-beta"] = str(beta)
         return headers
+
+    async def count_prompt_tokens(
+        self, request: CanonicalRequest, route: RouteInfo, session: aiohttp.ClientSession
+    ) -> int | None:
+        """POST {base_url}/messages/count_tokens: Anthropic's own count, free of charge."""
+        body = {name: value for name, value in build_body(request, route).items() if name in COUNT_FIELDS}
+        url = f"{route.provider.base_url.rstrip('/')}/messages/count_tokens"
+        timeout = aiohttp.ClientTimeout(total=route.provider.timeout_seconds)
+        headers = {**self.headers(route), "accept": "application/json"}
+        async with session.post(url, json=body, headers=headers, timeout=timeout) as response:
+            if response.status != 200:
+                raise _http_error(response.status, await response.text(errors="replace"))
+            return int((await response.json())["input_tokens"])
 
     async def stream(
         self, request: CanonicalRequest, route: RouteInfo, session: aiohttp.ClientSession

@@ -141,6 +141,13 @@ class UpstreamAdapter(ABC):
         (`generated`: the output text and tool arguments it had sent, in order). None: not knowable here."""
         return None
 
+    async def count_prompt_tokens(
+        self, request: CanonicalRequest, route: RouteInfo, session: aiohttp.ClientSession
+    ) -> int | None:
+        """The request's prompt tokens as the upstream counts them, where it can (count_tokens). None: it
+        cannot, and the gateway's estimate stands. Raises UpstreamError or aiohttp's errors on failure."""
+        return None
+
 
 def error_for_status(status: int) -> ErrorCode:
     """design §3: an upstream HTTP failure by its status alone. Each dialect refines it with its own

@@ -138,6 +138,12 @@ class LlamaCppAdapter(OpenAICompatibleAdapter):
             resp.raise_for_status()
             return int((await resp.json())["usage"]["prompt_tokens"])
 
+    async def count_prompt_tokens(
+        self, request: CanonicalRequest, route: RouteInfo, session: aiohttp.ClientSession
+    ) -> int | None:
+        # The server's own count, chat template included: a one-token answer's prompt usage.
+        return await self.prompt_tokens(request, route, session)
+
     async def special_tokens(self, route: RouteInfo, session: aiohttp.ClientSession) -> int:
         """What the tokenizer adds to any text (a BOS token, for some models): its count of "", once."""
         if route.provider.slug not in self._special_tokens:

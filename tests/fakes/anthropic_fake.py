@@ -262,9 +262,33 @@ def build_app(fake: AnthropicFake) -> web.Application:
             await _send_stream(request, response, _step(s, body))
         return response
 
+    async def count_tokens(request: web.Request) -> web.Response:
+        """POST /v1/messages/count_tokens as Anthropic documents it: a Messages body without max_tokens or
+        stream (it refuses other fields), answered with `{"input_tokens": n}`. The fake's n: one per word of
+        the text it was sent, plus 3 per message and 5 for a system prompt, so a test can tell its count
+        from the gateway's estimate."""
+        body = await request.json()
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        fake.requests.append(RecordedRequest(request.path, headers, body))
+        if headers.get("x-api-key") != (fake.scenarios[0].api_key or headers.get("x-api-key")):
+            return _error(401, "authentication_error", "invalid x-api-key")
+        if extra := sorted(set(body) - {"model", "messages", "system", "tools", "tool_choice", "thinking"}):
+            return _error(400, "invalid_request_error", f"{extra[0]}: Extra inputs are not permitted")
+        words = sum(len(str(_text_of(m.get("content"))).split()) + 3 for m in body.get("messages", []))
+        system = body.get("system")
+        words += len(str(_text_of(system)).split()) + 5 if system else 0
+        return web.json_response({"input_tokens": words})
+
     app = web.Application()
     app.router.add_post("/v1/messages", messages)
+    app.router.add_post("/v1/messages/count_tokens", count_tokens)
     return app
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, list):
+        return " ".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return str(content or "")
 
 
 @contextmanager
