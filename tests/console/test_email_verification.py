@@ -1,6 +1,7 @@
 """The sign-up grant waits for the e-mail address to be verified through a one-time link: until then a new
 workspace has nothing to spend (its keys get insufficient_credits), after it the grant, exactly once."""
 
+import io
 import re
 import threading
 
@@ -125,3 +126,13 @@ def test_links_point_at_the_site_the_person_used():
     assert verification_link(user=user, site_url="https://hi.example/").startswith(
         "https://hi.example/verify-email/"
     )
+
+
+def test_demo_setup_leaves_the_demo_operator_verified(tmp_path):
+    from django.core.management import call_command
+
+    from console.management.commands.demo_setup import DEMO_EMAIL
+
+    make_user(DEMO_EMAIL, verified=False)  # e.g. the address was first signed up through the form
+    call_command("demo_setup", "--credentials-file", str(tmp_path / "login"), stdout=io.StringIO())
+    assert User.objects.get(email=DEMO_EMAIL).email_verified

@@ -178,3 +178,40 @@ def test_a_next_off_the_site_is_ignored_after_sign_up(client):
         {"email": "safe@example.com", "password": "a long enough password", "next": "https://evil.example/"},
     )
     assert response["Location"] == "/keys/"
+
+
+def test_an_invitee_with_an_account_logs_in_through_the_link_and_accepts(
+    client, team, django_capture_on_commit_callbacks
+):
+    workspace, owner, _, _ = team
+    invitee = make_user("known@example.com", password="known-person-password")
+    issued = invite(workspace, "KNOWN@example.com", Role.ADMIN, owner, django_capture_on_commit_callbacks)
+    link = f"/invitations/{issued.token}/"
+    landing = client.get(link).content.decode()
+    assert "Log in as known@example.com" in landing and "Sign up as" not in landing
+    login_url = re.search(r'href="(/login/\?[^"]+)"', landing).group(1)
+    assert client.get(login_url).status_code == 200
+    logged_in = client.post(
+        login_url, {"username": "known@example.com", "password": "known-person-password", "next": link}
+    )
+    assert logged_in["Location"] == link
+    assert "Accept and join" in client.get(link).content.decode()
+    assert client.post(link)["Location"] == "/dashboard/"
+    membership = Membership.objects.get(workspace=workspace, user=invitee)
+    assert membership.role == Role.ADMIN and client.session[SESSION_WORKSPACE_KEY] == str(workspace.pk)
+
+
+def test_expired_and_withdrawn_links_show_a_page_saying_so(client, team, django_capture_on_commit_callbacks):
+    workspace, owner, _, _ = team
+    late = invite(workspace, "late@example.com", Role.MEMBER, owner, django_capture_on_commit_callbacks)
+    Invitation.objects.filter(pk=late.record.pk).update(expires_at=timezone.now())
+    expired = client.get(f"/invitations/{late.token}/")
+    assert expired.status_code == 410 and "has expired" in expired.content.decode()
+    withdrawn = invite(workspace, "gone@example.com", Role.MEMBER, owner, django_capture_on_commit_callbacks)
+    client.force_login(owner)
+    client.post(f"/members/invitations/{withdrawn.record.pk}/withdraw/")
+    client.logout()
+    page = client.get(f"/invitations/{withdrawn.token}/")
+    assert page.status_code == 410 and "was withdrawn" in page.content.decode()
+    unknown = client.get("/invitations/no-such-token/")
+    assert unknown.status_code == 410 and "not valid" in unknown.content.decode()

@@ -7,6 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import connection, transaction
+from django.utils import timezone
 
 from billing.money import usd_to_micro
 from billing.services import credits_grant
@@ -38,6 +39,10 @@ class Command(BaseCommand):
         elif not user.check_password(password):
             user.set_password(password)
             user.save(update_fields=["password"])
+        # The operator's own address: nothing to verify (an account first made through the sign-up form
+        # would otherwise keep the verify banner). The demo credits below stand in for the sign-up grant.
+        unverified = User.objects.filter(pk=user.pk, email_verified_at__isnull=True)
+        unverified.update(email_verified_at=timezone.now())
         workspace = user.workspaces.order_by("-is_personal", "created_at").first()
         if workspace is None:
             workspace = workspace_create(owner=user, name="Demo workspace", is_personal=True)
