@@ -300,6 +300,67 @@ def count_tokens() -> Operation:
     )
 
 
+def _tokenizer_operation(
+    path: str,
+    operation_id: str,
+    summary: str,
+    field: str,
+    field_schema: dict[str, Any],
+    answer: dict[str, Any],
+) -> Operation:
+    request = {
+        "type": "object",
+        "required": ["model", field],
+        "properties": {
+            "model": {"type": "string", "minLength": 1, "description": "A catalog slug."},
+            field: field_schema,
+        },
+    }
+    return Operation(
+        path,
+        "post",
+        {
+            "tags": ["Gateway"],
+            "operationId": operation_id,
+            "summary": summary,
+            "description": "HyperInfer extension in the Jan (llama-cpp-python) spec's shape, for any "
+            "model of the catalog, free of charge. Token ids exist where the model's upstream exposes its "
+            "tokenizer (llama.cpp); elsewhere tokenize and detokenize are refused naming `model`, and the "
+            "count is the gateway's estimate. The `x-hyperinfer-token-count` header says `exact` or "
+            "`estimate`.",
+            "x-hyperinfer-extension": True,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": request}}},
+            "responses": {
+                "200": _json_response("The answer.", answer),
+                "default": _error_response("OpenAIError"),
+            },
+        },
+    )
+
+
+def tokenize() -> Operation:
+    tokens = {"type": "array", "items": {"type": "integer"}}
+    return _tokenizer_operation(
+        "/api/v1/tokenize", "tokenize", "Tokenize text with a model's tokenizer", "input", {"type": "string"},
+        {"type": "object", "required": ["tokens"], "properties": {"tokens": tokens}},
+    )  # fmt: skip
+
+
+def tokenize_count() -> Operation:
+    return _tokenizer_operation(
+        "/api/v1/tokenize/count", "countTokens", "Count the tokens of a text", "input", {"type": "string"},
+        {"type": "object", "required": ["count"], "properties": {"count": {"type": "integer", "minimum": 0}}},
+    )  # fmt: skip
+
+
+def detokenize() -> Operation:
+    tokens = {"type": "array", "items": {"type": "integer", "minimum": 0}}
+    return _tokenizer_operation(
+        "/api/v1/detokenize", "detokenize", "Turn token ids back into text", "tokens", tokens,
+        {"type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}},
+    )  # fmt: skip
+
+
 _INTEGER = {"type": "integer"}
 _STRING = {"type": "string"}
 
@@ -423,6 +484,9 @@ FORMAT_OPERATIONS: dict[str, Callable[[], Operation]] = {
 GATEWAY_OPERATIONS: list[Callable[[], Operation]] = [
     generation,
     count_tokens,
+    tokenize,
+    tokenize_count,
+    detokenize,
     healthz,
     readyz,
     openapi,

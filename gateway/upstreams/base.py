@@ -148,6 +148,22 @@ class UpstreamAdapter(ABC):
         cannot, and the gateway's estimate stands. Raises UpstreamError or aiohttp's errors on failure."""
         return None
 
+    async def tokenize(self, text: str, route: RouteInfo, session: aiohttp.ClientSession) -> list[int] | None:
+        """The upstream tokenizer's ids for `text`, where it exposes them (None: it does not)."""
+        return None
+
+    async def detokenize(
+        self, tokens: list[int], route: RouteInfo, session: aiohttp.ClientSession
+    ) -> str | None:
+        """The text of these token ids, where the upstream exposes its tokenizer (None: it does not)."""
+        return None
+
+    async def count_text_tokens(
+        self, text: str, route: RouteInfo, session: aiohttp.ClientSession
+    ) -> int | None:
+        """How many tokens the upstream's tokenizer makes of `text` (None: it cannot say)."""
+        return None
+
 
 def error_for_status(status: int) -> ErrorCode:
     """design §3: an upstream HTTP failure by its status alone. Each dialect refines it with its own

@@ -96,6 +96,40 @@ class LlamaCppAdapter(OpenAICompatibleAdapter):
     def count_url(self, route: RouteInfo) -> str:
         return f"{route.provider.base_url.rstrip('/').removesuffix('/v1')}/extras/tokenize/count"
 
+    def _extras_url(self, route: RouteInfo, name: str) -> str:
+        return f"{route.provider.base_url.rstrip('/').removesuffix('/v1')}/extras/{name}"
+
+    async def _extras(
+        self, route: RouteInfo, session: aiohttp.ClientSession, name: str, payload: Json
+    ) -> Json:
+        """POST /extras/<name> (the Jan spec's tokenizer endpoints)."""
+        timeout = aiohttp.ClientTimeout(total=route.provider.timeout_seconds)
+        async with session.post(
+            self._extras_url(route, name), json=payload, headers=self.auth_headers(route), timeout=timeout
+        ) as resp:
+            resp.raise_for_status()
+            result: Json = await resp.json()
+            return result
+
+    async def tokenize(self, text: str, route: RouteInfo, session: aiohttp.ClientSession) -> list[int] | None:
+        answer = await self._extras(
+            route, session, "tokenize", {"model": route.upstream_model_id, "input": text}
+        )
+        return [int(token) for token in answer["tokens"]]
+
+    async def detokenize(
+        self, tokens: list[int], route: RouteInfo, session: aiohttp.ClientSession
+    ) -> str | None:
+        answer = await self._extras(
+            route, session, "detokenize", {"model": route.upstream_model_id, "tokens": tokens}
+        )
+        return str(answer["text"])
+
+    async def count_text_tokens(
+        self, text: str, route: RouteInfo, session: aiohttp.ClientSession
+    ) -> int | None:
+        return await self.count(text, route, session)
+
     async def count(self, text: str, route: RouteInfo, session: aiohttp.ClientSession) -> int:
         payload = {"model": route.upstream_model_id, "input": text}
         timeout = aiohttp.ClientTimeout(total=route.provider.timeout_seconds)
