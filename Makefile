@@ -11,7 +11,15 @@ $(VENV)/.installed: requirements.lock
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
 	touch $@
 
-install: $(VENV)/.installed
+# The official JS SDKs for tests/gateway/test_js_sdks.py (tests/js/package-lock.json), when npm is here: without
+# it `make run` still works, and that test skips (fails in CI, where .ci/run installs Node).
+JS_TESTS := tests/js
+$(JS_TESTS)/node_modules/.installed: $(JS_TESTS)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		cd $(JS_TESTS) && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
+	else echo "npm not found: the JS SDK tests will skip (Node 20+ needed)"; fi
+
+install: $(VENV)/.installed $(JS_TESTS)/node_modules/.installed
 
 ## make run: install, migrate, load the catalog, create the demo operator and key, start the Stripe double
 ## (localstripe, when no STRIPE_SECRET_KEY is set), serve on 127.0.0.1:$(PORT)
