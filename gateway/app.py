@@ -13,7 +13,7 @@ from core.envelopes import openai_error_body
 from core.errors import ApiError, ErrorCode
 from gateway import counting, pipeline, tokenizer_api
 from gateway.auth import Caller, authenticate
-from gateway.http import AsgiApp, Receive, Scope, Send, headers_of, in_thread, send_json
+from gateway.http import AsgiApp, Receive, Scope, Send, headers_of, in_thread, request_id_headers, send_json
 from gateway.ingress.registry import format_for_path, formats
 from gateway.metering import get_meter, writer
 from gateway.metering.keeper import loop_journal, stop_keeper
@@ -71,7 +71,7 @@ def _generation_query(headers: dict[bytes, bytes], query: bytes) -> tuple[Caller
 
 async def generation(scope: Scope, receive: Receive, send: Send) -> None:
     own_id = uuid.uuid4().hex  # this lookup's own request id, in errors and X-Request-Id
-    id_header = [(b"x-request-id", own_id.encode())]
+    id_headers = request_id_headers(own_id)
     try:
         caller, request_id = await in_thread(
             _generation_query, headers_of(scope), scope.get("query_string", b"")
@@ -79,21 +79,21 @@ async def generation(scope: Scope, receive: Receive, send: Send) -> None:
         data = await get_meter().generation(workspace_id=caller.workspace_id, request_id=request_id)
     except ApiError as exc:
         error = openai_error_body(exc.code, exc.message, own_id, exc.param)
-        await send_json(send, exc.status, compact_json(error), id_header)
+        await send_json(send, exc.status, compact_json(error), id_headers)
         return
     except Exception:  # a bug: the envelope, not a bare 500 (the traceback goes to the log)
         logger.exception("generation lookup %s failed", own_id)
         error = openai_error_body(ErrorCode.INTERNAL_ERROR, "The lookup failed; retry.", own_id)
-        await send_json(send, 500, compact_json(error), id_header)
+        await send_json(send, 500, compact_json(error), id_headers)
         return
     if data is None:
         # Not found, or another workspace's: the same answer, so ids cannot be probed.
         body = openai_error_body(
             ErrorCode.INVALID_REQUEST, "No generation with this id in your workspace.", own_id, "id"
         )
-        await send_json(send, 404, compact_json(body), id_header)
+        await send_json(send, 404, compact_json(body), id_headers)
         return
-    await send_json(send, 200, compact_json({"data": data}), id_header)
+    await send_json(send, 200, compact_json({"data": data}), id_headers)
 
 
 # The gateway's own routes; each ingress format adds `POST <its PATH>` (gateway/ingress/registry.py).
@@ -128,7 +128,7 @@ async def gateway_app(scope: Scope, receive: Receive, send: Send) -> None:
         allowed = sorted(method for method, path in routes() if path == scope["path"])
         message = f"{scope['method']} is not allowed on {scope['path']}; {', '.join(allowed)} is."
         body = openai_error_body(ErrorCode.INVALID_REQUEST, message, request_id)
-        headers = [(b"allow", ", ".join(allowed).encode()), (b"x-request-id", request_id.encode())]
+        headers = [(b"allow", ", ".join(allowed).encode()), *request_id_headers(request_id)]
         await send_json(send, 405, compact_json(body), headers)
         return
     await handler(scope, receive, send)
@@ -144,7 +144,7 @@ async def no_stored_responses(scope: Scope, receive: Receive, send: Send) -> Non
     request_id = uuid.uuid4().hex
     message = "Responses are not stored: this API is stateless, so there is nothing to retrieve or cancel."
     body = openai_error_body(ErrorCode.INVALID_REQUEST, message, request_id, "response_id")
-    await send_json(send, 404, compact_json(body), [(b"x-request-id", request_id.encode())])
+    await send_json(send, 404, compact_json(body), request_id_headers(request_id))
 
 
 def with_gateway(django_app: AsgiApp) -> AsgiApp:

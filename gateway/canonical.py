@@ -146,6 +146,9 @@ class CanonicalRequest:
     extra_family: Literal["openai", "anthropic"] = "openai"
     server_tools: tuple[ServerToolUse, ...] = ()  # run by the gateway between the model's steps
     tool_events: bool = False  # stream a start and a result event per server tool call (hi_tool_events)
+    # A legacy text completion (POST /api/v1/completions): this text goes to the upstream's completions
+    # endpoint as it is, with no chat template. `messages` holds it too, as one user turn, for the estimates.
+    raw_prompt: str | None = None
 
 
 # --- Response events ----------------------------------------------------------------------

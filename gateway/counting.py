@@ -24,6 +24,7 @@ from gateway.http import (
     in_thread,
     parse_json_object,
     read_body,
+    request_id_headers,
     send_json,
 )
 from gateway.ingress import anthropic_messages
@@ -77,21 +78,21 @@ async def prompt_tokens_count(request: CanonicalRequest, model: ModelInfo) -> Co
 
 async def count_tokens(scope: Scope, receive: Receive, send: Send) -> None:
     request_id = uuid.uuid4().hex
-    id_header = (b"x-request-id", request_id.encode())
+    id_headers = request_id_headers(request_id)
     try:
         body = await read_body(receive, settings.GATEWAY_MAX_BODY_BYTES)
         request, model = await in_thread(_admit, headers_of(scope), body)
         count = await prompt_tokens_count(request, model)
     except ApiError as exc:
         error = anthropic_messages.error_body(exc.code, exc.message, request_id, exc.param)
-        await send_json(send, exc.status, compact_json(error), [id_header])
+        await send_json(send, exc.status, compact_json(error), id_headers)
         return
     except ClientGone:
         return
     except Exception:  # a bug: the envelope, not a bare 500 (the traceback goes to the log)
         logger.exception("count_tokens %s failed", request_id)
         error = anthropic_messages.error_body(ErrorCode.INTERNAL_ERROR, "Counting failed; retry.", request_id)
-        await send_json(send, 500, compact_json(error), [id_header])
+        await send_json(send, 500, compact_json(error), id_headers)
         return
-    headers = [id_header, (b"x-hyperinfer-token-count", b"exact" if count.exact else b"estimate")]
+    headers = [*id_headers, (b"x-hyperinfer-token-count", b"exact" if count.exact else b"estimate")]
     await send_json(send, 200, compact_json({"input_tokens": count.tokens}), headers)

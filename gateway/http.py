@@ -30,6 +30,12 @@ class ClientGone(Exception):
     """The client disconnected while we were sending."""
 
 
+def request_id_headers(request_id: str) -> list[tuple[bytes, bytes]]:
+    """A request's id as the SDKs read it: `x-request-id` (OpenAI's) and `request-id` (Anthropic's)."""
+    value = request_id.encode()
+    return [(b"x-request-id", value), (b"request-id", value)]
+
+
 def headers_of(scope: Scope) -> dict[bytes, bytes]:
     return {name.lower(): value for name, value in scope["headers"]}
 

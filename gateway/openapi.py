@@ -78,6 +78,7 @@ def _error_response(envelope: str = "OpenAIError") -> dict[str, Any]:
 SANDBOX = "hyperinfer/sandbox"
 CHAT_EXAMPLE = {"model": SANDBOX, "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 64}
 RESPONSES_EXAMPLE = {"model": SANDBOX, "input": "Say hello.", "max_output_tokens": 64}
+COMPLETIONS_EXAMPLE = {"model": SANDBOX, "prompt": "Once upon a time", "max_tokens": 64}
 MESSAGES_EXAMPLE = {
     "model": SANDBOX,
     "max_tokens": 64,
@@ -169,6 +170,73 @@ def chat_completions() -> Operation:
                                 "finish_reason frame, a final usage-only chunk (always emitted — "
                                 "stream_options.include_usage semantics, 002-R8), and `data: [DONE]`. "
                                 "Keep-alive comments every 15 s.",
+                                None,
+                            )
+                        },
+                    },
+                },
+                "default": _error_response("OpenAIError"),
+            },
+        },
+    )
+
+
+TEXT_COMPLETION = {
+    "type": "object",
+    "x-hyperinfer-extension": True,
+    "description": "A legacy text completion, as OpenAI's Completions API answers it.",
+    "required": ["id", "object", "created", "model", "choices", "usage"],
+    "properties": {
+        "id": {"type": "string", "description": "cmpl-<request id>."},
+        "object": {"const": "text_completion"},
+        "created": {"type": "integer", "description": "Unix seconds."},
+        "model": {"type": "string"},
+        "choices": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["text", "index", "finish_reason"],
+                "properties": {
+                    "text": {"type": "string"},
+                    "index": {"type": "integer"},
+                    "logprobs": {"type": "null"},
+                    "finish_reason": {"type": "string", "enum": ["stop", "length", "content_filter"]},
+                },
+            },
+        },
+        "usage": _ref("ChatCompletionsUsage"),
+    },
+}
+
+
+def completions() -> Operation:
+    return Operation(
+        "/api/v1/completions",
+        "post",
+        {
+            "tags": ["Gateway"],
+            "operationId": "createCompletion",
+            "summary": "Create a text completion (OpenAI's legacy Completions format)",
+            "description": "HyperInfer extension: the prompt goes to the model's upstream as it is, with no "
+            "chat template, for models with a completions endpoint (Cerebras, llama.cpp/Jan, "
+            "OpenAI-compatible servers, the sandbox); for others `invalid_request` naming `model`. Metered "
+            "and recorded like the chat formats (`ingress_format: completions`).",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": _request_body("completions.request.json", COMPLETIONS_EXAMPLE)
+                },
+            },
+            "responses": {
+                "200": {
+                    "description": "The completion. With `stream: true`, an SSE stream instead.",
+                    "content": {
+                        "application/json": {"schema": TEXT_COMPLETION},
+                        "text/event-stream": {
+                            "schema": _sse_event(
+                                "SSE stream of `text_completion` chunks (`data:` frames) with "
+                                "`choices[0].text`, a finish_reason frame, a final usage-only chunk "
+                                "(always), and `data: [DONE]`. Keep-alive comments every 15 s.",
                                 None,
                             )
                         },
@@ -365,6 +433,24 @@ _INTEGER = {"type": "integer"}
 _STRING = {"type": "string"}
 
 
+# The formats the spec names; the gateway's other endpoints are recorded under their own names (extensions).
+SPEC_INGRESS_FORMATS = ["chat_completions", "responses", "anthropic_messages"]
+
+
+def ingress_format_schema() -> dict[str, Any]:
+    spec = {"type": "string", "enum": SPEC_INGRESS_FORMATS}
+    more = [name for name in format_names() if name not in SPEC_INGRESS_FORMATS]
+    if not more:
+        return spec
+    extension = {
+        "type": "string",
+        "enum": more,
+        "x-hyperinfer-extension": True,
+        "description": "The gateway's endpoints beyond the three formats: legacy completions and others.",
+    }
+    return {"anyOf": [spec, extension]}
+
+
 def generation_response() -> dict[str, Any]:
     return {
         "type": "object",
@@ -375,10 +461,7 @@ def generation_response() -> dict[str, Any]:
                 "properties": {
                     "id": _STRING,
                     "model": _STRING,
-                    "ingress_format": {
-                        "type": "string",
-                        "enum": format_names(),
-                    },
+                    "ingress_format": ingress_format_schema(),
                     "source": {"type": "string", "enum": ["api", "playground", "chat"]},
                     "tokens_prompt": _INTEGER,
                     "tokens_completion": _INTEGER,
@@ -480,6 +563,7 @@ FORMAT_OPERATIONS: dict[str, Callable[[], Operation]] = {
     "chat_completions": chat_completions,
     "responses": responses,
     "anthropic_messages": messages,
+    "completions": completions,
 }
 GATEWAY_OPERATIONS: list[Callable[[], Operation]] = [
     generation,

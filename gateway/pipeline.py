@@ -31,6 +31,7 @@ from gateway.http import (
     in_thread,
     parse_json_object,
     read_body,
+    request_id_headers,
     send_json,
     wait_for_disconnect,
 )
@@ -42,7 +43,7 @@ from gateway.metering.keeper import loop_journal
 from gateway.metering.records import Refusal, refusal_record
 from gateway.metering.writer import loop_flusher
 from gateway.models import GenerationStatus
-from gateway.routing import OpenStream, open_stream, usage_when_cancelled
+from gateway.routing import OpenStream, open_stream, serves_raw_prompts, usage_when_cancelled
 from gateway.session import guarded_fetch_session, upstream_session
 from gateway.tokens import estimate_prompt_tokens, prompt_tokens_at_least, reservation_prompt_tokens
 from gateway.tools.base import ToolContext
@@ -98,6 +99,12 @@ def _admit(fmt: IngressFormat, headers: dict[bytes, bytes], body: bytes) -> Admi
     if not any(route.provider.configured for route in model.routes):
         message = f"{model.slug} is not available on this deployment: none of its providers is configured."
         raise ApiError(ErrorCode.PROVIDER_UNAVAILABLE, message, param="model")
+    if request.raw_prompt is not None and not any(serves_raw_prompts(route) for route in model.routes):
+        message = (
+            f"model: {model.slug}'s providers have no text completions endpoint; "
+            "send it to /api/v1/chat/completions instead"
+        )
+        raise ApiError(ErrorCode.INVALID_REQUEST, message, param="model")
     tools = plan(request, model, catalog_cache.tool_prices()) if request.server_tools else None
     offered = with_tool_definitions(request, tools)
     return Admitted(
@@ -198,7 +205,7 @@ def handler(fmt: IngressFormat) -> AsgiApp:
 async def _handle(fmt: IngressFormat, scope: Scope, receive: Receive, send: Send) -> None:
     request_id = uuid.uuid4().hex
     started = time.monotonic()
-    id_header = [(b"x-request-id", request_id.encode())]
+    id_headers = request_id_headers(request_id)
     admitted = None
     try:
         body = await read_body(receive, settings.GATEWAY_MAX_BODY_BYTES)
@@ -209,7 +216,7 @@ async def _handle(fmt: IngressFormat, scope: Scope, receive: Receive, send: Send
             send,
             exc.status,
             compact_json(fmt.error_body(exc.code, exc.message, request_id, exc.param)),
-            [*id_header, *((name.encode(), value.encode()) for name, value in exc.headers)],
+            [*id_headers, *((name.encode(), value.encode()) for name, value in exc.headers)],
         )
         if admitted is not None and exc.code in RECORDED_REFUSALS:
             await _record_refusal(fmt, admitted, request_id, exc, started)
@@ -221,7 +228,7 @@ async def _handle(fmt: IngressFormat, scope: Scope, receive: Receive, send: Send
         logger.exception("request %s failed before it was admitted", request_id)
         body = compact_json(fmt.error_body(ErrorCode.INTERNAL_ERROR, INTERNAL_MESSAGE, request_id, None))
         with contextlib.suppress(OSError):
-            await send_json(send, ApiError(ErrorCode.INTERNAL_ERROR, "").status, body, id_header)
+            await send_json(send, ApiError(ErrorCode.INTERNAL_ERROR, "").status, body, id_headers)
         return
     journal = loop_journal()
     loop_flusher()  # started by the lifespan already, except under runserver
@@ -230,7 +237,7 @@ async def _handle(fmt: IngressFormat, scope: Scope, receive: Receive, send: Send
         header=_header(fmt, admitted, request_id),
         prompt_estimate=admitted.prompt_estimate,
     )
-    run = Run(fmt, admitted, request_id, started, receive, send, id_header, journal)
+    run = Run(fmt, admitted, request_id, started, receive, send, id_headers, journal)
     try:
         outcome = await run.execute()
     except Exception as exc:
@@ -257,11 +264,11 @@ class Run:
         started: float,
         receive: Receive,
         send: Send,
-        id_header: list[tuple[bytes, bytes]],
+        id_headers: list[tuple[bytes, bytes]],
         journal: Journal,
     ) -> None:
         self.fmt, self.admitted, self.request_id, self.started = fmt, admitted, request_id, started
-        self.receive, self.send, self.id_header, self.journal = receive, send, id_header, journal
+        self.receive, self.send, self.id_headers, self.journal = receive, send, id_headers, journal
         self.responding = False  # the response's headers are sent
         self.finished = False  # and its last byte
         self.folded = Folded()
@@ -371,7 +378,7 @@ class Run:
 
     async def _begin_stream(self) -> None:
         if not self.responding:
-            headers = [*SSE_HEADERS, *self.id_header]
+            headers = [*SSE_HEADERS, *self.id_headers]
             await self.send({"type": "http.response.start", "status": 200, "headers": headers})
             self.responding = True
             await self._frames(self.renderer.start())
@@ -496,7 +503,7 @@ class Run:
     ) -> None:
         self.responding = self.finished = True
         try:
-            await send_json(self.send, status, body, [*self.id_header, *(headers or [])])
+            await send_json(self.send, status, body, [*self.id_headers, *(headers or [])])
         except OSError:
             logger.info("client %s went away before the response", self.request_id)
 

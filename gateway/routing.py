@@ -11,7 +11,7 @@ from core.errors import ErrorCode
 from gateway.canonical import CanonicalRequest, Event, Usage
 from gateway.catalog_cache import ModelInfo
 from gateway.upstreams.base import RouteInfo, UpstreamError
-from gateway.upstreams.registry import adapter_for
+from gateway.upstreams.registry import adapter_completes_text, adapter_for
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +32,8 @@ async def open_stream(
         provider = route.provider
         if not provider.configured:  # no key on this deployment: calling it could only fail
             continue
+        if request.raw_prompt is not None and not serves_raw_prompts(route):
+            continue  # a legacy text completion, and this upstream has only chat
         upstream_request = _for_route(request, route)
         try:
             adapter = adapter_for(provider.kind)
@@ -63,6 +65,11 @@ async def open_stream(
             continue
         return OpenStream(route=route, first=first, rest=events)
     raise last_error
+
+
+def serves_raw_prompts(route: RouteInfo) -> bool:
+    """Whether the route can take a legacy text completion: configured, with a completions endpoint."""
+    return route.provider.configured and adapter_completes_text(route.provider.kind)
 
 
 async def usage_when_cancelled(

@@ -27,6 +27,7 @@ from gateway.http import (
     in_thread,
     parse_json_object,
     read_body,
+    request_id_headers,
     send_json,
 )
 from gateway.session import upstream_session
@@ -120,23 +121,23 @@ def _handler(
 ) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     async def handle(scope: Scope, receive: Receive, send: Send) -> None:
         request_id = uuid.uuid4().hex
-        id_header = (b"x-request-id", request_id.encode())
+        id_headers = request_id_headers(request_id)
         try:
             body = await read_body(receive, settings.GATEWAY_MAX_BODY_BYTES)
             model, value = await in_thread(_admit, headers_of(scope), body, field)
             result, exact = await answer(model, value)
         except ApiError as exc:
             error = openai_error_body(exc.code, exc.message, request_id, exc.param)
-            await send_json(send, exc.status, compact_json(error), [id_header])
+            await send_json(send, exc.status, compact_json(error), id_headers)
             return
         except ClientGone:
             return
         except Exception:  # a bug: the envelope, not a bare 500 (the traceback goes to the log)
             logger.exception("tokenizer request %s failed", request_id)
             error = openai_error_body(ErrorCode.INTERNAL_ERROR, "The tokenizer failed; retry.", request_id)
-            await send_json(send, 500, compact_json(error), [id_header])
+            await send_json(send, 500, compact_json(error), id_headers)
             return
-        headers = [id_header, (b"x-hyperinfer-token-count", b"exact" if exact else b"estimate")]
+        headers = [*id_headers, (b"x-hyperinfer-token-count", b"exact" if exact else b"estimate")]
         await send_json(send, 200, compact_json(result), headers)
 
     return handle

@@ -154,8 +154,9 @@ class MessageStream:
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            # The prompt's size is known only at the end: message_delta carries the real figures.
-            "usage": usage_object(Usage(0, 0), 0.0),
+            # The prompt's size and the cost are known only at the end: message_delta carries the real
+            # figures. No `cost` here: the SDKs keep message_start's extra fields, and a 0 would stay.
+            "usage": {k: v for k, v in usage_object(Usage(0, 0), 0.0).items() if k != "cost"},
         }
         return [_event("message_start", {"message": message}), _event("ping", {})]
 

@@ -338,7 +338,7 @@ class ChatStream:
         self._tool_events = tool_events
 
     def start(self) -> list[bytes]:
-        return [_frame(self._chunks.role_chunk())]
+        return [frame(self._chunks.role_chunk())]
 
     def render(self, event: Event) -> list[bytes]:
         if isinstance(event, ServerToolCall):
@@ -346,32 +346,32 @@ class ChatStream:
         if isinstance(event, ServerToolResult):
             return self._tool_result(event)
         chunk = self._chunks.render(event)
-        return [] if chunk is None else [_frame(chunk)]
+        return [] if chunk is None else [frame(chunk)]
 
     def _tool_result(self, result: ServerToolResult) -> list[bytes]:
         frames = self._tool_event({"type": "tool.completed", **completed_payload(result)})
         if result.citations:
             annotations = [chat_annotation(citation) for citation in result.citations]
-            frames.append(_frame(self._chunks.delta_chunk({"annotations": annotations})))
+            frames.append(frame(self._chunks.delta_chunk({"annotations": annotations})))
         if result.images:
             images = [chat_image(image) for image in result.images]
-            frames.append(_frame(self._chunks.delta_chunk({"images": images})))
+            frames.append(frame(self._chunks.delta_chunk({"images": images})))
         return frames
 
     def _tool_event(self, event: dict[str, Any]) -> list[bytes]:
-        return [_frame(self._chunks.tool_event_chunk(event))] if self._tool_events else []
+        return [frame(self._chunks.tool_event_chunk(event))] if self._tool_events else []
 
     def finish(self, usage: Usage, cost_usd: float) -> list[bytes]:
-        return [_frame(self._chunks.usage_chunk(usage, cost_usd)), DONE]
+        return [frame(self._chunks.usage_chunk(usage, cost_usd)), DONE]
 
     def error(self, code: ErrorCode, message: str) -> list[bytes]:
-        return [_frame(error_body(code, message, self._request_id)), DONE]
+        return [frame(error_body(code, message, self._request_id)), DONE]
 
 
 DONE = b"data: [DONE]\n\n"
 
 
-def _frame(payload: dict[str, Any]) -> bytes:
+def frame(payload: dict[str, Any]) -> bytes:
     return b"data: " + compact_json(payload) + b"\n\n"
 
 

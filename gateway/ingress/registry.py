@@ -4,7 +4,7 @@ The router, the generation records' `ingress_format`, the /api/v1/generation doc
 all read this list; nothing else names the formats.
 """
 
-from gateway.ingress import anthropic_messages, chat_completions, responses
+from gateway.ingress import anthropic_messages, chat_completions, completions, responses
 from gateway.ingress.base import IngressFormat
 
 _BY_NAME: dict[str, IngressFormat] = {}
@@ -37,5 +37,5 @@ def format_names() -> list[str]:
     return list(_BY_NAME)
 
 
-for _fmt in (chat_completions, responses, anthropic_messages):
+for _fmt in (chat_completions, responses, anthropic_messages, completions):
     format_register(_fmt)

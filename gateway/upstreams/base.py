@@ -123,6 +123,8 @@ class UpstreamAdapter(ABC):
     needs_credentials: ClassVar[bool] = True  # false: credentials_env is optional
     # Whether the upstream reads PDF file parts itself; if not, the `pdf` tool turns them into text.
     reads_documents: ClassVar[bool] = False
+    # Whether the upstream has a legacy text completions endpoint (a raw prompt, no chat template).
+    completes_text: ClassVar[bool] = False
 
     @abstractmethod
     def stream(

@@ -18,6 +18,7 @@ class BasetenAdapter(OpenAICompatibleAdapter):
     kind = "baseten"
     label = "Baseten"
     max_tokens_field = "max_tokens"
+    completes_text = False  # its spec has chat completions only
 
     def auth_headers(self, route: RouteInfo) -> dict[str, str]:
         key = route.provider.api_key

@@ -20,6 +20,7 @@ class FireworksAdapter(OpenAICompatibleAdapter):
     reasoning_fields = ("reasoning_content",)
     history_reasoning_field = "reasoning_content"
     message_names = False
+    completes_text = False  # its spec has chat completions only
 
     def stream_options(self) -> Json | None:
         return None

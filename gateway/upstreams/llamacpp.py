@@ -47,6 +47,8 @@ from gateway.upstreams.registry import register
 
 
 def prompt_text(request: CanonicalRequest) -> str:
+    if request.raw_prompt is not None:
+        return request.raw_prompt
     lines: list[str] = []
     for message in request.messages:
         for block in message.content:
@@ -148,7 +150,7 @@ class LlamaCppAdapter(OpenAICompatibleAdapter):
         for attempt in (1, 2):  # the server drops its kept-alive connections after such a failure: retry once
             try:
                 async with session.post(
-                    self.chat_url(route), json=body, headers=self.auth_headers(route), timeout=timeout
+                    self.url_for(request, route), json=body, headers=self.auth_headers(route), timeout=timeout
                 ) as resp:
                     if resp.status >= 400:
                         text = await resp.text(errors="replace")
@@ -167,7 +169,7 @@ class LlamaCppAdapter(OpenAICompatibleAdapter):
         body = {**self.build_body(request, route), "stream": False, "max_tokens": 1}
         timeout = aiohttp.ClientTimeout(total=route.provider.timeout_seconds)
         async with session.post(
-            self.chat_url(route), json=body, headers=self.auth_headers(route), timeout=timeout
+            self.url_for(request, route), json=body, headers=self.auth_headers(route), timeout=timeout
         ) as resp:
             resp.raise_for_status()
             return int((await resp.json())["usage"]["prompt_tokens"])

@@ -129,6 +129,7 @@ class MockAdapter(UpstreamAdapter):
     label = "Mock (offline sandbox)"
     needs_base_url = False  # no network at all
     needs_credentials = False
+    completes_text = True  # a raw prompt is its user turn
 
     async def stream(
         self, request: CanonicalRequest, route: RouteInfo, session: aiohttp.ClientSession

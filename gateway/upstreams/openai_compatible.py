@@ -1,6 +1,7 @@
 """The OpenAI Chat Completions dialect: the base adapter for cerebras, fireworks, baseten and llamacpp.
 
-Request: canonical → `POST {base_url}/chat/completions`, always streamed, usage asked for.
+Request: canonical → `POST {base_url}/chat/completions`, always streamed, usage asked for; a legacy text
+completion (`raw_prompt`) → `POST {base_url}/completions` with the prompt as it is (`text` in its chunks).
 Response: `chat.completion.chunk` frames → canonical events. A block opens when its first delta arrives and
 closes when a different block begins or the finish arrives, so indices follow arrival order (reasoning 0,
 text 1, tool calls 2, 3, ...) and every block is stopped before `Finish`. `Usage` comes last, once the
@@ -60,6 +61,7 @@ _FINISH_REASONS: dict[str, FinishReason] = {
 }
 # The adapter owns these: `extra` may not turn streaming off or change the conversation.
 _PROTECTED = frozenset({"model", "messages", "stream", "stream_options"})
+_PROTECTED_COMPLETION = frozenset({"model", "prompt", "stream", "stream_options"})
 
 
 def effort_for_budget(budget: int) -> str:
@@ -165,10 +167,17 @@ class OpenAICompatibleAdapter(UpstreamAdapter):
     message_names: ClassVar[bool] = True
     # Fields of the Anthropic Messages API this dialect takes as they are (upstreams/extras.py).
     understood_anthropic_fields: ClassVar[frozenset[str]] = frozenset({"top_k"})
+    completes_text = True
 
     # --- Request ---------------------------------------------------------------------------
     def chat_url(self, route: RouteInfo) -> str:
         return f"{route.provider.base_url.rstrip('/')}/chat/completions"
+
+    def url_for(self, request: CanonicalRequest, route: RouteInfo) -> str:
+        """Where this request goes: chat completions, or text completions for a raw prompt."""
+        if request.raw_prompt is None:
+            return self.chat_url(route)
+        return f"{route.provider.base_url.rstrip('/')}/completions"
 
     def auth_headers(self, route: RouteInfo) -> dict[str, str]:
         key = route.provider.api_key
@@ -178,6 +187,8 @@ class OpenAICompatibleAdapter(UpstreamAdapter):
         return {"include_usage": True}
 
     def build_body(self, request: CanonicalRequest, route: RouteInfo) -> Json:
+        if request.raw_prompt is not None:
+            return self.text_completion_body(request, route)
         body: Json = {"model": route.upstream_model_id, "messages": self.messages(request.messages)}
         if request.tools:
             body["tools"] = [
@@ -203,6 +214,24 @@ class OpenAICompatibleAdapter(UpstreamAdapter):
         self.map_reasoning(request, body)
         extra = extras_for(request, family="openai", understood=self.understood_anthropic_fields)
         body.update({name: value for name, value in extra.items() if name not in _PROTECTED})
+        body["stream"] = True
+        if (options := self.stream_options()) is not None:
+            body["stream_options"] = options
+        return body
+
+    def text_completion_body(self, request: CanonicalRequest, route: RouteInfo) -> Json:
+        """A legacy completion: the prompt as it is; `max_tokens` in every dialect's completions schema."""
+        body: Json = {"model": route.upstream_model_id, "prompt": request.raw_prompt}
+        optional = {
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+            "top_p": request.top_p,
+            "user": request.user,
+            "stop": list(request.stop) or None,
+        }
+        body.update({name: value for name, value in optional.items() if value is not None})
+        extra = extras_for(request, family="openai", understood=self.understood_anthropic_fields)
+        body.update({name: value for name, value in extra.items() if name not in _PROTECTED_COMPLETION})
         body["stream"] = True
         if (options := self.stream_options()) is not None:
             body["stream_options"] = options
@@ -353,6 +382,8 @@ class OpenAICompatibleAdapter(UpstreamAdapter):
         if state.finish is not None:
             return []
         delta = choice.get("delta") or {}
+        if isinstance(text := choice.get("text"), str):  # a text completion's chunk
+            delta = {"content": text}
         if "role" not in delta and any(
             k in delta for k in ("content", "reasoning_content", "reasoning", "tool_calls")
         ):
@@ -391,7 +422,7 @@ class OpenAICompatibleAdapter(UpstreamAdapter):
         state = StreamState()
         slug = route.provider.slug
         try:
-            response, events, sse = await self._open(body, route, session)
+            response, events, sse = await self._open(self.url_for(request, route), body, route, session)
             if sse is None:
                 response.close()  # not back to the pool: a server that failed mid-response closes it
                 raise await self.empty_stream_error(request, route, session)
@@ -426,14 +457,14 @@ class OpenAICompatibleAdapter(UpstreamAdapter):
             ) from exc
 
     async def _open(
-        self, body: Json, route: RouteInfo, session: aiohttp.ClientSession
+        self, url: str, body: Json, route: RouteInfo, session: aiohttp.ClientSession
     ) -> tuple[aiohttp.ClientResponse, AsyncIterator[SseEvent], SseEvent | None]:
         """POST and wait for the first event, all within the first-byte deadline."""
         seconds = route.provider.timeout_seconds
         first_byte = float(route.options.get("first_byte_timeout_seconds", seconds))
         async with asyncio.timeout(first_byte):
             response = await session.post(
-                self.chat_url(route),
+                url,
                 json=body,
                 headers=self.auth_headers(route),
                 timeout=aiohttp.ClientTimeout(total=seconds),

@@ -57,3 +57,11 @@ def adapter_reads_documents(kind: str) -> bool:
         adapters_load()
     adapter = _ADAPTERS.get(kind)
     return adapter is not None and adapter.reads_documents
+
+
+def adapter_completes_text(kind: str) -> bool:
+    """Whether an upstream of this kind serves legacy text completions (an unknown kind: no)."""
+    if not _loaded:
+        adapters_load()
+    adapter = _ADAPTERS.get(kind)
+    return adapter is not None and adapter.completes_text

@@ -81,6 +81,22 @@ _BASETEN_FIELDS = """
     stop stop_token_ids stream stream_options temperature tool_choice tools top_k top_logprobs top_p top_p_min
     truncate_prompt_tokens user
 """
+# The text completions request fields of the dialects whose spec has that endpoint (Cerebras'
+# CompletionRequest, Jan's CreateCompletionRequest): the fake refuses any other, as a strict server would.
+_CEREBRAS_COMPLETION_FIELDS = """
+    model stream prompt best_of return_raw_tokens echo frequency_penalty logit_bias logprobs max_tokens
+    min_tokens grammar_root n presence_penalty seed stop stream_options suffix temperature top_p user
+    prompt_cache_key reasoning_format
+"""
+_JAN_COMPLETION_FIELDS = """
+    prompt suffix max_tokens min_tokens temperature top_p min_p echo stop stream logprobs presence_penalty
+    frequency_penalty logit_bias seed model n best_of user top_k repeat_penalty logit_bias_type
+    mirostat_mode mirostat_tau mirostat_eta grammar
+"""
+_COMPLETION_FIELDS = {
+    "cerebras": frozenset(_CEREBRAS_COMPLETION_FIELDS.split()),
+    "llamacpp": frozenset(_JAN_COMPLETION_FIELDS.split()),
+}
 _CLOSED_FIELDS = {
     "fireworks": frozenset(_FIREWORKS_FIELDS.split()),
     "baseten": frozenset(_BASETEN_FIELDS.split()),
@@ -165,6 +181,10 @@ class DialectFake:
     def chat_requests(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.path.endswith("/chat/completions")]
 
+    @property
+    def completion_requests(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.path == _PREFIX[self.dialect] + "/completions"]
+
     def route(self, model: str = "fake-model", timeout: float = 5.0, api_key: str | None = None, **options):
         key = self.api_key if api_key is None else api_key
         provider = ProviderInfo(self.dialect, self.dialect, self.base_url, key, timeout)
@@ -174,6 +194,8 @@ class DialectFake:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post(_PREFIX[self.dialect] + "/chat/completions", self._chat)
+        if self.dialect in _COMPLETION_FIELDS:
+            app.router.add_post(_PREFIX[self.dialect] + "/completions", self._completions)
         if self.dialect == "llamacpp":
             app.router.add_post("/extras/tokenize/count", self._count)
         app.on_startup.append(self._on_startup)
@@ -352,6 +374,40 @@ class DialectFake:
             if options.get("include_usage", True):
                 chunks.append(base | {"choices": [], "usage": self._usage(s)})
         # llamacpp: no usage in the stream, whatever was asked
+
+    # --- Legacy text completions (Cerebras, Jan) ------------------------------------------------
+    async def _completions(self, request: web.Request) -> web.StreamResponse:
+        body = await self._record(request)
+        s = self.scenario
+        if not self._authorized(request):
+            return self._error(401, "Invalid API key", "wrong_api_key")
+        if not isinstance(body, dict) or not isinstance(body.get("prompt"), str) or "messages" in body:
+            return self._error(400, "expected a completion request with a string prompt")
+        if unknown := sorted(set(body) - _COMPLETION_FIELDS[self.dialect]):
+            return self._error(400, f"Extra inputs are not permitted: {unknown}")
+        if s.failure in _STATUS:
+            return self._error(_STATUS[s.failure], f"fake {s.failure}")
+        base = {"id": "cmpl-fake", "object": "text_completion", "created": 1721088719, "model": body["model"]}
+        if self._prompt_probe(body):
+            usage = {"prompt_tokens": s.prompt_tokens, "completion_tokens": 1}
+            return web.json_response(base | {"choices": [], "usage": usage})
+        if body.get("stream") is not True:
+            return self._error(400, "expected a streamed completion request")
+        chunks = [
+            base | {"choices": [{"index": 0, "text": piece, "logprobs": None, "finish_reason": None}]}
+            for piece in _pieces(s.text, s.piece)
+        ]
+        finish = s.finish_reason or "stop"
+        last = {"index": 0, "text": "", "logprobs": None, "finish_reason": finish}
+        chunks.append(base | {"choices": [last]})
+        self._add_usage(chunks, s, body, base)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for chunk in chunks:
+            await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
 
     async def _count(self, request: web.Request) -> web.Response:
         """The fake tokenizer: one token per whitespace-separated word, plus a BOS token."""

@@ -50,6 +50,7 @@ def test_a_message_comes_back_parsed_and_is_billed_its_cost(gateway_url, funded_
 
     assert isinstance(message, anthropic.types.Message)
     assert message.id == f"msg_{request_id}"
+    assert message._request_id == request_id  # the SDK reads Anthropic's own `request-id` header
     assert (message.type, message.role, message.model) == ("message", "assistant", SANDBOX)
     assert [block.type for block in message.content] == ["text"]
     assert message.content[0].text == "Hello from the HyperInfer sandbox. You said: Say hello"
@@ -92,6 +93,10 @@ def test_a_stream_parses_in_the_sdk_and_its_final_message_has_the_text_and_usage
     )
     assert final.usage.output_tokens == 9
     assert generation.cost_micro_usd == sandbox_cost(generation.tokens_prompt, 9)
+    # The cost is known at the end only: message_delta has it, and message_start has no 0 that would stay.
+    assert "cost" not in (events[0].message.usage.model_extra or {})
+    delta = next(event for event in events if event.type == "message_delta")
+    assert round(delta.usage.model_extra["cost"] * 1_000_000) == generation.cost_micro_usd
 
 
 def test_a_tool_round_trip(gateway_url, funded_key):

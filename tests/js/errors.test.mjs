@@ -33,10 +33,10 @@ test('a bad key is an AuthenticationError (401) in every format', async () => {
       assert.equal(error.error.type, 'error');
       assert.equal(error.error.error.type, 'authentication_error');
       assert.equal(error.error.error.code, 'invalid_api_key');
-      // The gateway's id is in the body and X-Request-Id; the SDK's requestID reads Anthropic's own
-      // `request-id` header, which the gateway does not send.
+      // The gateway's id is in the body, X-Request-Id and Anthropic's own `request-id` (the SDK's requestID).
       assert.match(error.error.request_id, /^[0-9a-f]{32}$/);
       assert.equal(error.headers.get('x-request-id'), error.error.request_id);
+      assert.equal(error.requestID, error.error.request_id);
       return true;
     },
   );

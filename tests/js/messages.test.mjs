@@ -20,6 +20,7 @@ test('a message carries one text block with the answer, its usage and cost', asy
     .messages.create({ model, max_tokens: maxTokens, messages: [{ role: 'user', content: question }] })
     .withResponse();
   assert.ok(response.headers.get('x-request-id'));
+  assert.equal(message._request_id, response.headers.get('x-request-id'));
   assert.deepEqual([message.type, message.role, message.model], ['message', 'assistant', model]);
   assert.deepEqual(message.content, [{ type: 'text', text: answer }]);
   assert.equal(message.stop_reason, 'end_turn');
@@ -54,7 +55,9 @@ test("messages.stream() yields text deltas, and finalMessage() is the SDK's accu
   assert.equal(final.usage.input_tokens, usage.prompt_tokens);
   assert.equal(final.usage.output_tokens, usage.completion_tokens);
   // The cost is on message_delta's usage: the SDK's accumulation copies only the counters it knows from
-  // there, so finalMessage().usage.cost keeps message_start's (the gateway's 0.0 placeholder).
+  // there, so message_start sends no cost (a placeholder 0 would stay in finalMessage()).
+  assert.equal(events[0].message.usage.cost, undefined);
+  assert.equal(final.usage.cost, undefined);
   const [delta] = events.filter((event) => event.type === 'message_delta');
   assert.equal(delta.delta.stop_reason, 'end_turn');
   assertUsage(delta.usage);
