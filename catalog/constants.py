@@ -6,3 +6,6 @@ Provider kinds are not here: the gateway registers them (catalog/dialects.py).""
 FEATURES = ("tools", "vision", "json_mode", "reasoning", "streaming", "prompt_caching")
 BENCHMARK_UNITS = ("%", "elo", "pass@1")
 BENCHMARK_TIERS = ("primary", "extra")
+
+# What a model does: answer (every ingress format) or embed (POST /api/v1/embeddings). An extension.
+MODEL_KINDS = ("chat", "embedding")

@@ -176,6 +176,8 @@ def _model_values(spec: ModelSpec, *, creator: Creator, position: int) -> dict[s
         "creator_id": creator.pk,
         "description": spec.description,
         "release_date": spec.release_date,
+        "kind": spec.kind,
+        "dimensions": spec.dimensions,
         "context_length": spec.context_length,
         "max_output_tokens": spec.max_output_tokens,
         "prompt_price": spec.prompt_price,

@@ -10,6 +10,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.db.models.expressions import Combinable
 
+from catalog.constants import MODEL_KINDS
 from catalog.dialects import dialect_get, dialect_unknown_message
 
 # DecimalField is generic only in the stubs, hence the quoted annotations (no subscripting at run time).
@@ -112,8 +113,17 @@ class Model(models.Model):
     creator = models.ForeignKey(Creator, on_delete=models.PROTECT, related_name="models")
     description = models.TextField(blank=True)
     release_date = models.DateField(null=True, blank=True)
+    kind = models.CharField(
+        max_length=16,
+        choices=[(kind, kind.capitalize()) for kind in MODEL_KINDS],
+        default="chat",
+        help_text="chat: the ingress formats; embedding: POST /api/v1/embeddings.",
+    )
     context_length = models.PositiveIntegerField(validators=[MinValueValidator(1)])
-    max_output_tokens = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    max_output_tokens = models.PositiveIntegerField(help_text="At least 1 for chat; 0 for embeddings.")
+    dimensions = models.PositiveIntegerField(
+        null=True, blank=True, help_text="An embedding model's vector size (empty for chat models)."
+    )
     prompt_price = price_field("USD per 1M uncached prompt tokens")
     completion_price = price_field("USD per 1M completion tokens")
     cached_prompt_price = price_field("USD per 1M cached prompt tokens; empty = prompt price", null=True)
@@ -144,6 +154,18 @@ class Model(models.Model):
 
     def __str__(self) -> str:
         return self.slug
+
+    def clean(self) -> None:
+        super().clean()
+        if self.kind == "embedding":
+            if not self.dimensions:
+                raise ValidationError({"dimensions": "Required for an embedding model."})
+            if self.max_output_tokens or self.features:
+                raise ValidationError("An embedding model has no output tokens and no features.")
+        elif self.max_output_tokens < 1:
+            raise ValidationError({"max_output_tokens": "A chat model answers at least one token."})
+        elif self.dimensions is not None:
+            raise ValidationError({"dimensions": "Only embedding models have dimensions."})
 
     @property
     def is_available(self) -> bool:

@@ -91,8 +91,12 @@ def public_model(model: Model, *, weekly_token_volume: int) -> dict[str, Any]:
         data["hugging_face_id"] = model.hugging_face_id
     data["benchmarks"] = benchmarks_in_order(model)
     data["weekly_token_volume"] = weekly_token_volume
-    # Extension: whether this deployment can serve it (a provider's key is set, or one needs none).
-    return {**data, **sdk_model_fields(model), "available": model.is_available}
+    # Extensions: whether this deployment can serve it (a provider's key is set, or one needs none), and
+    # what it does (an embedding model serves POST /api/v1/embeddings, with vectors of `dimensions`).
+    data |= {**sdk_model_fields(model), "available": model.is_available, "kind": model.kind}
+    if model.dimensions:
+        data["dimensions"] = model.dimensions
+    return data
 
 
 def input_modalities(model: Model) -> list[str]:
@@ -127,7 +131,7 @@ def openrouter_model(model: Model) -> dict[str, Any]:
         "name": model.name,
         "created": _created(model),
         "input_modalities": input_modalities(model),
-        "output_modalities": ["text"],
+        "output_modalities": ["embeddings"] if model.kind == "embedding" else ["text"],
         "context_length": model.context_length,
         "max_output_length": model.max_output_tokens,
         "pricing": pricing,

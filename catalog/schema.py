@@ -3,10 +3,11 @@
 Field-by-field documentation lives in docs/catalog.md.
 """
 
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from catalog.constants import BENCHMARK_TIERS, BENCHMARK_UNITS, FEATURES
+from catalog.constants import BENCHMARK_TIERS, BENCHMARK_UNITS, FEATURES, MODEL_KINDS
 from catalog.dialects import dialect_get, dialect_unknown_message
 from catalog.fields import (
     CatalogError,
@@ -194,20 +195,20 @@ def _model(value: Any, at: Where, creators: set[str], providers: set[str]) -> Mo
         at,
         slug_pattern=MODEL_SLUG,
         slug_hint=MODEL_SLUG_HINT,
-        required=("slug", "name", "description", "context_length", "max_output_tokens", "pricing", "routes"),
-        optional=("release_date", "features", "hugging_face_id", "benchmarks"),
-    )
+        required=("slug", "name", "description", "context_length", "pricing", "routes"),
+        optional=(
+            "kind", "dimensions", "max_output_tokens", "release_date", "features", "hugging_face_id",
+            "benchmarks",
+        ),
+    )  # fmt: skip
     creator = slug.split("/", 1)[0]
     if creator not in creators:
         at.child("slug").fail(f"unknown creator {creator!r} (known: {', '.join(sorted(creators))})")
+    kind = read_choice(raw.get("kind", "chat"), at.child("kind"), MODEL_KINDS)
     context = read_positive_int(raw["context_length"], at.child("context_length"))
-    max_output = read_positive_int(raw["max_output_tokens"], at.child("max_output_tokens"))
-    if max_output > context:
-        at.child("max_output_tokens").fail(f"must be <= context_length ({context}), got {max_output}")
+    shape = _embedding_shape(raw, at) if kind == "embedding" else _chat_shape(raw, at, context)
     pricing_at = at.child("pricing")
-    pricing = read_mapping(
-        raw["pricing"], pricing_at, required=("prompt", "completion"), optional=("cached_prompt",)
-    )
+    pricing = read_mapping(raw["pricing"], pricing_at, required=shape.prices, optional=("cached_prompt",))
     cached = pricing.get("cached_prompt")
     features = read_str_list(raw.get("features", []), at.child("features"))
     for i, feature in enumerate(features):
@@ -218,10 +219,12 @@ def _model(value: Any, at: Where, creators: set[str], providers: set[str]) -> Mo
         slug=slug,
         name=read_str(raw["name"], at.child("name")),
         description=read_str(raw["description"], at.child("description")),
+        kind=kind,
+        dimensions=shape.dimensions,
         context_length=context,
-        max_output_tokens=max_output,
+        max_output_tokens=shape.max_output_tokens,
         prompt_price=_price(pricing["prompt"], pricing_at.child("prompt")),
-        completion_price=_price(pricing["completion"], pricing_at.child("completion")),
+        completion_price=_price(pricing.get("completion", 0), pricing_at.child("completion")),
         cached_prompt_price=None if cached is None else _price(cached, pricing_at.child("cached_prompt")),
         release_date=read_date(raw.get("release_date"), at.child("release_date")),
         features=features,
@@ -230,6 +233,38 @@ def _model(value: Any, at: Where, creators: set[str], providers: set[str]) -> Mo
         benchmarks=tuple(sorted(benchmarks, key=lambda b: BENCHMARK_TIERS.index(b.tier))),
         routes=tuple(routes),
     )
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """What a model's kind asks of its entry: the token limit, the vector size, the prices it must list."""
+
+    max_output_tokens: int
+    dimensions: int | None
+    prices: tuple[str, ...]
+
+
+def _chat_shape(raw: dict[str, Any], at: Where, context: int) -> _Shape:
+    if "max_output_tokens" not in raw:
+        at.child("max_output_tokens").fail("required field is missing")
+    if "dimensions" in raw:
+        at.child("dimensions").fail("only an embedding model (kind: embedding) has dimensions")
+    max_output = read_positive_int(raw["max_output_tokens"], at.child("max_output_tokens"))
+    if max_output > context:
+        at.child("max_output_tokens").fail(f"must be <= context_length ({context}), got {max_output}")
+    return _Shape(max_output, None, ("prompt", "completion"))
+
+
+def _embedding_shape(raw: dict[str, Any], at: Where) -> _Shape:
+    """An embedding model answers no tokens: no max_output_tokens, features or completion price."""
+    for field in ("max_output_tokens", "features"):
+        if field in raw:
+            at.child(field).fail("an embedding model has none")
+    if "completion" in (raw.get("pricing") or {}):
+        at.child("pricing").child("completion").fail("an embedding model is priced by its input only")
+    if "dimensions" not in raw:
+        at.child("dimensions").fail("required for an embedding model (its vectors' size)")
+    return _Shape(0, read_positive_int(raw["dimensions"], at.child("dimensions")), ("prompt",))
 
 
 def _price(value: Any, at: Where) -> Decimal:

@@ -69,9 +69,51 @@ print("".join(block.text for block in message.content if block.type == "text"))
 """
 
 
-def request_snippets(*, slug: str, site_url: str, max_output_tokens: int) -> list[Snippet]:
-    """curl, the OpenAI Python SDK and the Anthropic Python SDK. `site_url` has no trailing slash."""
+EMBED_TEXTS = ["The cat sat on the mat", "A cat sat on a mat"]
+
+
+def _curl_embeddings(*, slug: str, site_url: str) -> str:
+    return (
+        f"curl {site_url}/api/v1/embeddings \\\n"
+        f'  -H "Authorization: Bearer ${KEY_VARIABLE}" \\\n'
+        '  -H "Content-Type: application/json" \\\n'
+        f'  -d \'{{"model": {json.dumps(slug)}, "input": {json.dumps(EMBED_TEXTS)}}}\'\n'
+    )
+
+
+def _openai_embeddings(*, slug: str, site_url: str) -> str:
+    model, base_url = json.dumps(slug), json.dumps(f"{site_url}/api/v1")
+    return f"""import os
+
+from openai import OpenAI
+
+client = OpenAI(base_url={base_url}, api_key=os.environ["{KEY_VARIABLE}"])
+
+# Embeddings: POST /api/v1/embeddings
+result = client.embeddings.create(model={model}, input={json.dumps(EMBED_TEXTS)})
+first, second = (item.embedding for item in result.data)
+print(len(first), "numbers each; cosine similarity", round(sum(a * b for a, b in zip(first, second)), 3))
+"""
+
+
+def request_snippets(
+    *, slug: str, site_url: str, max_output_tokens: int, kind: str = "chat"
+) -> list[Snippet]:
+    """curl, the OpenAI Python SDK and the Anthropic Python SDK (for an embedding model: curl and the OpenAI
+    SDK's embeddings, which Anthropic's API has none of). `site_url` has no trailing slash."""
     site_url = site_url.rstrip("/")
+    if kind == "embedding":
+        endpoint = ("POST /api/v1/embeddings",)
+        return [
+            Snippet("curl", "curl", "shell", endpoint, _curl_embeddings(slug=slug, site_url=site_url)),
+            Snippet(
+                "openai",
+                "OpenAI Python SDK",
+                "python",
+                endpoint,
+                _openai_embeddings(slug=slug, site_url=site_url),
+            ),
+        ]
     return [
         Snippet(
             "curl", "curl", "shell", ("POST /api/v1/chat/completions",), _curl(slug=slug, site_url=site_url)

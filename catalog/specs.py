@@ -62,6 +62,8 @@ class ModelSpec:
     features: tuple[str, ...] = ()
     hugging_face_id: str = ""
     benchmarks: tuple[BenchmarkSpec, ...] = ()
+    kind: str = "chat"  # or "embedding" (catalog.constants.MODEL_KINDS)
+    dimensions: int | None = None  # an embedding model's vector size
 
     @property
     def creator(self) -> str:

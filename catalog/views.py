@@ -45,6 +45,7 @@ def model_detail(request: HttpRequest, slug: str) -> HttpResponse:
             slug=slug,
             site_url=request.build_absolute_uri("/"),
             max_output_tokens=model.max_output_tokens,
+            kind=model.kind,
         ),
     }
     return render(request, "catalog/model_detail.html", context)

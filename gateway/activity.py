@@ -16,7 +16,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from core.errors import ErrorCode
-from gateway.ingress.registry import format_names
+from gateway.ingress.registry import recorded_format_names
 from gateway.models import Generation, GenerationStatus, Source
 
 PAGE_SIZE = 50
@@ -103,7 +103,7 @@ def activity_filters_parse(query: Mapping[str, str]) -> tuple[ActivityFilters, d
         api_key_id=api_key_id,
         model=query.get("model", "").strip()[:200],
         provider=query.get("provider", "").strip()[:100],
-        ingress_format=choice("format", format_names()),
+        ingress_format=choice("format", recorded_format_names()),
         source=choice("source", list(Source.values)),
         status=choice("status", list(GenerationStatus.values)),
         since=day("since"),

@@ -11,7 +11,7 @@ from django.db import connection
 from core.encoding import compact_json
 from core.envelopes import openai_error_body
 from core.errors import ApiError, ErrorCode
-from gateway import counting, pipeline, tokenizer_api
+from gateway import counting, embeddings, pipeline, tokenizer_api
 from gateway.auth import Caller, authenticate
 from gateway.http import AsgiApp, Receive, Scope, Send, headers_of, in_thread, request_id_headers, send_json
 from gateway.ingress.registry import format_for_path, formats
@@ -100,6 +100,7 @@ async def generation(scope: Scope, receive: Receive, send: Send) -> None:
 FIXED_ROUTES = {
     ("GET", "/api/v1/generation"): generation,
     ("POST", counting.PATH): counting.count_tokens,
+    ("POST", embeddings.PATH): embeddings.embeddings,
     ("POST", tokenizer_api.TOKENIZE_PATH): tokenizer_api.tokenize,
     ("POST", tokenizer_api.COUNT_PATH): tokenizer_api.tokenize_count,
     ("POST", tokenizer_api.DETOKENIZE_PATH): tokenizer_api.detokenize,

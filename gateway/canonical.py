@@ -107,13 +107,17 @@ class ResponseFormat:
     strict: bool | None = None
 
 
+# "minimal" (an extension in the formats): the lowest effort the target has. Effort "none" is `enabled=False`.
+Effort = Literal["minimal", "low", "medium", "high"]
+
+
 @dataclass(slots=True)
 class ReasoningControl:
     """Reasoning effort, or an explicit budget, or off. None everywhere leaves the model's default."""
 
-    effort: Literal["low", "medium", "high"] | None = None
+    effort: Effort | None = None
     budget_tokens: int | None = None
-    enabled: bool | None = None  # False: reasoning off
+    enabled: bool | None = None  # False: reasoning off; True alone: on, at the model's default effort
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +205,10 @@ class Usage:
     cached_prompt_tokens: int = 0  # read from the provider's prompt cache
     reasoning_tokens: int = 0
     cache_write_prompt_tokens: int = 0  # written to the cache (Anthropic reports these; billed as prompt)
+    # What the provider reported about the generation beside its counts, under its dialect's name, in its own
+    # shape: {"cerebras": {"time_info": {...}}}, {"fireworks": {"perf_metrics": {...}}}. Every format renders
+    # it in its usage as `provider_metadata` (an extension), and the generation record keeps it.
+    provider_metadata: dict[str, dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,8 @@ class ModelInfo:
     cached_prompt_price: Decimal | None
     features: frozenset[str]
     routes: tuple[RouteInfo, ...]
+    kind: str = "chat"  # or "embedding": served by POST /api/v1/embeddings only
+    dimensions: int | None = None  # an embedding model's vector size
 
 
 def _load() -> dict[str, ModelInfo]:
@@ -49,6 +51,8 @@ def _load() -> dict[str, ModelInfo]:
             cached_prompt_price=model.cached_prompt_price,
             features=frozenset(model.features),
             routes=routes,
+            kind=model.kind,
+            dimensions=model.dimensions,
         )
     return snapshot
 

@@ -14,7 +14,7 @@ from core.encoding import compact_json
 from core.errors import ApiError, ErrorCode
 from gateway.auth import authenticate
 from gateway.canonical import CanonicalRequest
-from gateway.catalog_cache import ModelInfo, catalog_cache
+from gateway.catalog_cache import ModelInfo
 from gateway.http import (
     ClientGone,
     Receive,
@@ -28,6 +28,7 @@ from gateway.http import (
     send_json,
 )
 from gateway.ingress import anthropic_messages
+from gateway.resolve import require_kind, resolved_model
 from gateway.session import upstream_session
 from gateway.tokens import estimate_prompt_tokens
 from gateway.upstreams.base import UpstreamError
@@ -49,13 +50,8 @@ def _admit(headers: dict[bytes, bytes], body: bytes) -> tuple[CanonicalRequest, 
     # count_tokens takes a Messages body without max_tokens; the parser wants one (it counts for nothing).
     # Every field sent is still validated as the documented schema says.
     request = anthropic_messages.parse_request({"max_tokens": 1, **fields})
-    model = catalog_cache.get(request.model)
-    if model is None:
-        raise ApiError(
-            ErrorCode.INVALID_REQUEST, f"model: unknown model {request.model!r}", param="model", status=404
-        )
-    if caller.allowed_models and model.slug not in caller.allowed_models:
-        raise ApiError(ErrorCode.MODEL_NOT_ALLOWED, f"This key may not use {model.slug}.", param="model")
+    model = resolved_model(caller, request.model)
+    require_kind(model, "chat")
     return request, model
 
 

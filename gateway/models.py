@@ -35,6 +35,8 @@ class Generation(models.Model):
     tokens_cached_prompt = models.PositiveIntegerField(default=0)
     cost_micro_usd = models.BigIntegerField(default=0)
     tool_costs_micro_usd = models.JSONField(default=dict, blank=True)
+    # The provider's own report of the answer, by dialect (Cerebras `time_info`, Fireworks `perf_metrics`).
+    provider_metadata = models.JSONField(default=dict, blank=True)
     latency_ms = models.PositiveIntegerField(default=0)
     ttft_ms = models.PositiveIntegerField(null=True, blank=True, help_text="Time to first token.")
     status = models.CharField(max_length=10, choices=GenerationStatus.choices)

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 from core.encoding import compact_json
 from core.http_caching import etag_matches, strong_etag
 from gateway.http import Receive, Scope, Send, headers_of, in_thread, send_json
-from gateway.ingress.registry import format_names, formats
+from gateway.ingress.registry import formats, recorded_format_names
 from gateway.ingress.validation import SCHEMAS
 
 MAX_AGE_SECONDS = 300
@@ -142,6 +142,29 @@ def _request_body(schema_name: str, example: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+PROVIDER_METADATA = {
+    "type": "object",
+    "description": "HyperInfer extension: the provider's own report of the answer, under its dialect's name "
+    "and in the provider's shape, when it sent one: Cerebras' `time_info` (queue_time, prompt_time, "
+    'completion_time, total_time), Fireworks\' `perf_metrics` (e.g. `{"fireworks": {"perf_metrics": '
+    '{"server-time-to-first-token": 0.1}}}`). Streamed, it rides on the final usage.',
+    "additionalProperties": {"type": "object"},
+    "x-hyperinfer-extension": True,
+}
+
+
+def _with_provider_metadata(component: str) -> dict[str, Any]:
+    """A format's answer: the spec's schema, plus `usage.provider_metadata` (an extension)."""
+    usage = {"type": "object", "properties": {"provider_metadata": PROVIDER_METADATA}}
+    extension = {
+        "type": "object",
+        "description": "HyperInfer extension: the provider's metadata in `usage.provider_metadata`.",
+        "properties": {"usage": usage},
+        "x-hyperinfer-extension": True,
+    }
+    return {"allOf": [_ref(component), extension]}
+
+
 def chat_completions() -> Operation:
     return Operation(
         "/api/v1/chat/completions",
@@ -162,7 +185,7 @@ def chat_completions() -> Operation:
                     "description": "The completion. With `stream: true`, an SSE stream instead "
                     "(see the text/event-stream variant).",
                     "content": {
-                        "application/json": {"schema": _ref("ChatCompletionResponse")},
+                        "application/json": {"schema": _with_provider_metadata("ChatCompletionResponse")},
                         "text/event-stream": {
                             "schema": _sse_event(
                                 "SSE stream of `chat.completion.chunk` objects (`data:` "
@@ -204,7 +227,12 @@ TEXT_COMPLETION = {
                 },
             },
         },
-        "usage": _ref("ChatCompletionsUsage"),
+        "usage": {
+            "allOf": [
+                _ref("ChatCompletionsUsage"),
+                {"type": "object", "properties": {"provider_metadata": PROVIDER_METADATA}},
+            ]
+        },
     },
 }
 
@@ -267,7 +295,7 @@ def responses() -> Operation:
                 "200": {
                     "description": "The response object. With `stream: true`, an SSE stream instead.",
                     "content": {
-                        "application/json": {"schema": _ref("ResponsesResponse")},
+                        "application/json": {"schema": _with_provider_metadata("ResponsesResponse")},
                         "text/event-stream": {
                             "schema": _sse_event(
                                 "Semantic SSE event protocol (`event:` + `data:` frames): "
@@ -308,7 +336,7 @@ def messages() -> Operation:
                 "200": {
                     "description": "The message. With `stream: true`, an SSE stream instead.",
                     "content": {
-                        "application/json": {"schema": _ref("AnthropicMessageResponse")},
+                        "application/json": {"schema": _with_provider_metadata("AnthropicMessageResponse")},
                         "text/event-stream": {
                             "schema": _sse_event(
                                 "Anthropic content-block SSE protocol (`event:` + `data:` "
@@ -363,6 +391,74 @@ def count_tokens() -> Operation:
                     },
                 ),
                 "default": _error_response("AnthropicError"),
+            },
+        },
+    )
+
+
+EMBEDDINGS_EXAMPLE = {"model": "hyperinfer/sandbox-embed", "input": ["The cat sat", "A cat sat"]}
+EMBEDDINGS_RESPONSE = {
+    "type": "object",
+    "required": ["object", "data", "model", "usage"],
+    "properties": {
+        "object": {"const": "list"},
+        "data": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["object", "index", "embedding"],
+                "properties": {
+                    "object": {"const": "embedding"},
+                    "index": {"type": "integer"},
+                    "embedding": {
+                        "anyOf": [
+                            {"type": "array", "items": {"type": "number"}},
+                            {"type": "string", "description": "base64 of little-endian float32"},
+                        ]
+                    },
+                },
+            },
+        },
+        "model": {"type": "string"},
+        "usage": {
+            "type": "object",
+            "required": ["prompt_tokens", "total_tokens"],
+            "properties": {
+                "prompt_tokens": {"type": "integer"},
+                "total_tokens": {"type": "integer"},
+                "cost": {"type": "number", "description": "Credits (USD) charged for the request."},
+            },
+        },
+    },
+}
+
+
+def embeddings() -> Operation:
+    return Operation(
+        "/api/v1/embeddings",
+        "post",
+        {
+            "tags": ["Gateway"],
+            "operationId": "createEmbedding",
+            "summary": "Create embeddings (OpenAI's Embeddings format)",
+            "description": "HyperInfer extension: what the OpenAI SDK's `embeddings.create()` calls, for the "
+            "catalog's embedding models (`kind: embedding` in /api/v1/models). One unit vector per input, "
+            "billed by its input tokens (the upstream's count, else the gateway's estimate) and recorded "
+            "(`ingress_format: embeddings`). A chat model is refused naming `model`; `dimensions` where the "
+            "model's provider can shorten vectors.",
+            "x-hyperinfer-extension": True,
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": schema_file("embeddings.request.json"),
+                        "examples": {"sandbox": {"value": EMBEDDINGS_EXAMPLE}},
+                    }
+                },
+            },
+            "responses": {
+                "200": _json_response("The vectors, in input order.", EMBEDDINGS_RESPONSE),
+                "default": _error_response("OpenAIError"),
             },
         },
     )
@@ -439,7 +535,7 @@ SPEC_INGRESS_FORMATS = ["chat_completions", "responses", "anthropic_messages"]
 
 def ingress_format_schema() -> dict[str, Any]:
     spec = {"type": "string", "enum": SPEC_INGRESS_FORMATS}
-    more = [name for name in format_names() if name not in SPEC_INGRESS_FORMATS]
+    more = [name for name in recorded_format_names() if name not in SPEC_INGRESS_FORMATS]
     if not more:
         return spec
     extension = {
@@ -470,6 +566,7 @@ def generation_response() -> dict[str, Any]:
                     "total_cost": {"type": "number", "description": "Credits (USD)."},
                     "cost_micro_usd": {"type": "string", "description": "Exact micro-USD, as a string."},
                     "tool_costs_micro_usd": {"type": "object", "additionalProperties": _STRING},
+                    "provider_metadata": PROVIDER_METADATA,
                     "latency_ms": _INTEGER,
                     "status": _STRING,
                     "error_code": _ref("ErrorCode"),
@@ -567,6 +664,7 @@ FORMAT_OPERATIONS: dict[str, Callable[[], Operation]] = {
 }
 GATEWAY_OPERATIONS: list[Callable[[], Operation]] = [
     generation,
+    embeddings,
     count_tokens,
     tokenize,
     tokenize_count,

@@ -43,6 +43,7 @@ from gateway.metering.keeper import loop_journal
 from gateway.metering.records import Refusal, refusal_record
 from gateway.metering.writer import loop_flusher
 from gateway.models import GenerationStatus
+from gateway.resolve import require_available, require_kind, resolved_model
 from gateway.routing import OpenStream, open_stream, serves_raw_prompts, usage_when_cancelled
 from gateway.session import guarded_fetch_session, upstream_session
 from gateway.tokens import estimate_prompt_tokens, prompt_tokens_at_least, reservation_prompt_tokens
@@ -83,22 +84,14 @@ def _admit(fmt: IngressFormat, headers: dict[bytes, bytes], body: bytes) -> Admi
     """
     caller = authenticate(headers)
     request = fmt.parse_request(parse_json_object(body))
-    model = catalog_cache.get(request.model)
-    if model is None:
-        # No not-found code in the taxonomy: invalid_request with 404, as OpenAI answers an unknown model.
-        raise ApiError(
-            ErrorCode.INVALID_REQUEST, f"model: unknown model {request.model!r}", param="model", status=404
-        )
-    if caller.allowed_models and model.slug not in caller.allowed_models:
-        raise ApiError(ErrorCode.MODEL_NOT_ALLOWED, f"This key may not use {model.slug}.", param="model")
+    model = resolved_model(caller, request.model)
+    require_kind(model, "chat")
     if (least := prompt_tokens_at_least(request)) > model.context_length:
         message = (
             f"The prompt is at least {least:,} tokens; {model.slug} takes {model.context_length:,} at most."
         )
         raise ApiError(ErrorCode.CONTEXT_LENGTH_EXCEEDED, message, param=fmt.PROMPT_FIELD)
-    if not any(route.provider.configured for route in model.routes):
-        message = f"{model.slug} is not available on this deployment: none of its providers is configured."
-        raise ApiError(ErrorCode.PROVIDER_UNAVAILABLE, message, param="model")
+    require_available(model)
     if request.raw_prompt is not None and not any(serves_raw_prompts(route) for route in model.routes):
         message = (
             f"model: {model.slug}'s providers have no text completions endpoint; "

@@ -26,8 +26,11 @@ class OpenStream:
 async def open_stream(
     request: CanonicalRequest, model: ModelInfo, session: aiohttp.ClientSession
 ) -> OpenStream:
-    """The first route that produces an event. Raises the last UpstreamError when none does."""
+    """The first route that produces an event. Raises the last UpstreamError when none does; when no route
+    took the request at all (each refused one of its fields: upstreams/extras.py), the first refusal."""
     last_error = UpstreamError(ErrorCode.PROVIDER_UNAVAILABLE, "The model has no route.")
+    refusal: UpstreamError | None = None
+    taken = False  # a route's adapter sent the request on
     for route in model.routes:
         provider = route.provider
         if not provider.configured:  # no key on this deployment: calling it could only fail
@@ -54,17 +57,21 @@ async def open_stream(
             logger.warning(
                 "route %s for %s failed before the first byte: %s", route.provider.slug, model.slug, exc
             )
-            last_error = exc
+            if exc.param is not None and not exc.retryable:
+                refusal = refusal or exc  # a field this route's API lacks: another route's may have it
+                continue
+            taken, last_error = True, exc
             if not exc.retryable:
                 raise
             continue
         except StopAsyncIteration:
+            taken = True
             last_error = UpstreamError(
                 ErrorCode.PROVIDER_UNAVAILABLE, "The provider returned an empty stream."
             )
             continue
         return OpenStream(route=route, first=first, rest=events)
-    raise last_error
+    raise last_error if taken or refusal is None else refusal
 
 
 def serves_raw_prompts(route: RouteInfo) -> bool:

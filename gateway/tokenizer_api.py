@@ -17,7 +17,7 @@ from core.encoding import compact_json
 from core.envelopes import openai_error_body
 from core.errors import ApiError, ErrorCode
 from gateway.auth import authenticate
-from gateway.catalog_cache import ModelInfo, catalog_cache
+from gateway.catalog_cache import ModelInfo
 from gateway.http import (
     ClientGone,
     Receive,
@@ -30,6 +30,7 @@ from gateway.http import (
     request_id_headers,
     send_json,
 )
+from gateway.resolve import resolved_model
 from gateway.session import upstream_session
 from gateway.tokens import text_tokens
 from gateway.upstreams.base import RouteInfo, UpstreamAdapter, UpstreamError
@@ -60,12 +61,7 @@ def _admit(headers: dict[bytes, bytes], body: bytes, field: str) -> tuple[ModelI
         isinstance(value, list) and all(type(token) is int and token >= 0 for token in value)
     ):
         raise ApiError(ErrorCode.INVALID_REQUEST, "tokens: a list of token ids is required", param="tokens")
-    model = catalog_cache.get(slug)
-    if model is None:
-        raise ApiError(ErrorCode.INVALID_REQUEST, f"model: unknown model {slug!r}", param="model", status=404)
-    if caller.allowed_models and model.slug not in caller.allowed_models:
-        raise ApiError(ErrorCode.MODEL_NOT_ALLOWED, f"This key may not use {model.slug}.", param="model")
-    return model, value
+    return resolved_model(caller, slug), value
 
 
 async def _first_answer(model: ModelInfo, ask: Ask[T]) -> T | None:

@@ -12,7 +12,7 @@ from catalog.selectors import models_active
 from console.models import ApiKey
 from console.views.decorators import WorkspaceRequest, workspace_required
 from gateway.activity import activity_filters_parse, activity_page, activity_record, error_meaning
-from gateway.ingress.registry import format_names
+from gateway.ingress.registry import recorded_format_names
 from gateway.metering.records import generation_data
 from gateway.models import GenerationStatus, Source
 
@@ -34,7 +34,7 @@ def activity(request: WorkspaceRequest) -> HttpResponse:
         "keys": ApiKey.objects.filter(workspace=workspace).only("pk", "name", "prefix", "revoked_at"),
         "models": [model.slug for model in models_active()],
         "providers": list(Provider.objects.order_by("slug").values_list("slug", flat=True)),
-        "formats": format_names(),
+        "formats": recorded_format_names(),
         "sources": Source.choices,
         "statuses": GenerationStatus.choices,
     }

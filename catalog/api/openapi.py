@@ -15,6 +15,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 
 from catalog.api.formats import Format
+from catalog.constants import MODEL_KINDS
 
 PUBLIC_MODEL = {"$ref": "#/components/schemas/PublicModel"}
 
@@ -86,15 +87,28 @@ _AVAILABLE = _extension(
         "credentials set (or needs none). An unavailable model answers `provider_unavailable`.",
     }
 )
+_KIND = {
+    "kind": _extension(
+        {
+            "type": "string",
+            "enum": list(MODEL_KINDS),
+            "description": "What the model does: `chat` answers in every ingress format; `embedding` serves "
+            "POST /api/v1/embeddings only.",
+        }
+    ),
+    "dimensions": _extension(
+        {"type": "integer", "description": "An embedding model's vector size (absent for chat models)."}
+    ),
+}
 PUBLIC_MODEL_FOR_SDKS = {
     "allOf": [
         PUBLIC_MODEL,
         _extension(
             {
                 "type": "object",
-                "description": "What the OpenAI and Anthropic SDKs read of a model object, and whether "
-                "this deployment can serve the model.",
-                "properties": {**_SDK_MODEL_PROPERTIES, "available": _AVAILABLE},
+                "description": "What the OpenAI and Anthropic SDKs read of a model object, whether "
+                "this deployment can serve the model, and what kind of model it is.",
+                "properties": {**_SDK_MODEL_PROPERTIES, "available": _AVAILABLE, **_KIND},
             }
         ),
     ]

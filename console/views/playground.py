@@ -23,7 +23,7 @@ DEFAULT_MODEL = "hyperinfer/sandbox-pro"
 
 @workspace_required
 def playground(request: WorkspaceRequest) -> HttpResponse:
-    models = list(models_active())
+    models = [model for model in models_active() if model.kind == "chat"]  # the playground chats
     chosen = request.GET.get("model", DEFAULT_MODEL)
     context = {
         "models": models,

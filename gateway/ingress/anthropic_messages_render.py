@@ -34,6 +34,7 @@ from gateway.canonical import (
     Usage,
 )
 from gateway.fold import Folded, FoldedReasoning, FoldedServerTool, FoldedText
+from gateway.ingress.base import provider_metadata
 from gateway.ingress.tool_shapes import (
     cited_by_text,
     completed_payload,
@@ -60,6 +61,7 @@ def usage_object(usage: Usage, cost_usd: float) -> dict[str, Any]:
         "cache_read_input_tokens": usage.cached_prompt_tokens,
         "output_tokens": usage.completion_tokens,
         "cost": cost_usd,
+        **provider_metadata(usage),
     }
 
 

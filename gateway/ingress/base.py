@@ -12,6 +12,12 @@ from gateway.canonical import CanonicalRequest, Event, Usage
 from gateway.fold import Folded
 
 
+def provider_metadata(usage: Usage) -> dict[str, Any]:
+    """What every format's usage object carries beyond its spec's: the provider's own report of the answer
+    (timings, metrics), under `provider_metadata` and the dialect's name, when the provider sent one."""
+    return {"provider_metadata": usage.provider_metadata} if usage.provider_metadata else {}
+
+
 class StreamRenderer(Protocol):
     """One streamed response: canonical events in, SSE frames (bytes, each ending in a blank line) out."""
 

@@ -24,7 +24,6 @@ from gateway.canonical import (
     ImageBlock,
     Message,
     ReasoningBlock,
-    ReasoningControl,
     ReasoningDelta,
     ResponseFormat,
     ServerToolCall,
@@ -40,11 +39,13 @@ from gateway.canonical import (
     Usage,
 )
 from gateway.fold import Folded, FoldedReasoning
+from gateway.ingress.base import provider_metadata
 from gateway.ingress.tool_shapes import chat_annotation, chat_image, completed_payload, started_payload
 from gateway.ingress.validation import (
     load_validator,
     openai_role,
     plugins,
+    reasoning_control,
     refuse_unrenderable,
     server_tool_uses,
     token_count,
@@ -86,7 +87,6 @@ _MAPPED = frozenset(
 def parse_request(body: dict[str, Any]) -> CanonicalRequest:
     validate_or_raise(REQUEST_VALIDATOR, body)
     refuse_unrenderable(body)
-    effort = body.get("reasoning_effort")
     switched_on = plugins(body)
     return CanonicalRequest(
         model=body["model"],
@@ -99,7 +99,7 @@ def parse_request(body: dict[str, Any]) -> CanonicalRequest:
         top_p=body.get("top_p"),
         stop=[body["stop"]] if isinstance(body.get("stop"), str) else list(body.get("stop") or []),
         response_format=_response_format(body.get("response_format")),
-        reasoning=ReasoningControl(effort=effort) if effort else None,
+        reasoning=reasoning_control(body.get("reasoning_effort")),
         stream=bool(body.get("stream")),
         user=body.get("user"),
         extra={key: value for key, value in body.items() if key not in _MAPPED},
@@ -218,6 +218,7 @@ def usage_object(usage: Usage, cost_usd: float) -> dict[str, Any]:
         "prompt_tokens_details": {"cached_tokens": usage.cached_prompt_tokens},
         "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
         "cost": cost_usd,
+        **provider_metadata(usage),
     }
 
 

@@ -37,5 +37,14 @@ def format_names() -> list[str]:
     return list(_BY_NAME)
 
 
+# Gateway endpoints that record generations under a name of their own without being an ingress format.
+OTHER_RECORDED_FORMATS = ("embeddings",)  # gateway/embeddings.py
+
+
+def recorded_format_names() -> list[str]:
+    """Every `Generation.ingress_format` value: the formats, then the other endpoints that record."""
+    return [*_BY_NAME, *OTHER_RECORDED_FORMATS]
+
+
 for _fmt in (chat_completions, responses, anthropic_messages, completions):
     format_register(_fmt)

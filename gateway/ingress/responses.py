@@ -26,7 +26,6 @@ from gateway.canonical import (
     ImageBlock,
     Message,
     ReasoningBlock,
-    ReasoningControl,
     ResponseFormat,
     TextBlock,
     Tool,
@@ -39,6 +38,7 @@ from gateway.ingress.responses_render import ResponsesStream, decode_reasoning_s
 from gateway.ingress.validation import (
     load_validator,
     openai_role,
+    reasoning_control,
     refuse_unrenderable,
     server_tool_uses,
     token_count,
@@ -98,7 +98,6 @@ def parse_request(body: dict[str, Any]) -> CanonicalRequest:
     validate_or_raise(REQUEST_VALIDATOR, body)
     _refuse_unsupported(body)
     refuse_unrenderable(body)
-    effort = (body.get("reasoning") or {}).get("effort")
     tools = list(enumerate(body.get("tools") or []))
     built_in = [(position, raw) for position, raw in tools if raw["type"] != "function"]
     return CanonicalRequest(
@@ -111,7 +110,7 @@ def parse_request(body: dict[str, Any]) -> CanonicalRequest:
         temperature=body.get("temperature"),
         top_p=body.get("top_p"),
         response_format=_response_format((body.get("text") or {}).get("format")),
-        reasoning=ReasoningControl(effort=effort) if effort else None,
+        reasoning=reasoning_control((body.get("reasoning") or {}).get("effort")),
         stream=bool(body.get("stream")),
         user=_end_user(body),
         extra={key: value for key, value in body.items() if key not in _MAPPED},

@@ -48,6 +48,7 @@ from gateway.canonical import (
     Usage,
 )
 from gateway.fold import Folded, FoldedReasoning, FoldedServerTool, FoldedText
+from gateway.ingress.base import provider_metadata
 from gateway.ingress.tool_shapes import (
     completed_payload,
     has_responses_item,
@@ -73,6 +74,7 @@ def usage_object(usage: Usage, cost_usd: float) -> dict[str, Any]:
         "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
         "total_tokens": usage.prompt_tokens + usage.completion_tokens,
         "cost": cost_usd,
+        **provider_metadata(usage),
     }
 
 

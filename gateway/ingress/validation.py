@@ -8,7 +8,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
 from core.errors import ApiError, ErrorCode
-from gateway.canonical import Role, ServerToolUse, ToolChoiceMode
+from gateway.canonical import Effort, ReasoningControl, Role, ServerToolUse, ToolChoiceMode
 from gateway.tools.registry import available_server_tools
 
 SCHEMAS = Path(__file__).parent / "schemas"
@@ -60,6 +60,24 @@ def tool_choice_mode(value: str) -> ToolChoiceMode:
 
 
 Entries = list[tuple[int, dict[str, Any]]]  # server tool entries and their positions in the request's list
+
+
+_EFFORTS: dict[str, Effort] = {"minimal": "minimal", "low": "low", "medium": "medium", "high": "high"}
+
+
+def reasoning_control(effort: Any) -> ReasoningControl | None:
+    """An OpenAI-style reasoning effort, as the schemas allow it: low / medium / high, and the extensions
+    "none" (off) and "minimal" (the target's lowest); in Chat Completions also Fireworks' boolean (on / off)
+    and integer (a reasoning budget in tokens) forms."""
+    if effort is None:
+        return None
+    if isinstance(effort, bool):
+        return ReasoningControl(enabled=effort)
+    if isinstance(effort, int | float):  # JSON Schema's integers include 1.0
+        return ReasoningControl(enabled=True, budget_tokens=int(effort))
+    if effort == "none":
+        return ReasoningControl(enabled=False)
+    return ReasoningControl(effort=_EFFORTS[effort])
 
 
 def server_tool_uses(entries: Entries, field: str, key: str) -> tuple[ServerToolUse, ...]:

@@ -224,6 +224,7 @@ def generation_fields(
         "cost_micro_usd": cost,
         # As billed: a failed request is charged nothing, its tools included (charge_for).
         "tool_costs_micro_usd": {} if outcome.status == GenerationStatus.FAILED else dict(outcome.tool_costs),
+        "provider_metadata": usage.provider_metadata or {},
         "latency_ms": outcome.latency_ms,
         "ttft_ms": outcome.ttft_ms,
         "status": outcome.status,

@@ -54,6 +54,8 @@ def generation_data(g: Generation) -> dict[str, Any]:
     }
     if g.error_code:
         data["error_code"] = g.error_code
+    if g.provider_metadata:
+        data["provider_metadata"] = g.provider_metadata
     return data
 
 

@@ -195,6 +195,8 @@ class RedisMeter:
         client, _ = loop_client()
         deadline = time.monotonic() + GENERATION_WAIT_SECONDS
         while True:
+            # In flight first: a settlement between the reads below leaves its record for them to find.
+            in_flight = await client.exists(mirror.hold_hash(request_id))
             buffered = await client.get(mirror.generation_json(request_id))
             if buffered is not None:
                 data = json.loads(buffered)["generation"]
@@ -204,7 +206,6 @@ class RedisMeter:
             found, _ = await in_thread(find_generation, workspace_id, request_id)
             if found is not None:
                 return found
-            in_flight = await client.exists(mirror.hold_hash(request_id))
             if not in_flight or time.monotonic() > deadline:
                 return None
             await asyncio.sleep(0.05)

@@ -75,12 +75,13 @@ def settle_sync(settlement: Settlement) -> int:
 
 def find_generation(workspace_id: uuid.UUID, request_id: str) -> tuple[dict[str, Any] | None, bool]:
     """(the record, whether the request is still in flight)."""
-    generation = Generation.objects.filter(request_id=request_id, workspace_id=workspace_id).first()
-    if generation is not None:
-        return generation_data(generation), False
+    # In flight first: a settlement that commits between the two reads leaves its record for the second.
     in_flight = Reservation.objects.filter(
         request_id=request_id, workspace_id=workspace_id, status=ReservationStatus.HELD
     ).exists()
+    generation = Generation.objects.filter(request_id=request_id, workspace_id=workspace_id).first()
+    if generation is not None:
+        return generation_data(generation), False
     return None, in_flight
 
 

@@ -102,6 +102,8 @@ def usage_sum(total: Usage | None, more: Usage | None) -> Usage | None:
         cached_prompt_tokens=total.cached_prompt_tokens + more.cached_prompt_tokens,
         reasoning_tokens=total.reasoning_tokens + more.reasoning_tokens,
         cache_write_prompt_tokens=total.cache_write_prompt_tokens + more.cache_write_prompt_tokens,
+        # Each step's provider report is of that step: the latest one of each dialect stands.
+        provider_metadata={**(total.provider_metadata or {}), **(more.provider_metadata or {})} or None,
     )
 
 

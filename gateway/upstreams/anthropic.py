@@ -7,9 +7,10 @@ Request mapping notes (where Anthropic has no direct equivalent):
 - `response_format` json_object / json_schema has no native field: a short instruction (with the schema)
   is appended to `system`.
 - Reasoning: an explicit budget is used as is (raised to Anthropic's minimum of 1024); effort maps to
-  1024 / 4096 / 16384 tokens. The budget must stay below `max_tokens`, so when it does not, `max_tokens`
-  becomes budget + the asked `max_tokens` (the answer keeps its room). With thinking on, Anthropic rejects
-  `temperature` / `top_p` changes, so those are not sent.
+  1024 / 4096 / 16384 tokens, and "minimal" to the smallest budget (1024); off (effort "none") is no
+  thinking. The budget must stay below `max_tokens`, so when it does not, `max_tokens` becomes budget + the
+  asked `max_tokens` (the answer keeps its room). With thinking on, Anthropic rejects `temperature` /
+  `top_p` changes, so those are not sent.
 - Assistant reasoning blocks without a signature (e.g. produced by another provider) cannot be replayed to
   Anthropic and are dropped; redacted ones are sent back as `redacted_thinking` with their signature as data.
 - `parallel_tool_calls: false` is `disable_parallel_tool_use` on the tool choice. Extra fields: see
@@ -56,9 +57,7 @@ from gateway.upstreams.sse import iter_sse
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
 MIN_THINKING_BUDGET = 1024
-EFFORT_BUDGETS = {"low": 1024, "medium": 4096, "high": 16384}
-# Fields of the OpenAI family the Messages API takes as they are (upstreams/extras.py).
-UNDERSTOOD_OPENAI_FIELDS = frozenset({"top_k"})
+EFFORT_BUDGETS = {"minimal": MIN_THINKING_BUDGET, "low": 1024, "medium": 4096, "high": 16384}
 
 STOP_REASONS: dict[str, FinishReason] = {
     "end_turn": "stop",
@@ -253,7 +252,8 @@ def build_body(request: CanonicalRequest, route: RouteInfo) -> dict[str, Any]:
         body["stop_sequences"] = list(request.stop)
     if request.user:
         body["metadata"] = {"user_id": request.user}
-    body.update(extras_for(request, family="anthropic", understood=UNDERSTOOD_OPENAI_FIELDS))
+    # Fields of its own family go untouched (fields=None); of OpenAI's, `top_k` (upstreams/extras.py).
+    body.update(extras_for(request, family="anthropic", fields=None, label="Anthropic"))
     body.update(model=route.upstream_model_id, stream=True)
     return body
 

@@ -64,7 +64,7 @@ class UpstreamError(Exception):
         self.message = message
         self.detail = detail if detail is not None else message
         self.status = status
-        self.param = param  # the request field at fault, when the adapter refuses one
+        self.param = param  # the request field at fault, when the adapter refuses one (nothing was sent)
         self.retry_after = retry_after  # the upstream's Retry-After, passed on with a rate limit
 
     def __str__(self) -> str:
@@ -99,6 +99,14 @@ class UpstreamError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class Embedded:
+    """An upstream's embeddings: one vector per input, in order, and its own count of the input tokens."""
+
+    vectors: list[list[float]]
+    prompt_tokens: int | None  # None: the upstream did not say (the gateway's estimate is billed)
+
+
+@dataclass(frozen=True, slots=True)
 class ProviderInfo:
     slug: str
     kind: str
@@ -125,6 +133,9 @@ class UpstreamAdapter(ABC):
     reads_documents: ClassVar[bool] = False
     # Whether the upstream has a legacy text completions endpoint (a raw prompt, no chat template).
     completes_text: ClassVar[bool] = False
+    # Whether it has an embeddings endpoint (`embed`), for the catalog's embedding models.
+    serves_embeddings: ClassVar[bool] = False
+    shortens_embeddings: ClassVar[bool] = False  # and takes `dimensions` (shorter vectors)
 
     @abstractmethod
     def stream(
@@ -165,6 +176,19 @@ class UpstreamAdapter(ABC):
     ) -> int | None:
         """How many tokens the upstream's tokenizer makes of `text` (None: it cannot say)."""
         return None
+
+    async def embed(
+        self,
+        texts: Sequence[str],
+        route: RouteInfo,
+        session: aiohttp.ClientSession,
+        *,
+        dimensions: int | None,
+    ) -> Embedded:
+        """One vector per text, where `serves_embeddings` (`dimensions`: the client's shorter size, if it
+        asked). Raises UpstreamError, naming `dimensions` when the upstream cannot shorten vectors."""
+        message = f"model: {self.kind} upstreams have no embeddings"
+        raise UpstreamError(ErrorCode.INVALID_REQUEST, message, param="model")
 
 
 def error_for_status(status: int) -> ErrorCode:

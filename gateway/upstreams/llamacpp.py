@@ -17,7 +17,9 @@ A request the server refuses (a prompt over its context, say) gets a 200 and an 
 the server raises inside its generator. The same request, not streamed, gets the refusal itself (a 400 with
 `code: context_length_exceeded`), so an empty stream is asked again that way to learn why.
 
-The API key is optional (no header when empty); `grammar` (GBNF) and `mirostat_*` pass through `extra`.
+The API key is optional (no header when empty); `grammar` (GBNF) and `mirostat_*` pass through `extra`: the
+fields below are the Jan spec's (its schemas are open, but the server ignores a field it does not know, so a
+client's other fields are refused or dropped by the rule in upstreams/extras.py, not lost there).
 System, assistant and tool contents are plain strings here; JSON schemas go as `json_object` + `schema`.
 """
 
@@ -36,6 +38,7 @@ from gateway.canonical import (
     Usage,
 )
 from gateway.upstreams.base import RouteInfo, UpstreamError
+from gateway.upstreams.extras import field_set
 from gateway.upstreams.openai_compatible import (
     Json,
     OpenAICompatibleAdapter,
@@ -44,6 +47,22 @@ from gateway.upstreams.openai_compatible import (
 )
 from gateway.upstreams.openai_errors import http_failure
 from gateway.upstreams.registry import register
+
+# CreateChatCompletionRequest and CreateCompletionRequest (spec 002).
+CHAT_FIELDS = field_set(
+    """
+    frequency_penalty function_call functions grammar logit_bias logit_bias_type logprobs max_tokens messages
+    min_p min_tokens mirostat_eta mirostat_mode mirostat_tau model n presence_penalty repeat_penalty
+    response_format seed stop stream temperature tool_choice tools top_k top_logprobs top_p user
+    """
+)
+COMPLETION_FIELDS = field_set(
+    """
+    best_of echo frequency_penalty grammar logit_bias logit_bias_type logprobs max_tokens min_p min_tokens
+    mirostat_eta mirostat_mode mirostat_tau model n presence_penalty prompt repeat_penalty seed stop stream
+    suffix temperature top_k top_p user
+    """
+)
 
 
 def prompt_text(request: CanonicalRequest) -> str:
@@ -66,10 +85,13 @@ def prompt_text(request: CanonicalRequest) -> str:
 class LlamaCppAdapter(OpenAICompatibleAdapter):
     kind = "llamacpp"
     label = "llama.cpp / Jan"
+    shortens_embeddings = False  # the Jan spec's embeddings request has no `dimensions`
     needs_credentials = False  # a local server may run without auth
     max_tokens_field = "max_tokens"
     reasoning_fields = ("reasoning_content",)
     message_names = False
+    chat_fields = CHAT_FIELDS
+    completion_fields = COMPLETION_FIELDS
 
     def __init__(self) -> None:
         super().__init__()

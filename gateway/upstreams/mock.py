@@ -1,6 +1,7 @@
 """The built-in sandbox upstream: deterministic, no network, streams with realistic pacing.
 
-Route options (providers.yaml): `first_token_ms` (default 150) and `tokens_per_second` (default 60).
+Route options (providers.yaml): `first_token_ms` (default 150), `tokens_per_second` (default 60) and, for
+embeddings, `dimensions` (default 256).
 It answers with text (a short echo; asked for something "long", a "story" or an "essay", a long text until
 max_tokens, to watch a stream and try Stop); with tools and tool_choice required/named it calls the first (or
 named) tool; with reasoning asked for it thinks out loud first. Usage counts one token per emitted word piece.
@@ -11,9 +12,10 @@ and once the results are in, answers from them: so `make run` shows every tool o
 """
 
 import asyncio
+import hashlib
 import json
 import re
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 
 import aiohttp
 
@@ -34,7 +36,8 @@ from gateway.canonical import (
     Usage,
 )
 from gateway.tokens import estimate_prompt_tokens
-from gateway.upstreams.base import RouteInfo, UpstreamAdapter
+from gateway.upstreams.base import Embedded, RouteInfo, UpstreamAdapter
+from gateway.upstreams.openai_embeddings import unit_length
 from gateway.upstreams.registry import register
 
 
@@ -53,6 +56,7 @@ _LONG_PARAGRAPH = (
     " early pays only for the pieces you received."
 )
 _LONG_REPEATS = 40
+_WORD = re.compile(r"\w+")
 
 
 def _reply(request: CanonicalRequest) -> str:
@@ -130,6 +134,7 @@ class MockAdapter(UpstreamAdapter):
     needs_base_url = False  # no network at all
     needs_credentials = False
     completes_text = True  # a raw prompt is its user turn
+    serves_embeddings = shortens_embeddings = True
 
     async def stream(
         self, request: CanonicalRequest, route: RouteInfo, session: aiohttp.ClientSession
@@ -191,3 +196,26 @@ class MockAdapter(UpstreamAdapter):
         if not request.tools or choice is None or choice.mode in ("auto", "none"):
             return None
         return choice.name if choice.mode == "tool" else request.tools[0].name
+
+    async def embed(
+        self,
+        texts: Sequence[str],
+        route: RouteInfo,
+        session: aiohttp.ClientSession,
+        *,
+        dimensions: int | None,
+    ) -> Embedded:
+        """Bags of words hashed into `dimensions` (else the route's `dimensions`, default 256), unit length:
+        deterministic, and texts that share words point the same way. A token per word."""
+        await asyncio.sleep(float(route.options.get("first_token_ms", 20)) / 1000)
+        size = dimensions or int(route.options.get("dimensions", 256))
+        vectors, tokens = [], 0
+        for text in texts:
+            words = _WORD.findall(text.lower())
+            tokens += max(1, len(words))
+            vector = [0.0] * size
+            for word in words:
+                digest = hashlib.blake2b(word.encode(), digest_size=8).digest()
+                vector[int.from_bytes(digest[:4], "big") % size] += 1.0 if digest[4] & 1 else -1.0
+            vectors.append(unit_length(vector))
+        return Embedded(vectors, tokens)

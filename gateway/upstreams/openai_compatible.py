@@ -9,14 +9,18 @@ stream has ended, because dialects send it after (or with) the finish frame.
 
 Route options: `max_tokens_field` (the field that carries the token limit) and `first_byte_timeout_seconds`
 (default: the provider's timeout), the deadline for the response headers and first event together.
+
+A dialect declares the top-level request fields of its spec (`chat_fields`, `completion_fields`): the
+request's provider-only fields go to it only if it has them (upstreams/extras.py). What a dialect reports
+beside the answer (timings, metrics: `handle_chunk_extras`) rides on the `Usage` as its provider metadata.
 """
 
 import asyncio
 import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from dataclasses import dataclass, field
-from typing import ClassVar
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar
 
 import aiohttp
 
@@ -44,8 +48,9 @@ from gateway.canonical import (
     Usage,
 )
 from gateway.tokens import estimate_prompt_tokens
-from gateway.upstreams.base import RouteInfo, UpstreamAdapter, UpstreamError
+from gateway.upstreams.base import Embedded, RouteInfo, UpstreamAdapter, UpstreamError
 from gateway.upstreams.extras import extras_for
+from gateway.upstreams.openai_embeddings import openai_embeddings
 from gateway.upstreams.openai_errors import Json, classify_error, error_object, error_words, http_failure
 from gateway.upstreams.registry import register
 from gateway.upstreams.sse import SseEvent, iter_sse
@@ -100,6 +105,7 @@ class StreamState:
     # sends one per token, with empty text while a multi-byte character is incomplete).
     output_chunks: int = 0
     completion: list[str] = field(default_factory=list)
+    provider_metadata: dict[str, Any] = field(default_factory=dict)  # handle_chunk_extras keeps it here
 
     def open(
         self, key: str, kind: BlockKind, call_id: str | None = None, name: str | None = None
@@ -165,9 +171,15 @@ class OpenAICompatibleAdapter(UpstreamAdapter):
     reasoning_fields: ClassVar[tuple[str, ...]] = ("reasoning_content", "reasoning")
     history_reasoning_field: ClassVar[str | None] = None  # where assistant reasoning goes in a request
     message_names: ClassVar[bool] = True
-    # Fields of the Anthropic Messages API this dialect takes as they are (upstreams/extras.py).
-    understood_anthropic_fields: ClassVar[frozenset[str]] = frozenset({"top_k"})
+    # The top-level request fields of the dialect's spec, chat and text completions (upstreams/extras.py);
+    # None: any field of the family goes (a generic server decides for itself).
+    chat_fields: ClassVar[frozenset[str] | None] = None
+    completion_fields: ClassVar[frozenset[str] | None] = None
+    # The `reasoning_effort` values the dialect takes, lowest first ("minimal" asks for the first).
+    efforts: ClassVar[tuple[str, ...]] = ("minimal", "low", "medium", "high")
     completes_text = True
+    serves_embeddings = True  # POST /embeddings (gateway/upstreams/openai_embeddings.py)
+    shortens_embeddings = True  # OpenAI's `dimensions`
 
     # --- Request ---------------------------------------------------------------------------
     def chat_url(self, route: RouteInfo) -> str:
@@ -212,7 +224,7 @@ class OpenAICompatibleAdapter(UpstreamAdapter):
         if request.response_format is not None:
             body["response_format"] = self.response_format(request.response_format)
         self.map_reasoning(request, body)
-        extra = extras_for(request, family="openai", understood=self.understood_anthropic_fields)
+        extra = extras_for(request, family="openai", fields=self.chat_fields, label=self.label)
         body.update({name: value for name, value in extra.items() if name not in _PROTECTED})
         body["stream"] = True
         if (options := self.stream_options()) is not None:
@@ -230,7 +242,7 @@ class OpenAICompatibleAdapter(UpstreamAdapter):
             "stop": list(request.stop) or None,
         }
         body.update({name: value for name, value in optional.items() if value is not None})
-        extra = extras_for(request, family="openai", understood=self.understood_anthropic_fields)
+        extra = extras_for(request, family="openai", fields=self.completion_fields, label=self.label)
         body.update({name: value for name, value in extra.items() if name not in _PROTECTED_COMPLETION})
         body["stream"] = True
         if (options := self.stream_options()) is not None:
@@ -255,13 +267,20 @@ class OpenAICompatibleAdapter(UpstreamAdapter):
         return {"type": "json_schema", "json_schema": schema}
 
     def map_reasoning(self, request: CanonicalRequest, body: Json) -> None:
+        """OpenAI's own values: "none" for off, the effort as asked (a server without them says so)."""
         control = request.reasoning
-        if control is None or control.enabled is False:
+        if control is None:
             return
-        if control.effort:
-            body["reasoning_effort"] = control.effort
+        if control.enabled is False:
+            body["reasoning_effort"] = "none"
+        elif control.effort:
+            body["reasoning_effort"] = self.effort(control.effort)
         elif control.budget_tokens:
             body["reasoning_effort"] = effort_for_budget(control.budget_tokens)
+
+    def effort(self, asked: str) -> str:
+        """The dialect's effort for the one asked: "minimal" is its lowest."""
+        return asked if asked in self.efforts else self.efforts[0]
 
     def messages(self, messages: list[Message]) -> list[Json]:
         out: list[Json] = []
@@ -344,7 +363,7 @@ class OpenAICompatibleAdapter(UpstreamAdapter):
         return ""
 
     def handle_chunk_extras(self, chunk: Json, state: StreamState) -> None:
-        """Dialect-only chunk fields (timings, metrics); ignored by default."""
+        """Dialect-only chunk fields (timings, metrics): a dialect keeps them in `state.provider_metadata`."""
 
     def stream_error(self, chunk: Json) -> UpstreamError:
         """An error chunk inside the stream (Cerebras' ErrorChunkResponse: `status_code` beside `error`)."""
@@ -446,7 +465,10 @@ class OpenAICompatibleAdapter(UpstreamAdapter):
                 raise UpstreamError.provider_side(
                     ErrorCode.PROVIDER_UNAVAILABLE, f"{slug}: stream ended before it finished"
                 )
-            yield state.usage or await self.fallback_usage(request, route, session, state)
+            usage = state.usage or await self.fallback_usage(request, route, session, state)
+            if state.provider_metadata:
+                usage = replace(usage, provider_metadata={self.kind: dict(state.provider_metadata)})
+            yield usage
         except UpstreamError:
             raise
         except TimeoutError as exc:
@@ -479,3 +501,17 @@ class OpenAICompatibleAdapter(UpstreamAdapter):
             except BaseException:
                 response.close()
                 raise
+
+    # --- Embeddings ------------------------------------------------------------------------
+    async def embed(
+        self,
+        texts: Sequence[str],
+        route: RouteInfo,
+        session: aiohttp.ClientSession,
+        *,
+        dimensions: int | None,
+    ) -> Embedded:
+        if dimensions is not None and not self.shortens_embeddings:
+            message = "dimensions: this model's provider cannot shorten its vectors; leave it out"
+            raise UpstreamError(ErrorCode.INVALID_REQUEST, message, param="dimensions")
+        return await openai_embeddings(texts, route, session, self.auth_headers(route), dimensions=dimensions)

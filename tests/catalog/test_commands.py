@@ -23,7 +23,7 @@ def run(command: str, path: Path) -> str:
 
 
 def test_catalog_check_accepts_the_shipped_file(shipped_path: Path) -> None:
-    assert run("catalog_check", shipped_path).strip() == "OK: 7 models, 6 providers, 5 creators"
+    assert run("catalog_check", shipped_path).strip() == "OK: 8 models, 6 providers, 5 creators"
 
 
 def test_catalog_check_defaults_to_settings_path(write_catalog, shipped_data: dict) -> None:
@@ -176,7 +176,7 @@ def test_catalog_check_as_a_real_process_exits_0_on_the_shipped_file(shipped_pat
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("OK: 7 models")
+    assert done.stdout.startswith("OK: 8 models")
 
 
 @pytest.mark.django_db
@@ -184,13 +184,13 @@ def test_catalog_load_prints_counts_and_deactivations(
     write_catalog, shipped_path: Path, shipped_data: dict
 ) -> None:
     first = run("catalog_load", shipped_path)
-    assert "models 7 created, 0 updated, 0 unchanged, 0 deactivated" in first
+    assert "models 8 created, 0 updated, 0 unchanged, 0 deactivated" in first
     assert "providers 6 created" in first
     assert "creators 5 created" in first
 
     removed = shipped_data["models"].pop()  # the last one, so no other model's position moves
     second = run("catalog_load", write_catalog(shipped_data))
-    assert "models 0 created, 0 updated, 6 unchanged, 1 deactivated" in second
+    assert "models 0 created, 0 updated, 7 unchanged, 1 deactivated" in second
     assert f"Deactivated: {removed['slug']}" in second
 
 

@@ -19,7 +19,7 @@ def test_shipped_catalog_loads_everything(shipped_path: Path) -> None:
     result = catalog_load(shipped_path)
 
     catalog = catalog_parse(shipped_path)
-    assert (result.models.created, result.providers.created, result.creators.created) == (7, 6, 5)
+    assert (result.models.created, result.providers.created, result.creators.created) == (8, 6, 5)
     assert list(Model.objects.values_list("slug", flat=True)) == [m.slug for m in catalog.models]
     assert Route.objects.count() == sum(len(m.routes) for m in catalog.models)
     pro = Model.objects.get(slug=SANDBOX_PRO)
@@ -58,7 +58,7 @@ def test_second_load_changes_nothing(shipped_path: Path) -> None:
 
     again = catalog_load(shipped_path)
 
-    assert (again.models.created, again.models.updated, again.models.unchanged) == (0, 0, 7)
+    assert (again.models.created, again.models.updated, again.models.unchanged) == (0, 0, 8)
     assert (again.providers.created, again.providers.updated) == (0, 0)
     assert (again.creators.created, again.creators.updated) == (0, 0)
     assert again.deactivated == []
@@ -76,7 +76,7 @@ def test_model_removed_from_file_is_deactivated_not_deleted(write_catalog, shipp
     gone = Model.objects.get(slug=SANDBOX_PRO)
     assert gone.is_active is False
     assert gone.routes.count() == 1  # kept, so history stays explainable
-    assert Model.objects.filter(is_active=True).count() == 6
+    assert Model.objects.filter(is_active=True).count() == 7
 
 
 def test_model_back_in_the_file_is_reactivated(write_catalog, shipped_data: dict) -> None:

@@ -28,6 +28,7 @@ CATALOG_ORDER = [
     "local/llama-cpp",
     "hyperinfer/sandbox-pro",
     "hyperinfer/sandbox",
+    "hyperinfer/sandbox-embed",
 ]
 
 
@@ -82,7 +83,11 @@ def test_search_matches_name_slug_or_description_ignoring_case():
     assert slugs_for({"q": "KIMI"}) == ["moonshotai/kimi-k2-instruct-0905"]  # the name
     assert slugs_for({"q": "llama-3.1"}) == ["meta-llama/llama-3.1-70b", "meta-llama/llama-3.1-8b"]  # slugs
     assert slugs_for({"q": "Wafer-Scale"}) == ["meta-llama/llama-3.1-70b"]  # only in its description
-    assert slugs_for({"q": "  sandbox  "}) == ["hyperinfer/sandbox-pro", "hyperinfer/sandbox"]
+    assert slugs_for({"q": "  sandbox  "}) == [
+        "hyperinfer/sandbox-pro",
+        "hyperinfer/sandbox",
+        "hyperinfer/sandbox-embed",
+    ]
     assert slugs_for({"q": "no such model anywhere"}) == []
 
 
@@ -97,6 +102,7 @@ def test_each_filter_narrows_the_list():
         "meta-llama/llama-3.1-8b",
         "local/llama-cpp",
         "hyperinfer/sandbox",
+        "hyperinfer/sandbox-embed",
     ]
     assert slugs_for({"max_price": "0"}) == ["local/llama-cpp", "hyperinfer/sandbox"]
     assert slugs_for({"min_context": "131072"}) == [
@@ -119,6 +125,7 @@ def test_each_sort_order():
     assert slugs_for({"sort": "price"}) == [
         "local/llama-cpp",
         "hyperinfer/sandbox",
+        "hyperinfer/sandbox-embed",
         "meta-llama/llama-3.1-8b",
         "meta-llama/llama-3.1-70b",
         "moonshotai/kimi-k2-instruct-0905",
@@ -133,6 +140,7 @@ def test_each_sort_order():
         "meta-llama/llama-3.1-8b",
         "hyperinfer/sandbox",
         "local/llama-cpp",
+        "hyperinfer/sandbox-embed",  # 8,192 like llama.cpp: the tie keeps catalog order
     ]
     volumes = {"hyperinfer/sandbox": 900, "meta-llama/llama-3.1-8b": 5_000, "deepseek/deepseek-v4-pro": 10}
     assert slugs_for({"sort": "volume"}, volumes)[:4] == [
@@ -144,7 +152,13 @@ def test_each_sort_order():
 
 
 def test_newest_sorts_by_release_date_else_by_when_the_catalog_listed_the_model():
-    undated = ["deepseek/deepseek-v4-pro", "local/llama-cpp", "hyperinfer/sandbox-pro", "hyperinfer/sandbox"]
+    undated = [
+        "deepseek/deepseek-v4-pro",
+        "local/llama-cpp",
+        "hyperinfer/sandbox-pro",
+        "hyperinfer/sandbox",
+        "hyperinfer/sandbox-embed",
+    ]
     Model.objects.filter(slug__in=undated).update(
         created_at=datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
     )
@@ -159,6 +173,7 @@ def test_newest_sorts_by_release_date_else_by_when_the_catalog_listed_the_model(
         "deepseek/deepseek-v4-pro",  # listed 2024-01-01
         "local/llama-cpp",
         "hyperinfer/sandbox-pro",
+        "hyperinfer/sandbox-embed",
     ]
 
 
@@ -214,7 +229,7 @@ def test_the_list_needs_no_login_and_shows_every_active_model(client, workspace)
 
     assert card_slugs(page) == [slug for slug in CATALOG_ORDER if slug != "local/llama-cpp"]
     assert "Local llama.cpp model" not in page
-    assert 'data-testid="result-count">6 models<' in page
+    assert 'data-testid="result-count">7 models<' in page
     card = page[page.index('data-slug="meta-llama/llama-3.1-8b"') :]
     card = card[: card.index("</article>")]
     assert 'href="/models/meta-llama/llama-3.1-8b/"' in card
@@ -240,7 +255,7 @@ def test_search_by_get_parameter_keeps_the_value_in_the_form(client):
     page = get(client, "/models/?q=wafer")
     assert card_slugs(page) == ["meta-llama/llama-3.1-70b"]
     assert input_value(page, "q") == "wafer"
-    assert 'data-testid="result-count">1 of 7 models<' in page
+    assert 'data-testid="result-count">1 of 8 models<' in page
     assert 'href="/models/">Clear all</a>' in page
 
 
@@ -273,7 +288,12 @@ def test_each_select_filter_by_get_parameter_stays_selected(client, params, fiel
 
 def test_max_price_filter_by_get_parameter_keeps_its_value(client):
     page = get(client, "/models/?max_price=0.1")
-    assert card_slugs(page) == ["meta-llama/llama-3.1-8b", "local/llama-cpp", "hyperinfer/sandbox"]
+    assert card_slugs(page) == [
+        "meta-llama/llama-3.1-8b",
+        "local/llama-cpp",
+        "hyperinfer/sandbox",
+        "hyperinfer/sandbox-embed",
+    ]
     assert input_value(page, "max_price") == "0.1"
 
 
@@ -313,14 +333,14 @@ def test_each_sort_order_by_get_parameter(client, workspace, sort, first):
 
 def test_sort_and_filters_combine_in_one_link(client):
     page = get(client, "/models/?creator=hyperinfer&sort=price")
-    assert card_slugs(page) == ["hyperinfer/sandbox", "hyperinfer/sandbox-pro"]
+    assert card_slugs(page) == ["hyperinfer/sandbox", "hyperinfer/sandbox-embed", "hyperinfer/sandbox-pro"]
 
 
 def test_an_empty_result_says_no_models_match(client):
     page = get(client, "/models/?q=nothing-like-this&feature=vision")
     assert card_slugs(page) == []
     assert 'data-testid="no-results"' in page and "No models match these filters." in page
-    assert 'data-testid="result-count">0 of 7 models<' in page
+    assert 'data-testid="result-count">0 of 8 models<' in page
 
 
 def test_the_nav_links_to_the_models_for_visitors_and_signed_in_users(client):
@@ -545,3 +565,16 @@ def test_the_page_url_reverses_with_the_slash_in_the_slug():
         == "/models/meta-llama/llama-3.1-8b/"
     )
     assert reverse("catalog:models") == "/models/"
+
+
+def test_an_embedding_model_shows_its_dimensions_and_no_output(client):
+    card = get(client, "/models/")
+    card = card[card.index('data-slug="hyperinfer/sandbox-embed"') :]
+    card = card[: card.index("</article>")]
+    assert "<strong>256</strong> dimensions" in card and "/M output" not in card
+    assert 'data-testid="embedding">Embeddings<' in card
+    page = get(client, "/models/hyperinfer/sandbox-embed/")
+    pricing = section(page, "pricing")
+    assert 'data-testid="dimensions">256<' in pricing
+    assert "Completion" not in pricing and "Max output" not in pricing
+    assert "POST /api/v1/embeddings" in page and "client.embeddings.create(" in html.unescape(page)

@@ -156,7 +156,7 @@ def test_the_model_list_renders_in_chromium(live_server, browser, traffic):
         "deepseek/deepseek-v4-pro",
         "moonshotai/kimi-k2-instruct-0905",
     ]
-    assert len(cards) == 7
+    assert len(cards) == 8
     assert dom.where("a", href=f"/models/{MODEL}/")
     assert all(
         name in dom.document for name in ("DeepSeek V4 Pro", "Llama 3.1 8B Instruct", "HyperInfer Sandbox")

@@ -19,7 +19,7 @@ from tests.catalog.traffic import roll_up_and_refresh
 from tests.factories import make_user, make_workspace
 
 SDK_FIELDS = ("id", "object", "created", "owned_by", "type", "display_name", "created_at")
-EXTENSIONS = (*SDK_FIELDS, "available")
+EXTENSIONS = (*SDK_FIELDS, "available", "kind", "dimensions")
 
 pytestmark = pytest.mark.django_db
 
@@ -108,7 +108,7 @@ def test_every_shipped_model_is_listed_as_the_specs_public_model(
         public_model.validate(item)
         assert set(item) <= allowed, item["slug"]
     assert [item["slug"] for item in body["data"]] == [model.slug for model in models_active()]
-    assert len(body["data"]) == 7
+    assert len(body["data"]) == 8
     assert body["meta"] == {"image_generation_configured": False}
     ids = [item["id"] for item in body["data"]]
     assert (body["object"], body["has_more"], body["first_id"], body["last_id"]) == (
@@ -168,6 +168,7 @@ def test_a_model_in_every_shape_has_exact_prices_dates_and_capabilities(
         "display_name": "Kimi K2 Instruct 0905",
         "created_at": "2025-09-05T00:00:00Z",
         "available": False,  # no Cerebras or Fireworks key on this machine
+        "kind": "chat",
     }
     assert by_slug(data_of(client, "/api/v1/models?format=openrouter"), "id")[KIMI] == {
         "id": KIMI,
@@ -302,7 +303,7 @@ def test_the_listing_takes_the_same_few_queries_whatever_the_number_of_models(
     client, shipped_catalog, django_assert_max_num_queries
 ):
     with django_assert_max_num_queries(4):  # models + creators, routes, providers, weekly volumes
-        assert len(data_of(client, "/api/v1/models")) == 7
+        assert len(data_of(client, "/api/v1/models")) == 8
 
 
 # --- One model -------------------------------------------------------------------------------------------
@@ -415,3 +416,11 @@ def test_a_method_the_catalog_does_not_serve_is_a_405_in_the_envelope(client, sh
     assert response.status_code == 405
     assert response.json()["error"]["code"] == "invalid_request"
     assert response.json()["error"]["request_id"] == response["X-Request-Id"]
+
+
+def test_an_embedding_model_says_so_and_has_its_vector_size(client, shipped_catalog):
+    embed = by_slug(data_of(client, "/api/v1/models"))["hyperinfer/sandbox-embed"]
+    assert (embed["kind"], embed["dimensions"], embed["features"]) == ("embedding", 256, [])
+    assert (embed["max_output_tokens"], embed["pricing"]) == (0, {"prompt": 0.02, "completion": 0.0})
+    openrouter = by_slug(data_of(client, "/api/v1/models?format=openrouter"), "id")
+    assert openrouter["hyperinfer/sandbox-embed"]["output_modalities"] == ["embeddings"]

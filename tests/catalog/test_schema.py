@@ -231,3 +231,48 @@ def test_missing_file_is_a_catalog_error(tmp_path: Path) -> None:
 def test_empty_file_is_a_catalog_error(write_catalog) -> None:
     with pytest.raises(CatalogError, match=r"providers\.yaml: the file is empty"):
         catalog_parse(write_catalog(""))
+
+
+EMBED = "hyperinfer/sandbox-embed"
+
+
+def test_an_embedding_model_parses_with_its_dimensions_and_no_output(shipped_data: dict) -> None:
+    catalog = catalog_from_data(shipped_data, source="providers.yaml")
+    embed = next(model for model in catalog.models if model.slug == EMBED)
+    assert (embed.kind, embed.dimensions, embed.max_output_tokens) == ("embedding", 256, 0)
+    assert (embed.prompt_price, embed.completion_price, embed.features) == (Decimal("0.02"), Decimal(0), ())
+    assert {model.kind for model in catalog.models if model.slug != EMBED} == {"chat"}
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda m: m.pop("dimensions"), f"models[{EMBED}].dimensions: required for an embedding model"),
+        (
+            lambda m: m.update(max_output_tokens=10),
+            f"models[{EMBED}].max_output_tokens: an embedding model has none",
+        ),
+        (lambda m: m.update(features=["tools"]), f"models[{EMBED}].features: an embedding model has none"),
+        (
+            lambda m: m["pricing"].update(completion=1),
+            f"models[{EMBED}].pricing.completion: an embedding model is priced by its input only",
+        ),
+        (lambda m: m.update(kind="image"), f"models[{EMBED}].kind: must be one of"),
+        (lambda m: m.update(dimensions=0), f"models[{EMBED}].dimensions:"),
+    ],
+)
+def test_an_embedding_models_mistakes_are_named(shipped_data: dict, mutate, expected: str) -> None:
+    mutate(find_model(shipped_data, EMBED))
+    with pytest.raises(CatalogError) as error:
+        catalog_from_data(shipped_data, source="providers.yaml")
+    assert str(error.value).startswith(f"providers.yaml: {expected}")
+
+
+def test_a_chat_model_has_no_dimensions_and_needs_its_output_limit(shipped_data: dict) -> None:
+    pro = find_model(shipped_data, "hyperinfer/sandbox-pro")
+    pro["dimensions"] = 8
+    with pytest.raises(CatalogError, match=r"sandbox-pro\]\.dimensions: only an embedding model"):
+        catalog_from_data(shipped_data, source="providers.yaml")
+    del pro["dimensions"], pro["max_output_tokens"]
+    with pytest.raises(CatalogError, match=r"sandbox-pro\]\.max_output_tokens: required field is missing"):
+        catalog_from_data(shipped_data, source="providers.yaml")

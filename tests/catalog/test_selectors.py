@@ -23,7 +23,7 @@ def test_model_slugs_lists_active_models_only(loaded: None) -> None:
     slugs = model_slugs()
     assert "hyperinfer/sandbox" in slugs
     assert "local/llama-cpp" not in slugs
-    assert len(slugs) == 6
+    assert len(slugs) == 7
 
 
 def test_model_get_returns_active_model_with_routes_loaded(loaded: None, django_assert_num_queries) -> None:

@@ -38,8 +38,8 @@ def api_key(transactional_db) -> str:
     return api_key_create(workspace=workspace, name="snippets", created_by=owner).secret
 
 
-def snippets_from_the_page(site: str) -> dict[str, str]:
-    page = httpx.get(f"{site}/models/{MODEL}/", timeout=10)
+def snippets_from_the_page(site: str, model: str = MODEL) -> dict[str, str]:
+    page = httpx.get(f"{site}/models/{model}/", timeout=10)
     assert page.status_code == 200
     return {
         key: html.unescape(code)
@@ -73,3 +73,14 @@ def test_the_curl_snippet_runs_against_the_site(site, api_key):
     answer = json.loads(run(["bash", "-c", snippets_from_the_page(site)["curl"]], api_key))
     assert answer["object"] == "chat.completion" and answer["model"] == MODEL
     assert answer["choices"][0]["message"]["content"]
+
+
+def test_an_embedding_models_snippets_run_against_the_site(site, api_key):
+    snippets = snippets_from_the_page(site, "hyperinfer/sandbox-embed")
+    assert set(snippets) == {"curl", "openai"}  # Anthropic's API has no embeddings
+    printed = run([sys.executable, "-c", snippets["openai"]], api_key)
+    assert printed.startswith("256 numbers each; cosine similarity 0.")
+    if shutil.which("curl") is not None:
+        answer = json.loads(run(["bash", "-c", snippets["curl"]], api_key))
+        assert [item["index"] for item in answer["data"]] == [0, 1]
+        assert answer["model"] == "hyperinfer/sandbox-embed" and answer["usage"]["prompt_tokens"] == 12

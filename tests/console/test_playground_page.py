@@ -48,5 +48,6 @@ def test_the_page_offers_the_catalogs_models_and_the_three_formats(member_client
         assert f'data-path="{path}"' in body
     assert 'value="hyperinfer/sandbox-pro" data-max-output="16384" selected' in body
     assert 'value="hyperinfer/sandbox"' in body
+    assert "hyperinfer/sandbox-embed" not in body  # an embedding model cannot chat
     chosen = client.get("/playground/?model=hyperinfer/sandbox").content.decode()
     assert 'value="hyperinfer/sandbox" data-max-output="4096" selected' in chosen

@@ -64,6 +64,12 @@ _STATUS = {
     "context_length": 400,
 }
 # Top-level request fields of the dialects whose schemas are closed (additionalProperties: false).
+_CEREBRAS_FIELDS = """
+    model stream messages frequency_penalty logit_bias logprobs top_logprobs max_tokens max_completion_tokens
+    min_tokens min_completion_tokens n presence_penalty reasoning_effort disable_reasoning clear_thinking
+    reasoning_format response_format seed service_tier stop stream_options temperature top_p tools tool_choice
+    parallel_tool_calls user prediction prompt_cache_key
+"""
 _FIREWORKS_FIELDS = """
     context_length_exceeded_behavior echo echo_last frequency_penalty function_call functions ignore_eos
     logit_bias logprobs max_completion_tokens max_tokens messages metadata min_p mirostat_lr mirostat_target
@@ -98,9 +104,18 @@ _COMPLETION_FIELDS = {
     "llamacpp": frozenset(_JAN_COMPLETION_FIELDS.split()),
 }
 _CLOSED_FIELDS = {
+    "cerebras": frozenset(_CEREBRAS_FIELDS.split()),
     "fireworks": frozenset(_FIREWORKS_FIELDS.split()),
     "baseten": frozenset(_BASETEN_FIELDS.split()),
 }
+
+
+# What the fakes report beside usage: Cerebras' TimeInfo, Fireworks' perf_metrics (when asked for).
+CEREBRAS_TIME_INFO = {"queue_time": 0.0, "prompt_time": 0.01, "completion_time": 0.2, "total_time": 0.21}
+
+
+def fireworks_perf_metrics(s: "Scenario") -> dict:
+    return {"prompt-tokens": s.prompt_tokens, "server-time-to-first-token": 0.1}
 
 
 @dataclass
@@ -130,6 +145,10 @@ class Scenario:
     error_status: int = 400  # for http_error
     error_message: str = "fake http_error"
     error_code: str | None = None
+    # Embeddings (the Jan dialect): `embedding_size` numbers a vector; per token (as a real llama.cpp server
+    # without pooling answers) or one per input; `prompt_tokens` in the usage, a word a token when None.
+    embedding_size: int = 4
+    embedding_per_token: bool = False
     # A model that calls a tool the request offers, (name, arguments JSON), while the conversation has no tool
     # result yet, and then answers "From the tool: " and the start of the last result (it read it).
     tool_call: tuple[str, str] | None = None
@@ -196,6 +215,8 @@ class DialectFake:
         app.router.add_post(_PREFIX[self.dialect] + "/chat/completions", self._chat)
         if self.dialect in _COMPLETION_FIELDS:
             app.router.add_post(_PREFIX[self.dialect] + "/completions", self._completions)
+        if self.dialect == "llamacpp":  # the Jan spec's /v1/embeddings (also an OpenAI-compatible server's)
+            app.router.add_post(_PREFIX[self.dialect] + "/embeddings", self._embeddings)
         if self.dialect == "llamacpp":
             app.router.add_post("/extras/tokenize/count", self._count)
         app.on_startup.append(self._on_startup)
@@ -356,15 +377,11 @@ class DialectFake:
 
     def _add_usage(self, chunks: list[dict], s: Scenario, body: dict, base: dict) -> None:
         if self.dialect == "cerebras":  # usage and time_info ride on the finish chunk
-            timing = {"queue_time": 0.0, "prompt_time": 0.01, "completion_time": 0.2, "total_time": 0.21}
-            chunks[-1] |= {"usage": self._usage(s), "time_info": timing}
+            chunks[-1] |= {"usage": self._usage(s), "time_info": dict(CEREBRAS_TIME_INFO)}
         elif self.dialect == "fireworks":  # always, on the finish chunk
             chunks[-1]["usage"] = self._usage(s)
             if body.get("perf_metrics_in_response"):
-                chunks[-1]["perf_metrics"] = {
-                    "prompt-tokens": s.prompt_tokens,
-                    "server-time-to-first-token": 0.1,
-                }
+                chunks[-1]["perf_metrics"] = fireworks_perf_metrics(s)
         elif self.dialect == "baseten":
             options = body.get("stream_options") or {}
             if options.get("continuous_usage_stats", True):  # the spec's default: running totals each chunk
@@ -408,6 +425,40 @@ class DialectFake:
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
+
+    # --- Embeddings (Jan: CreateEmbeddingRequest {input, model?, user?}; OpenAI adds dimensions) --------
+    @property
+    def embedding_requests(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.path.endswith("/embeddings")]
+
+    async def _embeddings(self, request: web.Request) -> web.Response:
+        body = await self._record(request)
+        s = self.scenario
+        if not self._authorized(request):
+            return self._error(401, "Invalid API key", "wrong_api_key")
+        if s.failure == "http_error":
+            return self._error(s.error_status, s.error_message, s.error_code)
+        if s.failure in _STATUS:
+            return self._error(_STATUS[s.failure], f"fake {s.failure}")
+        texts = body["input"] if isinstance(body.get("input"), list) else [body.get("input")]
+        size = body.get("dimensions") or s.embedding_size
+        data = []
+        for index, text in enumerate(texts):
+            words = str(text).split() or [""]
+            # Token t of input i: the numbers i + t + k/10 (k < size), so pooling is checkable by hand.
+            tokens = [[index + t + k / 10 for k in range(size)] for t in range(len(words))]
+            data.append(
+                {
+                    "object": "embedding",
+                    "index": index,
+                    "embedding": tokens if s.embedding_per_token else tokens[0],
+                }
+            )
+        prompt = sum(len(str(text).split()) for text in texts)
+        usage = {"prompt_tokens": prompt, "total_tokens": prompt}
+        return web.json_response(
+            {"object": "list", "data": data[::-1], "model": body.get("model"), "usage": usage}
+        )
 
     async def _count(self, request: web.Request) -> web.Response:
         """The fake tokenizer: one token per whitespace-separated word, plus a BOS token."""

@@ -92,18 +92,22 @@ def serve_model_from(
     completion_price="2",
     features: tuple[str, ...] = (),
     options: dict | None = None,
+    kind: str = "chat",
+    dimensions: int | None = None,
 ) -> None:
     """Put a model in the catalog whose routes (kind, base_url), in order, point at fakes.
 
     Every route's provider reads its key from FAKE_UPSTREAM_KEY; the caller sets that variable. `features`
-    are the model's (e.g. "tools"), `options` every route's.
+    are the model's (e.g. "tools"), `options` every route's; `kind="embedding"` (with `dimensions`) makes an
+    embedding model.
     """
     from catalog.models import Creator, Model, Provider, Route
 
     creator = Creator.objects.get(slug="hyperinfer")
     model = Model.objects.create(
-        slug=slug, name=slug, creator=creator, context_length=32_000, max_output_tokens=1_000,
-        prompt_price=prompt_price, completion_price=completion_price, position=999, features=list(features),
+        slug=slug, name=slug, creator=creator, context_length=32_000, position=999, features=list(features),
+        max_output_tokens=0 if kind == "embedding" else 1_000, kind=kind, dimensions=dimensions,
+        prompt_price=prompt_price, completion_price=0 if kind == "embedding" else completion_price,
     )  # fmt: skip
     for position, (kind, base_url) in enumerate(routes):
         provider = Provider.objects.create(

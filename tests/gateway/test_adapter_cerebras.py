@@ -18,7 +18,7 @@ from gateway.canonical import (
 )
 from gateway.upstreams.base import UpstreamError
 from gateway.upstreams.cerebras import CerebrasAdapter
-from tests.fakes.openai_dialects import Scenario, openai_fake
+from tests.fakes.openai_dialects import CEREBRAS_TIME_INFO, Scenario, openai_fake
 from tests.fakes.server import collect_events
 
 
@@ -46,7 +46,13 @@ def test_reasoning_streams_from_the_reasoning_field_into_its_own_block_before_th
         TextDelta(1, "se."),
         BlockStop(1),
         Finish("stop"),
-        Usage(prompt_tokens=12, completion_tokens=7, cached_prompt_tokens=5, reasoning_tokens=3),
+        Usage(
+            prompt_tokens=12,
+            completion_tokens=7,
+            cached_prompt_tokens=5,
+            reasoning_tokens=3,
+            provider_metadata={"cerebras": {"time_info": CEREBRAS_TIME_INFO}},
+        ),
     ]
 
 

@@ -13,7 +13,7 @@ from gateway.canonical import (
     Usage,
 )
 from gateway.upstreams.fireworks import FireworksAdapter
-from tests.fakes.openai_dialects import Scenario, openai_fake
+from tests.fakes.openai_dialects import Scenario, fireworks_perf_metrics, openai_fake
 from tests.fakes.server import collect_events
 
 
@@ -33,7 +33,11 @@ def test_reasoning_content_deltas_become_a_reasoning_block_and_usage_comes_with_
         ask(ReasoningControl(effort="low")), Scenario(reasoning="Hmm.", text="Yes.", cached_tokens=2)
     )
     assert events[:2] == [BlockStart(0, "reasoning"), ReasoningDelta(0, "Hmm.")]
-    assert events[-1] == Usage(prompt_tokens=12, completion_tokens=7, cached_prompt_tokens=2)
+    perf_metrics = {"fireworks": {"perf_metrics": fireworks_perf_metrics(Scenario())}}
+    assert events[-1] == Usage(
+        prompt_tokens=12, completion_tokens=7, cached_prompt_tokens=2, provider_metadata=perf_metrics
+    )
+    assert body["perf_metrics_in_response"] is True  # asked for always: a few numbers in the last chunk
     assert "stream_options" not in body  # not in Fireworks' closed schema; it sends usage regardless
 
 
@@ -43,7 +47,7 @@ def test_reasoning_content_deltas_become_a_reasoning_block_and_usage_comes_with_
         (ReasoningControl(effort="high"), {"reasoning_effort": "high"}),
         (ReasoningControl(enabled=False), {"reasoning_effort": "none"}),
         (ReasoningControl(budget_tokens=4096), {"thinking": {"type": "enabled", "budget_tokens": 4096}}),
-        (ReasoningControl(budget_tokens=200), {"thinking": {"type": "enabled", "budget_tokens": 1024}}),
+        (ReasoningControl(budget_tokens=200), {"reasoning_effort": 200}),  # below thinking's minimum
         (
             ReasoningControl(effort="low", budget_tokens=2000),
             {"thinking": {"type": "enabled", "budget_tokens": 2000}},
@@ -64,9 +68,9 @@ def test_history_reasoning_goes_back_as_reasoning_content_and_names_are_dropped(
         Message("assistant", [ReasoningBlock("Thought."), TextBlock("Answer.")]),
         Message("user", [TextBlock("Again?")]),
     ]
-    request.extra = {"perf_metrics_in_response": True, "context_length_exceeded_behavior": "error"}
+    request.extra = {"perf_metrics_in_response": False, "context_length_exceeded_behavior": "error"}
     events, body = run(request)
     assert body["messages"][0] == {"role": "user", "content": "Why?"}
     assert body["messages"][1] == {"role": "assistant", "content": "Answer.", "reasoning_content": "Thought."}
     assert body["context_length_exceeded_behavior"] == "error"
-    assert events[-1] == Usage(prompt_tokens=12, completion_tokens=7)  # perf_metrics in the chunk are ignored
+    assert events[-1] == Usage(prompt_tokens=12, completion_tokens=7)  # the client's `false` stands

@@ -34,7 +34,13 @@ from gateway.upstreams.cerebras import CerebrasAdapter
 from gateway.upstreams.fireworks import FireworksAdapter
 from gateway.upstreams.llamacpp import LlamaCppAdapter
 from gateway.upstreams.openai_compatible import OpenAICompatibleAdapter
-from tests.fakes.openai_dialects import FakeToolCall, Scenario, openai_fake
+from tests.fakes.openai_dialects import (
+    CEREBRAS_TIME_INFO,
+    FakeToolCall,
+    Scenario,
+    fireworks_perf_metrics,
+    openai_fake,
+)
 from tests.fakes.server import collect_events
 
 ADAPTERS = {
@@ -57,9 +63,17 @@ def run(dialect: str, fake, request: CanonicalRequest | None = None, **route):
     return collect_events(ADAPTERS[dialect], request or ask(), fake.route(**route))
 
 
+# What each dialect reports beside usage (its provider metadata), as the fakes send it.
+PROVIDER_METADATA = {
+    "cerebras": lambda scenario: {"cerebras": {"time_info": CEREBRAS_TIME_INFO}},
+    "fireworks": lambda scenario: {"fireworks": {"perf_metrics": fireworks_perf_metrics(scenario)}},
+}
+
+
 def expected_usage(dialect: str, fake, scenario: Scenario) -> Usage:
     if dialect != "llamacpp":
-        return Usage(12, 7, scenario.cached_tokens, scenario.reasoning_tokens)
+        metadata = PROVIDER_METADATA[dialect](scenario) if dialect in PROVIDER_METADATA else None
+        return Usage(12, 7, scenario.cached_tokens, scenario.reasoning_tokens, provider_metadata=metadata)
     # llama.cpp: the prompt from the server's own usage (the one-token probe), output one chunk per token.
     chunks = -(-len(scenario.text) // scenario.piece)
     return Usage(scenario.prompt_tokens, chunks)

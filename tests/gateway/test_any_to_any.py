@@ -234,7 +234,12 @@ class ChatClient:
     format = "chat_completions"
     events = (ChatCompletionChunk,)
     # documented HyperInfer fields: the cost, the reasoning text and signed reasoning (docs/translation.md)
-    extensions = {(CompletionUsage, "cost"), (ChoiceDelta, "reasoning"), (ChoiceDelta, "reasoning_details")}
+    extensions = {
+        (CompletionUsage, "cost"),
+        (CompletionUsage, "provider_metadata"),
+        (ChoiceDelta, "reasoning"),
+        (ChoiceDelta, "reasoning_details"),
+    }
     stops = {"text": "stop", "tool": "tool_calls"}
     reasoning = {"reasoning_effort": "low"}
 
@@ -316,7 +321,12 @@ class ChatClient:
 class MessagesClient:
     format = "anthropic_messages"
     events = event_classes(anthropic.lib.streaming.ParsedMessageStreamEvent)  # what messages.stream() yields
-    extensions = {(Usage, "cost"), (MessageDeltaUsage, "cost")}
+    extensions = {
+        (Usage, "cost"),
+        (MessageDeltaUsage, "cost"),
+        (Usage, "provider_metadata"),
+        (MessageDeltaUsage, "provider_metadata"),
+    }
     stops = {"text": "end_turn", "tool": "tool_use"}
     reasoning = {"thinking": {"type": "enabled", "budget_tokens": 1024}}
 
@@ -394,6 +404,7 @@ class ResponsesClient:
     # that this SDK version does not model: not misnamed, so accepted; anything else undeclared is not.
     extensions = {
         (ResponseUsage, "cost"),
+        (ResponseUsage, "provider_metadata"),
         (Response, "store"),
         (ResponseFunctionCallArgumentsDoneEvent, "name"),
     }

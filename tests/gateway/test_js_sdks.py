@@ -64,7 +64,7 @@ def node() -> str:
 
 def run_node_tests(node: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     files = sorted(str(path) for path in JS_DIR.glob("*.test.mjs"))
-    assert len(files) >= 5, f"the JS test files are missing from {JS_DIR}"
+    assert len(files) >= 6, f"the JS test files are missing from {JS_DIR}"
     return subprocess.run(
         [node, "--test", "--test-reporter=spec", *files],
         cwd=JS_DIR,
@@ -127,6 +127,7 @@ def test_the_javascript_sdks_pass_the_checks_the_python_sdks_pass(node, gateway_
         )
         took = time.monotonic() - started
         upstream = [request.body for request in fake.chat_requests]
+        completions = [request.body for request in fake.completion_requests]
     print(f"node --test took {took:.1f}s\n{run.stdout}")
     assert run.returncode == 0, f"the JS SDK tests failed:\n{run.stdout}\n{run.stderr}"
     summary = dict(re.findall(r"^\S (tests|pass|fail|cancelled|skipped|todo) (\d+)$", run.stdout, re.M))
@@ -142,15 +143,20 @@ def test_the_javascript_sdks_pass_the_checks_the_python_sdks_pass(node, gateway_
 
     # Every upstream answer is one completed generation, charged exactly its fake token counts, and the
     # workspace's balance fell by exactly the sum: no request went unbilled or was billed twice.
-    generations = recorded_generations(workspace, len(upstream))
-    assert len(generations) == len(upstream) >= 16
+    assert [body["prompt"] for body in completions] == ["The weather in Paris is"] * 2
+    generations = recorded_generations(workspace, len(upstream) + len(completions) + 2)  # + 2 embeddings
+    embedded = [g for g in generations if g.ingress_format == "embeddings"]
+    assert len(embedded) == 2 and {g.tokens_prompt for g in embedded} == {15}  # the sandbox's vectors
+    generations = [g for g in generations if g.model == MODEL]
+    assert len(generations) == len(upstream) + len(completions) >= 18
     assert {(g.model, g.tokens_prompt, g.tokens_completion, g.cost_micro_usd) for g in generations} == {
         (MODEL, PROMPT_TOKENS, COMPLETION_TOKENS, COST_MICRO_USD)
     }
     assert {(g.ingress_format, g.streamed) for g in generations} == {
         (fmt, streamed)
-        for fmt in ("chat_completions", "responses", "anthropic_messages")
+        for fmt in ("chat_completions", "responses", "anthropic_messages", "completions")
         for streamed in (True, False)
     }
     spent = before - account_for(workspace_id=workspace.pk).balance_micro_usd
-    assert spent == sum(g.cost_micro_usd for g in generations) == COST_MICRO_USD * len(upstream)
+    total = sum(g.cost_micro_usd for g in [*generations, *embedded])
+    assert spent == total == COST_MICRO_USD * len(generations) + sum(g.cost_micro_usd for g in embedded)

@@ -140,7 +140,7 @@ def test_the_task_refreshes_the_snapshot_with_new_generations(shipped_catalog, r
     slug = "meta-llama/llama-3.1-8b"
     records(slug, ago=earlier_today(datetime.timedelta(hours=1)), tokens_prompt=100, tokens_completion=20)
     roll_up_usage()
-    assert refresh_model_figures() == 7  # every active model of the shipped catalog
+    assert refresh_model_figures() == 8  # every active model of the shipped catalog
     first = model_figures_get(slug=slug)
     assert first.weekly_tokens == 120 and first.requests == 1 and first.success_rate == 1.0
     assert first.daily_tokens[-1] == (timezone.now().date(), 120)
@@ -157,7 +157,7 @@ def test_the_task_refreshes_the_snapshot_with_new_generations(shipped_catalog, r
     assert second.daily_tokens[-1] == (timezone.now().date(), 1120)
     assert snapshot_weekly_volumes()[slug] == 1120
     assert ModelFigures.objects.get(model__slug=slug).computed_at > computed_at
-    assert ModelFigures.objects.count() == 7  # one row per model, replaced in place
+    assert ModelFigures.objects.count() == 8  # one row per model, replaced in place
 
 
 def test_a_model_without_traffic_has_no_figures(shipped_catalog, records):

@@ -107,7 +107,7 @@ def test_the_recipe_serves_a_new_dialect(gateway_url, funded_key, dialect_module
 
         checked = catalog_check(path)  # step 3
         assert checked.returncode == 0, checked.stderr
-        assert checked.stdout.strip() == "OK: 8 models, 7 providers, 5 creators"
+        assert checked.stdout.strip() == "OK: 9 models, 7 providers, 5 creators"
         catalog_load(path)
         catalog_cache.invalidate()
 
