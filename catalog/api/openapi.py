@@ -1,4 +1,4 @@
-"""The catalog API's OpenAPI documentation (drf-spectacular; gateway/openapi.py serves it in /openapi.json).
+"""The catalog API's OpenAPI documentation (drf-spectacular; gateway/openapi/ serves it in /openapi.json).
 
 `listModels` is the spec's operation verbatim, plus the `format` query parameter, marked as our extension,
 and the shapes it selects: `cerebras_shapes.json` holds the Cerebras spec's OpenRouter and Hugging Face

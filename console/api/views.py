@@ -23,7 +23,7 @@ from console.models import ApiKey
 from console.selectors import KeyAsSeen, api_key_as_seen
 from core.drf import request_id_for
 
-# --- OpenAPI documentation (drf-spectacular; gateway/openapi.py serves it in /openapi.json) --------------
+# --- OpenAPI documentation (drf-spectacular; gateway/openapi/ serves it in /openapi.json) --------------
 
 
 class BearerKeyScheme(OpenApiAuthenticationExtension):
