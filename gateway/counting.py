@@ -12,7 +12,7 @@ from django.conf import settings
 
 from core.encoding import compact_json
 from core.errors import ApiError, ErrorCode
-from gateway.auth import authenticate
+from gateway.auth import Caller, authenticate
 from gateway.canonical import CanonicalRequest
 from gateway.catalog_cache import ModelInfo
 from gateway.http import (
@@ -24,10 +24,12 @@ from gateway.http import (
     in_thread,
     parse_json_object,
     read_body,
+    refusal_headers,
     request_id_headers,
     send_json,
 )
 from gateway.ingress import anthropic_messages
+from gateway.metering import get_meter
 from gateway.resolve import require_kind, resolved_model
 from gateway.session import upstream_session
 from gateway.tokens import estimate_prompt_tokens
@@ -44,7 +46,7 @@ class Count:
     exact: bool
 
 
-def _admit(headers: dict[bytes, bytes], body: bytes) -> tuple[CanonicalRequest, ModelInfo]:
+def _admit(headers: dict[bytes, bytes], body: bytes) -> tuple[Caller, CanonicalRequest, ModelInfo]:
     caller = authenticate(headers)
     fields = parse_json_object(body)
     # count_tokens takes a Messages body without max_tokens; the parser wants one (it counts for nothing).
@@ -52,7 +54,7 @@ def _admit(headers: dict[bytes, bytes], body: bytes) -> tuple[CanonicalRequest, 
     request = anthropic_messages.parse_request({"max_tokens": 1, **fields})
     model = resolved_model(caller, request.model)
     require_kind(model, "chat")
-    return request, model
+    return caller, request, model
 
 
 async def prompt_tokens_count(request: CanonicalRequest, model: ModelInfo) -> Count:
@@ -77,11 +79,12 @@ async def count_tokens(scope: Scope, receive: Receive, send: Send) -> None:
     id_headers = request_id_headers(request_id)
     try:
         body = await read_body(receive, settings.GATEWAY_MAX_BODY_BYTES)
-        request, model = await in_thread(_admit, headers_of(scope), body)
+        caller, request, model = await in_thread(_admit, headers_of(scope), body)
+        await get_meter().count_free_request(caller=caller)
         count = await prompt_tokens_count(request, model)
     except ApiError as exc:
         error = anthropic_messages.error_body(exc.code, exc.message, request_id, exc.param)
-        await send_json(send, exc.status, compact_json(error), id_headers)
+        await send_json(send, exc.status, compact_json(error), refusal_headers(request_id, exc))
         return
     except ClientGone:
         return

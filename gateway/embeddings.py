@@ -33,6 +33,7 @@ from gateway.http import (
     in_thread,
     parse_json_object,
     read_body,
+    refusal_headers,
     request_id_headers,
     send_json,
 )
@@ -179,7 +180,6 @@ def _settlement(admitted: Admitted, request_id: str, outcome: Outcome) -> Settle
 async def embeddings(scope: Scope, receive: Receive, send: Send) -> None:
     request_id = uuid.uuid4().hex
     started = time.monotonic()
-    id_headers = request_id_headers(request_id)
     try:
         body = await read_body(receive, settings.GATEWAY_MAX_BODY_BYTES)
         admitted = await in_thread(_admit, headers_of(scope), body)
@@ -191,7 +191,7 @@ async def embeddings(scope: Scope, receive: Receive, send: Send) -> None:
             max_tokens=0,
         )
     except ApiError as exc:
-        headers = [*id_headers, *((name.encode(), value.encode()) for name, value in exc.headers)]
+        headers = refusal_headers(request_id, exc)
         error = openai_error_body(exc.code, exc.message, request_id, exc.param)
         await send_json(send, exc.status, compact_json(error), headers)
         return

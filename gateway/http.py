@@ -36,6 +36,14 @@ def request_id_headers(request_id: str) -> list[tuple[bytes, bytes]]:
     return [(b"x-request-id", value), (b"request-id", value)]
 
 
+def refusal_headers(request_id: str, error: ApiError) -> list[tuple[bytes, bytes]]:
+    """A refusal's headers: the request id, and the error's own (a 429's Retry-After and X-RateLimit-*)."""
+    return [
+        *request_id_headers(request_id),
+        *((name.encode(), value.encode()) for name, value in error.headers),
+    ]
+
+
 def headers_of(scope: Scope) -> dict[bytes, bytes]:
     return {name.lower(): value for name, value in scope["headers"]}
 

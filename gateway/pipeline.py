@@ -31,6 +31,7 @@ from gateway.http import (
     in_thread,
     parse_json_object,
     read_body,
+    refusal_headers,
     request_id_headers,
     send_json,
     wait_for_disconnect,
@@ -209,7 +210,7 @@ async def _handle(fmt: IngressFormat, scope: Scope, receive: Receive, send: Send
             send,
             exc.status,
             compact_json(fmt.error_body(exc.code, exc.message, request_id, exc.param)),
-            [*id_headers, *((name.encode(), value.encode()) for name, value in exc.headers)],
+            refusal_headers(request_id, exc),
         )
         if admitted is not None and exc.code in RECORDED_REFUSALS:
             await _record_refusal(fmt, admitted, request_id, exc, started)

@@ -16,7 +16,7 @@ from django.conf import settings
 from core.encoding import compact_json
 from core.envelopes import openai_error_body
 from core.errors import ApiError, ErrorCode
-from gateway.auth import authenticate
+from gateway.auth import Caller, authenticate
 from gateway.catalog_cache import ModelInfo
 from gateway.http import (
     ClientGone,
@@ -27,9 +27,11 @@ from gateway.http import (
     in_thread,
     parse_json_object,
     read_body,
+    refusal_headers,
     request_id_headers,
     send_json,
 )
+from gateway.metering import get_meter
 from gateway.resolve import resolved_model
 from gateway.session import upstream_session
 from gateway.tokens import text_tokens
@@ -46,7 +48,7 @@ T = TypeVar("T")
 Ask = Callable[[UpstreamAdapter, RouteInfo, aiohttp.ClientSession], Awaitable[T | None]]
 
 
-def _admit(headers: dict[bytes, bytes], body: bytes, field: str) -> tuple[ModelInfo, Any]:
+def _admit(headers: dict[bytes, bytes], body: bytes, field: str) -> tuple[Caller, ModelInfo, Any]:
     caller = authenticate(headers)
     fields = parse_json_object(body)
     slug = fields.get("model")
@@ -61,7 +63,7 @@ def _admit(headers: dict[bytes, bytes], body: bytes, field: str) -> tuple[ModelI
         isinstance(value, list) and all(type(token) is int and token >= 0 for token in value)
     ):
         raise ApiError(ErrorCode.INVALID_REQUEST, "tokens: a list of token ids is required", param="tokens")
-    return resolved_model(caller, slug), value
+    return caller, resolved_model(caller, slug), value
 
 
 async def _first_answer(model: ModelInfo, ask: Ask[T]) -> T | None:
@@ -120,11 +122,12 @@ def _handler(
         id_headers = request_id_headers(request_id)
         try:
             body = await read_body(receive, settings.GATEWAY_MAX_BODY_BYTES)
-            model, value = await in_thread(_admit, headers_of(scope), body, field)
+            caller, model, value = await in_thread(_admit, headers_of(scope), body, field)
+            await get_meter().count_free_request(caller=caller)
             result, exact = await answer(model, value)
         except ApiError as exc:
             error = openai_error_body(exc.code, exc.message, request_id, exc.param)
-            await send_json(send, exc.status, compact_json(error), id_headers)
+            await send_json(send, exc.status, compact_json(error), refusal_headers(request_id, exc))
             return
         except ClientGone:
             return

@@ -167,6 +167,10 @@ class Meter(Protocol):
     async def settle(self, settlement: Settlement) -> int:
         """Charge what was generated (nothing for a failure), exactly once, and keep the generation record."""
 
+    async def count_free_request(self, *, caller: Caller) -> None:
+        """A free request (token counting, the tokenizer) against the key's requests-per-minute limit, in the
+        same window as the billed ones: free does not mean unlimited. Raises ApiError."""
+
     async def generation(self, *, workspace_id: uuid.UUID, request_id: str) -> dict[str, Any] | None:
         """The generation record's fields, waiting briefly for a request that is still finishing."""
 

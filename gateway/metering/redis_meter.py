@@ -163,6 +163,19 @@ class RedisMeter:
                 raise ApiError(*_REFUSALS[verdict])
         raise ApiError(ErrorCode.INTERNAL_ERROR, "Could not reserve credits; retry the request.")
 
+    async def count_free_request(self, *, caller: Caller) -> None:
+        if not caller.rate_limit_rpm or caller.api_key_id is None:
+            return
+        client, _ = loop_client()
+        now = time.time()
+        counter = mirror.rate_counter(caller.api_key_id, int(now // 60))  # the reserve script's counter
+        async with client.pipeline(transaction=True) as pipe:
+            pipe.incr(counter)
+            pipe.expire(counter, 120)  # a one-minute window: its counter outlives it, then goes
+            count, _ = await pipe.execute()
+        if count > caller.rate_limit_rpm:
+            raise rate_limited(caller.rate_limit_rpm, now=now)
+
     async def settle(self, settlement: Settlement) -> int:
         cost = charge_for(settlement)
         finished = timezone.now()

@@ -111,6 +111,10 @@ class SqlMeter:
     async def settle(self, settlement: Settlement) -> int:
         return await in_thread(settle_sync, settlement)
 
+    async def count_free_request(self, *, caller: Caller) -> None:
+        if caller.rate_limit_rpm and caller.api_key_id is not None:
+            await in_thread(check_rate_limit, api_key_id=caller.api_key_id, rpm=caller.rate_limit_rpm)
+
     async def generation(self, *, workspace_id: uuid.UUID, request_id: str) -> dict[str, Any] | None:
         deadline = time.monotonic() + GENERATION_WAIT_SECONDS
         while True:
