@@ -347,7 +347,8 @@ from console.models import User
 ws = User.objects.get(email={email!r}).workspaces.order_by("-is_personal", "created_at").first()
 account = CreditAccount.objects.get(workspace=ws)
 gens = Generation.objects.filter(workspace=ws)
-unflushed, held_in_redis = mirror.account_pending(ws.pk)
+_, fields = mirror.with_pending(mirror.workspace_hash(ws.pk), lambda: None)
+unflushed, held_in_redis = mirror.account_pending(fields)
 usage = LedgerEntry.objects.filter(workspace=ws, kind=EntryKind.USAGE).aggregate(s=Sum("amount_micro_usd"))
 usage = usage["s"]
 print(json.dumps({{

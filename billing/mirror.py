@@ -20,9 +20,11 @@ noeviction) and should persist them (appendonly): see docs/adr/0006-redis-hot-pa
 """
 
 import logging
+import time
 import uuid
+from collections.abc import Callable
 from functools import cache
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from django.conf import settings
 from django.db import transaction
@@ -111,27 +113,45 @@ def drop(name: str, field: str) -> None:
         logger.exception("could not refresh the credit mirror %s", name)
 
 
-def account_pending(workspace_id: uuid.UUID) -> tuple[int, int]:
-    """(debits not yet in PostgreSQL, held by requests in flight) for a workspace; (0, 0) without a mirror."""
+T = TypeVar("T")
+# How long a reader waits for a flush to finish before it settles for a figure that may count a debit twice.
+CONSISTENT_READ_TRIES = 50
+CONSISTENT_READ_PAUSE_SECONDS = 0.01
+
+
+def with_pending(name: str, read_postgres: Callable[[], T]) -> tuple[T, dict[bytes, bytes]]:
+    """PostgreSQL's figures and the mirror hash `name` as of one moment, for display.
+
+    A writer commits a batch to PostgreSQL, then takes its costs off the hash's unflushed figures, so a reader
+    between the two would count those debits twice. The hash says when that can happen (CLAIM and COMPLETE in
+    gateway/metering/scripts.py): `flushing` while a batch is between them, `ver` bumped after. PostgreSQL is
+    read only with no flush under way, and taken only if none started or ended meanwhile (a seqlock)."""
     if not mirror_enabled():
-        return 0, 0
+        return read_postgres(), {}
+    client = sync_client()
     try:
-        unflushed, held = sync_client().hmget(workspace_hash(workspace_id), "unfl", "held")
+        for _ in range(CONSISTENT_READ_TRIES):
+            before = cast("dict[bytes, bytes]", client.hgetall(name))
+            if int(before.get(b"flushing", 0)) == 0:
+                figures = read_postgres()
+                flushing, version = client.hmget(name, "flushing", "ver")
+                if int(flushing or 0) == 0 and (version or b"0") == before.get(b"ver", b"0"):
+                    return figures, before
+            time.sleep(CONSISTENT_READ_PAUSE_SECONDS)
+        logger.warning("the credit mirror %s kept flushing: its figures may count a debit twice", name)
+        return read_postgres(), cast("dict[bytes, bytes]", client.hgetall(name))
     except Exception:
-        logger.exception("could not read the credit mirror of workspace %s", workspace_id)
-        return 0, 0
-    return int(unflushed or 0), int(held or 0)
+        logger.exception("could not read the credit mirror %s", name)
+        return read_postgres(), {}
 
 
-def key_pending(api_key_id: int, period: str) -> tuple[int, int, int]:
+def account_pending(fields: dict[bytes, bytes]) -> tuple[int, int]:
+    """(debits not yet in PostgreSQL, held by requests in flight), from a workspace's mirror hash."""
+    return int(fields.get(b"unfl", 0)), int(fields.get(b"held", 0))
+
+
+def key_pending(fields: dict[bytes, bytes], period: str) -> tuple[int, int, int]:
     """(charges not yet in PostgreSQL, those of them in the limit period `period`, held by requests in
-    flight) for an API key; zeros without a mirror."""
-    if not mirror_enabled():
-        return 0, 0, 0
-    try:
-        fields = cast("dict[bytes, bytes]", sync_client().hgetall(key_hash(api_key_id)))
-    except Exception:
-        logger.exception("could not read the credit mirror of key %s", api_key_id)
-        return 0, 0, 0
+    flight), from an API key's mirror hash."""
     unflushed = {name.decode(): int(value) for name, value in fields.items() if name.startswith(b"unfl:")}
     return sum(unflushed.values()), unflushed.get(f"unfl:{period}", 0), int(fields.get(b"held", 0))

@@ -20,18 +20,23 @@ def account_for(*, workspace_id: uuid.UUID) -> CreditAccount:
     """The workspace's account as its owner sees it (an unsaved zero account if it was never opened):
     debits not yet written to PostgreSQL are taken off the balance, and holds in Redis count as reserved.
     For display only; never save it."""
-    account = CreditAccount.objects.filter(workspace_id=workspace_id).first() or CreditAccount(
+    account, fields = mirror.with_pending(
+        mirror.workspace_hash(workspace_id), lambda: _account_row(workspace_id)
+    )
+    return _with_pending(account, fields)
+
+
+def _account_row(workspace_id: uuid.UUID) -> CreditAccount:
+    return CreditAccount.objects.filter(workspace_id=workspace_id).first() or CreditAccount(
         workspace_id=workspace_id
     )
-    unflushed, held = mirror.account_pending(workspace_id)
+
+
+def _with_pending(account: CreditAccount, fields: dict[bytes, bytes]) -> CreditAccount:
+    unflushed, held = mirror.account_pending(fields)
     account.balance_micro_usd -= unflushed
     account.reserved_micro_usd += held
     return account
-
-
-def usage_unflushed(*, workspace_id: uuid.UUID) -> int:
-    """Usage settled in Redis and not yet in the ledger."""
-    return mirror.account_pending(workspace_id)[0]
 
 
 @dataclass(frozen=True)
@@ -65,10 +70,15 @@ def key_used_in_period(*, api_key_id: int, reset: str, now: datetime | None = No
 def key_spend_seen(*, api_key_id: int, limit_micro_usd: int | None, reset: str) -> KeySpendSeen:
     """The key's spend with its charges and holds still in Redis added."""
     now = timezone.now()
-    spend = KeySpend.objects.filter(api_key_id=api_key_id).first() or KeySpend(api_key_id=api_key_id)
-    unflushed, in_period, held = mirror.key_pending(api_key_id, limit_period_key(reset, now))
+
+    def read_postgres() -> tuple[KeySpend, int]:
+        spend = KeySpend.objects.filter(api_key_id=api_key_id).first() or KeySpend(api_key_id=api_key_id)
+        return spend, key_used_in_period(api_key_id=api_key_id, reset=reset, now=now)
+
+    (spend, used), fields = mirror.with_pending(mirror.key_hash(api_key_id), read_postgres)
+    unflushed, in_period, held = mirror.key_pending(fields, limit_period_key(reset, now))
     return KeySpendSeen(
-        used_micro_usd=key_used_in_period(api_key_id=api_key_id, reset=reset, now=now) + in_period,
+        used_micro_usd=used + in_period,
         reserved_micro_usd=spend.reserved_micro_usd + held,
         lifetime_micro_usd=spend.lifetime_micro_usd + unflushed,
         limit_micro_usd=limit_micro_usd,
@@ -116,15 +126,20 @@ class WorkspaceCredits:
 
 def workspace_credits(*, workspace_id: uuid.UUID) -> WorkspaceCredits:
     """The balance, holds and total usage (ledger usage debits plus those still in Redis) of a workspace."""
-    account = account_for(workspace_id=workspace_id)
-    debited = LedgerEntry.objects.filter(workspace_id=workspace_id, kind=EntryKind.USAGE).aggregate(
-        total=Sum("amount_micro_usd")
-    )["total"]
+
+    def read_postgres() -> tuple[CreditAccount, int]:
+        debited = LedgerEntry.objects.filter(workspace_id=workspace_id, kind=EntryKind.USAGE).aggregate(
+            total=Sum("amount_micro_usd")
+        )["total"]
+        return _account_row(workspace_id), -(debited or 0)
+
+    (row, used), fields = mirror.with_pending(mirror.workspace_hash(workspace_id), read_postgres)
+    account = _with_pending(row, fields)
     return WorkspaceCredits(
         balance_micro_usd=account.balance_micro_usd,
         reserved_micro_usd=account.reserved_micro_usd,
         available_micro_usd=account.available_micro_usd,
-        total_usage_micro_usd=-(debited or 0) + usage_unflushed(workspace_id=workspace_id),
+        total_usage_micro_usd=used + mirror.account_pending(fields)[0],
     )
 
 
