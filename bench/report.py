@@ -107,30 +107,32 @@ def _round_ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 2)
 
 
-def table(pairs: list[tuple[CellResult, CellResult]], stream: bool) -> str:
-    """One row per concurrency: (direct, gateway) side by side."""
-    header = ["conc", "direct r/s", "gw r/s", "ratio", "dir p50", "dir p99", "gw p50", "gw p99"]
-    header += ["+p50", "+p99"]
+def _cpu_per_request(cell: CellResult) -> float | None:
+    return cell.cpu_seconds / cell.sent if cell.cpu_seconds is not None and cell.sent else None
+
+
+def table(triples: list[tuple[CellResult, CellResult, CellResult]], stream: bool) -> str:
+    """One row per concurrency: direct, the bare proxy and the gateway side by side, and the gateway's cost
+    measured against the bare proxy (the floor for a Python gateway on this stack)."""
+    header = ["conc", "direct r/s", "bare r/s", "gw r/s", "gw/bare", "bare p50", "gw p50", "gw p99", "+p50"]
     if stream:
-        header += ["dir ttfb50", "gw ttfb50", "+ttfb50"]
-    header += ["gw cpu/req", "host cpu d/g", "errors d/g"]
+        header += ["bare ttfb50", "gw ttfb50", "+ttfb50"]
+    header += ["bare cpu/req", "gw cpu/req", "cpu gw/bare", "host cpu d/b/g", "errors d/b/g"]
     rows = [header]
-    for direct, gateway in pairs:
-        d50, d99 = percentile(direct.latencies, 50), percentile(direct.latencies, 99)
-        g50, g99 = percentile(gateway.latencies, 50), percentile(gateway.latencies, 99)
-        ratio = f"{gateway.rps / direct.rps:.2f}" if direct.rps else "-"
-        row = [str(direct.concurrency), f"{direct.rps:,.0f}", f"{gateway.rps:,.0f}", ratio]
-        row += [_ms(d50), _ms(d99), _ms(g50), _ms(g99), _diff_ms(g50, d50), _diff_ms(g99, d99)]
+    for direct, bare, gateway in triples:
+        b50, g50 = percentile(bare.latencies, 50), percentile(gateway.latencies, 50)
+        share = f"{gateway.rps / bare.rps:.0%}" if bare.rps else "-"
+        row = [str(direct.concurrency), *(f"{cell.rps:,.0f}" for cell in (direct, bare, gateway)), share]
+        row += [_ms(b50), _ms(g50), _ms(percentile(gateway.latencies, 99)), _diff_ms(g50, b50)]
         if stream:
-            dt, gt = percentile(direct.ttfbs, 50), percentile(gateway.ttfbs, 50)
-            row += [_ms(dt), _ms(gt), _diff_ms(gt, dt)]
-        cpu = (
-            f"{gateway.cpu_seconds * 1000 / gateway.sent:.2f} ms"
-            if gateway.cpu_seconds is not None and gateway.sent
-            else "-"
-        )
-        row += [cpu, f"{_percent(direct.host_busy)}/{_percent(gateway.host_busy)}"]
-        row += [f"{direct.error_count}/{gateway.error_count}"]
+            bt, gt = percentile(bare.ttfbs, 50), percentile(gateway.ttfbs, 50)
+            row += [_ms(bt), _ms(gt), _diff_ms(gt, bt)]
+        bare_cpu, gw_cpu = _cpu_per_request(bare), _cpu_per_request(gateway)
+        row += ["-" if bare_cpu is None else f"{bare_cpu * 1000:.2f} ms"]
+        row += ["-" if gw_cpu is None else f"{gw_cpu * 1000:.2f} ms"]
+        row += [f"{gw_cpu / bare_cpu:.1f}x" if gw_cpu and bare_cpu else "-"]
+        row += ["/".join(_percent(cell.host_busy) for cell in (direct, bare, gateway))]
+        row += ["/".join(str(cell.error_count) for cell in (direct, bare, gateway))]
         rows.append(row)
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)) for row in rows]

@@ -1,4 +1,5 @@
-"""Measure what the gateway costs: the same load against a mock upstream directly, then through the gateway.
+"""Measure what the gateway costs: the same load against a mock upstream directly, through a bare proxy (the
+floor: bench/bare_proxy.py), then through the gateway.
 
     .venv/bin/python -m bench.run [--concurrency 1,8,32,64] [--duration 10] [--workers 2] [--tokens 20]
                                   [--modes nonstream,stream] [--format chat|responses|messages]
@@ -194,8 +195,9 @@ class Bench:
         self.last_piece = f"tok{args.tokens - 1} ".encode()
         self.gateway_pgid: int | None = None
         self.upstream_pgid: int | None = None
+        self.bare_pgid: int | None = None
 
-    def setup(self) -> tuple[Target, Target, dict[str, Any]]:
+    def setup(self) -> tuple[list[Target], dict[str, Any]]:
         args = self.args
         upstream_key = secrets.token_urlsafe(24)
         upstream_port = free_port()
@@ -206,6 +208,19 @@ class Bench:
         mock = self.processes.start("mock upstream", argv, os.environ.copy(), self.workdir / "upstream.log")
         self.upstream_pgid = mock.process.pid
         wait_http(f"http://127.0.0.1:{upstream_port}/healthz", mock, self.processes)
+
+        bare_port = free_port()
+        bare_env = os.environ.copy() | {
+            "BENCH_UPSTREAM_URL": f"http://127.0.0.1:{upstream_port}/v1/chat/completions",
+            "BENCH_UPSTREAM_KEY": upstream_key,
+        }
+        argv = [sys.executable, "-m", "uvicorn", "bench.bare_proxy:app", "--host", "127.0.0.1"]
+        argv += ["--port", str(bare_port), "--workers", str(args.workers), "--loop", "uvloop"]
+        argv += ["--http", "httptools", "--no-access-log"]
+        _log(f"starting the bare proxy on 127.0.0.1:{bare_port} ({args.workers} workers)")
+        bare = self.processes.start("bare proxy", argv, bare_env, self.workdir / "bare.log")
+        self.bare_pgid = bare.process.pid
+        self._wait_for_workers(self.bare_pgid)
 
         _log(f"preparing the database: {self.database.label}")
         self.database.create()
@@ -222,7 +237,7 @@ class Bench:
         gateway = self.processes.start("gateway", argv, env, self.workdir / "gateway.log")
         self.gateway_pgid = gateway.process.pid
         wait_http(f"http://127.0.0.1:{gateway_port}/healthz", gateway, self.processes)
-        self._wait_for_workers(gateway_port)
+        self._wait_for_workers(self.gateway_pgid)
 
         direct = _target(
             "direct",
@@ -231,27 +246,33 @@ class Bench:
             UPSTREAM_MODEL,
             args.tokens,
         )
+        # The same request as direct's (the proxy adds the upstream's key itself).
+        bare_target = _target(
+            "bare", f"http://127.0.0.1:{bare_port}/v1/chat/completions", "-", UPSTREAM_MODEL, args.tokens
+        )
         path = GATEWAY_PATHS[args.format]
         through = _target(
             "gateway", f"http://127.0.0.1:{gateway_port}{path}", api_key, MODEL, args.tokens, args.format
         )
-        return direct, through, env
+        return [direct, bare_target, through], env
 
-    def _wait_for_workers(self, port: int, timeout: float = 60.0) -> None:
+    def _wait_for_workers(self, pgid: int | None, timeout: float = 60.0) -> None:
         """/healthz answers as soon as one worker is up: wait until the group has all its processes."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if _group_size(self.gateway_pgid) >= self.args.workers + 1:  # the supervisor and its workers
+            if _group_size(pgid) >= self.args.workers + 1:  # the supervisor and its workers
                 time.sleep(1.0)  # let each worker finish importing Django and its lifespan start-up
                 return
             self.processes.check_alive()
             time.sleep(0.2)
         _log(f"warning: fewer than {self.args.workers} gateway workers after {timeout:.0f}s")
 
-    async def drive(self, direct: Target, gateway: Target) -> list[CellResult]:
+    async def drive(self, targets: list[Target]) -> list[CellResult]:
+        """Each cell runs direct, bare proxy and gateway in turn, so the three share the machine's state."""
         args = self.args
+        pgids = {"direct": self.upstream_pgid, "bare": self.bare_pgid, "gateway": self.gateway_pgid}
         for mode in args.modes:
-            for target in (direct, gateway):
+            for target in targets:
                 problem = await preflight(target, MODES[mode], self.last_piece)
                 if problem:
                     raise BenchError(
@@ -260,7 +281,8 @@ class Bench:
         cells: list[CellResult] = []
         for mode in args.modes:
             for concurrency in args.concurrency:
-                for target, pgid in ((direct, self.upstream_pgid), (gateway, self.gateway_pgid)):
+                for target in targets:
+                    pgid = pgids[target.name]
                     self.processes.check_alive()
                     cell = await run_cell(
                         target,
@@ -369,9 +391,9 @@ def _print_results(
     for mode in args.modes:
         stream = MODES[mode]
         mode_cells = [cell for cell in cells if cell.stream == stream]
-        pairs = list(zip(mode_cells[0::2], mode_cells[1::2], strict=True))
-        print(f"\n{mode} (latencies in ms; + = gateway minus direct)")
-        print(report.table(pairs, stream))
+        triples = list(zip(mode_cells[0::3], mode_cells[1::3], mode_cells[2::3], strict=True))
+        print(f"\n{mode} (latencies in ms; + = gateway minus bare proxy)")
+        print(report.table(triples, stream))
     errors = report.error_lines(cells)
     print("\nErrors (warm-up included):" if errors else "\nErrors: none")
     for line in errors:
@@ -438,9 +460,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         database.validate()
         background = [background_load()]
-        direct, gateway, env = bench.setup()
+        targets, env = bench.setup()
         with asyncio.Runner(loop_factory=new_event_loop) as runner:
-            cells = runner.run(bench.drive(direct, gateway))
+            cells = runner.run(bench.drive(targets))
         processes.check_alive()
         _log("load done; checking the billing records")
         billing = _settled_accounting(env)
