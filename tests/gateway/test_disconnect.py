@@ -2,9 +2,11 @@
 
 import json
 import socket
+import time
 from collections.abc import Callable
 
 from billing.models import CreditAccount
+from gateway.models import Generation
 from tests.fakes.openai_dialects import Scenario, openai_fake
 from tests.gateway.conftest import serve_model_from, settled_generation
 
@@ -73,4 +75,35 @@ def test_a_llamacpp_stream_left_early_bills_the_servers_counts_of_prompt_and_del
     assert generation.cost_micro_usd == 57 * 1 + 2 * 2
     account = CreditAccount.objects.get(workspace=workspace)
     assert before - account.balance_micro_usd == generation.cost_micro_usd
+    assert account.reserved_micro_usd == 0
+
+
+def test_a_client_that_leaves_before_a_whole_answer_stops_it_and_pays_what_was_produced(
+    gateway_url, funded_key, sql_meter
+):
+    """Not streamed: no byte reaches the client before the end, and leaving still stops the upstream."""
+    workspace, key = funded_key
+    before = CreditAccount.objects.get(workspace=workspace).balance_micro_usd
+    host, port = gateway_url.removeprefix("http://").split(":")
+    # The fake sends its role frame and two content pieces, then nothing for 5 s.
+    with openai_fake("cerebras", Scenario(text="Hello there.", failure="pause", delay=5.0)) as fake:
+        serve_model_from("test/slow-whole", [("cerebras", fake.base_url)])
+        payload = json.dumps({"model": "test/slow-whole", "messages": [{"role": "user", "content": "hi"}]})
+        request = (
+            f"POST /api/v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n{payload}"
+        ).encode()
+        started = time.monotonic()
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(request)
+            time.sleep(0.8)  # the two pieces are in; the client leaves
+        generation = None
+        while generation is None and time.monotonic() - started < 4:
+            generation = Generation.objects.filter(workspace=workspace).first()
+            time.sleep(0.05)
+    assert generation is not None, "the request was never settled"
+    assert time.monotonic() - started < 4  # settled well before the upstream's pause would have ended
+    assert generation.status == "cancelled" and generation.tokens_completion == 2
+    account = CreditAccount.objects.get(workspace=workspace)
+    assert before - account.balance_micro_usd == generation.cost_micro_usd > 0
     assert account.reserved_micro_usd == 0
