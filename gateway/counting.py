@@ -11,12 +11,11 @@ import aiohttp
 from django.conf import settings
 
 from core.encoding import compact_json
-from core.errors import ApiError, ErrorCode
 from gateway.auth import Caller, authenticate
 from gateway.canonical import CanonicalRequest
 from gateway.catalog_cache import ModelInfo
+from gateway.endpoint import answered
 from gateway.http import (
-    ClientGone,
     Receive,
     Scope,
     Send,
@@ -24,7 +23,6 @@ from gateway.http import (
     in_thread,
     parse_json_object,
     read_body,
-    refusal_headers,
     request_id_headers,
     send_json,
 )
@@ -76,22 +74,15 @@ async def prompt_tokens_count(request: CanonicalRequest, model: ModelInfo) -> Co
 
 async def count_tokens(scope: Scope, receive: Receive, send: Send) -> None:
     request_id = uuid.uuid4().hex
-    id_headers = request_id_headers(request_id)
-    try:
+
+    async def count() -> Count:
         body = await read_body(receive, settings.GATEWAY_MAX_BODY_BYTES)
         caller, request, model = await in_thread(_admit, headers_of(scope), body)
         await get_meter().count_free_request(caller=caller)
-        count = await prompt_tokens_count(request, model)
-    except ApiError as exc:
-        error = anthropic_messages.error_body(exc.code, exc.message, request_id, exc.param)
-        await send_json(send, exc.status, compact_json(error), refusal_headers(request_id, exc))
-        return
-    except ClientGone:
-        return
-    except Exception:  # a bug: the envelope, not a bare 500 (the traceback goes to the log)
-        logger.exception("count_tokens %s failed", request_id)
-        error = anthropic_messages.error_body(ErrorCode.INTERNAL_ERROR, "Counting failed; retry.", request_id)
-        await send_json(send, 500, compact_json(error), id_headers)
-        return
-    headers = [*id_headers, (b"x-hyperinfer-token-count", b"exact" if count.exact else b"estimate")]
-    await send_json(send, 200, compact_json({"input_tokens": count.tokens}), headers)
+        return await prompt_tokens_count(request, model)
+
+    counted = await answered(send, request_id, anthropic_messages.error_body, count)
+    if counted is not None:
+        kind = b"exact" if counted.exact else b"estimate"
+        headers = [*request_id_headers(request_id), (b"x-hyperinfer-token-count", kind)]
+        await send_json(send, 200, compact_json({"input_tokens": counted.tokens}), headers)

@@ -24,8 +24,8 @@ from core.errors import ApiError, ErrorCode
 from gateway.auth import Caller, authenticate
 from gateway.canonical import Usage
 from gateway.catalog_cache import ModelInfo
+from gateway.endpoint import answered, send_internal_error
 from gateway.http import (
-    ClientGone,
     Receive,
     Scope,
     Send,
@@ -33,7 +33,6 @@ from gateway.http import (
     in_thread,
     parse_json_object,
     read_body,
-    refusal_headers,
     request_id_headers,
     send_json,
 )
@@ -180,7 +179,8 @@ def _settlement(admitted: Admitted, request_id: str, outcome: Outcome) -> Settle
 async def embeddings(scope: Scope, receive: Receive, send: Send) -> None:
     request_id = uuid.uuid4().hex
     started = time.monotonic()
-    try:
+
+    async def admit_and_reserve() -> Admitted:
         body = await read_body(receive, settings.GATEWAY_MAX_BODY_BYTES)
         admitted = await in_thread(_admit, headers_of(scope), body)
         await get_meter().reserve(
@@ -190,18 +190,11 @@ async def embeddings(scope: Scope, receive: Receive, send: Send) -> None:
             prompt_tokens=admitted.prompt_estimate,
             max_tokens=0,
         )
-    except ApiError as exc:
-        headers = refusal_headers(request_id, exc)
-        error = openai_error_body(exc.code, exc.message, request_id, exc.param)
-        await send_json(send, exc.status, compact_json(error), headers)
-        return
-    except ClientGone:
-        return
-    except Exception:  # a bug: the envelope, not a bare 500 (the traceback goes to the log)
-        logger.exception("embeddings request %s failed before it was admitted", request_id)
-        await _send_internal_error(send, request_id)
-        return
-    await _run(admitted, request_id, started, send)
+        return admitted
+
+    admitted = await answered(send, request_id, openai_error_body, admit_and_reserve)
+    if admitted is not None:
+        await _run(admitted, request_id, started, send)
 
 
 async def _run(admitted: Admitted, request_id: str, started: float, send: Send) -> None:
@@ -237,7 +230,7 @@ async def _run(admitted: Admitted, request_id: str, started: float, send: Send) 
     # Before the client has its answer: a process killed from here on still bills it (ADR 0010).
     journal.settling(request_id=request_id, outcome=outcome)
     if body is None:
-        await _send_internal_error(send, request_id)
+        await send_internal_error(send, request_id, openai_error_body)
     else:
         try:
             await send_json(send, status, body, request_id_headers(request_id))
@@ -269,12 +262,3 @@ async def _settle(admitted: Admitted, request_id: str, outcome: Outcome) -> None
         journal.refused(request_id=request_id, retry_in=1.0)
         return
     journal.taken(request_id=request_id, durable=meter.durable)
-
-
-async def _send_internal_error(send: Send, request_id: str) -> None:
-    message = "The gateway failed on this request and did not bill it: retry, or quote its request id."
-    body = compact_json(openai_error_body(ErrorCode.INTERNAL_ERROR, message, request_id))
-    try:
-        await send_json(send, 500, body, request_id_headers(request_id))
-    except OSError:
-        logger.info("client %s went away before the error", request_id)

@@ -18,8 +18,8 @@ from core.envelopes import openai_error_body
 from core.errors import ApiError, ErrorCode
 from gateway.auth import Caller, authenticate
 from gateway.catalog_cache import ModelInfo
+from gateway.endpoint import answered
 from gateway.http import (
-    ClientGone,
     Receive,
     Scope,
     Send,
@@ -27,7 +27,6 @@ from gateway.http import (
     in_thread,
     parse_json_object,
     read_body,
-    refusal_headers,
     request_id_headers,
     send_json,
 )
@@ -119,25 +118,19 @@ def _handler(
 ) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     async def handle(scope: Scope, receive: Receive, send: Send) -> None:
         request_id = uuid.uuid4().hex
-        id_headers = request_id_headers(request_id)
-        try:
+
+        async def work() -> tuple[dict[str, Any], bool]:
             body = await read_body(receive, settings.GATEWAY_MAX_BODY_BYTES)
             caller, model, value = await in_thread(_admit, headers_of(scope), body, field)
             await get_meter().count_free_request(caller=caller)
-            result, exact = await answer(model, value)
-        except ApiError as exc:
-            error = openai_error_body(exc.code, exc.message, request_id, exc.param)
-            await send_json(send, exc.status, compact_json(error), refusal_headers(request_id, exc))
-            return
-        except ClientGone:
-            return
-        except Exception:  # a bug: the envelope, not a bare 500 (the traceback goes to the log)
-            logger.exception("tokenizer request %s failed", request_id)
-            error = openai_error_body(ErrorCode.INTERNAL_ERROR, "The tokenizer failed; retry.", request_id)
-            await send_json(send, 500, compact_json(error), id_headers)
-            return
-        headers = [*id_headers, (b"x-hyperinfer-token-count", b"exact" if exact else b"estimate")]
-        await send_json(send, 200, compact_json(result), headers)
+            return await answer(model, value)
+
+        done = await answered(send, request_id, openai_error_body, work)
+        if done is not None:
+            result, exact = done
+            kind = b"exact" if exact else b"estimate"
+            headers = [*request_id_headers(request_id), (b"x-hyperinfer-token-count", kind)]
+            await send_json(send, 200, compact_json(result), headers)
 
     return handle
 
