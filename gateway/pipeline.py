@@ -1,6 +1,6 @@
 """The gateway's one request pipeline, for every ingress format (design §3): admit (auth, model, limits,
-reserve), run upstream, respond in the caller's format, settle. `handler(fmt)` is the ASGI handler of a format
-(gateway/ingress/base.py says what a format provides)."""
+reserve: gateway/admission.py), run upstream, respond in the caller's format, settle. `handler(fmt)` is the
+ASGI handler of a format (gateway/ingress/base.py says what a format provides)."""
 
 import asyncio
 import contextlib
@@ -8,17 +8,16 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import SynchronousOnlyOperation
 
 from core.encoding import compact_json
 from core.errors import ApiError, ErrorCode
-from gateway.auth import Caller, answers_from_memory, authenticate
-from gateway.canonical import CanonicalRequest, Event, ReasoningDelta, TextDelta, ToolCallDelta, Usage
-from gateway.catalog_cache import ModelInfo, catalog_cache
+from gateway.admission import RECORDED_REFUSALS, Admitted, admit, record_refusal, reserve
+from gateway.canonical import Event, ReasoningDelta, TextDelta, ToolCallDelta, Usage
+from gateway.endpoint import INTERNAL_MESSAGE
 from gateway.fold import Folded
 from gateway.http import (
     SSE_HEADERS,
@@ -27,9 +26,6 @@ from gateway.http import (
     Receive,
     Scope,
     Send,
-    headers_of,
-    in_thread,
-    parse_json_object,
     read_body,
     refusal_headers,
     request_id_headers,
@@ -41,150 +37,20 @@ from gateway.metering import Outcome, Settlement, get_meter
 from gateway.metering.base import settlement_header, total_cost
 from gateway.metering.journal import Journal
 from gateway.metering.keeper import loop_journal
-from gateway.metering.records import Refusal, refusal_record
 from gateway.metering.writer import loop_flusher
 from gateway.models import GenerationStatus
-from gateway.resolve import require_available, require_kind, resolved_model
-from gateway.routing import OpenStream, open_stream, serves_raw_prompts, usage_when_cancelled
+from gateway.routing import OpenStream, open_stream, usage_when_cancelled
 from gateway.session import guarded_fetch_session, upstream_session
-from gateway.tokens import estimate_prompt_tokens, prompt_tokens_at_least, reservation_prompt_tokens
-from gateway.tools.base import ToolContext
-from gateway.tools.documents import pdf_parts_as_text
+from gateway.tokens import estimate_prompt_tokens
 from gateway.tools.loop import usage_sum
 from gateway.tools.requested import (
-    ToolPlan,
     open_looped,
-    plan,
-    reserve_extra,
     tool_costs,
     tool_loop,
-    with_tool_definitions,
 )
 from gateway.upstreams.base import RouteInfo, UpstreamError
-from gateway.upstreams.registry import adapter_reads_documents
 
 logger = logging.getLogger(__name__)
-INTERNAL_MESSAGE = "The gateway failed on this request and did not bill it: retry, or quote its request id."
-
-
-@dataclass(slots=True)
-class Admitted:
-    caller: Caller
-    request: CanonicalRequest
-    model: ModelInfo
-    prompt_estimate: int  # what the meters bill when an upstream reports no usage
-    prompt_reserve: int  # what the reservation holds: errs high (gateway/tokens.py)
-    tools: ToolPlan | None = None  # the server tools switched on (ADR 0013)
-    pdf_pages: int = 0  # PDF pages the pdf tool read into text (billed per page)
-
-
-def _admit(fmt: IngressFormat, headers: dict[bytes, bytes], body: bytes) -> Admitted:
-    """Who is calling, what they ask for, whether they may. Raises ApiError.
-
-    May query the database (a key or catalog not cached yet, a playground key): see `_admits_in_loop`.
-    """
-    caller = authenticate(headers)
-    request = fmt.parse_request(parse_json_object(body))
-    model = resolved_model(caller, request.model)
-    require_kind(model, "chat")
-    if (least := prompt_tokens_at_least(request)) > model.context_length:
-        message = (
-            f"The prompt is at least {least:,} tokens; {model.slug} takes {model.context_length:,} at most."
-        )
-        raise ApiError(ErrorCode.CONTEXT_LENGTH_EXCEEDED, message, param=fmt.PROMPT_FIELD)
-    require_available(model)
-    if request.raw_prompt is not None and not any(serves_raw_prompts(route) for route in model.routes):
-        message = (
-            f"model: {model.slug}'s providers have no text completions endpoint; "
-            "send it to /api/v1/chat/completions instead"
-        )
-        raise ApiError(ErrorCode.INVALID_REQUEST, message, param="model")
-    tools = plan(request, model, catalog_cache.tool_prices()) if request.server_tools else None
-    offered = with_tool_definitions(request, tools)
-    return Admitted(
-        caller,
-        request,
-        model,
-        prompt_estimate=estimate_prompt_tokens(offered),
-        prompt_reserve=reservation_prompt_tokens(offered, context_length=model.context_length),
-        tools=tools,
-    )
-
-
-def _admits_in_loop(headers: dict[bytes, bytes]) -> bool:
-    """Whether `_admit` would answer from memory, so it can skip the worker thread (design §4, fast path)."""
-    return answers_from_memory(headers) and catalog_cache.is_fresh()
-
-
-async def admit(fmt: IngressFormat, scope: Scope, body: bytes) -> Admitted:
-    """Who is calling, what they ask for, whether they may; server tools planned, PDFs read."""
-    headers = headers_of(scope)
-    admitted = None
-    if _admits_in_loop(headers):
-        # A cache entry can expire between the check and its use; Django then refuses the query here.
-        with contextlib.suppress(SynchronousOnlyOperation):
-            admitted = _admit(fmt, headers, body)
-    if admitted is None:
-        admitted = await in_thread(_admit, fmt, headers, body)
-    if admitted.tools is not None and any(use.name == "pdf" for use in admitted.request.server_tools):
-        await _read_documents(admitted)
-    return admitted
-
-
-async def reserve(admitted: Admitted, request_id: str) -> None:
-    """The worst case held before anything goes upstream (design §4.1). Raises ApiError."""
-    extra = 0
-    if admitted.tools is not None:
-        extra = reserve_extra(
-            admitted.tools,
-            admitted.model,
-            admitted.prompt_reserve,
-            admitted.request.max_tokens,
-            pdf_pages=admitted.pdf_pages,
-        )
-    await get_meter().reserve(
-        caller=admitted.caller,
-        model=admitted.model,
-        request_id=request_id,
-        prompt_tokens=admitted.prompt_reserve,
-        max_tokens=admitted.request.max_tokens,
-        extra_micro_usd=extra,
-    )
-
-
-async def _read_documents(admitted: Admitted) -> None:
-    """The pdf tool: PDF parts become text unless every route's upstream reads documents itself."""
-    if all(adapter_reads_documents(route.provider.kind) for route in admitted.model.routes):
-        return
-    context = ToolContext(session=upstream_session(), fetch_session=guarded_fetch_session())
-    read = await pdf_parts_as_text(admitted.request, context)
-    admitted.request, admitted.pdf_pages = read.request, read.pages
-
-
-# Refusals for money a workspace wants to see in its activity (why did my app's request fail?), recorded at
-# no charge. Not the rate limit's: it exists to shed load, and a record per refused request would add it back.
-RECORDED_REFUSALS = frozenset({ErrorCode.INSUFFICIENT_CREDITS, ErrorCode.KEY_LIMIT_EXCEEDED})
-
-
-async def _record_refusal(
-    fmt: IngressFormat, admitted: Admitted, request_id: str, error: ApiError, started: float
-) -> None:
-    caller = admitted.caller
-    refusal = Refusal(
-        workspace_id=caller.workspace_id,
-        api_key_id=caller.api_key_id,
-        source=caller.source,
-        model=admitted.model.slug,
-        ingress_format=fmt.FORMAT,
-        streamed=admitted.request.stream,
-        error_code=error.code.value,
-        latency_ms=int((time.monotonic() - started) * 1000),
-        end_user=admitted.request.user or "",
-    )
-    try:
-        await in_thread(refusal_record, request_id=request_id, refusal=refusal)
-    except Exception:  # the client has its answer; a lost activity row must not become an error
-        logger.exception("request %s: its refusal was not recorded", request_id)
 
 
 def handler(fmt: IngressFormat) -> AsgiApp:
@@ -213,7 +79,7 @@ async def _handle(fmt: IngressFormat, scope: Scope, receive: Receive, send: Send
             refusal_headers(request_id, exc),
         )
         if admitted is not None and exc.code in RECORDED_REFUSALS:
-            await _record_refusal(fmt, admitted, request_id, exc, started)
+            await record_refusal(fmt, admitted, request_id, exc, started)
         return
     except ClientGone:
         return

@@ -4,7 +4,7 @@ no chat template, answered as `text_completion` objects.
 The prompt rides in the canonical request as `raw_prompt` (and as one user turn, for the estimates), so the
 rest of the pipeline is the chat formats': admission, metering, fallback, disconnects. Only upstreams with a
 completions endpoint serve it (`UpstreamAdapter.completes_text`); a model with none among its configured
-routes is refused naming `model` before anything is reserved (gateway/pipeline.py).
+routes is refused naming `model` before anything is reserved (gateway/admission.py).
 Streamed: `text_completion` chunks with `choices[0].text`, a finish chunk, a final usage-only chunk
 (always, as Chat Completions does here), then `data: [DONE]`.
 """
