@@ -33,3 +33,11 @@ def write_catalog(tmp_path: Path) -> Callable[[dict[str, Any] | str], Path]:
         return path
 
     return write
+
+
+@pytest.fixture
+def workspace():
+    """A workspace to record traffic in (the catalog pages' live figures)."""
+    from tests.factories import make_workspace
+
+    return make_workspace()
