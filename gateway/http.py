@@ -5,9 +5,11 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ParamSpec, TypeVar
 
+import orjson
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 
+from core.encoding import LONG_NUMBER
 from core.errors import ApiError, ErrorCode
 
 Scope = dict[str, Any]
@@ -69,7 +71,18 @@ _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")  # \ud800-\u
 
 def parse_json_object(body: bytes) -> dict[str, Any]:
     """The request body as a JSON object, or ApiError(invalid_request) saying why not: not JSON (NaN and
-    Infinity are not JSON), nested too deeply, or text with half a UTF-16 surrogate pair (not text at all)."""
+    Infinity are not JSON), nested too deeply, or text with half a UTF-16 surrogate pair (not text at all).
+
+    orjson reads it (~10x faster) when it can. It refuses every one of those, so a body it refuses, or one
+    with a number it would read inexactly, is read again by the standard library, for the same answer."""
+    if not LONG_NUMBER.search(body):
+        try:
+            parsed = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass
+        else:
+            if isinstance(parsed, dict):
+                return parsed
     try:
         parsed = json.loads(body, parse_constant=_not_json)
     except RecursionError as exc:

@@ -27,6 +27,7 @@ from typing import Any
 
 import aiohttp
 
+from core.encoding import read_json
 from core.errors import ErrorCode
 from gateway.canonical import (
     Block,
@@ -370,7 +371,7 @@ async def _read_stream(response: aiohttp.ClientResponse) -> AsyncGenerator[Event
     state = _StreamState()
     async for sse in iter_sse(response):
         try:
-            data = json.loads(sse.data)
+            data = read_json(sse.data)
             events = _events_for(data, state)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise UpstreamError.provider_side(

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 import aiohttp
 
+from core.encoding import read_json
 from core.errors import ErrorCode
 from gateway.canonical import (
     Block,
@@ -379,7 +380,7 @@ class OpenAICompatibleAdapter(UpstreamAdapter):
 
     def events_for(self, sse: SseEvent, state: StreamState) -> list[Event]:
         try:
-            chunk = json.loads(sse.data)
+            chunk = read_json(sse.data)
         except ValueError:
             chunk = None
         if not isinstance(chunk, dict):
