@@ -363,7 +363,7 @@ print(json.dumps({{
     "ledger_sum_micro_usd": ledger_sum(workspace_id=ws.pk),
     "reserved_micro_usd": account.reserved_micro_usd + held_in_redis,
     "unflushed_micro_usd": unflushed,
-    "queued": mirror.sync_client().llen(mirror.QUEUE) if mirror.mirror_enabled() else 0,
+    "queued": mirror.queued_records() if mirror.mirror_enabled() else 0,
 }}))
 """
 

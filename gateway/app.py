@@ -8,6 +8,7 @@ from urllib.parse import parse_qs
 from django.conf import settings
 from django.db import connection
 
+from billing import mirror
 from core.encoding import compact_json
 from core.envelopes import openai_error_body
 from core.errors import ApiError, ErrorCode
@@ -39,6 +40,8 @@ def _readiness() -> dict[str, Any]:
         checks["postgres" if connection.vendor == "postgresql" else connection.vendor] = "down"
     if settings.REDIS_URL:
         checks["redis"] = _redis_check()
+    if settings.GATEWAY_METER == "redis" and settings.METER_REDIS_URL:
+        checks["meter_redis"] = _meter_redis_check()
     return {"status": "ok" if all(v == "ok" for v in checks.values()) else "degraded", "checks": checks}
 
 
@@ -47,6 +50,17 @@ def _redis_check() -> str:
 
     try:
         redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1).ping()
+    except redis.RedisError:
+        return "down"
+    return "ok"
+
+
+def _meter_redis_check() -> str:
+    """The meter's own Redis (or Redis Cluster), when it is not REDIS_URL's."""
+    import redis
+
+    try:
+        mirror.sync_client().ping()
     except redis.RedisError:
         return "down"
     return "ok"

@@ -69,14 +69,17 @@ def test_with_no_flush_under_way_the_unflushed_debits_are_taken_off_at_once(sett
 def test_a_keys_spend_read_mid_flush_counts_the_batch_once(settings):
     settings.GATEWAY_METER = "redis"
     owner = make_user()
-    key = api_key_create(workspace=make_workspace(owner=owner), name="k", created_by=owner).record
-    name = mirror.key_hash(key.pk)
+    workspace = make_workspace(owner=owner)
+    key = api_key_create(workspace=workspace, name="k", created_by=owner).record
+    name = mirror.key_hash(workspace.pk, key.pk)
     mirror.sync_client().delete(name)
     mirror.sync_client().hset(name, mapping={"unfl:0": BATCH, "flushing": 1, "ver": 1})
     KeySpend.objects.update_or_create(api_key_id=key.pk, defaults={"lifetime_micro_usd": BATCH})
     writer = complete_later(name, "unfl:0")
     try:
-        seen = key_spend_seen(api_key_id=key.pk, limit_micro_usd=None, reset="none")
+        seen = key_spend_seen(
+            workspace_id=workspace.pk, api_key_id=key.pk, limit_micro_usd=None, reset="none"
+        )
     finally:
         writer.join()
     assert seen.lifetime_micro_usd == BATCH
