@@ -76,12 +76,25 @@ class Scripts:
 _loop_clients: dict[asyncio.AbstractEventLoop, tuple[AsyncClient, Scripts]] = {}
 
 
+class _MeterCluster(redis.asyncio.cluster.RedisCluster):
+    """A cluster client that learns the cluster's layout before its first command runs.
+
+    redis-py (8.1) lets the first commands of a new client, when many start at once (a gateway's first
+    requests), each go through its own retry path around the initialization; some then write to
+    connections the initialization closed, and fail with an AttributeError, not a Redis error (reproduced
+    with 40 concurrent reservations, tests/gateway/test_redis_meter.py). Initializing first, under the
+    client's lock, leaves them nothing to race on."""
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        if self._initialize:
+            await self.initialize()
+        return await super().execute_command(*args, **kwargs)
+
+
 def _new_client() -> AsyncClient:
     url = mirror.meter_redis_url()
     if settings.METER_REDIS_CLUSTER:  # up to max_connections to each node
-        return redis.asyncio.cluster.RedisCluster.from_url(
-            url, socket_timeout=5, socket_connect_timeout=2, max_connections=256
-        )
+        return _MeterCluster.from_url(url, socket_timeout=5, socket_connect_timeout=2, max_connections=256)
     return aioredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2, max_connections=256)
 
 

@@ -41,9 +41,9 @@ meter = RedisMeter()
 
 
 @pytest.fixture(autouse=True)
-def redis_meter(settings, transactional_db):
-    """The Redis meter, with an empty queue before and after (records of other tests are not ours)."""
-    settings.GATEWAY_METER = "redis"
+def redis_meter(meter_redis, transactional_db):
+    """The Redis meter, on a plain Redis and on a Redis Cluster (tests/gateway/redis_cluster.py), with an
+    empty queue before and after (records of other tests are not ours)."""
     run(writer.drain())
     yield
     run(writer.drain())
