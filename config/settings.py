@@ -11,7 +11,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env_bool, env_int, env_list, env_str, usd_to_micro
+from config.env import env_bool, env_int, env_list, env_str, metrics_dir, usd_to_micro
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -298,6 +298,15 @@ GATEWAY_KEEPALIVE_SECONDS = 15.0
 # outlive the process: a local disk, or a volume that the replacement of a crashed process mounts again.
 GATEWAY_JOURNAL_DIR = Path(env_str("GATEWAY_JOURNAL_DIR", str(BASE_DIR / ".local" / "journal")))
 CATALOG_PATH = Path(env_str("CATALOG_PATH", str(BASE_DIR / "providers.yaml")))
+
+# --- Metrics: GET /metrics for Prometheus (gateway/metrics.py) --------------------------------
+# The bearer token a scraper sends; unset, /metrics does not exist (404).
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+if IS_PRODUCTION and METRICS_TOKEN and len(METRICS_TOKEN) < 32:
+    raise ImproperlyConfigured("METRICS_TOKEN must be a random string of at least 32 characters.")
+# Every gateway process of a deployment writes its figures here and a scrape sums them (prometheus_client's
+# multiprocess mode); set before any metric exists. The default: config/env.py's metrics_dir.
+PROMETHEUS_MULTIPROC_DIR = metrics_dir()
 
 # --- Server tools (ADR 0013; `manage.py check` checks these: gateway/tools/registry.py) ---------
 # web_search's backend: `sandbox` (the bundled offline corpus), `searxng` (WEB_SEARCH_URL: the instance) or
