@@ -12,7 +12,7 @@ from billing import mirror
 from core.encoding import compact_json
 from core.envelopes import openai_error_body
 from core.errors import ApiError, ErrorCode
-from gateway import counting, embeddings, pipeline, tokenizer_api
+from gateway import counting, embeddings, metrics, pipeline, tokenizer_api
 from gateway.auth import Caller, authenticate
 from gateway.http import AsgiApp, Receive, Scope, Send, headers_of, in_thread, request_id_headers, send_json
 from gateway.ingress.registry import format_for_path, formats
@@ -121,6 +121,7 @@ FIXED_ROUTES = {
     ("GET", "/healthz"): healthz,
     ("GET", "/readyz"): readyz,
     ("GET", "/openapi.json"): openapi_json,
+    ("GET", "/metrics"): metrics.scrape,  # for Prometheus, with METRICS_TOKEN (gateway/metrics.py)
 }
 FIXED_PATHS = frozenset(path for _, path in FIXED_ROUTES)
 
