@@ -57,11 +57,11 @@ class Processes:
 
     children: list[Child] = field(default_factory=list)
 
-    def start(self, name: str, argv: list[str], env: dict[str, str], log: Path) -> Child:
+    def start(self, name: str, argv: list[str], env: dict[str, str], log: Path, cwd: Path = REPO) -> Child:
         with log.open("wb") as out:
             process = subprocess.Popen(
                 argv,
-                cwd=REPO,
+                cwd=cwd,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
