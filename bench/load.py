@@ -8,7 +8,7 @@ time. Requests that finish during the warm-up are not measured (their errors are
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -35,7 +35,7 @@ PROTOCOLS = {
 
 @dataclass(frozen=True)
 class Target:
-    name: str  # "direct" or "gateway"
+    name: str  # "direct", "bare", "gateway" or "litellm"
     url: str
     headers: dict[str, str]
     bodies: dict[bool, bytes]  # stream? → request body
@@ -67,6 +67,29 @@ class CellResult:
     @property
     def error_count(self) -> int:
         return sum(self.errors.values())
+
+    def record(
+        self,
+        started: float,
+        finished: float,
+        ttfb: float | None,
+        error: str | None,
+        sample: str,
+        *,
+        measured: bool,
+    ) -> bool:
+        """Count one request's outcome; True when it was answered whole."""
+        if error is not None:
+            self.errors[error] += 1
+            self.error_samples.setdefault(error, sample)
+            return False
+        self.answered += 1
+        if measured:
+            self.ok += 1
+            self.latencies.append(finished - started)
+            if ttfb is not None:
+                self.ttfbs.append(ttfb)
+        return True
 
 
 def check_answer(data: bytes, stream: bool, last_piece: bytes, fmt: str = "chat") -> str | None:
@@ -150,17 +173,9 @@ async def run_cell(
                 request_started = time.perf_counter()
                 result.sent += 1
                 finished, ttfb, error, sample = await _one(session, target, stream, last_piece)
-                if error is not None:
-                    result.errors[error] += 1
-                    result.error_samples.setdefault(error, sample)
+                measured = window_start <= finished <= window_end
+                if not result.record(request_started, finished, ttfb, error, sample, measured=measured):
                     await asyncio.sleep(0.001)  # a failing server must not turn this into a busy loop
-                    continue
-                result.answered += 1
-                if window_start <= finished <= window_end:
-                    result.ok += 1
-                    result.latencies.append(finished - request_started)
-                    if ttfb is not None:
-                        result.ttfbs.append(ttfb)
 
         workers = [asyncio.ensure_future(worker()) for _ in range(concurrency)]
         hard_limit = warmup + duration + REQUEST_TIMEOUT_SECONDS + 10
@@ -181,6 +196,59 @@ async def run_cell(
         if cpu_after is not None:
             result.cpu_seconds = cpu_after - cpu_before
     return result
+
+
+async def run_count(
+    target: Target,
+    *,
+    streams: list[bool],
+    concurrency: int,
+    total: int,
+    last_piece: bytes,
+    checkpoints: Collection[int] = (),
+    on_checkpoint: Callable[[int], None] | None = None,
+) -> list[CellResult]:
+    """Exactly `total` requests, with no time limit (the soak): request i is sent in mode
+    streams[i % len(streams)]. One result per mode, every answer measured, its duration the whole run's.
+    When the count of finished requests reaches a checkpoint, on_checkpoint(count) runs in the load's own
+    loop (so it must be short: it holds up every client while it runs)."""
+    results = {stream: CellResult(target.name, stream, concurrency, 0.0) for stream in streams}
+    marks = set(checkpoints)
+    connector = aiohttp.TCPConnector(limit=concurrency, force_close=False, keepalive_timeout=60)
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS)
+    issued = finished_count = 0
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=timeout, auto_decompress=False, skip_auto_headers=("User-Agent",)
+    ) as session:
+        start = time.perf_counter()
+
+        async def worker() -> None:
+            nonlocal issued, finished_count
+            while issued < total:
+                stream = streams[issued % len(streams)]
+                issued += 1  # taken before the await: no two clients send the same request number
+                result = results[stream]
+                result.sent += 1
+                request_started = time.perf_counter()
+                finished, ttfb, error, sample = await _one(session, target, stream, last_piece)
+                whole = result.record(request_started, finished, ttfb, error, sample, measured=True)
+                finished_count += 1
+                if on_checkpoint is not None and finished_count in marks:
+                    on_checkpoint(finished_count)
+                if not whole:
+                    await asyncio.sleep(0.001)  # a failing server must not turn this into a busy loop
+
+        workers = [asyncio.ensure_future(worker()) for _ in range(concurrency)]
+        try:
+            await asyncio.gather(*workers)  # each request has a timeout, so this ends
+        finally:
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+        elapsed = time.perf_counter() - start
+    for result in results.values():
+        result.duration = elapsed
+    return list(results.values())
 
 
 async def preflight(target: Target, stream: bool, last_piece: bytes) -> str | None:

@@ -111,18 +111,27 @@ def _cpu_per_request(cell: CellResult) -> float | None:
     return cell.cpu_seconds / cell.sent if cell.cpu_seconds is not None and cell.sent else None
 
 
-def table(triples: list[tuple[CellResult, CellResult, CellResult]], stream: bool) -> str:
-    """One row per concurrency: direct, the bare proxy and the gateway side by side, and the gateway's cost
-    measured against the bare proxy (the floor for a Python gateway on this stack)."""
-    header = ["conc", "direct r/s", "bare r/s", "gw r/s", "gw/bare", "bare p50", "gw p50", "gw p99", "+p50"]
+def table(rows: list[tuple[CellResult, ...]], stream: bool) -> str:
+    """One row per concurrency: direct, the bare proxy and the gateway side by side (and LiteLLM, when it
+    is a target: a fourth cell in each row), and the gateway's cost measured against the bare proxy (the
+    floor for a Python gateway on this stack)."""
+    litellm = any(len(row) > 3 for row in rows)
+    letters = "d/b/g/l" if litellm else "d/b/g"
+    header = ["conc", "direct r/s", "bare r/s", "gw r/s"]
+    header += ["litellm r/s", "gw/bare", "gw/litellm"] if litellm else ["gw/bare"]
+    header += ["bare p50", "gw p50", "gw p99", "+p50"]
     if stream:
         header += ["bare ttfb50", "gw ttfb50", "+ttfb50"]
-    header += ["bare cpu/req", "gw cpu/req", "cpu gw/bare", "host cpu d/b/g", "errors d/b/g"]
-    rows = [header]
-    for direct, bare, gateway in triples:
+    header += ["bare cpu/req", "gw cpu/req", "cpu gw/bare", f"host cpu {letters}", f"errors {letters}"]
+    lines = [header]
+    for cells in rows:
+        direct, bare, gateway = cells[:3]
         b50, g50 = percentile(bare.latencies, 50), percentile(gateway.latencies, 50)
-        share = f"{gateway.rps / bare.rps:.0%}" if bare.rps else "-"
-        row = [str(direct.concurrency), *(f"{cell.rps:,.0f}" for cell in (direct, bare, gateway)), share]
+        row = [str(direct.concurrency), *(f"{cell.rps:,.0f}" for cell in cells[:3])]
+        if litellm:
+            row += [f"{cells[3].rps:,.0f}", _share(gateway, bare), _times(gateway, cells[3])]
+        else:
+            row += [_share(gateway, bare)]
         row += [_ms(b50), _ms(g50), _ms(percentile(gateway.latencies, 99)), _diff_ms(g50, b50)]
         if stream:
             bt, gt = percentile(bare.ttfbs, 50), percentile(gateway.ttfbs, 50)
@@ -131,13 +140,21 @@ def table(triples: list[tuple[CellResult, CellResult, CellResult]], stream: bool
         row += ["-" if bare_cpu is None else f"{bare_cpu * 1000:.2f} ms"]
         row += ["-" if gw_cpu is None else f"{gw_cpu * 1000:.2f} ms"]
         row += [f"{gw_cpu / bare_cpu:.1f}x" if gw_cpu and bare_cpu else "-"]
-        row += ["/".join(_percent(cell.host_busy) for cell in (direct, bare, gateway))]
-        row += ["/".join(str(cell.error_count) for cell in (direct, bare, gateway))]
-        rows.append(row)
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)) for row in rows]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(lines)
+        row += ["/".join(_percent(cell.host_busy) for cell in cells)]
+        row += ["/".join(str(cell.error_count) for cell in cells)]
+        lines.append(row)
+    widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
+    text = ["  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)) for row in lines]
+    text.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(text)
+
+
+def _share(part: CellResult, whole: CellResult) -> str:
+    return f"{part.rps / whole.rps:.0%}" if whole.rps else "-"
+
+
+def _times(faster: CellResult, slower: CellResult) -> str:
+    return f"{faster.rps / slower.rps:.1f}x" if slower.rps else "-"
 
 
 def error_lines(cells: list[CellResult]) -> list[str]:

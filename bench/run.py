@@ -4,14 +4,17 @@ floor: bench/bare_proxy.py), then through the gateway.
     .venv/bin/python -m bench.run [--concurrency 1,8,32,64] [--duration 10] [--workers 2] [--tokens 20]
                                   [--modes nonstream,stream] [--format chat|responses|messages]
                                   [--database-url postgres://…/hyperinfer_bench --redis-url redis://…/3]
-                                  [--json out.json]
+                                  [--json out.json] [--litellm-python ~/.cache/hyperinfer/litellm/bin/python]
+    .venv/bin/python -m bench.run --soak 100000 [--concurrency 32] [--modes nonstream] [--database-url …]
 
 It starts a mock OpenAI-compatible upstream (its own process), prepares a throwaway database (a temp SQLite
 file, or a re-created PostgreSQL database and a flushed Redis database), loads a one-model catalog that routes
 to the mock, creates a workspace with credits and an API key, starts the gateway as production runs it
 (uvicorn, N workers, uvloop, httptools, no access log), and then, for each mode and concurrency, drives the
-mock directly and the gateway with the same request for a fixed time. All traffic is on 127.0.0.1. Every
-process it started is stopped at the end, also on failure or Ctrl-C. See bench/README.md.
+mock directly, the bare proxy, the gateway (and LiteLLM's proxy, when --litellm-python names a venv that has
+it) with the same request for a fixed time. --soak N instead sends exactly N requests to the gateway and
+samples its workers' memory as they go (bench/soak.py). All traffic is on 127.0.0.1. Every process it
+started is stopped at the end, also on failure or Ctrl-C. See bench/README.md.
 """
 
 import argparse
@@ -29,7 +32,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import report
+from bench import litellm_proxy, memory, report, soak
 from bench.load import CellResult, Target, preflight, run_cell
 from bench.mock_upstream import new_event_loop
 from bench.stack import (
@@ -93,14 +96,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--concurrency", type=_int_list, default=[1, 8, 32, 64], help="default 1,8,32,64")
+    parser.add_argument(
+        "--concurrency", type=_int_list, help="default 1,8,32,64 (with --soak: one value, default 32)"
+    )
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per cell (default 10)")
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds first (default 2)")
     parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes (default 2)")
     parser.add_argument("--tokens", type=int, default=20, help="content deltas per answer (default 20)")
-    parser.add_argument(
-        "--modes", type=_modes, default=["nonstream", "stream"], help="default nonstream,stream"
-    )
+    parser.add_argument("--modes", type=_modes, help="default nonstream,stream (with --soak: nonstream)")
     parser.add_argument(
         "--format",
         choices=list(GATEWAY_PATHS),
@@ -117,7 +120,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--upstream-delay-ms", type=float, default=0.0, help="mock's pause before answering")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir and the database afterwards")
+    parser.add_argument(
+        "--soak",
+        type=int,
+        metavar="N",
+        help="instead of the table: exactly N gateway requests, the workers' memory sampled as they go",
+    )
+    parser.add_argument(
+        "--litellm-python",
+        type=Path,
+        metavar="PATH",
+        help="the python of a venv with litellm[proxy]: adds a LiteLLM proxy as a fourth target",
+    )
     args = parser.parse_args(argv)
+    if args.soak is not None:
+        if not 1 <= args.soak <= 100_000_000:
+            parser.error("--soak must be in [1, 100000000]")
+        if args.concurrency is not None and len(args.concurrency) != 1:
+            parser.error("--soak takes one --concurrency")
+        if args.litellm_python:
+            parser.error("--soak drives the gateway alone; leave out --litellm-python")
+    args.concurrency = args.concurrency or ([32] if args.soak else [1, 8, 32, 64])
+    args.modes = args.modes or (["nonstream"] if args.soak else ["nonstream", "stream"])
+    if args.litellm_python and not args.litellm_python.is_file():
+        parser.error(f"--litellm-python {args.litellm_python}: no such file")
     if not 0 < args.duration <= 600 or not 0 <= args.warmup <= 60:
         parser.error("--duration must be in (0, 600] and --warmup in [0, 60]")
     if not 1 <= args.workers <= 64 or not 1 <= args.tokens <= 10_000:
@@ -193,84 +219,124 @@ class Bench:
     def __init__(self, args: argparse.Namespace, workdir: Path, processes: Processes, database: Database):
         self.args, self.workdir, self.processes, self.database = args, workdir, processes, database
         self.last_piece = f"tok{args.tokens - 1} ".encode()
-        self.gateway_pgid: int | None = None
-        self.upstream_pgid: int | None = None
-        self.bare_pgid: int | None = None
+        self.pgids: dict[str, int] = {}  # target name → the process group serving it
+        self.litellm_version: str | None = None
 
     def setup(self) -> tuple[list[Target], dict[str, Any]]:
+        """Start everything; the targets in the order each cell drives them. A soak drives the gateway
+        alone, so it starts neither the bare proxy nor LiteLLM."""
         args = self.args
         upstream_key = secrets.token_urlsafe(24)
-        upstream_port = free_port()
-        argv = [sys.executable, "-m", "bench.mock_upstream", "--port", str(upstream_port)]
+        upstream_port = self._start_mock(upstream_key)
+        upstream_url = f"http://127.0.0.1:{upstream_port}/v1/chat/completions"
+        targets = []
+        if not args.soak:
+            targets.append(_target("direct", upstream_url, upstream_key, UPSTREAM_MODEL, args.tokens))
+            targets.append(self._start_bare(upstream_url, upstream_key))
+        gateway, env = self._start_gateway(upstream_port, upstream_key)
+        targets.append(gateway)
+        if args.litellm_python:
+            targets.append(self._start_litellm(upstream_port, upstream_key))
+        return targets, env
+
+    def _start_mock(self, upstream_key: str) -> int:
+        args, port = self.args, free_port()
+        argv = [sys.executable, "-m", "bench.mock_upstream", "--port", str(port)]
         argv += ["--tokens", str(args.tokens), "--api-key", upstream_key]
         argv += ["--delay-ms", str(args.upstream_delay_ms)]
-        _log(f"starting the mock upstream on 127.0.0.1:{upstream_port}")
+        _log(f"starting the mock upstream on 127.0.0.1:{port}")
         mock = self.processes.start("mock upstream", argv, os.environ.copy(), self.workdir / "upstream.log")
-        self.upstream_pgid = mock.process.pid
-        wait_http(f"http://127.0.0.1:{upstream_port}/healthz", mock, self.processes)
+        self.pgids["direct"] = mock.process.pid
+        wait_http(f"http://127.0.0.1:{port}/healthz", mock, self.processes)
+        return port
 
-        bare_port = free_port()
-        bare_env = os.environ.copy() | {
-            "BENCH_UPSTREAM_URL": f"http://127.0.0.1:{upstream_port}/v1/chat/completions",
-            "BENCH_UPSTREAM_KEY": upstream_key,
-        }
-        argv = [sys.executable, "-m", "uvicorn", "bench.bare_proxy:app", "--host", "127.0.0.1"]
-        argv += ["--port", str(bare_port), "--workers", str(args.workers), "--loop", "uvloop"]
-        argv += ["--http", "httptools", "--no-access-log"]
-        _log(f"starting the bare proxy on 127.0.0.1:{bare_port} ({args.workers} workers)")
-        bare = self.processes.start("bare proxy", argv, bare_env, self.workdir / "bare.log")
-        self.bare_pgid = bare.process.pid
-        self._wait_for_workers(self.bare_pgid)
+    def _start_bare(self, upstream_url: str, upstream_key: str) -> Target:
+        port = free_port()
+        env = os.environ.copy() | {"BENCH_UPSTREAM_URL": upstream_url, "BENCH_UPSTREAM_KEY": upstream_key}
+        argv = [sys.executable, "-m", "uvicorn", "bench.bare_proxy:app", *self._server_flags(port)]
+        _log(f"starting the bare proxy on 127.0.0.1:{port} ({self.args.workers} workers)")
+        bare = self.processes.start("bare proxy", argv, env, self.workdir / "bare.log")
+        self.pgids["bare"] = bare.process.pid
+        self._wait_for_workers(bare.process.pid)
+        # The same request as direct's (the proxy adds the upstream's key itself).
+        url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        return _target("bare", url, "-", UPSTREAM_MODEL, self.args.tokens)
 
+    def _start_gateway(self, upstream_port: int, upstream_key: str) -> tuple[Target, dict[str, str]]:
+        args = self.args
         _log(f"preparing the database: {self.database.label}")
         self.database.create()
         catalog = self.workdir / "providers.yaml"
         write_catalog(catalog, upstream_port)
-        env = _child_env(self.database, catalog, upstream_key, self.args.meter)
+        env = _child_env(self.database, catalog, upstream_key, args.meter)
         api_key = provision(env, catalog, self.workdir, CREDITS_USD)
 
-        gateway_port = free_port()
-        argv = [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1"]
-        argv += ["--port", str(gateway_port), "--workers", str(args.workers), "--loop", "uvloop"]
-        argv += ["--http", "httptools", "--no-access-log"]
-        _log(f"starting the gateway on 127.0.0.1:{gateway_port} ({args.workers} workers)")
+        port = free_port()
+        argv = [sys.executable, "-m", "uvicorn", "config.asgi:application", *self._server_flags(port)]
+        _log(f"starting the gateway on 127.0.0.1:{port} ({args.workers} workers)")
         gateway = self.processes.start("gateway", argv, env, self.workdir / "gateway.log")
-        self.gateway_pgid = gateway.process.pid
-        wait_http(f"http://127.0.0.1:{gateway_port}/healthz", gateway, self.processes)
-        self._wait_for_workers(self.gateway_pgid)
+        self.pgids["gateway"] = gateway.process.pid
+        wait_http(f"http://127.0.0.1:{port}/healthz", gateway, self.processes)
+        self._wait_for_workers(gateway.process.pid)
+        url = f"http://127.0.0.1:{port}{GATEWAY_PATHS[args.format]}"
+        return _target("gateway", url, api_key, MODEL, args.tokens, args.format), env
 
-        direct = _target(
-            "direct",
-            f"http://127.0.0.1:{upstream_port}/v1/chat/completions",
-            upstream_key,
-            UPSTREAM_MODEL,
-            args.tokens,
+    def _start_litellm(self, upstream_port: int, upstream_key: str) -> Target:
+        python = self.args.litellm_python
+        self.litellm_version = litellm_proxy.version(python)
+        port, master_key = free_port(), f"sk-bench-{secrets.token_urlsafe(16)}"
+        config = litellm_proxy.write_config(self.workdir, upstream_port)
+        argv = litellm_proxy.argv(python, config, port, self.args.workers)
+        env = litellm_proxy.env(SCRUBBED_ENV, upstream_key, master_key)
+        _log(
+            f"starting the LiteLLM proxy {self.litellm_version} on 127.0.0.1:{port} "
+            f"({self.args.workers} workers)"
         )
-        # The same request as direct's (the proxy adds the upstream's key itself).
-        bare_target = _target(
-            "bare", f"http://127.0.0.1:{bare_port}/v1/chat/completions", "-", UPSTREAM_MODEL, args.tokens
-        )
-        path = GATEWAY_PATHS[args.format]
-        through = _target(
-            "gateway", f"http://127.0.0.1:{gateway_port}{path}", api_key, MODEL, args.tokens, args.format
-        )
-        return [direct, bare_target, through], env
+        child = self.processes.start("litellm", argv, env, self.workdir / "litellm.log", cwd=self.workdir)
+        self.pgids["litellm"] = child.process.pid
+        # LiteLLM imports a lot: its start-up takes far longer than the gateway's.
+        wait_http(f"http://127.0.0.1:{port}{litellm_proxy.HEALTH_PATH}", child, self.processes, timeout=180)
+        self._wait_for_workers(child.process.pid, timeout=180)
+        # The same request as direct's, with the proxy's own key (LiteLLM checks it, as the gateway does).
+        url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        return _target("litellm", url, master_key, UPSTREAM_MODEL, self.args.tokens)
 
-    def _wait_for_workers(self, pgid: int | None, timeout: float = 60.0) -> None:
-        """/healthz answers as soon as one worker is up: wait until the group has all its processes."""
+    def _server_flags(self, port: int) -> list[str]:
+        """The gateway's production server settings, shared by the bare proxy."""
+        flags = ["--host", "127.0.0.1", "--port", str(port), "--workers", str(self.args.workers)]
+        return [*flags, "--loop", "uvloop", "--http", "httptools", "--no-access-log"]
+
+    def _wait_for_workers(self, pgid: int, timeout: float = 60.0) -> None:
+        """/healthz answers as soon as one worker is up: wait until the server has all its workers, and
+        until they are done starting (importing Django or LiteLLM, the lifespan start-up)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if _group_size(pgid) >= self.args.workers + 1:  # the supervisor and its workers
-                time.sleep(1.0)  # let each worker finish importing Django and its lifespan start-up
+            if len(memory.workers(pgid)) >= self.args.workers:  # the group leader is the supervisor
+                _wait_quiet(pgid, deadline)
                 return
             self.processes.check_alive()
             time.sleep(0.2)
-        _log(f"warning: fewer than {self.args.workers} gateway workers after {timeout:.0f}s")
+        _log(f"warning: fewer than {self.args.workers} workers in group {pgid} after {timeout:.0f}s")
+
+    async def run_soak(self, target: Target) -> soak.SoakResult:
+        """Exactly --soak requests to the gateway, its workers' memory sampled as they go."""
+        args, pgid = self.args, self.pgids["gateway"]
+        _log(f"soak: {args.soak:,} requests, {args.concurrency[0]} clients, {', '.join(args.modes)}")
+        return await soak.drive(
+            target,
+            supervisor=pgid,  # the group's leader is uvicorn's supervisor
+            pgid=pgid,
+            streams=[MODES[mode] for mode in args.modes],
+            concurrency=args.concurrency[0],
+            total=args.soak,
+            last_piece=self.last_piece,
+            log=_log,
+        )
 
     async def drive(self, targets: list[Target]) -> list[CellResult]:
-        """Each cell runs direct, bare proxy and gateway in turn, so the three share the machine's state."""
+        """Each cell runs direct, bare proxy, gateway (and LiteLLM) in turn, so they share the machine's
+        state."""
         args = self.args
-        pgids = {"direct": self.upstream_pgid, "bare": self.bare_pgid, "gateway": self.gateway_pgid}
         for mode in args.modes:
             for target in targets:
                 problem = await preflight(target, MODES[mode], self.last_piece)
@@ -282,7 +348,7 @@ class Bench:
         for mode in args.modes:
             for concurrency in args.concurrency:
                 for target in targets:
-                    pgid = pgids[target.name]
+                    pgid = self.pgids.get(target.name)
                     self.processes.check_alive()
                     cell = await run_cell(
                         target,
@@ -316,19 +382,15 @@ def background_load(seconds: float = 3.0) -> float | None:
     return busy
 
 
-def _group_size(pgid: int | None) -> int:
-    if pgid is None:
-        return 0
-    count = 0
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                raw = Path(f"/proc/{entry}/stat").read_bytes()
-            except OSError:
-                continue
-            if int(raw[raw.rindex(b")") + 2 :].split()[2]) == pgid:
-                count += 1
-    return count
+def _wait_quiet(pgid: int, deadline: float, busy: float = 0.1, step: float = 0.5) -> None:
+    """Wait (at least one step) until the group uses less than `busy` of a core: its start-up is over."""
+    before = group_cpu_seconds(pgid)
+    while True:
+        time.sleep(step)
+        after = group_cpu_seconds(pgid)
+        if before is None or after is None or after - before < busy * step or time.monotonic() > deadline:
+            return
+        before = after
 
 
 def _settled_accounting(env: dict[str, str], timeout: float = 30.0) -> dict[str, Any]:
@@ -348,8 +410,10 @@ def _settled(state: dict[str, Any]) -> bool:
     )
 
 
-def _settings(args: argparse.Namespace, database: Database, background: list[float | None]) -> dict[str, Any]:
-    return {
+def _settings(
+    args: argparse.Namespace, database: Database, background: list[float | None], litellm: str | None
+) -> dict[str, Any]:
+    settings = {
         "other_processes_cpu_busy_percent_before_after": [
             None if share is None else round(share * 100, 1) for share in background
         ],
@@ -366,6 +430,15 @@ def _settings(args: argparse.Namespace, database: Database, background: list[flo
         "--no-access-log",
         "env": "HYPERINFER_ENV=production DEBUG=false",
     }
+    if args.soak:
+        settings |= {"soak_requests": args.soak, "duration_s": None, "warmup_s": None}
+    if litellm:
+        settings["litellm"] = f"LiteLLM proxy {litellm}: {litellm_proxy.describe(args.workers)}"
+    return settings
+
+
+def _background_text(background: list[float | None]) -> str:
+    return " / ".join("-" if share is None else f"{share * 100:.0f}%" for share in background)
 
 
 def _print_results(
@@ -375,8 +448,9 @@ def _print_results(
     background: list[float | None],
     cells: list[CellResult],
     billing: dict[str, Any] | None,
+    litellm: str | None,
 ) -> None:
-    settings = _settings(args, database, background)
+    settings = _settings(args, database, background, litellm)
     print()
     print(report.machine_text(machine))
     print(
@@ -386,58 +460,84 @@ def _print_results(
         f"{args.duration:g} s measured per cell; {args.tokens} tokens per answer; "
         f"upstream delay {args.upstream_delay_ms:g} ms\n"
         f"          machine CPU busy with other processes, before / after the run: "
-        f"{' / '.join('-' if share is None else f'{share * 100:.0f}%' for share in background)}"
+        f"{_background_text(background)}"
     )
+    if litellm:
+        print(f"          {settings['litellm']}")
+    width = 4 if litellm else 3  # the targets of one cell, in the order drive() ran them
     for mode in args.modes:
         stream = MODES[mode]
         mode_cells = [cell for cell in cells if cell.stream == stream]
-        triples = list(zip(mode_cells[0::3], mode_cells[1::3], mode_cells[2::3], strict=True))
+        rows = [tuple(mode_cells[i : i + width]) for i in range(0, len(mode_cells), width)]
         print(f"\n{mode} (latencies in ms; + = gateway minus bare proxy)")
-        print(report.table(triples, stream))
+        print(report.table(rows, stream))
     errors = report.error_lines(cells)
     print("\nErrors (warm-up included):" if errors else "\nErrors: none")
     for line in errors:
         print(line)
     if billing is not None:
         answered = sum(cell.answered for cell in cells if cell.target == "gateway") + len(args.modes)
-        generations = billing["generations"]
-        print(
-            f"\nBilling check ({billing['meter']} meter): {answered} gateway answers (2xx, warm-up and "
-            f"pre-flight included); generation records {json.dumps(generations)}; "
-            f"charged {billing['generation_cost_micro_usd']} µUSD, usage debits "
-            f"{billing['usage_debits_micro_usd']} µUSD; balance {billing['balance_micro_usd']} µUSD, "
-            f"ledger sum {billing['ledger_sum_micro_usd']} µUSD; "
-            f"still reserved {billing['reserved_micro_usd']} µUSD, "
-            f"unflushed {billing['unflushed_micro_usd']} µUSD"
+        print()
+        print("\n".join(_billing_lines(billing, answered)))
+
+
+def _billing_lines(billing: dict[str, Any], answered: int) -> list[str]:
+    """The billing check: every 2xx answer has one `completed` generation, debits = costs, balance =
+    ledger sum, nothing held or unwritten."""
+    generations = billing["generations"]
+    lines = [
+        f"Billing check ({billing['meter']} meter): {answered} gateway answers (2xx, warm-up and "
+        f"pre-flight included); generation records {json.dumps(generations)}; "
+        f"charged {billing['generation_cost_micro_usd']} µUSD, usage debits "
+        f"{billing['usage_debits_micro_usd']} µUSD; balance {billing['balance_micro_usd']} µUSD, "
+        f"ledger sum {billing['ledger_sum_micro_usd']} µUSD; "
+        f"still reserved {billing['reserved_micro_usd']} µUSD, "
+        f"unflushed {billing['unflushed_micro_usd']} µUSD"
+    ]
+    if not _billed_exactly(billing, answered):
+        lines.append(
+            "  MISMATCH: generation records differ from the answers, the ledger from the generations or "
+            "the balance, or credits are still held or unwritten"
         )
-        if (
-            generations.get("completed", 0) != answered
-            or not _settled(billing)
-            or billing["usage_debits_micro_usd"] != billing["generation_cost_micro_usd"]
-            or billing["balance_micro_usd"] != billing["ledger_sum_micro_usd"]
-        ):
-            print(
-                "  MISMATCH: generation records differ from the answers, the ledger from the generations or "
-                "the balance, or credits are still held or unwritten"
-            )
+    return lines
 
 
-def _write_json(
-    path: Path,
+def _billed_exactly(billing: dict[str, Any], answered: int) -> bool:
+    return (
+        billing["generations"].get("completed", 0) == answered
+        and _settled(billing)
+        and billing["usage_debits_micro_usd"] == billing["generation_cost_micro_usd"]
+        and billing["balance_micro_usd"] == billing["ledger_sum_micro_usd"]
+    )
+
+
+def _print_soak(
     args: argparse.Namespace,
     database: Database,
     machine: dict[str, Any],
     background: list[float | None],
-    cells: list[CellResult],
-    billing: dict[str, Any] | None,
+    result: soak.SoakResult,
+    billing: dict[str, Any],
 ) -> None:
-    data = {
-        "machine": machine,
-        "settings": _settings(args, database, background),
-        "cells": [report.cell_summary(cell) for cell in cells],
-        "billing": billing,
-    }
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    settings = _settings(args, database, background, None)
+    print()
+    print(report.machine_text(machine))
+    print(
+        f"Settings: {settings['server']}; {settings['env']}; {settings['database']}; "
+        f"clients speak {args.format} to the gateway\n"
+        f"          {args.tokens} tokens per answer; upstream delay {args.upstream_delay_ms:g} ms; "
+        f"memory sampled after {result.warmup:,} requests (warm-up), then every tenth\n"
+        f"          machine CPU busy with other processes, before / after the run: "
+        f"{_background_text(background)}"
+    )
+    print()
+    print(soak.text(result, args.modes, args.workers))
+    errors = report.error_lines(result.cells)
+    print("\nErrors:" if errors else "\nErrors: none")
+    for line in errors:
+        print(line)
+    print()
+    print("\n".join(_billing_lines(billing, result.answered + len(args.modes))))
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -462,15 +562,27 @@ def main(argv: list[str] | None = None) -> int:
         background = [background_load()]
         targets, env = bench.setup()
         with asyncio.Runner(loop_factory=new_event_loop) as runner:
-            cells = runner.run(bench.drive(targets))
+            if args.soak:
+                soaked = runner.run(bench.run_soak(targets[0]))
+            else:
+                cells = runner.run(bench.drive(targets))
         processes.check_alive()
         _log("load done; checking the billing records")
         billing = _settled_accounting(env)
         processes.stop_all()
         background.append(background_load())
-        _print_results(args, database, machine, background, cells, billing)
+        data: dict[str, Any] = {
+            "machine": machine,
+            "settings": _settings(args, database, background, bench.litellm_version),
+        }
+        if args.soak:
+            _print_soak(args, database, machine, background, soaked, billing)
+            data |= {"soak": soak.summary(soaked), "billing": billing}
+        else:
+            _print_results(args, database, machine, background, cells, billing, bench.litellm_version)
+            data |= {"cells": [report.cell_summary(cell) for cell in cells], "billing": billing}
         if args.json:
-            _write_json(args.json, args, database, machine, background, cells, billing)
+            args.json.write_text(json.dumps(data, indent=2) + "\n")
             _log(f"wrote {args.json}")
         return 0
     except BenchError as exc:

@@ -57,11 +57,11 @@ class Processes:
 
     children: list[Child] = field(default_factory=list)
 
-    def start(self, name: str, argv: list[str], env: dict[str, str], log: Path) -> Child:
+    def start(self, name: str, argv: list[str], env: dict[str, str], log: Path, cwd: Path = REPO) -> Child:
         with log.open("wb") as out:
             process = subprocess.Popen(
                 argv,
-                cwd=REPO,
+                cwd=cwd,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -363,7 +363,7 @@ print(json.dumps({{
     "ledger_sum_micro_usd": ledger_sum(workspace_id=ws.pk),
     "reserved_micro_usd": account.reserved_micro_usd + held_in_redis,
     "unflushed_micro_usd": unflushed,
-    "queued": mirror.sync_client().llen(mirror.QUEUE) if mirror.mirror_enabled() else 0,
+    "queued": mirror.queued_records() if mirror.mirror_enabled() else 0,
 }}))
 """
 

@@ -6,6 +6,7 @@ rules: the SQL meter through billing.reservations, the Redis meter for its mirro
 writes.
 """
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 from django.db.models import F, Q
@@ -102,7 +103,7 @@ def key_spends_post(
         )
 
 
-def key_spend_restart_period(*, api_key_id: int) -> None:
+def key_spend_restart_period(*, workspace_id: uuid.UUID, api_key_id: int) -> None:
     """The key's reset setting changed: its period spend starts over (the mirror reloads it)."""
     KeySpend.objects.filter(api_key_id=api_key_id).update(used_micro_usd=0, period_start=None)
-    mirror.key_invalidate_on_commit(api_key_id)
+    mirror.key_invalidate_on_commit(workspace_id, api_key_id)

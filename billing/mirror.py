@@ -5,13 +5,18 @@ of requests in flight and the debits not yet written to PostgreSQL ("unflushed")
 admitted and settled by one atomic script each, without touching PostgreSQL (design §4). The gateway's
 metering (gateway/metering/redis_meter.py) runs the scripts and writes PostgreSQL in batches.
 
-Hash `hi:m:ws:<workspace>`:
+Every name carries its shard's hash tag, `hi:m:{s<n>}:`, so that each script's keys share one slot of a
+Redis Cluster (ADR 0017). A workspace's shard is a stable hash of its id; everything of the workspace —
+its hash, its keys' hashes, its requests' holds, done markers, generation copies and rate counters — is in
+that shard, and each shard has its own queue, holds zset, in-flight batches and dead letters.
+
+Hash `<shard>ws:<workspace>`:
     bal       mirrored balance: PostgreSQL's balance minus unflushed debits (absent until loaded)
     held      worst cases held by requests in flight
     unfl      debits settled in Redis and not yet written to PostgreSQL
     flushing  batches being written to PostgreSQL right now; the mirror is not (re)loaded meanwhile
     ver       bumped by every write to PostgreSQL; a load that saw another version is retried
-Hash `hi:m:key:<api key id>`: used (in the current limit period, unflushed included), held, period,
+Hash `<shard>key:<api key id>`: used (in the current limit period, unflushed included), held, period,
     unfl:<period>, flushing, ver — the same for a key's credit limit.
 
 Any other change of a balance (a purchase, a grant, an adjustment) drops `bal` after its commit, and the
@@ -22,6 +27,7 @@ noeviction) and should persist them (appendonly): see docs/adr/0006-redis-hot-pa
 import logging
 import time
 import uuid
+import zlib
 from collections.abc import Callable
 from functools import cache
 from typing import TYPE_CHECKING, TypeVar, cast
@@ -31,58 +37,120 @@ from django.db import transaction
 
 if TYPE_CHECKING:
     import redis
+    import redis.cluster
+
+    SyncClient = redis.Redis | redis.cluster.RedisCluster
 
 logger = logging.getLogger(__name__)
 
 PREFIX = "hi:m:"
-HOLDS = PREFIX + "holds"  # zset: request id -> when its hold expires (epoch seconds)
-QUEUE = PREFIX + "q"  # list: settled records waiting to be written to PostgreSQL
-INFLIGHTS = PREFIX + "inflights"  # zset: writer batch token -> when it was claimed
-DEAD = PREFIX + "dead"  # list: records PostgreSQL refused; `manage.py metering_requeue_dead` retries them
-NO_KEY = PREFIX + "key:-"  # stands in for the key hash when the caller has no API key
+WorkspaceId = uuid.UUID | str  # the writer names a workspace by the id as its records carry it, a string
 
 
-def workspace_hash(workspace_id: uuid.UUID | str) -> str:
-    """A workspace's mirror; the writer names it by the id as its records carry it, a string."""
-    return f"{PREFIX}ws:{workspace_id}"
+def shard_count() -> int:
+    return settings.METER_REDIS_SHARDS
 
 
-def key_hash(api_key_id: int | None) -> str:
-    return NO_KEY if api_key_id is None else f"{PREFIX}key:{api_key_id}"
+def shards() -> range:
+    return range(shard_count())
 
 
-def hold_hash(request_id: str) -> str:
-    return f"{PREFIX}hold:{request_id}"
+def shard_of(workspace_id: WorkspaceId) -> int:
+    """A stable hash of the workspace's id (the same in every process), modulo the number of shards."""
+    return zlib.crc32(str(workspace_id).encode()) % shard_count()
 
 
-def done_marker(request_id: str) -> str:
-    return f"{PREFIX}done:{request_id}"
+def shard_prefix(shard: int) -> str:
+    """`hi:m:{s7}:`: the hash tag puts every name of the shard in one cluster slot."""
+    return f"{PREFIX}{{s{shard}}}:"
 
 
-def generation_json(request_id: str) -> str:
-    return f"{PREFIX}gen:{request_id}"
+def _in_shard(workspace_id: WorkspaceId, name: str) -> str:
+    return shard_prefix(shard_of(workspace_id)) + name
 
 
-def rate_counter(api_key_id: int | None, window: int) -> str:
-    return f"{PREFIX}rl:{api_key_id}:{window}"
+# Each shard's own lists and sets.
+def holds(shard: int) -> str:
+    """zset: request id -> when its hold expires (epoch seconds)."""
+    return shard_prefix(shard) + "holds"
 
 
-def inflight_list(token: str) -> str:
-    return f"{PREFIX}inflight:{token}"
+def queue(shard: int) -> str:
+    """list: settled records waiting to be written to PostgreSQL."""
+    return shard_prefix(shard) + "q"
+
+
+def inflights(shard: int) -> str:
+    """zset: writer batch token -> when it was claimed."""
+    return shard_prefix(shard) + "inflights"
+
+
+def inflight_list(shard: int, token: str) -> str:
+    """list: the records of one writer's batch while it writes them."""
+    return shard_prefix(shard) + f"inflight:{token}"
+
+
+def dead(shard: int) -> str:
+    """list: records PostgreSQL refused; `manage.py metering_requeue_dead` retries them."""
+    return shard_prefix(shard) + "dead"
+
+
+# A workspace's names, in its shard.
+def workspace_hash(workspace_id: WorkspaceId) -> str:
+    return _in_shard(workspace_id, f"ws:{workspace_id}")
+
+
+def key_hash(workspace_id: WorkspaceId, api_key_id: int | str | None) -> str:
+    """An API key's hash, in its workspace's shard; `key:-` stands in when the caller has no key."""
+    return _in_shard(workspace_id, "key:-" if api_key_id is None else f"key:{api_key_id}")
+
+
+def hold_hash(workspace_id: WorkspaceId, request_id: str) -> str:
+    return _in_shard(workspace_id, f"hold:{request_id}")
+
+
+def done_marker(workspace_id: WorkspaceId, request_id: str) -> str:
+    return _in_shard(workspace_id, f"done:{request_id}")
+
+
+def generation_json(workspace_id: WorkspaceId, request_id: str) -> str:
+    return _in_shard(workspace_id, f"gen:{request_id}")
+
+
+def rate_counter(workspace_id: WorkspaceId, api_key_id: int | None, window: int) -> str:
+    return _in_shard(workspace_id, f"rl:{api_key_id}:{window}")
 
 
 def mirror_enabled() -> bool:
     return settings.GATEWAY_METER == "redis"
 
 
+def meter_redis_url() -> str:
+    """The meter's Redis: METER_REDIS_URL, else REDIS_URL (read at each use, so tests can point it)."""
+    return settings.METER_REDIS_URL or settings.REDIS_URL
+
+
 @cache
-def sync_client() -> "redis.Redis":
-    """A blocking client for code outside the event loop (billing services, Celery, selectors).
+def sync_client() -> "SyncClient":
+    """A blocking client for code outside the event loop (billing services, Celery, selectors): a
+    RedisCluster with METER_REDIS_CLUSTER, else a Redis.
 
     It does not decode responses: replies are bytes (redis-py types them `bytes | str` either way)."""
     import redis
+    import redis.cluster
 
-    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+    options = {"socket_timeout": 2, "socket_connect_timeout": 2}
+    if settings.METER_REDIS_CLUSTER:
+        return redis.cluster.RedisCluster.from_url(meter_redis_url(), **options)
+    return redis.Redis.from_url(meter_redis_url(), **options)
+
+
+def queued_records() -> int:
+    """Settled records waiting for a writer, in every shard's queue (one pipelined round)."""
+    pipe = sync_client().pipeline(transaction=False)
+    for shard in shards():
+        pipe.llen(queue(shard))
+    return sum(int(length) for length in pipe.execute())
 
 
 def account_invalidate_on_commit(workspace_id: uuid.UUID) -> None:
@@ -91,10 +159,10 @@ def account_invalidate_on_commit(workspace_id: uuid.UUID) -> None:
         transaction.on_commit(lambda: _drop_balance(workspace_id))
 
 
-def key_invalidate_on_commit(api_key_id: int) -> None:
+def key_invalidate_on_commit(workspace_id: uuid.UUID, api_key_id: int) -> None:
     """After a key's limit period is restarted, drop its mirrored usage so it is loaded again."""
     if mirror_enabled():
-        transaction.on_commit(lambda: drop(key_hash(api_key_id), "used"))
+        transaction.on_commit(lambda: drop(key_hash(workspace_id, api_key_id), "used"))
 
 
 def _drop_balance(workspace_id: uuid.UUID) -> None:

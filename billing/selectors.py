@@ -67,15 +67,18 @@ def key_used_in_period(*, api_key_id: int, reset: str, now: datetime | None = No
     return row["used_micro_usd"]
 
 
-def key_spend_seen(*, api_key_id: int, limit_micro_usd: int | None, reset: str) -> KeySpendSeen:
-    """The key's spend with its charges and holds still in Redis added."""
+def key_spend_seen(
+    *, workspace_id: uuid.UUID, api_key_id: int, limit_micro_usd: int | None, reset: str
+) -> KeySpendSeen:
+    """The key's spend with its charges and holds still in Redis added (its mirror is in its workspace's
+    shard)."""
     now = timezone.now()
 
     def read_postgres() -> tuple[KeySpend, int]:
         spend = KeySpend.objects.filter(api_key_id=api_key_id).first() or KeySpend(api_key_id=api_key_id)
         return spend, key_used_in_period(api_key_id=api_key_id, reset=reset, now=now)
 
-    (spend, used), fields = mirror.with_pending(mirror.key_hash(api_key_id), read_postgres)
+    (spend, used), fields = mirror.with_pending(mirror.key_hash(workspace_id, api_key_id), read_postgres)
     unflushed, in_period, held = mirror.key_pending(fields, limit_period_key(reset, now))
     return KeySpendSeen(
         used_micro_usd=used + in_period,

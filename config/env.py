@@ -53,3 +53,50 @@ def usd_to_micro(name: str, default: str) -> int:
     if micro != micro.to_integral_value() or micro < 0:
         raise ImproperlyConfigured(f"{name} must be a non-negative USD amount with at most 6 decimals")
     return int(micro)
+
+
+# Set beside PROMETHEUS_MULTIPROC_DIR when the directory is the default: a child process that inherits the
+# pair (a server a test or the bench starts) is a deployment of its own and picks its own default.
+_METRICS_DIR_IS_DEFAULT = "HYPERINFER_METRICS_DIR_IS_DEFAULT"
+
+
+def metrics_dir() -> str:
+    """Where this process's Prometheus metrics live (prometheus_client's multiprocess mode), exported as
+    PROMETHEUS_MULTIPROC_DIR before any metric exists, since prometheus_client reads it there.
+
+    An operator's PROMETHEUS_MULTIPROC_DIR is used as given (empty it before each start). The default is one
+    directory per process group under the temporary directory: the uvicorn supervisor's pid for its workers
+    (it loads no settings, so cannot prepare one), else this process's own. A new deployment thus starts
+    from a fresh directory, and the directories of groups that are gone are removed here."""
+    import multiprocessing
+    import shutil
+    import tempfile
+
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+    if given and not os.environ.get(_METRICS_DIR_IS_DEFAULT):
+        os.makedirs(given, exist_ok=True)
+        return given
+    root = os.path.join(tempfile.gettempdir(), f"hyperinfer-metrics-{os.getuid()}")
+    os.makedirs(root, mode=0o700, exist_ok=True)
+    if os.stat(root).st_uid != os.getuid():
+        raise ImproperlyConfigured(f"{root} belongs to another user: set PROMETHEUS_MULTIPROC_DIR")
+    supervisor = multiprocessing.parent_process()  # uvicorn --workers spawns its workers with multiprocessing
+    group = supervisor.pid if supervisor is not None and supervisor.pid else os.getpid()
+    for name in os.listdir(root):
+        if name.isdigit() and int(name) != group and not _alive(int(name)):
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+    directory = os.path.join(root, str(group))
+    os.makedirs(directory, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    os.environ[_METRICS_DIR_IS_DEFAULT] = "1"
+    return directory
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True

@@ -11,7 +11,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env_bool, env_int, env_list, env_str, usd_to_micro
+from config.env import env_bool, env_int, env_list, env_str, metrics_dir, usd_to_micro
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -161,16 +161,30 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = "UTC"
+# Where the Redis meter keeps its mirror, holds and queues (ADR 0017): REDIS_URL unless set apart; with
+# METER_REDIS_CLUSTER, a Redis Cluster (the URL names any node) — the cache and Celery stay on REDIS_URL,
+# which must be a plain Redis (neither supports a cluster).
+METER_REDIS_URL = env_str("METER_REDIS_URL", "")
+METER_REDIS_CLUSTER = env_bool("METER_REDIS_CLUSTER", False)
+# Workspaces are spread over this many shards, each a hash tag (one cluster slot) with its own queue and
+# holds. Change it only with every gateway stopped, the meter's queues drained and no hold left.
+METER_REDIS_SHARDS = env_int("METER_REDIS_SHARDS", 16)
+if METER_REDIS_CLUSTER and not METER_REDIS_URL:
+    raise ImproperlyConfigured("METER_REDIS_CLUSTER needs METER_REDIS_URL (a node of the cluster)")
+if not 1 <= METER_REDIS_SHARDS <= 16384:
+    raise ImproperlyConfigured(f"METER_REDIS_SHARDS must be 1 to 16384, not {METER_REDIS_SHARDS}")
 # The gateway's meter (design §4, ADR 0006): "redis" admits and settles each request with one atomic Redis
 # script and writes PostgreSQL in batches (production); "sql" reserves and settles in the database directly.
 GATEWAY_METER = env_str(
     "GATEWAY_METER",
-    "redis" if REDIS_URL and DATABASE_URL.startswith(("postgres://", "postgresql://")) else "sql",
+    "redis"
+    if (REDIS_URL or METER_REDIS_URL) and DATABASE_URL.startswith(("postgres://", "postgresql://"))
+    else "sql",
 )
 if GATEWAY_METER not in ("redis", "sql"):
     raise ImproperlyConfigured(f"GATEWAY_METER must be redis or sql, not {GATEWAY_METER!r}")
-if GATEWAY_METER == "redis" and not REDIS_URL:
-    raise ImproperlyConfigured("GATEWAY_METER=redis needs REDIS_URL")
+if GATEWAY_METER == "redis" and not (REDIS_URL or METER_REDIS_URL):
+    raise ImproperlyConfigured("GATEWAY_METER=redis needs REDIS_URL or METER_REDIS_URL")
 
 CELERY_BEAT_SCHEDULE = {
     "billing-reap-expired-reservations": {
@@ -284,6 +298,15 @@ GATEWAY_KEEPALIVE_SECONDS = 15.0
 # outlive the process: a local disk, or a volume that the replacement of a crashed process mounts again.
 GATEWAY_JOURNAL_DIR = Path(env_str("GATEWAY_JOURNAL_DIR", str(BASE_DIR / ".local" / "journal")))
 CATALOG_PATH = Path(env_str("CATALOG_PATH", str(BASE_DIR / "providers.yaml")))
+
+# --- Metrics: GET /metrics for Prometheus (gateway/metrics.py) --------------------------------
+# The bearer token a scraper sends; unset, /metrics does not exist (404).
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+if IS_PRODUCTION and METRICS_TOKEN and len(METRICS_TOKEN) < 32:
+    raise ImproperlyConfigured("METRICS_TOKEN must be a random string of at least 32 characters.")
+# Every gateway process of a deployment writes its figures here and a scrape sums them (prometheus_client's
+# multiprocess mode); set before any metric exists. The default: config/env.py's metrics_dir.
+PROMETHEUS_MULTIPROC_DIR = metrics_dir()
 
 # --- Server tools (ADR 0013; `manage.py check` checks these: gateway/tools/registry.py) ---------
 # web_search's backend: `sandbox` (the bundled offline corpus), `searxng` (WEB_SEARCH_URL: the instance) or

@@ -40,7 +40,10 @@ class KeyAsSeen:
 
 def api_key_as_seen(*, api_key: ApiKey) -> KeyAsSeen:
     spend = key_spend_seen(
-        api_key_id=api_key.pk, limit_micro_usd=api_key.limit_micro_usd, reset=api_key.limit_reset
+        workspace_id=api_key.workspace_id,
+        api_key_id=api_key.pk,
+        limit_micro_usd=api_key.limit_micro_usd,
+        reset=api_key.limit_reset,
     )
     return KeyAsSeen(key=api_key, spend=spend)
 

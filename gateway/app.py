@@ -8,10 +8,11 @@ from urllib.parse import parse_qs
 from django.conf import settings
 from django.db import connection
 
+from billing import mirror
 from core.encoding import compact_json
 from core.envelopes import openai_error_body
 from core.errors import ApiError, ErrorCode
-from gateway import counting, embeddings, pipeline, tokenizer_api
+from gateway import counting, embeddings, metrics, pipeline, tokenizer_api
 from gateway.auth import Caller, authenticate
 from gateway.http import AsgiApp, Receive, Scope, Send, headers_of, in_thread, request_id_headers, send_json
 from gateway.ingress.registry import format_for_path, formats
@@ -39,6 +40,8 @@ def _readiness() -> dict[str, Any]:
         checks["postgres" if connection.vendor == "postgresql" else connection.vendor] = "down"
     if settings.REDIS_URL:
         checks["redis"] = _redis_check()
+    if settings.GATEWAY_METER == "redis" and settings.METER_REDIS_URL:
+        checks["meter_redis"] = _meter_redis_check()
     return {"status": "ok" if all(v == "ok" for v in checks.values()) else "degraded", "checks": checks}
 
 
@@ -47,6 +50,17 @@ def _redis_check() -> str:
 
     try:
         redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1).ping()
+    except redis.RedisError:
+        return "down"
+    return "ok"
+
+
+def _meter_redis_check() -> str:
+    """The meter's own Redis (or Redis Cluster), when it is not REDIS_URL's."""
+    import redis
+
+    try:
+        mirror.sync_client().ping()
     except redis.RedisError:
         return "down"
     return "ok"
@@ -107,6 +121,7 @@ FIXED_ROUTES = {
     ("GET", "/healthz"): healthz,
     ("GET", "/readyz"): readyz,
     ("GET", "/openapi.json"): openapi_json,
+    ("GET", "/metrics"): metrics.scrape,  # for Prometheus, with METRICS_TOKEN (gateway/metrics.py)
 }
 FIXED_PATHS = frozenset(path for _, path in FIXED_ROUTES)
 

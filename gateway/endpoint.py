@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from core.encoding import compact_json
 from core.errors import ApiError, ErrorCode
+from gateway import metrics
 from gateway.http import ClientGone, Send, refusal_headers, request_id_headers, send_json
 
 logger = logging.getLogger(__name__)
@@ -25,6 +26,7 @@ async def answered(
     try:
         return await work()
     except ApiError as exc:
+        metrics.endpoint_refused(work, exc.code)
         body = compact_json(error_body(exc.code, exc.message, request_id, exc.param))
         await send_json(send, exc.status, body, refusal_headers(request_id, exc))
     except ClientGone:

@@ -10,6 +10,7 @@ from django.db import connection
 pytest_plugins = [
     "tests.celery_worker",  # the `worker` fixture: a real Celery worker on Redis
     "tests.stripe_double",  # localstripe as a real server (`stripe_double`)
+    "tests.gateway.redis_cluster",  # a real Redis Cluster (`redis_cluster`), and `meter_redis` over both
 ]
 
 

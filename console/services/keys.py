@@ -133,7 +133,7 @@ def api_key_update(
         "rate_limit_rpm": rate_limit_rpm,
     }
     if limit_reset != api_key.limit_reset:
-        key_spend_restart_period(api_key_id=api_key.pk)
+        key_spend_restart_period(workspace_id=api_key.workspace_id, api_key_id=api_key.pk)
     ApiKey.objects.filter(pk=api_key.pk).update(**changes)
     api_key.refresh_from_db()
     return api_key

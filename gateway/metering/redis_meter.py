@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
+import redis.asyncio.cluster
 from django.conf import settings
 from django.utils import timezone
 from redis.commands.core import AsyncScript
@@ -53,10 +54,15 @@ _REFUSALS = {
 }
 
 
-class Scripts:
-    """The scripts registered on one client; redis-py runs them by SHA and reloads them if Redis forgot."""
+# A Redis Cluster with METER_REDIS_CLUSTER (ADR 0017), else one Redis: the commands used here are the same.
+AsyncClient = aioredis.Redis | redis.asyncio.cluster.RedisCluster
 
-    def __init__(self, client: aioredis.Redis) -> None:
+
+class Scripts:
+    """The scripts registered on one client; redis-py runs them by SHA and reloads them if Redis forgot
+    (on a cluster, on the node that owns the script's first key)."""
+
+    def __init__(self, client: AsyncClient) -> None:
         self.reserve = client.register_script(scripts.RESERVE)
         self.settle = client.register_script(scripts.SETTLE)
         self.load_workspace = client.register_script(scripts.LOAD_WORKSPACE)
@@ -67,17 +73,37 @@ class Scripts:
         self.reap = client.register_script(scripts.REAP)
 
 
-_loop_clients: dict[asyncio.AbstractEventLoop, tuple[aioredis.Redis, Scripts]] = {}
+_loop_clients: dict[asyncio.AbstractEventLoop, tuple[AsyncClient, Scripts]] = {}
 
 
-def loop_client() -> tuple[aioredis.Redis, Scripts]:
+class _MeterCluster(redis.asyncio.cluster.RedisCluster):
+    """A cluster client that learns the cluster's layout before its first command runs.
+
+    redis-py (8.1) lets the first commands of a new client, when many start at once (a gateway's first
+    requests), each go through its own retry path around the initialization; some then write to
+    connections the initialization closed, and fail with an AttributeError, not a Redis error (reproduced
+    with 40 concurrent reservations, tests/gateway/test_redis_meter.py). Initializing first, under the
+    client's lock, leaves them nothing to race on."""
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        if self._initialize:
+            await self.initialize()
+        return await super().execute_command(*args, **kwargs)
+
+
+def _new_client() -> AsyncClient:
+    url = mirror.meter_redis_url()
+    if settings.METER_REDIS_CLUSTER:  # up to max_connections to each node
+        return _MeterCluster.from_url(url, socket_timeout=5, socket_connect_timeout=2, max_connections=256)
+    return aioredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2, max_connections=256)
+
+
+def loop_client() -> tuple[AsyncClient, Scripts]:
     """One pooled asyncio client per event loop (per process in production)."""
     loop = asyncio.get_running_loop()
     found = _loop_clients.get(loop)
     if found is None:
-        client = aioredis.Redis.from_url(
-            settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=2, max_connections=256
-        )
+        client = _new_client()
         found = _loop_clients[loop] = (client, Scripts(client))
     return found
 
@@ -126,12 +152,13 @@ class RedisMeter:
         _, run = loop_client()
         now = time.time()
         period = limit_period(caller, timezone.now())
-        keys = [
-            mirror.workspace_hash(caller.workspace_id),
-            mirror.key_hash(caller.api_key_id),
-            mirror.hold_hash(request_id),
-            mirror.HOLDS,
-            mirror.rate_counter(caller.api_key_id, int(now // 60)),
+        workspace_id = caller.workspace_id
+        keys = [  # all in the workspace's shard: one cluster slot
+            mirror.workspace_hash(workspace_id),
+            mirror.key_hash(workspace_id, caller.api_key_id),
+            mirror.hold_hash(workspace_id, request_id),
+            mirror.holds(mirror.shard_of(workspace_id)),
+            mirror.rate_counter(workspace_id, caller.api_key_id, int(now // 60)),
         ]
         limit = caller.limit_micro_usd if caller.api_key_id is not None else None
         args: list[str | int] = [
@@ -168,7 +195,8 @@ class RedisMeter:
             return
         client, _ = loop_client()
         now = time.time()
-        counter = mirror.rate_counter(caller.api_key_id, int(now // 60))  # the reserve script's counter
+        # the reserve script's counter
+        counter = mirror.rate_counter(caller.workspace_id, caller.api_key_id, int(now // 60))
         async with client.pipeline(transaction=True) as pipe:
             pipe.incr(counter)
             pipe.expire(counter, 120)  # a one-minute window: its counter outlives it, then goes
@@ -190,15 +218,17 @@ class RedisMeter:
             "generation": fields_to_json(request_id, fields),
         }
         _, run = loop_client()
+        workspace_id = caller.workspace_id
+        shard = mirror.shard_of(workspace_id)
         await run.settle(
-            keys=[
-                mirror.workspace_hash(caller.workspace_id),
-                mirror.key_hash(caller.api_key_id),
-                mirror.hold_hash(request_id),
-                mirror.HOLDS,
-                mirror.done_marker(request_id),
-                mirror.generation_json(request_id),
-                mirror.QUEUE,
+            keys=[  # all in the workspace's shard: one cluster slot
+                mirror.workspace_hash(workspace_id),
+                mirror.key_hash(workspace_id, caller.api_key_id),
+                mirror.hold_hash(workspace_id, request_id),
+                mirror.holds(shard),
+                mirror.done_marker(workspace_id, request_id),
+                mirror.generation_json(workspace_id, request_id),
+                mirror.queue(shard),
             ],
             args=[request_id, cost, period, compact_json(record), DONE_TTL_SECONDS, GENERATION_TTL_SECONDS],
         )
@@ -209,8 +239,9 @@ class RedisMeter:
         deadline = time.monotonic() + GENERATION_WAIT_SECONDS
         while True:
             # In flight first: a settlement between the reads below leaves its record for them to find.
-            in_flight = await client.exists(mirror.hold_hash(request_id))
-            buffered = await client.get(mirror.generation_json(request_id))
+            # Named in the asking workspace's shard: another workspace's request is not found there.
+            in_flight = await client.exists(mirror.hold_hash(workspace_id, request_id))
+            buffered = await client.get(mirror.generation_json(workspace_id, request_id))
             if buffered is not None:
                 data = json.loads(buffered)["generation"]
                 if data["workspace_id"] != str(workspace_id):

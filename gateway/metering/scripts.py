@@ -1,11 +1,18 @@
 """The Lua scripts of the Redis meter. Each one runs atomically in Redis, so concurrent requests, writers and
 the reaper never see half a change. Names of the hashes follow billing/mirror.py.
 
+Every key a script is given is in one shard (its hash tag, one Redis Cluster slot; ADR 0017). A script
+that names more keys itself (from a record, a hold, a batch token) puts them in the shard of its first
+key (`SHARD` below), so they are in that slot too, as a cluster requires.
+
 Negations are written `0 - x`: Lua's `-x` of a zero is "-0", which HINCRBY refuses as not an integer."""
 
-from billing.mirror import PREFIX
+# The shard prefix `hi:m:{s7}:` of the script's first key: everything up to the hash tag's closing brace.
+_SHARD = """
+local SHARD = string.match(KEYS[1], '^.-}:')
+"""
 
-# KEYS: workspace hash, key hash, hold hash, holds zset, rate counter
+# KEYS (one shard's): workspace hash, key hash, hold hash, holds zset, rate counter
 # ARGV: amount, request id, key limit ('' = none), period, hold expiry, workspace id, key id ('' = none),
 #       rpm ('' = none)
 RESERVE = """
@@ -40,10 +47,12 @@ redis.call('ZADD', KEYS[4], ARGV[5], ARGV[2])
 return 'ok'
 """
 
-# KEYS: workspace hash, key hash, hold hash, holds zset, done marker, generation json, queue
+# KEYS (one shard's): workspace hash, key hash, hold hash, holds zset, done marker, generation json, queue
 # ARGV: request id, cost, period, record json, done ttl, generation ttl
 # Returns 1 when applied, 0 when this request was settled before (exactly once, design §4.2).
-SETTLE = f"""
+SETTLE = (
+    _SHARD
+    + """
 if redis.call('EXISTS', KEYS[5]) == 1 then return 0 end
 local cost = tonumber(ARGV[2])
 local hold = redis.call('HMGET', KEYS[3], 'amount', 'keyheld')
@@ -56,7 +65,7 @@ end
 if cost > 0 then
   if redis.call('HEXISTS', KEYS[1], 'bal') == 1 then redis.call('HINCRBY', KEYS[1], 'bal', 0 - cost) end
   redis.call('HINCRBY', KEYS[1], 'unfl', cost)
-  if KEYS[2] ~= '{PREFIX}key:-' then
+  if KEYS[2] ~= SHARD .. 'key:-' then
     if redis.call('HGET', KEYS[2], 'period') == ARGV[3] then redis.call('HINCRBY', KEYS[2], 'used', cost) end
     redis.call('HINCRBY', KEYS[2], 'unfl:' .. ARGV[3], cost)
   end
@@ -66,6 +75,7 @@ redis.call('SET', KEYS[5], '1', 'EX', ARGV[5])
 redis.call('SET', KEYS[6], ARGV[4], 'EX', ARGV[6])
 return 1
 """
+)
 
 # KEYS: workspace hash. ARGV: PostgreSQL's balance, the version seen before reading it.
 # Refused (0) while a batch is being written or if one was written since: the caller reads again.
@@ -89,13 +99,13 @@ return 1
 """
 
 # Records carry `ws` and `key` (string ids) for these scripts; the rest is for the writer.
-_MARK_FLUSHING = f"""
+_MARK_FLUSHING = """
 local function mark_flushing(items, delta)
-  local seen = {{}}
+  local seen = {}
   for _, item in ipairs(items) do
     local record = cjson.decode(item)
-    local names = {{'{PREFIX}ws:' .. record.ws}}
-    if record.key ~= '' then table.insert(names, '{PREFIX}key:' .. record.key) end
+    local names = {SHARD .. 'ws:' .. record.ws}
+    if record.key ~= '' then table.insert(names, SHARD .. 'key:' .. record.key) end
     for _, name in ipairs(names) do
       if not seen[name] then
         seen[name] = true
@@ -106,9 +116,10 @@ local function mark_flushing(items, delta)
 end
 """
 
-# KEYS: queue, the batch's inflight list, inflights zset. ARGV: batch size, now, batch token.
+# KEYS (one shard's): queue, the batch's inflight list, inflights zset. ARGV: batch size, now, batch token.
 CLAIM = (
-    _MARK_FLUSHING
+    _SHARD
+    + _MARK_FLUSHING
     + """
 local items = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
 if #items == 0 then return items end
@@ -120,24 +131,26 @@ return items
 """
 )
 
-# After the batch is in PostgreSQL. KEYS: inflight list, inflights zset, dead-letter list.
+# After the batch is in PostgreSQL. KEYS (one shard's): inflight list, inflights zset, dead-letter list.
 # ARGV: batch token, JSON {"ws": {id: cost}, "keys": {id: {period: cost}}} with every id of the batch,
 #       then the records PostgreSQL refused, if any (kept aside; their costs are not in the JSON).
 # Returns 0 if the batch was requeued meanwhile: whoever writes it again does the accounting.
-COMPLETE = f"""
+COMPLETE = (
+    _SHARD
+    + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 for i = 3, #ARGV do redis.call('RPUSH', KEYS[3], ARGV[i]) end
 local done = cjson.decode(ARGV[2])
 for ws, cost in pairs(done.ws) do
-  local name = '{PREFIX}ws:' .. ws
+  local name = SHARD .. 'ws:' .. ws
   redis.call('HINCRBY', name, 'unfl', 0 - cost)
   redis.call('HINCRBY', name, 'flushing', -1)
   redis.call('HINCRBY', name, 'ver', 1)
 end
 for key, periods in pairs(done.keys) do
-  local name = '{PREFIX}key:' .. key
+  local name = SHARD .. 'key:' .. key
   for period, cost in pairs(periods) do
     local field = 'unfl:' .. period
     if redis.call('HINCRBY', name, field, 0 - cost) == 0 then redis.call('HDEL', name, field) end
@@ -147,19 +160,22 @@ for key, periods in pairs(done.keys) do
 end
 return 1
 """
+)
 
 # Put batches back at the head of the queue: a writer failed, or died (its batch is older than a cutoff).
-# KEYS: inflights zset, queue. ARGV: a cutoff (claimed at or before it), or 'token' and one batch token.
+# KEYS (one shard's): inflights zset, queue.
+# ARGV: a cutoff (claimed at or before it), or 'token' and one batch token.
 REQUEUE = (
-    _MARK_FLUSHING
-    + f"""
+    _SHARD
+    + _MARK_FLUSHING
+    + """
 local tokens
-if ARGV[1] == 'token' then tokens = {{ARGV[2]}} else
+if ARGV[1] == 'token' then tokens = {ARGV[2]} else
   tokens = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 end
 local moved = 0
 for _, token in ipairs(tokens) do
-  local name = '{PREFIX}inflight:' .. token
+  local name = SHARD .. 'inflight:' .. token
   local items = redis.call('LRANGE', name, 0, -1)
   if #items > 0 then
     mark_flushing(items, -1)
@@ -174,18 +190,23 @@ return moved
 )
 
 # Release the holds of requests that never settled (a crashed process; design §4.4).
-# KEYS: holds zset. ARGV: now, batch size.
-REAP = f"""
+# KEYS: one shard's holds zset. ARGV: now, batch size.
+REAP = (
+    _SHARD
+    + """
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 for _, request_id in ipairs(expired) do
-  local name = '{PREFIX}hold:' .. request_id
+  local name = SHARD .. 'hold:' .. request_id
   local hold = redis.call('HMGET', name, 'ws', 'key', 'amount', 'keyheld')
   if hold[3] then
-    redis.call('HINCRBY', '{PREFIX}ws:' .. hold[1], 'held', 0 - tonumber(hold[3]))
-    if hold[4] == '1' then redis.call('HINCRBY', '{PREFIX}key:' .. hold[2], 'held', 0 - tonumber(hold[3])) end
+    redis.call('HINCRBY', SHARD .. 'ws:' .. hold[1], 'held', 0 - tonumber(hold[3]))
+    if hold[4] == '1' then
+      redis.call('HINCRBY', SHARD .. 'key:' .. hold[2], 'held', 0 - tonumber(hold[3]))
+    end
     redis.call('DEL', name)
   end
   redis.call('ZREM', KEYS[1], request_id)
 end
 return #expired
 """
+)

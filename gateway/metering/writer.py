@@ -1,14 +1,17 @@
 """The Redis meter's writer: settled records go from the Redis queue to PostgreSQL in batches (design §4).
 
-A batch is claimed atomically (moved to its own in-flight list), written in one PostgreSQL transaction
-(usage debits, key usage, generation rows; request ids already written are skipped, so a batch written
-twice changes nothing), then completed in Redis. A writer that fails puts its batch back; one that died is
-noticed by its batch's age and the batch goes back to the queue. Every gateway process runs a flusher in
-its event loop, and Celery beat runs `gateway.tasks.flush_metering` as the backstop.
+Each shard of the mirror (billing/mirror.py, ADR 0017) has its own queue. A writer learns which queues hold
+records with one pipelined round of LLEN, claims from them atomically (each shard's part moved to its own
+in-flight list), writes what it claimed in one PostgreSQL transaction (usage debits, key usage, generation
+rows; request ids already written are skipped, so a batch written twice changes nothing), then completes
+each shard's part in Redis. A writer that fails puts its batch back; one that died is noticed by its
+batch's age and the batch goes back to the queue. Every gateway process runs a flusher in its event loop,
+and Celery beat runs `gateway.tasks.flush_metering` as the backstop.
 """
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import time
@@ -29,7 +32,7 @@ from console.selectors import api_key_resets
 from core.encoding import compact_json
 from gateway.http import in_thread
 from gateway.metering.records import generation_from_json
-from gateway.metering.redis_meter import loop_client
+from gateway.metering.redis_meter import AsyncClient, Scripts, loop_client
 from gateway.metering.top_ups import top_ups_after_commit
 from gateway.models import Generation
 
@@ -50,10 +53,10 @@ class Written:
     """What one batch did to PostgreSQL."""
 
     generations: int = 0
-    # Workspaces and keys some of whose records were already in PostgreSQL (a batch written twice):
-    # their mirror may have been loaded in between and count those charges twice, so it is reloaded.
+    # Workspaces and (workspace, key)s some of whose records were already in PostgreSQL (a batch written
+    # twice): their mirror may have been loaded in between and count those charges twice, so it is reloaded.
     rewritten_workspaces: set[str] = field(default_factory=set)
-    rewritten_keys: set[str] = field(default_factory=set)
+    rewritten_keys: set[tuple[str, str]] = field(default_factory=set)
     dropped: int = 0
     # Records PostgreSQL refused (bad data): kept aside in Redis for an operator, still counted as unflushed.
     dead: list[Record] = field(default_factory=list)
@@ -99,7 +102,7 @@ def _write(records: list[Record]) -> Written:
             if request_id in done:
                 written.rewritten_workspaces.add(record["ws"])
                 if record["key"]:
-                    written.rewritten_keys.add(record["key"])
+                    written.rewritten_keys.add((record["ws"], record["key"]))
                 continue
             if record["ws"] not in workspaces:
                 # The workspace was deleted (its ledger with it) while the record waited: nothing to bill.
@@ -175,51 +178,145 @@ async def _write_in_thread(records: list[Record]) -> Written:
     return await in_thread(write_batch, records)
 
 
-async def flush_once(*, batch_size: int = BATCH_SIZE, write: WriteBatch = _write_in_thread) -> int:
-    """Claim one batch, write it, complete it. Returns the number of records claimed (0: queue empty)."""
-    client, run = loop_client()
+@dataclass(frozen=True)
+class Claimed:
+    """One shard's part of a batch: its records, moved to the in-flight list named by the token."""
+
+    shard: int
+    token: str
+    records: list[Record]
+
+
+_rotation = itertools.count()  # where the next claim starts, so that no shard waits behind the others
+
+
+async def _queue_lengths(client: AsyncClient) -> list[int]:
+    """How many records each shard's queue holds, in one pipelined round (on a cluster, one per node)."""
+    async with client.pipeline(transaction=False) as pipe:
+        for shard in mirror.shards():
+            pipe.llen(mirror.queue(shard))
+        return [int(length) for length in await pipe.execute()]
+
+
+def _shares(lengths: list[int], batch_size: int) -> dict[int, int]:
+    """How many records to claim from each shard: the queues in turn from a rotating start, up to a batch."""
+    start = next(_rotation) % len(lengths)
+    shares: dict[int, int] = {}
+    room = batch_size
+    for shard in itertools.chain(range(start, len(lengths)), range(start)):
+        if room == 0:
+            break
+        if lengths[shard]:
+            shares[shard] = min(lengths[shard], room)
+            room -= shares[shard]
+    return shares
+
+
+async def _claim_from(run: Scripts, shard: int, size: int) -> Claimed:
     token = uuid.uuid4().hex
     items = await run.claim(
-        keys=[mirror.QUEUE, mirror.inflight_list(token), mirror.INFLIGHTS],
-        args=[batch_size, time.time(), token],
+        keys=[mirror.queue(shard), mirror.inflight_list(shard, token), mirror.inflights(shard)],
+        args=[size, time.time(), token],
     )
-    if not items:
+    return Claimed(shard, token, [json.loads(item) for item in items])
+
+
+async def _requeue(run: Scripts, claimed: list[Claimed]) -> None:
+    await asyncio.gather(
+        *(
+            run.requeue(keys=[mirror.inflights(c.shard), mirror.queue(c.shard)], args=["token", c.token])
+            for c in claimed
+        )
+    )
+
+
+async def _complete(run: Scripts, part: Claimed, dead: list[Record]) -> bool:
+    """Take the part's written costs off its shard's unflushed figures; False if it was requeued meanwhile."""
+    mine = {record["generation"]["request_id"] for record in part.records}
+    dead_here = [record for record in dead if record["generation"]["request_id"] in mine]
+    shard = part.shard
+    completed = await run.complete(
+        keys=[mirror.inflight_list(shard, part.token), mirror.inflights(shard), mirror.dead(shard)],
+        args=[
+            part.token,
+            compact_json(batch_accounting(part.records, dead_here)),
+            *(compact_json(record) for record in dead_here),
+        ],
+    )
+    return bool(completed)
+
+
+async def flush_once(*, batch_size: int = BATCH_SIZE, write: WriteBatch = _write_in_thread) -> int:
+    """Claim one batch (from every shard with records), write it, complete it. Returns the number of records
+    claimed (0: every queue empty)."""
+    client, run = loop_client()
+    shares = _shares(await _queue_lengths(client), batch_size)
+    if not shares:
         return 0
-    records = [json.loads(item) for item in items]
+    claims = await asyncio.gather(
+        *(_claim_from(run, shard, size) for shard, size in shares.items()), return_exceptions=True
+    )
+    # another writer may have emptied a queue first
+    claimed = [part for part in claims if isinstance(part, Claimed) and part.records]
+    failed = [error for error in claims if isinstance(error, BaseException)]
+    if failed:  # the claims that did succeed go back at once rather than when they look stale
+        await _requeue(run, claimed)
+        raise failed[0]
+    records = [record for part in claimed for record in part.records]
+    if not records:
+        return 0
     try:
         written = await write(records)
     except BaseException:
-        await run.requeue(keys=[mirror.INFLIGHTS, mirror.QUEUE], args=["token", token])
+        await _requeue(run, claimed)
         raise
-    completed = await run.complete(
-        keys=[mirror.inflight_list(token), mirror.INFLIGHTS, mirror.DEAD],
-        args=[
-            token,
-            compact_json(batch_accounting(records, written.dead)),
-            *(compact_json(r) for r in written.dead),
-        ],
-    )
-    if completed and (written.rewritten_workspaces or written.rewritten_keys):
-        pipe = client.pipeline(transaction=True)
-        for workspace_id in written.rewritten_workspaces:
-            pipe.hdel(mirror.workspace_hash(workspace_id), "bal")
-        for key_id in written.rewritten_keys:
-            pipe.hdel(mirror.key_hash(int(key_id)), "used")
-        await pipe.execute()
+    completed = await asyncio.gather(*(_complete(run, part, written.dead) for part in claimed))
+    done_shards = {part.shard for part, done in zip(claimed, completed, strict=True) if done}
+    await _reload_rewritten(client, written, done_shards)
     return len(records)
 
 
+async def _reload_rewritten(client: AsyncClient, written: Written, done_shards: set[int]) -> None:
+    """Drop the mirrored figures that may count a rewritten record twice, in the shards this writer
+    completed (whoever writes a requeued part again does its own)."""
+    names = [
+        (mirror.workspace_hash(ws), "bal")
+        for ws in written.rewritten_workspaces
+        if mirror.shard_of(ws) in done_shards
+    ] + [
+        (mirror.key_hash(ws, key), "used")
+        for ws, key in written.rewritten_keys
+        if mirror.shard_of(ws) in done_shards
+    ]
+    if not names:
+        return
+    async with client.pipeline(transaction=False) as pipe:  # names of several shards: one slot each
+        for name, field_name in names:
+            pipe.hdel(name, field_name)
+        await pipe.execute()
+
+
 async def maintain() -> tuple[int, int]:
-    """Requeue batches of writers that died; release holds of requests that never settled."""
+    """Requeue batches of writers that died; release holds of requests that never settled (every shard)."""
     _, run = loop_client()
     now = time.time()
-    requeued = await run.requeue(keys=[mirror.INFLIGHTS, mirror.QUEUE], args=[now - STALE_BATCH_SECONDS])
-    reaped = await run.reap(keys=[mirror.HOLDS], args=[int(now), REAP_BATCH])
-    if requeued or reaped:
-        logger.warning(
-            "metering: requeued %d records of dead writers, released %d expired holds", requeued, reaped
+    requeued = await asyncio.gather(
+        *(
+            run.requeue(keys=[mirror.inflights(s), mirror.queue(s)], args=[now - STALE_BATCH_SECONDS])
+            for s in mirror.shards()
         )
-    return requeued, reaped
+    )
+    reaped = await asyncio.gather(
+        *(run.reap(keys=[mirror.holds(s)], args=[int(now), REAP_BATCH]) for s in mirror.shards())
+    )
+    total_requeued, total_reaped = sum(requeued), sum(reaped)
+    if total_requeued or total_reaped:
+        logger.warning(
+            "metering: requeued %d records of dead writers, released %d expired holds",
+            total_requeued,
+            total_reaped,
+        )
+    return total_requeued, total_reaped
 
 
 async def drain(*, write: WriteBatch = _write_in_thread) -> int:

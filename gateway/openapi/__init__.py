@@ -28,6 +28,7 @@ from gateway.openapi.endpoint_operations import (
     embeddings,
     generation,
     healthz,
+    metrics,
     openapi,
     readyz,
     tokenize,
@@ -74,6 +75,7 @@ GATEWAY_OPERATIONS: list[Callable[[], Operation]] = [
     detokenize,
     healthz,
     readyz,
+    metrics,
     openapi,
 ]
 

@@ -298,6 +298,31 @@ def readyz() -> Operation:
     )
 
 
+def metrics() -> Operation:
+    return Operation(
+        "/metrics",
+        "get",
+        {
+            "tags": ["Health"],
+            "operationId": "getMetrics",
+            "summary": "Prometheus metrics",
+            "description": "For the operator's Prometheus: requests, errors, latencies, tokens and micro-USD "
+            "billed, the meter's backlog, in Prometheus' text format. Only with `Authorization: Bearer "
+            "<METRICS_TOKEN>` (the deployment's setting, not an API key); a deployment without the setting "
+            "has no such endpoint (404).",
+            "security": [],
+            "responses": {
+                "200": {
+                    "description": "The metrics.",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                },
+                "401": error_response(),
+                "404": error_response(),
+            },
+        },
+    )
+
+
 def openapi() -> Operation:
     return Operation(
         "/openapi.json",

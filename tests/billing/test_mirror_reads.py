@@ -15,7 +15,12 @@ from billing.selectors import account_for, key_spend_seen, workspace_credits
 from console.services.keys import api_key_create
 from tests.factories import make_user, make_workspace
 
-pytestmark = [pytest.mark.redis, pytest.mark.ledger_unbalanced, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.redis,
+    pytest.mark.ledger_unbalanced,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("meter_redis"),  # the Redis meter on a plain Redis and on a Redis Cluster
+]
 BATCH = 300  # micro-USD of usage in the batch being flushed
 
 
@@ -36,8 +41,7 @@ def complete_later(name: str, field: str, seconds: float = 0.1) -> threading.Thr
 
 
 @pytest.mark.parametrize("read", [account_for, workspace_credits])
-def test_a_balance_read_mid_flush_counts_the_batch_once(settings, read):
-    settings.GATEWAY_METER = "redis"
+def test_a_balance_read_mid_flush_counts_the_batch_once(read):
     workspace = make_workspace(credits_micro_usd=1_000)
     name = mirror.workspace_hash(workspace.pk)
     mirror.sync_client().delete(name)
@@ -53,8 +57,7 @@ def test_a_balance_read_mid_flush_counts_the_batch_once(settings, read):
     mirror.sync_client().delete(name)
 
 
-def test_with_no_flush_under_way_the_unflushed_debits_are_taken_off_at_once(settings):
-    settings.GATEWAY_METER = "redis"
+def test_with_no_flush_under_way_the_unflushed_debits_are_taken_off_at_once():
     workspace = make_workspace(credits_micro_usd=1_000)
     name = mirror.workspace_hash(workspace.pk)
     mirror.sync_client().delete(name)
@@ -66,17 +69,19 @@ def test_with_no_flush_under_way_the_unflushed_debits_are_taken_off_at_once(sett
     mirror.sync_client().delete(name)
 
 
-def test_a_keys_spend_read_mid_flush_counts_the_batch_once(settings):
-    settings.GATEWAY_METER = "redis"
+def test_a_keys_spend_read_mid_flush_counts_the_batch_once():
     owner = make_user()
-    key = api_key_create(workspace=make_workspace(owner=owner), name="k", created_by=owner).record
-    name = mirror.key_hash(key.pk)
+    workspace = make_workspace(owner=owner)
+    key = api_key_create(workspace=workspace, name="k", created_by=owner).record
+    name = mirror.key_hash(workspace.pk, key.pk)
     mirror.sync_client().delete(name)
     mirror.sync_client().hset(name, mapping={"unfl:0": BATCH, "flushing": 1, "ver": 1})
     KeySpend.objects.update_or_create(api_key_id=key.pk, defaults={"lifetime_micro_usd": BATCH})
     writer = complete_later(name, "unfl:0")
     try:
-        seen = key_spend_seen(api_key_id=key.pk, limit_micro_usd=None, reset="none")
+        seen = key_spend_seen(
+            workspace_id=workspace.pk, api_key_id=key.pk, limit_micro_usd=None, reset="none"
+        )
     finally:
         writer.join()
     assert seen.lifetime_micro_usd == BATCH

@@ -52,7 +52,7 @@ def test_the_celery_backstop_writes_a_pending_batch(worker, settings):
     request_id = uuid.uuid4().hex
     cost = asyncio.run(reserve_and_settle(workspace.id, request_id))
     assert cost == 10 * 1 + 20 * 2
-    assert mirror.sync_client().llen(mirror.QUEUE) >= 1  # settled in Redis, not yet in PostgreSQL
+    assert mirror.queued_records() >= 1  # settled in Redis, not yet in PostgreSQL
     assert not Generation.objects.filter(request_id=request_id).exists()
 
     flush_metering.delay()

@@ -232,7 +232,11 @@ def test_a_settlement_redis_lost_is_settled_again_and_billed_once(settings, tmp_
         await keeper.keep_once(journal.pending[request_id].next_try)  # the request never settled itself
         assert journal.pending[request_id].taken_at is not None
         client = mirror.sync_client()
-        client.delete(mirror.QUEUE, mirror.done_marker(request_id), mirror.workspace_hash(workspace.id))
+        client.delete(  # one shard's names: one cluster slot
+            mirror.queue(mirror.shard_of(workspace.id)),
+            mirror.done_marker(workspace.id, request_id),
+            mirror.workspace_hash(workspace.id),
+        )
 
         later = time.time() + RESETTLE_SECONDS + 1
         await keeper.keep_once(later)  # not in PostgreSQL: due again

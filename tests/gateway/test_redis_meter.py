@@ -41,9 +41,9 @@ meter = RedisMeter()
 
 
 @pytest.fixture(autouse=True)
-def redis_meter(settings, transactional_db):
-    """The Redis meter, with an empty queue before and after (records of other tests are not ours)."""
-    settings.GATEWAY_METER = "redis"
+def redis_meter(meter_redis, transactional_db):
+    """The Redis meter, on a plain Redis and on a Redis Cluster (tests/gateway/redis_cluster.py), with an
+    empty queue before and after (records of other tests are not ours)."""
     run(writer.drain())
     yield
     run(writer.drain())
@@ -199,7 +199,7 @@ def test_after_a_flush_the_ledger_balances_and_usage_equals_the_generations():
     spend = KeySpend.objects.get(api_key=key)
     assert spend.lifetime_micro_usd == spend.used_micro_usd == charged
     assert mirrored(mirror.workspace_hash(workspace.pk))["bal"] == account.balance_micro_usd
-    assert mirrored(mirror.key_hash(key.pk))["used"] == charged
+    assert mirrored(mirror.key_hash(workspace.pk, key.pk))["used"] == charged
     assert ledger_audit() == []
 
 
@@ -215,8 +215,10 @@ def test_a_batch_whose_writer_died_is_requeued_and_written_once():
         _, scripts = loop_client()
         # A writer claims the batch, writes it to PostgreSQL, and dies before telling Redis.
         long_ago = time.time() - writer.STALE_BATCH_SECONDS - 1
+        shard = mirror.shard_of(workspace.pk)
         items = await scripts.claim(
-            keys=[mirror.QUEUE, mirror.inflight_list("dead"), mirror.INFLIGHTS], args=[10, long_ago, "dead"]
+            keys=[mirror.queue(shard), mirror.inflight_list(shard, "dead"), mirror.inflights(shard)],
+            args=[10, long_ago, "dead"],
         )
         await in_thread(writer.write_batch, [json.loads(item) for item in items])
         requeued, _ = await writer.maintain()
@@ -250,7 +252,7 @@ def test_a_failed_write_puts_the_batch_back():
         await settle(caller, request_id, 10)
         with pytest.raises(RuntimeError):
             await writer.flush_once(write=broken)
-        assert await loop_client()[0].llen(mirror.QUEUE) == 1
+        assert await loop_client()[0].llen(mirror.queue(mirror.shard_of(workspace.pk))) == 1
         assert mirrored(mirror.workspace_hash(workspace.pk))["flushing"] == 0
         return await writer.drain()
 
@@ -274,7 +276,7 @@ def test_holds_of_requests_that_never_settled_are_released(settings):
         return reaped
 
     assert run(scenario()) == 1
-    assert mirrored(mirror.key_hash(key.pk))["held"] == HOLD
+    assert mirrored(mirror.key_hash(workspace.pk, key.pk))["held"] == HOLD
 
 
 def test_a_grant_reaches_the_mirror():
@@ -340,13 +342,13 @@ def test_a_record_postgresql_refuses_is_kept_aside_without_holding_back_the_othe
             await reserve(caller, request_id)
             await settle(caller, request_id, tokens)
         # Damage one queued record the way a bug would: a value its column cannot hold.
-        client = mirror.sync_client()
-        items = [json.loads(i) for i in client.lrange(mirror.QUEUE, 0, -1)]
+        client, queue = mirror.sync_client(), mirror.queue(mirror.shard_of(workspace.pk))
+        items = [json.loads(i) for i in client.lrange(queue, 0, -1)]
         for item in items:
             if item["generation"]["request_id"] == bad:
                 item["generation"]["finish_reason"] = "x" * 500
-        client.delete(mirror.QUEUE)
-        client.rpush(mirror.QUEUE, *(json.dumps(i) for i in items))
+        client.delete(queue)
+        client.rpush(queue, *(json.dumps(i) for i in items))
         return await writer.drain()
 
     assert run(scenario()) == 2
@@ -355,12 +357,12 @@ def test_a_record_postgresql_refuses_is_kept_aside_without_holding_back_the_othe
     bad_cost = cost_of(MODEL, Usage(PROMPT_TOKENS, 20))
     # its charge stays in the mirror, unflushed, until an operator has it written
     assert mirrored(mirror.workspace_hash(workspace.pk))["unfl"] == bad_cost
-    client = mirror.sync_client()
-    assert client.llen(mirror.DEAD) == 1
+    client, dead_letters = mirror.sync_client(), mirror.dead(mirror.shard_of(workspace.pk))
+    assert client.llen(dead_letters) == 1
 
-    dead = json.loads(client.lpop(mirror.DEAD))
+    dead = json.loads(client.lpop(dead_letters))
     dead["generation"]["finish_reason"] = "stop"  # the operator's fix
-    client.rpush(mirror.DEAD, json.dumps(dead))
+    client.rpush(dead_letters, json.dumps(dead))
     call_command("metering_requeue_dead")
     assert run(writer.drain()) == 1
     assert Generation.objects.filter(request_id=bad).exists()
@@ -382,7 +384,7 @@ def test_a_replay_after_the_done_marker_expired_is_still_billed_once():
         await reserve(caller, request_id)
         await settle(caller, request_id, 30)
         await writer.drain()
-        mirror.sync_client().delete(mirror.done_marker(request_id))  # an hour later
+        mirror.sync_client().delete(mirror.done_marker(workspace.pk, request_id))  # an hour later
         await settle(caller, request_id, 30)  # a late retry of the same settlement
         await writer.drain()
         await reserve(caller, rid())  # reloads the mirror the replay had debited twice
@@ -392,5 +394,5 @@ def test_a_replay_after_the_done_marker_expired_is_still_billed_once():
     assert LedgerEntry.objects.filter(reference=request_id).count() == 1
     balance = CreditAccount.objects.get(workspace=workspace).balance_micro_usd
     assert balance == 10 * HOLD - cost == mirrored(mirror.workspace_hash(workspace.pk))["bal"]
-    assert mirrored(mirror.key_hash(key.pk))["used"] == cost
+    assert mirrored(mirror.key_hash(workspace.pk, key.pk))["used"] == cost
     assert KeySpend.objects.get(api_key=key).lifetime_micro_usd == cost

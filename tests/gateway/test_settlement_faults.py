@@ -193,7 +193,7 @@ def test_a_gateway_process_killed_mid_stream_bills_what_it_delivered_and_holds_n
     funded_key, shipped_catalog, tmp_path, settings
 ):
     settings.GATEWAY_METER = "redis"
-    _, key = funded_key
+    workspace, key = funded_key
     prompt = " ".join(f"word{i}" for i in range(12))  # echoed back: ~20 tokens, a third of a second
     body = json.dumps({"model": MODEL, "stream": True, "messages": [{"role": "user", "content": prompt}]})
     doomed = GatewayProcess(tmp_path)
@@ -229,6 +229,6 @@ def test_a_gateway_process_killed_mid_stream_bills_what_it_delivered_and_holds_n
     assert generation.tokens_prompt == estimate_prompt_tokens(canonical)
     debit = LedgerEntry.objects.get(kind=EntryKind.USAGE, reference=request_id)
     assert debit.amount_micro_usd == -generation.cost_micro_usd < 0
-    assert mirror.sync_client().zscore(mirror.HOLDS, request_id) is None
-    assert not mirror.sync_client().exists(mirror.hold_hash(request_id))
+    assert mirror.sync_client().zscore(mirror.holds(mirror.shard_of(workspace.pk)), request_id) is None
+    assert not mirror.sync_client().exists(mirror.hold_hash(workspace.pk, request_id))
     assert ledger_audit() == []

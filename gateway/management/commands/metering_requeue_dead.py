@@ -19,11 +19,13 @@ class Command(BaseCommand):
         if settings.GATEWAY_METER != "redis":
             raise CommandError("GATEWAY_METER is not redis: there is no metering queue")
         client = mirror.sync_client()
-        if only_list:
-            for item in cast("list[bytes]", client.lrange(mirror.DEAD, 0, -1)):  # not decoded
-                self.stdout.write(item.decode())
-            return
         moved = 0
-        while client.lmove(mirror.DEAD, mirror.QUEUE, "LEFT", "RIGHT") is not None:
-            moved += 1
-        self.stdout.write(f"requeued {moved} records")
+        for shard in mirror.shards():  # each shard's dead letters go back to that shard's queue
+            if only_list:
+                for item in cast("list[bytes]", client.lrange(mirror.dead(shard), 0, -1)):  # not decoded
+                    self.stdout.write(item.decode())
+                continue
+            while client.lmove(mirror.dead(shard), mirror.queue(shard), "LEFT", "RIGHT") is not None:
+                moved += 1
+        if not only_list:
+            self.stdout.write(f"requeued {moved} records")

@@ -1,0 +1,358 @@
+"""The gateway's Prometheus metrics and `GET /metrics` (design §6, "Metrics").
+
+Recording is memory only: prometheus_client's multiprocess mode keeps each process's figures in memory-mapped
+files in settings.PROMETHEUS_MULTIPROC_DIR (config/env.py's `metrics_dir`), and a scrape sums every
+process's files. A request's path never waits on the network for a metric; the scrape reads the files and
+asks Redis for the meter's backlog in one pipelined round trip, in a worker thread.
+
+Labels take only bounded values: catalog slugs, format and provider names, taxonomy codes — never what a
+client wrote (a model the catalog does not know is counted under model="").
+"""
+
+import asyncio
+import hmac
+import os
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, values
+from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+from billing import mirror
+from core.encoding import compact_json
+from core.envelopes import openai_error_body
+from core.errors import ErrorCode
+from gateway.http import Receive, Scope, Send, headers_of, in_thread, request_id_headers, send_json
+from gateway.metering.base import Outcome
+from gateway.models import GenerationStatus
+
+if TYPE_CHECKING:
+    from gateway.metering.journal import Journal
+
+# prometheus_client chooses its value store when it is first imported, from the environment; the settings
+# export the directory, but whoever imported prometheus_client first may have come before them.
+if not getattr(values.ValueClass, "_multiprocess", False):
+    values.ValueClass = values.MultiProcessValue()
+
+REFUSED = "refused"  # a request's status when it was answered with an error before any upstream call
+LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+# Overhead is whole milliseconds (Outcome's fields), so the first bucket holds the requests under one.
+OVERHEAD_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+REQUESTS = Counter(
+    "hyperinfer_requests",
+    "Gateway requests by ingress format, model, provider and how they ended: completed, failed, cancelled, "
+    "or refused (answered with an error before any upstream call).",
+    ["format", "model", "provider", "status"],
+    registry=None,
+)
+ERRORS = Counter(
+    "hyperinfer_errors",
+    "Requests that ended in an error, by ingress format, model, provider and taxonomy code.",
+    ["format", "model", "provider", "code"],
+    registry=None,
+)
+UPSTREAM_SECONDS = Histogram(
+    "hyperinfer_upstream_seconds",
+    "Time a request spent waiting on upstreams, from the first request sent to the last byte read.",
+    ["provider"],
+    buckets=LATENCY_BUCKETS,
+    registry=None,
+)
+TTFT_SECONDS = Histogram(
+    "hyperinfer_time_to_first_token_seconds",
+    "From a request's arrival to its first event from the upstream.",
+    ["provider"],
+    buckets=LATENCY_BUCKETS,
+    registry=None,
+)
+OVERHEAD_SECONDS = Histogram(
+    "hyperinfer_gateway_overhead_seconds",
+    "A request's total time minus the time it spent waiting on upstreams.",
+    ["format"],
+    buckets=OVERHEAD_BUCKETS,
+    registry=None,
+)
+TOKENS_BILLED = Counter(
+    "hyperinfer_tokens_billed",
+    "Tokens billed, by model and kind (prompt, completion).",
+    ["model", "kind"],
+    registry=None,
+)
+MICRO_USD_BILLED = Counter(
+    "hyperinfer_billed_micro_usd", "Micro-USD billed, by model.", ["model"], registry=None
+)
+SETTLEMENTS_DEFERRED = Counter(
+    "hyperinfer_settlements_deferred",
+    "Settlements no meter took at the request's end (Redis or PostgreSQL down); the journal's keeper bills "
+    "them later, uncounted in the billed totals.",
+    ["format"],
+    registry=None,
+)
+JOURNAL_ENTRIES = Gauge(
+    "hyperinfer_journal_entries",
+    "Requests in the settlement journals (ADR 0010): open (under way), unsettled (over, no meter took the "
+    "bill yet) and unconfirmed (the Redis meter took it, not yet seen in PostgreSQL).",
+    ["state"],
+    multiprocess_mode="livesum",  # summed over the live processes; a dead one's figures go with it
+    registry=None,
+)
+
+
+# --- Recording: called on every request, memory only ---------------------------------------------------
+# Each label combination's children, looked up once: `labels()` validates and locks on every call.
+
+
+@cache
+def _requests(fmt: str, model: str, provider: str, status: str) -> Counter:
+    return REQUESTS.labels(fmt, model, provider, status)
+
+
+@cache
+def _errors(fmt: str, model: str, provider: str, code: str) -> Counter:
+    return ERRORS.labels(fmt, model, provider, code)
+
+
+@cache
+def _timings(fmt: str, provider: str) -> tuple[Histogram, Histogram, Histogram]:
+    return TTFT_SECONDS.labels(provider), UPSTREAM_SECONDS.labels(provider), OVERHEAD_SECONDS.labels(fmt)
+
+
+@cache
+def _billed(model: str) -> tuple[Counter, Counter, Counter]:
+    prompt, completion = TOKENS_BILLED.labels(model, "prompt"), TOKENS_BILLED.labels(model, "completion")
+    return prompt, completion, MICRO_USD_BILLED.labels(model)
+
+
+def observe(
+    fmt: str, model: str, outcome: Outcome, cost: int | None, journal: "Journal | None" = None
+) -> None:
+    """An admitted request, once it is over. `cost` is what the meter billed (micro-USD); None when no meter
+    took the settlement (the journal's keeper bills it later). `journal` is the event loop's, to count."""
+    provider = outcome.provider
+    _requests(fmt, model, provider, outcome.status).inc()
+    if outcome.error_code:
+        _errors(fmt, model, provider, outcome.error_code).inc()
+    ttft, upstream, overhead = _timings(fmt, provider)
+    if outcome.ttft_ms is not None:
+        ttft.observe(outcome.ttft_ms / 1000)
+    if outcome.upstream_ms is not None:
+        upstream.observe(outcome.upstream_ms / 1000)
+        overhead.observe(max(0, outcome.latency_ms - outcome.upstream_ms) / 1000)
+    if cost is None:
+        SETTLEMENTS_DEFERRED.labels(fmt).inc()
+    elif outcome.status != GenerationStatus.FAILED:  # a failure is billed nothing (base.charge_for)
+        prompt, completion, micro_usd = _billed(model)
+        prompt.inc(outcome.usage.prompt_tokens)
+        completion.inc(outcome.usage.completion_tokens)
+        micro_usd.inc(cost)
+    if journal is not None:
+        _watch(journal)
+
+
+def refused(fmt: str, model: str, code: str) -> None:
+    """A request answered with an error before any upstream call; `model` is the catalog's slug, or ""
+    before the model was resolved."""
+    _requests(fmt, model, "", REFUSED).inc()
+    _errors(fmt, model, "", code).inc()
+
+
+# The endpoints beyond the formats, by the module of the work they run (gateway/endpoint.py `answered`
+# knows no more of them), named as their records name them where they have any.
+ENDPOINT_NAMES = {"gateway.embeddings": "embeddings", "gateway.counting": "count_tokens"}
+
+
+def endpoint_refused(work: Callable[[], object], code: str) -> None:
+    module = work.__module__
+    refused(ENDPOINT_NAMES.get(module, module.rpartition(".")[2]), "", code)
+
+
+# --- The settlement journal, counted every few seconds per event loop, off the requests' path ------------
+JOURNAL_COUNT_SECONDS = 5.0
+JOURNAL_STATES = ("open", "unsettled", "unconfirmed")
+_journals: dict[asyncio.AbstractEventLoop, "Journal"] = {}
+_journal_counts: dict[asyncio.AbstractEventLoop, dict[str, int]] = {}
+_counting_tasks: set["asyncio.Task[None]"] = set()
+
+
+def _watch(journal: "Journal") -> None:
+    """Count this event loop's journal from now on (a task started by the loop's first request)."""
+    loop = asyncio.get_running_loop()
+    if _journals.get(loop) is journal:
+        return
+    starting = loop not in _journals
+    _journals[loop] = journal  # a keeper that restarted has a new journal
+    if starting:
+        task = loop.create_task(_count_journal(loop))
+        _counting_tasks.add(task)
+        task.add_done_callback(lambda done: _stop_counting(loop, done))
+
+
+async def _count_journal(loop: asyncio.AbstractEventLoop) -> None:
+    while True:
+        _journal_counts[loop] = journal_counts(_journals[loop])
+        _publish_journal_counts()
+        await asyncio.sleep(JOURNAL_COUNT_SECONDS)
+
+
+def _stop_counting(loop: asyncio.AbstractEventLoop, task: "asyncio.Task[None]") -> None:
+    _counting_tasks.discard(task)
+    _journals.pop(loop, None)
+    _journal_counts.pop(loop, None)
+    _publish_journal_counts()
+
+
+def journal_counts(journal: "Journal") -> dict[str, int]:
+    counts = dict.fromkeys(JOURNAL_STATES, 0)
+    for entry in list(journal.pending.values()):
+        if entry.outcome is None:
+            counts["open"] += 1
+        elif entry.taken_at is None:
+            counts["unsettled"] += 1
+        else:
+            counts["unconfirmed"] += 1
+    return counts
+
+
+def _publish_journal_counts() -> None:
+    """This process's figure: the sum over its event loops (one in production, several in tests)."""
+    for state in JOURNAL_STATES:
+        JOURNAL_ENTRIES.labels(state).set(sum(counts[state] for counts in list(_journal_counts.values())))
+
+
+# --- The scrape ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MeterBacklog:
+    queued: int  # settled records waiting for a writer
+    batches: int  # batches writers have claimed and not finished
+    oldest_batch_claimed_at: float | None  # epoch seconds
+    dead: int  # records PostgreSQL refused (manage.py metering_requeue_dead)
+
+
+def meter_backlog() -> MeterBacklog:
+    """The Redis meter's queues in every shard, as billing.mirror names them: one pipelined round trip."""
+    pipe = mirror.sync_client().pipeline(transaction=False)
+    shards = mirror.shards()
+    for shard in shards:
+        pipe.llen(mirror.queue(shard))
+        pipe.zcard(mirror.inflights(shard))
+        pipe.zrange(mirror.inflights(shard), 0, 0, withscores=True)
+        pipe.llen(mirror.dead(shard))
+    replies = pipe.execute()
+    per_shard = [replies[index : index + 4] for index in range(0, len(replies), 4)]
+    claimed = [float(oldest[0][1]) for _, _, oldest, _ in per_shard if oldest]
+    return MeterBacklog(
+        queued=sum(int(queued) for queued, _, _, _ in per_shard),
+        batches=sum(int(batches) for _, batches, _, _ in per_shard),
+        oldest_batch_claimed_at=min(claimed) if claimed else None,
+        dead=sum(int(dead) for _, _, _, dead in per_shard),
+    )
+
+
+# The meter's gauges: hyperinfer_meter_<name>.
+METER_GAUGES = {
+    "redis_up": "Whether the scrape could read the meter's Redis (without it, the other gauges are absent).",
+    "queue_depth": "Settled records waiting to be written to PostgreSQL.",
+    "batches_in_flight": "Batches writers are writing to PostgreSQL.",
+    "writer_lag_seconds": "Age of the oldest batch a writer is still writing (0 when none is).",
+    "dead_letters": "Records PostgreSQL refused, awaiting `manage.py metering_requeue_dead`.",
+}
+
+
+class MeterCollector:
+    """The meter's backlog, read at scrape time (it is the deployment's, not a process's). The SQL meter
+    has none: it bills in the request's own transaction."""
+
+    def collect(self) -> Iterator[Metric]:
+        if settings.GATEWAY_METER != "redis":
+            return
+        try:
+            backlog = meter_backlog()
+        except Exception:  # Redis down or unreachable: say so, and let the scrape succeed
+            yield GaugeMetricFamily("hyperinfer_meter_redis_up", METER_GAUGES["redis_up"], 0)
+            return
+        claimed = backlog.oldest_batch_claimed_at
+        figures = {
+            "redis_up": 1.0,
+            "queue_depth": backlog.queued,
+            "batches_in_flight": backlog.batches,
+            "writer_lag_seconds": 0.0 if claimed is None else max(0.0, time.time() - claimed),
+            "dead_letters": backlog.dead,
+        }
+        for name, value in figures.items():
+            yield GaugeMetricFamily(f"hyperinfer_meter_{name}", METER_GAUGES[name], value)
+
+
+@cache
+def registry() -> CollectorRegistry:
+    scraped = CollectorRegistry()
+    MultiProcessCollector(scraped, path=settings.PROMETHEUS_MULTIPROC_DIR)
+    scraped.register(MeterCollector())
+    return scraped
+
+
+LIVE_GAUGE_FILE = re.compile(r"gauge_live\w*?_(\d+)\.db")
+
+
+def forget_dead_processes(directory: str) -> None:
+    """A dead worker's live gauges (its journal counts) leave the sums; its counters stay, as they must."""
+    for name in os.listdir(directory):
+        found = LIVE_GAUGE_FILE.fullmatch(name)
+        if found and not _alive(int(found[1])):
+            mark_process_dead(int(found[1]), directory)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def exposition() -> bytes:
+    """The scrape's body. It blocks (the files, one Redis round trip): run it in a worker thread."""
+    forget_dead_processes(settings.PROMETHEUS_MULTIPROC_DIR)
+    return generate_latest(registry())
+
+
+def authorized(header: bytes, token: str) -> bool:
+    scheme, _, presented = header.partition(b" ")
+    return scheme.lower() == b"bearer" and hmac.compare_digest(presented.strip(), token.encode())
+
+
+async def scrape(scope: Scope, receive: Receive, send: Send) -> None:
+    """GET /metrics: with METRICS_TOKEN unset it does not exist; else only for `Bearer <METRICS_TOKEN>`."""
+    request_id = uuid.uuid4().hex
+    token = settings.METRICS_TOKEN
+    if not token:
+        body = openai_error_body(ErrorCode.INVALID_REQUEST, "No such endpoint.", request_id)
+        await send_json(send, 404, compact_json(body), request_id_headers(request_id))
+        return
+    if not authorized(headers_of(scope).get(b"authorization", b""), token):
+        message = "GET /metrics needs the header Authorization: Bearer <METRICS_TOKEN>."
+        body = openai_error_body(ErrorCode.INVALID_API_KEY, message, request_id)
+        headers = [(b"www-authenticate", b"Bearer"), *request_id_headers(request_id)]
+        await send_json(send, 401, compact_json(body), headers)
+        return
+    text = await in_thread(exposition)
+    headers = [
+        (b"content-type", CONTENT_TYPE_LATEST.encode()),
+        (b"content-length", str(len(text)).encode()),
+        (b"cache-control", b"no-store"),
+        *request_id_headers(request_id),
+    ]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": text})
