@@ -31,6 +31,7 @@ from gateway.catalog_cache import ModelInfo
 from gateway.http import in_thread
 from gateway.metering import scripts
 from gateway.metering.base import Settlement, charge_for, generation_fields, limit_period, worst_case
+from gateway.metering.batching import ScriptBatcher
 from gateway.metering.records import fields_to_json, generation_data, generation_from_json
 from gateway.metering.sql import GENERATION_WAIT_SECONDS, find_generation
 from gateway.ratelimit import rate_limited
@@ -58,13 +59,23 @@ _REFUSALS = {
 AsyncClient = aioredis.Redis | redis.asyncio.cluster.RedisCluster
 
 
+def _batched(client: AsyncClient, source: str) -> ScriptBatcher | AsyncScript:
+    """A script batched with the calls of requests in flight beside it (batching.py), on one Redis. On a
+    cluster each call goes alone: a batch's keys would belong to many nodes."""
+    return (
+        ScriptBatcher(client, source)
+        if isinstance(client, aioredis.Redis)
+        else client.register_script(source)
+    )
+
+
 class Scripts:
     """The scripts registered on one client; redis-py runs them by SHA and reloads them if Redis forgot
     (on a cluster, on the node that owns the script's first key)."""
 
     def __init__(self, client: AsyncClient) -> None:
-        self.reserve = client.register_script(scripts.RESERVE)
-        self.settle = client.register_script(scripts.SETTLE)
+        self.reserve = _batched(client, scripts.RESERVE)
+        self.settle = _batched(client, scripts.SETTLE)
         self.load_workspace = client.register_script(scripts.LOAD_WORKSPACE)
         self.load_key = client.register_script(scripts.LOAD_KEY)
         self.claim = client.register_script(scripts.CLAIM)
