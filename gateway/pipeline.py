@@ -15,6 +15,7 @@ from django.conf import settings
 
 from core.encoding import compact_json
 from core.errors import ApiError, ErrorCode
+from gateway import metrics
 from gateway.admission import RECORDED_REFUSALS, Admitted, admit, record_refusal, reserve
 from gateway.canonical import Event, ReasoningDelta, TextDelta, ToolCallDelta, Usage
 from gateway.endpoint import INTERNAL_MESSAGE
@@ -72,6 +73,7 @@ async def _handle(fmt: IngressFormat, scope: Scope, receive: Receive, send: Send
         admitted = await admit(fmt, scope, body)
         await reserve(admitted, request_id)
     except ApiError as exc:
+        metrics.refused(fmt.FORMAT, admitted.model.slug if admitted else "", exc.code)
         await send_json(
             send,
             exc.status,
@@ -86,6 +88,7 @@ async def _handle(fmt: IngressFormat, scope: Scope, receive: Receive, send: Send
     except Exception:
         # A bug, not the client's fault: the format's envelope with the request id, the traceback in the log.
         logger.exception("request %s failed before it was admitted", request_id)
+        metrics.refused(fmt.FORMAT, admitted.model.slug if admitted else "", ErrorCode.INTERNAL_ERROR)
         body = compact_json(fmt.error_body(ErrorCode.INTERNAL_ERROR, INTERNAL_MESSAGE, request_id, None))
         with contextlib.suppress(OSError):
             await send_json(send, ApiError(ErrorCode.INTERNAL_ERROR, "").status, body, id_headers)
@@ -134,6 +137,8 @@ class Run:
         self.folded = Folded()
         self.generated: list[str] = []  # the output text and tool arguments, in order, as sent
         self.ttft_ms: int | None = None
+        self.upstream_started: float | None = None  # the first upstream request sent
+        self.upstream_ended: float | None = None  # the last upstream byte read
         self.renderer = fmt.stream_renderer(
             request_id=request_id, model=admitted.model.slug, tool_events=admitted.request.tool_events
         )
@@ -159,8 +164,14 @@ class Run:
             error_detail=error.detail if error else "",
             latency_ms=int((time.monotonic() - self.started) * 1000),
             ttft_ms=self.ttft_ms,
+            upstream_ms=self._upstream_ms(),
             tool_costs=self._tool_costs(),
         )
+
+    def _upstream_ms(self) -> int | None:
+        if self.upstream_started is None:
+            return None
+        return int(((self.upstream_ended or time.monotonic()) - self.upstream_started) * 1000)
 
     def _stepped(self) -> None:
         """What the request owes so far, in the journal (a process killed from here on bills it)."""
@@ -215,6 +226,7 @@ class Run:
         upstream stays silent past the keep-alive interval gets its headers and keep-alive comments
         meanwhile, so no proxy cuts it off; an error that comes after that goes into the stream."""
         request, model = self.admitted.request, self.admitted.model
+        self.upstream_started = time.monotonic()
         opening = asyncio.ensure_future(
             open_stream(request, model, upstream_session())
             if self.loop is None
@@ -290,6 +302,7 @@ class Run:
                     delivered = self.folded.deltas
                     self.journal.delivered(request_id=self.request_id, count=delivered)
                 await self._frames(self.renderer.render(event))
+            self.upstream_ended = time.monotonic()
         except ClientGone:
             return await self._cancelled(opened)
         except UpstreamError as exc:
@@ -336,6 +349,7 @@ class Run:
             self._mark(opened.first)
             async for event in opened.rest:
                 self._mark(event)
+            self.upstream_ended = time.monotonic()
         except asyncio.CancelledError:
             if not disconnect.done() or disconnect.cancelled():
                 raise  # not the client: the server is stopping
@@ -438,9 +452,11 @@ async def _settle(
     journal.settling(request_id=request_id, outcome=outcome)
     meter = get_meter()
     try:
-        await meter.settle(settlement)
+        cost = await meter.settle(settlement)
     except Exception as exc:
         logger.warning("settling %s failed (%s); the journal's keeper retries it", request_id, exc)
         journal.refused(request_id=request_id, retry_in=1.0)
+        metrics.observe(fmt.FORMAT, admitted.model.slug, outcome, None, journal)
         return
     journal.taken(request_id=request_id, durable=meter.durable)
+    metrics.observe(fmt.FORMAT, admitted.model.slug, outcome, cost, journal)

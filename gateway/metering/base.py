@@ -35,6 +35,8 @@ class Outcome:
     error_detail: str = ""  # operators' words (UpstreamError.detail); the client saw only the message
     latency_ms: int = 0
     ttft_ms: int | None = None
+    # Time spent waiting on upstreams (first request sent -> last byte read), for the gateway-overhead metric.
+    upstream_ms: int | None = None
     tool_costs: dict[str, int] = field(default_factory=dict)  # micro-USD by server tool (ADR 0013)
 
 

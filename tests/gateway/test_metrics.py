@@ -153,6 +153,10 @@ def test_a_success_counts_one_request_its_tokens_and_exactly_its_cost(
     assert value(after, "hyperinfer_billed_micro_usd_total", model=model) == generation.cost_micro_usd
     ttft = value(after, "hyperinfer_time_to_first_token_seconds_count", provider=provider)
     assert ttft == 1 and value(after, "hyperinfer_time_to_first_token_seconds_sum", provider=provider) >= 0
+    # The time upstream (its request sent -> its last byte) and the rest, the gateway's own time: one each.
+    assert value(after, "hyperinfer_upstream_seconds_count", provider=provider) == 1
+    overhead = ("hyperinfer_gateway_overhead_seconds_count", frozenset({("format", "chat_completions")}))
+    assert changed[overhead] == 1
     assert not [key for key in changed if key[0] == "hyperinfer_errors_total"]
     # Billed once: nothing more arrives later (the Redis meter's writer, the journal's keeper).
     time.sleep(0.3)
