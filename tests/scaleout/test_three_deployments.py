@@ -48,15 +48,17 @@ def chat(max_tokens: int = MAX_TOKENS) -> dict:
     return {"model": MODEL, "max_tokens": max_tokens, "messages": [{"role": "user", "content": "hi"}]}
 
 
-async def burst(urls: list[str], key: str, per_url: int) -> list[tuple[int, dict]]:
-    """`per_url` concurrent chat completions to each deployment, all at once: (status, JSON body) each."""
+async def burst(urls: list[str], key: str, per_url: int) -> list[tuple[int, dict, str]]:
+    """`per_url` concurrent chat completions to each deployment, all at once: (status, JSON body, request
+    id) each."""
     headers = {"Authorization": f"Bearer {key}"}
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
 
-        async def one(url: str) -> tuple[int, dict]:
+        async def one(url: str) -> tuple[int, dict, str]:
             async with session.post(f"{url}/api/v1/chat/completions", json=chat(), headers=headers) as answer:
-                return answer.status, json.loads(await answer.read())
+                body = json.loads(await answer.read())
+                return answer.status, body, answer.headers["x-request-id"]
 
         # interleaved: answer i came from deployment i % len(urls)
         return await asyncio.gather(*(one(url) for _ in range(per_url) for url in urls))
@@ -72,9 +74,11 @@ def wait_until_written(workspace_id, completed: int, timeout: float = 20) -> Non
         time.sleep(0.1)
 
 
-def held_in_redis() -> int:
-    """Holds of requests in flight, in every shard."""
-    return sum(mirror.sync_client().zcard(mirror.holds(shard)) for shard in mirror.shards())
+def still_held(workspace_id, request_ids: list[str]) -> list[str]:
+    """Those of the requests whose hold is still in Redis (in their workspace's shard's holds)."""
+    holds = mirror.holds(mirror.shard_of(workspace_id))
+    scores = mirror.sync_client().zmscore(holds, request_ids)
+    return [request_id for request_id, score in zip(request_ids, scores, strict=True) if score is not None]
 
 
 def a_fresh_minute() -> None:
@@ -109,14 +113,16 @@ def one_balance_is_never_overspent(stack: list[str]) -> None:
 
     answers = asyncio.run(burst(stack, key, PER_DEPLOYMENT))
 
-    statuses = Counter(status for status, _ in answers)
+    statuses = Counter(status for status, _, _ in answers)
     assert statuses == {200: AFFORDABLE, 402: DEPLOYMENTS * PER_DEPLOYMENT - AFFORDABLE}, statuses
-    refusals = [body["error"] for status, body in answers if status == 402]
+    refusals = [body["error"] for status, body, _ in answers if status == 402]
     assert {(error["code"], error["type"]) for error in refusals} == {
         ("insufficient_credits", "insufficient_quota")
     }
     # More than one deployment answered: the balance really was shared between them.
-    answered_by = Counter(index % DEPLOYMENTS for index, (status, _) in enumerate(answers) if status == 200)
+    answered_by = Counter(
+        index % DEPLOYMENTS for index, (status, _, _) in enumerate(answers) if status == 200
+    )
     assert len(answered_by) >= 2, answered_by
 
     wait_until_written(workspace.pk, AFFORDABLE)
@@ -127,7 +133,7 @@ def one_balance_is_never_overspent(stack: list[str]) -> None:
     assert -debits.aggregate(total=Sum("amount_micro_usd"))["total"] == costs == AFFORDABLE * COST
     account = CreditAccount.objects.get(workspace=workspace)
     assert account.balance_micro_usd == ledger_sum(workspace_id=workspace.pk) == 0
-    assert held_in_redis() == 0
+    assert still_held(workspace.pk, [request_id for _, _, request_id in answers]) == []
     mirrored = mirror.sync_client().hgetall(mirror.workspace_hash(workspace.pk))
     assert (int(mirrored[b"bal"]), int(mirrored[b"held"]), int(mirrored[b"unfl"])) == (0, 0, 0)
 
@@ -142,9 +148,9 @@ def a_keys_rate_limit_is_global(stack: list[str]) -> None:
 
     answers = asyncio.run(burst(stack, key, 40))
 
-    statuses = Counter(status for status, _ in answers)
+    statuses = Counter(status for status, _, _ in answers)
     assert statuses == {200: RATE_LIMIT_RPM, 429: DEPLOYMENTS * 40 - RATE_LIMIT_RPM}, statuses
-    assert {body["error"]["code"] for status, body in answers if status == 429} == {"rate_limit_exceeded"}
+    assert {body["error"]["code"] for status, body, _ in answers if status == 429} == {"rate_limit_exceeded"}
     wait_until_written(workspace.pk, RATE_LIMIT_RPM)
 
 
@@ -175,7 +181,7 @@ def a_revoked_key_stops_everywhere_within_a_second(stack: list[str]) -> None:
     issued = api_key_create(workspace=workspace, name="soon revoked", created_by=owner)
     # Every deployment (each of its workers, likely) has the key cached as valid.
     before = asyncio.run(burst(stack, issued.secret, 8))
-    assert {status for status, _ in before} == {200}
+    assert {status for status, _, _ in before} == {200}
 
     api_key_revoke(api_key=issued.record, acting_user=owner)
     revoked_at = time.monotonic()
