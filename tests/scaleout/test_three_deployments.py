@@ -1,0 +1,206 @@
+"""Scale-out (issue 18, ADR 0017): three gateway deployments — separate uvicorn process groups on separate
+ports, as separate hosts would be — on one PostgreSQL and one Redis (a plain one, then a Redis Cluster)
+keep every money invariant of design §4 between them: one balance is never overspent, a key's rate limit
+is global, and a revoked key stops everywhere within a second. Only the upstream is a fake."""
+
+import asyncio
+import json
+import time
+from collections import Counter
+from decimal import Decimal
+
+import aiohttp
+import pytest
+from django.db.models import Sum
+
+from billing import mirror
+from billing.models import CreditAccount, EntryKind, LedgerEntry
+from billing.services import ledger_sum
+from console.services.keys import api_key_create, api_key_revoke
+from gateway.audit import ledger_audit
+from gateway.auth import KEY_CACHE_SECONDS
+from gateway.models import Generation
+from tests.factories import make_user, make_workspace
+from tests.fakes.openai_dialects import Scenario, openai_fake
+from tests.gateway.conftest import serve_model_from
+from tests.scaleout.deployments import deployments, production_env
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
+
+DEPLOYMENTS = 3
+PER_DEPLOYMENT = 200
+AFFORDABLE = 100
+MODEL = "test/scaleout"
+MAX_TOKENS = 10
+COMPLETION_PRICE = 10  # USD per million tokens: 10 micro-USD a token
+# The held worst case is the prompt at price 0 plus MAX_TOKENS at the completion price, and the upstream
+# answers with exactly MAX_TOKENS completion tokens: each request settles at what it held. So exactly
+# AFFORDABLE requests are admitted whether a request settles before the last one is admitted or after
+# (the upstream's short answers make both happen): a settled request frees nothing for another.
+COST = MAX_TOKENS * COMPLETION_PRICE
+RATE_LIMIT_RPM = 50
+# A key cached just before its revocation committed is forgotten this long after (gateway/auth.py), plus
+# the few milliseconds between a worker's database read and its caching of the key.
+REVOCATION_SECONDS = KEY_CACHE_SECONDS + 0.1
+
+
+def chat(max_tokens: int = MAX_TOKENS) -> dict:
+    return {"model": MODEL, "max_tokens": max_tokens, "messages": [{"role": "user", "content": "hi"}]}
+
+
+async def burst(urls: list[str], key: str, per_url: int) -> list[tuple[int, dict, str]]:
+    """`per_url` concurrent chat completions to each deployment, all at once: (status, JSON body, request
+    id) each."""
+    headers = {"Authorization": f"Bearer {key}"}
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
+
+        async def one(url: str) -> tuple[int, dict, str]:
+            async with session.post(f"{url}/api/v1/chat/completions", json=chat(), headers=headers) as answer:
+                body = json.loads(await answer.read())
+                return answer.status, body, answer.headers["x-request-id"]
+
+        # interleaved: answer i came from deployment i % len(urls)
+        return await asyncio.gather(*(one(url) for _ in range(per_url) for url in urls))
+
+
+def wait_until_written(workspace_id, completed: int, timeout: float = 20) -> None:
+    """Until the deployments' writers have put every settled record in PostgreSQL (refusals are recorded
+    too, as failed generations that cost nothing)."""
+    generations = Generation.objects.filter(workspace_id=workspace_id, status="completed")
+    deadline = time.monotonic() + timeout
+    while generations.count() < completed or mirror.queued_records() > 0:
+        assert time.monotonic() < deadline, "the metering writers did not drain the queues"
+        time.sleep(0.1)
+
+
+def still_held(workspace_id, request_ids: list[str]) -> list[str]:
+    """Those of the requests whose hold is still in Redis (in their workspace's shard's holds)."""
+    holds = mirror.holds(mirror.shard_of(workspace_id))
+    scores = mirror.sync_client().zmscore(holds, request_ids)
+    return [request_id for request_id, score in zip(request_ids, scores, strict=True) if score is not None]
+
+
+def a_fresh_minute() -> None:
+    """Rate windows are calendar minutes: do not start a burst in a window's last seconds."""
+    if time.time() % 60 > 55:
+        time.sleep(60 - time.time() % 60 + 0.1)
+
+
+@pytest.fixture
+def stack(meter_redis, shipped_catalog, tmp_path, monkeypatch, settings):
+    """The fake upstream, the model, and three deployments metering on the test's Redis (`meter_redis`:
+    REDIS_URL's, or the session's Redis Cluster through METER_REDIS_URL and METER_REDIS_CLUSTER)."""
+    monkeypatch.setenv("FAKE_UPSTREAM_KEY", "test-key")
+    with openai_fake("fireworks", Scenario(text="ok", completion_tokens=MAX_TOKENS)) as upstream:
+        serve_model_from(
+            MODEL,
+            [("fireworks", upstream.base_url)],
+            prompt_price=Decimal(0),
+            completion_price=Decimal(COMPLETION_PRICE),
+        )
+        meter = {"REDIS_URL": settings.REDIS_URL, "FAKE_UPSTREAM_KEY": "test-key"}
+        if meter_redis == "cluster":
+            meter |= {"METER_REDIS_URL": settings.METER_REDIS_URL, "METER_REDIS_CLUSTER": "true"}
+        with deployments(DEPLOYMENTS, production_env(meter), tmp_path) as running:
+            yield [deployment.url for deployment in running]
+
+
+def one_balance_is_never_overspent(stack: list[str]) -> None:
+    owner = make_user()
+    workspace = make_workspace(owner=owner, credits_micro_usd=AFFORDABLE * COST)
+    key = api_key_create(workspace=workspace, name="shared", created_by=owner).secret
+
+    answers = asyncio.run(burst(stack, key, PER_DEPLOYMENT))
+
+    statuses = Counter(status for status, _, _ in answers)
+    assert statuses == {200: AFFORDABLE, 402: DEPLOYMENTS * PER_DEPLOYMENT - AFFORDABLE}, statuses
+    refusals = [body["error"] for status, body, _ in answers if status == 402]
+    assert {(error["code"], error["type"]) for error in refusals} == {
+        ("insufficient_credits", "insufficient_quota")
+    }
+    # More than one deployment answered: the balance really was shared between them.
+    answered_by = Counter(
+        index % DEPLOYMENTS for index, (status, _, _) in enumerate(answers) if status == 200
+    )
+    assert len(answered_by) >= 2, answered_by
+
+    wait_until_written(workspace.pk, AFFORDABLE)
+    generations = Generation.objects.filter(workspace=workspace)
+    assert generations.filter(status="completed").count() == AFFORDABLE
+    costs = generations.aggregate(total=Sum("cost_micro_usd"))["total"]
+    debits = LedgerEntry.objects.filter(workspace=workspace, kind=EntryKind.USAGE)
+    assert -debits.aggregate(total=Sum("amount_micro_usd"))["total"] == costs == AFFORDABLE * COST
+    account = CreditAccount.objects.get(workspace=workspace)
+    assert account.balance_micro_usd == ledger_sum(workspace_id=workspace.pk) == 0
+    assert still_held(workspace.pk, [request_id for _, _, request_id in answers]) == []
+    mirrored = mirror.sync_client().hgetall(mirror.workspace_hash(workspace.pk))
+    assert (int(mirrored[b"bal"]), int(mirrored[b"held"]), int(mirrored[b"unfl"])) == (0, 0, 0)
+
+
+def a_keys_rate_limit_is_global(stack: list[str]) -> None:
+    owner = make_user()
+    workspace = make_workspace(owner=owner, credits_micro_usd=1_000_000)
+    key = api_key_create(
+        workspace=workspace, name="limited", created_by=owner, rate_limit_rpm=RATE_LIMIT_RPM
+    ).secret
+    a_fresh_minute()
+
+    answers = asyncio.run(burst(stack, key, 40))
+
+    statuses = Counter(status for status, _, _ in answers)
+    assert statuses == {200: RATE_LIMIT_RPM, 429: DEPLOYMENTS * 40 - RATE_LIMIT_RPM}, statuses
+    assert {body["error"]["code"] for status, body, _ in answers if status == 429} == {"rate_limit_exceeded"}
+    wait_until_written(workspace.pk, RATE_LIMIT_RPM)
+
+
+async def poll_until(urls: list[str], key: str, seconds: float) -> list[tuple[int, float, int]]:
+    """Each deployment asked again and again for `seconds`: (deployment, when a request was sent, status)."""
+    headers = {"Authorization": f"Bearer {key}"}
+    seen: list[tuple[int, float, int]] = []
+    deadline = time.monotonic() + seconds
+    async with aiohttp.ClientSession() as session:
+
+        async def ask(index: int, url: str) -> None:
+            while time.monotonic() < deadline:
+                sent = time.monotonic()
+                async with session.post(
+                    f"{url}/api/v1/chat/completions", json=chat(), headers=headers
+                ) as answer:
+                    await answer.read()
+                    seen.append((index, sent, answer.status))
+                await asyncio.sleep(0.02)
+
+        await asyncio.gather(*(ask(index, url) for index, url in enumerate(urls)))
+    return seen
+
+
+def a_revoked_key_stops_everywhere_within_a_second(stack: list[str]) -> None:
+    owner = make_user()
+    workspace = make_workspace(owner=owner, credits_micro_usd=1_000_000)
+    issued = api_key_create(workspace=workspace, name="soon revoked", created_by=owner)
+    # Every deployment (each of its workers, likely) has the key cached as valid.
+    before = asyncio.run(burst(stack, issued.secret, 8))
+    assert {status for status, _, _ in before} == {200}
+
+    api_key_revoke(api_key=issued.record, acting_user=owner)
+    revoked_at = time.monotonic()
+    seen = asyncio.run(poll_until(stack, issued.secret, REVOCATION_SECONDS + 0.5))
+
+    for index in range(DEPLOYMENTS):
+        late = [
+            status
+            for deployment, sent, status in seen
+            if deployment == index and sent > revoked_at + REVOCATION_SECONDS
+        ]
+        assert late and set(late) == {401}, (index, late)
+    answered = sum(1 for _, _, status in seen if status == 200)
+    wait_until_written(workspace.pk, len(before) + answered)
+
+
+def test_three_deployments_share_one_balance_one_rate_limit_and_one_revocation(stack):
+    """One test per Redis (plain, cluster): starting three deployments is most of its time."""
+    one_balance_is_never_overspent(stack)
+    a_keys_rate_limit_is_global(stack)
+    a_revoked_key_stops_everywhere_within_a_second(stack)
+    assert ledger_audit() == []
