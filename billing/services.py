@@ -27,6 +27,7 @@ from billing.models import (
     UsagePeriod,
     UsageRollup,
 )
+from core.bulk import copy_rows
 
 CREDIT_KINDS = frozenset({EntryKind.PURCHASE, EntryKind.GRANT})
 DEBIT_KINDS = frozenset({EntryKind.USAGE, EntryKind.REFUND})
@@ -177,17 +178,17 @@ def usage_debits_post(debits: list[tuple[Any, str, int | None, int, dict[str, An
         for request_id, api_key_id, cost, metadata in rows:
             balance_after -= cost
             entries.append(
-                LedgerEntry(
-                    workspace_id=workspace_id,
-                    kind=EntryKind.USAGE,
-                    amount_micro_usd=-cost,
-                    balance_after_micro_usd=balance_after,
-                    reference=request_id,
-                    api_key_id=api_key_id,
-                    metadata=metadata,
-                )
+                {
+                    "workspace_id": workspace_id,
+                    "kind": EntryKind.USAGE.value,
+                    "amount_micro_usd": -cost,
+                    "balance_after_micro_usd": balance_after,
+                    "reference": request_id,
+                    "api_key_id": api_key_id,
+                    "metadata": metadata,
+                }
             )
-    LedgerEntry.objects.bulk_create(entries)
+    copy_rows(LedgerEntry, entries)
     return len(entries)
 
 

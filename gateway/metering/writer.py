@@ -29,9 +29,10 @@ from billing.key_spend import key_spends_post
 from billing.selectors import accounts_existing
 from billing.services import usage_debits_post
 from console.selectors import api_key_resets
+from core.bulk import copy_rows
 from core.encoding import compact_json
 from gateway.http import in_thread
-from gateway.metering.records import generation_from_json
+from gateway.metering.records import fields_from_json
 from gateway.metering.redis_meter import AsyncClient, Scripts, loop_client
 from gateway.metering.top_ups import top_ups_after_commit
 from gateway.models import Generation
@@ -115,32 +116,32 @@ def _write(records: list[Record]) -> Written:
             fresh.append(record)
         key_ids = {int(record["key"]) for record in fresh if record["key"]}
         live_keys = api_key_resets(api_key_ids=key_ids)
-        generations = []
+        rows = []
         for record in fresh:
-            generation = generation_from_json(record["generation"])
-            if generation.api_key_id not in live_keys:
-                generation.api_key_id = None  # the key was deleted meanwhile
-            generations.append(generation)
+            row = fields_from_json(record["generation"])
+            if row["api_key_id"] not in live_keys:
+                row["api_key_id"] = None  # the key was deleted meanwhile
+            rows.append(row)
         usage_debits_post(
             [
                 (
-                    g.workspace_id,
-                    g.request_id,
-                    g.api_key_id,
-                    g.cost_micro_usd,
+                    row["workspace_id"],
+                    row["request_id"],
+                    row["api_key_id"],
+                    row["cost_micro_usd"],
                     {
-                        "model": g.model,
-                        "prompt_tokens": g.tokens_prompt,
-                        "completion_tokens": g.tokens_completion,
+                        "model": row["model"],
+                        "prompt_tokens": row["tokens_prompt"],
+                        "completion_tokens": row["tokens_completion"],
                     },
                 )
-                for g in generations
+                for row in rows
             ]
         )
         _add_key_usage(fresh, live_keys)
-        Generation.objects.bulk_create(generations)
-        top_ups_after_commit(g.workspace_id for g in generations if g.cost_micro_usd > 0)
-        written.generations = len(generations)
+        copy_rows(Generation, rows)
+        top_ups_after_commit(row["workspace_id"] for row in rows if row["cost_micro_usd"] > 0)
+        written.generations = len(rows)
     return written
 
 
