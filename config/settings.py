@@ -120,8 +120,23 @@ TEMPLATES = [
 
 # --- Database -----------------------------------------------------------------------------
 DATABASE_URL = env_str("DATABASE_URL", "")
+# PostgreSQL through a psycopg connection pool per process (DB_POOL, on by default): a worker thread takes a
+# connection for one piece of ORM work and gives it back (gateway/http.py in_thread), so a process holds at
+# most DB_POOL_MAX_SIZE connections whatever its threads do; docs/scaling.md sizes it. Without the pool, a
+# connection per thread is kept open DB_CONN_MAX_AGE seconds.
+DB_POOL = bool(DATABASE_URL) and env_bool("DB_POOL", True)
 if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
+    DATABASES = {
+        "default": dj_database_url.parse(
+            DATABASE_URL, conn_max_age=0 if DB_POOL else env_int("DB_CONN_MAX_AGE", 60)
+        )
+    }
+    if DB_POOL:
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": env_int("DB_POOL_MIN_SIZE", 2),
+            "max_size": env_int("DB_POOL_MAX_SIZE", 10),
+            "timeout": env_int("DB_POOL_TIMEOUT", 10),  # seconds to wait for a free connection
+        }
 else:
     DATABASES = {
         "default": {

@@ -7,7 +7,8 @@ from typing import Any, ParamSpec, TypeVar
 
 import orjson
 from asgiref.sync import sync_to_async
-from django.db import close_old_connections
+from django.conf import settings
+from django.db import close_old_connections, connection
 
 from core.encoding import LONG_NUMBER
 from core.errors import ApiError, ErrorCode
@@ -122,7 +123,11 @@ async def wait_for_disconnect(receive: Receive) -> None:
 
 def _with_fresh_connection(function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     close_old_connections()  # as Django does at each request's start: drop broken or expired connections
-    return function(*args, **kwargs)
+    try:
+        return function(*args, **kwargs)
+    finally:
+        if settings.DB_POOL:
+            connection.close()  # back to the pool: an idle thread holds no connection
 
 
 async def in_thread(function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
