@@ -95,3 +95,21 @@ def test_when_every_route_fails_after_keep_alives_the_stream_ends_with_the_error
     assert '"code":"provider_timeout"' in text.replace(" ", "") and text.rstrip().endswith("data: [DONE]")
     generation = settled_generation(response.headers["x-request-id"])
     assert (generation.status, generation.cost_micro_usd) == ("failed", 0)
+
+
+def test_a_pause_mid_stream_gets_keep_alives_and_then_the_rest_of_the_answer(
+    gateway_url, funded_key, monkeypatch, short_keepalive
+):
+    monkeypatch.setenv("FAKE_UPSTREAM_KEY", "test-key")
+    _, key = funded_key
+    scenario = Scenario(text="Hello there, world", failure="pause", delay=1.0)
+    with openai_fake("cerebras", scenario) as fake:
+        serve_model_from(MODEL, [("cerebras", fake.base_url)])
+        _, _, text, response = stream(gateway_url, key)
+    assert response.status_code == 200
+    first_content = text.index('"content":"Hello')
+    assert text.count(": keep-alive") >= 2  # ~1 s of silence at 0.3 s intervals
+    assert first_content < text.index(": keep-alive")  # during the pause, after the first tokens
+    assert content_of(text) == "Hello there, world"  # and nothing lost around them
+    assert text.rstrip().endswith("data: [DONE]")
+    assert settled_generation(response.headers["x-request-id"]).status == "completed"
