@@ -275,6 +275,7 @@ class Run:
                 queue.put_nowait(_GONE)
 
         disconnect.add_done_callback(client_gone)
+        taken = 0
         try:
             while True:
                 if queue.empty():
@@ -286,6 +287,9 @@ class Run:
                         continue
                 else:
                     item = queue.get_nowait()
+                    taken += 1
+                    if taken % _BURST == 0:
+                        await asyncio.sleep(0)  # let other requests' steps run between long bursts
                 if item is _GONE or (disconnect.done() and not disconnect.cancelled()):
                     raise ClientGone  # nothing more counts as delivered
                 if item is _END:
@@ -420,6 +424,9 @@ class Run:
         await self.send({"type": "http.response.body", "body": b": keep-alive\n\n", "more_body": True})
 
 
+# Events sent from the queue without a pause: a whole answer can arrive at once (a fast upstream, several
+# tokens a chunk), and sending it in one go would hold back other requests' first bytes.
+_BURST = 8
 # What the reader puts in the queue besides events: the end of the answer, or the client gone.
 _END, _GONE = object(), object()
 
