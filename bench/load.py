@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
+# The `--modes` a run can ask for: whether its requests are streamed.
+MODES = {"nonstream": False, "stream": True}
+
 REQUEST_TIMEOUT_SECONDS = 60.0
 ERROR_SAMPLE_BYTES = 400
 
