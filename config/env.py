@@ -4,6 +4,8 @@ import os
 
 from django.core.exceptions import ImproperlyConfigured
 
+from core.processes import process_alive
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -83,20 +85,10 @@ def metrics_dir() -> str:
     supervisor = multiprocessing.parent_process()  # uvicorn --workers spawns its workers with multiprocessing
     group = supervisor.pid if supervisor is not None and supervisor.pid else os.getpid()
     for name in os.listdir(root):
-        if name.isdigit() and int(name) != group and not _alive(int(name)):
+        if name.isdigit() and int(name) != group and not process_alive(int(name)):
             shutil.rmtree(os.path.join(root, name), ignore_errors=True)
     directory = os.path.join(root, str(group))
     os.makedirs(directory, exist_ok=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
     os.environ[_METRICS_DIR_IS_DEFAULT] = "1"
     return directory
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True

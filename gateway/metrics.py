@@ -30,6 +30,7 @@ from billing import mirror
 from core.encoding import compact_json
 from core.envelopes import openai_error_body
 from core.errors import ErrorCode
+from core.processes import process_alive
 from gateway.http import Receive, Scope, Send, headers_of, in_thread, request_id_headers, send_json
 from gateway.metering.base import Outcome
 from gateway.models import GenerationStatus
@@ -308,18 +309,8 @@ def forget_dead_processes(directory: str) -> None:
     """A dead worker's live gauges (its journal counts) leave the sums; its counters stay, as they must."""
     for name in os.listdir(directory):
         found = LIVE_GAUGE_FILE.fullmatch(name)
-        if found and not _alive(int(found[1])):
+        if found and not process_alive(int(found[1])):
             mark_process_dead(int(found[1]), directory)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 def exposition() -> bytes:
