@@ -232,6 +232,10 @@ class Run:
             if self.loop is None
             else open_looped(request, model, upstream_session(), self.loop)
         )
+        if not request.stream and self.loop is None:
+            # A whole answer is read to its end, the client there or not: a provider asked for a whole
+            # answer makes and bills all of it, so the workspace pays for all of it (ADR 0019).
+            return await attempt
         if not request.stream:
             # No keep-alive to send before a whole answer: this task waits itself (no task and wait more).
             async with _client_leaving_cancels(disconnect):
@@ -337,12 +341,18 @@ class Run:
 
     async def _respond_whole(self, opened: OpenStream, disconnect: asyncio.Future[None]) -> Outcome:
         try:
-            await self._fold_whole(opened, disconnect)
+            if self.loop is None:
+                await self._fold_to_the_end(opened)
+            else:
+                await self._fold_whole(opened, disconnect)
         except ClientGone:
             return await self._cancelled(opened)
         except UpstreamError as exc:
             await self._send_error_response(exc.code, exc.message)
             return self._failed(exc, opened.route)
+        if disconnect.done() and not disconnect.cancelled():
+            # Gone while the answer was made: billed whole, as the provider made it, and not sent.
+            return self.outcome(GenerationStatus.CANCELLED, opened.route)
         outcome = self.outcome(GenerationStatus.COMPLETED, opened.route)
         body = self.fmt.response_object(
             request_id=self.request_id,
@@ -355,10 +365,18 @@ class Run:
         await self._safe_send_json(200, compact_json(body))
         return outcome
 
+    async def _fold_to_the_end(self, opened: OpenStream) -> None:
+        """A non-streamed answer's events, all of them (a whole answer's are in memory already)."""
+        self._mark(opened.first)
+        async for event in opened.rest:
+            self._mark(event)
+        self.upstream_ended = time.monotonic()
+
     async def _fold_whole(self, opened: OpenStream, disconnect: asyncio.Future[None]) -> None:
-        """A non-streamed answer's events, read straight from the upstream: no keep-alive to send, so no
-        race per event (a task and a wait each, most of the per-event cost). The client leaving cancels
-        this task instead, which closes the upstream connection; it comes out as ClientGone."""
+        """A non-streamed server-tool loop's events, read straight from the upstream: no keep-alive to send,
+        so no race per event (a task and a wait each, most of the per-event cost). The client leaving
+        cancels this task instead, which closes the upstream connection and ends the loop; it comes out as
+        ClientGone."""
         try:
             async with _client_leaving_cancels(disconnect):
                 self._mark(opened.first)

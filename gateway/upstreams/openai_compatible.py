@@ -1,14 +1,18 @@
 """The OpenAI Chat Completions dialect: the base adapter for cerebras, fireworks, baseten and llamacpp.
 
-Request: canonical → `POST {base_url}/chat/completions`, always streamed, usage asked for; a legacy text
-completion (`raw_prompt`) → `POST {base_url}/completions` with the prompt as it is (`text` in its chunks).
+Request: canonical → `POST {base_url}/chat/completions`; a legacy text completion (`raw_prompt`) →
+`POST {base_url}/completions` with the prompt as it is (`text` in its chunks). A streamed request is streamed
+with usage asked for; a non-streamed one asks for the whole answer (`stream: false`, ADR 0019): one JSON
+object costs the upstream, the wire and this process less than a stream of chunks, and its `message` reads
+as the one delta of such a stream, so both give the same events.
 Response: `chat.completion.chunk` frames → canonical events. A block opens when its first delta arrives and
 closes when a different block begins or the finish arrives, so indices follow arrival order (reasoning 0,
 text 1, tool calls 2, 3, ...) and every block is stopped before `Finish`. `Usage` comes last, once the
 stream has ended, because dialects send it after (or with) the finish frame.
 
 Route options: `max_tokens_field` (the field that carries the token limit) and `first_byte_timeout_seconds`
-(default: the provider's timeout), the deadline for the response headers and first event together.
+(default: the provider's timeout), the deadline for a stream's response headers and first event together (a
+whole answer has no first byte before its last: the provider's timeout bounds it).
 
 A dialect declares the top-level request fields of its spec (`chat_fields`, `completion_fields`): the
 request's provider-only fields go to it only if it has them (upstreams/extras.py). What a dialect reports
@@ -24,7 +28,7 @@ from typing import Any, ClassVar
 
 import aiohttp
 
-from core.encoding import read_json
+from core.encoding import compact_json, read_json
 from core.errors import ErrorCode
 from gateway.canonical import (
     Block,
@@ -84,6 +88,15 @@ def parse_usage(raw: Json) -> Usage:
         cached_prompt_tokens=min(cached, prompt),
         reasoning_tokens=(raw.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0,
     )
+
+
+def _connection_failure(slug: str, exc: aiohttp.ClientError) -> UpstreamError:
+    detail = f"{slug}: {type(exc).__name__}: {exc!r}"
+    return UpstreamError.provider_side(ErrorCode.PROVIDER_UNAVAILABLE, detail)
+
+
+def _excerpt(answer: Json) -> str:
+    return json.dumps(answer)[:200]
 
 
 def _reached_the_limit(request: CanonicalRequest, state: "StreamState") -> bool:
@@ -180,6 +193,8 @@ class OpenAICompatibleAdapter(UpstreamAdapter):
     efforts: ClassVar[tuple[str, ...]] = ("minimal", "low", "medium", "high")
     completes_text = True
     serves_embeddings = True  # POST /embeddings (gateway/upstreams/openai_embeddings.py)
+    # Whether a non-streamed request asks the upstream for the whole answer (else it is streamed and folded).
+    answers_whole: ClassVar[bool] = True
     shortens_embeddings = True  # OpenAI's `dimensions`
 
     # --- Request ---------------------------------------------------------------------------
@@ -195,6 +210,11 @@ class OpenAICompatibleAdapter(UpstreamAdapter):
     def auth_headers(self, route: RouteInfo) -> dict[str, str]:
         key = route.provider.api_key
         return {"Authorization": f"Bearer {key}"} if key else {}
+
+    def streams(self, request: CanonicalRequest) -> bool:
+        """Whether this request is sent as a stream: when the client streams, or the dialect answers no other
+        way."""
+        return request.stream or not self.answers_whole
 
     def stream_options(self) -> Json | None:
         return {"include_usage": True}
@@ -227,10 +247,7 @@ class OpenAICompatibleAdapter(UpstreamAdapter):
         self.map_reasoning(request, body)
         extra = extras_for(request, family="openai", fields=self.chat_fields, label=self.label)
         body.update({name: value for name, value in extra.items() if name not in _PROTECTED})
-        body["stream"] = True
-        if (options := self.stream_options()) is not None:
-            body["stream_options"] = options
-        return body
+        return self.with_stream_flags(request, body)
 
     def text_completion_body(self, request: CanonicalRequest, route: RouteInfo) -> Json:
         """A legacy completion: the prompt as it is; `max_tokens` in every dialect's completions schema."""
@@ -245,8 +262,11 @@ class OpenAICompatibleAdapter(UpstreamAdapter):
         body.update({name: value for name, value in optional.items() if value is not None})
         extra = extras_for(request, family="openai", fields=self.completion_fields, label=self.label)
         body.update({name: value for name, value in extra.items() if name not in _PROTECTED_COMPLETION})
-        body["stream"] = True
-        if (options := self.stream_options()) is not None:
+        return self.with_stream_flags(request, body)
+
+    def with_stream_flags(self, request: CanonicalRequest, body: Json) -> Json:
+        body["stream"] = self.streams(request)
+        if body["stream"] and (options := self.stream_options()) is not None:
             body["stream_options"] = options
         return body
 
@@ -434,8 +454,90 @@ class OpenAICompatibleAdapter(UpstreamAdapter):
             ErrorCode.PROVIDER_UNAVAILABLE, f"{route.provider.slug}: the stream ended without an event"
         )
 
+    def answer_events(self, answer: Json, state: StreamState) -> list[Event]:
+        """A whole answer's events: those of a stream whose one chunk carried the whole message as its delta
+        (its tool calls numbered in order) and the usage (gateway/fold.py folds both alike)."""
+        self.handle_chunk_extras(answer, state)
+        if isinstance(answer.get("usage"), dict):
+            state.usage = parse_usage(answer["usage"])
+        events: list[Event] = []
+        for choice in answer.get("choices") or []:
+            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                continue
+            if isinstance(message := choice.get("message"), dict):  # a chat answer; a text one has `text`
+                calls = [{"index": i, **call} for i, call in enumerate(message.get("tool_calls") or [])]
+                delta = {**message, "tool_calls": calls}
+                choice = {"delta": delta, "finish_reason": choice.get("finish_reason")}
+            events += self.choice_events(choice, state)
+        return events
+
     # --- One attempt -----------------------------------------------------------------------
-    async def stream(
+    def stream(
+        self, request: CanonicalRequest, route: RouteInfo, session: aiohttp.ClientSession
+    ) -> AsyncGenerator[Event, None]:
+        if self.streams(request):
+            return self._streamed(request, route, session)
+        return self._whole(request, route, session)
+
+    async def _whole(
+        self, request: CanonicalRequest, route: RouteInfo, session: aiohttp.ClientSession
+    ) -> AsyncGenerator[Event, None]:
+        """A non-streamed request's attempt: the whole answer, asked for and read at once, then its events."""
+        body = self.build_body(request, route)
+        slug = route.provider.slug
+        try:
+            answer = await self._fetch_whole(self.url_for(request, route), body, route, session)
+        except TimeoutError as exc:
+            raise UpstreamError.provider_side(ErrorCode.PROVIDER_TIMEOUT, f"{slug}: timed out") from exc
+        except aiohttp.ClientError as exc:
+            raise _connection_failure(slug, exc) from exc
+        choices = answer.get("choices")
+        if not isinstance(choices, list) or not any(
+            isinstance(c, dict) and c.get("index", 0) == 0 for c in choices
+        ):
+            raise UpstreamError.provider_side(
+                ErrorCode.PROVIDER_UNAVAILABLE, f"{slug}: the answer had no choice: {_excerpt(answer)}"
+            )
+        state = StreamState()
+        events = self.answer_events(answer, state)
+        if state.finish is None:  # lenient servers leave finish_reason null, as some streams end without it
+            reason = "length" if _reached_the_limit(request, state) else "stop"
+            logger.warning("%s: the answer had no finish_reason; finishing as %s", slug, reason)
+            events += state.finish_with(reason)
+        for event in events:
+            yield event
+        usage = state.usage or await self.fallback_usage(request, route, session, state)
+        if state.provider_metadata:
+            usage = replace(usage, provider_metadata={self.kind: dict(state.provider_metadata)})
+        yield usage
+
+    async def _fetch_whole(
+        self, url: str, body: Json, route: RouteInfo, session: aiohttp.ClientSession
+    ) -> Json:
+        """POST a non-streamed request; its answer, or the UpstreamError its status or body says (a 200 may
+        still carry an error object: Cerebras' CreateChatCompletionResponse admits an ErrorChunkResponse)."""
+        async with session.post(
+            url,
+            data=compact_json(body),
+            headers={**self.auth_headers(route), "Content-Type": "application/json"},
+            timeout=aiohttp.ClientTimeout(total=route.provider.timeout_seconds),
+        ) as response:
+            raw = await response.read()
+            if response.status >= 400:
+                text, retry_after = raw.decode("utf-8", errors="replace"), response.headers.get("retry-after")
+                raise http_failure(route.provider.slug, response.status, text, retry_after)
+        try:
+            answer = read_json(raw)
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict):
+            detail = f"malformed upstream answer: {raw[:200].decode('utf-8', errors='replace')}"
+            raise UpstreamError.provider_side(ErrorCode.PROVIDER_UNAVAILABLE, detail)
+        if answer.get("error"):
+            raise self.stream_error(answer)
+        return answer
+
+    async def _streamed(
         self, request: CanonicalRequest, route: RouteInfo, session: aiohttp.ClientSession
     ) -> AsyncGenerator[Event, None]:
         body = self.build_body(request, route)
@@ -475,9 +577,7 @@ class OpenAICompatibleAdapter(UpstreamAdapter):
         except TimeoutError as exc:
             raise UpstreamError.provider_side(ErrorCode.PROVIDER_TIMEOUT, f"{slug}: timed out") from exc
         except aiohttp.ClientError as exc:
-            raise UpstreamError.provider_side(
-                ErrorCode.PROVIDER_UNAVAILABLE, f"{slug}: {type(exc).__name__}: {exc!r}"
-            ) from exc
+            raise _connection_failure(slug, exc) from exc
 
     async def _open(
         self, url: str, body: Json, route: RouteInfo, session: aiohttp.ClientSession
@@ -488,8 +588,8 @@ class OpenAICompatibleAdapter(UpstreamAdapter):
         async with asyncio.timeout(first_byte):
             response = await session.post(
                 url,
-                json=body,
-                headers=self.auth_headers(route),
+                data=compact_json(body),
+                headers={**self.auth_headers(route), "Content-Type": "application/json"},
                 timeout=aiohttp.ClientTimeout(total=seconds),
             )
             try:

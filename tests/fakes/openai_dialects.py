@@ -256,8 +256,6 @@ class DialectFake:
         """Why the request breaks the dialect's schema, or None."""
         if not isinstance(body, dict) or not body.get("messages"):
             return "expected a chat request"
-        if body.get("stream") is not True and not self._prompt_probe(body):
-            return "expected a streamed chat request"
         allowed = _CLOSED_FIELDS.get(self.dialect)
         if allowed and (unknown := sorted(set(body) - allowed)):
             return f"Extra inputs are not permitted: {unknown}"
@@ -298,6 +296,8 @@ class DialectFake:
         if self._prompt_probe(body):
             usage = {"prompt_tokens": scenario.prompt_tokens, "completion_tokens": 1}
             return web.json_response({"object": "chat.completion", "choices": [], "usage": usage})
+        if body.get("stream") is not True:
+            return await self._whole(request, _step(scenario, body), body)
         if scenario.failure == "slow_first_byte":
             await self._wait(scenario.delay)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
@@ -327,15 +327,67 @@ class DialectFake:
         elif s.failure == "malformed":
             await response.write(b'data: {"id": "chatcmpl-fake", "choices": [\n\n')
         elif s.failure == "stream_error":
-            kind = _ERROR_TYPES.get(s.stream_error_status, "server_error")
-            error = {"message": s.stream_error_message, "type": kind, "code": None}
-            payload = {"status_code": s.stream_error_status, "error": error}
-            if self.dialect != "cerebras":
-                payload = {"error": {**error, "code": s.stream_error_status}}
-            await response.write(b"data: " + json.dumps(payload).encode() + b"\n\n")
+            await response.write(b"data: " + json.dumps(self._error_object(s)).encode() + b"\n\n")
         else:
             return False
         return True
+
+    # --- A whole (non-streamed) answer, with the failure modes that fit one ---------------------------
+    async def _whole(self, request: web.Request, s: Scenario, body: dict) -> web.StreamResponse:
+        """`slow_first_byte`, `stall` and `pause` answer after `delay`; `cut` drops the connection instead;
+        `malformed` answers a 200 that is not JSON; `stream_error` a 200 that is the dialect's error object
+        (Cerebras' CreateChatCompletionResponse admits its ErrorChunkResponse); `unfinished` has no
+        finish_reason."""
+        if s.failure in ("slow_first_byte", "stall", "pause"):
+            await self._wait(s.delay)
+        if s.failure == "cut":
+            await asyncio.sleep(CUT_AFTER_S)
+            request.transport.close()
+            return web.Response()
+        if s.failure == "malformed":
+            return web.Response(
+                status=200, text='{"id": "chatcmpl-fake", "choices": [', content_type="application/json"
+            )
+        if s.failure == "stream_error":
+            return web.json_response(self._error_object(s))
+        return web.json_response(self._answer(s, body))
+
+    def _answer(self, s: Scenario, body: dict) -> dict:
+        """A `chat.completion`: the message the stream's deltas add up to, usage as the dialect reports it."""
+        message: dict[str, Any] = {"role": "assistant", "content": (s.text + s.text_after_tool_calls) or None}
+        if s.reasoning:
+            message[_REASONING_FIELD[self.dialect]] = s.reasoning
+        if s.tool_calls:
+            message["tool_calls"] = [
+                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                for c in s.tool_calls
+            ]
+        finish = (
+            None
+            if s.failure == "unfinished"
+            else s.finish_reason or ("tool_calls" if s.tool_calls else "stop")
+        )
+        answer = {"id": "chatcmpl-fake", "object": "chat.completion", "created": 1721088719}
+        answer |= {"model": body.get("model", ""), "system_fingerprint": "fp_fake"}
+        answer["choices"] = [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}]
+        return answer | self._whole_usage(s, body)
+
+    def _whole_usage(self, s: Scenario, body: dict) -> dict:
+        """What a whole answer reports beside its choices: usage (every dialect, llama.cpp too), Cerebras'
+        time_info, Fireworks' perf_metrics when asked for."""
+        extras: dict[str, Any] = {"usage": self._usage(s)}
+        if self.dialect == "cerebras":
+            extras["time_info"] = dict(CEREBRAS_TIME_INFO)
+        elif self.dialect == "fireworks" and body.get("perf_metrics_in_response"):
+            extras["perf_metrics"] = fireworks_perf_metrics(s)
+        return extras
+
+    def _error_object(self, s: Scenario) -> dict:
+        kind = _ERROR_TYPES.get(s.stream_error_status, "server_error")
+        error = {"message": s.stream_error_message, "type": kind, "code": None}
+        if self.dialect == "cerebras":
+            return {"status_code": s.stream_error_status, "error": error}
+        return {"error": {**error, "code": s.stream_error_status}}
 
     # --- What a successful stream looks like, per dialect -----------------------------------------
     def _frames(self, s: Scenario, body: dict) -> list[str]:
@@ -370,6 +422,8 @@ class DialectFake:
         if completion is not None:
             usage["completion_tokens"] = completion
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        if self.dialect == "llamacpp":  # Jan's CompletionUsage: the three counts only
+            return usage
         usage["prompt_tokens_details"] = {"cached_tokens": s.cached_tokens}
         if self.dialect != "fireworks":  # Fireworks' UsageInfo has no completion details
             usage["completion_tokens_details"] = {"reasoning_tokens": s.reasoning_tokens}
@@ -409,7 +463,9 @@ class DialectFake:
             usage = {"prompt_tokens": s.prompt_tokens, "completion_tokens": 1}
             return web.json_response(base | {"choices": [], "usage": usage})
         if body.get("stream") is not True:
-            return self._error(400, "expected a streamed completion request")
+            finish = s.finish_reason or "stop"
+            choice = {"index": 0, "text": s.text, "logprobs": None, "finish_reason": finish}
+            return web.json_response(base | {"choices": [choice]} | self._whole_usage(s, body))
         chunks = [
             base | {"choices": [{"index": 0, "text": piece, "logprobs": None, "finish_reason": None}]}
             for piece in _pieces(s.text, s.piece)

@@ -20,6 +20,7 @@ from tests.fakes.server import collect_events
 
 
 def ask(**fields) -> CanonicalRequest:
+    fields.setdefault("stream", True)
     return CanonicalRequest(model="m", messages=[Message("user", [TextBlock("Hi")])], **fields)
 
 

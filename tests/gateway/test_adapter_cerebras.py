@@ -23,7 +23,9 @@ from tests.fakes.server import collect_events
 
 
 def ask(reasoning: ReasoningControl | None = None) -> CanonicalRequest:
-    return CanonicalRequest(model="m", messages=[Message("user", [TextBlock("Why?")])], reasoning=reasoning)
+    return CanonicalRequest(
+        model="m", messages=[Message("user", [TextBlock("Why?")])], reasoning=reasoning, stream=True
+    )
 
 
 def sent(request: CanonicalRequest, scenario: Scenario | None = None) -> tuple[list, dict]:

@@ -25,6 +25,7 @@ def conversation() -> CanonicalRequest:
             Message("tool", [ToolResultBlock("c1", [TextBlock("5")])]),
         ],
         tools=[Tool("add", "Adds", {"type": "object"})],
+        stream=True,
     )
 
 

@@ -56,6 +56,8 @@ WEATHER = Tool(
 
 
 def ask(text: str = "What is the weather in Paris?", **fields) -> CanonicalRequest:
+    """A streamed request (a non-streamed one asks for a whole answer: test_adapter_whole_answers.py)."""
+    fields.setdefault("stream", True)
     return CanonicalRequest(model="test/model", messages=[Message("user", [TextBlock(text)])], **fields)
 
 
@@ -135,6 +137,7 @@ def round_trip_request() -> CanonicalRequest:
             Message("tool", [ToolResultBlock("call_42", [TextBlock("18°C, sunny")])]),
         ],
         tools=[WEATHER],
+        stream=True,
     )
 
 

@@ -124,6 +124,10 @@ OPENAI_DIALECTS = {
 UPSTREAMS = [*OPENAI_DIALECTS, "anthropic"]
 
 
+def _usage_probe(body: dict) -> bool:
+    return body.get("stream") is False and body.get("max_tokens") == 1
+
+
 class OpenAIUpstream:
     def __init__(self, kind: str, fake) -> None:
         self.kind, self.fake = kind, fake
@@ -134,7 +138,7 @@ class OpenAIUpstream:
 
     def received(self) -> dict:
         """The last chat request, not counting llama.cpp's one-token usage probe that follows it."""
-        return [r.body for r in self.fake.chat_requests if r.body.get("stream") is not False][-1]
+        return [r.body for r in self.fake.chat_requests if not _usage_probe(r.body)][-1]
 
     def last_user_text(self, body: dict) -> str:
         return _text_of(next(m for m in reversed(body["messages"]) if m["role"] == "user")["content"])
@@ -500,6 +504,8 @@ def test_text(gateway_url, funded_key, monkeypatch, client_format, kind):
         up.answer_with(text=ANSWER)
         answer = client.ask()
         sent = up.received()
+    # A non-streamed request asks the OpenAI dialects for a whole answer (ADR 0019); Anthropic's is streamed.
+    assert sent["stream"] is (kind == "anthropic")
     assert up.last_user_text(sent) == QUESTION
     assert answer.text == ANSWER and answer.tool_calls is None
     generation = settled_generation(answer.request_id)

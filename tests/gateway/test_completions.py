@@ -80,7 +80,7 @@ def test_cerebras_gets_the_raw_prompt_and_its_usage_is_billed(gateway_url, funde
     sent = fake.completion_requests[-1].body
     assert fake.chat_requests == []
     assert sent["prompt"] == PROMPT and sent["max_tokens"] == 20 and sent["stop"] == ["\n"]
-    assert (sent["seed"], sent["echo"], sent["stream"]) == (7, False, True)
+    assert (sent["seed"], sent["echo"], sent["stream"]) == (7, False, stream)
     assert "reasoning_format" not in sent and "max_completion_tokens" not in sent
     generation = settled_generation(answer.headers["x-request-id"])
     assert (generation.tokens_prompt, generation.tokens_completion) == (6, 5)

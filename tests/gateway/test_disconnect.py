@@ -78,16 +78,20 @@ def test_a_llamacpp_stream_left_early_bills_the_servers_counts_of_prompt_and_del
     assert account.reserved_micro_usd == 0
 
 
-def test_a_client_that_leaves_before_a_whole_answer_stops_it_and_pays_what_was_produced(
+def test_a_client_that_leaves_before_a_whole_answer_pays_for_the_whole_answer_the_upstream_made(
     gateway_url, funded_key, sql_meter
 ):
-    """Not streamed: no byte reaches the client before the end, and leaving still stops the upstream."""
+    """Not streamed: the upstream is asked for the whole answer and makes (and bills) all of it, so the
+    gateway reads it to its end and bills it whole, as cancelled, though the client left (ADR 0019)."""
     workspace, key = funded_key
     before = CreditAccount.objects.get(workspace=workspace).balance_micro_usd
     host, port = gateway_url.removeprefix("http://").split(":")
-    # The fake sends its role frame and two content pieces, then nothing for 5 s.
-    with openai_fake("cerebras", Scenario(text="Hello there.", failure="pause", delay=5.0)) as fake:
-        serve_model_from("test/slow-whole", [("cerebras", fake.base_url)])
+    # The fake answers after 1.5 s; the client leaves after 0.3 s.
+    scenario = Scenario(text="Hello there.", failure="pause", delay=1.5, prompt_tokens=9, completion_tokens=4)
+    with openai_fake("cerebras", scenario) as fake:
+        serve_model_from(
+            "test/slow-whole", [("cerebras", fake.base_url)], prompt_price="1", completion_price="2"
+        )
         payload = json.dumps({"model": "test/slow-whole", "messages": [{"role": "user", "content": "hi"}]})
         request = (
             f"POST /api/v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\n"
@@ -96,14 +100,17 @@ def test_a_client_that_leaves_before_a_whole_answer_stops_it_and_pays_what_was_p
         started = time.monotonic()
         with socket.create_connection((host, int(port)), timeout=10) as sock:
             sock.sendall(request)
-            time.sleep(0.8)  # the two pieces are in; the client leaves
+            time.sleep(0.3)
         generation = None
-        while generation is None and time.monotonic() - started < 4:
+        while generation is None and time.monotonic() - started < 6:
             generation = Generation.objects.filter(workspace=workspace).first()
             time.sleep(0.05)
+        assert [r.body["stream"] for r in fake.chat_requests] == [False]
     assert generation is not None, "the request was never settled"
-    assert time.monotonic() - started < 4  # settled well before the upstream's pause would have ended
-    assert generation.status == "cancelled" and generation.tokens_completion == 2
+    assert time.monotonic() - started >= 1.5  # not before the answer was whole
+    assert generation.status == "cancelled"
+    assert (generation.tokens_prompt, generation.tokens_completion) == (9, 4)
+    assert generation.cost_micro_usd == 9 * 1 + 4 * 2
     account = CreditAccount.objects.get(workspace=workspace)
-    assert before - account.balance_micro_usd == generation.cost_micro_usd > 0
+    assert before - account.balance_micro_usd == generation.cost_micro_usd
     assert account.reserved_micro_usd == 0

@@ -186,6 +186,34 @@ def test_the_openai_sdk_sees_the_servers_usage(gateway_url, funded_key, llama_mo
     assert settled_generation(raw.headers["x-request-id"]).tokens_completion == usage["completion_tokens"]
 
 
+@pytest.mark.parametrize("case", ["text", "non-ascii", "forced-tool-call"])
+def test_a_whole_answer_is_what_the_stream_of_the_same_chat_adds_up_to(
+    gateway_url, funded_key, llama_model, case
+):
+    """Not streamed, the gateway asks the server for the whole answer (ADR 0019); at temperature 0 it is the
+    text and tool calls that the stream of the same chat delivers piece by piece. Measured: the server's
+    greedy answer depends on whether its cache already held the prompt (a prompt evaluated afresh can give
+    other words), so the chat is asked once first, and both answers below find it cached."""
+    _, key = funded_key
+    client = openai.OpenAI(base_url=f"{gateway_url}/api/v1", api_key=key, max_retries=0)
+    body = CASES[case].chat()
+    direct_usage(body)  # the prompt into the server's cache
+    whole = client.chat.completions.create(model=MODEL, **body).choices[0]
+    text, calls = "", {}
+    for chunk in client.chat.completions.create(model=MODEL, stream=True, **body):
+        delta = chunk.choices[0].delta if chunk.choices else None
+        text += (delta.content or "") if delta else ""
+        for call in (delta.tool_calls or []) if delta else []:
+            name, arguments = calls.get(call.index, ("", ""))
+            calls[call.index] = (
+                name + (call.function.name or ""),
+                arguments + (call.function.arguments or ""),
+            )
+    whole_calls = [(c.function.name, c.function.arguments) for c in whole.message.tool_calls or []]
+    assert (whole.message.content or "") == text and whole_calls == list(calls.values())
+    assert text or whole_calls
+
+
 # --- A client that leaves mid-stream -------------------------------------------------------------------
 
 LONG = Case([("user", "Count from one to five hundred in words, separated by commas.")], max_tokens=600)
