@@ -1,4 +1,6 @@
-"""The Anthropic Messages API dialect (kind `anthropic`): POST {base_url}/messages, always streamed.
+"""The Anthropic Messages API dialect (kind `anthropic`): POST {base_url}/messages, streamed when the client
+streams; a non-streamed request asks for the whole Message (ADR 0019), read as the stream that would have
+sent it (each block whole in one delta), so both give the same events.
 
 Request mapping notes (where Anthropic has no direct equivalent):
 - System messages, wherever they appear, are hoisted into the top-level `system` string ("\\n\\n"-joined),
@@ -27,7 +29,7 @@ from typing import Any
 
 import aiohttp
 
-from core.encoding import read_json
+from core.encoding import compact_json, read_json
 from core.errors import ErrorCode
 from gateway.canonical import (
     Block,
@@ -231,7 +233,7 @@ COUNT_FIELDS = frozenset({"model", "messages", "system", "tools", "tool_choice",
 
 
 def build_body(request: CanonicalRequest, route: RouteInfo) -> dict[str, Any]:
-    """The Messages API request body for one route (always streamed)."""
+    """The Messages API request body for one route."""
     max_tokens = int(request.max_tokens or route.options.get("max_tokens_default") or DEFAULT_MAX_TOKENS)
     body: dict[str, Any] = {"messages": _messages(request.messages)}
     if system := _system(request):
@@ -255,7 +257,7 @@ def build_body(request: CanonicalRequest, route: RouteInfo) -> dict[str, Any]:
         body["metadata"] = {"user_id": request.user}
     # Fields of its own family go untouched (fields=None); of OpenAI's, `top_k` (upstreams/extras.py).
     body.update(extras_for(request, family="anthropic", fields=None, label="Anthropic"))
-    body.update(model=route.upstream_model_id, stream=True)
+    body.update(model=route.upstream_model_id, stream=request.stream)
     return body
 
 
@@ -386,6 +388,48 @@ async def _read_stream(response: aiohttp.ClientResponse) -> AsyncGenerator[Event
     )
 
 
+def message_events(message: dict[str, Any]) -> list[Event]:
+    """A whole Message's events: those of the stream that would have sent it, from `message_start` to
+    `message_stop`, each content block in one delta."""
+    if message.get("type") == "error":
+        error = message.get("error")
+        raise _failure(None, error if isinstance(error, dict) else {}, json.dumps(message))
+    state = _StreamState()
+    events = _events_for({"type": "message_start", "message": {"usage": message.get("usage") or {}}}, state)
+    for index, block in enumerate(message["content"]):
+        start = {"type": "content_block_start", "index": index, "content_block": _whole_block_start(block)}
+        events += _events_for(start, state)
+        for delta in _whole_block_deltas(block):
+            events += _events_for({"type": "content_block_delta", "index": index, "delta": delta}, state)
+        events += _events_for({"type": "content_block_stop", "index": index}, state)
+    stop = {"stop_reason": message.get("stop_reason"), "stop_sequence": message.get("stop_sequence")}
+    events += _events_for({"type": "message_delta", "delta": stop}, state)
+    return events + _events_for({"type": "message_stop"}, state)
+
+
+def _whole_block_start(block: dict[str, Any]) -> dict[str, Any]:
+    """A whole block as its `content_block_start` would say it: a text block starts with its text, the
+    others empty, their content following in deltas."""
+    kind = block["type"]
+    if kind == "thinking":
+        return {"type": "thinking", "thinking": ""}
+    if kind == "tool_use":
+        return {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
+    return block
+
+
+def _whole_block_deltas(block: dict[str, Any]) -> list[dict[str, Any]]:
+    kind = block["type"]
+    if kind == "thinking":
+        signature = (
+            [{"type": "signature_delta", "signature": block["signature"]}] if block.get("signature") else []
+        )
+        return [{"type": "thinking_delta", "thinking": block["thinking"]}, *signature]
+    if kind == "tool_use" and block.get("input"):  # a call without arguments streams no JSON either
+        return [{"type": "input_json_delta", "partial_json": json.dumps(block["input"])}]
+    return []
+
+
 @register
 class AnthropicAdapter(UpstreamAdapter):
     kind = "anthropic"
@@ -416,7 +460,51 @@ class AnthropicAdapter(UpstreamAdapter):
                 raise _http_error(response.status, await response.text(errors="replace"))
             return int((await response.json())["input_tokens"])
 
-    async def stream(
+    def stream(
+        self, request: CanonicalRequest, route: RouteInfo, session: aiohttp.ClientSession
+    ) -> AsyncGenerator[Event, None]:
+        return (
+            self._streamed(request, route, session)
+            if request.stream
+            else self._whole(request, route, session)
+        )
+
+    async def _whole(
+        self, request: CanonicalRequest, route: RouteInfo, session: aiohttp.ClientSession
+    ) -> AsyncGenerator[Event, None]:
+        """A non-streamed attempt: the whole Message, asked for and read at once, then its events."""
+        provider = route.provider
+        url = f"{provider.base_url.rstrip('/')}/messages"
+        body = build_body(request, route)
+        seconds = provider.timeout_seconds
+        headers = {**self.headers(route), "accept": "application/json"}
+        try:
+            async with session.post(
+                url, data=compact_json(body), headers=headers, timeout=aiohttp.ClientTimeout(total=seconds)
+            ) as response:
+                raw = await response.read()
+                if response.status != 200:
+                    error = _http_error(response.status, raw.decode("utf-8", errors="replace"))
+                    error.retry_after = response.headers.get("retry-after")
+                    raise error
+        except TimeoutError as exc:
+            raise UpstreamError.provider_side(
+                ErrorCode.PROVIDER_TIMEOUT, f"anthropic timed out after {seconds}s"
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamError.provider_side(
+                ErrorCode.PROVIDER_UNAVAILABLE, f"anthropic connection failed: {exc!r}"
+            ) from exc
+        try:
+            events = message_events(read_json(raw))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise UpstreamError.provider_side(
+                ErrorCode.PROVIDER_UNAVAILABLE, f"malformed anthropic message: {exc!r}"
+            ) from exc
+        for event in events:
+            yield event
+
+    async def _streamed(
         self, request: CanonicalRequest, route: RouteInfo, session: aiohttp.ClientSession
     ) -> AsyncGenerator[Event, None]:
         provider = route.provider

@@ -132,8 +132,6 @@ def _invalid_body(body: dict[str, Any]) -> str | None:
     """What the real API would reject in a body (a small, honest subset)."""
     if not isinstance(body.get("max_tokens"), int):
         return "max_tokens: Field required"
-    if body.get("stream") is not True:
-        return "this fake only serves stream: true"
     roles = [message.get("role") for message in body.get("messages", [])]
     if not roles or roles[0] != "user":
         return "messages: first message must use the user role"
@@ -234,6 +232,52 @@ async def _send_stream(request: web.Request, response: web.StreamResponse, s: Sc
     await response.write_eof()
 
 
+def whole_message(s: Scenario) -> dict[str, Any]:
+    """The Message of a successful scenario, not streamed: the blocks its stream would send, each whole."""
+    content: list[dict[str, Any]] = []
+    if s.redacted_thinking is not None:
+        content.append({"type": "redacted_thinking", "data": s.redacted_thinking})
+    if s.thinking is not None:
+        content.append({"type": "thinking", "thinking": s.thinking, "signature": s.signature})
+    if s.text:
+        content.append({"type": "text", "text": s.text})
+    if s.tool_use is not None:
+        tool = s.tool_use
+        content.append({"type": "tool_use", "id": tool.id, "name": tool.name, "input": tool.input})
+    if s.text_after_tool_use:
+        content.append({"type": "text", "text": s.text_after_tool_use})
+    usage = {
+        "input_tokens": s.input_tokens,
+        "cache_creation_input_tokens": s.cache_creation_input_tokens,
+        "cache_read_input_tokens": s.cache_read_input_tokens,
+        "output_tokens": s.output_tokens,
+    }
+    message = {
+        "id": "msg_fake01",
+        "type": "message",
+        "role": "assistant",
+        "model": s.model,
+        "content": content,
+    }
+    stop_reason = s.stop_reason or ("tool_use" if s.tool_use else "end_turn")
+    return {**message, "stop_reason": stop_reason, "stop_sequence": s.stop_sequence, "usage": usage}
+
+
+async def _whole(request: web.Request, s: Scenario) -> web.Response:
+    """A non-streamed answer. Its failure modes: `cut` drops the connection instead, `truncated` and
+    `malformed` answer a 200 whose JSON is cut short, `error_event` is the HTTP 529 it would be."""
+    if s.failure == "cut":
+        await asyncio.sleep(CUT_AFTER_S)
+        assert request.transport is not None
+        request.transport.close()
+        return web.Response()
+    if s.failure in ("truncated", "malformed"):
+        return web.Response(text=json.dumps(whole_message(s))[:40], content_type="application/json")
+    if s.failure == "error_event":
+        return _error(*HTTP_FAILURES["overloaded"])
+    return web.json_response(whole_message(s))
+
+
 def build_app(fake: AnthropicFake) -> web.Application:
     async def messages(request: web.Request) -> web.StreamResponse:
         try:
@@ -255,6 +299,8 @@ def build_app(fake: AnthropicFake) -> web.Application:
             return _error(400, "invalid_request_error", "anthropic-version: header is required")
         if problem := _invalid_body(body):
             return _error(400, "invalid_request_error", problem)
+        if body.get("stream") is not True:
+            return await _whole(request, _step(s, body))
         response = web.StreamResponse(
             headers={"content-type": "text/event-stream", "cache-control": "no-cache"}
         )

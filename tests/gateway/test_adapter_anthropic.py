@@ -43,6 +43,8 @@ WEATHER = Tool(
 
 
 def ask(text: str = "Hi", **kwargs) -> CanonicalRequest:
+    """A streamed request (a non-streamed one asks for the whole Message: test_adapter_whole_answers.py)."""
+    kwargs.setdefault("stream", True)
     return CanonicalRequest(model="anthropic/claude", messages=[Message("user", [TextBlock(text)])], **kwargs)
 
 
@@ -85,6 +87,7 @@ def test_text_stream_events_in_order_with_exact_usage():
 
 def test_request_headers_model_and_system_extraction():
     request = CanonicalRequest(
+        stream=True,
         model="anthropic/claude",
         messages=[
             Message("system", [TextBlock("You are terse.")]),
@@ -144,6 +147,7 @@ def test_tool_call_streamed_out():
 
 def test_tool_round_trip_sends_tool_use_and_tool_result_blocks():
     request = CanonicalRequest(
+        stream=True,
         model="anthropic/claude",
         messages=[
             Message("user", [TextBlock("Weather in Paris and Rome?")]),
@@ -197,6 +201,7 @@ def test_tool_round_trip_sends_tool_use_and_tool_result_blocks():
 
 def test_invalid_tool_arguments_are_an_invalid_request():
     request = CanonicalRequest(
+        stream=True,
         model="m",
         messages=[
             Message("user", [TextBlock("x")]),
@@ -240,6 +245,7 @@ def test_redacted_thinking_streamed_in_carries_its_data_as_signature():
 
 def test_reasoning_block_with_signature_is_sent_back_as_thinking():
     request = CanonicalRequest(
+        stream=True,
         model="anthropic/claude",
         messages=[
             Message("user", [TextBlock("Q")]),
@@ -277,6 +283,7 @@ def test_thinking_budget_is_kept_below_max_tokens():
 
 def test_images_json_format_and_tool_choice_none():
     request = CanonicalRequest(
+        stream=True,
         model="anthropic/claude",
         messages=[
             Message(

@@ -1,5 +1,5 @@
-"""A non-streamed request asks an OpenAI-style upstream for the whole answer (ADR 0019), against the
-real-HTTP fakes of every dialect: the answer folds to what the stream of the same answer folds to, and a
+"""A non-streamed request asks the upstream for the whole answer (ADR 0019), against the real-HTTP fakes of
+every dialect and Anthropic's: the answer folds to what the stream of the same answer folds to, and a
 whole answer's failures are the same errors as a stream's."""
 
 import dataclasses
@@ -10,7 +10,10 @@ import pytest
 from core.errors import ErrorCode
 from gateway.canonical import CanonicalRequest, Message, TextBlock, Usage
 from gateway.fold import Folded
+from gateway.upstreams.anthropic import AnthropicAdapter
 from gateway.upstreams.base import UpstreamError
+from tests.fakes.anthropic_fake import Scenario as AnthropicScenario
+from tests.fakes.anthropic_fake import ToolUse, anthropic_fake, anthropic_route
 from tests.fakes.openai_dialects import FakeToolCall, Scenario, openai_fake
 from tests.fakes.server import collect_events
 from tests.gateway.test_adapter_openai_compatible import ADAPTERS, DIALECTS, WEATHER
@@ -139,3 +142,61 @@ def test_the_first_byte_deadline_is_a_streams_and_a_whole_answer_has_the_provide
         with pytest.raises(UpstreamError) as caught:
             collect_events(ADAPTERS[dialect], ask(stream=False), fake.route(timeout=0.2))
     assert caught.value.code == ErrorCode.PROVIDER_TIMEOUT and caught.value.retryable
+
+
+# --- Anthropic: the whole Message ------------------------------------------------------------------------
+MESSAGES = {
+    "text": AnthropicScenario(text="Paris is the capital of France."),
+    "thinking": AnthropicScenario(thinking="The user asks about Paris.", text="It is sunny."),
+    "redacted": AnthropicScenario(redacted_thinking="opaque-data", text="It is sunny."),
+    "tool": AnthropicScenario(text="", tool_use=ToolUse("get_weather", {"city": "Paris"})),
+    "text-tool-text": AnthropicScenario(
+        text="Let me look.", tool_use=ToolUse("get_weather", {"city": "Paris"}), text_after_tool_use="Done."
+    ),
+    "stop-sequence": AnthropicScenario(text="One, two", stop_reason="stop_sequence", stop_sequence="three"),
+    "cached": AnthropicScenario(text="Hi.", cache_read_input_tokens=30, cache_creation_input_tokens=5),
+}
+ANTHROPIC = AnthropicAdapter()
+
+
+@pytest.mark.parametrize("case", list(MESSAGES))
+def test_a_whole_message_folds_to_what_its_stream_folds_to(case):
+    with anthropic_fake(MESSAGES[case]) as fake:
+        route = anthropic_route(fake.url)
+        whole = folded(collect_events(ANTHROPIC, ask(stream=False), route))
+        streamed = folded(collect_events(ANTHROPIC, ask(stream=True), route))
+        sent_whole, sent_streamed = (r.body for r in fake.requests[:2])
+        accepted = fake.requests[0].headers["accept"]
+    assert (
+        sent_whole["stream"] is False and sent_streamed["stream"] is True and accepted == "application/json"
+    )
+    assert {k: v for k, v in sent_whole.items() if k != "stream"} == {
+        k: v for k, v in sent_streamed.items() if k != "stream"
+    }
+    assert content(whole) == content(streamed) and whole.blocks
+    assert whole.usage == streamed.usage and whole.usage.completion_tokens == 7
+
+
+ANTHROPIC_FAILURES = {
+    "overloaded": ErrorCode.PROVIDER_OVERLOADED,
+    "rate_limit": ErrorCode.PROVIDER_RATE_LIMIT,
+    "auth": ErrorCode.PROVIDER_AUTH,
+    "server_error": ErrorCode.PROVIDER_UNAVAILABLE,
+    "prompt_too_long": ErrorCode.CONTEXT_LENGTH_EXCEEDED,
+    "error_event": ErrorCode.PROVIDER_OVERLOADED,
+    "malformed": ErrorCode.PROVIDER_UNAVAILABLE,
+    "truncated": ErrorCode.PROVIDER_UNAVAILABLE,
+    "cut": ErrorCode.PROVIDER_UNAVAILABLE,
+}
+
+
+@pytest.mark.parametrize("failure", list(ANTHROPIC_FAILURES))
+def test_a_whole_messages_failure_is_the_same_error_as_a_streams(failure):
+    caught = {}
+    with anthropic_fake(AnthropicScenario(failure=failure)) as fake:
+        for stream in (False, True):
+            with pytest.raises(UpstreamError) as error:
+                collect_events(ANTHROPIC, ask(stream=stream), anthropic_route(fake.url))
+            caught[stream] = error.value
+    assert caught[False].code == caught[True].code == ANTHROPIC_FAILURES[failure]
+    assert caught[False].retryable is caught[True].retryable

@@ -504,8 +504,7 @@ def test_text(gateway_url, funded_key, monkeypatch, client_format, kind):
         up.answer_with(text=ANSWER)
         answer = client.ask()
         sent = up.received()
-    # A non-streamed request asks the OpenAI dialects for a whole answer (ADR 0019); Anthropic's is streamed.
-    assert sent["stream"] is (kind == "anthropic")
+    assert sent["stream"] is False  # a non-streamed request asks the upstream for the whole answer (ADR 0019)
     assert up.last_user_text(sent) == QUESTION
     assert answer.text == ANSWER and answer.tool_calls is None
     generation = settled_generation(answer.request_id)

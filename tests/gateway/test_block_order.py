@@ -1,9 +1,11 @@
-"""A non-streamed answer is the fold of its stream, block by block, in the order the upstream sent them.
+"""A non-streamed answer is the fold of the upstream's events, block by block, in the order it sent them.
 
-Each dialect's fake answers text, then a tool call, then text again. In each ingress format, the
-non-streamed answer must equal what a client assembles from the streamed one, and keep that order where the
-format can say it (Messages: content blocks; Responses: output items; Chat Completions has one message, so
-its text is joined in order and its tool calls listed in order).
+Each dialect's fake answers text, then a tool call, then text again. In each ingress format, the answer
+keeps that order where the format can say it (Messages: content blocks; Responses: output items; Chat
+Completions has one message, so its text is joined in order and its tool calls listed in order). A
+non-streamed request asks the upstream for its whole answer (ADR 0019): Anthropic's Message keeps the order
+of its blocks, so the whole answer equals what a client assembles from the streamed one; an OpenAI-style
+`message` has one `content` and its `tool_calls` beside it, so the order within it is text, then calls.
 """
 
 import json
@@ -52,6 +54,15 @@ TOOLS = {
     "messages": [{"name": "get_weather", "input_schema": {"type": "object"}}],
 }
 PATHS = {"chat": "/api/v1/chat/completions", "responses": "/api/v1/responses", "messages": "/api/v1/messages"}
+
+
+def whole_order(upstream: str, in_order: list[tuple]) -> list[tuple]:
+    """What a whole answer can say of [text, call, text]: all of it (Anthropic), or the text joined, then
+    the call (an OpenAI-style message)."""
+    if upstream == "anthropic":
+        return in_order
+    (kind, before), call, (_, after) = in_order
+    return [(kind, before + after), call]
 
 
 def request_body(fmt: str, stream: bool) -> dict:
@@ -138,7 +149,7 @@ def test_messages_keep_text_tool_use_text_in_order(gateway_url, funded_key, monk
         )
     assert whole.status_code == streamed.status_code == 200, whole.text
     expected = [("text", BEFORE), ("tool_use", ARGUMENTS), ("text", AFTER)]
-    assert messages_shape(whole.json()["content"]) == expected
+    assert messages_shape(whole.json()["content"]) == whole_order(upstream, expected)
     assert messages_shape(fold_messages_stream(sse_data(streamed.text))) == expected
 
 
@@ -157,8 +168,10 @@ def test_responses_keep_message_function_call_message_in_order(
         )
     assert whole.status_code == streamed.status_code == 200, whole.text
     expected = [("message", BEFORE), ("function_call", ARGUMENTS), ("message", AFTER)]
-    assert responses_shape(whole.json()["output"]) == expected
+    assert responses_shape(whole.json()["output"]) == whole_order(upstream, expected)
     assert responses_shape(fold_responses_stream(sse_data(streamed.text))) == expected
+    if upstream != "anthropic":
+        return
     # Item ids are numbered by position, the same in both.
     assert [item["id"] for item in whole.json()["output"]] == [
         item["id"].replace(streamed.headers["x-request-id"], whole.headers["x-request-id"])

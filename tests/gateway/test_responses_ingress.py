@@ -261,7 +261,9 @@ def test_a_fireworks_upstream_with_reasoning_and_a_tool_call(gateway_url, funded
             streamed = stream.get_final_response()
 
     sent = fake.chat_requests[0].body
-    assert sent["model"] == "fake-model" and sent["stream"] is True
+    # The first response was not streamed: the whole answer was asked for (ADR 0019); the second streamed.
+    assert sent["model"] == "fake-model" and sent["stream"] is False
+    assert fake.chat_requests[1].body["stream"] is True
     assert sent["messages"] == [
         {"role": "system", "content": "You are a weather bot."},
         {"role": "user", "content": "Weather in Paris?"},
