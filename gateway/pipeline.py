@@ -264,13 +264,15 @@ class Run:
             self.responding = True
             await self._frames(self.renderer.start())
 
-    async def _events(
+    async def _batches(
         self, opened: OpenStream, disconnect: asyncio.Future[None], on_idle: Callable[[], Awaitable[None]]
-    ) -> AsyncGenerator[Event, None]:
-        """The route's events as they arrive; raises ClientGone when the client disconnects, after closing
-        the upstream connection. One reader task for the whole answer fills a queue, and only an idle wait
-        (nothing queued) is timed, for the keep-alive: no task and race per event (bench/README.md)."""
-        yield opened.first
+    ) -> AsyncGenerator[list[Event], None]:
+        """The route's events as they arrive, in batches of what is there at once (up to _BURST): each batch
+        is one send to the client and one journal line, not one per event. Raises ClientGone when the client
+        disconnects, after closing the upstream connection. One reader task for the whole answer fills a
+        queue, and only an idle wait (nothing queued) is timed, for the keep-alive: no task and race per
+        event (bench/README.md)."""
+        yield [opened.first]
         queue: asyncio.Queue[object] = asyncio.Queue()
         reader = asyncio.ensure_future(_pump(opened.rest, queue))
 
@@ -279,28 +281,32 @@ class Run:
                 queue.put_nowait(_GONE)
 
         disconnect.add_done_callback(client_gone)
-        taken = 0
         try:
             while True:
+                items: list[object] = []
                 if queue.empty():
                     try:
                         async with asyncio.timeout(settings.GATEWAY_KEEPALIVE_SECONDS):
-                            item = await queue.get()
+                            items.append(await queue.get())
                     except TimeoutError:
                         await on_idle()
                         continue
-                else:
-                    item = queue.get_nowait()
-                    taken += 1
-                    if taken % _BURST == 0:
-                        await asyncio.sleep(0)  # let other requests' steps run between long bursts
-                if item is _GONE or (disconnect.done() and not disconnect.cancelled()):
-                    raise ClientGone  # nothing more counts as delivered
-                if item is _END:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield cast(Event, item)
+                while len(items) < _BURST and not queue.empty():
+                    items.append(queue.get_nowait())
+                batch: list[Event] = []
+                for item in items:
+                    if item is _GONE or (disconnect.done() and not disconnect.cancelled()):
+                        raise ClientGone  # nothing more counts as delivered
+                    if item is _END or isinstance(item, BaseException):
+                        if batch:
+                            yield batch
+                        if item is _END:
+                            return
+                        raise cast(BaseException, item)
+                    batch.append(cast(Event, item))
+                yield batch
+                if len(items) == _BURST:
+                    await asyncio.sleep(0)  # let other requests' steps run between long bursts
         finally:
             disconnect.remove_done_callback(client_gone)
             # Stopped early (the client left, a failure): cancelling the reader closes the upstream
@@ -321,13 +327,16 @@ class Run:
         await self._begin_stream()
         try:
             delivered = 0
-            async for event in self._events(opened, disconnect, self._keepalive):
-                self._mark(event)
+            async for batch in self._batches(opened, disconnect, self._keepalive):
+                frames: list[bytes] = []
+                for event in batch:
+                    self._mark(event)
+                    frames += self.renderer.render(event)
                 if self.folded.deltas != delivered:
                     # Before the client has it: a process killed from here on bills what it delivered.
                     delivered = self.folded.deltas
                     self.journal.delivered(request_id=self.request_id, count=delivered)
-                await self._frames(self.renderer.render(event))
+                await self._frames(frames)
             self.upstream_ended = time.monotonic()
         except ClientGone:
             return await self._cancelled(opened)
@@ -442,8 +451,8 @@ class Run:
         await self.send({"type": "http.response.body", "body": b": keep-alive\n\n", "more_body": True})
 
 
-# Events sent from the queue without a pause: a whole answer can arrive at once (a fast upstream, several
-# tokens a chunk), and sending it in one go would hold back other requests' first bytes.
+# Events sent from the queue in one batch, before a pause: a whole answer can arrive at once (a fast upstream,
+# several tokens a chunk), and sending it in one go would hold back other requests' first bytes.
 _BURST = 8
 # What the reader puts in the queue besides events: the end of the answer, or the client gone.
 _END, _GONE = object(), object()
