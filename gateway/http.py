@@ -10,7 +10,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections, connection
 
-from core.encoding import LONG_NUMBER
+from core.encoding import has_long_number
 from core.errors import ApiError, ErrorCode
 
 Scope = dict[str, Any]
@@ -76,7 +76,7 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
 
     orjson reads it (~10x faster) when it can. It refuses every one of those, so a body it refuses, or one
     with a number it would read inexactly, is read again by the standard library, for the same answer."""
-    if not LONG_NUMBER.search(body):
+    if not has_long_number(body):
         try:
             parsed = orjson.loads(body)
         except orjson.JSONDecodeError:
