@@ -113,7 +113,7 @@ async def _handle(fmt: IngressFormat, scope: Scope, receive: Receive, send: Send
             error_code=ErrorCode.INTERNAL_ERROR.value,
             error_detail=f"{type(exc).__name__}: {exc}",
         )
-    await _settle(fmt, admitted, request_id, outcome, journal)
+    await _settle(fmt, admitted, request_id, outcome, journal, journaled=outcome is run.journaled)
 
 
 class Run:
@@ -139,6 +139,7 @@ class Run:
         self.ttft_ms: int | None = None
         self.upstream_started: float | None = None  # the first upstream request sent
         self.upstream_ended: float | None = None  # the last upstream byte read
+        self.journaled: Outcome | None = None  # the outcome the journal had before the client's last byte
         self.renderer = fmt.stream_renderer(
             request_id=request_id, model=admitted.model.slug, tool_events=admitted.request.tool_events
         )
@@ -167,6 +168,13 @@ class Run:
             upstream_ms=self._upstream_ms(),
             tool_costs=self._tool_costs(),
         )
+
+    def _journal_outcome(self, outcome: Outcome) -> Outcome:
+        """Before the client has the answer's last bytes: a process killed from here on bills this outcome,
+        exactly, rather than a cut-off's estimate (or nothing, for a whole answer already sent)."""
+        self.journal.settling(request_id=self.request_id, outcome=outcome)
+        self.journaled = outcome
+        return outcome
 
     def _upstream_ms(self) -> int | None:
         if self.upstream_started is None:
@@ -343,7 +351,7 @@ class Run:
         except UpstreamError as exc:
             await self._frames(self.renderer.error(exc.code, exc.message), last=True)
             return self._failed(exc, opened.route)
-        outcome = self.outcome(GenerationStatus.COMPLETED, opened.route)
+        outcome = self._journal_outcome(self.outcome(GenerationStatus.COMPLETED, opened.route))
         cost_usd = _usd(total_cost(self.admitted.model, outcome))
         await self._frames(self.renderer.finish(outcome.usage, cost_usd), last=True)
         return outcome
@@ -362,7 +370,7 @@ class Run:
         if disconnect.done() and not disconnect.cancelled():
             # Gone while the answer was made: billed whole, as the provider made it, and not sent.
             return self.outcome(GenerationStatus.CANCELLED, opened.route)
-        outcome = self.outcome(GenerationStatus.COMPLETED, opened.route)
+        outcome = self._journal_outcome(self.outcome(GenerationStatus.COMPLETED, opened.route))
         body = self.fmt.response_object(
             request_id=self.request_id,
             model=self.admitted.model.slug,
@@ -516,10 +524,17 @@ def _header(fmt: IngressFormat, admitted: Admitted, request_id: str) -> dict[str
 
 
 async def _settle(
-    fmt: IngressFormat, admitted: Admitted, request_id: str, outcome: Outcome, journal: Journal
+    fmt: IngressFormat,
+    admitted: Admitted,
+    request_id: str,
+    outcome: Outcome,
+    journal: Journal,
+    *,
+    journaled: bool = False,
 ) -> None:
-    """Off the response path: the client already has its bytes. The journal has the outcome first, so a
-    meter that is down (or a crash now) delays the bill and never loses it (design §4.4, ADR 0010)."""
+    """Off the response path: the client already has its bytes. The journal has the outcome first (a
+    completed answer's before its last bytes were sent: `journaled`), so a meter that is down (or a crash
+    now) delays the bill and never loses it (design §4.4, ADR 0010)."""
     settlement = Settlement(
         request_id=request_id,
         caller=admitted.caller,
@@ -529,7 +544,8 @@ async def _settle(
         end_user=admitted.request.user,
         outcome=outcome,
     )
-    journal.settling(request_id=request_id, outcome=outcome)
+    if not journaled:
+        journal.settling(request_id=request_id, outcome=outcome)
     meter = get_meter()
     try:
         cost = await meter.settle(settlement)
