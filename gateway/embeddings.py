@@ -21,6 +21,7 @@ from django.conf import settings
 from core.encoding import compact_json
 from core.envelopes import openai_error_body
 from core.errors import ApiError, ErrorCode
+from gateway import metrics
 from gateway.auth import Caller, authenticate
 from gateway.canonical import Usage
 from gateway.catalog_cache import ModelInfo
@@ -254,11 +255,14 @@ def _outcome(
 
 
 async def _settle(admitted: Admitted, request_id: str, outcome: Outcome) -> None:
+    """Bill the outcome, and count it in /metrics as the formats' requests are (gateway/metrics.py)."""
     journal, meter = loop_journal(), get_meter()
     try:
-        await meter.settle(_settlement(admitted, request_id, outcome))
+        cost = await meter.settle(_settlement(admitted, request_id, outcome))
     except Exception as exc:
         logger.warning("settling %s failed (%s); the journal's keeper retries it", request_id, exc)
         journal.refused(request_id=request_id, retry_in=1.0)
+        metrics.observe(FORMAT, admitted.model.slug, outcome, None, journal)
         return
     journal.taken(request_id=request_id, durable=meter.durable)
+    metrics.observe(FORMAT, admitted.model.slug, outcome, cost, journal)

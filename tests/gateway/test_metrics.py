@@ -256,6 +256,32 @@ def test_an_endpoint_beyond_the_formats_counts_its_refusals(gateway_url, metrics
     )
 
 
+def test_an_embeddings_request_counts_one_request_its_prompt_tokens_and_exactly_its_cost(
+    gateway_url, funded_key, metrics_token, sql_meter
+):
+    _, key = funded_key
+    model, provider = "test/metrics-embed", "test-metrics-embed-0"
+    with openai_fake("llamacpp", Scenario(), api_key=KEY) as fake:
+        serve_model_from(model, [("llamacpp", fake.base_url)], kind="embedding", dimensions=4)
+        before = scrape(gateway_url)
+        response = httpx.post(
+            f"{gateway_url}/api/v1/embeddings",
+            json={"model": model, "input": ["one two three", "four"]},
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=20,
+        )
+        assert response.status_code == 200, response.text
+        generation = settled_generation(response.headers["x-request-id"])
+        labels = {"format": "embeddings", "model": model, "provider": provider, "status": "completed"}
+        after = scrape_until(gateway_url, "hyperinfer_requests_total", labels, 1)
+    changed = moved(before, after)
+    assert changed[("hyperinfer_requests_total", frozenset(labels.items()))] == 1
+    assert generation.tokens_prompt == 4 and generation.cost_micro_usd == 4  # the fake's count at $1/M
+    assert value(after, "hyperinfer_tokens_billed_total", model=model, kind="prompt") == 4
+    assert value(after, "hyperinfer_billed_micro_usd_total", model=model) == generation.cost_micro_usd
+    assert not [key for key in changed if key[0] == "hyperinfer_errors_total"]
+
+
 # --- What observe records, beside the request path ----------------------------------------------------
 
 
