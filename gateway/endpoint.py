@@ -31,8 +31,9 @@ async def answered(
         await send_json(send, exc.status, body, refusal_headers(request_id, exc))
     except ClientGone:
         pass
-    except Exception:  # a bug: the envelope, not a bare 500
+    except Exception:  # a bug: the envelope, not a bare 500, and counted as one
         logger.exception("request %s failed", request_id)
+        metrics.endpoint_refused(work, ErrorCode.INTERNAL_ERROR)
         await send_internal_error(send, request_id, error_body)
     return None
 

@@ -8,6 +8,7 @@ from core.envelopes import anthropic_error_body, openai_error_body
 from core.errors import ApiError, ErrorCode
 from gateway.endpoint import answered
 from gateway.http import ClientGone
+from gateway.metrics import ERRORS
 from gateway.ratelimit import rate_limited
 
 
@@ -43,11 +44,18 @@ def test_a_refusal_is_the_endpoints_envelope_with_its_status_and_headers():
     assert body["type"] == "error" and body["error"]["code"] == "rate_limit_exceeded"
 
 
-def test_a_bug_is_internal_error_with_the_request_id():
+def internal_errors() -> float:
+    # `work` below is this module's: an endpoint is named by its module's last part (endpoint_refused).
+    return ERRORS.labels("test_endpoint", "", "", ErrorCode.INTERNAL_ERROR.value)._value.get()
+
+
+def test_a_bug_is_internal_error_with_the_request_id_and_is_counted():
     async def work():
         raise RuntimeError("boom")
 
+    before = internal_errors()
     result, sent = run(work)
+    assert internal_errors() == before + 1
     body = json.loads(sent[1]["body"])
     assert result is None and sent[0]["status"] == 500
     assert body["error"]["code"] == "internal_error" and body["error"]["request_id"] == "rid123"
