@@ -388,6 +388,23 @@ async def _read_stream(response: aiohttp.ClientResponse) -> AsyncGenerator[Event
     )
 
 
+def _refusal(response: aiohttp.ClientResponse, text: str) -> UpstreamError:
+    """An HTTP error answer (streamed or not), with the Retry-After it came with."""
+    error = _http_error(response.status, text)
+    error.retry_after = response.headers.get("retry-after")
+    return error
+
+
+def _transport_failure(exc: TimeoutError | aiohttp.ClientError, seconds: float) -> UpstreamError:
+    if isinstance(exc, TimeoutError):
+        return UpstreamError.provider_side(
+            ErrorCode.PROVIDER_TIMEOUT, f"anthropic timed out after {seconds}s"
+        )
+    return UpstreamError.provider_side(
+        ErrorCode.PROVIDER_UNAVAILABLE, f"anthropic connection failed: {exc!r}"
+    )
+
+
 def message_events(message: dict[str, Any]) -> list[Event]:
     """A whole Message's events: those of the stream that would have sent it, from `message_start` to
     `message_stop`, each content block in one delta."""
@@ -484,17 +501,9 @@ class AnthropicAdapter(UpstreamAdapter):
             ) as response:
                 raw = await response.read()
                 if response.status != 200:
-                    error = _http_error(response.status, raw.decode("utf-8", errors="replace"))
-                    error.retry_after = response.headers.get("retry-after")
-                    raise error
-        except TimeoutError as exc:
-            raise UpstreamError.provider_side(
-                ErrorCode.PROVIDER_TIMEOUT, f"anthropic timed out after {seconds}s"
-            ) from exc
-        except aiohttp.ClientError as exc:
-            raise UpstreamError.provider_side(
-                ErrorCode.PROVIDER_UNAVAILABLE, f"anthropic connection failed: {exc!r}"
-            ) from exc
+                    raise _refusal(response, raw.decode("utf-8", errors="replace"))
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise _transport_failure(exc, seconds) from exc
         try:
             events = message_events(read_json(raw))
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -515,16 +524,8 @@ class AnthropicAdapter(UpstreamAdapter):
         try:
             async with session.post(url, json=body, headers=self.headers(route), timeout=timeout) as response:
                 if response.status != 200:
-                    error = _http_error(response.status, await response.text(errors="replace"))
-                    error.retry_after = response.headers.get("retry-after")
-                    raise error
+                    raise _refusal(response, await response.text(errors="replace"))
                 async for event in _read_stream(response):
                     yield event
-        except TimeoutError as exc:
-            raise UpstreamError.provider_side(
-                ErrorCode.PROVIDER_TIMEOUT, f"anthropic timed out after {seconds}s"
-            ) from exc
-        except aiohttp.ClientError as exc:
-            raise UpstreamError.provider_side(
-                ErrorCode.PROVIDER_UNAVAILABLE, f"anthropic connection failed: {exc!r}"
-            ) from exc
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise _transport_failure(exc, seconds) from exc

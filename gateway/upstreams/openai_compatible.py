@@ -90,7 +90,10 @@ def parse_usage(raw: Json) -> Usage:
     )
 
 
-def _connection_failure(slug: str, exc: aiohttp.ClientError) -> UpstreamError:
+def _transport_failure(slug: str, exc: TimeoutError | aiohttp.ClientError) -> UpstreamError:
+    """A request that timed out, or whose connection failed (streamed or not)."""
+    if isinstance(exc, TimeoutError):
+        return UpstreamError.provider_side(ErrorCode.PROVIDER_TIMEOUT, f"{slug}: timed out")
     detail = f"{slug}: {type(exc).__name__}: {exc!r}"
     return UpstreamError.provider_side(ErrorCode.PROVIDER_UNAVAILABLE, detail)
 
@@ -487,10 +490,8 @@ class OpenAICompatibleAdapter(UpstreamAdapter):
         slug = route.provider.slug
         try:
             answer = await self._fetch_whole(self.url_for(request, route), body, route, session)
-        except TimeoutError as exc:
-            raise UpstreamError.provider_side(ErrorCode.PROVIDER_TIMEOUT, f"{slug}: timed out") from exc
-        except aiohttp.ClientError as exc:
-            raise _connection_failure(slug, exc) from exc
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise _transport_failure(slug, exc) from exc
         choices = answer.get("choices")
         if not isinstance(choices, list) or not any(
             isinstance(c, dict) and c.get("index", 0) == 0 for c in choices
@@ -574,10 +575,8 @@ class OpenAICompatibleAdapter(UpstreamAdapter):
             yield usage
         except UpstreamError:
             raise
-        except TimeoutError as exc:
-            raise UpstreamError.provider_side(ErrorCode.PROVIDER_TIMEOUT, f"{slug}: timed out") from exc
-        except aiohttp.ClientError as exc:
-            raise _connection_failure(slug, exc) from exc
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise _transport_failure(slug, exc) from exc
 
     async def _open(
         self, url: str, body: Json, route: RouteInfo, session: aiohttp.ClientSession
