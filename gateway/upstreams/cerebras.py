@@ -12,12 +12,9 @@ from core.errors import ErrorCode
 from gateway.canonical import CanonicalRequest
 from gateway.upstreams.base import UpstreamError
 from gateway.upstreams.extras import field_set
-from gateway.upstreams.openai_compatible import (
-    Json,
-    OpenAICompatibleAdapter,
-    StreamState,
-    effort_for_budget,
-)
+from gateway.upstreams.openai_compatible import Json, OpenAICompatibleAdapter
+from gateway.upstreams.openai_events import StreamState
+from gateway.upstreams.openai_request import effort_for_budget
 from gateway.upstreams.registry import register
 
 # ChatCompletionRequest and CompletionRequest (spec 000), additionalProperties: false.

@@ -9,7 +9,8 @@ provider metadata; a client's own `perf_metrics_in_response: false` wins. base_u
 from gateway.canonical import CanonicalRequest
 from gateway.upstreams.base import RouteInfo
 from gateway.upstreams.extras import field_set
-from gateway.upstreams.openai_compatible import Json, OpenAICompatibleAdapter, StreamState
+from gateway.upstreams.openai_compatible import Json, OpenAICompatibleAdapter
+from gateway.upstreams.openai_events import StreamState
 from gateway.upstreams.registry import register
 
 MIN_THINKING_BUDGET = 1024  # the spec: budget_tokens "must be >= 1024"

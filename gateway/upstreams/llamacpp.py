@@ -39,13 +39,9 @@ from gateway.canonical import (
 )
 from gateway.upstreams.base import RouteInfo, UpstreamError
 from gateway.upstreams.extras import field_set
-from gateway.upstreams.openai_compatible import (
-    Json,
-    OpenAICompatibleAdapter,
-    StreamState,
-    logger,
-)
+from gateway.upstreams.openai_compatible import Json, OpenAICompatibleAdapter, logger
 from gateway.upstreams.openai_errors import http_failure
+from gateway.upstreams.openai_events import StreamState
 from gateway.upstreams.registry import register
 
 # CreateChatCompletionRequest and CreateCompletionRequest (spec 002).

@@ -300,7 +300,7 @@ def test_each_kind_is_registered():
 
 
 def test_usage_json_is_read_with_cached_and_reasoning_details():
-    from gateway.upstreams.openai_compatible import parse_usage
+    from gateway.upstreams.openai_events import parse_usage
 
     raw = {"prompt_tokens": 40, "completion_tokens": 100}
     raw |= {
