@@ -33,6 +33,7 @@ from gateway.metering import scripts
 from gateway.metering.base import Settlement, charge_for, generation_fields, limit_period, worst_case
 from gateway.metering.batching import ScriptBatcher
 from gateway.metering.records import fields_to_json, generation_data, generation_from_json
+from gateway.metering.resp import RespConnection
 from gateway.metering.sql import GENERATION_WAIT_SECONDS, find_generation
 from gateway.ratelimit import rate_limited
 
@@ -59,23 +60,22 @@ _REFUSALS = {
 AsyncClient = aioredis.Redis | redis.asyncio.cluster.RedisCluster
 
 
-def _batched(client: AsyncClient, source: str) -> ScriptBatcher | AsyncScript:
-    """A script batched with the calls of requests in flight beside it (batching.py), on one Redis. On a
-    cluster each call goes alone: a batch's keys would belong to many nodes."""
-    return (
-        ScriptBatcher(client, source)
-        if isinstance(client, aioredis.Redis)
-        else client.register_script(source)
-    )
+def _batched(
+    client: AsyncClient, connection: RespConnection | None, source: str
+) -> ScriptBatcher | AsyncScript:
+    """A script batched with the calls of requests in flight beside it (batching.py) on one Redis's
+    pipelined connection. On a cluster each call goes alone: a batch's keys would belong to many nodes."""
+    return ScriptBatcher(connection, source) if connection is not None else client.register_script(source)
 
 
 class Scripts:
     """The scripts registered on one client; redis-py runs them by SHA and reloads them if Redis forgot
     (on a cluster, on the node that owns the script's first key)."""
 
-    def __init__(self, client: AsyncClient) -> None:
-        self.reserve = _batched(client, scripts.RESERVE)
-        self.settle = _batched(client, scripts.SETTLE)
+    def __init__(self, client: AsyncClient, connection: RespConnection | None = None) -> None:
+        self.connection = connection  # the hot path's scripts' own connection (one Redis, not a cluster)
+        self.reserve = _batched(client, connection, scripts.RESERVE)
+        self.settle = _batched(client, connection, scripts.SETTLE)
         self.load_workspace = client.register_script(scripts.LOAD_WORKSPACE)
         self.load_key = client.register_script(scripts.LOAD_KEY)
         self.claim = client.register_script(scripts.CLAIM)
@@ -109,20 +109,28 @@ def _new_client() -> AsyncClient:
     return aioredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2, max_connections=256)
 
 
+def _new_connection() -> RespConnection:
+    return RespConnection(mirror.meter_redis_url(), timeout=5, connect_timeout=2)
+
+
 def loop_client() -> tuple[AsyncClient, Scripts]:
     """One pooled asyncio client per event loop (per process in production)."""
     loop = asyncio.get_running_loop()
     found = _loop_clients.get(loop)
     if found is None:
         client = _new_client()
-        found = _loop_clients[loop] = (client, Scripts(client))
+        connection = None if settings.METER_REDIS_CLUSTER else _new_connection()
+        found = _loop_clients[loop] = (client, Scripts(client, connection))
     return found
 
 
 async def close_loop_client() -> None:
     found = _loop_clients.pop(asyncio.get_running_loop(), None)
     if found is not None:
-        await found[0].aclose()
+        client, run = found
+        if run.connection is not None:
+            run.connection.close()
+        await client.aclose()
 
 
 async def _load(script: AsyncScript, name: str, read_postgres: Callable[[], int], *args: str) -> None:

@@ -1,14 +1,20 @@
-"""ScriptBatcher (gateway/metering/batching.py) on a real Redis: the calls of one event-loop turn share one
-round trip, each runs its script exactly once and gets its own answer, whatever Redis forgets or refuses."""
+"""ScriptBatcher (gateway/metering/batching.py) and its connection (gateway/metering/resp.py) on a real Redis:
+the calls of one event-loop turn share one write, each runs its script exactly once and gets its own
+answer, whatever Redis forgets or refuses; a lost, silent or refusing Redis fails the calls in flight with
+redis-py's errors, and the next call reconnects."""
 
 import asyncio
+import time
 import uuid
 
 import pytest
 import redis.asyncio as aioredis
 from django.conf import settings
+from redis import exceptions
 
+from gateway.metering import resp
 from gateway.metering.batching import ScriptBatcher
+from gateway.metering.resp import RespConnection, pack
 
 pytestmark = pytest.mark.skipif(
     not settings.REDIS_URL, reason="needs Redis: set REDIS_URL=redis://… (CI does)"
@@ -30,33 +36,33 @@ def counter() -> str:
     return f"hi:test:batching:{uuid.uuid4().hex}"
 
 
-async def pipelines_sent(client: aioredis.Redis, batcher: ScriptBatcher, calls: list) -> tuple[list, int]:
-    """Runs the calls concurrently; answers their results and how many pipelines went to Redis."""
+async def writes_made(monkeypatch, calls: list) -> tuple[list, int]:
+    """Runs the calls concurrently; answers their results and how many writes went to Redis."""
     sent = 0
-    real = client.pipeline
+    real = resp._Protocol._flush
 
-    def counting(*args, **kwargs):
+    def counting(self):
         nonlocal sent
         sent += 1
-        return real(*args, **kwargs)
+        real(self)
 
-    client.pipeline = counting  # type: ignore[method-assign]
-    try:
-        results = await asyncio.gather(*calls, return_exceptions=True)
-    finally:
-        client.pipeline = real  # type: ignore[method-assign]
+    monkeypatch.setattr(resp._Protocol, "_flush", counting)
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    monkeypatch.setattr(resp._Protocol, "_flush", real)
     return results, sent
 
 
-def test_calls_of_one_turn_share_one_round_trip_and_each_gets_its_own_answer(client):
+def test_calls_of_one_turn_share_one_write_and_each_gets_its_own_answer(client, monkeypatch):
     async def scenario():
-        batcher, name = ScriptBatcher(client, ADD), counter()
-        await client.script_load(ADD)  # else the first batch goes twice: NOSCRIPT, then loaded
+        connection, name = RespConnection(settings.REDIS_URL), counter()
+        batcher = ScriptBatcher(connection, ADD)
+        await batcher(keys=[name], args=[0])  # connected, and the script known to Redis
         calls = [batcher(keys=[name], args=[amount]) for amount in (1, 10, 100, 1000)]
-        results, sent = await pipelines_sent(client, batcher, calls)
+        results, sent = await writes_made(monkeypatch, calls)
         total = int(await client.get(name))
         await client.delete(name)
         await client.aclose()
+        connection.close()
         return results, sent, total
 
     results, sent, total = asyncio.run(scenario())
@@ -67,11 +73,13 @@ def test_calls_of_one_turn_share_one_round_trip_and_each_gets_its_own_answer(cli
 
 def test_a_lone_call_goes_alone_and_answers_as_the_script_does(client):
     async def scenario():
-        batcher, name = ScriptBatcher(client, ADD), counter()
+        connection, name = RespConnection(settings.REDIS_URL), counter()
+        batcher = ScriptBatcher(connection, ADD)
         first = await batcher(keys=[name], args=[5])
         second = await batcher(keys=[name], args=[7])
         await client.delete(name)
         await client.aclose()
+        connection.close()
         return first, second
 
     assert asyncio.run(scenario()) == (5, 12)
@@ -79,13 +87,15 @@ def test_a_lone_call_goes_alone_and_answers_as_the_script_does(client):
 
 def test_a_script_redis_forgot_is_loaded_and_every_call_runs_exactly_once(client):
     async def scenario():
-        batcher, name = ScriptBatcher(client, ADD), counter()
+        connection, name = RespConnection(settings.REDIS_URL), counter()
+        batcher = ScriptBatcher(connection, ADD)
         await batcher(keys=[name], args=[1])  # known to Redis now
         await client.script_flush()  # as after a restart
         results = await asyncio.gather(*(batcher(keys=[name], args=[1]) for _ in range(5)))
         total = int(await client.get(name))
         await client.delete(name)
         await client.aclose()
+        connection.close()
         return results, total
 
     results, total = asyncio.run(scenario())
@@ -95,7 +105,8 @@ def test_a_script_redis_forgot_is_loaded_and_every_call_runs_exactly_once(client
 
 def test_a_call_the_script_refuses_fails_alone(client):
     async def scenario():
-        batcher, name = ScriptBatcher(client, ADD), counter()
+        connection, name = RespConnection(settings.REDIS_URL), counter()
+        batcher = ScriptBatcher(connection, ADD)
         results = await asyncio.gather(
             batcher(keys=[name], args=[1]),
             batcher(keys=[name], args=["fail"]),
@@ -104,24 +115,147 @@ def test_a_call_the_script_refuses_fails_alone(client):
         )
         await client.delete(name)
         await client.aclose()
+        connection.close()
         return results
 
     first, refused, third = asyncio.run(scenario())
     assert (first, third) == (1, 3)
-    assert isinstance(refused, aioredis.ResponseError) and "refused on purpose" in str(refused)
+    assert isinstance(refused, exceptions.ResponseError) and "refused on purpose" in str(refused)
 
 
 def test_redis_unreachable_fails_every_call_of_the_batch():
     async def scenario():
         # A port nothing listens on (the discard port): the connection fails, so must each call.
-        client = aioredis.Redis(host="127.0.0.1", port=9, socket_connect_timeout=1)
-        batcher = ScriptBatcher(client, ADD)
-        results = await asyncio.gather(
+        batcher = ScriptBatcher(RespConnection("redis://127.0.0.1:9/0", connect_timeout=1), ADD)
+        return await asyncio.gather(
             *(batcher(keys=[counter()], args=[1]) for _ in range(3)), return_exceptions=True
         )
-        await client.aclose()
-        return results
 
     results = asyncio.run(scenario())
     assert len(results) == 3
-    assert all(isinstance(result, aioredis.ConnectionError) for result in results)
+    assert all(isinstance(result, exceptions.ConnectionError) for result in results)
+
+
+def test_the_connection_selects_the_urls_database(client):
+    """redis://host:port/N: the keys land in database N, as redis-py's would."""
+    base, _, _ = settings.REDIS_URL.rpartition("/")
+    other_db = 15 if not settings.REDIS_URL.endswith("/15") else 14
+
+    async def scenario():
+        connection, name = RespConnection(f"{base}/{other_db}"), counter()
+        await connection.call(("SET", name, "here"))
+        there = aioredis.Redis.from_url(f"{base}/{other_db}")
+        found_there, found_here = await there.get(name), await client.get(name)
+        await there.delete(name)
+        await there.aclose()
+        await client.aclose()
+        connection.close()
+        return found_there, found_here
+
+    assert asyncio.run(scenario()) == (b"here", None)
+
+
+def test_a_lost_connection_fails_the_calls_in_flight_and_the_next_call_reconnects(client):
+    async def scenario():
+        connection, name = RespConnection(settings.REDIS_URL), counter()
+        own_id = await connection.call(("CLIENT", "ID"))
+        waiting = asyncio.ensure_future(connection.call(("BLPOP", name, 5)))  # in flight until killed
+        await asyncio.sleep(0.1)
+        await client.client_kill_filter(_id=own_id)
+        try:
+            await waiting
+            lost = None
+        except exceptions.ConnectionError as exc:
+            lost = exc
+        again = await connection.call(("INCRBY", name, 3))
+        await client.delete(name)
+        await client.aclose()
+        connection.close()
+        return lost, again
+
+    lost, again = asyncio.run(scenario())
+    assert isinstance(lost, exceptions.ConnectionError)
+    assert again == 3
+
+
+def test_a_silent_redis_times_out_rather_than_hangs():
+    """A server that takes the connection and never answers: the call fails with TimeoutError after the
+    connection's timeout, and does not wait for ever."""
+
+    async def scenario():
+        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read(65536)
+            await asyncio.sleep(10)
+
+        server = await asyncio.start_server(silent, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        connection = RespConnection(f"redis://127.0.0.1:{port}/0", timeout=0.3)
+        started = time.monotonic()
+        try:
+            await connection.call(("PING",))
+            outcome: object = "answered"
+        except exceptions.TimeoutError as exc:
+            outcome = exc
+        took = time.monotonic() - started
+        connection.close()
+        server.close()
+        return outcome, took
+
+    outcome, took = asyncio.run(scenario())
+    assert isinstance(outcome, exceptions.TimeoutError)
+    assert 0.3 <= took < 2
+
+
+def test_a_caller_that_stops_waiting_leaves_the_replies_in_step(client):
+    """Its command still runs; its reply is read and dropped, so the next call gets its own."""
+
+    async def scenario():
+        connection, name = RespConnection(settings.REDIS_URL), counter()
+        await connection.call(("PING",))
+        abandoned = asyncio.ensure_future(connection.call(("INCRBY", name, 1)))
+        await asyncio.sleep(0)  # queued
+        abandoned.cancel()
+        next_reply = await connection.call(("INCRBY", name, 10))
+        await client.delete(name)
+        await client.aclose()
+        connection.close()
+        return abandoned.cancelled(), next_reply
+
+    assert asyncio.run(scenario()) == (True, 11)
+
+
+def test_a_password_redis_does_not_want_is_refused_by_name():
+    async def scenario():
+        base = settings.REDIS_URL.split("://", 1)[1]
+        connection = RespConnection(f"redis://:not-the-password@{base}")
+        try:
+            await connection.call(("PING",))
+        except exceptions.ConnectionError as exc:
+            return str(exc)
+        return "answered"
+
+    assert "Redis refused the connection" in asyncio.run(scenario())
+
+
+def test_commands_are_packed_as_resp_bulk_strings():
+    assert pack(("EVALSHA", b"ab", 2, "é", 1.5)) == (
+        b"*5\r\n$7\r\nEVALSHA\r\n$2\r\nab\r\n$1\r\n2\r\n$2\r\n\xc3\xa9\r\n$3\r\n1.5\r\n"
+    )
+    with pytest.raises(TypeError, match="bool"):
+        pack(("SET", "k", True))
+
+
+def test_on_uvloop_as_in_production(client):
+    """uvicorn runs the gateway on uvloop, whose transports are its own classes, not asyncio's."""
+    import uvloop
+
+    async def scenario():
+        connection, name = RespConnection(settings.REDIS_URL), counter()
+        batcher = ScriptBatcher(connection, ADD)
+        results = await asyncio.gather(*(batcher(keys=[name], args=[amount]) for amount in (2, 3)))
+        await client.delete(name)
+        await client.aclose()
+        connection.close()
+        return results
+
+    assert uvloop.run(scenario()) == [2, 5]

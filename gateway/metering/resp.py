@@ -1,0 +1,196 @@
+"""One pipelined Redis connection per event loop for the hot path's scripts (RESERVE, SETTLE).
+
+redis-py spends ~90 µs of CPU on each pipeline it sends here (a pipeline object, a pooled connection taken
+and given back, its command stack packed, a task's worth of awaits), against ~15 µs for each command in
+it (bench/README.md, "One connection for the scripts"). Every request admits and settles, so that fixed
+cost was paid twice a request. This connection has none of it: a call packs its command (RESP), queues
+it with a future, and the commands of one turn of the event loop leave in one write; replies come back in
+the order sent (Redis answers a connection's commands in order), parsed by hiredis, each resolving the
+future at the head of the queue. No pool: one connection carries every request in flight.
+
+Failure is redis-py's: a connection that fails, or a reply later than `timeout`, closes the connection and
+fails every command in flight with ConnectionError / TimeoutError (redis.exceptions, so callers handle both
+clients alike); the next call reconnects. A caller that stops waiting does not disturb the order: its
+reply is read and dropped. Redis' own error replies are ResponseError (NoScriptError for NOSCRIPT), per
+command.
+"""
+
+import asyncio
+import collections
+import ssl
+import time
+from collections.abc import Sequence
+from typing import Any, cast
+
+import hiredis
+from redis import exceptions
+from redis.connection import parse_url
+from redis.exceptions import NoScriptError, ResponseError
+
+Arg = str | bytes | int | float
+
+
+def pack(command: Sequence[Arg]) -> bytes:
+    """A command in RESP: an array of bulk strings (integers and floats written out, text as UTF-8)."""
+    parts = [b"*%d\r\n" % len(command)]
+    for arg in command:
+        if isinstance(arg, str):
+            data = arg.encode()
+        elif isinstance(arg, bytes):
+            data = arg
+        elif isinstance(arg, int | float) and not isinstance(arg, bool):
+            data = repr(arg).encode()
+        else:
+            raise TypeError(f"a Redis argument must be str, bytes, int or float, not {type(arg).__name__}")
+        parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+def _reply(reply: Any) -> Any:
+    """An error reply as redis-py raises it: NOSCRIPT as NoScriptError, any other as ResponseError."""
+    if isinstance(reply, ResponseError) and str(reply).startswith("NOSCRIPT"):
+        return NoScriptError(str(reply))
+    return reply
+
+
+class _Protocol(asyncio.Protocol):
+    """The socket's side: writes what the loop turn queued, hands each reply to the oldest waiting call."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.reader = hiredis.Reader(replyError=ResponseError)
+        self.transport: asyncio.Transport | None = None
+        self.waiting: collections.deque[tuple[asyncio.Future[Any], float]] = collections.deque()
+        self.outgoing: list[bytes] = []
+        self.closed = False
+        self.watchdog: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio.Transport subclasses
+
+    def send(self, command: bytes) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        if not self.outgoing:
+            loop.call_soon(self._flush)  # after the other calls of this turn have queued theirs
+        self.outgoing.append(command)
+        self.waiting.append((future, time.monotonic()))
+        return future
+
+    def _flush(self) -> None:
+        data, self.outgoing = b"".join(self.outgoing), []
+        if self.closed or self.transport is None:
+            return  # connection_lost failed the calls already
+        self.transport.write(data)
+        if self.watchdog is None:
+            self.watchdog = asyncio.get_running_loop().call_later(self.timeout, self._check_late)
+
+    def _check_late(self) -> None:
+        """A reply later than `timeout` closes the connection (as redis-py's socket_timeout does)."""
+        self.watchdog = None
+        if not self.waiting or self.closed:
+            return
+        waited = time.monotonic() - self.waiting[0][1]
+        if waited >= self.timeout:
+            self._fail(exceptions.TimeoutError(f"Redis did not answer within {self.timeout} s"))
+            return
+        loop = asyncio.get_running_loop()
+        self.watchdog = loop.call_later(self.timeout - waited, self._check_late)
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.feed(data)
+        while (reply := self.reader.gets()) is not False:
+            if not self.waiting:  # a reply nobody asked for: the stream is out of step, so stop trusting it
+                self._fail(exceptions.ConnectionError("Redis sent a reply that no command asked for"))
+                return
+            future, _ = self.waiting.popleft()
+            if not future.done():  # its caller stopped waiting; the reply is dropped in its turn
+                future.set_result(_reply(reply))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(exceptions.ConnectionError(f"the connection to Redis was lost: {exc or 'closed'}"))
+
+    def _fail(self, error: Exception) -> None:
+        self.closed = True
+        if self.watchdog is not None:
+            self.watchdog.cancel()
+            self.watchdog = None
+        waiting, self.waiting = self.waiting, collections.deque()
+        for future, _ in waiting:
+            if not future.done():
+                future.set_exception(error)
+        if self.transport is not None:
+            self.transport.close()
+
+
+class RespConnection:
+    """`await connection.call(("EVALSHA", sha, 2, key1, key2, arg))`: the reply, or the error it was."""
+
+    def __init__(
+        self, url: str, *, timeout: float = 5.0, connect_timeout: float = 2.0, name: str = "hyperinfer"
+    ) -> None:
+        self.options = parse_url(url)
+        self.timeout, self.connect_timeout, self.name = timeout, connect_timeout, name
+        self.protocol: _Protocol | None = None
+        self.connecting: asyncio.Lock | None = None
+
+    async def call(self, command: Sequence[Arg]) -> Any:
+        protocol = self.protocol
+        if protocol is None or protocol.closed:
+            protocol = await self._connected()
+        reply = await protocol.send(pack(command))
+        if isinstance(reply, ResponseError):
+            raise reply
+        return reply
+
+    async def _connected(self) -> _Protocol:
+        if self.connecting is None:
+            self.connecting = asyncio.Lock()
+        async with self.connecting:  # the calls that find it closed wait for one connection
+            if self.protocol is None or self.protocol.closed:
+                self.protocol = await self._connect()
+            return self.protocol
+
+    async def _connect(self) -> _Protocol:
+        loop = asyncio.get_running_loop()
+        options = self.options
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                if "path" in options:
+                    _, protocol = await loop.create_unix_connection(
+                        lambda: _Protocol(self.timeout), options["path"]
+                    )
+                else:
+                    tls = ssl.create_default_context() if "connection_class" in options else None
+                    if tls is not None and options.get("ssl_cert_reqs") == "none":
+                        tls.check_hostname, tls.verify_mode = False, ssl.CERT_NONE
+                    _, protocol = await loop.create_connection(
+                        lambda: _Protocol(self.timeout),
+                        options.get("host", "localhost"),
+                        options.get("port", 6379),
+                        ssl=tls,
+                    )
+        except OSError as exc:  # TimeoutError included
+            raise exceptions.ConnectionError(f"could not connect to Redis: {exc!r}") from exc
+        await self._handshake(protocol)
+        return protocol
+
+    async def _handshake(self, protocol: _Protocol) -> None:
+        """AUTH and SELECT as the URL says; an error reply closes the connection and is raised."""
+        commands: list[list[Arg]] = []
+        if options_password := self.options.get("password"):
+            username = self.options.get("username")
+            commands.append(["AUTH", *([username] if username else []), options_password])
+        if self.options.get("db"):
+            commands.append(["SELECT", self.options["db"]])
+        commands.append(["CLIENT", "SETNAME", self.name])
+        replies = await asyncio.gather(*(protocol.send(pack(command)) for command in commands))
+        for reply in replies:
+            if isinstance(reply, ResponseError):
+                protocol._fail(exceptions.ConnectionError(f"Redis refused the connection: {reply}"))
+                raise exceptions.ConnectionError(f"Redis refused the connection: {reply}")
+
+    def close(self) -> None:
+        if self.protocol is not None and not self.protocol.closed:
+            self.protocol._fail(exceptions.ConnectionError("the connection was closed"))
+        self.protocol = None
