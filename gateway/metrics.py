@@ -150,13 +150,20 @@ def observe(
         overhead.observe(max(0, outcome.latency_ms - outcome.upstream_ms) / 1000)
     if cost is None:
         SETTLEMENTS_DEFERRED.labels(fmt).inc()
-    elif outcome.status != GenerationStatus.FAILED:  # a failure is billed nothing (base.charge_for)
+    else:
+        billed(model, outcome, cost)
+    if journal is not None:
+        _watch(journal)
+
+
+def billed(model: str, outcome: Outcome, cost: int) -> None:
+    """What a meter billed for one request: when the request ended, or later, when the journal's keeper
+    settled what no meter took then (observe counted it as deferred)."""
+    if outcome.status != GenerationStatus.FAILED:  # a failure is billed nothing (base.charge_for)
         prompt, completion, micro_usd = _billed(model)
         prompt.inc(outcome.usage.prompt_tokens)
         completion.inc(outcome.usage.completion_tokens)
         micro_usd.inc(cost)
-    if journal is not None:
-        _watch(journal)
 
 
 def refused(fmt: str, model: str, code: str) -> None:

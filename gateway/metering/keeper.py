@@ -16,6 +16,7 @@ from pathlib import Path
 from django.conf import settings
 
 from billing.selectors import accounts_existing
+from gateway import metrics
 from gateway.http import in_thread
 from gateway.metering import get_meter
 from gateway.metering.journal import Entry, Journal, orphans
@@ -85,8 +86,9 @@ class Keeper:
 
     async def _settle(self, entry: Entry) -> bool:
         meter = get_meter()
+        settlement = entry.settlement()
         try:
-            await meter.settle(entry.settlement())
+            cost = await meter.settle(settlement)
         except Exception as exc:
             retry_in = min(MAX_RETRY_SECONDS, 2.0**entry.attempts)
             self.journal.refused(request_id=entry.request_id, retry_in=retry_in)
@@ -94,6 +96,8 @@ class Keeper:
             log("journal: settling %s failed (%s); next try in %.0f s", entry.request_id, exc, retry_in)
             return False
         self.journal.taken(request_id=entry.request_id, durable=meter.durable)
+        if entry.resettles == 0:  # settled again (the meter lost it), it was counted the first time
+            metrics.billed(settlement.model.slug, settlement.outcome, cost)
         return True
 
     async def _confirm(self, now: float) -> None:

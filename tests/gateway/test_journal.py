@@ -8,9 +8,11 @@ import uuid
 from decimal import Decimal
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from billing import mirror
 from billing.models import EntryKind, LedgerEntry, Reservation, ReservationStatus
+from gateway import metrics
 from gateway.audit import ledger_audit
 from gateway.canonical import Usage
 from gateway.catalog_cache import ModelInfo
@@ -58,6 +60,17 @@ def reserve_in_sql(workspace_id: uuid.UUID, request_id: str) -> None:
         request_id=request_id,
         prompt_tokens=PROMPT_ESTIMATE,
         max_tokens=50,
+    )
+
+
+def billed_micro_usd() -> float:
+    """/metrics' micro-USD billed for MODEL so far (in this test process)."""
+    samples = text_string_to_metric_families(metrics.exposition().decode())
+    return sum(
+        sample.value
+        for family in samples
+        for sample in family.samples
+        if sample.name == "hyperinfer_billed_micro_usd_total" and sample.labels == {"model": MODEL.slug}
     )
 
 
@@ -198,8 +211,11 @@ def test_a_settlement_redis_refused_is_settled_by_the_keeper_once_redis_is_back(
 
         await close_loop_client()
         settings.REDIS_URL = good_url
+        billed_before = billed_micro_usd()
         await keeper.keep_once(refused.next_try)
         assert journal.pending[request_id].taken_at is not None
+        # The pipeline counted it deferred; billed now, it is in /metrics' billed total.
+        assert billed_micro_usd() - billed_before == cost_of(MODEL, usage)
         await writer.drain()
         await keeper.keep_once(time.time())
         assert journal.pending == {}
@@ -239,8 +255,10 @@ def test_a_settlement_redis_lost_is_settled_again_and_billed_once(settings, tmp_
         )
 
         later = time.time() + RESETTLE_SECONDS + 1
+        billed_before = billed_micro_usd()
         await keeper.keep_once(later)  # not in PostgreSQL: due again
         await keeper.keep_once(later)  # settled again
+        assert billed_micro_usd() == billed_before  # billed once, so counted once (the first time)
         await writer.drain()
         await keeper.keep_once(later + 2 * RESETTLE_SECONDS)
         assert journal.pending == {}
