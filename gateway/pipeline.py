@@ -1,15 +1,15 @@
 """The gateway's one request pipeline, for every ingress format (design §3): admit (auth, model, limits,
-reserve: gateway/admission.py), run upstream, respond in the caller's format, settle. `handler(fmt)` is the
-ASGI handler of a format (gateway/ingress/base.py says what a format provides)."""
+reserve: gateway/admission.py), run upstream, respond in the caller's format (a stream's events in batches:
+gateway/answer_flow.py), settle (gateway/settlement.py). `handler(fmt)` is the ASGI handler of a format
+(gateway/ingress/base.py says what a format provides)."""
 
 import asyncio
 import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import replace
-from typing import Any, cast
+from typing import Any
 
 from django.conf import settings
 
@@ -17,6 +17,7 @@ from core.encoding import compact_json
 from core.errors import ApiError, ErrorCode
 from gateway import metrics
 from gateway.admission import RECORDED_REFUSALS, Admitted, admit, record_refusal, reserve
+from gateway.answer_flow import batches, cancel_and_wait, client_leaving_cancels
 from gateway.canonical import Event, ReasoningDelta, TextDelta, ToolCallDelta, Usage
 from gateway.endpoint import INTERNAL_MESSAGE
 from gateway.fold import Folded
@@ -34,14 +35,15 @@ from gateway.http import (
     wait_for_disconnect,
 )
 from gateway.ingress.base import IngressFormat
-from gateway.metering import Outcome, Settlement, get_meter
-from gateway.metering.base import settlement_header, total_cost
+from gateway.metering import Outcome
+from gateway.metering.base import total_cost
 from gateway.metering.journal import Journal
 from gateway.metering.keeper import loop_journal
 from gateway.metering.writer import loop_flusher
 from gateway.models import GenerationStatus
 from gateway.routing import OpenStream, open_stream, usage_when_cancelled
 from gateway.session import guarded_fetch_session, upstream_session
+from gateway.settlement import journal_header, settle
 from gateway.tokens import estimate_prompt_tokens
 from gateway.tools.loop import usage_sum
 from gateway.tools.requested import (
@@ -97,7 +99,7 @@ async def _handle(fmt: IngressFormat, scope: Scope, receive: Receive, send: Send
     loop_flusher()  # started by the lifespan already, except under runserver
     journal.opened(
         request_id=request_id,
-        header=_header(fmt, admitted, request_id),
+        header=journal_header(fmt, admitted, request_id),
         prompt_estimate=admitted.prompt_estimate,
     )
     run = Run(fmt, admitted, request_id, started, receive, send, id_headers, journal)
@@ -113,7 +115,7 @@ async def _handle(fmt: IngressFormat, scope: Scope, receive: Receive, send: Send
             error_code=ErrorCode.INTERNAL_ERROR.value,
             error_detail=f"{type(exc).__name__}: {exc}",
         )
-    await _settle(fmt, admitted, request_id, outcome, journal, journaled=outcome is run.journaled)
+    await settle(fmt, admitted, request_id, outcome, journal, journaled=outcome is run.journaled)
 
 
 class Run:
@@ -246,7 +248,7 @@ class Run:
             return await attempt
         if not request.stream:
             # No keep-alive to send before a whole answer: this task waits itself (no task and wait more).
-            async with _client_leaving_cancels(disconnect):
+            async with client_leaving_cancels(disconnect):
                 return await attempt
         opening = asyncio.ensure_future(attempt)
         watched: set[asyncio.Future[Any]] = {opening, disconnect}
@@ -259,7 +261,7 @@ class Run:
             if opening in done:
                 return opening.result()
             if disconnect in done:
-                await _cancel(opening)
+                await cancel_and_wait(opening)
                 raise ClientGone
             if self.admitted.request.stream:
                 await self._begin_stream()
@@ -271,56 +273,6 @@ class Run:
             await self.send({"type": "http.response.start", "status": 200, "headers": headers})
             self.responding = True
             await self._frames(self.renderer.start())
-
-    async def _batches(
-        self, opened: OpenStream, disconnect: asyncio.Future[None], on_idle: Callable[[], Awaitable[None]]
-    ) -> AsyncGenerator[list[Event], None]:
-        """The route's events as they arrive, in batches of what is there at once (up to _BURST): each batch
-        is one send to the client and one journal line, not one per event. Raises ClientGone when the client
-        disconnects, after closing the upstream connection. One reader task for the whole answer fills a
-        queue, and only an idle wait (nothing queued) is timed, for the keep-alive: no task and race per
-        event (bench/README.md)."""
-        yield [opened.first]
-        queue: asyncio.Queue[object] = asyncio.Queue()
-        reader = asyncio.ensure_future(_pump(opened.rest, queue))
-
-        def client_gone(done: asyncio.Future[None]) -> None:
-            if not done.cancelled():
-                queue.put_nowait(_GONE)
-
-        disconnect.add_done_callback(client_gone)
-        try:
-            while True:
-                items: list[object] = []
-                if queue.empty():
-                    try:
-                        async with asyncio.timeout(settings.GATEWAY_KEEPALIVE_SECONDS):
-                            items.append(await queue.get())
-                    except TimeoutError:
-                        await on_idle()
-                        continue
-                while len(items) < _BURST and not queue.empty():
-                    items.append(queue.get_nowait())
-                batch: list[Event] = []
-                for item in items:
-                    if item is _GONE or (disconnect.done() and not disconnect.cancelled()):
-                        raise ClientGone  # nothing more counts as delivered
-                    if item is _END or isinstance(item, BaseException):
-                        if batch:
-                            yield batch
-                        if item is _END:
-                            return
-                        raise cast(BaseException, item)
-                    batch.append(cast(Event, item))
-                yield batch
-                if len(items) == _BURST:
-                    await asyncio.sleep(0)  # let other requests' steps run between long bursts
-        finally:
-            disconnect.remove_done_callback(client_gone)
-            # Stopped early (the client left, a failure): cancelling the reader closes the upstream
-            # connection, so the provider stops generating.
-            await _cancel(reader)
-            await opened.rest.aclose()
 
     def _mark(self, event: Event) -> None:
         if self.ttft_ms is None:
@@ -335,7 +287,7 @@ class Run:
         await self._begin_stream()
         try:
             delivered = 0
-            async for batch in self._batches(opened, disconnect, self._keepalive):
+            async for batch in batches(opened, disconnect, self._keepalive):
                 frames: list[bytes] = []
                 for event in batch:
                     self._mark(event)
@@ -395,7 +347,7 @@ class Run:
         cancels this task instead, which closes the upstream connection and ends the loop; it comes out as
         ClientGone."""
         try:
-            async with _client_leaving_cancels(disconnect):
+            async with client_leaving_cancels(disconnect):
                 self._mark(opened.first)
                 async for event in opened.rest:
                     self._mark(event)
@@ -459,100 +411,5 @@ class Run:
         await self.send({"type": "http.response.body", "body": b": keep-alive\n\n", "more_body": True})
 
 
-# Events sent from the queue in one batch, before a pause: a whole answer can arrive at once (a fast upstream,
-# several tokens a chunk), and sending it in one go would hold back other requests' first bytes.
-_BURST = 8
-# What the reader puts in the queue besides events: the end of the answer, or the client gone.
-_END, _GONE = object(), object()
-
-
-async def _pump(events: AsyncGenerator[Event, None], queue: "asyncio.Queue[object]") -> None:
-    """Every event of `events` into the queue, then _END, or the exception that ended them."""
-    try:
-        async for event in events:
-            queue.put_nowait(event)
-    except Exception as exc:  # an UpstreamError (or a bug): the reader of the queue raises it
-        queue.put_nowait(exc)
-        return
-    queue.put_nowait(_END)
-
-
-@contextlib.asynccontextmanager
-async def _client_leaving_cancels(disconnect: asyncio.Future[None]) -> AsyncIterator[None]:
-    """The current task is cancelled if the client disconnects while inside; that comes out as ClientGone.
-    Cheaper than racing the work against the disconnect in a task of its own (bench/README.md)."""
-    task = asyncio.current_task()
-    assert task is not None
-    inside = True
-
-    def client_gone(done: asyncio.Future[None]) -> None:
-        if inside and not done.cancelled():  # a callback scheduled just before the block ended is late
-            task.cancel()
-
-    disconnect.add_done_callback(client_gone)
-    try:
-        yield
-    except asyncio.CancelledError:
-        if not disconnect.done() or disconnect.cancelled():
-            raise  # not the client: the server is stopping
-        task.uncancel()
-        raise ClientGone from None
-    finally:
-        inside = False
-        disconnect.remove_done_callback(client_gone)
-
-
-async def _cancel(task: asyncio.Future[Any]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, Exception):
-        await task
-
-
 def _usd(micro: int) -> float:
     return micro / 1_000_000
-
-
-def _header(fmt: IngressFormat, admitted: Admitted, request_id: str) -> dict[str, Any]:
-    return settlement_header(
-        request_id=request_id,
-        caller=admitted.caller,
-        model=admitted.model,
-        ingress_format=fmt.FORMAT,
-        streamed=admitted.request.stream,
-        end_user=admitted.request.user,
-    )
-
-
-async def _settle(
-    fmt: IngressFormat,
-    admitted: Admitted,
-    request_id: str,
-    outcome: Outcome,
-    journal: Journal,
-    *,
-    journaled: bool = False,
-) -> None:
-    """Off the response path: the client already has its bytes. The journal has the outcome first (a
-    completed answer's before its last bytes were sent: `journaled`), so a meter that is down (or a crash
-    now) delays the bill and never loses it (design §4.4, ADR 0010)."""
-    settlement = Settlement(
-        request_id=request_id,
-        caller=admitted.caller,
-        model=admitted.model,
-        ingress_format=fmt.FORMAT,
-        streamed=admitted.request.stream,
-        end_user=admitted.request.user,
-        outcome=outcome,
-    )
-    if not journaled:
-        journal.settling(request_id=request_id, outcome=outcome)
-    meter = get_meter()
-    try:
-        cost = await meter.settle(settlement)
-    except Exception as exc:
-        logger.warning("settling %s failed (%s); the journal's keeper retries it", request_id, exc)
-        journal.refused(request_id=request_id, retry_in=1.0)
-        metrics.observe(fmt.FORMAT, admitted.model.slug, outcome, None, journal)
-        return
-    journal.taken(request_id=request_id, durable=meter.durable)
-    metrics.observe(fmt.FORMAT, admitted.model.slug, outcome, cost, journal)
