@@ -28,7 +28,8 @@ from gateway.canonical import (
     ToolResultBlock,
     Usage,
 )
-from gateway.upstreams.anthropic import AnthropicAdapter, build_body
+from gateway.upstreams.anthropic import AnthropicAdapter
+from gateway.upstreams.anthropic_request import build_body
 from gateway.upstreams.base import UpstreamError
 from gateway.upstreams.registry import adapter_for
 from tests.fakes.anthropic_fake import Scenario, ToolUse, anthropic_fake, anthropic_route

@@ -9,7 +9,7 @@ import pytest
 from core.errors import ApiError, ErrorCode
 from gateway.canonical import CanonicalRequest, FileBlock, Message, ServerToolUse, TextBlock, Tool
 from gateway.ingress import anthropic_messages, chat_completions, responses
-from gateway.upstreams.anthropic import build_body as anthropic_body
+from gateway.upstreams.anthropic_request import build_body as anthropic_body
 from gateway.upstreams.base import ProviderInfo, RouteInfo, UpstreamError
 from gateway.upstreams.cerebras import CerebrasAdapter
 from gateway.upstreams.fireworks import FireworksAdapter

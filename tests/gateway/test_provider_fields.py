@@ -18,7 +18,7 @@ from core.errors import ApiError, ErrorCode
 from gateway.canonical import CanonicalRequest, Message, ReasoningControl, TextBlock, Usage
 from gateway.ingress import chat_completions, responses
 from gateway.tools.loop import usage_sum
-from gateway.upstreams.anthropic import build_body as anthropic_body
+from gateway.upstreams.anthropic_request import build_body as anthropic_body
 from gateway.upstreams.base import ProviderInfo, RouteInfo, UpstreamError
 from gateway.upstreams.baseten import BasetenAdapter
 from gateway.upstreams.cerebras import CerebrasAdapter

@@ -14,6 +14,7 @@ from gateway.upstreams.registry import adapter_for, adapter_kinds, adapters_load
 
 # Modules of gateway/upstreams/ that are not dialects.
 HELPERS = {
+    "anthropic_request",
     "base",
     "extras",
     "openai_embeddings",
