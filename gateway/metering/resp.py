@@ -24,7 +24,8 @@ from typing import Any, cast
 
 import hiredis
 from redis import exceptions
-from redis.connection import parse_url
+from redis.asyncio.connection import RedisSSLContext
+from redis.connection import SSLConnection, parse_url
 from redis.exceptions import NoScriptError, ResponseError
 
 Arg = str | bytes | int | float
@@ -51,6 +52,15 @@ def _reply(reply: Any) -> Any:
     if isinstance(reply, ResponseError) and str(reply).startswith("NOSCRIPT"):
         return NoScriptError(str(reply))
     return reply
+
+
+def _tls_context(options: dict[str, Any]) -> ssl.SSLContext | None:
+    """For `rediss://`: the context redis-py's SSLConnection would use, from the URL's `ssl_*` options and
+    with its defaults (the certificate and the host name checked)."""
+    if options.get("connection_class") is not SSLConnection:
+        return None
+    given = {name.removeprefix("ssl_"): value for name, value in options.items() if name.startswith("ssl_")}
+    return RedisSSLContext(**{"cert_reqs": "required", "check_hostname": True, **given}).get()
 
 
 class _Protocol(asyncio.Protocol):
@@ -161,14 +171,11 @@ class RespConnection:
                         lambda: _Protocol(self.timeout), options["path"]
                     )
                 else:
-                    tls = ssl.create_default_context() if "connection_class" in options else None
-                    if tls is not None and options.get("ssl_cert_reqs") == "none":
-                        tls.check_hostname, tls.verify_mode = False, ssl.CERT_NONE
                     _, protocol = await loop.create_connection(
                         lambda: _Protocol(self.timeout),
                         options.get("host", "localhost"),
                         options.get("port", 6379),
-                        ssl=tls,
+                        ssl=_tls_context(options),
                     )
         except OSError as exc:  # TimeoutError included
             raise exceptions.ConnectionError(f"could not connect to Redis: {exc!r}") from exc

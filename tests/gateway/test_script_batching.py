@@ -4,6 +4,9 @@ answer, whatever Redis forgets or refuses; a lost, silent or refusing Redis fail
 redis-py's errors, and the next call reconnects."""
 
 import asyncio
+import ipaddress
+import socket
+import subprocess
 import time
 import uuid
 
@@ -259,3 +262,116 @@ def test_on_uvloop_as_in_production(client):
         return results
 
     assert uvloop.run(scenario()) == [2, 5]
+
+
+def _self_signed(directory) -> tuple[str, str]:
+    """A certificate for 127.0.0.1 (its own CA) and its key, as PEM files."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    loopback = ipaddress.ip_address("127.0.0.1")
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(loopback)]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return str(cert_path), str(key_path)
+
+
+@pytest.fixture
+def tls_redis(tmp_path):
+    """A real redis-server speaking TLS only, on a free loopback port."""
+    cert, key = _self_signed(tmp_path)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        ["redis-server", "--port", "0", "--tls-port", str(port), "--tls-cert-file", cert,
+         "--tls-key-file", key, "--tls-ca-cert-file", cert, "--tls-auth-clients", "no",
+         "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 10
+    while True:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        assert server.poll() is None and time.monotonic() < deadline, "the TLS redis-server did not start"
+        time.sleep(0.05)
+    yield port, cert
+    server.terminate()
+    server.wait(10)
+
+
+def test_rediss_checks_the_servers_certificate_as_redis_py_does(tls_redis):
+    """`rediss://`: TLS with the URL's ssl_* options; by default the certificate must be trusted."""
+    port, cert = tls_redis
+
+    async def scenario():
+        trusted = RespConnection(f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={cert}")
+        answered = await trusted.call(("ECHO", "over tls"))
+        trusted.close()
+        untrusted = RespConnection(f"rediss://127.0.0.1:{port}/0", connect_timeout=2)
+        try:
+            await untrusted.call(("PING",))
+            refused = None
+        except exceptions.ConnectionError as exc:
+            refused = str(exc)
+        unchecked = RespConnection(f"rediss://127.0.0.1:{port}/0?ssl_cert_reqs=none")
+        waved_through = await unchecked.call(("PING",))
+        unchecked.close()
+        return answered, refused, waved_through
+
+    answered, refused, waved_through = asyncio.run(scenario())
+    assert answered == b"over tls"
+    assert refused is not None and "CERTIFICATE_VERIFY_FAILED" in refused
+    assert waved_through == b"PONG"
+
+
+def test_a_unix_socket_url_connects_to_its_socket_and_database(tmp_path):
+    """`unix:///path?db=N`, as redis-py reads it: a real redis-server listening on a socket only."""
+    path = tmp_path / "redis.sock"
+    server = subprocess.Popen(
+        ["redis-server", "--port", "0", "--unixsocket", str(path), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while not path.exists():
+        assert server.poll() is None and time.monotonic() < deadline, "redis-server did not start"
+        time.sleep(0.05)
+
+    async def scenario():
+        connection = RespConnection(f"unix://{path}?db=3")
+        await connection.call(("SET", "where", "db 3"))
+        connection.close()
+        there = aioredis.Redis(unix_socket_path=str(path), db=3)
+        found = await there.get("where")
+        await there.aclose()
+        return found
+
+    try:
+        assert asyncio.run(scenario()) == b"db 3"
+    finally:
+        server.terminate()
+        server.wait(10)
