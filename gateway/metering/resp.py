@@ -109,7 +109,14 @@ class _Protocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
-        while (reply := self.reader.gets()) is not False:
+        while True:
+            try:
+                reply = self.reader.gets()
+            except hiredis.ProtocolError as exc:  # not RESP: whatever answers there is not Redis
+                self._fail(exceptions.ConnectionError(f"Redis sent what is not RESP: {exc}"))
+                return
+            if reply is False:
+                return
             if not self.waiting:  # a reply nobody asked for: the stream is out of step, so stop trusting it
                 self._fail(exceptions.ConnectionError("Redis sent a reply that no command asked for"))
                 return

@@ -209,6 +209,36 @@ def test_a_silent_redis_times_out_rather_than_hangs():
     assert 0.3 <= took < 2
 
 
+def test_a_server_that_does_not_speak_resp_fails_the_call_rather_than_hangs():
+    """Something else on the port (an HTTP server, say): its answer is not RESP, so the connection is
+    dropped and the call fails at once with ConnectionError."""
+
+    async def scenario():
+        async def http_like(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read(65536)
+            writer.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+            await writer.drain()
+            await asyncio.sleep(10)
+
+        server = await asyncio.start_server(http_like, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        connection = RespConnection(f"redis://127.0.0.1:{port}/0", timeout=5)
+        started = time.monotonic()
+        try:
+            await connection.call(("PING",))
+            outcome: object = "answered"
+        except exceptions.ConnectionError as exc:
+            outcome = exc
+        took = time.monotonic() - started
+        connection.close()
+        server.close()
+        return outcome, took
+
+    outcome, took = asyncio.run(scenario())
+    assert isinstance(outcome, exceptions.ConnectionError) and "not RESP" in str(outcome)
+    assert took < 2  # not the 5 s timeout
+
+
 def test_a_caller_that_stops_waiting_leaves_the_replies_in_step(client):
     """Its command still runs; its reply is read and dropped, so the next call gets its own."""
 
