@@ -12,7 +12,6 @@ and Celery beat runs `gateway.tasks.flush_metering` as the backstop.
 import asyncio
 import contextlib
 import itertools
-import json
 import logging
 import time
 import uuid
@@ -30,7 +29,7 @@ from billing.selectors import accounts_existing
 from billing.services import usage_debits_post
 from console.selectors import api_key_resets
 from core.bulk import copy_rows
-from core.encoding import compact_json
+from core.encoding import compact_json, read_json
 from gateway.http import in_thread
 from gateway.metering.records import fields_from_json
 from gateway.metering.redis_meter import AsyncClient, Scripts, loop_client
@@ -219,7 +218,7 @@ async def _claim_from(run: Scripts, shard: int, size: int) -> Claimed:
         keys=[mirror.queue(shard), mirror.inflight_list(shard, token), mirror.inflights(shard)],
         args=[size, time.time(), token],
     )
-    return Claimed(shard, token, [json.loads(item) for item in items])
+    return Claimed(shard, token, [read_json(item) for item in items])
 
 
 async def _requeue(run: Scripts, claimed: list[Claimed]) -> None:
