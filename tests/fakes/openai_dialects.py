@@ -16,30 +16,22 @@ import asyncio
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any
 
 from aiohttp import web
 
 from gateway.upstreams.base import ProviderInfo, RouteInfo
+from tests.fakes.openai_scenario import (
+    CEREBRAS_TIME_INFO,
+    Dialect,
+    RecordedRequest,
+    Scenario,
+    fireworks_perf_metrics,
+    pieces,
+    step,
+)
 from tests.fakes.server import CUT_AFTER_S, FakeServer
 
-Dialect = Literal["cerebras", "fireworks", "baseten", "llamacpp"]
-Failure = Literal[
-    "server_error",  # HTTP 500
-    "rate_limited",  # HTTP 429
-    "unauthorized",  # HTTP 401
-    "overloaded",  # HTTP 529
-    "context_length",  # HTTP 400 with the dialect's context-length body
-    "slow_first_byte",  # nothing at all for `delay` seconds
-    "stall",  # the role frame, then nothing for `delay` seconds
-    "cut",  # a few frames, then the connection is dropped
-    "pause",  # a few frames, then nothing for `delay` seconds (a client may leave meanwhile), then the rest
-    "stream_error",  # a few frames, then an error object inside the stream
-    "malformed",  # a frame that is not JSON
-    "unfinished",  # the stream ends cleanly ([DONE]) but no frame ever has a finish_reason
-    "http_error",  # HTTP `error_status` with `error_message` (and `error_code`) in the dialect's envelope
-]
 _PREFIX = {"cerebras": "/v1", "fireworks": "/inference/v1", "baseten": "/v1", "llamacpp": "/v1"}
 # Baseten's and Jan's schemas name no reasoning field; their reasoning servers (vLLM, llama.cpp) use this one.
 _REASONING_FIELD = {
@@ -111,78 +103,6 @@ _CLOSED_FIELDS = {
 
 
 # What the fakes report beside usage: Cerebras' TimeInfo, Fireworks' perf_metrics (when asked for).
-CEREBRAS_TIME_INFO = {"queue_time": 0.0, "prompt_time": 0.01, "completion_time": 0.2, "total_time": 0.21}
-
-
-def fireworks_perf_metrics(s: "Scenario") -> dict:
-    return {"prompt-tokens": s.prompt_tokens, "server-time-to-first-token": 0.1}
-
-
-@dataclass
-class FakeToolCall:
-    name: str
-    arguments: str
-    id: str = "call_fake_1"
-
-
-@dataclass
-class Scenario:
-    text: str = "Hello there, how can I help?"
-    reasoning: str = ""
-    tool_calls: list[FakeToolCall] = field(default_factory=list)
-    text_after_tool_calls: str = ""  # content after the tool calls' deltas ([text, tool call, text])
-    finish_reason: str | None = None  # default: "tool_calls" with tool calls, else "stop"
-    prompt_tokens: int = 12
-    completion_tokens: int = 7
-    cached_tokens: int = 0
-    reasoning_tokens: int = 0
-    piece: int = 5  # characters per streamed delta
-    failure: Failure | None = None
-    delay: float = 5.0  # for slow_first_byte, stall and pause; released at once when the fake stops
-    retry_after: int = 7  # the Retry-After of a rate_limited answer
-    stream_error_status: int = 429
-    stream_error_message: str = "Requests per minute limit exceeded"
-    error_status: int = 400  # for http_error
-    error_message: str = "fake http_error"
-    error_code: str | None = None
-    # Embeddings (the Jan dialect): `embedding_size` numbers a vector; per token (as a real llama.cpp server
-    # without pooling answers) or one per input; `prompt_tokens` in the usage, a word a token when None.
-    embedding_size: int = 4
-    embedding_per_token: bool = False
-    # A model that calls a tool the request offers, (name, arguments JSON), while the conversation has no tool
-    # result yet, and then answers "From the tool: " and the start of the last result (it read it).
-    tool_call: tuple[str, str] | None = None
-
-
-def _step(s: Scenario, body: dict) -> Scenario:
-    """The scenario for this request of a tool-calling conversation: the call, or the answer from it."""
-    if s.tool_call is None:
-        return s
-    name, arguments = s.tool_call
-    messages = body.get("messages") or []
-    results = [m for m in messages if m.get("role") == "tool"]
-    if not results:
-        offered = {tool["function"]["name"] for tool in body.get("tools") or []}
-        if name in offered:
-            return replace(s, text="", tool_calls=[FakeToolCall(name, arguments, id=f"call_fake_{name}")])
-        return s
-    content = results[-1].get("content") or ""
-    if isinstance(content, list):
-        content = "".join(part.get("text", "") for part in content)
-    return replace(s, text="From the tool: " + content[:80], tool_calls=[])
-
-
-@dataclass
-class RecordedRequest:
-    path: str
-    headers: dict[str, str]
-    body: Any
-
-
-def _pieces(text: str, size: int) -> list[str]:
-    return [text[i : i + size] for i in range(0, len(text), size)]
-
-
 class DialectFake:
     def __init__(self, dialect: Dialect, scenario: Scenario, api_key: str):
         self.dialect = dialect
@@ -297,12 +217,12 @@ class DialectFake:
             usage = {"prompt_tokens": scenario.prompt_tokens, "completion_tokens": 1}
             return web.json_response({"object": "chat.completion", "choices": [], "usage": usage})
         if body.get("stream") is not True:
-            return await self._whole(request, _step(scenario, body), body)
+            return await self._whole(request, step(scenario, body), body)
         if scenario.failure == "slow_first_byte":
             await self._wait(scenario.delay)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         with suppress(ConnectionResetError):  # the client gave up (a timeout test): nothing left to send
-            await self._stream(request, response, _step(scenario, body), body)
+            await self._stream(request, response, step(scenario, body), body)
         return response
 
     async def _stream(
@@ -394,8 +314,8 @@ class DialectFake:
         base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1721088719}
         base |= {"model": body.get("model", ""), "system_fingerprint": "fp_fake"}
         deltas: list[dict] = [{"role": "assistant", "content": ""}]
-        deltas += [{_REASONING_FIELD[self.dialect]: p} for p in _pieces(s.reasoning, s.piece)]
-        deltas += [{"content": p} for p in _pieces(s.text, s.piece)]
+        deltas += [{_REASONING_FIELD[self.dialect]: p} for p in pieces(s.reasoning, s.piece)]
+        deltas += [{"content": p} for p in pieces(s.text, s.piece)]
         for i, call in enumerate(s.tool_calls):
             head = {
                 "index": i,
@@ -406,9 +326,9 @@ class DialectFake:
             deltas.append({"tool_calls": [head]})
             deltas += [
                 {"tool_calls": [{"index": i, "function": {"arguments": p}}]}
-                for p in _pieces(call.arguments, 4)
+                for p in pieces(call.arguments, 4)
             ]
-        deltas += [{"content": p} for p in _pieces(s.text_after_tool_calls, s.piece)]
+        deltas += [{"content": p} for p in pieces(s.text_after_tool_calls, s.piece)]
         chunks = [base | {"choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas]
         if s.failure == "unfinished":
             return [json.dumps(chunk) for chunk in chunks]
@@ -468,7 +388,7 @@ class DialectFake:
             return web.json_response(base | {"choices": [choice]} | self._whole_usage(s, body))
         chunks = [
             base | {"choices": [{"index": 0, "text": piece, "logprobs": None, "finish_reason": None}]}
-            for piece in _pieces(s.text, s.piece)
+            for piece in pieces(s.text, s.piece)
         ]
         finish = s.finish_reason or "stop"
         last = {"index": 0, "text": "", "logprobs": None, "finish_reason": finish}

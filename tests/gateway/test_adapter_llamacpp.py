@@ -11,7 +11,8 @@ from gateway.canonical import (
     Usage,
 )
 from gateway.upstreams.llamacpp import LlamaCppAdapter, prompt_text
-from tests.fakes.openai_dialects import FakeToolCall, Scenario, openai_fake
+from tests.fakes.openai_dialects import Scenario, openai_fake
+from tests.fakes.openai_scenario import FakeToolCall
 from tests.fakes.server import collect_events
 
 

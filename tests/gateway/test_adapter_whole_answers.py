@@ -14,7 +14,8 @@ from gateway.upstreams.anthropic import AnthropicAdapter
 from gateway.upstreams.base import UpstreamError
 from tests.fakes.anthropic_fake import Scenario as AnthropicScenario
 from tests.fakes.anthropic_fake import ToolUse, anthropic_fake, anthropic_route
-from tests.fakes.openai_dialects import FakeToolCall, Scenario, openai_fake
+from tests.fakes.openai_dialects import Scenario, openai_fake
+from tests.fakes.openai_scenario import FakeToolCall
 from tests.fakes.server import collect_events
 from tests.gateway.test_adapter_openai_compatible import ADAPTERS, DIALECTS, WEATHER
 

@@ -24,7 +24,8 @@ from openai.types.responses import Response, ResponseFunctionCallArgumentsDoneEv
 
 from tests.fakes.anthropic_fake import Scenario as AnthropicScenario
 from tests.fakes.anthropic_fake import ToolUse, anthropic_fake
-from tests.fakes.openai_dialects import FakeToolCall, Scenario, openai_fake
+from tests.fakes.openai_dialects import Scenario, openai_fake
+from tests.fakes.openai_scenario import FakeToolCall
 from tests.gateway.conftest import serve_model_from, settled_generation
 
 KEY = "test-key"

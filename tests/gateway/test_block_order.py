@@ -19,7 +19,8 @@ from gateway.fold import Folded
 from gateway.ingress.chat_completions import ChunkRenderer, response_object
 from tests.fakes.anthropic_fake import Scenario as AnthropicScenario
 from tests.fakes.anthropic_fake import ToolUse, anthropic_fake
-from tests.fakes.openai_dialects import FakeToolCall, Scenario, openai_fake
+from tests.fakes.openai_dialects import Scenario, openai_fake
+from tests.fakes.openai_scenario import FakeToolCall
 from tests.gateway.conftest import serve_model_from
 
 MODEL = "test/block-order"

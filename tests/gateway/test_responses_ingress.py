@@ -20,7 +20,8 @@ from openai.types.responses import (
 from billing.selectors import account_for
 from tests.fakes.anthropic_fake import Scenario as AnthropicScenario
 from tests.fakes.anthropic_fake import ToolUse, anthropic_fake
-from tests.fakes.openai_dialects import FakeToolCall, Scenario, openai_fake
+from tests.fakes.openai_dialects import Scenario, openai_fake
+from tests.fakes.openai_scenario import FakeToolCall
 from tests.gateway.conftest import serve_model_from, settled_generation
 
 MODEL = "hyperinfer/sandbox-pro"  # $0.60/M prompt, $2.50/M completion
