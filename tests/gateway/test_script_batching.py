@@ -181,30 +181,38 @@ def test_a_lost_connection_fails_the_calls_in_flight_and_the_next_call_reconnect
     assert again == 3
 
 
-def test_a_silent_redis_times_out_rather_than_hangs():
-    """A server that takes the connection and never answers: the call fails with TimeoutError after the
-    connection's timeout, and does not wait for ever."""
+def ping_a_fake_redis(answer: bytes | None, *, timeout: float) -> tuple[object, float]:
+    """PING a loopback server that reads the command and then writes `answer` (None: nothing) and stays
+    silent; what the call came to (its reply, or the error it raised) and how long it took."""
 
     async def scenario():
-        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        async def fake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             await reader.read(65536)
+            if answer is not None:
+                writer.write(answer)
+                await writer.drain()
             await asyncio.sleep(10)
 
-        server = await asyncio.start_server(silent, "127.0.0.1", 0)
+        server = await asyncio.start_server(fake, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
-        connection = RespConnection(f"redis://127.0.0.1:{port}/0", timeout=0.3)
+        connection = RespConnection(f"redis://127.0.0.1:{port}/0", timeout=timeout)
         started = time.monotonic()
         try:
-            await connection.call(("PING",))
-            outcome: object = "answered"
-        except exceptions.TimeoutError as exc:
+            outcome: object = await connection.call(("PING",))
+        except exceptions.RedisError as exc:
             outcome = exc
         took = time.monotonic() - started
         connection.close()
         server.close()
         return outcome, took
 
-    outcome, took = asyncio.run(scenario())
+    return asyncio.run(scenario())
+
+
+def test_a_silent_redis_times_out_rather_than_hangs():
+    """A server that takes the connection and never answers: the call fails with TimeoutError after the
+    connection's timeout, and does not wait for ever."""
+    outcome, took = ping_a_fake_redis(None, timeout=0.3)
     assert isinstance(outcome, exceptions.TimeoutError)
     assert 0.3 <= took < 2
 
@@ -212,29 +220,7 @@ def test_a_silent_redis_times_out_rather_than_hangs():
 def test_a_server_that_does_not_speak_resp_fails_the_call_rather_than_hangs():
     """Something else on the port (an HTTP server, say): its answer is not RESP, so the connection is
     dropped and the call fails at once with ConnectionError."""
-
-    async def scenario():
-        async def http_like(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await reader.read(65536)
-            writer.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")
-            await writer.drain()
-            await asyncio.sleep(10)
-
-        server = await asyncio.start_server(http_like, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        connection = RespConnection(f"redis://127.0.0.1:{port}/0", timeout=5)
-        started = time.monotonic()
-        try:
-            await connection.call(("PING",))
-            outcome: object = "answered"
-        except exceptions.ConnectionError as exc:
-            outcome = exc
-        took = time.monotonic() - started
-        connection.close()
-        server.close()
-        return outcome, took
-
-    outcome, took = asyncio.run(scenario())
+    outcome, took = ping_a_fake_redis(b"HTTP/1.1 400 Bad Request\r\n\r\n", timeout=5)
     assert isinstance(outcome, exceptions.ConnectionError) and "not RESP" in str(outcome)
     assert took < 2  # not the 5 s timeout
 
