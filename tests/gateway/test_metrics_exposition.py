@@ -1,0 +1,215 @@
+"""gateway/metrics.py beside the request path: what observe records; processes writing into one directory
+are summed by one scrape; the meter's backlog is read from a real Redis at scrape time. The endpoint and the
+requests through the gateway are in test_metrics.py, whose sample helpers this imports.
+
+Counters live as long as the test process, so each test compares an exposition before with one after."""
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+
+from billing import mirror
+from gateway import metrics
+from gateway.canonical import Usage
+from gateway.metering import Outcome
+from gateway.metering.journal import Journal
+from tests.gateway.test_metrics import Samples, moved, parsed, value
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+# --- What observe records, beside the request path ----------------------------------------------------
+
+
+def test_upstream_time_and_gateway_overhead_come_from_the_outcome():
+    provider = f"p-{uuid.uuid4().hex[:8]}"
+    outcome = Outcome(
+        status="completed", usage=Usage(3, 4), provider=provider, latency_ms=250, upstream_ms=240
+    )
+    before = parsed(metrics.exposition().decode())
+    metrics.observe("responses", "m/x", outcome, 99)
+    metrics.observe("responses", "m/x", Outcome(status="completed", usage=Usage(1, 1), provider=provider), 1)
+    after = parsed(metrics.exposition().decode())
+
+    upstream = {"provider": provider}
+    assert value(after, "hyperinfer_upstream_seconds_count", **upstream) == 1  # the second had no upstream_ms
+    assert value(after, "hyperinfer_upstream_seconds_sum", **upstream) == pytest.approx(0.24)
+    assert value(after, "hyperinfer_upstream_seconds_bucket", le="0.25", **upstream) == 1
+    assert value(after, "hyperinfer_upstream_seconds_bucket", le="0.1", **upstream) == 0
+    overhead = ("hyperinfer_gateway_overhead_seconds_sum", frozenset({("format", "responses")}))
+    assert moved(before, after)[overhead] == pytest.approx(0.01)
+
+
+def test_a_settlement_no_meter_took_is_counted_deferred_and_not_billed():
+    model = f"m/{uuid.uuid4().hex[:8]}"
+    before = parsed(metrics.exposition().decode())
+    metrics.observe("completions", model, Outcome(status="completed", usage=Usage(5, 5), provider="p"), None)
+    after = parsed(metrics.exposition().decode())
+    assert (
+        value(after, "hyperinfer_settlements_deferred_total", format="completions")
+        - value(before, "hyperinfer_settlements_deferred_total", format="completions")
+        == 1
+    )
+    assert value(after, "hyperinfer_billed_micro_usd_total", model=model) == 0
+    assert value(after, "hyperinfer_tokens_billed_total", model=model, kind="prompt") == 0
+
+
+def test_the_journal_is_counted_by_state(tmp_path):
+    journal = Journal(tmp_path)
+    for request_id in ("open", "unsettled", "unconfirmed-1", "unconfirmed-2"):
+        journal.opened(request_id=request_id, header={}, prompt_estimate=1)
+    outcome = Outcome(status="completed", usage=Usage(1, 1))
+    for request_id in ("unsettled", "unconfirmed-1", "unconfirmed-2"):
+        journal.settling(request_id=request_id, outcome=outcome)
+    for request_id in ("unconfirmed-1", "unconfirmed-2"):
+        journal.taken(request_id=request_id, durable=False)
+
+    async def observed_then_scraped() -> Samples:
+        metrics.observe("responses", "m/journal", outcome, 0, journal)
+        await asyncio.sleep(0)  # the loop's counting task takes its first count
+        return parsed(metrics.exposition().decode())
+
+    samples = asyncio.run(observed_then_scraped())
+    assert {
+        state: value(samples, "hyperinfer_journal_entries", state=state) for state in metrics.JOURNAL_STATES
+    } == {
+        "open": 1,
+        "unsettled": 1,
+        "unconfirmed": 2,
+    }
+    # The loop is gone, and its counts with it.
+    samples = parsed(metrics.exposition().decode())
+    assert value(samples, "hyperinfer_journal_entries", state="unconfirmed") == 0
+    journal.close()
+
+
+# --- Several processes, one scrape --------------------------------------------------------------------
+
+RECORDER = """
+import sys, django
+django.setup()
+from gateway import metrics
+metrics.refused(sys.argv[1], "", "internal_error")
+metrics.JOURNAL_ENTRIES.labels("open").set(5)
+print("recorded", flush=True)
+sys.stdin.read()  # alive until the test closes stdin
+"""
+
+
+def test_a_scrape_sums_every_process_and_forgets_a_dead_ones_live_gauges():
+    fmt = f"multiprocess-{uuid.uuid4().hex[:8]}"
+    directory = django_settings.PROMETHEUS_MULTIPROC_DIR
+    # An operator's PROMETHEUS_MULTIPROC_DIR, as the workers of one deployment share it.
+    environment = {key: val for key, val in os.environ.items() if key != "HYPERINFER_METRICS_DIR_IS_DEFAULT"}
+    environment |= {"PROMETHEUS_MULTIPROC_DIR": directory, "DJANGO_SETTINGS_MODULE": "config.settings"}
+    other = subprocess.Popen(
+        [sys.executable, "-c", RECORDER, fmt],
+        env=environment,
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert other.stdout is not None and other.stdout.readline().strip() == "recorded"
+        open_before = value(parsed(metrics.exposition().decode()), "hyperinfer_journal_entries", state="open")
+        metrics.refused(fmt, "", "internal_error")  # this process, the same series
+        both = parsed(metrics.exposition().decode())
+    finally:
+        assert other.stdin is not None
+        other.stdin.close()
+        other.wait(20)
+    after = parsed(metrics.exposition().decode())
+
+    labels = {"format": fmt, "model": "", "provider": "", "status": "refused"}
+    assert value(both, "hyperinfer_requests_total", **labels) == 2
+    assert value(after, "hyperinfer_requests_total", **labels) == 2  # a dead process's counts stay
+    assert open_before - value(after, "hyperinfer_journal_entries", state="open") == 5  # its gauge goes
+    assert not list(Path(directory).glob(f"gauge_live*_{other.pid}.db"))
+
+
+def test_the_default_directory_is_one_per_process_group_and_gone_groups_are_removed(monkeypatch):
+    from config.env import metrics_dir
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "/an/inherited/default")
+    monkeypatch.setenv("HYPERINFER_METRICS_DIR_IS_DEFAULT", "1")
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    root = Path(django_settings.PROMETHEUS_MULTIPROC_DIR).parent
+    (root / str(gone.pid)).mkdir(exist_ok=True)
+
+    directory = metrics_dir()
+
+    # pytest is no multiprocessing child: a group of its own, the directory its settings chose.
+    assert directory == str(root / str(os.getpid())) == django_settings.PROMETHEUS_MULTIPROC_DIR
+    assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == directory
+    assert not (root / str(gone.pid)).exists()
+    monkeypatch.delenv("HYPERINFER_METRICS_DIR_IS_DEFAULT")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(root / "operator-given"))
+    assert metrics_dir() == str(root / "operator-given")  # an operator's directory, as given
+    (root / "operator-given").rmdir()
+
+
+# --- The meter's backlog, read from Redis at scrape time ----------------------------------------------
+
+
+@pytest.mark.redis
+def test_the_meter_gauges_read_a_queue_of_n_records_and_the_oldest_batch(settings):
+    settings.GATEWAY_METER = "redis"
+    client = mirror.sync_client()
+    shard = 0
+    token = f"metrics-test-{uuid.uuid4().hex}"
+    baseline = parsed(metrics.exposition().decode())
+    assert value(baseline, "hyperinfer_meter_redis_up") == 1
+    try:
+        client.rpush(mirror.queue(shard), *[f'{{"test": {n}}}' for n in range(7)])
+        client.zadd(mirror.inflights(shard), {token: time.time() - 10_000})
+        client.rpush(mirror.dead(shard), "{}")
+        samples = parsed(metrics.exposition().decode())
+    finally:
+        client.ltrim(mirror.queue(shard), 0, -8)  # the 7 pushed last
+        client.zrem(mirror.inflights(shard), token)
+        client.rpop(mirror.dead(shard))
+    assert (
+        value(samples, "hyperinfer_meter_queue_depth") == value(baseline, "hyperinfer_meter_queue_depth") + 7
+    )
+    assert value(samples, "hyperinfer_meter_batches_in_flight") == (
+        value(baseline, "hyperinfer_meter_batches_in_flight") + 1
+    )
+    assert 10_000 <= value(samples, "hyperinfer_meter_writer_lag_seconds") < 10_060
+    assert (
+        value(samples, "hyperinfer_meter_dead_letters")
+        == value(baseline, "hyperinfer_meter_dead_letters") + 1
+    )
+
+
+def test_a_meter_redis_that_is_down_is_reported_and_the_scrape_still_answers(settings, monkeypatch):
+    import redis
+
+    settings.GATEWAY_METER = "redis"
+    down = redis.Redis(port=port_nobody_listens_on(), socket_connect_timeout=1)
+    monkeypatch.setattr(mirror, "sync_client", lambda: down)
+    samples = parsed(metrics.exposition().decode())
+    assert value(samples, "hyperinfer_meter_redis_up") == 0
+    assert ("hyperinfer_meter_queue_depth", frozenset()) not in samples
+
+
+def test_the_sql_meter_has_no_backlog_to_report(settings):
+    settings.GATEWAY_METER = "sql"
+    names = {name for name, _ in parsed(metrics.exposition().decode())}
+    assert not {name for name in names if name.startswith("hyperinfer_meter_")}
+
+
+def port_nobody_listens_on() -> int:
+    """A loopback port that was just free (bound, then closed)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
