@@ -12,6 +12,7 @@ from billing import mirror
 from core.encoding import compact_json
 from core.envelopes import openai_error_body
 from core.errors import ApiError, ErrorCode
+from core.processes import settle_server_heap
 from gateway import counting, embeddings, metrics, pipeline, tokenizer_api
 from gateway.auth import Caller, authenticate
 from gateway.http import AsgiApp, Receive, Scope, Send, headers_of, in_thread, request_id_headers, send_json
@@ -186,6 +187,7 @@ async def lifespan(scope: Scope, receive: Receive, send: Send) -> None:
         if message["type"] == "lifespan.startup":
             loop_journal()
             writer.loop_flusher()
+            settle_server_heap()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             await stop_keeper()
