@@ -30,7 +30,7 @@ from billing import mirror
 from core.encoding import compact_json
 from core.envelopes import openai_error_body
 from core.errors import ErrorCode
-from core.processes import process_alive
+from core.processes import current_pid, process_alive
 from gateway.http import Receive, Scope, Send, headers_of, in_thread, request_id_headers, send_json
 from gateway.metering.base import Outcome
 from gateway.models import GenerationStatus
@@ -39,9 +39,9 @@ if TYPE_CHECKING:
     from gateway.metering.journal import Journal
 
 # prometheus_client chooses its value store when it is first imported, from the environment; the settings
-# export the directory, but whoever imported prometheus_client first may have come before them.
-if not getattr(values.ValueClass, "_multiprocess", False):
-    values.ValueClass = values.MultiProcessValue()
+# export the directory, but whoever imported prometheus_client first may have come before them. Its files
+# are named by the process id, which it checks on every value it records: the kept one saves a system call.
+values.ValueClass = values.MultiProcessValue(process_identifier=current_pid)
 
 REFUSED = "refused"  # a request's status when it was answered with an error before any upstream call
 LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -193,9 +193,9 @@ _counting_tasks: set["asyncio.Task[None]"] = set()
 
 def _watch(journal: "Journal") -> None:
     """Count this event loop's journal from now on (a task started by the loop's first request)."""
+    if any(watched is journal for watched in list(_journals.values())):
+        return  # a journal is one loop's; asking for the loop costs a getpid() call (resp.py)
     loop = asyncio.get_running_loop()
-    if _journals.get(loop) is journal:
-        return
     starting = loop not in _journals
     _journals[loop] = journal  # a keeper that restarted has a new journal
     if starting:

@@ -8,6 +8,11 @@ it with a future, and the commands of one turn of the event loop leave in one wr
 the order sent (Redis answers a connection's commands in order), parsed by hiredis, each resolving the
 future at the head of the queue. No pool: one connection carries every request in flight.
 
+A call that nobody waits on to answer a client (SETTLE: the client has its answer) can be sent `lazily`:
+it waits up to LAZY_SECONDS for the next prompt call's write and leaves with it (or alone when that time
+is up), so a request's settlement shares the write and the read of the next request's admission. On this
+stack those two system calls cost more than the script does (bench/README.md, "Settling lazily").
+
 Failure is redis-py's: a connection that fails, or a reply later than `timeout`, closes the connection and
 fails every command in flight with ConnectionError / TimeoutError (redis.exceptions, so callers handle both
 clients alike); the next call reconnects. A caller that stops waiting does not disturb the order: its
@@ -29,6 +34,8 @@ from redis.connection import SSLConnection, parse_url
 from redis.exceptions import NoScriptError, ResponseError
 
 Arg = str | bytes | int | float
+
+LAZY_SECONDS = 0.002  # the longest a lazy call waits for a prompt one to share its write
 
 
 def pack(command: Sequence[Arg]) -> bytes:
@@ -67,33 +74,47 @@ class _Protocol(asyncio.Protocol):
     """The socket's side: writes what the loop turn queued, hands each reply to the oldest waiting call."""
 
     def __init__(self, timeout: float) -> None:
+        # Made in its event loop (RespConnection._connect). Kept: asyncio.get_running_loop() makes a
+        # getpid() system call each time (CPython 3.11), a few µs in this VM.
+        self.loop = asyncio.get_running_loop()
         self.timeout = timeout
         self.reader = hiredis.Reader(replyError=ResponseError)
         self.transport: asyncio.Transport | None = None
         self.waiting: collections.deque[tuple[asyncio.Future[Any], float]] = collections.deque()
         self.outgoing: list[bytes] = []
+        self.flush_soon = False  # a flush is due at the end of this loop turn
+        self.lazy_flush: asyncio.TimerHandle | None = None  # a flush for lazy calls alone, later
         self.closed = False
         self.watchdog: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio.Transport subclasses
 
-    def send(self, command: bytes) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
+    def send(self, command: bytes, *, lazy: bool = False) -> asyncio.Future[Any]:
+        loop = self.loop
         future = loop.create_future()
-        if not self.outgoing:
-            loop.call_soon(self._flush)  # after the other calls of this turn have queued theirs
         self.outgoing.append(command)
         self.waiting.append((future, time.monotonic()))
+        if not lazy and not self.flush_soon:
+            self.flush_soon = True
+            loop.call_soon(self._flush)  # after the other calls of this turn have queued theirs
+        elif lazy and not self.flush_soon and self.lazy_flush is None:
+            self.lazy_flush = loop.call_later(LAZY_SECONDS, self._flush)
         return future
 
     def _flush(self) -> None:
+        self.flush_soon = False
+        if self.lazy_flush is not None:
+            self.lazy_flush.cancel()
+            self.lazy_flush = None
+        if not self.outgoing:
+            return  # an earlier flush took them
         data, self.outgoing = b"".join(self.outgoing), []
         if self.closed or self.transport is None:
             return  # connection_lost failed the calls already
         self.transport.write(data)
         if self.watchdog is None:
-            self.watchdog = asyncio.get_running_loop().call_later(self.timeout, self._check_late)
+            self.watchdog = self.loop.call_later(self.timeout, self._check_late)
 
     def _check_late(self) -> None:
         """A reply later than `timeout` closes the connection (as redis-py's socket_timeout does)."""
@@ -104,8 +125,7 @@ class _Protocol(asyncio.Protocol):
         if waited >= self.timeout:
             self._fail(exceptions.TimeoutError(f"Redis did not answer within {self.timeout} s"))
             return
-        loop = asyncio.get_running_loop()
-        self.watchdog = loop.call_later(self.timeout - waited, self._check_late)
+        self.watchdog = self.loop.call_later(self.timeout - waited, self._check_late)
 
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
@@ -129,6 +149,9 @@ class _Protocol(asyncio.Protocol):
 
     def _fail(self, error: Exception) -> None:
         self.closed = True
+        if self.lazy_flush is not None:
+            self.lazy_flush.cancel()
+            self.lazy_flush = None
         if self.watchdog is not None:
             self.watchdog.cancel()
             self.watchdog = None
@@ -151,11 +174,12 @@ class RespConnection:
         self.protocol: _Protocol | None = None
         self.connecting: asyncio.Lock | None = None
 
-    async def call(self, command: Sequence[Arg]) -> Any:
+    async def call(self, command: Sequence[Arg], *, lazy: bool = False) -> Any:
+        """`lazy`: the call may wait up to LAZY_SECONDS to leave with the next prompt call (module doc)."""
         protocol = self.protocol
         if protocol is None or protocol.closed:
             protocol = await self._connected()
-        reply = await protocol.send(pack(command))
+        reply = await protocol.send(pack(command), lazy=lazy)
         if isinstance(reply, ResponseError):
             raise reply
         return reply
