@@ -25,15 +25,16 @@ class ScriptBatcher:
     is loaded when Redis does not know it (after a restart or SCRIPT FLUSH): a call answered NOSCRIPT did
     not run, so it is sent again once the script is loaded, and runs exactly once."""
 
-    def __init__(self, connection: RespConnection, source: str) -> None:
+    def __init__(self, connection: RespConnection, source: str, *, lazy: bool = False) -> None:
         self.connection = connection
         self.source = source
         self.sha = hashlib.sha1(source.encode()).hexdigest()
+        self.lazy = lazy  # its calls may wait a moment to share the next prompt call's write (resp.py)
 
     async def __call__(self, *, keys: Sequence[Key], args: Sequence[Arg]) -> Any:
         command = ("EVALSHA", self.sha, len(keys), *keys, *args)
         try:
-            return await self.connection.call(command)
+            return await self.connection.call(command, lazy=self.lazy)
         except NoScriptError:
-            await self.connection.call(("SCRIPT", "LOAD", self.source))
-            return await self.connection.call(command)
+            await self.connection.call(("SCRIPT", "LOAD", self.source), lazy=self.lazy)
+            return await self.connection.call(command, lazy=self.lazy)

@@ -61,11 +61,14 @@ AsyncClient = aioredis.Redis | redis.asyncio.cluster.RedisCluster
 
 
 def _batched(
-    client: AsyncClient, connection: RespConnection | None, source: str
+    client: AsyncClient, connection: RespConnection | None, source: str, *, lazy: bool = False
 ) -> ScriptBatcher | AsyncScript:
     """A script batched with the calls of requests in flight beside it (batching.py) on one Redis's
-    pipelined connection. On a cluster each call goes alone: a batch's keys would belong to many nodes."""
-    return ScriptBatcher(connection, source) if connection is not None else client.register_script(source)
+    pipelined connection; `lazy`, its calls may wait a moment for the next one's write (resp.py). On a
+    cluster each call goes alone: a batch's keys would belong to many nodes."""
+    if connection is None:
+        return client.register_script(source)
+    return ScriptBatcher(connection, source, lazy=lazy)
 
 
 class Scripts:
@@ -75,7 +78,7 @@ class Scripts:
     def __init__(self, client: AsyncClient, connection: RespConnection | None = None) -> None:
         self.connection = connection  # the hot path's scripts' own connection (one Redis, not a cluster)
         self.reserve = _batched(client, connection, scripts.RESERVE)
-        self.settle = _batched(client, connection, scripts.SETTLE)
+        self.settle = _batched(client, connection, scripts.SETTLE, lazy=True)  # the client has its answer
         self.load_workspace = client.register_script(scripts.LOAD_WORKSPACE)
         self.load_key = client.register_script(scripts.LOAD_KEY)
         self.claim = client.register_script(scripts.CLAIM)
