@@ -29,7 +29,7 @@ import time
 import uuid
 import zlib
 from collections.abc import Callable
-from functools import cache
+from functools import cache, lru_cache
 from typing import TYPE_CHECKING, TypeVar, cast
 
 from django.conf import settings
@@ -60,13 +60,19 @@ def shard_of(workspace_id: WorkspaceId) -> int:
     return zlib.crc32(str(workspace_id).encode()) % shard_count()
 
 
+@lru_cache(maxsize=65_536)
+def _workspace_prefix(workspace_id: WorkspaceId, count: int) -> str:
+    """A workspace's shard prefix, kept: a request names a dozen keys of its workspace's shard."""
+    return shard_prefix(zlib.crc32(str(workspace_id).encode()) % count)
+
+
 def shard_prefix(shard: int) -> str:
     """`hi:m:{s7}:`: the hash tag puts every name of the shard in one cluster slot."""
     return f"{PREFIX}{{s{shard}}}:"
 
 
 def _in_shard(workspace_id: WorkspaceId, name: str) -> str:
-    return shard_prefix(shard_of(workspace_id)) + name
+    return _workspace_prefix(workspace_id, shard_count()) + name
 
 
 # Each shard's own lists and sets.

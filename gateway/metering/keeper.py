@@ -20,7 +20,7 @@ from gateway import metrics
 from gateway.http import in_thread
 from gateway.metering import get_meter
 from gateway.metering.journal import Entry, Journal, orphans
-from gateway.models import Generation
+from gateway.selectors import recorded_request_ids
 
 logger = logging.getLogger(__name__)
 
@@ -123,11 +123,7 @@ class Keeper:
 def billed_in_postgres(*, entries: list[Entry]) -> set[str]:
     """The request ids among `entries` that PostgreSQL has a generation for, or whose workspace is gone (its
     writer dropped them: there is nothing left to bill)."""
-    done = set(
-        Generation.objects.filter(request_id__in=[entry.request_id for entry in entries]).values_list(
-            "request_id", flat=True
-        )
-    )
+    done = recorded_request_ids(request_ids=[entry.request_id for entry in entries])
     rest = {entry.request_id: entry.workspace_id() for entry in entries if entry.request_id not in done}
     if rest:
         existing = accounts_existing(workspace_ids=set(rest.values()))

@@ -35,6 +35,7 @@ from gateway.metering.records import fields_from_json
 from gateway.metering.redis_meter import AsyncClient, Scripts, loop_client
 from gateway.metering.top_ups import top_ups_after_commit
 from gateway.models import Generation
+from gateway.selectors import recorded_request_ids
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ def _write(records: list[Record]) -> Written:
     written = Written()
     with transaction.atomic():
         request_ids = [record["generation"]["request_id"] for record in records]
-        done = set(Generation.objects.filter(request_id__in=request_ids).values_list("request_id", flat=True))
+        done = recorded_request_ids(request_ids=request_ids)
         workspaces = accounts_existing(workspace_ids={record["ws"] for record in records})
         fresh = []
         for record in records:
