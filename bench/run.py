@@ -63,6 +63,7 @@ SCRUBBED_ENV = (
     "CELERY_TASK_ALWAYS_EAGER",
     "EMBEDDED_BEAT",
     "HYPERINFER_ENV",
+    "GATEWAY_JOURNAL_DIR",
     "SECRET_KEY",
     "INTERNAL_TOKEN",
     "DEBUG",
@@ -268,6 +269,9 @@ class Bench:
         catalog = self.workdir / "providers.yaml"
         write_catalog(catalog, upstream_port)
         env = _child_env(self.database, catalog, upstream_key, args.meter)
+        # The run's own settlement journal: one left by an earlier run (killed before it settled) belongs to
+        # another, dropped database; adopting it would add its settlements to this run's work.
+        env["GATEWAY_JOURNAL_DIR"] = str(self.workdir / "journal")
         api_key = provision(env, catalog, self.workdir, CREDITS_USD)
 
         port = free_port()
