@@ -19,10 +19,7 @@ started is stopped at the end, also on failure or Ctrl-C. See bench/README.md.
 
 import argparse
 import asyncio
-import functools
 import json
-import os
-import secrets
 import shutil
 import signal
 import sys
@@ -32,46 +29,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import litellm_proxy, memory, report, soak, summary
-from bench.load import MODES, CellResult, Target, preflight, run_cell
+from bench import cells, report, soak, summary
+from bench.load import MODES, Target
 from bench.mock_upstream import new_event_loop
-from bench.stack import (
-    MODEL,
-    UPSTREAM_KEY_ENV,
-    UPSTREAM_MODEL,
-    BenchError,
-    Database,
-    Processes,
-    accounting,
-    free_port,
-    group_cpu_seconds,
-    host_cpu_times,
-    provision,
-    tail,
-    wait_http,
-    write_catalog,
-)
-
-CREDITS_USD = 1000
-# Settings of the parent shell that must not leak into the benchmark's processes.
-SCRUBBED_ENV = (
-    "DATABASE_URL",
-    "REDIS_URL",
-    "SQLITE_PATH",
-    "CATALOG_PATH",
-    "CELERY_BROKER_URL",
-    "CELERY_TASK_ALWAYS_EAGER",
-    "EMBEDDED_BEAT",
-    "HYPERINFER_ENV",
-    "GATEWAY_JOURNAL_DIR",
-    "SECRET_KEY",
-    "INTERNAL_TOKEN",
-    "DEBUG",
-    "ALLOWED_HOSTS",
-    "DJANGO_SETTINGS_MODULE",
-    "GATEWAY_METER",
-    "EMAIL_BACKEND",
-)
+from bench.stack import BenchError, Database, Processes, accounting, host_cpu_times, log, tail
+from bench.targets import GATEWAY_PATHS, Launcher
 
 
 def _int_list(text: str) -> list[int]:
@@ -157,216 +119,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-SYSTEM, PROMPT = "You are a benchmark.", "Count upwards, one word per token."
-# The gateway's path for each ingress format; the mock upstream always speaks chat completions.
-GATEWAY_PATHS = {
-    "chat": "/api/v1/chat/completions",
-    "responses": "/api/v1/responses",
-    "messages": "/api/v1/messages",
-}
-
-
-def _request_body(model: str, tokens: int, stream: bool, fmt: str = "chat") -> bytes:
-    """The same question in each format."""
-    body: dict[str, Any]
-    if fmt == "responses":
-        body = {"model": model, "instructions": SYSTEM, "input": PROMPT, "max_output_tokens": tokens}
-    elif fmt == "messages":
-        body = {"model": model, "system": SYSTEM, "messages": [{"role": "user", "content": PROMPT}]}
-        body["max_tokens"] = tokens
-    else:
-        messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": PROMPT}]
-        body = {"model": model, "messages": messages, "max_tokens": tokens}
-        if stream:
-            body["stream_options"] = {"include_usage": True}
-    body["stream"] = stream
-    return json.dumps(body, separators=(",", ":")).encode()
-
-
-def _target(name: str, url: str, key: str, model: str, tokens: int, fmt: str = "chat") -> Target:
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    bodies = {s: _request_body(model, tokens, s, fmt) for s in (False, True)}
-    return Target(name, url, headers, bodies, fmt)
-
-
-def _child_env(database: Database, catalog: Path, upstream_key: str, meter: str | None) -> dict[str, str]:
-    env = {name: value for name, value in os.environ.items() if name not in SCRUBBED_ENV}
-    env.update(
-        {
-            "HYPERINFER_ENV": "production",
-            "SECRET_KEY": secrets.token_urlsafe(64),
-            "INTERNAL_TOKEN": secrets.token_urlsafe(48),
-            "DEBUG": "false",
-            "ALLOWED_HOSTS": "127.0.0.1",
-            # Production refuses a log-only e-mail backend; the benchmark sends no e-mail at all.
-            "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
-            "CATALOG_PATH": str(catalog),
-            UPSTREAM_KEY_ENV: upstream_key,
-            "PYTHONUNBUFFERED": "1",
-        }
+async def run_soak(args: argparse.Namespace, target: Target, pgid: int, last_piece: bytes) -> soak.SoakResult:
+    """Exactly --soak requests to the gateway, its workers' memory sampled as they go."""
+    log(f"soak: {args.soak:,} requests, {args.concurrency[0]} clients, {', '.join(args.modes)}")
+    return await soak.drive(
+        target,
+        supervisor=pgid,  # the group's leader is uvicorn's supervisor
+        pgid=pgid,
+        streams=[MODES[mode] for mode in args.modes],
+        concurrency=args.concurrency[0],
+        total=args.soak,
+        last_piece=last_piece,
+        log=log,
     )
-    env.update({name: value for name, value in database.env().items() if value})
-    if meter:
-        env["GATEWAY_METER"] = meter
-    return env
-
-
-class Bench:
-    def __init__(self, args: argparse.Namespace, workdir: Path, processes: Processes, database: Database):
-        self.args, self.workdir, self.processes, self.database = args, workdir, processes, database
-        self.last_piece = f"tok{args.tokens - 1} ".encode()
-        self.pgids: dict[str, int] = {}  # target name → the process group serving it
-        self.litellm_version: str | None = None
-
-    def setup(self) -> tuple[list[Target], dict[str, Any]]:
-        """Start everything; the targets in the order each cell drives them. A soak drives the gateway
-        alone, so it starts neither the bare proxy nor LiteLLM."""
-        args = self.args
-        upstream_key = secrets.token_urlsafe(24)
-        upstream_port = self._start_mock(upstream_key)
-        upstream_url = f"http://127.0.0.1:{upstream_port}/v1/chat/completions"
-        targets = []
-        if not args.soak:
-            targets.append(_target("direct", upstream_url, upstream_key, UPSTREAM_MODEL, args.tokens))
-            targets.append(self._start_bare(upstream_url, upstream_key))
-        gateway, env = self._start_gateway(upstream_port, upstream_key)
-        targets.append(gateway)
-        if args.litellm_python:
-            targets.append(self._start_litellm(upstream_port, upstream_key))
-        return targets, env
-
-    def _start_mock(self, upstream_key: str) -> int:
-        args, port = self.args, free_port()
-        argv = [sys.executable, "-m", "bench.mock_upstream", "--port", str(port)]
-        argv += ["--tokens", str(args.tokens), "--api-key", upstream_key]
-        argv += ["--delay-ms", str(args.upstream_delay_ms)]
-        _log(f"starting the mock upstream on 127.0.0.1:{port}")
-        mock = self.processes.start("mock upstream", argv, os.environ.copy(), self.workdir / "upstream.log")
-        self.pgids["direct"] = mock.process.pid
-        wait_http(f"http://127.0.0.1:{port}/healthz", mock, self.processes)
-        return port
-
-    def _start_bare(self, upstream_url: str, upstream_key: str) -> Target:
-        port = free_port()
-        env = os.environ.copy() | {"BENCH_UPSTREAM_URL": upstream_url, "BENCH_UPSTREAM_KEY": upstream_key}
-        argv = [sys.executable, "-m", "uvicorn", "bench.bare_proxy:app", *self._server_flags(port)]
-        _log(f"starting the bare proxy on 127.0.0.1:{port} ({self.args.workers} workers)")
-        bare = self.processes.start("bare proxy", argv, env, self.workdir / "bare.log")
-        self.pgids["bare"] = bare.process.pid
-        self._wait_for_workers(bare.process.pid)
-        # The same request as direct's (the proxy adds the upstream's key itself).
-        url = f"http://127.0.0.1:{port}/v1/chat/completions"
-        return _target("bare", url, "-", UPSTREAM_MODEL, self.args.tokens)
-
-    def _start_gateway(self, upstream_port: int, upstream_key: str) -> tuple[Target, dict[str, str]]:
-        args = self.args
-        _log(f"preparing the database: {self.database.label}")
-        self.database.create()
-        catalog = self.workdir / "providers.yaml"
-        write_catalog(catalog, upstream_port)
-        env = _child_env(self.database, catalog, upstream_key, args.meter)
-        # The run's own settlement journal: one left by an earlier run (killed before it settled) belongs to
-        # another, dropped database; adopting it would add its settlements to this run's work.
-        env["GATEWAY_JOURNAL_DIR"] = str(self.workdir / "journal")
-        api_key = provision(env, catalog, self.workdir, CREDITS_USD)
-
-        port = free_port()
-        argv = [sys.executable, "-m", "uvicorn", "config.asgi:application", *self._server_flags(port)]
-        _log(f"starting the gateway on 127.0.0.1:{port} ({args.workers} workers)")
-        gateway = self.processes.start("gateway", argv, env, self.workdir / "gateway.log")
-        self.pgids["gateway"] = gateway.process.pid
-        wait_http(f"http://127.0.0.1:{port}/healthz", gateway, self.processes)
-        self._wait_for_workers(gateway.process.pid)
-        url = f"http://127.0.0.1:{port}{GATEWAY_PATHS[args.format]}"
-        return _target("gateway", url, api_key, MODEL, args.tokens, args.format), env
-
-    def _start_litellm(self, upstream_port: int, upstream_key: str) -> Target:
-        python = self.args.litellm_python
-        self.litellm_version = litellm_proxy.version(python)
-        port, master_key = free_port(), f"sk-bench-{secrets.token_urlsafe(16)}"
-        config = litellm_proxy.write_config(self.workdir, upstream_port)
-        argv = litellm_proxy.argv(python, config, port, self.args.workers)
-        env = litellm_proxy.env(SCRUBBED_ENV, upstream_key, master_key)
-        _log(
-            f"starting the LiteLLM proxy {self.litellm_version} on 127.0.0.1:{port} "
-            f"({self.args.workers} workers)"
-        )
-        child = self.processes.start("litellm", argv, env, self.workdir / "litellm.log", cwd=self.workdir)
-        self.pgids["litellm"] = child.process.pid
-        # LiteLLM imports a lot: its start-up takes far longer than the gateway's.
-        wait_http(f"http://127.0.0.1:{port}{litellm_proxy.HEALTH_PATH}", child, self.processes, timeout=180)
-        self._wait_for_workers(child.process.pid, timeout=180)
-        # The same request as direct's, with the proxy's own key (LiteLLM checks it, as the gateway does).
-        url = f"http://127.0.0.1:{port}/v1/chat/completions"
-        return _target("litellm", url, master_key, UPSTREAM_MODEL, self.args.tokens)
-
-    def _server_flags(self, port: int) -> list[str]:
-        """The gateway's production server settings, shared by the bare proxy."""
-        flags = ["--host", "127.0.0.1", "--port", str(port), "--workers", str(self.args.workers)]
-        return [*flags, "--loop", "uvloop", "--http", "httptools", "--no-access-log"]
-
-    def _wait_for_workers(self, pgid: int, timeout: float = 60.0) -> None:
-        """/healthz answers as soon as one worker is up: wait until the server has all its workers, and
-        until they are done starting (importing Django or LiteLLM, the lifespan start-up)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if len(memory.workers(pgid)) >= self.args.workers:  # the group leader is the supervisor
-                _wait_quiet(pgid, deadline)
-                return
-            self.processes.check_alive()
-            time.sleep(0.2)
-        _log(f"warning: fewer than {self.args.workers} workers in group {pgid} after {timeout:.0f}s")
-
-    async def run_soak(self, target: Target) -> soak.SoakResult:
-        """Exactly --soak requests to the gateway, its workers' memory sampled as they go."""
-        args, pgid = self.args, self.pgids["gateway"]
-        _log(f"soak: {args.soak:,} requests, {args.concurrency[0]} clients, {', '.join(args.modes)}")
-        return await soak.drive(
-            target,
-            supervisor=pgid,  # the group's leader is uvicorn's supervisor
-            pgid=pgid,
-            streams=[MODES[mode] for mode in args.modes],
-            concurrency=args.concurrency[0],
-            total=args.soak,
-            last_piece=self.last_piece,
-            log=_log,
-        )
-
-    async def drive(self, targets: list[Target]) -> list[CellResult]:
-        """Each cell runs direct, bare proxy, gateway (and LiteLLM) in turn, so they share the machine's
-        state."""
-        args = self.args
-        for mode in args.modes:
-            for target in targets:
-                problem = await preflight(target, MODES[mode], self.last_piece)
-                if problem:
-                    raise BenchError(
-                        f"{target.name} failed a single {mode} request before the load: {problem}"
-                    )
-        cells: list[CellResult] = []
-        for mode in args.modes:
-            for concurrency in args.concurrency:
-                for target in targets:
-                    pgid = self.pgids.get(target.name)
-                    self.processes.check_alive()
-                    cell = await run_cell(
-                        target,
-                        stream=MODES[mode],
-                        concurrency=concurrency,
-                        warmup=args.warmup,
-                        duration=args.duration,
-                        last_piece=self.last_piece,
-                        cpu_probe=None if pgid is None else functools.partial(group_cpu_seconds, pgid),
-                        host_probe=host_cpu_times,
-                    )
-                    cells.append(cell)
-                    errors = f", {cell.error_count} errors" if cell.error_count else ""
-                    _log(f"  {mode:9} c={concurrency:<4} {target.name:7} {cell.rps:9,.1f} req/s{errors}")
-        return cells
 
 
 def background_load(seconds: float = 3.0) -> float | None:
@@ -377,23 +142,12 @@ def background_load(seconds: float = 3.0) -> float | None:
     if before is None or after is None or after[1] <= before[1]:
         return None
     busy = (after[0] - before[0]) / (after[1] - before[1])
-    _log(f"machine CPU busy with other processes: {busy * 100:.0f}%")
+    log(f"machine CPU busy with other processes: {busy * 100:.0f}%")
     if busy > 0.10:
-        _log(
+        log(
             "warning: the machine is not idle; the gateway and the mock will get less CPU than on a quiet one"
         )
     return busy
-
-
-def _wait_quiet(pgid: int, deadline: float, busy: float = 0.1, step: float = 0.5) -> None:
-    """Wait (at least one step) until the group uses less than `busy` of a core: its start-up is over."""
-    before = group_cpu_seconds(pgid)
-    while True:
-        time.sleep(step)
-        after = group_cpu_seconds(pgid)
-        if before is None or after is None or after - before < busy * step or time.monotonic() > deadline:
-            return
-        before = after
 
 
 def _settled_accounting(env: dict[str, str], timeout: float = 30.0) -> dict[str, Any]:
@@ -421,55 +175,69 @@ def main(argv: list[str] | None = None) -> int:
         redis_url=args.redis_url,
     )
     processes = Processes()
-    bench = Bench(args, workdir, processes, database)
+    launcher = Launcher(args, workdir, processes, database)
+    last_piece = f"tok{args.tokens - 1} ".encode()  # the mock's last content delta: in every whole answer
     machine = report.machine()
-    _log(report.machine_text(machine))
+    log(report.machine_text(machine))
     try:
         database.validate()
         background = [background_load()]
-        targets, env = bench.setup()
+        targets, env = launcher.setup()
         with asyncio.Runner(loop_factory=new_event_loop) as runner:
             if args.soak:
-                soaked = runner.run(bench.run_soak(targets[0]))
+                soaked = runner.run(run_soak(args, targets[0], launcher.pgids["gateway"], last_piece))
             else:
-                cells = runner.run(bench.drive(targets))
+                measured = runner.run(
+                    cells.drive(
+                        targets,
+                        modes=args.modes,
+                        concurrencies=args.concurrency,
+                        warmup=args.warmup,
+                        duration=args.duration,
+                        last_piece=last_piece,
+                        pgids=launcher.pgids,
+                        processes=processes,
+                    )
+                )
         processes.check_alive()
-        _log("load done; checking the billing records")
+        log("load done; checking the billing records")
         billing = _settled_accounting(env)
         processes.stop_all()
         background.append(background_load())
         data: dict[str, Any] = {
             "machine": machine,
-            "settings": summary.settings_of(args, database, background, bench.litellm_version),
+            "settings": summary.settings_of(args, database, background, launcher.litellm_version),
         }
         if args.soak:
             summary.print_soak(args, database, machine, background, soaked, billing)
             data |= {"soak": soak.summary(soaked), "billing": billing}
         else:
-            summary.print_results(args, database, machine, background, cells, billing, bench.litellm_version)
-            data |= {"cells": [report.cell_summary(cell) for cell in cells], "billing": billing}
+            summary.print_results(
+                args, database, machine, background, measured, billing, launcher.litellm_version
+            )
+            data |= {"cells": [report.cell_summary(cell) for cell in measured], "billing": billing}
         if args.json:
             args.json.write_text(json.dumps(data, indent=2) + "\n")
-            _log(f"wrote {args.json}")
+            log(f"wrote {args.json}")
         return 0
     except BenchError as exc:
-        _log(f"bench: {exc}")
+        log(f"bench: {exc}")
         for child in processes.children:
-            _log(f"--- {child.name} log ({child.log}) ends:\n{tail(child.log, 15)}")
+            log(f"--- {child.name} log ({child.log}) ends:\n{tail(child.log, 15)}")
         return 1
     except KeyboardInterrupt:
-        _log("bench: interrupted; stopping everything it started")
+        log("bench: interrupted; stopping everything it started")
         return 130
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip the clean-up
         processes.stop_all()
         if args.keep:
-            _log(f"kept {workdir} and the database ({database.label})")
+            log(f"kept {workdir} and the database ({database.label})")
         else:
             try:
                 database.drop()
             except BenchError as exc:
-                _log(f"bench: could not drop the database: {exc}")
+                log(f"bench: could not drop the database: {exc}")
             shutil.rmtree(workdir, ignore_errors=True)
         signal.signal(signal.SIGINT, signal.default_int_handler)
 

@@ -31,6 +31,11 @@ class BenchError(Exception):
     """A setup step failed; the message says which and why."""
 
 
+def log(message: str) -> None:
+    """Progress, warnings and failures: on stderr, so that stdout holds only the results."""
+    print(message, file=sys.stderr, flush=True)
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

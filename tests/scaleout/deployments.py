@@ -17,7 +17,7 @@ from django.db import connection
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKERS = 2
-# The parent's settings that must not reach a deployment: it gets its own (bench/run.py scrubs the same).
+# The parent's settings that must not reach a deployment: it gets its own (bench/targets.py scrubs the same).
 SCRUBBED_ENV = (
     "DATABASE_URL", "REDIS_URL", "METER_REDIS_URL", "METER_REDIS_CLUSTER", "METER_REDIS_SHARDS",
     "SQLITE_PATH", "CELERY_BROKER_URL", "CELERY_TASK_ALWAYS_EAGER", "EMBEDDED_BEAT", "HYPERINFER_ENV",

@@ -1,0 +1,48 @@
+"""The run behind the tables (`python -m bench.run` without --soak): one request of each mode to each
+target first, then every cell (one mode, one concurrency, one target) for the same fixed time, with the
+target's CPU time and the machine's measured around it."""
+
+import functools
+
+from bench.load import MODES, CellResult, Target, preflight, run_cell
+from bench.stack import BenchError, Processes, group_cpu_seconds, host_cpu_times, log
+
+
+async def drive(
+    targets: list[Target],
+    *,
+    modes: list[str],
+    concurrencies: list[int],
+    warmup: float,
+    duration: float,
+    last_piece: bytes,
+    pgids: dict[str, int],
+    processes: Processes,
+) -> list[CellResult]:
+    """Each cell runs direct, bare proxy, gateway (and LiteLLM) in turn, so they share the machine's
+    state. `pgids` maps a target's name to the process group that serves it."""
+    for mode in modes:
+        for target in targets:
+            problem = await preflight(target, MODES[mode], last_piece)
+            if problem:
+                raise BenchError(f"{target.name} failed a single {mode} request before the load: {problem}")
+    cells: list[CellResult] = []
+    for mode in modes:
+        for concurrency in concurrencies:
+            for target in targets:
+                pgid = pgids.get(target.name)
+                processes.check_alive()
+                cell = await run_cell(
+                    target,
+                    stream=MODES[mode],
+                    concurrency=concurrency,
+                    warmup=warmup,
+                    duration=duration,
+                    last_piece=last_piece,
+                    cpu_probe=None if pgid is None else functools.partial(group_cpu_seconds, pgid),
+                    host_probe=host_cpu_times,
+                )
+                cells.append(cell)
+                errors = f", {cell.error_count} errors" if cell.error_count else ""
+                log(f"  {mode:9} c={concurrency:<4} {target.name:7} {cell.rps:9,.1f} req/s{errors}")
+    return cells
