@@ -1,9 +1,17 @@
 """Process-level facts and settings: this process's id, whether another is alive (for the files processes
-leave behind, the metrics directory's), and the garbage collector's settings for a long-running server."""
+leave behind, the metrics directory's), the garbage collector's settings for a long-running server, and a
+server worker's tie to its supervisor."""
 
+import ctypes
 import gc
+import logging
+import multiprocessing
 import os
+import signal
+import sys
 import threading
+
+logger = logging.getLogger(__name__)
 
 # The youngest generation's threshold for a server process: Python's default (700 allocations) runs a
 # collection every few requests, each walking every young object still alive (the requests in flight).
@@ -52,4 +60,27 @@ def settle_server_heap() -> bool:
     gc.freeze()
     _, older, oldest = gc.get_threshold()
     gc.set_threshold(SERVER_GEN0_THRESHOLD, older, oldest)
+    return True
+
+
+_PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when its parent dies
+
+
+def exit_with_parent() -> bool:
+    """A worker that a supervisor started (uvicorn --workers: a multiprocessing child) gets SIGTERM, the
+    graceful stop (requests in flight finish and settle), when the supervisor dies — even by SIGKILL. Else
+    it lives on as an orphan: serving on the shared socket, holding its database connections, with nobody
+    to restart or stop it (seen: a killed benchmark's workers still connected to its dropped database).
+
+    Linux only (prctl); True when armed. A process that is not a multiprocessing child (a single-process
+    server, the tests) is left alone."""
+    parent = multiprocessing.parent_process()
+    if parent is None or not sys.platform.startswith("linux"):
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        logger.warning("could not tie this worker to its supervisor: %s", os.strerror(ctypes.get_errno()))
+        return False
+    if os.getppid() != parent.pid:  # the supervisor died before the tie was made: stop as it would have
+        os.kill(os.getpid(), signal.SIGTERM)
     return True

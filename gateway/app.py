@@ -12,7 +12,7 @@ from billing import mirror
 from core.encoding import compact_json
 from core.envelopes import openai_error_body
 from core.errors import ApiError, ErrorCode
-from core.processes import settle_server_heap
+from core.processes import exit_with_parent, settle_server_heap
 from gateway import counting, embeddings, metrics, pipeline, tokenizer_api
 from gateway.auth import Caller, authenticate
 from gateway.http import AsgiApp, Receive, Scope, Send, headers_of, in_thread, request_id_headers, send_json
@@ -188,6 +188,7 @@ async def lifespan(scope: Scope, receive: Receive, send: Send) -> None:
             loop_journal()
             writer.loop_flusher()
             settle_server_heap()
+            exit_with_parent()  # a worker whose supervisor is killed stops too (no orphans)
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             await stop_keeper()

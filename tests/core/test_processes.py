@@ -1,13 +1,21 @@
 """core/processes.py: the kept process id follows a fork; the collector is tuned only in a server's own
-process (the app served from the main thread), never in a program that runs the app in a side thread."""
+process (the app served from the main thread), never in a program that runs the app in a side thread; a
+supervisor's worker stops when the supervisor is killed, and nothing else is tied to its parent."""
 
+import contextlib
 import gc
 import os
+import signal
 import subprocess
 import sys
+import textwrap
 import threading
+import time
+from pathlib import Path
 
-from core.processes import SERVER_GEN0_THRESHOLD, current_pid, settle_server_heap
+from core.processes import SERVER_GEN0_THRESHOLD, current_pid, exit_with_parent, settle_server_heap
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_kept_pid_is_this_processes_and_a_forked_childs_own():
@@ -45,3 +53,81 @@ def test_a_server_process_freezes_its_start_up_heap_and_collects_less_often():
     assert tuned == "True"
     assert int(frozen_before) == 0 and int(frozen_after) > 1000  # every object of the start-up heap
     assert int(threshold) == SERVER_GEN0_THRESHOLD
+
+
+# A supervisor as uvicorn's: it starts a worker with multiprocessing (spawn), prints the worker's pid, waits.
+# The worker ties itself to it, notes a SIGTERM in a file (its graceful stop), and otherwise sleeps.
+SUPERVISOR = """
+import multiprocessing, os, signal, sys, time
+from pathlib import Path
+
+from core.processes import exit_with_parent
+
+def worker(note):
+    def stop(signum, frame):
+        Path(note).write_text("SIGTERM")
+        os._exit(0)
+    signal.signal(signal.SIGTERM, stop)
+    Path(note + ".armed").write_text(str(exit_with_parent()))
+    time.sleep(60)
+
+if __name__ == "__main__":
+    child = multiprocessing.get_context("spawn").Process(target=worker, args=(sys.argv[1],))
+    child.start()
+    print(child.pid, flush=True)
+    time.sleep(60)
+"""
+
+
+def _wait_for(path: Path, seconds: float = 10) -> str:
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path.name} never appeared"
+        time.sleep(0.05)
+    time.sleep(0.05)  # written whole
+    return path.read_text()
+
+
+def _gone(pid: int, seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_worker_gets_sigterm_when_its_supervisor_is_killed(tmp_path):
+    script = tmp_path / "supervisor.py"
+    script.write_text(textwrap.dedent(SUPERVISOR))
+    note = tmp_path / "worker-note"
+    supervisor = subprocess.Popen(
+        [sys.executable, str(script), str(note)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    worker_pid = None
+    try:
+        assert supervisor.stdout is not None
+        worker_pid = int(supervisor.stdout.readline())
+        assert _wait_for(Path(f"{note}.armed")) == "True"
+        assert not note.exists()  # alive and untouched while its supervisor lives
+        supervisor.kill()  # SIGKILL: the supervisor cannot stop its worker itself
+        supervisor.wait()
+        assert _wait_for(note) == "SIGTERM"  # the graceful stop, not a kill
+        assert _gone(worker_pid)
+    finally:
+        supervisor.kill()
+        supervisor.wait()
+        if worker_pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker_pid, signal.SIGKILL)
+
+
+def test_a_process_no_supervisor_started_is_not_tied_to_its_parent():
+    # The test process (and a single-process server) is not a multiprocessing child: nothing is armed.
+    assert exit_with_parent() is False
