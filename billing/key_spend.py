@@ -15,9 +15,13 @@ from billing import mirror
 from billing.errors import KeyLimitExceeded
 from billing.models import KeySpend, LimitReset
 
+_RESETTING = frozenset({LimitReset.DAILY, LimitReset.WEEKLY, LimitReset.MONTHLY})
+
 
 def limit_period_start(reset: str, now: datetime) -> datetime | None:
     """The start (UTC) of the key-limit period that contains `now`; None for a limit that never resets."""
+    if reset not in _RESETTING:
+        return None  # most keys: no date arithmetic on every request's admission and settlement
     day = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     if reset == LimitReset.DAILY:
         return day
