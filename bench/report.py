@@ -111,18 +111,19 @@ def _cpu_per_request(cell: CellResult) -> float | None:
     return cell.cpu_seconds / cell.sent if cell.cpu_seconds is not None and cell.sent else None
 
 
-def table(rows: list[tuple[CellResult, ...]], stream: bool) -> str:
+def table(rows: list[tuple[CellResult, ...]], stream: bool, baseline: str = "bare") -> str:
     """One row per concurrency: direct, the bare proxy and the gateway side by side (and LiteLLM, when it
     is a target: a fourth cell in each row), and the gateway's cost measured against the bare proxy (the
-    floor for a Python gateway on this stack)."""
+    floor for a Python gateway on this stack), or against the metered floor (`baseline` "floor")."""
     litellm = any(len(row) > 3 for row in rows)
-    letters = "d/b/g/l" if litellm else "d/b/g"
-    header = ["conc", "direct r/s", "bare r/s", "gw r/s"]
-    header += ["litellm r/s", "gw/bare", "gw/litellm"] if litellm else ["gw/bare"]
-    header += ["bare p50", "gw p50", "gw p99", "+p50"]
+    b = baseline
+    letters = f"d/{b[0]}/g/l" if litellm else f"d/{b[0]}/g"
+    header = ["conc", "direct r/s", f"{b} r/s", "gw r/s"]
+    header += ["litellm r/s", f"gw/{b}", "gw/litellm"] if litellm else [f"gw/{b}"]
+    header += [f"{b} p50", "gw p50", "gw p99", "+p50"]
     if stream:
-        header += ["bare ttfb50", "gw ttfb50", "+ttfb50"]
-    header += ["bare cpu/req", "gw cpu/req", "cpu gw/bare", f"host cpu {letters}", f"errors {letters}"]
+        header += [f"{b} ttfb50", "gw ttfb50", "+ttfb50"]
+    header += [f"{b} cpu/req", "gw cpu/req", f"cpu gw/{b}", f"host cpu {letters}", f"errors {letters}"]
     lines = [header]
     for cells in rows:
         direct, bare, gateway = cells[:3]

@@ -94,6 +94,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="PATH",
         help="the python of a venv with litellm[proxy]: adds a LiteLLM proxy as a fourth target",
     )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="the metered floor (bench/metered_floor.py: the bare proxy plus JSON and the two Redis "
+        "scripts) in the bare proxy's place; needs --redis-url",
+    )
     args = parser.parse_args(argv)
     if args.soak is not None:
         if not 1 <= args.soak <= 100_000_000:
@@ -103,7 +109,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if args.litellm_python:
             parser.error("--soak drives the gateway alone; leave out --litellm-python")
     args.concurrency = args.concurrency or ([32] if args.soak else [1, 8, 32, 64])
-    args.modes = args.modes or (["nonstream"] if args.soak else ["nonstream", "stream"])
+    args.modes = args.modes or (["nonstream"] if args.soak or args.floor else ["nonstream", "stream"])
+    if args.floor and (not args.redis_url or args.modes != ["nonstream"] or args.soak):
+        parser.error(
+            "--floor answers whole answers and holds in Redis: --modes nonstream, a --redis-url, no --soak"
+        )
     if args.litellm_python and not args.litellm_python.is_file():
         parser.error(f"--litellm-python {args.litellm_python}: no such file")
     if not 0 < args.duration <= 600 or not 0 <= args.warmup <= 60:

@@ -75,8 +75,11 @@ def print_results(
         stream = MODES[mode]
         mode_cells = [cell for cell in cells if cell.stream == stream]
         rows = [tuple(mode_cells[i : i + width]) for i in range(0, len(mode_cells), width)]
-        print(f"\n{mode} (latencies in ms; + = gateway minus bare proxy)")
-        print(report.table(rows, stream))
+        baseline = "floor" if args.floor else "bare"
+        print(
+            f"\n{mode} (latencies in ms; + = gateway minus {'metered floor' if args.floor else 'bare proxy'})"
+        )
+        print(report.table(rows, stream, baseline=baseline))
     errors = report.error_lines(cells)
     print("\nErrors (warm-up included):" if errors else "\nErrors: none")
     for line in errors:

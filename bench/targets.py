@@ -145,16 +145,21 @@ class Launcher:
         return port
 
     def _start_bare(self, upstream_url: str, upstream_key: str) -> Target:
+        """The bare proxy, or with --floor the metered floor in its place (bench/metered_floor.py)."""
         port = free_port()
         env = os.environ.copy() | {"BENCH_UPSTREAM_URL": upstream_url, "BENCH_UPSTREAM_KEY": upstream_key}
-        argv = [sys.executable, "-m", "uvicorn", "bench.bare_proxy:app", *self._server_flags(port)]
-        log(f"starting the bare proxy on 127.0.0.1:{port} ({self.args.workers} workers)")
-        bare = self.processes.start("bare proxy", argv, env, self.workdir / "bare.log")
-        self.pgids["bare"] = bare.process.pid
+        name, app, title = "bare", "bench.bare_proxy:app", "the bare proxy"
+        if self.args.floor:
+            name, app, title = "floor", "bench.metered_floor:app", "the metered floor"
+            env["BENCH_FLOOR_REDIS"] = self.args.redis_url
+        argv = [sys.executable, "-m", "uvicorn", app, *self._server_flags(port)]
+        log(f"starting {title} on 127.0.0.1:{port} ({self.args.workers} workers)")
+        bare = self.processes.start(title, argv, env, self.workdir / f"{name}.log")
+        self.pgids[name] = bare.process.pid
         self._wait_for_workers(bare.process.pid)
         # The same request as direct's (the proxy adds the upstream's key itself).
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
-        return _target("bare", url, "-", UPSTREAM_MODEL, self.args.tokens)
+        return _target(name, url, "-", UPSTREAM_MODEL, self.args.tokens)
 
     def _start_gateway(self, upstream_port: int, upstream_key: str) -> tuple[Target, dict[str, str]]:
         args = self.args
