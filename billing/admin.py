@@ -26,7 +26,7 @@ from billing.models import (
     UsageRollup,
 )
 from billing.money import format_usd, usd_to_micro
-from billing.payments import payment_refund
+from billing.refunds import payment_refund
 from billing.services import credits_adjust
 
 

@@ -1,9 +1,11 @@
-"""Money in: credits bought by card with Stripe (design §4, invariant 5).
+"""Money in: credits bought by card with Stripe (design §4, invariant 5) — a purchase on the Add credits page
+and the off-session auto top-up, each a PaymentIntent that `payment_sync` credits once.
 
 A purchase is a `purchase` ledger entry whose reference is the PaymentIntent's id, and a refund a `refund`
 entry whose reference is the Stripe refund's id: the ledger's unique (kind, reference) makes every replay a
 no-op, so the browser's return, the webhook and a retry may all report the same payment and it is credited
-once, in whatever order they come. Webhook events are stored once by their id and applied by a Celery task.
+once, in whatever order they come. Refunds are in billing/refunds.py; webhook events, stored once by their id
+and applied by a Celery task, in billing/stripe_events.py.
 """
 
 import logging
@@ -21,7 +23,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from billing import stripe_api
-from billing.errors import InvalidAmount, PaymentDeclined, PaymentNotFound, WebhookRejected
+from billing.errors import InvalidAmount, PaymentDeclined, PaymentNotFound
 from billing.models import (
     EntryKind,
     LedgerEntry,
@@ -29,7 +31,6 @@ from billing.models import (
     PaymentKind,
     PaymentStatus,
     StripeCustomer,
-    StripeEvent,
 )
 from billing.money import MICRO_PER_USD
 from billing.selectors import account_for
@@ -187,114 +188,6 @@ def credits_purchase(*, payment: Payment) -> LedgerEntry:
         reference=payment.payment_intent_id,
         metadata={"payment_intent": payment.payment_intent_id},
     )
-
-
-# --- Refunds -------------------------------------------------------------------------------------
-def payment_refund(
-    *, payment: Payment, amount_micro_usd: int, by: AbstractBaseUser | None = None
-) -> LedgerEntry:
-    """Refund (part of) a payment through Stripe, and post the refund entry at once (the webhook that
-    follows finds it posted). Never more than what is left to refund."""
-    left = payment.amount_micro_usd - payment.refunded_micro_usd
-    if payment.status != PaymentStatus.SUCCEEDED or not 0 < amount_micro_usd <= left:
-        raise InvalidAmount(f"amount: a succeeded payment's refund, at most {left} micro-USD")
-    refund = stripe_api.refund_create(
-        payment_intent_id=payment.payment_intent_id,
-        amount_cents=amount_micro_usd // MICRO_PER_CENT,
-        idempotency_key=f"refund-{payment.payment_intent_id}-{payment.refunded_micro_usd}-{amount_micro_usd}",
-    )
-    return refund_apply(payment=payment, refund=refund, by=by)
-
-
-def refund_apply(*, payment: Payment, refund: Json, by: AbstractBaseUser | None = None) -> LedgerEntry:
-    """The refund entry of one Stripe refund (once by its id). The balance may go negative: new requests
-    are then refused, and nothing in flight is lost (its hold stands until it settles)."""
-    with transaction.atomic():
-        entry = ledger_post(
-            workspace_id=payment.workspace_id,
-            kind=EntryKind.REFUND,
-            amount_micro_usd=-int(refund["amount"]) * MICRO_PER_CENT,
-            reason=f"Refund of {payment.payment_intent_id}",
-            reference=str(refund["id"]),
-            created_by=by,
-            metadata={"payment_intent": payment.payment_intent_id},
-        )
-        refunded = -sum(
-            e.amount_micro_usd
-            for e in LedgerEntry.objects.filter(
-                kind=EntryKind.REFUND, metadata__payment_intent=payment.payment_intent_id
-            )
-        )
-        Payment.objects.filter(pk=payment.pk).update(refunded_micro_usd=refunded)
-    return entry
-
-
-# --- Webhooks -------------------------------------------------------------------------------------
-def webhook_receive(payload: bytes, signature: str) -> StripeEvent | None:
-    """Verify and store a webhook delivery. The stored event, to apply; None when it came before."""
-    try:
-        event = stripe_api.webhook_event(payload, signature)
-    except (stripe.SignatureVerificationError, ValueError) as exc:
-        raise WebhookRejected(str(exc)) from exc
-    try:
-        with transaction.atomic():
-            return StripeEvent.objects.create(event_id=event["id"], type=event["type"], payload=event)
-    except IntegrityError:
-        return None
-
-
-@dataclass(frozen=True)
-class EventOutcome:
-    """What an applied event asks of the layers above billing: a workspace to lock, and why."""
-
-    lock_workspace_id: uuid.UUID | None = None
-    lock_reason: str = ""
-
-
-def stripe_event_apply(*, event_id: str) -> EventOutcome | None:
-    """Apply a stored event once, in the caller's transaction (its row locked). None: applied before."""
-    event = StripeEvent.objects.select_for_update().get(event_id=event_id)
-    if event.processed_at is not None:
-        return None
-    obj = event.payload["data"]["object"]
-    outcome = EventOutcome()
-    if event.type in ("payment_intent.succeeded", "payment_intent.payment_failed"):
-        if (obj.get("metadata") or {}).get("workspace_id"):
-            payment_sync(obj)
-    elif event.type == "charge.refunded":
-        _charge_refunded(obj)
-    elif event.type == "charge.dispute.created":
-        outcome = _dispute_created(obj)
-    event.processed_at = timezone.now()
-    event.save(update_fields=["processed_at"])
-    return outcome
-
-
-def _payment_of_intent(payment_intent_id: str) -> Payment | None:
-    payment = Payment.objects.filter(payment_intent_id=payment_intent_id).first()
-    if payment is None:  # the refund or dispute came before the payment's own event: ask Stripe
-        intent = stripe_api.payment_intent_retrieve(payment_intent_id)
-        if (intent.get("metadata") or {}).get("workspace_id"):
-            payment = payment_sync(intent)
-    return payment
-
-
-def _charge_refunded(charge: Json) -> None:
-    payment = _payment_of_intent(str(charge.get("payment_intent") or ""))
-    if payment is None:
-        logger.warning("stripe: a refund of %s, which is no payment for credits", charge.get("id"))
-        return
-    for refund in (charge.get("refunds") or {}).get("data") or []:
-        if refund.get("status") in ("succeeded", "pending", None):
-            refund_apply(payment=payment, refund=refund)
-
-
-def _dispute_created(dispute: Json) -> EventOutcome:
-    payment = _payment_of_intent(str(dispute.get("payment_intent") or ""))
-    if payment is None:
-        return EventOutcome()
-    reason = f"Payment {payment.payment_intent_id} disputed ({dispute.get('reason') or 'no reason given'})"
-    return EventOutcome(lock_workspace_id=payment.workspace_id, lock_reason=reason)
 
 
 def payments_of(*, workspace_id: uuid.UUID) -> list[Payment]:

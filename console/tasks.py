@@ -12,8 +12,9 @@ from django.template.loader import render_to_string
 
 from billing.models import StripeCustomer
 from billing.money import format_usd
-from billing.payments import TopUp, auto_top_up_run, low_balance_crossed, stripe_event_apply
+from billing.payments import TopUp, auto_top_up_run, low_balance_crossed
 from billing.selectors import account_for
+from billing.stripe_events import stripe_event_apply
 from console.models import Membership, Role, Workspace
 from console.services.workspaces import workspace_lock
 

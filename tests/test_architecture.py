@@ -31,7 +31,8 @@ PUBLIC: dict[str, set[str]] = {
         "billing.key_spend",  # key-limit periods, holds and charges
         "billing.mirror",  # the Redis mirror's layout, shared with the Redis meter's scripts
         "billing.admin",  # inlines for console's admin pages
-        "billing.payments",  # money in: card payments, refunds, Stripe's webhook events
+        "billing.payments",  # money in: card payments and auto top-up
+        "billing.stripe_events",  # Stripe's webhook events, stored and applied once
         "billing.usage",  # a workspace's usage over a window, from the rollups (the Usage page)
     },
     "console": {

@@ -1,5 +1,5 @@
 """Buying credits: the Add credits page (card by Stripe.js), its JSON calls, the payments list and receipts,
-and Stripe's webhook. Thin: billing/payments.py holds the rules."""
+and Stripe's webhook. Thin: billing/payments.py and billing/stripe_events.py hold the rules."""
 
 import json
 import logging
@@ -22,9 +22,9 @@ from billing.payments import (
     payment_refresh,
     payment_start,
     payments_of,
-    webhook_receive,
 )
 from billing.selectors import account_for
+from billing.stripe_events import webhook_receive
 from console.models import MANAGING_ROLES
 from console.services.workspaces import membership_role
 from console.tasks import process_stripe_event

@@ -10,8 +10,9 @@
   Fields of the Responses API that only shape what is
   stored or returned (`metadata`, `include`, `max_tool_calls`, `stream_options`) are dropped; the others
   the schema does not name go to `extra` (passed to the upstream), as in chat completions.
-- Response and stream: gateway/ingress/responses_render.py (output items, the response object, the SSE
-  events, and what a stream broken by an upstream error ends with).
+- Response and stream: gateway/ingress/responses_output.py (output items, the response object) and
+  gateway/ingress/responses_stream.py (the SSE events, and what a stream broken by an upstream error ends
+  with).
 - Errors: the OpenAI envelope with the taxonomy code, shared with chat completions.
 """
 
@@ -34,7 +35,8 @@ from gateway.canonical import (
     ToolResultBlock,
 )
 from gateway.ingress.chat_completions import parallel_tool_calls
-from gateway.ingress.responses_render import ResponsesStream, decode_reasoning_state, response_object
+from gateway.ingress.responses_output import decode_reasoning_state, response_object
+from gateway.ingress.responses_stream import ResponsesStream
 from gateway.ingress.validation import (
     load_validator,
     openai_role,

@@ -11,10 +11,10 @@ from billing.payments import (
     card_setup_start,
     credits_amount,
     payment_refresh,
-    payment_refund,
     payment_start,
     payment_sync,
 )
+from billing.refunds import payment_refund
 from billing.selectors import account_balance
 from billing.services import ledger_post
 from tests.factories import make_workspace

@@ -4,7 +4,8 @@ insufficient_credits, and the credits are not edited by hand."""
 import httpx
 
 from billing.models import EntryKind
-from billing.payments import payment_refund, payment_sync
+from billing.payments import payment_sync
+from billing.refunds import payment_refund
 from billing.selectors import account_balance
 from billing.services import ledger_post
 from tests.console.test_stripe_webhooks import paid_at_stripe

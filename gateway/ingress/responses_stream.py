@@ -1,12 +1,9 @@
-"""OpenAI Responses output: canonical events → output items, the response object and the SSE events.
+"""OpenAI Responses stream: canonical events → the SSE events of one streamed response.
 
-- Output items in order, each id `<prefix>_<request id>_<output index>` (`rs_`, `msg_`, `fc_`), so a streamed
-  answer's final `response.completed` names the very items its events announced (the official SDK checks).
-  A non-streamed answer is the fold: reasoning (an item per block), then text, then one function_call per
-  tool call.
-- Reasoning state: an Anthropic thinking signature (or a redacted block's data) rides in the reasoning item's
-  `encrypted_content`, prefixed with its kind, so a client that sends the item back (`input +=
-  response.output`) has its thinking replayed to Anthropic verbatim (gateway/ingress/responses.py).
+Separate from gateway/ingress/responses_output.py (the items and the response object, which every event
+here carries) because the stream is a protocol of its own: which item is open, the order of its events, and
+their sequence numbers.
+
 - Stream: `event:` + `data:` frames, each with `type` and an increasing `sequence_number`. One output item is
   open at a time and is closed (its `*.done` events) when the next block starts. A reasoning or message item
   opens with its first non-empty delta or signature, so an empty block yields no item (as in the fold); a
@@ -21,10 +18,6 @@
 - Errors after the first byte: an `error` event (`code`, `message`, `param`), then `response.failed` whose
   response has status `failed` and `error: {code, message}`; an item cut off mid-way gets status
   `incomplete` and no `*.done` events. The official SDK parses both as typed events.
-- The request's parameters are not echoed back (a format sees only the request id and model when it
-  renders): `tools`, `tool_choice` and `parallel_tool_calls`, which the SDK's `Response` type requires,
-  carry neutral values ([], "auto", true); the other echo fields are null. `usage.cost` (USD) is a
-  HyperInfer extension, as in the other formats.
 """
 
 import time
@@ -47,166 +40,26 @@ from gateway.canonical import (
     ToolCallDelta,
     Usage,
 )
-from gateway.fold import Folded, FoldedReasoning, FoldedServerTool, FoldedText
-from gateway.ingress.base import provider_metadata
+from gateway.ingress.responses_output import (
+    encode_reasoning_state,
+    final_status,
+    function_call_item,
+    item_id,
+    message_item,
+    output_text_part,
+    reasoning_item,
+    response_envelope,
+    tool_item_prefix,
+    usage_object,
+)
 from gateway.ingress.tool_shapes import (
     completed_payload,
     has_responses_item,
-    responses_annotation,
     responses_item,
     responses_progress,
     responses_progress_done,
     started_payload,
 )
-
-_INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_filter"}
-
-
-# --- The response object ------------------------------------------------------------------
-def usage_object(usage: Usage, cost_usd: float) -> dict[str, Any]:
-    return {
-        "input_tokens": usage.prompt_tokens,
-        "input_tokens_details": {
-            "cached_tokens": usage.cached_prompt_tokens,
-            "cache_write_tokens": usage.cache_write_prompt_tokens,
-        },
-        "output_tokens": usage.completion_tokens,
-        "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
-        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
-        "cost": cost_usd,
-        **provider_metadata(usage),
-    }
-
-
-def item_id(prefix: str, request_id: str, output_index: int) -> str:
-    return f"{prefix}_{request_id}_{output_index}"
-
-
-_THINKING_STATE, _REDACTED_STATE = "anthropic.thinking:", "anthropic.redacted:"
-
-
-def encode_reasoning_state(signature: str | None, redacted: bool = False) -> str | None:
-    if not signature:
-        return None
-    return (_REDACTED_STATE if redacted else _THINKING_STATE) + signature
-
-
-def decode_reasoning_state(value: str | None) -> tuple[str | None, bool]:
-    """(signature, redacted) from an `encrypted_content` we issued; (None, False) for anything else."""
-    for prefix, redacted in ((_THINKING_STATE, False), (_REDACTED_STATE, True)):
-        if value and value.startswith(prefix) and len(value) > len(prefix):
-            return value[len(prefix) :], redacted
-    return None, False
-
-
-def reasoning_item(id_: str, text: str, encrypted_content: str | None = None) -> dict[str, Any]:
-    summary = [{"type": "summary_text", "text": text}] if text else []
-    item: dict[str, Any] = {"id": id_, "type": "reasoning", "summary": summary}
-    if encrypted_content:
-        item["encrypted_content"] = encrypted_content
-    return item
-
-
-def message_item(
-    id_: str, text: str | None, status: str = "completed", cited: tuple[Citation, ...] = ()
-) -> dict[str, Any]:
-    content = [] if text is None else [_output_text(text, cited)]
-    return {"id": id_, "type": "message", "role": "assistant", "status": status, "content": content}
-
-
-def function_call_item(
-    id_: str, call_id: str, name: str, arguments: str, status: str = "completed"
-) -> dict[str, Any]:
-    return {
-        "id": id_,
-        "type": "function_call",
-        "status": status,
-        "call_id": call_id,
-        "name": name,
-        "arguments": arguments,
-    }
-
-
-def _output_text(text: str, cited: tuple[Citation, ...] = ()) -> dict[str, Any]:
-    annotations = [responses_annotation(citation, len(text)) for citation in cited]
-    return {"type": "output_text", "text": text, "annotations": annotations}
-
-
-def response_envelope(
-    *,
-    request_id: str,
-    model: str,
-    created_at: int,
-    status: str,
-    output: list[dict[str, Any]],
-    usage: dict[str, Any] | None = None,
-    finish_reason: str | None = None,
-    error: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    incomplete = _INCOMPLETE_REASONS.get(finish_reason or "")
-    return {
-        "id": f"resp_{request_id}",
-        "object": "response",
-        "created_at": created_at,
-        "status": status,
-        "error": error,
-        "incomplete_details": {"reason": incomplete} if incomplete else None,
-        "model": model,
-        "output": output,
-        "usage": usage,
-        "instructions": None,
-        "metadata": {},
-        "parallel_tool_calls": True,
-        "tool_choice": "auto",
-        "tools": [],
-        "temperature": None,
-        "top_p": None,
-        "text": None,
-        "store": False,
-    }
-
-
-def _prefix(tool: str) -> str:
-    return "ig" if tool == "image" else "ws"
-
-
-def final_status(finish_reason: str | None) -> str:
-    return "incomplete" if finish_reason in _INCOMPLETE_REASONS else "completed"
-
-
-def response_object(
-    *, request_id: str, model: str, created: int, folded: Folded, usage: Usage, cost_usd: float
-) -> dict[str, Any]:
-    output: list[dict[str, Any]] = []  # one item a block, in the stream's order (empty ones left out)
-    cited: tuple[Citation, ...] = ()  # what the server tools found, for the next message to cite
-    for block in folded.blocks:
-        if isinstance(block, FoldedText):
-            if block.text:
-                output.append(message_item(item_id("msg", request_id, len(output)), block.text, cited=cited))
-                cited = ()
-        elif isinstance(block, FoldedServerTool):
-            cited += block.result.citations if block.result else ()
-            if has_responses_item(block.name):
-                call = ServerToolCall(0, block.id, block.name, block.arguments)
-                output.append(
-                    responses_item(item_id(_prefix(block.name), request_id, len(output)), call, block.result)
-                )
-        elif isinstance(block, FoldedReasoning):
-            state = encode_reasoning_state(block.signature, block.redacted)
-            if block.text or state:
-                output.append(reasoning_item(item_id("rs", request_id, len(output)), block.text, state))
-        else:
-            fc_id = item_id("fc", request_id, len(output))
-            output.append(function_call_item(fc_id, block.id, block.name, block.arguments))
-    return response_envelope(
-        request_id=request_id,
-        model=model,
-        created_at=created,
-        status=final_status(folded.finish_reason),
-        output=output,
-        usage=usage_object(usage, cost_usd),
-        finish_reason=folded.finish_reason,
-    )
 
 
 # --- Stream -------------------------------------------------------------------------------
@@ -273,7 +126,9 @@ class ResponsesStream:
         if not has_responses_item(call.name):
             return frames
         output_index = len(self._output)
-        item = responses_item(item_id(_prefix(call.name), self._request_id, output_index), call, None)
+        item = responses_item(
+            item_id(tool_item_prefix(call.name), self._request_id, output_index), call, None
+        )
         self._output.append(item)
         ids = {"item_id": item["id"], "output_index": output_index}
         self._tool_items[call.call_id] = {"call": call, "ids": ids}
@@ -332,7 +187,7 @@ class ResponsesStream:
         frames = self._close()
         if kind == "message":
             opened = self._begin("msg", lambda id_: message_item(id_, None, status="in_progress"))
-            part = {"content_index": 0, "part": _output_text("")}
+            part = {"content_index": 0, "part": output_text_part("")}
             return [
                 *frames,
                 self._added(opened),
@@ -381,7 +236,7 @@ class ResponsesStream:
             return []
         item, ids, text = opened.item, opened.ids, opened.text
         if item["type"] == "message":
-            part = _output_text(text, self._cited)
+            part = output_text_part(text, self._cited)
             self._cited = ()
             item.update(status="completed", content=[part])
             frames = [
