@@ -7,7 +7,7 @@ import json
 import httpx
 import pytest
 
-from gateway.pipeline import Run
+from gateway.run import Run
 from tests.fakes.openai_dialects import Scenario, openai_fake
 from tests.gateway.conftest import serve_model_from, settled_generation
 
