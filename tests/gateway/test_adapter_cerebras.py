@@ -18,7 +18,8 @@ from gateway.canonical import (
 )
 from gateway.upstreams.base import UpstreamError
 from gateway.upstreams.cerebras import CerebrasAdapter
-from tests.fakes.openai_dialects import CEREBRAS_TIME_INFO, Scenario, openai_fake
+from tests.fakes.openai_dialects import Scenario, openai_fake
+from tests.fakes.openai_scenario import CEREBRAS_TIME_INFO
 from tests.fakes.server import collect_events
 
 

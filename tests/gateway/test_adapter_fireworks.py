@@ -13,7 +13,8 @@ from gateway.canonical import (
     Usage,
 )
 from gateway.upstreams.fireworks import FireworksAdapter
-from tests.fakes.openai_dialects import Scenario, fireworks_perf_metrics, openai_fake
+from tests.fakes.openai_dialects import Scenario, openai_fake
+from tests.fakes.openai_scenario import fireworks_perf_metrics
 from tests.fakes.server import collect_events
 
 

@@ -34,8 +34,8 @@ from gateway.upstreams.cerebras import CerebrasAdapter
 from gateway.upstreams.fireworks import FireworksAdapter
 from gateway.upstreams.llamacpp import LlamaCppAdapter
 from gateway.upstreams.openai_compatible import OpenAICompatibleAdapter
-from tests.fakes.openai_dialects import CEREBRAS_TIME_INFO, Scenario, fireworks_perf_metrics, openai_fake
-from tests.fakes.openai_scenario import FakeToolCall
+from tests.fakes.openai_dialects import Scenario, openai_fake
+from tests.fakes.openai_scenario import CEREBRAS_TIME_INFO, FakeToolCall, fireworks_perf_metrics
 from tests.fakes.server import collect_events
 
 ADAPTERS = {

@@ -26,7 +26,8 @@ from gateway.upstreams.extras import HARMLESS
 from gateway.upstreams.fireworks import FireworksAdapter
 from gateway.upstreams.llamacpp import LlamaCppAdapter
 from gateway.upstreams.openai_compatible import OpenAICompatibleAdapter
-from tests.fakes.openai_dialects import CEREBRAS_TIME_INFO, Scenario, fireworks_perf_metrics, openai_fake
+from tests.fakes.openai_dialects import Scenario, openai_fake
+from tests.fakes.openai_scenario import CEREBRAS_TIME_INFO, fireworks_perf_metrics
 from tests.fakes.server import collect_events
 from tests.gateway.conftest import serve_model_from, settled_generation
 from tests.gateway.test_adapter_openai_compatible import dialect_schema
