@@ -31,7 +31,7 @@ class BareProxy:
         if scope["type"] == "lifespan":
             await self.lifespan(receive, send)
         elif scope["type"] == "http":
-            await self.forward(receive, send)
+            await self.forward(scope, receive, send)
 
     async def lifespan(self, receive: Any, send: Any) -> None:
         while True:
@@ -39,6 +39,7 @@ class BareProxy:
             if message["type"] == "lifespan.startup":
                 # As the gateway's pool: unlimited connections, kept alive.
                 self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+                await self.started()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self.session is not None:
@@ -46,7 +47,10 @@ class BareProxy:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def forward(self, receive: Any, send: Any) -> None:
+    async def started(self) -> None:
+        """What a subclass prepares once the session is there (bench/metered_floor.py: its scripts)."""
+
+    async def forward(self, scope: Scope, receive: Any, send: Any) -> None:
         body = b""
         while True:
             message = await receive()

@@ -16,9 +16,10 @@ import time
 import uuid
 from typing import Any
 
-import aiohttp
 import django
 import orjson
+
+from bench.bare_proxy import BareProxy
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django.setup()  # the gateway package's import needs settings; the floor uses none of them
@@ -52,37 +53,18 @@ return 1
 """
 
 
-class MeteredFloor:
+class MeteredFloor(BareProxy):
+    """The bare proxy's server, session and request, with the hold and the settlement around each answer."""
+
     def __init__(self) -> None:
-        self.url = os.environ.get("BENCH_UPSTREAM_URL", "")
-        self.headers = {
-            "Authorization": f"Bearer {os.environ.get('BENCH_UPSTREAM_KEY', '')}",
-            "Content-Type": "application/json",
-        }
+        super().__init__()
         self.keys = {hashlib.sha256(b"-").hexdigest(): "ws-bench"}  # the bench sends "Bearer -"
-        self.session: aiohttp.ClientSession | None = None
         self.redis = RespConnection(os.environ["BENCH_FLOOR_REDIS"])
         self.reserve_sha = self.settle_sha = ""
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            await self.lifespan(receive, send)
-        elif scope["type"] == "http":
-            await self.forward(scope, receive, send)
-
-    async def lifespan(self, receive: Any, send: Any) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
-                self.reserve_sha = (await self.redis.call(("SCRIPT", "LOAD", RESERVE))).decode()
-                self.settle_sha = (await self.redis.call(("SCRIPT", "LOAD", SETTLE))).decode()
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                if self.session is not None:
-                    await self.session.close()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+    async def started(self) -> None:
+        self.reserve_sha = (await self.redis.call(("SCRIPT", "LOAD", RESERVE))).decode()
+        self.settle_sha = (await self.redis.call(("SCRIPT", "LOAD", SETTLE))).decode()
 
     async def forward(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         body = b""
