@@ -18,6 +18,16 @@ import aiohttp
 Scope = dict[str, Any]
 
 
+async def read_body(receive: Any) -> bytes:
+    """The request's body, however many messages it came in."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return body
+
+
 class BareProxy:
     def __init__(self) -> None:
         self.url = os.environ.get("BENCH_UPSTREAM_URL", "")
@@ -51,12 +61,7 @@ class BareProxy:
         """What a subclass prepares once the session is there (bench/metered_floor.py: its scripts)."""
 
     async def forward(self, scope: Scope, receive: Any, send: Any) -> None:
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         assert self.session is not None, "the lifespan starts the session"
         async with self.session.post(self.url, data=body, headers=self.headers) as upstream:
             content_type = upstream.headers.get("Content-Type", "application/json").encode()

@@ -19,7 +19,7 @@ from typing import Any
 import django
 import orjson
 
-from bench.bare_proxy import BareProxy
+from bench.bare_proxy import BareProxy, read_body
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django.setup()  # the gateway package's import needs settings; the floor uses none of them
@@ -67,12 +67,7 @@ class MeteredFloor(BareProxy):
         self.settle_sha = (await self.redis.call(("SCRIPT", "LOAD", SETTLE))).decode()
 
     async def forward(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         request = orjson.loads(body)
         headers = dict(scope["headers"])
         secret = headers.get(b"authorization", b"").removeprefix(b"Bearer ")
