@@ -24,7 +24,7 @@ from gateway.metering import get_meter
 from gateway.metering.records import Refusal, refusal_record
 from gateway.resolve import require_available, require_kind, resolved_model
 from gateway.routing import serves_raw_prompts
-from gateway.session import guarded_fetch_session, upstream_session
+from gateway.session import guarded_fetch_session, web_session
 from gateway.tokens import estimate_prompt_tokens, prompt_tokens_at_least, reservation_prompt_tokens
 from gateway.tools.base import ToolContext
 from gateway.tools.documents import pdf_parts_as_text
@@ -128,7 +128,7 @@ async def _read_documents(admitted: Admitted) -> None:
     """The pdf tool: PDF parts become text unless every route's upstream reads documents itself."""
     if all(adapter_reads_documents(route.provider.kind) for route in admitted.model.routes):
         return
-    context = ToolContext(session=upstream_session(), fetch_session=guarded_fetch_session())
+    context = ToolContext(session=web_session(), fetch_session=guarded_fetch_session())
     read = await pdf_parts_as_text(admitted.request, context)
     admitted.request, admitted.pdf_pages = read.request, read.pages
 

@@ -21,7 +21,7 @@ from gateway.metering import get_meter, writer
 from gateway.metering.keeper import loop_journal, stop_keeper
 from gateway.metering.redis_meter import close_loop_client
 from gateway.openapi import openapi_json
-from gateway.session import close_upstream_session
+from gateway.session import close_upstream_sessions
 
 logger = logging.getLogger(__name__)
 
@@ -194,6 +194,6 @@ async def lifespan(scope: Scope, receive: Receive, send: Send) -> None:
             await stop_keeper()
             await writer.stop_loop_flusher()
             await close_loop_client()
-            await close_upstream_session()
+            await close_upstream_sessions()
             await send({"type": "lifespan.shutdown.complete"})
             return

@@ -7,7 +7,6 @@ import logging
 import uuid
 from dataclasses import dataclass
 
-import aiohttp
 from django.conf import settings
 
 from core.encoding import compact_json
@@ -29,9 +28,10 @@ from gateway.http import (
 from gateway.ingress import anthropic_messages
 from gateway.metering import get_meter
 from gateway.resolve import require_kind, resolved_model
-from gateway.session import upstream_session
+from gateway.session import upstream_client
 from gateway.tokens import estimate_prompt_tokens
 from gateway.upstreams.base import UpstreamError
+from gateway.upstreams.http1 import HttpError
 from gateway.upstreams.registry import adapter_for
 
 logger = logging.getLogger(__name__)
@@ -62,9 +62,9 @@ async def prompt_tokens_count(request: CanonicalRequest, model: ModelInfo) -> Co
             continue
         try:
             counted = await adapter_for(route.provider.kind).count_prompt_tokens(
-                request, route, upstream_session()
+                request, route, upstream_client()
             )
-        except (UpstreamError, aiohttp.ClientError, TimeoutError, KeyError, ValueError) as exc:
+        except (UpstreamError, HttpError, TimeoutError, KeyError, ValueError) as exc:
             logger.warning("%s: counting tokens failed (%s); trying the next", route.provider.slug, exc)
             continue
         if counted is not None:

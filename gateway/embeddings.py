@@ -44,7 +44,7 @@ from gateway.metering.keeper import loop_journal
 from gateway.metering.writer import loop_flusher
 from gateway.models import GenerationStatus
 from gateway.resolve import require_available, require_kind, resolved_model
-from gateway.session import upstream_session
+from gateway.session import upstream_client
 from gateway.tokens import text_tokens
 from gateway.upstreams.base import Embedded, RouteInfo, UpstreamError
 from gateway.upstreams.registry import adapter_for
@@ -133,7 +133,7 @@ async def _embedded(admitted: Admitted) -> tuple[RouteInfo, Embedded]:
         adapter = adapter_for(route.provider.kind)
         try:
             return route, await adapter.embed(
-                request.inputs, route, upstream_session(), dimensions=request.dimensions
+                request.inputs, route, upstream_client(), dimensions=request.dimensions
             )
         except UpstreamError as exc:
             logger.warning("route %s for %s failed: %s", route.provider.slug, model.slug, exc)

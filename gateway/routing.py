@@ -5,12 +5,11 @@ import logging
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, replace
 
-import aiohttp
-
 from core.errors import ErrorCode
 from gateway.canonical import CanonicalRequest, Event, Usage
 from gateway.catalog_cache import ModelInfo
 from gateway.upstreams.base import RouteInfo, UpstreamError
+from gateway.upstreams.http1 import UpstreamClient
 from gateway.upstreams.registry import adapter_completes_text, adapter_for
 
 logger = logging.getLogger(__name__)
@@ -23,9 +22,7 @@ class OpenStream:
     rest: AsyncGenerator[Event, None]  # closed early when the client goes away
 
 
-async def open_stream(
-    request: CanonicalRequest, model: ModelInfo, session: aiohttp.ClientSession
-) -> OpenStream:
+async def open_stream(request: CanonicalRequest, model: ModelInfo, client: UpstreamClient) -> OpenStream:
     """The first route that produces an event. Raises the last UpstreamError when none does; when no route
     took the request at all (each refused one of its fields: upstreams/extras.py), the first refusal."""
     last_error = UpstreamError(ErrorCode.PROVIDER_UNAVAILABLE, "The model has no route.")
@@ -49,7 +46,7 @@ async def open_stream(
             detail = f"{provider.slug}: no adapter for kind {provider.kind!r}"
             last_error = UpstreamError.provider_side(ErrorCode.PROVIDER_UNAVAILABLE, detail)
             continue
-        events = adapter.stream(upstream_request, route, session)
+        events = adapter.stream(upstream_request, route, client)
         try:
             first = await anext(events)
         except UpstreamError as exc:
@@ -80,7 +77,7 @@ def serves_raw_prompts(route: RouteInfo) -> bool:
 
 
 async def usage_when_cancelled(
-    request: CanonicalRequest, opened: OpenStream, session: aiohttp.ClientSession, generated: Sequence[str]
+    request: CanonicalRequest, opened: OpenStream, client: UpstreamClient, generated: Sequence[str]
 ) -> Usage | None:
     """What the route's upstream counts for the attempt the client left (None: it cannot tell). Bounded by
     the provider's timeout; a failure only means the gateway's estimate stands."""
@@ -88,7 +85,7 @@ async def usage_when_cancelled(
     adapter = adapter_for(route.provider.kind)
     try:
         async with asyncio.timeout(route.provider.timeout_seconds):
-            return await adapter.usage_when_cancelled(_for_route(request, route), route, session, generated)
+            return await adapter.usage_when_cancelled(_for_route(request, route), route, client, generated)
     except Exception as exc:
         logger.warning("%s: counting a cancelled attempt failed (%s)", route.provider.slug, exc)
         return None

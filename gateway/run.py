@@ -34,7 +34,7 @@ from gateway.metering.base import total_cost
 from gateway.metering.journal import Journal
 from gateway.models import GenerationStatus
 from gateway.routing import OpenStream, open_stream, usage_when_cancelled
-from gateway.session import guarded_fetch_session, upstream_session
+from gateway.session import guarded_fetch_session, upstream_client, web_session
 from gateway.tokens import estimate_prompt_tokens
 from gateway.tools.loop import usage_sum
 from gateway.tools.requested import (
@@ -77,7 +77,7 @@ class Run:
         self.loop = (
             None
             if admitted.tools is None
-            else tool_loop(admitted.tools, upstream_session(), guarded_fetch_session(), self._stepped)
+            else tool_loop(admitted.tools, web_session(), guarded_fetch_session(), self._stepped)
         )
 
     def outcome(
@@ -167,9 +167,9 @@ class Run:
         request, model = self.admitted.request, self.admitted.model
         self.upstream_started = time.monotonic()
         attempt = (
-            open_stream(request, model, upstream_session())
+            open_stream(request, model, upstream_client())
             if self.loop is None
-            else open_looped(request, model, upstream_session(), self.loop)
+            else open_looped(request, model, upstream_client(), self.loop)
         )
         if not request.stream and self.loop is None:
             # A whole answer is read to its end, the client there or not: a provider asked for a whole
@@ -298,7 +298,7 @@ class Run:
             return replace(outcome, usage=usage_sum(loop.usage, under_way) or Usage(0, 0))
         if self.folded.usage is None:
             counted = await usage_when_cancelled(
-                self.admitted.request, opened, upstream_session(), self.generated
+                self.admitted.request, opened, upstream_client(), self.generated
             )
             if counted is not None:
                 outcome = replace(outcome, usage=counted)

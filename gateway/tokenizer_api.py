@@ -10,7 +10,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-import aiohttp
 from django.conf import settings
 
 from core.encoding import compact_json
@@ -32,9 +31,10 @@ from gateway.http import (
 )
 from gateway.metering import get_meter
 from gateway.resolve import resolved_model
-from gateway.session import upstream_session
+from gateway.session import upstream_client
 from gateway.tokens import text_tokens
 from gateway.upstreams.base import RouteInfo, UpstreamAdapter, UpstreamError
+from gateway.upstreams.http1 import HttpError, UpstreamClient
 from gateway.upstreams.registry import adapter_for
 
 logger = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ TOKENIZE_PATH, COUNT_PATH, DETOKENIZE_PATH = (
     "/api/v1/detokenize",
 )
 T = TypeVar("T")
-Ask = Callable[[UpstreamAdapter, RouteInfo, aiohttp.ClientSession], Awaitable[T | None]]
+Ask = Callable[[UpstreamAdapter, RouteInfo, UpstreamClient], Awaitable[T | None]]
 
 
 def _admit(headers: dict[bytes, bytes], body: bytes, field: str) -> tuple[Caller, ModelInfo, Any]:
@@ -71,8 +71,8 @@ async def _first_answer(model: ModelInfo, ask: Ask[T]) -> T | None:
         if not route.provider.configured:
             continue
         try:
-            answer = await ask(adapter_for(route.provider.kind), route, upstream_session())
-        except (UpstreamError, aiohttp.ClientError, TimeoutError, KeyError, ValueError) as exc:
+            answer = await ask(adapter_for(route.provider.kind), route, upstream_client())
+        except (UpstreamError, HttpError, TimeoutError, KeyError, ValueError) as exc:
             logger.warning("%s: its tokenizer failed (%s); trying the next", route.provider.slug, exc)
             continue
         if answer is not None:
@@ -89,9 +89,7 @@ def _no_tokenizer(model: ModelInfo) -> ApiError:
 
 
 async def _tokenize(model: ModelInfo, text: str) -> tuple[dict[str, Any], bool]:
-    tokens = await _first_answer(
-        model, lambda adapter, route, session: adapter.tokenize(text, route, session)
-    )
+    tokens = await _first_answer(model, lambda adapter, route, client: adapter.tokenize(text, route, client))
     if tokens is None:
         raise _no_tokenizer(model)
     return {"tokens": tokens}, True
@@ -99,14 +97,14 @@ async def _tokenize(model: ModelInfo, text: str) -> tuple[dict[str, Any], bool]:
 
 async def _count(model: ModelInfo, text: str) -> tuple[dict[str, Any], bool]:
     count = await _first_answer(
-        model, lambda adapter, route, session: adapter.count_text_tokens(text, route, session)
+        model, lambda adapter, route, client: adapter.count_text_tokens(text, route, client)
     )
     return ({"count": count}, True) if count is not None else ({"count": text_tokens(len(text))}, False)
 
 
 async def _detokenize(model: ModelInfo, tokens: list[int]) -> tuple[dict[str, Any], bool]:
     text = await _first_answer(
-        model, lambda adapter, route, session: adapter.detokenize(tokens, route, session)
+        model, lambda adapter, route, client: adapter.detokenize(tokens, route, client)
     )
     if text is None:
         raise _no_tokenizer(model)

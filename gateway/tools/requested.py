@@ -19,6 +19,7 @@ from gateway.tools.base import ServerTool, ToolContext
 from gateway.tools.budget import loop_reserve_micro_usd
 from gateway.tools.loop import ToolLoop
 from gateway.tools.registry import server_tools
+from gateway.upstreams.http1 import UpstreamClient
 
 # What a model without tool calling can still use: run once on the user's last turn, before it answers.
 WITHOUT_TOOL_CALLING = frozenset({"web_search", "datetime"})
@@ -108,14 +109,14 @@ def tool_loop(
 
 
 async def open_looped(
-    request: CanonicalRequest, model: ModelInfo, session: aiohttp.ClientSession, loop: ToolLoop
+    request: CanonicalRequest, model: ModelInfo, client: UpstreamClient, loop: ToolLoop
 ) -> OpenStream:
     """routing.open_stream for every step of the loop, as one OpenStream: its route is the first step's;
     a failure before the first event raises as open_stream does (the client gets the error response)."""
     routes: list[OpenStream] = []
 
     async def open_step(step_request: CanonicalRequest) -> AsyncGenerator[Event, None]:
-        opened = await open_stream(step_request, model, session)
+        opened = await open_stream(step_request, model, client)
         routes.append(opened)
         return _whole(opened)
 

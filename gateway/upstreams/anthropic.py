@@ -13,8 +13,6 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
-
 from core.encoding import compact_json, read_json
 from core.errors import ErrorCode
 from gateway.canonical import (
@@ -31,6 +29,7 @@ from gateway.canonical import (
 )
 from gateway.upstreams.anthropic_request import COUNT_FIELDS, build_body
 from gateway.upstreams.base import RouteInfo, UpstreamAdapter, UpstreamError, error_for_status
+from gateway.upstreams.http1 import HttpError, UpstreamClient, UpstreamResponse
 from gateway.upstreams.registry import register
 from gateway.upstreams.sse import iter_sse
 
@@ -169,7 +168,7 @@ def _events_for(data: dict[str, Any], state: _StreamState) -> list[Event]:
     return []
 
 
-async def _read_stream(response: aiohttp.ClientResponse) -> AsyncGenerator[Event, None]:
+async def _read_stream(response: UpstreamResponse) -> AsyncGenerator[Event, None]:
     state = _StreamState()
     async for sse in iter_sse(response):
         try:
@@ -188,14 +187,14 @@ async def _read_stream(response: aiohttp.ClientResponse) -> AsyncGenerator[Event
     )
 
 
-def _refusal(response: aiohttp.ClientResponse, text: str) -> UpstreamError:
+def _refusal(response: UpstreamResponse, text: str) -> UpstreamError:
     """An HTTP error answer (streamed or not), with the Retry-After it came with."""
     error = _http_error(response.status, text)
     error.retry_after = response.headers.get("retry-after")
     return error
 
 
-def _transport_failure(exc: TimeoutError | aiohttp.ClientError, seconds: float) -> UpstreamError:
+def _transport_failure(exc: TimeoutError | HttpError, seconds: float) -> UpstreamError:
     if isinstance(exc, TimeoutError):
         return UpstreamError.provider_side(
             ErrorCode.PROVIDER_TIMEOUT, f"anthropic timed out after {seconds}s"
@@ -265,29 +264,27 @@ class AnthropicAdapter(UpstreamAdapter):
         return headers
 
     async def count_prompt_tokens(
-        self, request: CanonicalRequest, route: RouteInfo, session: aiohttp.ClientSession
+        self, request: CanonicalRequest, route: RouteInfo, client: UpstreamClient
     ) -> int | None:
         """POST {base_url}/messages/count_tokens: Anthropic's own count, free of charge."""
         body = {name: value for name, value in build_body(request, route).items() if name in COUNT_FIELDS}
         url = f"{route.provider.base_url.rstrip('/')}/messages/count_tokens"
-        timeout = aiohttp.ClientTimeout(total=route.provider.timeout_seconds)
         headers = {**self.headers(route), "accept": "application/json"}
-        async with session.post(url, json=body, headers=headers, timeout=timeout) as response:
+        seconds = route.provider.timeout_seconds
+        async with client.post(url, compact_json(body), headers, timeout=seconds) as response:
             if response.status != 200:
                 raise _http_error(response.status, await response.text(errors="replace"))
             return int((await response.json())["input_tokens"])
 
     def stream(
-        self, request: CanonicalRequest, route: RouteInfo, session: aiohttp.ClientSession
+        self, request: CanonicalRequest, route: RouteInfo, client: UpstreamClient
     ) -> AsyncGenerator[Event, None]:
         return (
-            self._streamed(request, route, session)
-            if request.stream
-            else self._whole(request, route, session)
+            self._streamed(request, route, client) if request.stream else self._whole(request, route, client)
         )
 
     async def _whole(
-        self, request: CanonicalRequest, route: RouteInfo, session: aiohttp.ClientSession
+        self, request: CanonicalRequest, route: RouteInfo, client: UpstreamClient
     ) -> AsyncGenerator[Event, None]:
         """A non-streamed attempt: the whole Message, asked for and read at once, then its events."""
         provider = route.provider
@@ -296,13 +293,11 @@ class AnthropicAdapter(UpstreamAdapter):
         seconds = provider.timeout_seconds
         headers = {**self.headers(route), "accept": "application/json"}
         try:
-            async with session.post(
-                url, data=compact_json(body), headers=headers, timeout=aiohttp.ClientTimeout(total=seconds)
-            ) as response:
+            async with client.post(url, compact_json(body), headers, timeout=seconds) as response:
                 raw = await response.read()
                 if response.status != 200:
                     raise _refusal(response, raw.decode("utf-8", errors="replace"))
-        except (TimeoutError, aiohttp.ClientError) as exc:
+        except (TimeoutError, HttpError) as exc:
             raise _transport_failure(exc, seconds) from exc
         try:
             events = message_events(read_json(raw))
@@ -314,18 +309,20 @@ class AnthropicAdapter(UpstreamAdapter):
             yield event
 
     async def _streamed(
-        self, request: CanonicalRequest, route: RouteInfo, session: aiohttp.ClientSession
+        self, request: CanonicalRequest, route: RouteInfo, client: UpstreamClient
     ) -> AsyncGenerator[Event, None]:
         provider = route.provider
         url = f"{provider.base_url.rstrip('/')}/messages"
         body = build_body(request, route)
         seconds = provider.timeout_seconds
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=seconds, sock_read=seconds)
         try:
-            async with session.post(url, json=body, headers=self.headers(route), timeout=timeout) as response:
+            # A stream may run long: `seconds` bounds the wait for its head, then each silence in it.
+            async with client.post(
+                url, compact_json(body), self.headers(route), timeout=seconds, read_timeout=seconds
+            ) as response:
                 if response.status != 200:
                     raise _refusal(response, await response.text(errors="replace"))
                 async for event in _read_stream(response):
                     yield event
-        except (TimeoutError, aiohttp.ClientError) as exc:
+        except (TimeoutError, HttpError) as exc:
             raise _transport_failure(exc, seconds) from exc

@@ -6,7 +6,7 @@ Contract (the router in gateway/routing.py relies on it):
   `Usage` (an adapter whose upstream omits usage must compute it, e.g. by counting tokens).
 - Any failure raises `UpstreamError` with the taxonomy code: before the first event the router tries the
   model's next route (when `retryable`); after it, the error goes into the client's stream.
-- HTTP goes through the `aiohttp.ClientSession` it is given (one pooled session per process).
+- HTTP goes through the `UpstreamClient` it is given (one pooled client per process).
 - `usage_when_cancelled()` may count, after the client left mid-answer, what the attempt cost: the prompt
   and the output it had generated (its text, in order). None keeps the gateway's estimate (design §4).
 """
@@ -16,10 +16,9 @@ from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-import aiohttp
-
 from core.errors import ErrorCode
 from gateway.canonical import CanonicalRequest, Event, Usage
+from gateway.upstreams.http1 import UpstreamClient
 
 # Codes that mean "this provider, right now" — worth trying the next route.
 RETRYABLE_CODES = frozenset(
@@ -139,7 +138,7 @@ class UpstreamAdapter(ABC):
 
     @abstractmethod
     def stream(
-        self, request: CanonicalRequest, route: RouteInfo, session: aiohttp.ClientSession
+        self, request: CanonicalRequest, route: RouteInfo, client: UpstreamClient
     ) -> AsyncGenerator[Event, None]:
         """Yield the canonical events of one upstream attempt; raise UpstreamError on failure."""
 
@@ -147,7 +146,7 @@ class UpstreamAdapter(ABC):
         self,
         request: CanonicalRequest,
         route: RouteInfo,
-        session: aiohttp.ClientSession,
+        client: UpstreamClient,
         generated: Sequence[str],
     ) -> Usage | None:
         """The exact usage of an attempt the client left before its end, when the upstream can tell it
@@ -155,25 +154,21 @@ class UpstreamAdapter(ABC):
         return None
 
     async def count_prompt_tokens(
-        self, request: CanonicalRequest, route: RouteInfo, session: aiohttp.ClientSession
+        self, request: CanonicalRequest, route: RouteInfo, client: UpstreamClient
     ) -> int | None:
         """The request's prompt tokens as the upstream counts them, where it can (count_tokens). None: it
-        cannot, and the gateway's estimate stands. Raises UpstreamError or aiohttp's errors on failure."""
+        cannot, and the gateway's estimate stands. Raises UpstreamError, HttpError or TimeoutError."""
         return None
 
-    async def tokenize(self, text: str, route: RouteInfo, session: aiohttp.ClientSession) -> list[int] | None:
+    async def tokenize(self, text: str, route: RouteInfo, client: UpstreamClient) -> list[int] | None:
         """The upstream tokenizer's ids for `text`, where it exposes them (None: it does not)."""
         return None
 
-    async def detokenize(
-        self, tokens: list[int], route: RouteInfo, session: aiohttp.ClientSession
-    ) -> str | None:
+    async def detokenize(self, tokens: list[int], route: RouteInfo, client: UpstreamClient) -> str | None:
         """The text of these token ids, where the upstream exposes its tokenizer (None: it does not)."""
         return None
 
-    async def count_text_tokens(
-        self, text: str, route: RouteInfo, session: aiohttp.ClientSession
-    ) -> int | None:
+    async def count_text_tokens(self, text: str, route: RouteInfo, client: UpstreamClient) -> int | None:
         """How many tokens the upstream's tokenizer makes of `text` (None: it cannot say)."""
         return None
 
@@ -181,7 +176,7 @@ class UpstreamAdapter(ABC):
         self,
         texts: Sequence[str],
         route: RouteInfo,
-        session: aiohttp.ClientSession,
+        client: UpstreamClient,
         *,
         dimensions: int | None,
     ) -> Embedded:

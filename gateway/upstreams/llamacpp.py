@@ -26,8 +26,7 @@ System, assistant and tool contents are plain strings here; JSON schemas go as `
 import json
 from collections.abc import Sequence
 
-import aiohttp
-
+from core.encoding import compact_json
 from gateway.canonical import (
     Block,
     CanonicalRequest,
@@ -39,6 +38,7 @@ from gateway.canonical import (
 )
 from gateway.upstreams.base import RouteInfo, UpstreamError
 from gateway.upstreams.extras import field_set
+from gateway.upstreams.http1 import HttpError, UpstreamClient
 from gateway.upstreams.openai_compatible import Json, OpenAICompatibleAdapter, logger
 from gateway.upstreams.openai_errors import http_failure
 from gateway.upstreams.openai_events import StreamState
@@ -113,106 +113,103 @@ class LlamaCppAdapter(OpenAICompatibleAdapter):
         super().assistant_fields(blocks, out)
         out.setdefault("content", "")  # chat templates read it
 
+    def _json_headers(self, route: RouteInfo) -> dict[str, str]:
+        return {**self.auth_headers(route), "Content-Type": "application/json"}
+
     def count_url(self, route: RouteInfo) -> str:
         return f"{route.provider.base_url.rstrip('/').removesuffix('/v1')}/extras/tokenize/count"
 
     def _extras_url(self, route: RouteInfo, name: str) -> str:
         return f"{route.provider.base_url.rstrip('/').removesuffix('/v1')}/extras/{name}"
 
-    async def _extras(
-        self, route: RouteInfo, session: aiohttp.ClientSession, name: str, payload: Json
-    ) -> Json:
+    async def _extras(self, route: RouteInfo, client: UpstreamClient, name: str, payload: Json) -> Json:
         """POST /extras/<name> (the Jan spec's tokenizer endpoints)."""
-        timeout = aiohttp.ClientTimeout(total=route.provider.timeout_seconds)
-        async with session.post(
-            self._extras_url(route, name), json=payload, headers=self.auth_headers(route), timeout=timeout
+        async with client.post(
+            self._extras_url(route, name),
+            compact_json(payload),
+            self._json_headers(route),
+            timeout=route.provider.timeout_seconds,
         ) as resp:
             resp.raise_for_status()
             result: Json = await resp.json()
             return result
 
-    async def tokenize(self, text: str, route: RouteInfo, session: aiohttp.ClientSession) -> list[int] | None:
+    async def tokenize(self, text: str, route: RouteInfo, client: UpstreamClient) -> list[int] | None:
         answer = await self._extras(
-            route, session, "tokenize", {"model": route.upstream_model_id, "input": text}
+            route, client, "tokenize", {"model": route.upstream_model_id, "input": text}
         )
         return [int(token) for token in answer["tokens"]]
 
-    async def detokenize(
-        self, tokens: list[int], route: RouteInfo, session: aiohttp.ClientSession
-    ) -> str | None:
+    async def detokenize(self, tokens: list[int], route: RouteInfo, client: UpstreamClient) -> str | None:
         answer = await self._extras(
-            route, session, "detokenize", {"model": route.upstream_model_id, "tokens": tokens}
+            route, client, "detokenize", {"model": route.upstream_model_id, "tokens": tokens}
         )
         return str(answer["text"])
 
-    async def count_text_tokens(
-        self, text: str, route: RouteInfo, session: aiohttp.ClientSession
-    ) -> int | None:
-        return await self.count(text, route, session)
+    async def count_text_tokens(self, text: str, route: RouteInfo, client: UpstreamClient) -> int | None:
+        return await self.count(text, route, client)
 
-    async def count(self, text: str, route: RouteInfo, session: aiohttp.ClientSession) -> int:
+    async def count(self, text: str, route: RouteInfo, client: UpstreamClient) -> int:
         payload = {"model": route.upstream_model_id, "input": text}
-        timeout = aiohttp.ClientTimeout(total=route.provider.timeout_seconds)
-        headers = self.auth_headers(route)
-        async with session.post(
-            self.count_url(route), json=payload, headers=headers, timeout=timeout
+        async with client.post(
+            self.count_url(route),
+            compact_json(payload),
+            self._json_headers(route),
+            timeout=route.provider.timeout_seconds,
         ) as resp:
             resp.raise_for_status()
             return int((await resp.json())["count"])
 
     async def empty_stream_error(
-        self, request: CanonicalRequest, route: RouteInfo, session: aiohttp.ClientSession
+        self, request: CanonicalRequest, route: RouteInfo, client: UpstreamClient
     ) -> UpstreamError:
         body = {**self.build_body(request, route), "stream": False, "max_tokens": 1}
-        timeout = aiohttp.ClientTimeout(total=route.provider.timeout_seconds)
-        for attempt in (1, 2):  # the server drops its kept-alive connections after such a failure: retry once
-            try:
-                async with session.post(
-                    self.url_for(request, route), json=body, headers=self.auth_headers(route), timeout=timeout
-                ) as resp:
-                    if resp.status >= 400:
-                        text = await resp.text(errors="replace")
-                        return http_failure(route.provider.slug, resp.status, text)
-                    break
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                logger.warning("%s: asking why the stream was empty failed (%s)", route.provider.slug, exc)
-                stale = isinstance(exc, aiohttp.ClientOSError | aiohttp.ServerDisconnectedError)
-                if attempt == 2 or not stale:
-                    break
-        return await super().empty_stream_error(request, route, session)
+        # The server drops its kept-alive connections after such a failure: the client sends again on a
+        # new one when a kept one closes before answering.
+        try:
+            async with client.post(
+                self.url_for(request, route),
+                compact_json(body),
+                self._json_headers(route),
+                timeout=route.provider.timeout_seconds,
+            ) as resp:
+                if resp.status >= 400:
+                    text = await resp.text(errors="replace")
+                    return http_failure(route.provider.slug, resp.status, text)
+        except (HttpError, TimeoutError) as exc:
+            logger.warning("%s: asking why the stream was empty failed (%s)", route.provider.slug, exc)
+        return await super().empty_stream_error(request, route, client)
 
-    async def prompt_tokens(
-        self, request: CanonicalRequest, route: RouteInfo, session: aiohttp.ClientSession
-    ) -> int:
+    async def prompt_tokens(self, request: CanonicalRequest, route: RouteInfo, client: UpstreamClient) -> int:
         body = {**self.build_body(request, route), "stream": False, "max_tokens": 1}
-        timeout = aiohttp.ClientTimeout(total=route.provider.timeout_seconds)
-        async with session.post(
-            self.url_for(request, route), json=body, headers=self.auth_headers(route), timeout=timeout
+        async with client.post(
+            self.url_for(request, route),
+            compact_json(body),
+            self._json_headers(route),
+            timeout=route.provider.timeout_seconds,
         ) as resp:
             resp.raise_for_status()
             return int((await resp.json())["usage"]["prompt_tokens"])
 
     async def count_prompt_tokens(
-        self, request: CanonicalRequest, route: RouteInfo, session: aiohttp.ClientSession
+        self, request: CanonicalRequest, route: RouteInfo, client: UpstreamClient
     ) -> int | None:
         # The server's own count, chat template included: a one-token answer's prompt usage.
-        return await self.prompt_tokens(request, route, session)
+        return await self.prompt_tokens(request, route, client)
 
-    async def special_tokens(self, route: RouteInfo, session: aiohttp.ClientSession) -> int:
+    async def special_tokens(self, route: RouteInfo, client: UpstreamClient) -> int:
         """What the tokenizer adds to any text (a BOS token, for some models): its count of "", once."""
         if route.provider.slug not in self._special_tokens:
-            self._special_tokens[route.provider.slug] = await self.count("", route, session)
+            self._special_tokens[route.provider.slug] = await self.count("", route, client)
         return self._special_tokens[route.provider.slug]
 
-    async def completion_tokens(
-        self, route: RouteInfo, session: aiohttp.ClientSession, state: StreamState
-    ) -> int:
+    async def completion_tokens(self, route: RouteInfo, client: UpstreamClient, state: StreamState) -> int:
         generated = "".join(state.completion)
         if not generated:
             return 0
         try:
-            return await self.count(generated, route, session) - await self.special_tokens(route, session)
-        except (aiohttp.ClientError, TimeoutError, ValueError, KeyError) as exc:
+            return await self.count(generated, route, client) - await self.special_tokens(route, client)
+        except (HttpError, TimeoutError, ValueError, KeyError) as exc:
             logger.warning("%s: counting the output failed (%s); counting chunks", route.provider.slug, exc)
             return state.output_chunks
 
@@ -220,25 +217,25 @@ class LlamaCppAdapter(OpenAICompatibleAdapter):
         self,
         request: CanonicalRequest,
         route: RouteInfo,
-        session: aiohttp.ClientSession,
+        client: UpstreamClient,
         generated: Sequence[str],
     ) -> Usage | None:
         state = StreamState(output_chunks=len(generated), completion=list(generated))
-        return await self.fallback_usage(request, route, session, state)
+        return await self.fallback_usage(request, route, client, state)
 
     async def fallback_usage(
-        self, request: CanonicalRequest, route: RouteInfo, session: aiohttp.ClientSession, state: StreamState
+        self, request: CanonicalRequest, route: RouteInfo, client: UpstreamClient, state: StreamState
     ) -> Usage:
-        completion = await self.completion_tokens(route, session, state)
+        completion = await self.completion_tokens(route, client, state)
         try:
             return Usage(
-                prompt_tokens=await self.prompt_tokens(request, route, session), completion_tokens=completion
+                prompt_tokens=await self.prompt_tokens(request, route, client), completion_tokens=completion
             )
-        except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError) as exc:
+        except (HttpError, TimeoutError, ValueError, KeyError, TypeError) as exc:
             logger.warning("%s: usage probe failed (%s); counting the text instead", route.provider.slug, exc)
         try:
-            prompt = await self.count(prompt_text(request), route, session)
-        except (aiohttp.ClientError, TimeoutError, ValueError, KeyError) as exc:
+            prompt = await self.count(prompt_text(request), route, client)
+        except (HttpError, TimeoutError, ValueError, KeyError) as exc:
             logger.warning("%s: token count failed (%s)", route.provider.slug, exc)
-            return await super().fallback_usage(request, route, session, state)
+            return await super().fallback_usage(request, route, client, state)
         return Usage(prompt_tokens=prompt, completion_tokens=completion)

@@ -17,8 +17,6 @@ import json
 import re
 from collections.abc import AsyncGenerator, Sequence
 
-import aiohttp
-
 from gateway.canonical import (
     BlockStart,
     BlockStop,
@@ -37,6 +35,7 @@ from gateway.canonical import (
 )
 from gateway.tokens import estimate_prompt_tokens
 from gateway.upstreams.base import Embedded, RouteInfo, UpstreamAdapter
+from gateway.upstreams.http1 import UpstreamClient
 from gateway.upstreams.openai_embeddings import unit_length
 from gateway.upstreams.registry import register
 
@@ -137,7 +136,7 @@ class MockAdapter(UpstreamAdapter):
     serves_embeddings = shortens_embeddings = True
 
     async def stream(
-        self, request: CanonicalRequest, route: RouteInfo, session: aiohttp.ClientSession
+        self, request: CanonicalRequest, route: RouteInfo, client: UpstreamClient
     ) -> AsyncGenerator[Event, None]:
         delay = 1 / float(route.options.get("tokens_per_second", 60))
         await asyncio.sleep(float(route.options.get("first_token_ms", 150)) / 1000)
@@ -201,7 +200,7 @@ class MockAdapter(UpstreamAdapter):
         self,
         texts: Sequence[str],
         route: RouteInfo,
-        session: aiohttp.ClientSession,
+        client: UpstreamClient,
         *,
         dimensions: int | None,
     ) -> Embedded:

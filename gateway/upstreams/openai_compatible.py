@@ -24,13 +24,12 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import replace
 from typing import ClassVar
 
-import aiohttp
-
 from core.encoding import compact_json, read_json
 from core.errors import ErrorCode
 from gateway.canonical import CanonicalRequest, Event, Usage
 from gateway.tokens import estimate_prompt_tokens
 from gateway.upstreams.base import Embedded, RouteInfo, UpstreamAdapter, UpstreamError
+from gateway.upstreams.http1 import HttpError, UpstreamClient, UpstreamResponse
 from gateway.upstreams.openai_embeddings import openai_embeddings
 from gateway.upstreams.openai_errors import Json, classify_error, error_object, error_words, http_failure
 from gateway.upstreams.openai_events import StreamState, parse_usage, reached_the_limit
@@ -41,7 +40,7 @@ from gateway.upstreams.sse import SseEvent, iter_sse
 logger = logging.getLogger(__name__)
 
 
-def _transport_failure(slug: str, exc: TimeoutError | aiohttp.ClientError) -> UpstreamError:
+def _transport_failure(slug: str, exc: TimeoutError | HttpError) -> UpstreamError:
     """A request that timed out, or whose connection failed (streamed or not)."""
     if isinstance(exc, TimeoutError):
         return UpstreamError.provider_side(ErrorCode.PROVIDER_TIMEOUT, f"{slug}: timed out")
@@ -126,14 +125,14 @@ class OpenAICompatibleAdapter(OpenAIRequestMapping, UpstreamAdapter):
         return events
 
     async def fallback_usage(
-        self, request: CanonicalRequest, route: RouteInfo, session: aiohttp.ClientSession, state: StreamState
+        self, request: CanonicalRequest, route: RouteInfo, client: UpstreamClient, state: StreamState
     ) -> Usage:
         """When the upstream sent no usage: an estimate (one token per delta), logged, never silent."""
         logger.warning("%s sent no usage; estimating it", route.provider.slug)
         return Usage(prompt_tokens=estimate_prompt_tokens(request), completion_tokens=state.deltas)
 
     async def empty_stream_error(
-        self, request: CanonicalRequest, route: RouteInfo, session: aiohttp.ClientSession
+        self, request: CanonicalRequest, route: RouteInfo, client: UpstreamClient
     ) -> UpstreamError:
         """A 200 stream that ended without one event: a server that failed after its headers."""
         return UpstreamError.provider_side(
@@ -159,21 +158,21 @@ class OpenAICompatibleAdapter(OpenAIRequestMapping, UpstreamAdapter):
 
     # --- One attempt -----------------------------------------------------------------------
     def stream(
-        self, request: CanonicalRequest, route: RouteInfo, session: aiohttp.ClientSession
+        self, request: CanonicalRequest, route: RouteInfo, client: UpstreamClient
     ) -> AsyncGenerator[Event, None]:
         if self.streams(request):
-            return self._streamed(request, route, session)
-        return self._whole(request, route, session)
+            return self._streamed(request, route, client)
+        return self._whole(request, route, client)
 
     async def _whole(
-        self, request: CanonicalRequest, route: RouteInfo, session: aiohttp.ClientSession
+        self, request: CanonicalRequest, route: RouteInfo, client: UpstreamClient
     ) -> AsyncGenerator[Event, None]:
         """A non-streamed request's attempt: the whole answer, asked for and read at once, then its events."""
         body = self.build_body(request, route)
         slug = route.provider.slug
         try:
-            answer = await self._fetch_whole(self.url_for(request, route), body, route, session)
-        except (TimeoutError, aiohttp.ClientError) as exc:
+            answer = await self._fetch_whole(self.url_for(request, route), body, route, client)
+        except (TimeoutError, HttpError) as exc:
             raise _transport_failure(slug, exc) from exc
         choices = answer.get("choices")
         if not isinstance(choices, list) or not any(
@@ -190,21 +189,17 @@ class OpenAICompatibleAdapter(OpenAIRequestMapping, UpstreamAdapter):
             events += state.finish_with(reason)
         for event in events:
             yield event
-        usage = state.usage or await self.fallback_usage(request, route, session, state)
+        usage = state.usage or await self.fallback_usage(request, route, client, state)
         if state.provider_metadata:
             usage = replace(usage, provider_metadata={self.kind: dict(state.provider_metadata)})
         yield usage
 
-    async def _fetch_whole(
-        self, url: str, body: Json, route: RouteInfo, session: aiohttp.ClientSession
-    ) -> Json:
+    async def _fetch_whole(self, url: str, body: Json, route: RouteInfo, client: UpstreamClient) -> Json:
         """POST a non-streamed request; its answer, or the UpstreamError its status or body says (a 200 may
         still carry an error object: Cerebras' CreateChatCompletionResponse admits an ErrorChunkResponse)."""
-        async with session.post(
-            url,
-            data=compact_json(body),
-            headers={**self.auth_headers(route), "Content-Type": "application/json"},
-            timeout=aiohttp.ClientTimeout(total=route.provider.timeout_seconds),
+        headers = {**self.auth_headers(route), "Content-Type": "application/json"}
+        async with client.post(
+            url, compact_json(body), headers, timeout=route.provider.timeout_seconds
         ) as response:
             raw = await response.read()
             if response.status >= 400:
@@ -222,16 +217,16 @@ class OpenAICompatibleAdapter(OpenAIRequestMapping, UpstreamAdapter):
         return answer
 
     async def _streamed(
-        self, request: CanonicalRequest, route: RouteInfo, session: aiohttp.ClientSession
+        self, request: CanonicalRequest, route: RouteInfo, client: UpstreamClient
     ) -> AsyncGenerator[Event, None]:
         body = self.build_body(request, route)
         state = StreamState()
         slug = route.provider.slug
         try:
-            response, events, sse = await self._open(self.url_for(request, route), body, route, session)
+            response, events, sse = await self._open(self.url_for(request, route), body, route, client)
             if sse is None:
                 response.close()  # not back to the pool: a server that failed mid-response closes it
-                raise await self.empty_stream_error(request, route, session)
+                raise await self.empty_stream_error(request, route, client)
             complete = False
             try:
                 while sse is not None and sse.data.strip() != "[DONE]":
@@ -252,28 +247,24 @@ class OpenAICompatibleAdapter(OpenAIRequestMapping, UpstreamAdapter):
                 raise UpstreamError.provider_side(
                     ErrorCode.PROVIDER_UNAVAILABLE, f"{slug}: stream ended before it finished"
                 )
-            usage = state.usage or await self.fallback_usage(request, route, session, state)
+            usage = state.usage or await self.fallback_usage(request, route, client, state)
             if state.provider_metadata:
                 usage = replace(usage, provider_metadata={self.kind: dict(state.provider_metadata)})
             yield usage
         except UpstreamError:
             raise
-        except (TimeoutError, aiohttp.ClientError) as exc:
+        except (TimeoutError, HttpError) as exc:
             raise _transport_failure(slug, exc) from exc
 
     async def _open(
-        self, url: str, body: Json, route: RouteInfo, session: aiohttp.ClientSession
-    ) -> tuple[aiohttp.ClientResponse, AsyncIterator[SseEvent], SseEvent | None]:
+        self, url: str, body: Json, route: RouteInfo, client: UpstreamClient
+    ) -> tuple[UpstreamResponse, AsyncIterator[SseEvent], SseEvent | None]:
         """POST and wait for the first event, all within the first-byte deadline."""
         seconds = route.provider.timeout_seconds
         first_byte = float(route.options.get("first_byte_timeout_seconds", seconds))
         async with asyncio.timeout(first_byte):
-            response = await session.post(
-                url,
-                data=compact_json(body),
-                headers={**self.auth_headers(route), "Content-Type": "application/json"},
-                timeout=aiohttp.ClientTimeout(total=seconds),
-            )
+            headers = {**self.auth_headers(route), "Content-Type": "application/json"}
+            response = await client.post(url, compact_json(body), headers, timeout=seconds)
             try:
                 if response.status >= 400:
                     text = await response.text(errors="replace")
@@ -290,11 +281,11 @@ class OpenAICompatibleAdapter(OpenAIRequestMapping, UpstreamAdapter):
         self,
         texts: Sequence[str],
         route: RouteInfo,
-        session: aiohttp.ClientSession,
+        client: UpstreamClient,
         *,
         dimensions: int | None,
     ) -> Embedded:
         if dimensions is not None and not self.shortens_embeddings:
             message = "dimensions: this model's provider cannot shorten its vectors; leave it out"
             raise UpstreamError(ErrorCode.INVALID_REQUEST, message, param="dimensions")
-        return await openai_embeddings(texts, route, session, self.auth_headers(route), dimensions=dimensions)
+        return await openai_embeddings(texts, route, client, self.auth_headers(route), dimensions=dimensions)

@@ -11,17 +11,17 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-import aiohttp
-
+from core.encoding import compact_json
 from core.errors import ErrorCode
 from gateway.upstreams.base import Embedded, RouteInfo, UpstreamError
+from gateway.upstreams.http1 import HttpError, UpstreamClient
 from gateway.upstreams.openai_errors import http_failure
 
 
 async def openai_embeddings(
     texts: Sequence[str],
     route: RouteInfo,
-    session: aiohttp.ClientSession,
+    client: UpstreamClient,
     headers: dict[str, str],
     *,
     dimensions: int | None,
@@ -32,19 +32,16 @@ async def openai_embeddings(
     url = f"{route.provider.base_url.rstrip('/')}/embeddings"
     slug = route.provider.slug
     try:
-        async with session.post(
-            url,
-            json=body,
-            headers=headers,
-            timeout=aiohttp.ClientTimeout(total=route.provider.timeout_seconds),
-        ) as response:
+        headers = {**headers, "Content-Type": "application/json"}
+        seconds = route.provider.timeout_seconds
+        async with client.post(url, compact_json(body), headers, timeout=seconds) as response:
             if response.status >= 400:
                 text = await response.text(errors="replace")
                 raise http_failure(slug, response.status, text, response.headers.get("retry-after"))
-            answer = await response.json(content_type=None)
+            answer = await response.json()
     except TimeoutError as exc:
         raise UpstreamError.provider_side(ErrorCode.PROVIDER_TIMEOUT, f"{slug}: timed out") from exc
-    except (aiohttp.ClientError, ValueError) as exc:
+    except (HttpError, ValueError) as exc:
         detail = f"{slug}: {type(exc).__name__}: {exc!r}"
         raise UpstreamError.provider_side(ErrorCode.PROVIDER_UNAVAILABLE, detail) from exc
     return _parsed(answer, len(texts), slug)

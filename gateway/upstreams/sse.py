@@ -3,7 +3,7 @@
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import aiohttp
+from gateway.upstreams.http1 import UpstreamResponse
 
 
 @dataclass(slots=True)
@@ -12,12 +12,12 @@ class SseEvent:
     data: str
 
 
-async def iter_sse(response: aiohttp.ClientResponse) -> AsyncIterator[SseEvent]:
+async def iter_sse(response: UpstreamResponse) -> AsyncIterator[SseEvent]:
     """Yield each event (`event:` name and joined `data:` lines); comments and empty events are skipped."""
     event_name: str | None = None
     data_lines: list[str] = []
     buffer = b""
-    async for chunk in response.content.iter_any():
+    async for chunk in response.chunks():
         buffer += chunk
         *lines, buffer = buffer.split(b"\n")
         for raw in lines:

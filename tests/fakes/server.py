@@ -7,14 +7,14 @@ over real TCP exactly as it would to the provider.
 import asyncio
 import threading
 
-import aiohttp
 from aiohttp import web
 
 from gateway.canonical import CanonicalRequest, Event
 from gateway.upstreams.base import RouteInfo, UpstreamAdapter
+from gateway.upstreams.http1 import UpstreamClient
 
 # How long a fake waits between the last bytes it sends and a deliberate connection drop ("cut"): the reader
-# must have consumed them first, since aiohttp raises a payload error ahead of bytes still in its buffer.
+# must have consumed them first (a client may raise its error ahead of bytes still in its buffer).
 CUT_AFTER_S = 0.2
 
 
@@ -50,8 +50,11 @@ class FakeServer:
 
 
 async def _collect(adapter: UpstreamAdapter, request: CanonicalRequest, route: RouteInfo) -> list[Event]:
-    async with aiohttp.ClientSession() as session:
-        return [event async for event in adapter.stream(request, route, session)]
+    client = UpstreamClient()
+    try:
+        return [event async for event in adapter.stream(request, route, client)]
+    finally:
+        await client.close()
 
 
 def collect_events(adapter: UpstreamAdapter, request: CanonicalRequest, route: RouteInfo) -> list[Event]:

@@ -4,7 +4,6 @@ import asyncio
 import json
 import socket
 
-import aiohttp
 import pytest
 
 from core.errors import ErrorCode
@@ -31,6 +30,7 @@ from gateway.canonical import (
 from gateway.upstreams.anthropic import AnthropicAdapter
 from gateway.upstreams.anthropic_request import build_body
 from gateway.upstreams.base import UpstreamError
+from gateway.upstreams.http1 import UpstreamClient
 from gateway.upstreams.registry import adapter_for
 from tests.fakes.anthropic_fake import Scenario, ToolUse, anthropic_fake, anthropic_route
 from tests.fakes.server import collect_events
@@ -355,9 +355,12 @@ def test_mid_stream_failures_after_events(failure_mode, code):
     seen = []
 
     async def consume(route):
-        async with aiohttp.ClientSession() as session:
-            async for event in ADAPTER.stream(ask(), route, session):
+        client = UpstreamClient()
+        try:
+            async for event in ADAPTER.stream(ask(), route, client):
                 seen.append(event)
+        finally:
+            await client.close()
 
     with anthropic_fake(Scenario(failure=failure_mode)) as fake, pytest.raises(UpstreamError) as caught:
         asyncio.run(consume(anthropic_route(fake.url)))

@@ -32,6 +32,7 @@ from gateway.upstreams.base import ProviderInfo, RouteInfo, UpstreamError
 from gateway.upstreams.baseten import BasetenAdapter
 from gateway.upstreams.cerebras import CerebrasAdapter
 from gateway.upstreams.fireworks import FireworksAdapter
+from gateway.upstreams.http1 import UpstreamClient
 from gateway.upstreams.llamacpp import LlamaCppAdapter
 from gateway.upstreams.openai_compatible import OpenAICompatibleAdapter
 from tests.fakes.openai_dialects import Scenario, openai_fake
@@ -216,11 +217,12 @@ def test_a_mid_stream_failure_comes_after_the_events_already_streamed(dialect):
     seen = []
 
     async def consume(adapter, request, route):
-        import aiohttp
-
-        async with aiohttp.ClientSession() as session:
-            async for event in adapter.stream(request, route, session):
+        client = UpstreamClient()
+        try:
+            async for event in adapter.stream(request, route, client):
                 seen.append(event)
+        finally:
+            await client.close()
 
     import asyncio
 

@@ -193,4 +193,4 @@ def test_a_connection_cut_mid_stream_reads_cleanly_and_the_record_names_the_libr
     )
     assert "ClientPayloadError" not in response.text and "cerebras" not in response.text
     generation = settled_generation(response.headers["x-request-id"])
-    assert "ClientPayloadError" in generation.error_detail or "ServerDisconnected" in generation.error_detail
+    assert "the connection closed before the answer ended" in generation.error_detail

@@ -17,6 +17,7 @@ HELPERS = {
     "anthropic_request",
     "base",
     "extras",
+    "http1",
     "openai_embeddings",
     "openai_errors",
     "openai_events",

@@ -66,12 +66,20 @@ async def burst(urls: list[str], key: str, per_url: int) -> list[tuple[int, dict
 
 def wait_until_written(workspace_id, completed: int, timeout: float = 20) -> None:
     """Until the deployments' writers have put every settled record in PostgreSQL (refusals are recorded
-    too, as failed generations that cost nothing)."""
+    too, as failed generations that cost nothing) and accounted for it in Redis: a writer takes a batch's
+    costs off the mirror's unflushed figures just after its commit, so a batch still in flight is waited
+    for too."""
     generations = Generation.objects.filter(workspace_id=workspace_id, status="completed")
     deadline = time.monotonic() + timeout
-    while generations.count() < completed or mirror.queued_records() > 0:
+    while generations.count() < completed or mirror.queued_records() > 0 or batches_in_flight() > 0:
         assert time.monotonic() < deadline, "the metering writers did not drain the queues"
         time.sleep(0.1)
+
+
+def batches_in_flight() -> int:
+    """The batches a writer has taken and not yet accounted for, in every shard."""
+    client = mirror.sync_client()
+    return sum(int(client.zcard(mirror.inflights(shard))) for shard in mirror.shards())
 
 
 def still_held(workspace_id, request_ids: list[str]) -> list[str]:
