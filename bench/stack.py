@@ -24,6 +24,8 @@ REPO = Path(__file__).resolve().parent.parent
 UPSTREAM_KEY_ENV = "BENCH_UPSTREAM_KEY"
 MODEL = "bench/echo"
 UPSTREAM_MODEL = "bench-echo"
+# The gateway's uvicorn protocol in production (README): httptools', a response's head sent with its body.
+GATEWAY_HTTP = "core.http_server:HttpToolsProtocol"
 OWNER_EMAIL = "operator@hyperinfer.local"  # created by `manage.py demo_setup`
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from bench import litellm_proxy, report, soak
 from bench.load import MODES, CellResult
-from bench.stack import Database
+from bench.stack import GATEWAY_HTTP, Database
 
 
 def settled(state: dict[str, Any]) -> bool:
@@ -32,8 +32,8 @@ def settings_of(
         "ingress_format": args.format,
         "database": database.label,
         "upstream_delay_ms": args.upstream_delay_ms,
-        "server": f"uvicorn config.asgi:application --workers {args.workers} --loop uvloop --http httptools "
-        "--no-access-log",
+        "server": f"uvicorn config.asgi:application --workers {args.workers} --loop uvloop "
+        f"--http {GATEWAY_HTTP} --no-access-log",
         "env": "HYPERINFER_ENV=production DEBUG=false",
     }
     if args.soak:

@@ -19,6 +19,7 @@ from typing import Any
 from bench import litellm_proxy, memory
 from bench.load import Target
 from bench.stack import (
+    GATEWAY_HTTP,
     MODEL,
     UPSTREAM_KEY_ENV,
     UPSTREAM_MODEL,
@@ -152,7 +153,7 @@ class Launcher:
         if self.args.floor:
             name, app, title = "floor", "bench.metered_floor:app", "the metered floor"
             env["BENCH_FLOOR_REDIS"] = self.args.redis_url
-        argv = [sys.executable, "-m", "uvicorn", app, *self._server_flags(port)]
+        argv = [sys.executable, "-m", "uvicorn", app, *self._server_flags(port, "httptools")]
         log(f"starting {title} on 127.0.0.1:{port} ({self.args.workers} workers)")
         bare = self.processes.start(title, argv, env, self.workdir / f"{name}.log")
         self.pgids[name] = bare.process.pid
@@ -174,7 +175,8 @@ class Launcher:
         api_key = provision(env, catalog, self.workdir, CREDITS_USD)
 
         port = free_port()
-        argv = [sys.executable, "-m", "uvicorn", "config.asgi:application", *self._server_flags(port)]
+        flags = self._server_flags(port, GATEWAY_HTTP)
+        argv = [sys.executable, "-m", "uvicorn", "config.asgi:application", *flags]
         log(f"starting the gateway on 127.0.0.1:{port} ({args.workers} workers)")
         gateway = self.processes.start("gateway", argv, env, self.workdir / "gateway.log")
         self.pgids["gateway"] = gateway.process.pid
@@ -203,10 +205,12 @@ class Launcher:
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
         return _target("litellm", url, master_key, UPSTREAM_MODEL, self.args.tokens)
 
-    def _server_flags(self, port: int) -> list[str]:
-        """The gateway's production server settings, shared by the bare proxy."""
+    def _server_flags(self, port: int, http: str) -> list[str]:
+        """The gateway's production server settings, shared by the bare proxy but for the HTTP protocol: the
+        bare proxy keeps uvicorn's own (issue 18's definition); the gateway's holds each response's head for
+        its body's write (core/http_server.py)."""
         flags = ["--host", "127.0.0.1", "--port", str(port), "--workers", str(self.args.workers)]
-        return [*flags, "--loop", "uvloop", "--http", "httptools", "--no-access-log"]
+        return [*flags, "--loop", "uvloop", "--http", http, "--no-access-log"]
 
     def _wait_for_workers(self, pgid: int, timeout: float = 60.0) -> None:
         """/healthz answers as soon as one worker is up: wait until the server has all its workers, and

@@ -1,6 +1,6 @@
 """Gateway deployments as production runs them, for the scale-out tests: each its own uvicorn process group
-(`--workers 2 --loop uvloop --http httptools`, HYPERINFER_ENV=production) on its own loopback port, as
-separate hosts would be, all on the test database and the Redis the test names."""
+(`--workers 2 --loop uvloop --http core.http_server:HttpToolsProtocol`, HYPERINFER_ENV=production) on
+its own loopback port, as separate hosts would be, all on the test database and the Redis the test names."""
 
 import contextlib
 import os
@@ -70,7 +70,8 @@ class Deployment:
         journal = workdir / f"{name}-journal"  # each deployment's host has its own disk
         command = [
             sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
-            "--port", str(self.port), "--workers", str(WORKERS), "--loop", "uvloop", "--http", "httptools",
+            "--port", str(self.port), "--workers", str(WORKERS), "--loop", "uvloop",
+            "--http", "core.http_server:HttpToolsProtocol",
             "--no-access-log", "--log-level", "warning",
         ]  # fmt: skip
         with self.log.open("wb") as out:

@@ -1,0 +1,72 @@
+"""uvicorn's httptools protocol, sending a response's head in the same write() as its first body bytes.
+
+uvicorn writes a response's status line and headers the moment the app sends `http.response.start`, and
+its body with each `http.response.body`: two write() system calls for a whole JSON answer, where one would
+do. On the bench's machines a write() to a loopback socket is the costliest single thing a worker does
+(~8 % of a gateway worker's samples was the head's write alone; bench/README.md, "One write a response").
+Here the head is held back until the body's first bytes are written, or until the end of the event loop's
+turn when no body comes in it (a stream whose first event is not ready yet): its bytes leave in the same
+order, and never later than the loop's next turn.
+
+Run the server with it: `uvicorn config.asgi:application --http core.http_server:HttpToolsProtocol …`.
+"""
+
+import asyncio
+from typing import Any
+
+from uvicorn.protocols.http import httptools_impl
+
+_HEAD = b"HTTP/1.1 "  # how every response head uvicorn writes begins (its STATUS_LINE table)
+
+
+class _HeadWithBody:
+    """The connection's transport, holding a response head back for the write that follows it."""
+
+    __slots__ = ("_flush", "_head", "_loop", "transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self.transport = transport
+        self._loop = loop
+        self._head: bytes | None = None
+        self._flush: asyncio.Handle | None = None
+
+    def write(self, data: bytes) -> None:
+        head = self._head
+        if head is not None:  # the head waiting for these bytes: one write for both
+            self._head = None
+            if self._flush is not None:
+                self._flush.cancel()
+                self._flush = None
+            self.transport.write(head + data)
+        elif data.startswith(_HEAD):
+            self._head = data
+            self._flush = self._loop.call_soon(self.flush)
+        else:
+            self.transport.write(data)
+
+    def flush(self) -> None:
+        """Write a head still held (no body came in its turn of the loop, or the connection closes)."""
+        self._flush = None
+        head, self._head = self._head, None
+        if head is not None and not self.transport.is_closing():
+            self.transport.write(head)
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def __getattr__(self, name: str) -> Any:  # everything else is the transport's own
+        return getattr(self.transport, name)
+
+
+class HttpToolsProtocol(httptools_impl.HttpToolsProtocol):
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(_HeadWithBody(transport, self.loop))  # type: ignore[arg-type]
+
+    def handle_websocket_upgrade(self) -> None:
+        """A WebSocket protocol takes the connection over: it gets the transport itself."""
+        wrapped = self.transport
+        if isinstance(wrapped, _HeadWithBody):
+            wrapped.flush()
+            self.transport = wrapped.transport
+        super().handle_websocket_upgrade()
