@@ -2,11 +2,10 @@
 
 uvicorn writes a response's status line and headers the moment the app sends `http.response.start`, and
 its body with each `http.response.body`: two write() system calls for a whole JSON answer, where one would
-do. On the bench's machines a write() to a loopback socket is the costliest single thing a worker does
-(~8 % of a gateway worker's samples was the head's write alone; bench/README.md, "One write a response").
-Here the head is held back until the body's first bytes are written, or until the end of the event loop's
+do. Here the head is held back until the body's first bytes are written, or until the end of the event loop's
 turn when no body comes in it (a stream whose first event is not ready yet): its bytes leave in the same
-order, and never later than the loop's next turn.
+order, and never later than the loop's next turn. One system call less a response; the bench could not
+tell the difference from its noise (bench/README.md, "One write a response"; ADR 0021).
 
 Run the server with it: `uvicorn config.asgi:application --http core.http_server:HttpToolsProtocol …`.
 """
