@@ -122,17 +122,18 @@ class LlamaCppAdapter(OpenAICompatibleAdapter):
     def _extras_url(self, route: RouteInfo, name: str) -> str:
         return f"{route.provider.base_url.rstrip('/').removesuffix('/v1')}/extras/{name}"
 
-    async def _extras(self, route: RouteInfo, client: UpstreamClient, name: str, payload: Json) -> Json:
-        """POST /extras/<name> (the Jan spec's tokenizer endpoints)."""
+    async def _post_json(self, url: str, payload: Json, route: RouteInfo, client: UpstreamClient) -> Json:
+        """POST `payload` to the server; its JSON answer (HttpStatusError for a 4xx or 5xx)."""
         async with client.post(
-            self._extras_url(route, name),
-            compact_json(payload),
-            self._json_headers(route),
-            timeout=route.provider.timeout_seconds,
+            url, compact_json(payload), self._json_headers(route), timeout=route.provider.timeout_seconds
         ) as resp:
             resp.raise_for_status()
-            result: Json = await resp.json()
-            return result
+            answer: Json = await resp.json()
+            return answer
+
+    async def _extras(self, route: RouteInfo, client: UpstreamClient, name: str, payload: Json) -> Json:
+        """POST /extras/<name> (the Jan spec's tokenizer endpoints)."""
+        return await self._post_json(self._extras_url(route, name), payload, route, client)
 
     async def tokenize(self, text: str, route: RouteInfo, client: UpstreamClient) -> list[int] | None:
         answer = await self._extras(
@@ -151,14 +152,7 @@ class LlamaCppAdapter(OpenAICompatibleAdapter):
 
     async def count(self, text: str, route: RouteInfo, client: UpstreamClient) -> int:
         payload = {"model": route.upstream_model_id, "input": text}
-        async with client.post(
-            self.count_url(route),
-            compact_json(payload),
-            self._json_headers(route),
-            timeout=route.provider.timeout_seconds,
-        ) as resp:
-            resp.raise_for_status()
-            return int((await resp.json())["count"])
+        return int((await self._post_json(self.count_url(route), payload, route, client))["count"])
 
     async def empty_stream_error(
         self, request: CanonicalRequest, route: RouteInfo, client: UpstreamClient
@@ -182,14 +176,8 @@ class LlamaCppAdapter(OpenAICompatibleAdapter):
 
     async def prompt_tokens(self, request: CanonicalRequest, route: RouteInfo, client: UpstreamClient) -> int:
         body = {**self.build_body(request, route), "stream": False, "max_tokens": 1}
-        async with client.post(
-            self.url_for(request, route),
-            compact_json(body),
-            self._json_headers(route),
-            timeout=route.provider.timeout_seconds,
-        ) as resp:
-            resp.raise_for_status()
-            return int((await resp.json())["usage"]["prompt_tokens"])
+        answer = await self._post_json(self.url_for(request, route), body, route, client)
+        return int(answer["usage"]["prompt_tokens"])
 
     async def count_prompt_tokens(
         self, request: CanonicalRequest, route: RouteInfo, client: UpstreamClient

@@ -18,7 +18,6 @@ NOT_SOURCE = {"tests", "static", "templates", "docs", "staticfiles"}  # and hidd
 
 # Needed at run time though nothing imports them and no setting names them, each for this reason.
 USED_WITHOUT_AN_IMPORT = {
-    "uvicorn": "the production server: `uvicorn config.asgi:application` (README, DESIGN §2, bench/)",
     "lxml-html-clean": "trafilatura (web_fetch) imports lxml.html.clean, which lxml ships separately now",
 }
 

@@ -49,6 +49,12 @@ async def closed_by_client(peer: Peer) -> None:
     await asyncio.wait_for(peer.closed_by_client.wait(), SEEN_WITHIN_S)
 
 
+async def body_of_a_post(client: UpstreamClient, server: Server) -> bytes:
+    """The answer to one small POST, read to its end (its connection goes back to the pool)."""
+    response = await client.post(server.url(), b"{}", {}, timeout=1)
+    return await response.read()
+
+
 def requests_per_connection(server: Server) -> list[int]:
     return [len(peer.requests) for peer in server.peers]
 
@@ -122,8 +128,7 @@ def test_a_body_that_ends_when_the_server_closes_is_read_whole_and_its_connectio
     async def scenario():
         async with Server(until_close) as server, upstream() as client:
             for _ in range(2):
-                response = await client.post(server.url(), b"{}", {}, timeout=1)
-                assert await response.read() == b"hello world"
+                assert await body_of_a_post(client, server) == b"hello world"
         assert requests_per_connection(server) == [1, 1]
 
     run(scenario())
@@ -152,8 +157,7 @@ def test_bytes_after_the_answer_leave_it_whole_and_its_connection_unused_again()
     async def scenario():
         async with Server(always(answer(b"one") + answer(b"two"))) as server, upstream() as client:
             for _ in range(2):
-                response = await client.post(server.url(), b"{}", {}, timeout=1)
-                assert await response.read() == b"one"
+                assert await body_of_a_post(client, server) == b"one"
         assert requests_per_connection(server) == [1, 1]
 
     run(scenario())
@@ -332,8 +336,7 @@ def test_an_answer_with_connection_close_is_not_reused_even_while_the_server_kee
     async def scenario():
         async with Server(always(answer(b"once", "Connection: close"))) as server, upstream() as client:
             for _ in range(2):
-                response = await client.post(server.url(), b"{}", {}, timeout=1)
-                assert await response.read() == b"once"
+                assert await body_of_a_post(client, server) == b"once"
             await closed_by_client(server.peers[0])
         assert requests_per_connection(server) == [1, 1]
 
@@ -404,12 +407,10 @@ def test_bytes_the_server_sends_on_an_idle_connection_get_it_dropped():
 
     async def scenario():
         async with Server(then_speak_out_of_turn) as server, upstream() as client:
-            response = await client.post(server.url(), b"{}", {}, timeout=1)
-            assert await response.read() == b"ok"
+            assert await body_of_a_post(client, server) == b"ok"
             idle.set()
             await closed_by_client(server.peers[0])
-            response = await client.post(server.url(), b"{}", {}, timeout=1)
-            assert await response.read() == b"ok"
+            assert await body_of_a_post(client, server) == b"ok"
         assert requests_per_connection(server) == [1, 1]
 
     run(scenario())
@@ -418,13 +419,11 @@ def test_bytes_the_server_sends_on_an_idle_connection_get_it_dropped():
 def test_an_idle_connection_is_closed_once_older_than_keepalive_seconds():
     async def scenario():
         async with Server(always(answer(b"ok"))) as server, upstream(keepalive_seconds=0.2) as client:
-            response = await client.post(server.url(), b"{}", {}, timeout=1)
-            assert await response.read() == b"ok"
+            assert await body_of_a_post(client, server) == b"ok"
             idle_from = time.monotonic()
             await closed_by_client(server.peers[0])
             assert 0.19 <= time.monotonic() - idle_from < 0.6
-            response = await client.post(server.url(), b"{}", {}, timeout=1)
-            assert await response.read() == b"ok"
+            assert await body_of_a_post(client, server) == b"ok"
         assert requests_per_connection(server) == [1, 1]
 
     run(scenario())
@@ -433,11 +432,9 @@ def test_an_idle_connection_is_closed_once_older_than_keepalive_seconds():
 def test_an_idle_connection_older_than_keepalive_seconds_is_not_reused_even_before_the_sweep():
     async def scenario():
         async with Server(always(answer(b"ok"))) as server, upstream(keepalive_seconds=0.1) as client:
-            response = await client.post(server.url(), b"{}", {}, timeout=1)
-            assert await response.read() == b"ok"
+            assert await body_of_a_post(client, server) == b"ok"
             time.sleep(0.15)  # blocks the event loop: the sweep, due at 0.1 s, has not run yet
-            response = await client.post(server.url(), b"{}", {}, timeout=1)
-            assert await response.read() == b"ok"
+            assert await body_of_a_post(client, server) == b"ok"
             await closed_by_client(server.peers[0])
         assert requests_per_connection(server) == [1, 1]
 
@@ -448,8 +445,7 @@ def test_closing_the_client_closes_its_idle_connections_and_refuses_new_requests
     async def scenario():
         async with Server(always(answer(b"ok"))) as server:
             client = UpstreamClient()
-            response = await client.post(server.url(), b"{}", {}, timeout=1)
-            assert await response.read() == b"ok"
+            assert await body_of_a_post(client, server) == b"ok"
             await client.close()
             await closed_by_client(server.peers[0])
             with pytest.raises(HttpError, match="closed"):
