@@ -1,11 +1,12 @@
 """The model upstreams' HTTP client: HTTP/1.1 over pooled keep-alive connections, parsed by httptools.
 
 Every answer the gateway serves is one POST to a model provider, so this client's cost is paid on every
-request. aiohttp's ClientSession spent 125–131 µs of CPU on each small POST here (its request and response
-objects, cookie jar, tracing hooks, stream reader, timer context); this one spends 49–55 µs, most of it the
-write system call (bench/README.md, "The upstream client"). It does only what the adapters need: a POST with a byte body, the status and headers,
-the body whole or piece by piece as it arrives, on plain TCP or TLS. The server tools' web traffic (search,
-images, web_fetch) stays on aiohttp (gateway/session.py): redirects, cookies and arbitrary URLs are its job.
+request. aiohttp's ClientSession spent 125 to 131 µs of CPU on each small POST here (its request and response
+objects, cookie jar, tracing hooks, stream reader, timer context); this one spends 49 to 55 µs, most of it the
+write system call (bench/README.md, "The upstream client"). It does only what the adapters need: a POST with a
+byte body, the status and headers, the body whole or piece by piece as it arrives, on plain TCP or TLS. The
+server tools' web traffic (search, images, web_fetch) stays on aiohttp (gateway/session.py): redirects,
+cookies and arbitrary URLs are its job.
 
 A connection serves one request at a time and goes back to the pool when its answer was read to the end and
 the server keeps it alive; a response left unfinished closes its connection, which tells a streaming
