@@ -8,10 +8,10 @@ byte body, the status and headers, the body whole or piece by piece as it arrive
 server tools' web traffic (search, images, web_fetch) stays on aiohttp (gateway/session.py): redirects,
 cookies and arbitrary URLs are its job.
 
-A connection serves one request at a time and goes back to the pool when its answer was read to the end and
-the server keeps it alive; a response left unfinished closes its connection, which tells a streaming
-upstream to stop generating. A kept-alive connection the server had closed while idle fails before the
-first byte of the answer: the request is then sent once more on a new connection.
+A connection (gateway/upstreams/http1_connection.py) serves one request at a time and goes back to the pool
+when its answer was read to the end and the server keeps it alive; a response left unfinished closes its
+connection, which tells a streaming upstream to stop generating. A kept-alive connection the server had closed
+while idle fails before the first byte of the answer: the request is then sent once more on a new connection.
 
 Timeouts: `timeout` bounds the whole exchange (connecting, sending, the head and the body); `read_timeout`,
 when given, bounds each silence between two pieces of the body instead (streams that run long). Either
@@ -20,25 +20,20 @@ HttpError.
 """
 
 import asyncio
-import collections
 import ssl
-import zlib
 from collections.abc import AsyncIterator, Coroutine, Generator, Mapping
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
-import httptools
-
 from core.encoding import read_json
+from gateway.upstreams.http1_connection import Connection, HttpError, StaleConnection
+
+__all__ = ["HttpError", "HttpStatusError", "UpstreamClient", "UpstreamResponse"]
 
 USER_AGENT = "HyperInfer"
 KEEPALIVE_SECONDS = 60.0  # an idle connection older than this is closed, not reused
 _TARGETS_MAX = 1024  # parsed URLs kept (a deployment has a few per provider)
-
-
-class HttpError(Exception):
-    """The exchange failed: no connection, a reset, or an answer that is not HTTP/1.1."""
 
 
 class HttpStatusError(HttpError):
@@ -47,10 +42,6 @@ class HttpStatusError(HttpError):
     def __init__(self, status: int, url: str) -> None:
         super().__init__(f"HTTP {status} from {url}")
         self.status = status
-
-
-class _Stale(HttpError):
-    """A reused connection closed before any byte of the answer: the server had dropped it while idle."""
 
 
 class _Target:
@@ -76,183 +67,6 @@ class _Target:
         self.head = f"POST {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: {USER_AGENT}\r\n".encode()
 
 
-class _Connection(asyncio.Protocol):
-    """One kept-alive connection: httptools' callbacks fill in the answer; one waiter is woken on news."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, key: tuple[bool, str, int]) -> None:
-        self.loop = loop
-        self.key = key
-        self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpResponseParser(self)
-        self.closed = False
-        self.reused = False
-        self.idle_since = 0.0
-        self.busy = False
-        self._begin_answer()
-
-    def _begin_answer(self) -> None:
-        self.status = 0
-        self.headers: dict[str, str] = {}
-        self.chunks: collections.deque[bytes] = collections.deque()
-        self.head_done = False
-        self.complete = False
-        self.keep_alive = False
-        self.until_close = False  # the body ends when the server closes (no length, not chunked)
-        self.decoder: Any = None
-        self.received = False
-        self.error: BaseException | None = None
-        self.waiter: asyncio.Future[None] | None = None
-        self.timer: asyncio.TimerHandle | None = None
-        self.read_timeout: float | None = None
-        self.last_read = 0.0
-
-    # --- one exchange --------------------------------------------------------------------
-    def send(self, data: bytes, deadline: float | None, read_timeout: float | None) -> None:
-        self._begin_answer()
-        self.busy = True
-        if deadline is not None:
-            self.timer = self.loop.call_at(deadline, self._time_up)
-        self.read_timeout = read_timeout
-        assert self.transport is not None
-        self.transport.write(data)
-
-    def start_read_timer(self) -> None:
-        """After the head: the whole-exchange deadline gives way to the gap allowed between reads."""
-        if self.read_timeout is None:
-            return
-        if self.timer is not None:
-            self.timer.cancel()
-        self.last_read = self.loop.time()
-        self.timer = self.loop.call_at(self.last_read + self.read_timeout, self._check_read_gap)
-
-    def _check_read_gap(self) -> None:
-        assert self.read_timeout is not None
-        due = self.last_read + self.read_timeout
-        if self.loop.time() >= due:
-            self._time_up()
-        else:  # data came since: look again when the new gap would be up
-            self.timer = self.loop.call_at(due, self._check_read_gap)
-
-    def _time_up(self) -> None:
-        self.timer = None
-        if self.complete:
-            return
-        self._fail(TimeoutError())
-        self.drop()
-
-    def wait(self) -> "asyncio.Future[None]":
-        self.waiter = self.loop.create_future()
-        return self.waiter
-
-    def _wake(self) -> None:
-        waiter = self.waiter
-        if waiter is not None:
-            self.waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
-
-    def _fail(self, error: BaseException) -> None:
-        if self.error is None and not self.complete:
-            self.error = error
-        self._wake()
-
-    def done(self) -> None:
-        """The exchange is over (answer read, or abandoned): stop its timer."""
-        self.busy = False
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-
-    def drop(self) -> None:
-        self.closed = True
-        if self.transport is not None:
-            self.transport.abort()
-
-    # --- asyncio.Protocol ----------------------------------------------------------------
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's are not asyncio.Transport
-
-    def data_received(self, data: bytes) -> None:
-        if not self.busy:  # a server speaking out of turn: the connection cannot be trusted again
-            self.drop()
-            return
-        self.received = True
-        if self.read_timeout is not None:
-            self.last_read = self.loop.time()
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            cause = exc.__context__  # what a callback raised (an encoding we cannot read) comes back as this
-            self._fail(cause if isinstance(cause, HttpError) else HttpError(f"malformed HTTP answer: {exc}"))
-            self.drop()
-
-    def eof_received(self) -> bool | None:
-        return None  # close our side too; connection_lost follows
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        if not self.busy or self.complete:
-            return
-        if self.until_close and self.head_done and exc is None:  # a reset is no end: the body may be cut
-            self.complete = True
-            self._wake()
-        elif not self.received and self.reused:
-            self._fail(_Stale("the kept-alive connection was closed"))
-        else:
-            self._fail(HttpError(f"the connection closed before the answer ended ({exc or 'EOF'})"))
-
-    # --- httptools callbacks -------------------------------------------------------------
-    def on_message_begin(self) -> None:
-        if self.complete:  # more after the answer, unasked: the connection cannot be trusted again
-            raise HttpError("the upstream sent more than its answer")
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        key = name.decode("latin-1").lower()
-        text = value.decode("latin-1")
-        previous = self.headers.get(key)
-        self.headers[key] = text if previous is None else f"{previous}, {text}"
-
-    def on_headers_complete(self) -> None:
-        status = self.parser.get_status_code()
-        if status < 200:  # an interim answer (100 Continue): the real one follows
-            self.headers = {}
-            return
-        self.status = status
-        headers = self.headers
-        if (
-            status not in (204, 304)
-            and "content-length" not in headers
-            and "transfer-encoding" not in headers
-        ):
-            self.until_close = True
-        encoding = headers.get("content-encoding", "identity").strip().lower()
-        if encoding in ("gzip", "deflate", "x-gzip"):
-            self.decoder = zlib.decompressobj(zlib.MAX_WBITS | 32)  # gzip or zlib, by the header
-        elif encoding != "identity":
-            raise HttpError(f"the answer's content-encoding is {encoding!r}, which this client cannot read")
-        self.head_done = True
-        self._wake()
-
-    def on_body(self, body: bytes) -> None:
-        if self.decoder is not None:
-            try:
-                body = self.decoder.decompress(body)
-            except zlib.error as exc:
-                raise HttpError(f"the answer's compressed body is corrupt: {exc}") from exc
-        if body:
-            self.chunks.append(body)
-            self._wake()
-
-    def on_message_complete(self) -> None:
-        if not self.head_done:  # the end of an interim answer
-            return
-        if self.decoder is not None and (tail := self.decoder.flush()):
-            self.chunks.append(tail)
-        self.complete = True
-        self.keep_alive = self.parser.should_keep_alive() and not self.until_close
-        self._wake()
-
-
 class UpstreamResponse:
     """An upstream's answer: its status and headers at once, its body as it comes. Finish it (read it to
     the end, `async with`, release() or close()) so that its connection is reused or dropped; once
@@ -260,14 +74,14 @@ class UpstreamResponse:
 
     __slots__ = ("_client", "_connection", "headers", "status", "url")
 
-    def __init__(self, client: "UpstreamClient", connection: _Connection, url: str) -> None:
+    def __init__(self, client: "UpstreamClient", connection: Connection, url: str) -> None:
         self._client = client
-        self._connection: _Connection | None = connection
+        self._connection: Connection | None = connection
         self.status = connection.status
         self.headers: Mapping[str, str] = connection.headers
         self.url = url
 
-    def _open(self) -> _Connection:
+    def _open(self) -> Connection:
         if self._connection is None:
             raise HttpError("the answer was already finished")
         return self._connection
@@ -362,7 +176,7 @@ class UpstreamClient:
         self.loop = asyncio.get_running_loop()
         self.keepalive_seconds = keepalive_seconds
         self.closed = False
-        self._idle: dict[tuple[bool, str, int], list[_Connection]] = {}
+        self._idle: dict[tuple[bool, str, int], list[Connection]] = {}
         self._targets: dict[str, _Target] = {}
         self._tls: ssl.SSLContext | None = None
         self._sweep: asyncio.TimerHandle | None = None
@@ -410,7 +224,7 @@ class UpstreamClient:
                     if connection.error is not None:
                         raise connection.error
                     await connection.wait()
-            except _Stale:
+            except StaleConnection:
                 connection.done()
                 continue  # the server had closed it while idle; nothing was answered: send it again
             except BaseException:
@@ -426,7 +240,7 @@ class UpstreamClient:
         target = self._targets[url] = _Target(url)
         return target
 
-    def _take_idle(self, key: tuple[bool, str, int]) -> _Connection | None:
+    def _take_idle(self, key: tuple[bool, str, int]) -> Connection | None:
         idle = self._idle.get(key)
         if not idle:
             return None
@@ -438,13 +252,13 @@ class UpstreamClient:
             connection.drop()
         return None
 
-    async def _connect(self, target: _Target, deadline: float | None) -> _Connection:
+    async def _connect(self, target: _Target, deadline: float | None) -> Connection:
         if target.tls and self._tls is None:
             self._tls = ssl.create_default_context()
         async with asyncio.timeout_at(deadline):  # its TimeoutError is an OSError: raised outside the `try`
             try:
                 _, connection = await self.loop.create_connection(
-                    lambda: _Connection(self.loop, target.key),
+                    lambda: Connection(self.loop, target.key),
                     target.host,
                     target.port,
                     ssl=self._tls if target.tls else None,
@@ -454,7 +268,7 @@ class UpstreamClient:
                 raise HttpError(f"cannot connect to {target.host}:{target.port}: {exc}") from exc
         return connection
 
-    def _give_back(self, connection: _Connection) -> None:
+    def _give_back(self, connection: Connection) -> None:
         connection.done()
         if connection.closed or self.closed or not (connection.complete and connection.keep_alive):
             connection.drop()

@@ -1,4 +1,5 @@
-"""A raw HTTP/1.1 server on loopback for the upstream client's tests (tests/gateway/test_http1.py).
+"""A raw HTTP/1.1 server on loopback for the upstream client's tests (tests/gateway/test_http1*.py), and
+their helpers.
 
 The test writes the exact bytes of each answer; the server reads the requests off the wire as they came,
 keeps one Peer per accepted connection (so the test counts connections and requests on each), and notes
@@ -6,9 +7,12 @@ when the client closed a connection. It runs in the test's own event loop, next 
 """
 
 import asyncio
+import contextlib
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+
+from gateway.upstreams.http1 import UpstreamClient
 
 
 @dataclass
@@ -129,3 +133,47 @@ LAST_CHUNK = b"0\r\n\r\n"
 
 def chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+# --- for the tests: one loop a test, a client, answers and what the server saw ---------------------------
+
+SEEN_WITHIN_S = 1.0  # how long the server may take to notice what the client did
+
+
+def run(scenario) -> None:
+    """One test, one event loop: the servers and the client share it; a hang fails the test in 5 s."""
+    asyncio.run(asyncio.wait_for(scenario, 5))
+
+
+@contextlib.asynccontextmanager
+async def upstream(**options):
+    client = UpstreamClient(**options)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+def always(data: bytes):
+    async def send(peer: Peer, request: Request) -> None:
+        peer.send(data)
+
+    return send
+
+
+async def never_answer(peer: Peer, request: Request) -> None:
+    pass
+
+
+async def closed_by_client(peer: Peer) -> None:
+    await asyncio.wait_for(peer.closed_by_client.wait(), SEEN_WITHIN_S)
+
+
+async def body_of_a_post(client: UpstreamClient, server: Server) -> bytes:
+    """The answer to one small POST, read to its end (its connection goes back to the pool)."""
+    response = await client.post(server.url(), b"{}", {}, timeout=1)
+    return await response.read()
+
+
+def requests_per_connection(server: Server) -> list[int]:
+    return [len(peer.requests) for peer in server.peers]

@@ -18,6 +18,7 @@ HELPERS = {
     "base",
     "extras",
     "http1",
+    "http1_connection",
     "openai_embeddings",
     "openai_errors",
     "openai_events",
