@@ -113,9 +113,6 @@ class LlamaCppAdapter(OpenAICompatibleAdapter):
         super().assistant_fields(blocks, out)
         out.setdefault("content", "")  # chat templates read it
 
-    def _json_headers(self, route: RouteInfo) -> dict[str, str]:
-        return {**self.auth_headers(route), "Content-Type": "application/json"}
-
     def count_url(self, route: RouteInfo) -> str:
         return f"{route.provider.base_url.rstrip('/').removesuffix('/v1')}/extras/tokenize/count"
 
@@ -125,7 +122,7 @@ class LlamaCppAdapter(OpenAICompatibleAdapter):
     async def _post_json(self, url: str, payload: Json, route: RouteInfo, client: UpstreamClient) -> Json:
         """POST `payload` to the server; its JSON answer (HttpStatusError for a 4xx or 5xx)."""
         async with client.post(
-            url, compact_json(payload), self._json_headers(route), timeout=route.provider.timeout_seconds
+            url, compact_json(payload), self.json_headers(route), timeout=route.provider.timeout_seconds
         ) as resp:
             resp.raise_for_status()
             answer: Json = await resp.json()
@@ -164,7 +161,7 @@ class LlamaCppAdapter(OpenAICompatibleAdapter):
             async with client.post(
                 self.url_for(request, route),
                 compact_json(body),
-                self._json_headers(route),
+                self.json_headers(route),
                 timeout=route.provider.timeout_seconds,
             ) as resp:
                 if resp.status >= 400:

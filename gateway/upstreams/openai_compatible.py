@@ -157,6 +157,10 @@ class OpenAICompatibleAdapter(OpenAIRequestMapping, UpstreamAdapter):
         return events
 
     # --- One attempt -----------------------------------------------------------------------
+    def json_headers(self, route: RouteInfo) -> dict[str, str]:
+        """A JSON POST's headers: the dialect's credentials and the content type."""
+        return {**self.auth_headers(route), "Content-Type": "application/json"}
+
     def stream(
         self, request: CanonicalRequest, route: RouteInfo, client: UpstreamClient
     ) -> AsyncGenerator[Event, None]:
@@ -197,9 +201,8 @@ class OpenAICompatibleAdapter(OpenAIRequestMapping, UpstreamAdapter):
     async def _fetch_whole(self, url: str, body: Json, route: RouteInfo, client: UpstreamClient) -> Json:
         """POST a non-streamed request; its answer, or the UpstreamError its status or body says (a 200 may
         still carry an error object: Cerebras' CreateChatCompletionResponse admits an ErrorChunkResponse)."""
-        headers = {**self.auth_headers(route), "Content-Type": "application/json"}
         async with client.post(
-            url, compact_json(body), headers, timeout=route.provider.timeout_seconds
+            url, compact_json(body), self.json_headers(route), timeout=route.provider.timeout_seconds
         ) as response:
             raw = await response.read()
             if response.status >= 400:
@@ -263,8 +266,7 @@ class OpenAICompatibleAdapter(OpenAIRequestMapping, UpstreamAdapter):
         seconds = route.provider.timeout_seconds
         first_byte = float(route.options.get("first_byte_timeout_seconds", seconds))
         async with asyncio.timeout(first_byte):
-            headers = {**self.auth_headers(route), "Content-Type": "application/json"}
-            response = await client.post(url, compact_json(body), headers, timeout=seconds)
+            response = await client.post(url, compact_json(body), self.json_headers(route), timeout=seconds)
             try:
                 if response.status >= 400:
                     text = await response.text(errors="replace")

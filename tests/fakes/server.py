@@ -49,14 +49,26 @@ class FakeServer:
         self._thread.join(10)
 
 
-async def _collect(adapter: UpstreamAdapter, request: CanonicalRequest, route: RouteInfo) -> list[Event]:
+async def _collect(
+    events: list[Event], adapter: UpstreamAdapter, request: CanonicalRequest, route: RouteInfo
+) -> None:
     client = UpstreamClient()
     try:
-        return [event async for event in adapter.stream(request, route, client)]
+        async for event in adapter.stream(request, route, client):
+            events.append(event)
     finally:
         await client.close()
 
 
 def collect_events(adapter: UpstreamAdapter, request: CanonicalRequest, route: RouteInfo) -> list[Event]:
     """Run one adapter attempt to the end and return its events (UpstreamError propagates)."""
-    return asyncio.run(_collect(adapter, request, route))
+    events: list[Event] = []
+    asyncio.run(_collect(events, adapter, request, route))
+    return events
+
+
+def collect_events_into(
+    events: list[Event], adapter: UpstreamAdapter, request: CanonicalRequest, route: RouteInfo
+) -> None:
+    """As collect_events, into `events`: what came before a failure stays there when UpstreamError rises."""
+    asyncio.run(_collect(events, adapter, request, route))

@@ -1,6 +1,5 @@
 """The Anthropic Messages adapter against a fake that speaks the real streaming protocol over TCP."""
 
-import asyncio
 import json
 import socket
 
@@ -30,10 +29,9 @@ from gateway.canonical import (
 from gateway.upstreams.anthropic import AnthropicAdapter
 from gateway.upstreams.anthropic_request import build_body
 from gateway.upstreams.base import UpstreamError
-from gateway.upstreams.http1 import UpstreamClient
 from gateway.upstreams.registry import adapter_for
 from tests.fakes.anthropic_fake import Scenario, ToolUse, anthropic_fake, anthropic_route
-from tests.fakes.server import collect_events
+from tests.fakes.server import collect_events, collect_events_into
 
 ADAPTER = AnthropicAdapter()
 WEATHER = Tool(
@@ -353,17 +351,8 @@ def test_wrong_api_key_is_provider_auth():
 )
 def test_mid_stream_failures_after_events(failure_mode, code):
     seen = []
-
-    async def consume(route):
-        client = UpstreamClient()
-        try:
-            async for event in ADAPTER.stream(ask(), route, client):
-                seen.append(event)
-        finally:
-            await client.close()
-
     with anthropic_fake(Scenario(failure=failure_mode)) as fake, pytest.raises(UpstreamError) as caught:
-        asyncio.run(consume(anthropic_route(fake.url)))
+        collect_events_into(seen, ADAPTER, ask(), anthropic_route(fake.url))
     assert caught.value.code == code
     if failure_mode != "malformed":  # the others fail after the first text delta reached us
         assert seen == [BlockStart(0, "text"), TextDelta(0, "Hell")]

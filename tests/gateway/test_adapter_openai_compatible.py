@@ -32,12 +32,11 @@ from gateway.upstreams.base import ProviderInfo, RouteInfo, UpstreamError
 from gateway.upstreams.baseten import BasetenAdapter
 from gateway.upstreams.cerebras import CerebrasAdapter
 from gateway.upstreams.fireworks import FireworksAdapter
-from gateway.upstreams.http1 import UpstreamClient
 from gateway.upstreams.llamacpp import LlamaCppAdapter
 from gateway.upstreams.openai_compatible import OpenAICompatibleAdapter
 from tests.fakes.openai_dialects import Scenario, openai_fake
 from tests.fakes.openai_scenario import CEREBRAS_TIME_INFO, FakeToolCall, fireworks_perf_metrics
-from tests.fakes.server import collect_events
+from tests.fakes.server import collect_events, collect_events_into
 
 ADAPTERS = {
     "cerebras": CerebrasAdapter(),
@@ -215,19 +214,8 @@ def test_failures_map_onto_the_taxonomy(dialect, failure, code):
 @pytest.mark.parametrize("dialect", DIALECTS)
 def test_a_mid_stream_failure_comes_after_the_events_already_streamed(dialect):
     seen = []
-
-    async def consume(adapter, request, route):
-        client = UpstreamClient()
-        try:
-            async for event in adapter.stream(request, route, client):
-                seen.append(event)
-        finally:
-            await client.close()
-
-    import asyncio
-
     with openai_fake(dialect, Scenario(failure="cut")) as fake, pytest.raises(UpstreamError):
-        asyncio.run(consume(ADAPTERS[dialect], ask(), fake.route()))
+        collect_events_into(seen, ADAPTERS[dialect], ask(), fake.route())
     assert seen == [BlockStart(0, "text"), TextDelta(0, "Hello")]
 
 
