@@ -83,6 +83,26 @@ def shipped_catalog(db):
     catalog_load(settings.CATALOG_PATH)
 
 
+# The longest a test that reads the calendar day takes, from its records laid out to its page drawn.
+CALENDAR_TEST_SECONDS = 120
+
+
+@pytest.fixture
+def one_utc_day() -> None:
+    """For a test that lays records out by "days ago" and then checks which day they fell on: it starts
+    only when it can end on the same UTC day, waiting out the last minutes before midnight if it must.
+    (A test that ran across midnight saw its records on yesterday's bar and its "today" on the next.)"""
+    import datetime
+    import time
+
+    now = datetime.datetime.now(datetime.UTC)
+    midnight = datetime.datetime.combine(
+        now.date() + datetime.timedelta(days=1), datetime.time(), datetime.UTC
+    )
+    if (midnight - now).total_seconds() < CALENDAR_TEST_SECONDS:
+        time.sleep((midnight - now).total_seconds() + 1)
+
+
 @pytest.fixture(autouse=True)
 def fast_password_hashing(settings):
     # Password hashing is deliberately slow; the tests check behaviour, not the hash's cost.

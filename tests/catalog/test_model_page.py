@@ -13,7 +13,7 @@ from gateway.models import GenerationStatus
 from tests.catalog.helpers import get, section
 from tests.catalog.traffic import record_generation, roll_up_and_refresh
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("shipped_catalog")]
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("one_utc_day", "shipped_catalog")]
 DAY = datetime.timedelta(days=1)
 HOUR = datetime.timedelta(hours=1)
 

@@ -89,11 +89,11 @@ def browser(tmp_path) -> Browser:
 
 
 @pytest.fixture
-def traffic(shipped_catalog):
+def traffic(one_utc_day, shipped_catalog):
     workspace = make_workspace()
     for days_ago, tokens in TRAFFIC:
         record_generation(
-            workspace=workspace, model=MODEL, ago=datetime.timedelta(days=days_ago, minutes=5),
+            workspace=workspace, model=MODEL, ago=datetime.timedelta(days=days_ago),
             tokens_prompt=tokens * 3 // 4, tokens_completion=tokens // 4, ttft_ms=150 + days_ago,
             latency_ms=1_150 + 10 * days_ago,
         )  # fmt: skip

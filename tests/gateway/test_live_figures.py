@@ -21,6 +21,7 @@ from tests.factories import make_workspace
 from tests.gateway.conftest import settled_generation
 
 MODEL = "hyperinfer/sandbox-pro"
+pytestmark = pytest.mark.usefixtures("one_utc_day")  # the tests read "today"
 
 
 def test_requests_through_the_gateway_show_in_the_live_figures(gateway_url, funded_key):
@@ -69,7 +70,7 @@ def test_requests_through_the_gateway_show_in_the_live_figures(gateway_url, fund
 
 
 @pytest.fixture
-def records(db):
+def records(db, one_utc_day):
     workspace = make_workspace()
     now = timezone.now()
 
@@ -85,6 +86,7 @@ def records(db):
             **{**defaults, **fields},
         )
 
+    record.now = now
     return record
 
 
@@ -130,15 +132,17 @@ def test_performance_takes_medians_over_the_last_day_and_counts_failures(records
 # --- The catalog's snapshot -----------------------------------------------------------------------------
 
 
-def earlier_today(ago: datetime.timedelta) -> datetime.timedelta:
-    """`ago`, or less when that would fall yesterday: a test run just after midnight UTC still sees today."""
-    now = timezone.now()
-    return min(ago, now - now.replace(hour=0, minute=0, second=0, microsecond=0))
+def earlier_today(records, ago: datetime.timedelta) -> datetime.timedelta:
+    """`ago`, or less when that would fall yesterday: a test run just after midnight UTC still sees today.
+    Measured from the records' own `now`, which a later clock reading would put yesterday by a hair."""
+    return min(ago, records.now - records.now.replace(hour=0, minute=0, second=0, microsecond=0))
 
 
 def test_the_task_refreshes_the_snapshot_with_new_generations(shipped_catalog, records):
     slug = "meta-llama/llama-3.1-8b"
-    records(slug, ago=earlier_today(datetime.timedelta(hours=1)), tokens_prompt=100, tokens_completion=20)
+    records(
+        slug, ago=earlier_today(records, datetime.timedelta(hours=1)), tokens_prompt=100, tokens_completion=20
+    )
     roll_up_usage()
     assert refresh_model_figures() == 8  # every active model of the shipped catalog
     first = model_figures_get(slug=slug)
@@ -146,8 +150,13 @@ def test_the_task_refreshes_the_snapshot_with_new_generations(shipped_catalog, r
     assert first.daily_tokens[-1] == (timezone.now().date(), 120)
     computed_at = ModelFigures.objects.get(model__slug=slug).computed_at
 
-    records(slug, ago=earlier_today(datetime.timedelta(minutes=1)), tokens_prompt=1000, tokens_completion=0)
-    failed_at = earlier_today(datetime.timedelta(minutes=2))
+    records(
+        slug,
+        ago=earlier_today(records, datetime.timedelta(minutes=1)),
+        tokens_prompt=1000,
+        tokens_completion=0,
+    )
+    failed_at = earlier_today(records, datetime.timedelta(minutes=2))
     records(slug, ago=failed_at, status=GenerationStatus.FAILED, ttft_ms=None)
     assert model_figures_get(slug=slug) == first  # not until the tasks run again
     roll_up_usage()
