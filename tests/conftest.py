@@ -89,7 +89,7 @@ CALENDAR_TEST_SECONDS = 120
 
 @pytest.fixture
 def one_utc_day() -> None:
-    """For a test that lays records out by "days ago" and then checks which day they fell on: it starts
+    """For a test that reads the calendar day (records laid out by "days ago", a daily key limit): it starts
     only when it can end on the same UTC day, waiting out the last minutes before midnight if it must.
     (A test that ran across midnight saw its records on yesterday's bar and its "today" on the next.)"""
     import datetime

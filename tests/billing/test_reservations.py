@@ -181,6 +181,7 @@ def test_a_key_limit_caps_what_the_key_can_hold_and_spend():
         )
 
 
+@pytest.mark.usefixtures("one_utc_day")  # a daily key limit: its day must not end mid-test
 def test_a_daily_key_limit_starts_afresh_the_next_day():
     workspace = make_workspace(credits_micro_usd=100_000)
     key = make_key(workspace, limit_micro_usd=1_000, limit_reset=LimitReset.DAILY)
@@ -212,6 +213,7 @@ def test_limit_periods_start_at_utc_midnight_monday_and_the_first():
     assert limit_period_start(LimitReset.NONE, now) is None
 
 
+@pytest.mark.usefixtures("one_utc_day")  # a daily key limit: its day must not end mid-test
 def test_a_key_without_its_spend_row_gets_one_when_it_holds():
     workspace = make_workspace(credits_micro_usd=10_000)
     key = make_key(workspace, limit_micro_usd=1_000, limit_reset=LimitReset.DAILY)

@@ -164,6 +164,7 @@ def test_a_replayed_settlement_changes_nothing():
     assert state["held"] == 0 and state["unfl"] == 0 and state["bal"] == 10 * HOLD - cost
 
 
+@pytest.mark.usefixtures("one_utc_day")  # a daily key limit: its day must not end mid-test
 def test_after_a_flush_the_ledger_balances_and_usage_equals_the_generations():
     workspace = make_workspace(credits_micro_usd=100 * HOLD)
     key = key_with_limit(workspace, limit=100 * HOLD, reset=LimitReset.DAILY)
