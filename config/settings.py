@@ -200,6 +200,12 @@ if GATEWAY_METER not in ("redis", "sql"):
     raise ImproperlyConfigured(f"GATEWAY_METER must be redis or sql, not {GATEWAY_METER!r}")
 if GATEWAY_METER == "redis" and not (REDIS_URL or METER_REDIS_URL):
     raise ImproperlyConfigured("GATEWAY_METER=redis needs REDIS_URL or METER_REDIS_URL")
+# Who writes the Redis meter's settled records to PostgreSQL (gateway/metering/writer.py, ADR 0022): "server",
+# each gateway process, in its event loop with a thread for the ORM; "process", `manage.py meter_writer`, run
+# beside the gateway processes (production), which then spend none of their interpreter's time on it.
+METER_WRITER = env_str("METER_WRITER", "server")
+if METER_WRITER not in ("server", "process"):
+    raise ImproperlyConfigured(f"METER_WRITER must be server or process, not {METER_WRITER!r}")
 
 CELERY_BEAT_SCHEDULE = {
     "billing-reap-expired-reservations": {

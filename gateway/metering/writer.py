@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import signal
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -32,7 +33,7 @@ from core.bulk import copy_rows
 from core.encoding import compact_json, read_json
 from gateway.http import in_thread
 from gateway.metering.records import fields_from_json
-from gateway.metering.redis_meter import AsyncClient, Scripts, loop_client
+from gateway.metering.redis_meter import AsyncClient, Scripts, close_loop_client, loop_client
 from gateway.metering.top_ups import top_ups_after_commit
 from gateway.models import Generation
 from gateway.selectors import recorded_request_ids
@@ -334,8 +335,9 @@ _flushers: dict[asyncio.AbstractEventLoop, tuple["asyncio.Task[None]", asyncio.E
 def loop_flusher() -> None:
     """The running event loop's writer, started once: by the ASGI lifespan (uvicorn), or by the loop's first
     request where no lifespan runs (Daphne's `runserver`), so records never wait for a beat that may not
-    be there. A no-op for the SQL meter, which writes its records itself."""
-    if settings.GATEWAY_METER != "redis":
+    be there. A no-op for the SQL meter, which writes its records itself, and with METER_WRITER=process,
+    where `manage.py meter_writer` writes them (`run_alone`)."""
+    if settings.GATEWAY_METER != "redis" or settings.METER_WRITER != "server":
         return
     loop = asyncio.get_running_loop()
     if loop in _flushers:
@@ -353,6 +355,19 @@ async def stop_loop_flusher() -> None:
         task, stop = running
         stop.set()
         await task
+
+
+async def run_alone() -> None:
+    """`manage.py meter_writer`: the flusher in a process of its own, until SIGTERM or SIGINT; then what is
+    queued is drained and the process ends."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await run_flusher(stop)
+    finally:
+        await close_loop_client()
 
 
 async def run_flusher(stop: asyncio.Event) -> None:

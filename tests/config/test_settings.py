@@ -103,6 +103,8 @@ def test_a_malformed_variable_is_named_in_the_error():
     assert result.returncode != 0 and "DEBUG must be a boolean" in result.stderr
     result = check(SIGNUP_GRANT_USD="1.0000001")
     assert result.returncode != 0 and "SIGNUP_GRANT_USD" in result.stderr
+    result = check(METER_WRITER="thread")
+    assert result.returncode != 0 and "METER_WRITER must be server or process" in result.stderr
 
 
 def test_every_model_change_has_its_migration():
