@@ -16,11 +16,11 @@ async def drive(
     warmup: float,
     duration: float,
     last_piece: bytes,
-    pgids: dict[str, int],
+    pgids: dict[str, tuple[int, ...]],
     processes: Processes,
 ) -> list[CellResult]:
     """Each cell runs direct, bare proxy, gateway (and LiteLLM) in turn, so they share the machine's
-    state. `pgids` maps a target's name to the process group that serves it."""
+    state. `pgids` maps a target's name to the process groups that serve it."""
     for mode in modes:
         for target in targets:
             problem = await preflight(target, MODES[mode], last_piece)
@@ -39,7 +39,7 @@ async def drive(
                     warmup=warmup,
                     duration=duration,
                     last_piece=last_piece,
-                    cpu_probe=None if pgid is None else functools.partial(group_cpu_seconds, pgid),
+                    cpu_probe=None if pgid is None else functools.partial(group_cpu_seconds, *pgid),
                     host_probe=host_cpu_times,
                 )
                 cells.append(cell)

@@ -129,13 +129,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-async def run_soak(args: argparse.Namespace, target: Target, pgid: int, last_piece: bytes) -> soak.SoakResult:
+async def run_soak(
+    args: argparse.Namespace, target: Target, pgids: tuple[int, ...], last_piece: bytes
+) -> soak.SoakResult:
     """Exactly --soak requests to the gateway, its workers' memory sampled as they go."""
     log(f"soak: {args.soak:,} requests, {args.concurrency[0]} clients, {', '.join(args.modes)}")
     return await soak.drive(
         target,
-        supervisor=pgid,  # the group's leader is uvicorn's supervisor
-        pgid=pgid,
+        supervisor=pgids[0],  # the first group's leader is uvicorn's supervisor
+        pgids=pgids,
         streams=[MODES[mode] for mode in args.modes],
         concurrency=args.concurrency[0],
         total=args.soak,

@@ -90,7 +90,7 @@ async def drive(
     target: Target,
     *,
     supervisor: int,
-    pgid: int,
+    pgids: tuple[int, ...],
     streams: list[bool],
     concurrency: int,
     total: int,
@@ -105,7 +105,7 @@ async def drive(
     warmup, marks = checkpoints(total)
     sampler = Sampler(supervisor, total, log)
     sampler(0)  # before the load: the workers as they started
-    cpu_before = group_cpu_seconds(pgid)
+    cpu_before = group_cpu_seconds(*pgids)
     sampler.start = time.perf_counter()
     cells = await run_count(
         target,
@@ -116,7 +116,7 @@ async def drive(
         checkpoints=marks,
         on_checkpoint=sampler,
     )
-    cpu_after = group_cpu_seconds(pgid)
+    cpu_after = group_cpu_seconds(*pgids)
     cpu = cpu_after - cpu_before if cpu_before is not None and cpu_after is not None else None
     return SoakResult(total, concurrency, warmup, cells, sampler.samples, cpu)
 

@@ -108,8 +108,8 @@ def _stop_group(process: subprocess.Popen[bytes], grace: float = 8.0) -> None:
         return
 
 
-def group_cpu_seconds(pgid: int) -> float | None:
-    """User + system CPU time of every live process in a process group (Linux /proc), or None."""
+def group_cpu_seconds(*pgids: int) -> float | None:
+    """User + system CPU time of every live process in these process groups (Linux /proc), or None."""
     ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
     total, seen = 0, False
     try:
@@ -125,7 +125,7 @@ def group_cpu_seconds(pgid: int) -> float | None:
         except OSError:
             continue
         fields = raw[raw.rindex(b")") + 2 :].split()  # after "pid (comm) "
-        if int(fields[2]) != pgid:  # field 5: pgrp
+        if int(fields[2]) not in pgids:  # field 5: pgrp
             continue
         total += int(fields[11]) + int(fields[12])  # fields 14, 15: utime, stime
         seen = True

@@ -51,6 +51,7 @@ SCRUBBED_ENV = (
     "ALLOWED_HOSTS",
     "DJANGO_SETTINGS_MODULE",
     "GATEWAY_METER",
+    "METER_WRITER",
     "EMAIL_BACKEND",
 )
 
@@ -109,12 +110,17 @@ def _child_env(database: Database, catalog: Path, upstream_key: str, meter: str 
     return env
 
 
+def meter_in_effect(meter: str | None, database: Database) -> str:
+    """--meter, or the settings' default: the Redis meter with PostgreSQL and Redis, else the SQL meter."""
+    return meter or ("redis" if database.database_url and database.redis_url else "sql")
+
+
 class Launcher:
     """Starts the targets; keeps each one's process group (for its CPU time) and LiteLLM's version."""
 
     def __init__(self, args: argparse.Namespace, workdir: Path, processes: Processes, database: Database):
         self.args, self.workdir, self.processes, self.database = args, workdir, processes, database
-        self.pgids: dict[str, int] = {}  # target name → the process group serving it
+        self.pgids: dict[str, tuple[int, ...]] = {}  # target name → the process groups serving it
         self.litellm_version: str | None = None
 
     def setup(self) -> tuple[list[Target], dict[str, Any]]:
@@ -141,7 +147,7 @@ class Launcher:
         argv += ["--delay-ms", str(args.upstream_delay_ms)]
         log(f"starting the mock upstream on 127.0.0.1:{port}")
         mock = self.processes.start("mock upstream", argv, os.environ.copy(), self.workdir / "upstream.log")
-        self.pgids["direct"] = mock.process.pid
+        self.pgids["direct"] = (mock.process.pid,)
         wait_http(f"http://127.0.0.1:{port}/healthz", mock, self.processes)
         return port
 
@@ -156,7 +162,7 @@ class Launcher:
         argv = [sys.executable, "-m", "uvicorn", app, *self._server_flags(port, "httptools")]
         log(f"starting {title} on 127.0.0.1:{port} ({self.args.workers} workers)")
         bare = self.processes.start(title, argv, env, self.workdir / f"{name}.log")
-        self.pgids[name] = bare.process.pid
+        self.pgids[name] = (bare.process.pid,)
         self._wait_for_workers(bare.process.pid)
         # The same request as direct's (the proxy adds the upstream's key itself).
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
@@ -174,12 +180,20 @@ class Launcher:
         env["GATEWAY_JOURNAL_DIR"] = str(self.workdir / "journal")
         api_key = provision(env, catalog, self.workdir, CREDITS_USD)
 
+        writer = None
+        if meter_in_effect(args.meter, self.database) == "redis":
+            # As production runs the Redis meter: its records written by a process of their own (ADR 0022),
+            # whose CPU time counts as the gateway's.
+            env["METER_WRITER"] = "process"
+            log("starting the meter writer (manage.py meter_writer)")
+            argv = [sys.executable, "manage.py", "meter_writer"]
+            writer = self.processes.start("meter writer", argv, env, self.workdir / "meter_writer.log")
         port = free_port()
         flags = self._server_flags(port, GATEWAY_HTTP)
         argv = [sys.executable, "-m", "uvicorn", "config.asgi:application", *flags]
         log(f"starting the gateway on 127.0.0.1:{port} ({args.workers} workers)")
         gateway = self.processes.start("gateway", argv, env, self.workdir / "gateway.log")
-        self.pgids["gateway"] = gateway.process.pid
+        self.pgids["gateway"] = (gateway.process.pid,) + ((writer.process.pid,) if writer else ())
         wait_http(f"http://127.0.0.1:{port}/healthz", gateway, self.processes)
         self._wait_for_workers(gateway.process.pid)
         url = f"http://127.0.0.1:{port}{GATEWAY_PATHS[args.format]}"
@@ -197,7 +211,7 @@ class Launcher:
             f"({self.args.workers} workers)"
         )
         child = self.processes.start("litellm", argv, env, self.workdir / "litellm.log", cwd=self.workdir)
-        self.pgids["litellm"] = child.process.pid
+        self.pgids["litellm"] = (child.process.pid,)
         # LiteLLM imports a lot: its start-up takes far longer than the gateway's.
         wait_http(f"http://127.0.0.1:{port}{litellm_proxy.HEALTH_PATH}", child, self.processes, timeout=180)
         self._wait_for_workers(child.process.pid, timeout=180)
