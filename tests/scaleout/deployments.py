@@ -1,6 +1,7 @@
 """Gateway deployments as production runs them, for the scale-out tests: each its own uvicorn process group
-(`--workers 2 --loop uvloop --http core.http_server:HttpToolsProtocol`, HYPERINFER_ENV=production) on
-its own loopback port, as separate hosts would be, all on the test database and the Redis the test names."""
+(`--workers 2 --loop uvloop --http core.http_server:HttpToolsProtocol`, HYPERINFER_ENV=production, and
+`manage.py meter_writer` beside it) on its own loopback port, as separate hosts would be, all on the test
+database and the Redis the test names."""
 
 import contextlib
 import os
@@ -22,7 +23,7 @@ SCRUBBED_ENV = (
     "DATABASE_URL", "REDIS_URL", "METER_REDIS_URL", "METER_REDIS_CLUSTER", "METER_REDIS_SHARDS",
     "SQLITE_PATH", "CELERY_BROKER_URL", "CELERY_TASK_ALWAYS_EAGER", "EMBEDDED_BEAT", "HYPERINFER_ENV",
     "SECRET_KEY", "INTERNAL_TOKEN", "DEBUG", "ALLOWED_HOSTS", "DJANGO_SETTINGS_MODULE", "GATEWAY_METER",
-    "EMAIL_BACKEND", "GATEWAY_JOURNAL_DIR",
+    "EMAIL_BACKEND", "GATEWAY_JOURNAL_DIR", "METER_WRITER",
 )  # fmt: skip
 
 
@@ -61,9 +62,10 @@ def production_env(extra: dict[str, str]) -> dict[str, str]:
 
 
 class Deployment:
-    """One gateway deployment: uvicorn's supervisor and its workers, in a process group of their own."""
+    """One gateway deployment: uvicorn's supervisor and its workers, in a process group of their own, and
+    with `meter_writer` (as production runs the Redis meter, ADR 0022) `manage.py meter_writer` in another."""
 
-    def __init__(self, name: str, env: dict[str, str], workdir: Path) -> None:
+    def __init__(self, name: str, env: dict[str, str], workdir: Path, *, meter_writer: bool = True) -> None:
         self.name, self.port = name, free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = workdir / f"{name}.log"
@@ -74,16 +76,30 @@ class Deployment:
             "--http", "core.http_server:HttpToolsProtocol",
             "--no-access-log", "--log-level", "warning",
         ]  # fmt: skip
+        writes = "process" if meter_writer else "server"
+        env = {**env, "GATEWAY_JOURNAL_DIR": str(journal), "METER_WRITER": writes}
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
                 command,
                 cwd=ROOT,
-                env={**env, "GATEWAY_JOURNAL_DIR": str(journal)},
+                env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        self.writer = None
+        if meter_writer:
+            with (workdir / f"{name}-meter-writer.log").open("wb") as out:
+                self.writer = subprocess.Popen(
+                    [sys.executable, "manage.py", "meter_writer"],
+                    cwd=ROOT,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
 
     def wait_ready(self, timeout: float = 60) -> None:
         """Until /healthz answers and uvicorn's supervisor has started all its workers."""
@@ -110,21 +126,23 @@ class Deployment:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self) -> None:
-        """SIGTERM to the group (uvicorn drains its workers, whose flushers drain the queue), then KILL."""
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, sig)
-            try:
-                self.process.wait(15)
-                return
-            except subprocess.TimeoutExpired:
-                continue
+        """SIGTERM to the group (uvicorn drains its workers; the meter writer, or the workers' own flushers,
+        drain the queue), then KILL."""
+        for process in [self.process] + ([self.writer] if self.writer is not None else []):
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, sig)
+                try:
+                    process.wait(15)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
 
 
 @contextlib.contextmanager
-def deployments(count: int, env: dict[str, str], workdir: Path):
+def deployments(count: int, env: dict[str, str], workdir: Path, *, meter_writer: bool = True):
     """`count` deployments started at once, ready, and stopped (each its whole group) afterwards."""
-    started = [Deployment(f"deployment-{n}", env, workdir) for n in range(count)]
+    started = [Deployment(f"deployment-{n}", env, workdir, meter_writer=meter_writer) for n in range(count)]
     try:
         for deployment in started:
             deployment.wait_ready()

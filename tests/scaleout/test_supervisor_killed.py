@@ -75,7 +75,8 @@ def test_killing_the_supervisor_stops_its_workers_after_they_answer_and_bill(
             MODEL, [("fireworks", upstream.base_url)], prompt_price=Decimal(0), completion_price=Decimal(10)
         )
         env = production_env({"REDIS_URL": settings.REDIS_URL, "FAKE_UPSTREAM_KEY": "test-key"})
-        with deployments(1, env, tmp_path) as (deployment,):
+        # The workers' own writers (METER_WRITER=server): a worker's stop drains its writer too.
+        with deployments(1, env, tmp_path, meter_writer=False) as (deployment,):
             owner = make_user()
             workspace = make_workspace(owner=owner, credits_micro_usd=1_000_000)
             key = api_key_create(workspace=workspace, name="k", created_by=owner).secret
