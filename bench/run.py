@@ -130,14 +130,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 async def run_soak(
-    args: argparse.Namespace, target: Target, pgids: tuple[int, ...], last_piece: bytes
+    args: argparse.Namespace, target: Target, launcher: Launcher, last_piece: bytes
 ) -> soak.SoakResult:
-    """Exactly --soak requests to the gateway, its workers' memory sampled as they go."""
+    """Exactly --soak requests to the gateway, its workers' (and its meter writer's) memory sampled as they
+    go."""
     log(f"soak: {args.soak:,} requests, {args.concurrency[0]} clients, {', '.join(args.modes)}")
+    pgids, writer = launcher.pgids["gateway"], launcher.meter_writer_pid
     return await soak.drive(
         target,
         supervisor=pgids[0],  # the first group's leader is uvicorn's supervisor
         pgids=pgids,
+        others={} if writer is None else {writer: "writer"},
         streams=[MODES[mode] for mode in args.modes],
         concurrency=args.concurrency[0],
         total=args.soak,
@@ -197,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         targets, env = launcher.setup()
         with asyncio.Runner(loop_factory=new_event_loop) as runner:
             if args.soak:
-                soaked = runner.run(run_soak(args, targets[0], launcher.pgids["gateway"], last_piece))
+                soaked = runner.run(run_soak(args, targets[0], launcher, last_piece))
             else:
                 measured = runner.run(
                     cells.drive(

@@ -43,11 +43,12 @@ class Sampler:
     supervisor: int
     total: int
     log: Callable[[str], None] | None = None  # progress, for a soak that runs for minutes
+    others: dict[int, str] = field(default_factory=dict)  # pid → name: sampled beside the workers
     start: float = field(default_factory=time.perf_counter)
     samples: list[Sample] = field(default_factory=list)
 
     def __call__(self, requests: int) -> None:
-        found = {pid: memory.read(pid) for pid in memory.workers(self.supervisor)}
+        found = {pid: memory.read(pid) for pid in [*memory.workers(self.supervisor), *self.others]}
         alive = {pid: value for pid, value in found.items() if value is not None}
         sample = Sample(requests, time.perf_counter() - self.start, alive)
         self.samples.append(sample)
@@ -64,7 +65,8 @@ class SoakResult:
     warmup: int
     cells: list[CellResult]  # one per mode, over the whole load
     samples: list[Sample]  # the first before the load, then one per checkpoint
-    cpu_seconds: float | None  # the gateway's process group during the load
+    cpu_seconds: float | None  # the gateway's process groups during the load
+    others: dict[int, str] = field(default_factory=dict)  # processes sampled beside the workers, by pid
 
     @property
     def elapsed(self) -> float:
@@ -91,6 +93,7 @@ async def drive(
     *,
     supervisor: int,
     pgids: tuple[int, ...],
+    others: dict[int, str],
     streams: list[bool],
     concurrency: int,
     total: int,
@@ -103,7 +106,7 @@ async def drive(
             mode = "stream" if stream else "nonstream"
             raise BenchError(f"{target.name} failed a single {mode} request before the soak: {problem}")
     warmup, marks = checkpoints(total)
-    sampler = Sampler(supervisor, total, log)
+    sampler = Sampler(supervisor, total, log, others)
     sampler(0)  # before the load: the workers as they started
     cpu_before = group_cpu_seconds(*pgids)
     sampler.start = time.perf_counter()
@@ -118,7 +121,7 @@ async def drive(
     )
     cpu_after = group_cpu_seconds(*pgids)
     cpu = cpu_after - cpu_before if cpu_before is not None and cpu_after is not None else None
-    return SoakResult(total, concurrency, warmup, cells, sampler.samples, cpu)
+    return SoakResult(total, concurrency, warmup, cells, sampler.samples, cpu, others)
 
 
 # --- The report -----------------------------------------------------------------------------------
@@ -165,11 +168,13 @@ def worker_drifts(result: SoakResult) -> dict[int, dict[str, Any]]:
 
 
 def _names(result: SoakResult) -> dict[int, str]:
-    """w1, w2, … for every worker pid seen, in the order they were first seen."""
+    """w1, w2, … for every worker pid seen, in the order they were first seen; the others by their name."""
     names: dict[int, str] = {}
     for sample in result.samples:
         for pid in sorted(sample.workers):
-            names.setdefault(pid, f"w{len(names) + 1}")
+            if pid not in names:
+                workers = sum(1 for seen in names if seen not in result.others)
+                names[pid] = result.others.get(pid) or f"w{workers + 1}"
     return names
 
 

@@ -122,6 +122,7 @@ class Launcher:
         self.args, self.workdir, self.processes, self.database = args, workdir, processes, database
         self.pgids: dict[str, tuple[int, ...]] = {}  # target name → the process groups serving it
         self.litellm_version: str | None = None
+        self.meter_writer_pid: int | None = None  # the gateway's `manage.py meter_writer` (Redis meter)
 
     def setup(self) -> tuple[list[Target], dict[str, Any]]:
         """Start everything; the targets in the order each cell drives them. A soak drives the gateway
@@ -194,6 +195,7 @@ class Launcher:
         log(f"starting the gateway on 127.0.0.1:{port} ({args.workers} workers)")
         gateway = self.processes.start("gateway", argv, env, self.workdir / "gateway.log")
         self.pgids["gateway"] = (gateway.process.pid,) + ((writer.process.pid,) if writer else ())
+        self.meter_writer_pid = writer.process.pid if writer else None
         wait_http(f"http://127.0.0.1:{port}/healthz", gateway, self.processes)
         self._wait_for_workers(gateway.process.pid)
         url = f"http://127.0.0.1:{port}{GATEWAY_PATHS[args.format]}"
