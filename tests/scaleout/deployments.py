@@ -61,6 +61,20 @@ def production_env(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def _started(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """A process of the deployment, in a process group of its own, its output in `log`."""
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
 class Deployment:
     """One gateway deployment: uvicorn's supervisor and its workers, in a process group of their own, and
     with `meter_writer` (as production runs the Redis meter, ADR 0022) `manage.py meter_writer` in another."""
@@ -78,28 +92,11 @@ class Deployment:
         ]  # fmt: skip
         writes = "process" if meter_writer else "server"
         env = {**env, "GATEWAY_JOURNAL_DIR": str(journal), "METER_WRITER": writes}
-        with self.log.open("wb") as out:
-            self.process = subprocess.Popen(
-                command,
-                cwd=ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.process = _started(command, env, self.log)
         self.writer = None
         if meter_writer:
-            with (workdir / f"{name}-meter-writer.log").open("wb") as out:
-                self.writer = subprocess.Popen(
-                    [sys.executable, "manage.py", "meter_writer"],
-                    cwd=ROOT,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
+            writer_log = workdir / f"{name}-meter-writer.log"
+            self.writer = _started([sys.executable, "manage.py", "meter_writer"], env, writer_log)
 
     def wait_ready(self, timeout: float = 60) -> None:
         """Until /healthz answers and uvicorn's supervisor has started all its workers."""
