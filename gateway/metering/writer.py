@@ -6,7 +6,8 @@ in-flight list), writes what it claimed in one PostgreSQL transaction (usage deb
 rows; request ids already written are skipped, so a batch written twice changes nothing), then completes
 each shard's part in Redis. A writer that fails puts its batch back; one that died is noticed by its
 batch's age and the batch goes back to the queue. Every gateway process runs a flusher in its event loop,
-and Celery beat runs `gateway.tasks.flush_metering` as the backstop.
+or with METER_WRITER=process `manage.py meter_writer` runs it in a process of its own (ADR 0022); Celery
+beat runs `gateway.tasks.flush_metering` as the backstop.
 """
 
 import asyncio
@@ -371,7 +372,8 @@ async def run_alone() -> None:
 
 
 async def run_flusher(stop: asyncio.Event) -> None:
-    """The gateway process's writer: flush continuously, maintain every few seconds, drain on stop."""
+    """A writer (a gateway process's, or `meter_writer`'s): flush continuously, maintain every few seconds,
+    drain on stop."""
     next_maintenance = 0.0
     backoff = IDLE_SECONDS
     while not stop.is_set():
