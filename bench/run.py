@@ -95,6 +95,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the python of a venv with litellm[proxy]: adds a LiteLLM proxy as a fourth target",
     )
     parser.add_argument(
+        "--bare-balanced",
+        action="store_true",
+        help="the bare proxy's workers share connections out as the gateway's do (core/accept_balance.py); "
+        "by default it runs uvicorn's own uvloop, as issue 18 defines it",
+    )
+    parser.add_argument(
         "--floor",
         action="store_true",
         help="the metered floor (bench/metered_floor.py: the bare proxy plus JSON and the two Redis "

@@ -26,6 +26,8 @@ MODEL = "bench/echo"
 UPSTREAM_MODEL = "bench-echo"
 # The gateway's uvicorn protocol in production (README): httptools', a response's head sent with its body.
 GATEWAY_HTTP = "core.http_server:HttpToolsProtocol"
+# Its event loop in production: uvloop, its workers accepting connections least-busy first (ADR 0023).
+GATEWAY_LOOP = "core.accept_balance:new_event_loop"
 OWNER_EMAIL = "operator@hyperinfer.local"  # created by `manage.py demo_setup`
 
 

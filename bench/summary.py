@@ -7,7 +7,7 @@ from typing import Any
 
 from bench import litellm_proxy, report, soak
 from bench.load import MODES, CellResult
-from bench.stack import GATEWAY_HTTP, Database
+from bench.stack import GATEWAY_HTTP, GATEWAY_LOOP, Database
 
 
 def settled(state: dict[str, Any]) -> bool:
@@ -32,8 +32,9 @@ def settings_of(
         "ingress_format": args.format,
         "database": database.label,
         "upstream_delay_ms": args.upstream_delay_ms,
-        "server": f"uvicorn config.asgi:application --workers {args.workers} --loop uvloop "
+        "server": f"uvicorn config.asgi:application --workers {args.workers} --loop {GATEWAY_LOOP} "
         f"--http {GATEWAY_HTTP} --no-access-log",
+        "bare_loop": GATEWAY_LOOP if args.bare_balanced else "uvloop",
         "env": "HYPERINFER_ENV=production DEBUG=false",
     }
     if args.soak:
@@ -61,7 +62,7 @@ def print_results(
     print(report.machine_text(machine))
     print(
         f"Settings: {settings['server']}; {settings['env']}; {settings['database']}; "
-        f"clients speak {args.format} to the gateway\n"
+        f"clients speak {args.format} to the gateway; the bare proxy's loop: {settings['bare_loop']}\n"
         f"          concurrency {','.join(map(str, args.concurrency))}; {args.warmup:g} s warm-up + "
         f"{args.duration:g} s measured per cell; {args.tokens} tokens per answer; "
         f"upstream delay {args.upstream_delay_ms:g} ms\n"

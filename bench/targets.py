@@ -20,6 +20,7 @@ from bench import litellm_proxy, memory
 from bench.load import Target
 from bench.stack import (
     GATEWAY_HTTP,
+    GATEWAY_LOOP,
     MODEL,
     UPSTREAM_KEY_ENV,
     UPSTREAM_MODEL,
@@ -160,7 +161,8 @@ class Launcher:
         if self.args.floor:
             name, app, title = "floor", "bench.metered_floor:app", "the metered floor"
             env["BENCH_FLOOR_REDIS"] = self.args.redis_url
-        argv = [sys.executable, "-m", "uvicorn", app, *self._server_flags(port, "httptools")]
+        flags = self._server_flags(port, "httptools", self._bare_loop())
+        argv = [sys.executable, "-m", "uvicorn", app, *flags]
         log(f"starting {title} on 127.0.0.1:{port} ({self.args.workers} workers)")
         bare = self.processes.start(title, argv, env, self.workdir / f"{name}.log")
         self.pgids[name] = (bare.process.pid,)
@@ -190,7 +192,7 @@ class Launcher:
             argv = [sys.executable, "manage.py", "meter_writer"]
             writer = self.processes.start("meter writer", argv, env, self.workdir / "meter_writer.log")
         port = free_port()
-        flags = self._server_flags(port, GATEWAY_HTTP)
+        flags = self._server_flags(port, GATEWAY_HTTP, GATEWAY_LOOP)
         argv = [sys.executable, "-m", "uvicorn", "config.asgi:application", *flags]
         log(f"starting the gateway on 127.0.0.1:{port} ({args.workers} workers)")
         gateway = self.processes.start("gateway", argv, env, self.workdir / "gateway.log")
@@ -221,12 +223,17 @@ class Launcher:
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
         return _target("litellm", url, master_key, UPSTREAM_MODEL, self.args.tokens)
 
-    def _server_flags(self, port: int, http: str) -> list[str]:
-        """The gateway's production server settings, shared by the bare proxy but for the HTTP protocol: the
-        bare proxy keeps uvicorn's own (issue 18's definition); the gateway's holds each response's head for
-        its body's write (core/http_server.py)."""
+    def _bare_loop(self) -> str:
+        """uvicorn's uvloop (issue 18's bare proxy), or with --bare-balanced the gateway's."""
+        return GATEWAY_LOOP if self.args.bare_balanced else "uvloop"
+
+    def _server_flags(self, port: int, http: str, loop: str) -> list[str]:
+        """The gateway's production server settings, shared by the bare proxy but for the HTTP protocol and
+        the loop: the bare proxy keeps uvicorn's own (issue 18's definition); the gateway's holds each
+        response's head for its body's write (core/http_server.py), and its workers share the connections
+        out evenly (core/accept_balance.py)."""
         flags = ["--host", "127.0.0.1", "--port", str(port), "--workers", str(self.args.workers)]
-        return [*flags, "--loop", "uvloop", "--http", http, "--no-access-log"]
+        return [*flags, "--loop", loop, "--http", http, "--no-access-log"]
 
     def _wait_for_workers(self, pgid: int, timeout: float = 60.0) -> None:
         """/healthz answers as soon as one worker is up: wait until the server has all its workers, and

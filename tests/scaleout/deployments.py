@@ -1,7 +1,7 @@
 """Gateway deployments as production runs them, for the scale-out tests: each its own uvicorn process group
-(`--workers 2 --loop uvloop --http core.http_server:HttpToolsProtocol`, HYPERINFER_ENV=production, and
-`manage.py meter_writer` beside it) on its own loopback port, as separate hosts would be, all on the test
-database and the Redis the test names."""
+(`--workers 2 --loop core.accept_balance:new_event_loop --http core.http_server:HttpToolsProtocol`,
+HYPERINFER_ENV=production, and `manage.py meter_writer` beside it) on its own loopback port, as separate hosts
+would be, all on the test database and the Redis the test names."""
 
 import contextlib
 import os
@@ -86,8 +86,8 @@ class Deployment:
         journal = workdir / f"{name}-journal"  # each deployment's host has its own disk
         command = [
             sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
-            "--port", str(self.port), "--workers", str(WORKERS), "--loop", "uvloop",
-            "--http", "core.http_server:HttpToolsProtocol",
+            "--port", str(self.port), "--workers", str(WORKERS),
+            "--loop", "core.accept_balance:new_event_loop", "--http", "core.http_server:HttpToolsProtocol",
             "--no-access-log", "--log-level", "warning",
         ]  # fmt: skip
         writes = "process" if meter_writer else "server"
