@@ -121,10 +121,28 @@ def _sibling(pid: int) -> bool:
     return int(stat.rsplit(b")", 1)[1].split()[1]) == os.getppid()
 
 
+PREFIX = "hyperinfer-accept-"
+
+
 def slots_path(sock: socket.socket) -> Path:
     """One file per listening socket: its inode is the same in every worker that inherited it."""
     base = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
-    return base / f"hyperinfer-accept-{os.fstat(sock.fileno()).st_ino}"
+    return base / f"{PREFIX}{os.fstat(sock.fileno()).st_ino}"
+
+
+def sweep_dead(directory: Path, keep: Path) -> None:
+    """Remove the slot files of servers whose workers are all gone (killed before they could remove it)."""
+    for path in directory.glob(f"{PREFIX}*"):
+        if path == keep:
+            continue
+        try:
+            data = path.read_bytes()
+        except OSError:  # removed meanwhile, or another user's
+            continue
+        owners = [_SLOT.unpack_from(data, at)[0] for at in range(0, len(data) - _SLOT.size + 1, _SLOT.size)]
+        if not any(owner and process_alive(owner) for owner in owners):
+            with contextlib.suppress(OSError):
+                path.unlink()
 
 
 class _Accepted(socket.socket):
@@ -163,7 +181,9 @@ class BalancedServer:
         backlog: int,
     ) -> None:
         self._loop, self._protocol_factory, self._sock, self._ssl = loop, protocol_factory, sock, ssl
-        self._slots = Slots(slots_path(sock))
+        path = slots_path(sock)
+        sweep_dead(path.parent, keep=path)
+        self._slots = Slots(path)
         self._held = 0  # open connections accepted here
         self._starting: set[asyncio.Task[None]] = set()
         self._waiting_since: float | None = None  # when this worker first held back the waiting connection

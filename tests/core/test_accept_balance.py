@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from core.accept_balance import _SLOT, SLOTS, Slots
+from core.accept_balance import _SLOT, SLOTS, Slots, sweep_dead
 
 ROOT = Path(__file__).resolve().parents[2]
 BALANCED = "core.accept_balance:new_event_loop"
@@ -139,7 +139,7 @@ def test_a_closed_connection_is_counted_out_of_its_workers_share(tmp_path):
             for conn in by_worker[emptied]:  # the clients of one worker leave
                 conn.close()
             deadline = time.monotonic() + 10
-            while _live_connections(emptied) > 0:  # until it has seen them go
+            while _open_connections(emptied) > 0:  # until it has closed its ends
                 assert time.monotonic() < deadline
                 time.sleep(0.02)
             conns += (fresh := [connect(server.port) for _ in range(4)])
@@ -149,19 +149,20 @@ def test_a_closed_connection_is_counted_out_of_its_workers_share(tmp_path):
                 conn.close()
 
 
-def _live_connections(pid: int) -> int:
-    """The worker's established TCP connections (its client sockets: pid_app opens no others)."""
+def _open_connections(pid: int) -> int:
+    """The TCP connections the worker still has open (its fds; pid_app opens none of its own). A client
+    that left puts the worker's end in CLOSE_WAIT at once: it counts here until the worker has closed it."""
     inodes = set()
     for name in os.listdir(f"/proc/{pid}/fd"):
         with contextlib.suppress(FileNotFoundError):  # closed meanwhile
             target = os.readlink(f"/proc/{pid}/fd/{name}")
             if target.startswith("socket:["):
                 inodes.add(target.removeprefix("socket:[").removesuffix("]"))
-    established = 0
+    connections = 0
     for line in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()
-        established += fields[3] == "01" and fields[9] in inodes  # 01: ESTABLISHED
-    return established
+        connections += fields[3] != "0A" and fields[9] in inodes  # 0A: LISTEN
+    return connections
 
 
 def test_connections_opened_one_by_one_alternate_between_the_workers(tmp_path):
@@ -267,3 +268,15 @@ def test_more_workers_than_slots_accept_without_a_slot(tmp_path):
     for slots in taken:
         slots.release()
     assert not path.exists()
+
+
+def test_a_starting_server_removes_the_slot_files_of_servers_that_are_all_gone(tmp_path):
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+    dead_pid = int(finished.stdout)
+    gone, alive, own, other = (tmp_path / f"hyperinfer-accept-{n}" for n in (1, 2, 3, 4))
+    gone.write_bytes(_SLOT.pack(dead_pid, 3) + _SLOT.pack(0, 0))  # its workers were killed
+    alive.write_bytes(_SLOT.pack(0, 0) + _SLOT.pack(os.getpid(), 1))  # a live server's
+    own.write_bytes(_SLOT.pack(0, 0))  # the starting server's own (kept even while empty)
+    other.with_name("unrelated").write_bytes(_SLOT.pack(dead_pid, 1))
+    sweep_dead(tmp_path, keep=own)
+    assert sorted(path.name for path in tmp_path.iterdir()) == [alive.name, own.name, "unrelated"]
