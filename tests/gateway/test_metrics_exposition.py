@@ -100,40 +100,67 @@ from gateway import metrics
 metrics.refused(sys.argv[1], "", "internal_error")
 metrics.JOURNAL_ENTRIES.labels("open").set(5)
 print("recorded", flush=True)
-sys.stdin.read()  # alive until the test closes stdin
+if sys.argv[2] == "stay":
+    sys.stdin.read()  # alive until the test closes stdin
 """
 
 
-def test_a_scrape_sums_every_process_and_forgets_a_dead_ones_live_gauges():
-    fmt = f"multiprocess-{uuid.uuid4().hex[:8]}"
+def recorder(fmt: str, stay: bool) -> subprocess.Popen[str]:
+    """Another process writing into this one's directory, as the workers of one deployment share it."""
     directory = django_settings.PROMETHEUS_MULTIPROC_DIR
-    # An operator's PROMETHEUS_MULTIPROC_DIR, as the workers of one deployment share it.
     environment = {key: val for key, val in os.environ.items() if key != "HYPERINFER_METRICS_DIR_IS_DEFAULT"}
     environment |= {"PROMETHEUS_MULTIPROC_DIR": directory, "DJANGO_SETTINGS_MODULE": "config.settings"}
-    other = subprocess.Popen(
-        [sys.executable, "-c", RECORDER, fmt],
+    return subprocess.Popen(
+        [sys.executable, "-c", RECORDER, fmt, "stay" if stay else "exit"],
         env=environment,
         cwd=ROOT,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
+
+
+def scrape_until(name: str, labels: dict[str, str], expected: float) -> Samples:
+    deadline = time.monotonic() + 3 * metrics.PUBLISH_SECONDS
+    while (samples := parsed(metrics.exposition().decode())) and value(samples, name, **labels) != expected:
+        assert time.monotonic() < deadline, f"{name}{labels} never reached {expected}"
+        time.sleep(0.05)
+    return samples
+
+
+def test_a_scrape_sums_every_process_and_forgets_a_dead_ones_live_gauges():
+    fmt = f"multiprocess-{uuid.uuid4().hex[:8]}"
+    labels = {"format": fmt, "model": "", "provider": "", "status": "refused"}
+    other = recorder(fmt, stay=True)
     try:
         assert other.stdout is not None and other.stdout.readline().strip() == "recorded"
         open_before = value(parsed(metrics.exposition().decode()), "hyperinfer_journal_entries", state="open")
         metrics.refused(fmt, "", "internal_error")  # this process, the same series
-        both = parsed(metrics.exposition().decode())
+        started = time.monotonic()
+        # The other process's count arrives with its publisher's next pass, while it lives.
+        scrape_until("hyperinfer_requests_total", labels, 2)
+        assert time.monotonic() - started < 2 * metrics.PUBLISH_SECONDS
     finally:
         assert other.stdin is not None
         other.stdin.close()
         other.wait(20)
     after = parsed(metrics.exposition().decode())
 
-    labels = {"format": fmt, "model": "", "provider": "", "status": "refused"}
-    assert value(both, "hyperinfer_requests_total", **labels) == 2
     assert value(after, "hyperinfer_requests_total", **labels) == 2  # a dead process's counts stay
     assert open_before - value(after, "hyperinfer_journal_entries", state="open") == 5  # its gauge goes
-    assert not list(Path(directory).glob(f"gauge_live*_{other.pid}.db"))
+    assert not list(Path(django_settings.PROMETHEUS_MULTIPROC_DIR).glob(f"gauge_live*_{other.pid}.db"))
+
+
+def test_a_process_that_exits_before_its_publisher_wakes_publishes_on_its_way_out():
+    fmt = f"exiting-{uuid.uuid4().hex[:8]}"
+    other = recorder(fmt, stay=False)
+    assert other.stdout is not None and other.stdout.readline().strip() == "recorded"
+    assert other.wait(20) == 0
+    samples = parsed(metrics.exposition().decode())
+    labels = {"format": fmt, "model": "", "provider": "", "status": "refused"}
+    assert value(samples, "hyperinfer_requests_total", **labels) == 1
+    errors = {"format": fmt, "model": "", "provider": "", "code": "internal_error"}
+    assert value(samples, "hyperinfer_errors_total", **errors) == 1
 
 
 def test_the_default_directory_is_one_per_process_group_and_gone_groups_are_removed(monkeypatch):
