@@ -174,13 +174,13 @@ class RedisMeter:
         _, run = loop_client()
         now = time.time()
         period = limit_period(caller, timezone.now())
-        workspace_id = caller.workspace_id
+        workspace = mirror.names(caller.workspace_id)
         keys = [  # all in the workspace's shard: one cluster slot
-            mirror.workspace_hash(workspace_id),
-            mirror.key_hash(workspace_id, caller.api_key_id),
-            mirror.hold_hash(workspace_id, request_id),
-            mirror.holds(mirror.shard_of(workspace_id)),
-            mirror.rate_counter(workspace_id, caller.api_key_id, int(now // 60)),
+            workspace.workspace_hash,
+            workspace.key_hash(caller.api_key_id),
+            workspace.hold_hash(request_id),
+            workspace.holds,
+            workspace.rate_counter(caller.api_key_id, int(now // 60)),
         ]
         limit = caller.limit_micro_usd if caller.api_key_id is not None else None
         args: list[str | int] = [
@@ -189,7 +189,7 @@ class RedisMeter:
             "" if limit is None else limit,
             period,
             int(now + settings.RESERVATION_TTL_SECONDS),
-            str(caller.workspace_id),
+            workspace.text,
             "" if caller.api_key_id is None else caller.api_key_id,
             caller.rate_limit_rpm if caller.rate_limit_rpm and caller.api_key_id is not None else "",
         ]
@@ -232,25 +232,24 @@ class RedisMeter:
         fields = generation_fields(settlement, cost=cost, finished_at=finished)
         caller, request_id = settlement.caller, settlement.request_id
         period = limit_period(caller, finished)
+        workspace = mirror.names(caller.workspace_id)
         record = {
-            "ws": str(caller.workspace_id),
+            "ws": workspace.text,
             "key": "" if caller.api_key_id is None else str(caller.api_key_id),
             "period": period,
             "reset": caller.limit_reset,
             "generation": fields_to_json(request_id, fields),
         }
         _, run = loop_client()
-        workspace_id = caller.workspace_id
-        shard = mirror.shard_of(workspace_id)
         await run.settle(
             keys=[  # all in the workspace's shard: one cluster slot
-                mirror.workspace_hash(workspace_id),
-                mirror.key_hash(workspace_id, caller.api_key_id),
-                mirror.hold_hash(workspace_id, request_id),
-                mirror.holds(shard),
-                mirror.done_marker(workspace_id, request_id),
-                mirror.generation_json(workspace_id, request_id),
-                mirror.queue(shard),
+                workspace.workspace_hash,
+                workspace.key_hash(caller.api_key_id),
+                workspace.hold_hash(request_id),
+                workspace.holds,
+                workspace.done_marker(request_id),
+                workspace.generation_json(request_id),
+                workspace.queue,
             ],
             args=[request_id, cost, period, compact_json(record), DONE_TTL_SECONDS, GENERATION_TTL_SECONDS],
         )
