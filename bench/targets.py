@@ -145,7 +145,8 @@ class Launcher:
     def _start_mock(self, upstream_key: str) -> int:
         args, port = self.args, free_port()
         argv = [sys.executable, "-m", "bench.mock_upstream", "--port", str(port)]
-        argv += ["--tokens", str(args.tokens), "--api-key", upstream_key]
+        # "--api-key=…": a generated key may begin with "-", which argparse would read as an option.
+        argv += ["--tokens", str(args.tokens), f"--api-key={upstream_key}"]
         argv += ["--delay-ms", str(args.upstream_delay_ms)]
         log(f"starting the mock upstream on 127.0.0.1:{port}")
         mock = self.processes.start("mock upstream", argv, os.environ.copy(), self.workdir / "upstream.log")
