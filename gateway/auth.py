@@ -5,6 +5,7 @@ The rules of keys (hashing, expiry, revocation, one-time playground keys) are co
 """
 
 import hashlib
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ def _cache_key(secret: str) -> str:
 class KeyCache:
     def __init__(self) -> None:
         self._entries: dict[str, tuple[float, Caller | None]] = {}
+        self._loading: dict[str, threading.Lock] = {}  # a key being loaded: who else wants it waits
 
     def has_fresh(self, secret: str) -> bool:
         """Whether `lookup` would answer without the database."""
@@ -49,17 +51,28 @@ class KeyCache:
         return cached is not None and cached[0] > time.monotonic()
 
     def lookup(self, secret: str) -> Caller | None:
-        """Runs in a worker thread: may query the database."""
+        """Runs in a worker thread: may query the database. The requests that find a key stale together
+        wait for one load of it: a key busy on many connections was loaded (and touched) by each of them
+        every second."""
         cache_key = _cache_key(secret)
-        now = time.monotonic()
         cached = self._entries.get(cache_key)
-        if cached is not None and cached[0] > now:
+        if cached is not None and cached[0] > time.monotonic():
             return cached[1]
-        caller = _load_api_key(secret)
-        if len(self._entries) > 100_000:
-            self._entries.clear()
-        self._entries[cache_key] = (now + KEY_CACHE_SECONDS, caller)
-        return caller
+        lock = self._loading.setdefault(cache_key, threading.Lock())
+        try:
+            with lock:
+                cached = self._entries.get(cache_key)
+                now = time.monotonic()
+                if cached is not None and cached[0] > now:  # loaded while this one waited
+                    return cached[1]
+                caller = _load_api_key(secret)
+                if len(self._entries) > 100_000:
+                    self._entries.clear()
+                # From before the load: a key revoked meanwhile is refused within KEY_CACHE_SECONDS still.
+                self._entries[cache_key] = (now + KEY_CACHE_SECONDS, caller)
+                return caller
+        finally:
+            self._loading.pop(cache_key, None)
 
 
 def _load_api_key(secret: str) -> Caller | None:

@@ -1,0 +1,83 @@
+"""gateway/auth.py's KeyCache: a key is read from the database at most once a KEY_CACHE_SECONDS, however many
+requests find it stale at once, and a key revoked meanwhile is still refused within that time."""
+
+import threading
+import time
+import uuid
+
+from gateway import auth
+from gateway.auth import KEY_CACHE_SECONDS, Caller, KeyCache
+
+CALLER = Caller(
+    workspace_id=uuid.uuid4(),
+    workspace_locked=False,
+    api_key_id=7,
+    allowed_models=frozenset(),
+    rate_limit_rpm=None,
+    source="api",
+)
+
+
+class SlowDatabase:
+    """Stands in for `_load_api_key`: counts its loads, each taking `seconds`."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.loads = seconds, 0
+        self.answer: Caller | None = CALLER
+
+    def __call__(self, secret: str) -> Caller | None:
+        self.loads += 1
+        time.sleep(self.seconds)
+        return self.answer
+
+
+def look_up_together(cache: KeyCache, secrets: list[str]) -> list[Caller | None]:
+    """One thread a secret, released at once, as the gateway's worker threads admit concurrent requests."""
+    start = threading.Barrier(len(secrets))
+    answers: list[Caller | None] = [None] * len(secrets)
+
+    def look_up(index: int) -> None:
+        start.wait()
+        answers[index] = cache.lookup(secrets[index])
+
+    threads = [threading.Thread(target=look_up, args=(index,)) for index in range(len(secrets))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    return answers
+
+
+def test_requests_that_find_a_key_stale_together_wait_for_one_load(monkeypatch):
+    database = SlowDatabase(0.05)
+    monkeypatch.setattr(auth, "_load_api_key", database)
+    cache = KeyCache()
+
+    assert look_up_together(cache, ["hi-busy-key"] * 8) == [CALLER] * 8
+    assert database.loads == 1
+    assert cache.has_fresh("hi-busy-key")
+
+
+def test_different_keys_load_side_by_side(monkeypatch):
+    database = SlowDatabase(0.3)
+    monkeypatch.setattr(auth, "_load_api_key", database)
+    cache = KeyCache()
+
+    started = time.monotonic()
+    answers = look_up_together(cache, [f"hi-key-{index}" for index in range(4)])
+    assert answers == [CALLER] * 4 and database.loads == 4
+    assert time.monotonic() - started < 4 * 0.3  # not one after another
+
+
+def test_a_key_revoked_during_its_load_is_refused_within_the_cache_time(monkeypatch):
+    database = SlowDatabase(0.2)
+    monkeypatch.setattr(auth, "_load_api_key", database)
+    cache = KeyCache()
+
+    revoked_at = time.monotonic()  # the load below began before the revocation, and read the key valid
+    assert cache.lookup("hi-key") == CALLER
+    database.answer = None
+    while time.monotonic() < revoked_at + KEY_CACHE_SECONDS + 0.05:
+        time.sleep(0.02)
+    assert cache.lookup("hi-key") is None
+    assert database.loads == 2
