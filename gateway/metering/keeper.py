@@ -104,7 +104,7 @@ class Keeper:
         taken = [entry for entry in self.journal.pending.values() if entry.taken_at is not None]
         if not taken:
             return
-        done = await in_thread(billed_in_postgres, entries=taken)
+        done = await in_thread(billed_in_postgres, entries=taken, now=now)
         resettled = 0
         for entry in taken:
             if entry.request_id in done:
@@ -120,11 +120,17 @@ class Keeper:
             )
 
 
-def billed_in_postgres(*, entries: list[Entry]) -> set[str]:
-    """The request ids among `entries` that PostgreSQL has a generation for, or whose workspace is gone (its
-    writer dropped them: there is nothing left to bill)."""
+def billed_in_postgres(*, entries: list[Entry], now: float) -> set[str]:
+    """The request ids among `entries` that PostgreSQL has a generation for, or, of those due to be settled
+    again, whose workspace is gone (its writer dropped them: there is nothing left to bill). The others are
+    still on their way to PostgreSQL: reading their headers and their workspaces every pass would be work
+    for nothing (most entries of a busy process, each second)."""
     done = recorded_request_ids(request_ids=[entry.request_id for entry in entries])
-    rest = {entry.request_id: entry.workspace_id() for entry in entries if entry.request_id not in done}
+    rest = {
+        entry.request_id: entry.workspace_id()
+        for entry in entries
+        if entry.request_id not in done and entry.next_try <= now
+    }
     if rest:
         existing = accounts_existing(workspace_ids=set(rest.values()))
         done |= {request_id for request_id, workspace_id in rest.items() if workspace_id not in existing}
