@@ -125,7 +125,7 @@ def names(workspace_id: WorkspaceId) -> WorkspaceNames:
     return _names(workspace_id, settings.METER_REDIS_SHARDS)
 
 
-@lru_cache(maxsize=65_536)
+@lru_cache(maxsize=16_384)  # ~0.6 KB a workspace: at most ~10 MB a process; a miss costs ~3 µs
 def _names(workspace_id: WorkspaceId, count: int) -> WorkspaceNames:
     text = str(workspace_id)
     shard = zlib.crc32(text.encode()) % count
