@@ -4,6 +4,7 @@ target's CPU time and the machine's measured around it."""
 
 import functools
 
+from bench.call_count import CallCounter
 from bench.load import MODES, CellResult, Target, preflight, run_cell
 from bench.stack import BenchError, Processes, group_cpu_seconds, host_cpu_times, log
 
@@ -18,9 +19,11 @@ async def drive(
     last_piece: bytes,
     pgids: dict[str, tuple[int, ...]],
     processes: Processes,
+    call_counters: dict[str, CallCounter] | None = None,
 ) -> list[CellResult]:
     """Each cell runs direct, bare proxy, gateway (and LiteLLM) in turn, so they share the machine's
-    state. `pgids` maps a target's name to the process groups that serve it."""
+    state. `pgids` maps a target's name to the process groups that serve it; `call_counters` (with
+    --count-calls) the targets whose Python calls are counted over each cell."""
     for mode in modes:
         for target in targets:
             problem = await preflight(target, MODES[mode], last_piece)
@@ -32,6 +35,9 @@ async def drive(
             for target in targets:
                 pgid = pgids.get(target.name)
                 processes.check_alive()
+                counter = (call_counters or {}).get(target.name)
+                if counter is not None:
+                    counter.start()
                 cell = await run_cell(
                     target,
                     stream=MODES[mode],
@@ -42,6 +48,8 @@ async def drive(
                     cpu_probe=None if pgid is None else functools.partial(group_cpu_seconds, *pgid),
                     host_probe=host_cpu_times,
                 )
+                if counter is not None:
+                    cell.calls = counter.calls()
                 cells.append(cell)
                 errors = f", {cell.error_count} errors" if cell.error_count else ""
                 log(f"  {mode:9} c={concurrency:<4} {target.name:7} {cell.rps:9,.1f} req/s{errors}")

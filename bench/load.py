@@ -62,6 +62,7 @@ class CellResult:
     error_samples: dict[str, str] = field(default_factory=dict)  # kind → first body seen
     cpu_seconds: float | None = None  # the target's processes, whole cell including warm-up
     host_busy: float | None = None  # share of all the machine's cores busy during the cell (0..1)
+    calls: int | None = None  # Python calls the server's event loops made over the cell (--count-calls)
 
     @property
     def rps(self) -> float:

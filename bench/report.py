@@ -100,11 +100,19 @@ def cell_summary(cell: CellResult) -> dict[str, Any]:
             if cell.cpu_seconds is not None and cell.sent
             else None
         ),
+        "python_calls": cell.calls,
+        "python_calls_per_request": None
+        if cell.calls is None or not cell.sent
+        else round(cell.calls / cell.sent),
     }
 
 
 def _round_ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 2)
+
+
+def _calls_per_request(cell: CellResult) -> float | None:
+    return cell.calls / cell.sent if cell.calls is not None and cell.sent else None
 
 
 def _cpu_per_request(cell: CellResult) -> float | None:
@@ -124,6 +132,9 @@ def table(rows: list[tuple[CellResult, ...]], stream: bool, baseline: str = "bar
     if stream:
         header += [f"{b} ttfb50", "gw ttfb50", "+ttfb50"]
     header += [f"{b} cpu/req", "gw cpu/req", f"cpu gw/{b}", f"host cpu {letters}", f"errors {letters}"]
+    counted = any(cell.calls is not None for cells in rows for cell in cells)
+    if counted:
+        header += [f"{b} calls/req", "gw calls/req", f"calls gw/{b}"]
     lines = [header]
     for cells in rows:
         direct, bare, gateway = cells[:3]
@@ -143,6 +154,11 @@ def table(rows: list[tuple[CellResult, ...]], stream: bool, baseline: str = "bar
         row += [f"{gw_cpu / bare_cpu:.1f}x" if gw_cpu and bare_cpu else "-"]
         row += ["/".join(_percent(cell.host_busy) for cell in cells)]
         row += ["/".join(str(cell.error_count) for cell in cells)]
+        if counted:
+            bare_calls, gw_calls = _calls_per_request(bare), _calls_per_request(gateway)
+            row += ["-" if bare_calls is None else f"{bare_calls:,.0f}"]
+            row += ["-" if gw_calls is None else f"{gw_calls:,.0f}"]
+            row += [f"{gw_calls / bare_calls:.1f}x" if gw_calls and bare_calls else "-"]
         lines.append(row)
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
     text = ["  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)) for row in lines]

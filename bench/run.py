@@ -106,14 +106,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the metered floor (bench/metered_floor.py: the bare proxy plus JSON and the two Redis "
         "scripts) in the bare proxy's place; needs --redis-url",
     )
+    parser.add_argument(
+        "--count-calls",
+        action="store_true",
+        help="also count the Python calls a request makes in the bare proxy and the gateway (cProfile; "
+        "bench/call_count.py): repeatable where timings drift, but it slows both servers about twofold",
+    )
     args = parser.parse_args(argv)
     if args.soak is not None:
         if not 1 <= args.soak <= 100_000_000:
             parser.error("--soak must be in [1, 100000000]")
         if args.concurrency is not None and len(args.concurrency) != 1:
             parser.error("--soak takes one --concurrency")
-        if args.litellm_python:
-            parser.error("--soak drives the gateway alone; leave out --litellm-python")
+        if args.litellm_python or args.count_calls:
+            parser.error("--soak drives the gateway alone; leave out --litellm-python and --count-calls")
     args.concurrency = args.concurrency or ([32] if args.soak else [1, 8, 32, 64])
     args.modes = args.modes or (["nonstream"] if args.soak or args.floor else ["nonstream", "stream"])
     if args.floor and (not args.redis_url or args.modes != ["nonstream"] or args.soak):
@@ -218,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
                         last_piece=last_piece,
                         pgids=launcher.pgids,
                         processes=processes,
+                        call_counters=launcher.call_counters,
                     )
                 )
         processes.check_alive()

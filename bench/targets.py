@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import litellm_proxy, memory
+from bench import call_count, litellm_proxy, memory
+from bench.call_count import CallCounter
 from bench.load import Target
 from bench.stack import (
     GATEWAY_HTTP,
@@ -124,6 +125,7 @@ class Launcher:
         self.pgids: dict[str, tuple[int, ...]] = {}  # target name → the process groups serving it
         self.litellm_version: str | None = None
         self.meter_writer_pid: int | None = None  # the gateway's `manage.py meter_writer` (Redis meter)
+        self.call_counters: dict[str, CallCounter] = {}  # with --count-calls: the bare proxy's, the gateway's
 
     def setup(self) -> tuple[list[Target], dict[str, Any]]:
         """Start everything; the targets in the order each cell drives them. A soak drives the gateway
@@ -165,8 +167,9 @@ class Launcher:
         flags = self._server_flags(port, "httptools", self._bare_loop())
         argv = [sys.executable, "-m", "uvicorn", app, *flags]
         log(f"starting {title} on 127.0.0.1:{port} ({self.args.workers} workers)")
-        bare = self.processes.start(title, argv, env, self.workdir / f"{name}.log")
+        bare = self.processes.start(title, argv, env | self._counting(name), self.workdir / f"{name}.log")
         self.pgids[name] = (bare.process.pid,)
+        self._count_calls_of(name, bare.process.pid)
         self._wait_for_workers(bare.process.pid)
         # The same request as direct's (the proxy adds the upstream's key itself).
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
@@ -196,7 +199,10 @@ class Launcher:
         flags = self._server_flags(port, GATEWAY_HTTP, GATEWAY_LOOP)
         argv = [sys.executable, "-m", "uvicorn", "config.asgi:application", *flags]
         log(f"starting the gateway on 127.0.0.1:{port} ({args.workers} workers)")
-        gateway = self.processes.start("gateway", argv, env, self.workdir / "gateway.log")
+        gateway = self.processes.start(
+            "gateway", argv, env | self._counting("gateway"), self.workdir / "gateway.log"
+        )
+        self._count_calls_of("gateway", gateway.process.pid)
         self.pgids["gateway"] = (gateway.process.pid,) + ((writer.process.pid,) if writer else ())
         self.meter_writer_pid = writer.process.pid if writer else None
         wait_http(f"http://127.0.0.1:{port}/healthz", gateway, self.processes)
@@ -223,6 +229,17 @@ class Launcher:
         # The same request as direct's, with the proxy's own key (LiteLLM checks it, as the gateway does).
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
         return _target("litellm", url, master_key, UPSTREAM_MODEL, self.args.tokens)
+
+    def _counting(self, name: str) -> dict[str, str]:
+        """With --count-calls, what a measured server's environment gains (bench/call_count.py)."""
+        if not self.args.count_calls:
+            return {}
+        (self.workdir / f"calls-{name}").mkdir(exist_ok=True)
+        return call_count.server_env(self.workdir / f"calls-{name}")
+
+    def _count_calls_of(self, name: str, supervisor: int) -> None:
+        if self.args.count_calls:
+            self.call_counters[name] = CallCounter(supervisor, self.workdir / f"calls-{name}")
 
     def _bare_loop(self) -> str:
         """uvicorn's uvloop (issue 18's bare proxy), or with --bare-balanced the gateway's."""
