@@ -7,22 +7,47 @@ in one statement, adapted by psycopg in C. Rows are dicts of attribute names (`w
 (IntegrityError, DataError), as bulk_create's are. Other databases (the embedded SQLite) use bulk_create.
 """
 
-from collections.abc import Iterable
+import functools
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection, models
-from psycopg.types.json import Jsonb
+
+from core.encoding import compact_json
 
 
-def _columns(model: type[models.Model]) -> list["models.Field[Any, Any]"]:
-    return [field for field in model._meta.concrete_fields if not field.primary_key]
+@dataclass(frozen=True, slots=True)
+class _Columns:
+    """A model's columns as COPY takes them, worked out once per model (they were, per value)."""
+
+    names: str  # the quoted column list
+    attnames: tuple[str, ...]
+    defaults: tuple[Callable[[], Any], ...]  # each field's get_default, for a row that leaves it out
+    json_positions: tuple[int, ...]  # the JSONFields, written as JSON text (jsonb parses it)
 
 
-def _value(field: "models.Field[Any, Any]", row: dict[str, Any]) -> Any:
-    value = row[field.attname] if field.attname in row else field.get_default()
-    if isinstance(field, models.JSONField) and value is not None:
-        return Jsonb(value)
-    return value
+@functools.cache
+def _columns(model: type[models.Model]) -> _Columns:
+    fields = [field for field in model._meta.concrete_fields if not field.primary_key]
+    return _Columns(
+        names=", ".join(connection.ops.quote_name(field.column or field.attname) for field in fields),
+        attnames=tuple(field.attname for field in fields),
+        defaults=tuple(field.get_default for field in fields),
+        json_positions=tuple(i for i, field in enumerate(fields) if isinstance(field, models.JSONField)),
+    )
+
+
+def _values(columns: _Columns, row: dict[str, Any]) -> list[Any]:
+    values = [
+        row[attname] if attname in row else default()
+        for attname, default in zip(columns.attnames, columns.defaults, strict=True)
+    ]
+    for position in columns.json_positions:
+        value = values[position]
+        if value is not None:  # None is SQL NULL, as Django writes it
+            values[position] = compact_json(value).decode()
+    return values
 
 
 def copy_rows(model: type[models.Model], rows: Iterable[dict[str, Any]]) -> int:
@@ -33,15 +58,14 @@ def copy_rows(model: type[models.Model], rows: Iterable[dict[str, Any]]) -> int:
     if connection.vendor != "postgresql":
         model._default_manager.bulk_create([model(**row) for row in batch])
         return len(batch)
-    fields = _columns(model)
-    names = ", ".join(connection.ops.quote_name(field.column or field.attname) for field in fields)
+    columns = _columns(model)
     table = connection.ops.quote_name(model._meta.db_table or "")
     connection.ensure_connection()
     with (
         connection.wrap_database_errors,
         connection.connection.cursor() as cursor,
-        cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy,
+        cursor.copy(f"COPY {table} ({columns.names}) FROM STDIN") as copy,
     ):
         for row in batch:
-            copy.write_row([_value(field, row) for field in fields])
+            copy.write_row(_values(columns, row))
     return len(batch)

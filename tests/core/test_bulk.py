@@ -83,3 +83,13 @@ def test_a_value_too_long_is_djangos_data_error():
 def test_no_rows_is_no_statement(django_assert_num_queries):
     with django_assert_num_queries(0):
         assert copy_rows(Generation, []) == 0
+
+
+def test_json_is_written_as_the_standard_library_reads_it_back():
+    """orjson writes the JSON; what it refuses (an integer past 64 bits) the standard library does."""
+    workspace = make_workspace()
+    metadata = {"model": "test/ü", "huge": 2**70, "nested": [1, {"a": None}]}
+    row = {**generation_row(workspace.id), "provider_metadata": metadata}
+    copy_rows(Generation, [row])
+    generation = Generation.objects.get(request_id=row["request_id"])
+    assert generation.provider_metadata == metadata

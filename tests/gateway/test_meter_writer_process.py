@@ -2,6 +2,8 @@
 `manage.py meter_writer`, a process of its own, writes it to PostgreSQL; SIGTERM makes it drain what is
 queued, then end. The real command, as a subprocess, on the test's PostgreSQL and Redis."""
 
+import gc
+import io
 import signal
 import subprocess
 import sys
@@ -10,9 +12,12 @@ import time
 import httpx
 import pytest
 from django.conf import settings
+from django.core.management import call_command
 
 from billing import mirror
 from billing.models import EntryKind, LedgerEntry
+from core.processes import SERVER_GEN0_THRESHOLD
+from gateway.metering import writer
 from gateway.models import Generation
 from tests.scaleout.deployments import ROOT, production_env
 
@@ -101,3 +106,21 @@ def test_the_writer_process_refuses_the_sql_meter():
     _, err = process.communicate(timeout=60)
     assert process.returncode != 0
     assert "GATEWAY_METER is sql" in err
+
+
+def test_the_writer_process_puts_its_start_up_heap_out_of_the_collectors_walks(monkeypatch, settings):
+    """Each batch makes thousands of objects; the collector must not walk Django's heap for them."""
+    settings.GATEWAY_METER = "redis"
+    seen = {}
+
+    async def run_alone() -> None:
+        seen.update(frozen=gc.get_freeze_count(), young=gc.get_threshold()[0])
+
+    monkeypatch.setattr(writer, "run_alone", run_alone)
+    threshold = gc.get_threshold()
+    try:
+        call_command("meter_writer", stdout=io.StringIO())
+    finally:  # this test process's own collector, as it was
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
+    assert seen["frozen"] > 1000 and seen["young"] == SERVER_GEN0_THRESHOLD
