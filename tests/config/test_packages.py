@@ -19,6 +19,7 @@ NOT_SOURCE = {"tests", "static", "templates", "docs", "staticfiles"}  # and hidd
 # Needed at run time though nothing imports them and no setting names them, each for this reason.
 USED_WITHOUT_AN_IMPORT = {
     "lxml-html-clean": "trafilatura (web_fetch) imports lxml.html.clean, which lxml ships separately now",
+    "psycopg": "Django's PostgreSQL backend (DATABASES' ENGINE) imports it, with the [binary,pool] extras",
 }
 
 
