@@ -20,10 +20,12 @@ async def drive(
     pgids: dict[str, tuple[int, ...]],
     processes: Processes,
     call_counters: dict[str, CallCounter] | None = None,
+    writer_pgid: int | None = None,
 ) -> list[CellResult]:
     """Each cell runs direct, bare proxy, gateway (and LiteLLM) in turn, so they share the machine's
     state. `pgids` maps a target's name to the process groups that serve it; `call_counters` (with
-    --count-calls) the targets whose Python calls are counted over each cell."""
+    --count-calls) the targets whose Python calls are counted over each cell; `writer_pgid` the gateway's
+    meter writer, whose share of the gateway's CPU is reported apart."""
     for mode in modes:
         for target in targets:
             problem = await preflight(target, MODES[mode], last_piece)
@@ -46,6 +48,9 @@ async def drive(
                     duration=duration,
                     last_piece=last_piece,
                     cpu_probe=None if pgid is None else functools.partial(group_cpu_seconds, *pgid),
+                    writer_probe=functools.partial(group_cpu_seconds, writer_pgid)
+                    if writer_pgid is not None and target.name == "gateway"
+                    else None,
                     host_probe=host_cpu_times,
                 )
                 if counter is not None:

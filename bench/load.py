@@ -61,6 +61,7 @@ class CellResult:
     errors: Counter[str] = field(default_factory=Counter)  # kind → count, warm-up included
     error_samples: dict[str, str] = field(default_factory=dict)  # kind → first body seen
     cpu_seconds: float | None = None  # the target's processes, whole cell including warm-up
+    writer_cpu_seconds: float | None = None  # of which the gateway's meter writer (ADR 0022), if it has one
     host_busy: float | None = None  # share of all the machine's cores busy during the cell (0..1)
     calls: int | None = None  # Python calls the server's event loops made over the cell (--count-calls)
 
@@ -158,12 +159,14 @@ async def run_cell(
     duration: float,
     last_piece: bytes,
     cpu_probe: Callable[[], float | None] | None = None,
+    writer_probe: Callable[[], float | None] | None = None,
     host_probe: Callable[[], tuple[float, float] | None] | None = None,
 ) -> CellResult:
     result = CellResult(target.name, stream, concurrency, duration)
     connector = aiohttp.TCPConnector(limit=concurrency, force_close=False, keepalive_timeout=60)
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS)
     cpu_before = cpu_probe() if cpu_probe else None
+    writer_before = writer_probe() if writer_probe else None
     host_before = host_probe() if host_probe else None
     async with aiohttp.ClientSession(
         connector=connector, timeout=timeout, auto_decompress=False, skip_auto_headers=("User-Agent",)
@@ -199,6 +202,10 @@ async def run_cell(
         cpu_after = cpu_probe()
         if cpu_after is not None:
             result.cpu_seconds = cpu_after - cpu_before
+    if writer_probe is not None and writer_before is not None:
+        writer_after = writer_probe()
+        if writer_after is not None:
+            result.writer_cpu_seconds = writer_after - writer_before
     return result
 
 

@@ -100,6 +100,11 @@ def cell_summary(cell: CellResult) -> dict[str, Any]:
             if cell.cpu_seconds is not None and cell.sent
             else None
         ),
+        "writer_cpu_ms_per_request": (
+            round(cell.writer_cpu_seconds * 1000 / cell.sent, 3)
+            if cell.writer_cpu_seconds is not None and cell.sent
+            else None
+        ),
         "python_calls": cell.calls,
         "python_calls_per_request": None
         if cell.calls is None or not cell.sent
@@ -119,6 +124,10 @@ def _cpu_per_request(cell: CellResult) -> float | None:
     return cell.cpu_seconds / cell.sent if cell.cpu_seconds is not None and cell.sent else None
 
 
+def _writer_cpu_per_request(cell: CellResult) -> float | None:
+    return cell.writer_cpu_seconds / cell.sent if cell.writer_cpu_seconds is not None and cell.sent else None
+
+
 def table(rows: list[tuple[CellResult, ...]], stream: bool, baseline: str = "bare") -> str:
     """One row per concurrency: direct, the bare proxy and the gateway side by side (and LiteLLM, when it
     is a target: a fourth cell in each row), and the gateway's cost measured against the bare proxy (the
@@ -131,7 +140,9 @@ def table(rows: list[tuple[CellResult, ...]], stream: bool, baseline: str = "bar
     header += [f"{b} p50", "gw p50", "gw p99", "+p50"]
     if stream:
         header += [f"{b} ttfb50", "gw ttfb50", "+ttfb50"]
-    header += [f"{b} cpu/req", "gw cpu/req", f"cpu gw/{b}", f"host cpu {letters}", f"errors {letters}"]
+    writer = any(cells[2].writer_cpu_seconds is not None for cells in rows)
+    header += [f"{b} cpu/req", "gw cpu/req", *(["of it writer"] if writer else []), f"cpu gw/{b}"]
+    header += [f"host cpu {letters}", f"errors {letters}"]
     counted = any(cell.calls is not None for cells in rows for cell in cells)
     if counted:
         header += [f"{b} calls/req", "gw calls/req", f"calls gw/{b}"]
@@ -151,6 +162,9 @@ def table(rows: list[tuple[CellResult, ...]], stream: bool, baseline: str = "bar
         bare_cpu, gw_cpu = _cpu_per_request(bare), _cpu_per_request(gateway)
         row += ["-" if bare_cpu is None else f"{bare_cpu * 1000:.2f} ms"]
         row += ["-" if gw_cpu is None else f"{gw_cpu * 1000:.2f} ms"]
+        if writer:
+            writer_cpu = _writer_cpu_per_request(gateway)
+            row += ["-" if writer_cpu is None else f"{writer_cpu * 1000:.2f} ms"]
         row += [f"{gw_cpu / bare_cpu:.1f}x" if gw_cpu and bare_cpu else "-"]
         row += ["/".join(_percent(cell.host_busy) for cell in cells)]
         row += ["/".join(str(cell.error_count) for cell in cells)]

@@ -225,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
                         pgids=launcher.pgids,
                         processes=processes,
                         call_counters=launcher.call_counters,
+                        writer_pgid=launcher.meter_writer_pid,
                     )
                 )
         processes.check_alive()

@@ -67,6 +67,7 @@ class SoakResult:
     samples: list[Sample]  # the first before the load, then one per checkpoint
     cpu_seconds: float | None  # the gateway's process groups during the load
     others: dict[int, str] = field(default_factory=dict)  # processes sampled beside the workers, by pid
+    writer_cpu_seconds: float | None = None  # of `cpu_seconds`, the meter writer's (ADR 0022), if it has one
 
     @property
     def elapsed(self) -> float:
@@ -109,6 +110,8 @@ async def drive(
     sampler = Sampler(supervisor, total, log, others)
     sampler(0)  # before the load: the workers as they started
     cpu_before = group_cpu_seconds(*pgids)
+    writer = next((pid for pid, name in others.items() if name == "writer"), None)  # its own process group
+    writer_before = None if writer is None else group_cpu_seconds(writer)
     sampler.start = time.perf_counter()
     cells = await run_count(
         target,
@@ -121,7 +124,9 @@ async def drive(
     )
     cpu_after = group_cpu_seconds(*pgids)
     cpu = cpu_after - cpu_before if cpu_before is not None and cpu_after is not None else None
-    return SoakResult(total, concurrency, warmup, cells, sampler.samples, cpu, others)
+    writer_after = None if writer is None else group_cpu_seconds(writer)
+    writer_cpu = None if writer_before is None or writer_after is None else writer_after - writer_before
+    return SoakResult(total, concurrency, warmup, cells, sampler.samples, cpu, others, writer_cpu)
 
 
 # --- The report -----------------------------------------------------------------------------------
@@ -231,6 +236,8 @@ def text(result: SoakResult, modes: list[str], workers: int) -> str:
     latencies = [latency for cell in result.cells for latency in cell.latencies]
     p50, p99 = _ms(percentile(latencies, 50)), _ms(percentile(latencies, 99))
     cpu = f"{result.cpu_seconds * 1000 / result.total:.2f} ms" if result.cpu_seconds is not None else "-"
+    if result.writer_cpu_seconds is not None:
+        cpu += f" (the meter writer's {result.writer_cpu_seconds * 1000 / result.total:.3f} ms of it)"
     lines = [
         f"Soak: {result.total:,} gateway requests ({', '.join(modes)}), {result.concurrency} clients, "
         f"{workers} workers; done in {result.elapsed:.1f} s: {result.rps:,.0f} req/s",
@@ -279,6 +286,11 @@ def summary(result: SoakResult) -> dict[str, Any]:
         "errors": result.errors,
         "cpu_ms_per_request": (
             None if result.cpu_seconds is None else round(result.cpu_seconds * 1000 / result.total, 3)
+        ),
+        "writer_cpu_ms_per_request": (
+            None
+            if result.writer_cpu_seconds is None
+            else round(result.writer_cpu_seconds * 1000 / result.total, 3)
         ),
         "samples": [
             {
