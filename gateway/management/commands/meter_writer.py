@@ -21,7 +21,7 @@ class Command(BaseCommand):
         self.stdout.write("meter writer: writing settled records to PostgreSQL (SIGTERM drains and stops)")
         self.stdout.flush()
         # Its batches make thousands of objects each: without this, the collector walks the whole Django
-        # heap every few batches (a third of the writer's CPU in bench/README.md's measurement).
+        # heap every few batches (~6 µs a request of the writer's ~60, bench/README.md).
         settle_server_heap()
         asyncio.run(writer.run_alone())
         self.stdout.write("meter writer: stopped")
