@@ -320,7 +320,7 @@ GATEWAY_KEEPALIVE_SECONDS = 15.0
 GATEWAY_JOURNAL_DIR = Path(env_str("GATEWAY_JOURNAL_DIR", str(BASE_DIR / ".local" / "journal")))
 CATALOG_PATH = Path(env_str("CATALOG_PATH", str(BASE_DIR / "providers.yaml")))
 
-# --- Metrics: GET /metrics for Prometheus (gateway/metrics.py) --------------------------------
+# --- Metrics: GET /metrics for Prometheus (gateway/metrics_scrape.py) -------------------------
 # The bearer token a scraper sends; unset, /metrics does not exist (404).
 METRICS_TOKEN = env_str("METRICS_TOKEN", "")
 if IS_PRODUCTION and METRICS_TOKEN and len(METRICS_TOKEN) < 32:

@@ -13,7 +13,7 @@ from core.encoding import compact_json
 from core.envelopes import openai_error_body
 from core.errors import ApiError, ErrorCode
 from core.processes import exit_with_parent, settle_server_heap
-from gateway import counting, embeddings, metrics, pipeline, tokenizer_api
+from gateway import counting, embeddings, metrics_scrape, pipeline, tokenizer_api
 from gateway.auth import Caller, authenticate
 from gateway.http import AsgiApp, Receive, Scope, Send, headers_of, in_thread, request_id_headers, send_json
 from gateway.ingress.registry import format_for_path, formats
@@ -122,7 +122,7 @@ FIXED_ROUTES = {
     ("GET", "/healthz"): healthz,
     ("GET", "/readyz"): readyz,
     ("GET", "/openapi.json"): openapi_json,
-    ("GET", "/metrics"): metrics.scrape,  # for Prometheus, with METRICS_TOKEN (gateway/metrics.py)
+    ("GET", "/metrics"): metrics_scrape.scrape,  # for Prometheus, with METRICS_TOKEN
 }
 FIXED_PATHS = frozenset(path for _, path in FIXED_ROUTES)
 

@@ -12,7 +12,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from billing import mirror
 from billing.models import EntryKind, LedgerEntry, Reservation, ReservationStatus
-from gateway import metrics
 from gateway.audit import ledger_audit
 from gateway.canonical import Usage
 from gateway.catalog_cache import ModelInfo
@@ -20,6 +19,7 @@ from gateway.metering import Outcome, Settlement, cost_of, sql, writer
 from gateway.metering.journal import RESETTLE_SECONDS, Journal, read_entries
 from gateway.metering.keeper import Keeper
 from gateway.metering.redis_meter import RedisMeter, close_loop_client
+from gateway.metrics_scrape import exposition
 from gateway.models import Generation
 from tests.factories import key_less_caller, make_workspace
 
@@ -65,7 +65,7 @@ def reserve_in_sql(workspace_id: uuid.UUID, request_id: str) -> None:
 
 def billed_micro_usd() -> float:
     """/metrics' micro-USD billed for MODEL so far (in this test process)."""
-    samples = text_string_to_metric_families(metrics.exposition().decode())
+    samples = text_string_to_metric_families(exposition().decode())
     return sum(
         sample.value
         for family in samples

@@ -1,6 +1,6 @@
-"""GET /metrics (gateway/metrics.py): requests through the real gateway against fake upstreams move each
-counter by exactly what they did; the token guards the endpoint. What is recorded beside the request path,
-summed over processes and read from Redis at scrape time is in test_metrics_exposition.py.
+"""GET /metrics (gateway/metrics_scrape.py): requests through the real gateway against fake upstreams move
+each counter by exactly what they did; the token guards the endpoint. What is recorded beside the request
+path, summed over processes and read from Redis at scrape time is in test_metrics_exposition.py.
 
 Counters live as long as the test process, so each test compares a scrape before with one after."""
 

@@ -1,6 +1,7 @@
-"""gateway/metrics.py beside the request path: what observe records; processes writing into one directory
-are summed by one scrape; the meter's backlog is read from a real Redis at scrape time. The endpoint and the
-requests through the gateway are in test_metrics.py, whose sample helpers this imports.
+"""gateway/metrics.py and metrics_scrape.py beside the request path: what observe records; processes
+writing into one directory are summed by one scrape; the meter's backlog is read from a real Redis at scrape
+time. The endpoint and the requests through the gateway are in test_metrics.py, whose sample helpers this
+imports.
 
 Counters live as long as the test process, so each test compares an exposition before with one after."""
 
@@ -21,6 +22,7 @@ from gateway import metrics
 from gateway.canonical import Usage
 from gateway.metering import Outcome
 from gateway.metering.journal import Journal
+from gateway.metrics_scrape import exposition
 from tests.gateway.test_metrics import Samples, moved, parsed, value
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,10 +36,10 @@ def test_upstream_time_and_gateway_overhead_come_from_the_outcome():
     outcome = Outcome(
         status="completed", usage=Usage(3, 4), provider=provider, latency_ms=250, upstream_ms=240
     )
-    before = parsed(metrics.exposition().decode())
+    before = parsed(exposition().decode())
     metrics.observe("responses", "m/x", outcome, 99)
     metrics.observe("responses", "m/x", Outcome(status="completed", usage=Usage(1, 1), provider=provider), 1)
-    after = parsed(metrics.exposition().decode())
+    after = parsed(exposition().decode())
 
     upstream = {"provider": provider}
     assert value(after, "hyperinfer_upstream_seconds_count", **upstream) == 1  # the second had no upstream_ms
@@ -50,9 +52,9 @@ def test_upstream_time_and_gateway_overhead_come_from_the_outcome():
 
 def test_a_settlement_no_meter_took_is_counted_deferred_and_not_billed():
     model = f"m/{uuid.uuid4().hex[:8]}"
-    before = parsed(metrics.exposition().decode())
+    before = parsed(exposition().decode())
     metrics.observe("completions", model, Outcome(status="completed", usage=Usage(5, 5), provider="p"), None)
-    after = parsed(metrics.exposition().decode())
+    after = parsed(exposition().decode())
     assert (
         value(after, "hyperinfer_settlements_deferred_total", format="completions")
         - value(before, "hyperinfer_settlements_deferred_total", format="completions")
@@ -75,7 +77,7 @@ def test_the_journal_is_counted_by_state(tmp_path):
     async def observed_then_scraped() -> Samples:
         metrics.observe("responses", "m/journal", outcome, 0, journal)
         await asyncio.sleep(0)  # the loop's counting task takes its first count
-        return parsed(metrics.exposition().decode())
+        return parsed(exposition().decode())
 
     samples = asyncio.run(observed_then_scraped())
     assert {
@@ -86,7 +88,7 @@ def test_the_journal_is_counted_by_state(tmp_path):
         "unconfirmed": 2,
     }
     # The loop is gone, and its counts with it.
-    samples = parsed(metrics.exposition().decode())
+    samples = parsed(exposition().decode())
     assert value(samples, "hyperinfer_journal_entries", state="unconfirmed") == 0
     journal.close()
 
@@ -122,7 +124,7 @@ def recorder(fmt: str, stay: bool) -> subprocess.Popen[str]:
 
 def scrape_until(name: str, labels: dict[str, str], expected: float) -> Samples:
     deadline = time.monotonic() + 3 * metrics.PUBLISH_SECONDS
-    while (samples := parsed(metrics.exposition().decode())) and value(samples, name, **labels) != expected:
+    while (samples := parsed(exposition().decode())) and value(samples, name, **labels) != expected:
         assert time.monotonic() < deadline, f"{name}{labels} never reached {expected}"
         time.sleep(0.05)
     return samples
@@ -134,7 +136,7 @@ def test_a_scrape_sums_every_process_and_forgets_a_dead_ones_live_gauges():
     other = recorder(fmt, stay=True)
     try:
         assert other.stdout is not None and other.stdout.readline().strip() == "recorded"
-        open_before = value(parsed(metrics.exposition().decode()), "hyperinfer_journal_entries", state="open")
+        open_before = value(parsed(exposition().decode()), "hyperinfer_journal_entries", state="open")
         metrics.refused(fmt, "", "internal_error")  # this process, the same series
         started = time.monotonic()
         # The other process's count arrives with its publisher's next pass, while it lives.
@@ -144,7 +146,7 @@ def test_a_scrape_sums_every_process_and_forgets_a_dead_ones_live_gauges():
         assert other.stdin is not None
         other.stdin.close()
         other.wait(20)
-    after = parsed(metrics.exposition().decode())
+    after = parsed(exposition().decode())
 
     assert value(after, "hyperinfer_requests_total", **labels) == 2  # a dead process's counts stay
     assert open_before - value(after, "hyperinfer_journal_entries", state="open") == 5  # its gauge goes
@@ -156,7 +158,7 @@ def test_a_process_that_exits_before_its_publisher_wakes_publishes_on_its_way_ou
     other = recorder(fmt, stay=False)
     assert other.stdout is not None and other.stdout.readline().strip() == "recorded"
     assert other.wait(20) == 0
-    samples = parsed(metrics.exposition().decode())
+    samples = parsed(exposition().decode())
     labels = {"format": fmt, "model": "", "provider": "", "status": "refused"}
     assert value(samples, "hyperinfer_requests_total", **labels) == 1
     errors = {"format": fmt, "model": "", "provider": "", "code": "internal_error"}
@@ -194,13 +196,13 @@ def test_the_meter_gauges_read_a_queue_of_n_records_and_the_oldest_batch(setting
     client = mirror.sync_client()
     shard = 0
     token = f"metrics-test-{uuid.uuid4().hex}"
-    baseline = parsed(metrics.exposition().decode())
+    baseline = parsed(exposition().decode())
     assert value(baseline, "hyperinfer_meter_redis_up") == 1
     try:
         client.rpush(mirror.queue(shard), *[f'{{"test": {n}}}' for n in range(7)])
         client.zadd(mirror.inflights(shard), {token: time.time() - 10_000})
         client.rpush(mirror.dead(shard), "{}")
-        samples = parsed(metrics.exposition().decode())
+        samples = parsed(exposition().decode())
     finally:
         client.ltrim(mirror.queue(shard), 0, -8)  # the 7 pushed last
         client.zrem(mirror.inflights(shard), token)
@@ -224,14 +226,14 @@ def test_a_meter_redis_that_is_down_is_reported_and_the_scrape_still_answers(set
     settings.GATEWAY_METER = "redis"
     down = redis.Redis(port=port_nobody_listens_on(), socket_connect_timeout=1)
     monkeypatch.setattr(mirror, "sync_client", lambda: down)
-    samples = parsed(metrics.exposition().decode())
+    samples = parsed(exposition().decode())
     assert value(samples, "hyperinfer_meter_redis_up") == 0
     assert ("hyperinfer_meter_queue_depth", frozenset()) not in samples
 
 
 def test_the_sql_meter_has_no_backlog_to_report(settings):
     settings.GATEWAY_METER = "sql"
-    names = {name for name, _ in parsed(metrics.exposition().decode())}
+    names = {name for name, _ in parsed(exposition().decode())}
     assert not {name for name in names if name.startswith("hyperinfer_meter_")}
 
 
