@@ -25,6 +25,7 @@ from gateway.http import (
     ClientGone,
     Receive,
     Send,
+    client_left,
     send_json,
     wait_for_disconnect,
 )
@@ -132,13 +133,26 @@ class Run:
         logger.warning("request %s failed: %s: %s", self.request_id, error.code.value, error.detail)
         return self.outcome(GenerationStatus.FAILED, route, error)
 
+    @property
+    def _plain_whole(self) -> bool:
+        """A whole answer without server tools: the upstream's answer, read to its end in one await."""
+        return not self.admitted.request.stream and self.loop is None
+
     async def execute(self) -> Outcome:
-        request = self.admitted.request
+        if self._plain_whole:
+            # Nothing to race the client leaving against: it is asked about once, when the answer is made
+            # (gateway.http.client_left), rather than watched by a task for the whole request.
+            return await self._execute(None)
         disconnect = asyncio.ensure_future(wait_for_disconnect(self.receive))
+        try:
+            return await self._execute(disconnect)
+        finally:
+            disconnect.cancel()
+
+    async def _execute(self, disconnect: asyncio.Future[None] | None) -> Outcome:
         try:
             opened = await self._open(disconnect)
         except UpstreamError as exc:
-            disconnect.cancel()
             if self.responding:  # the stream had begun (a slow upstream): the error ends it
                 await self._frames(self.renderer.error(exc.code, exc.message), last=True)
             else:
@@ -148,19 +162,20 @@ class Run:
             # Gone before any route answered: nothing was produced for it, so nothing is billed.
             return replace(self.outcome(GenerationStatus.CANCELLED), usage=Usage(0, 0))
         route = opened.route
-        self.journal.routed(
-            request_id=self.request_id,
-            provider=route.provider.slug,
-            upstream_model_id=route.upstream_model_id,
-        )
-        try:
-            if request.stream:
-                return await self._stream(opened, disconnect)
-            return await self._respond_whole(opened, disconnect)
-        finally:
-            disconnect.cancel()
+        if not self._plain_whole:
+            # A plain whole answer's route goes into the journal with its outcome, in the same turn of the
+            # loop (nothing is sent in between): one write of the journal less a request.
+            self.journal.routed(
+                request_id=self.request_id,
+                provider=route.provider.slug,
+                upstream_model_id=route.upstream_model_id,
+            )
+        if self.admitted.request.stream:
+            assert disconnect is not None
+            return await self._stream(opened, disconnect)
+        return await self._respond_whole(opened, disconnect)
 
-    async def _open(self, disconnect: asyncio.Future[None]) -> OpenStream:
+    async def _open(self, disconnect: asyncio.Future[None] | None) -> OpenStream:
         """The first route that answers (routing.open_stream, with its fallback). A streamed request whose
         upstream stays silent past the keep-alive interval gets its headers and keep-alive comments
         meanwhile, so no proxy cuts it off; an error that comes after that goes into the stream."""
@@ -171,7 +186,7 @@ class Run:
             if self.loop is None
             else open_looped(request, model, upstream_client(), self.loop)
         )
-        if not request.stream and self.loop is None:
+        if disconnect is None:
             # A whole answer is read to its end, the client there or not: a provider asked for a whole
             # answer makes and bills all of it, so the workspace pays for all of it (ADR 0019).
             return await attempt
@@ -237,9 +252,9 @@ class Run:
         await self._frames(self.renderer.finish(outcome.usage, cost_usd), last=True)
         return outcome
 
-    async def _respond_whole(self, opened: OpenStream, disconnect: asyncio.Future[None]) -> Outcome:
+    async def _respond_whole(self, opened: OpenStream, disconnect: asyncio.Future[None] | None) -> Outcome:
         try:
-            if self.loop is None:
+            if disconnect is None:
                 await self._fold_to_the_end(opened)
             else:
                 await self._fold_whole(opened, disconnect)
@@ -248,7 +263,12 @@ class Run:
         except UpstreamError as exc:
             await self._send_error_response(exc.code, exc.message)
             return self._failed(exc, opened.route)
-        if disconnect.done() and not disconnect.cancelled():
+        gone = (
+            client_left(self.receive)
+            if disconnect is None
+            else disconnect.done() and not disconnect.cancelled()
+        )
+        if gone:
             # Gone while the answer was made: billed whole, as the provider made it, and not sent.
             return self.outcome(GenerationStatus.CANCELLED, opened.route)
         outcome = self._journal_outcome(self.outcome(GenerationStatus.COMPLETED, opened.route))
