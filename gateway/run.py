@@ -6,6 +6,7 @@ answer's last byte (ADR 0010)."""
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from dataclasses import replace
@@ -29,7 +30,7 @@ from gateway.http import (
     send_json,
     wait_for_disconnect,
 )
-from gateway.ingress.base import IngressFormat
+from gateway.ingress.base import IngressFormat, StreamRenderer
 from gateway.metering import Outcome
 from gateway.metering.base import total_cost
 from gateway.metering.journal import Journal
@@ -72,13 +73,19 @@ class Run:
         self.upstream_started: float | None = None  # the first upstream request sent
         self.upstream_ended: float | None = None  # the last upstream byte read
         self.journaled: Outcome | None = None  # the outcome the journal had before the client's last byte
-        self.renderer = fmt.stream_renderer(
-            request_id=request_id, model=admitted.model.slug, tool_events=admitted.request.tool_events
-        )
         self.loop = (
             None
             if admitted.tools is None
             else tool_loop(admitted.tools, web_session(), guarded_fetch_session(), self._stepped)
+        )
+
+    @functools.cached_property
+    def renderer(self) -> StreamRenderer:
+        """The stream's renderer, made when a stream first needs it (a whole answer never does)."""
+        return self.fmt.stream_renderer(
+            request_id=self.request_id,
+            model=self.admitted.model.slug,
+            tool_events=self.admitted.request.tool_events,
         )
 
     def outcome(
