@@ -52,6 +52,10 @@ def _excerpt(answer: Json) -> str:
     return json.dumps(answer)[:200]
 
 
+# The delta fields that carry output: a chunk with one of them (and no role) is an output chunk.
+_OUTPUT_FIELDS = frozenset(("content", "reasoning_content", "reasoning", "tool_calls"))
+
+
 @register
 class OpenAICompatibleAdapter(OpenAIRequestMapping, UpstreamAdapter):
     kind = "openai_compatible"
@@ -109,9 +113,7 @@ class OpenAICompatibleAdapter(OpenAIRequestMapping, UpstreamAdapter):
         delta = choice.get("delta") or {}
         if isinstance(text := choice.get("text"), str):  # a text completion's chunk
             delta = {"content": text}
-        if "role" not in delta and any(
-            k in delta for k in ("content", "reasoning_content", "reasoning", "tool_calls")
-        ):
+        if "role" not in delta and not delta.keys().isdisjoint(_OUTPUT_FIELDS):
             state.output_chunks += 1
         events: list[Event] = []
         if reasoning := self.reasoning_text(delta):
