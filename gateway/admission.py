@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from django.core.exceptions import SynchronousOnlyOperation
 
 from core.errors import ApiError, ErrorCode
-from gateway.auth import Caller, answers_from_memory, authenticate
+from gateway.auth import Caller, authenticate, authenticate_from_memory
 from gateway.canonical import CanonicalRequest
 from gateway.catalog_cache import ModelInfo, catalog_cache
 from gateway.http import (
@@ -50,12 +50,15 @@ class Admitted:
     pdf_pages: int = 0  # PDF pages the pdf tool read into text (billed per page)
 
 
-def _admit(fmt: IngressFormat, headers: dict[bytes, bytes], body: bytes) -> Admitted:
-    """Who is calling, what they ask for, whether they may. Raises ApiError.
+def _admit_with_key(fmt: IngressFormat, headers: dict[bytes, bytes], body: bytes) -> Admitted:
+    """Who is calling, what they ask for, whether they may. Raises ApiError. May query the database (a key
+    or catalog not cached yet, a playground key): runs in a worker thread."""
+    return _admit(fmt, authenticate(headers), body)
 
-    May query the database (a key or catalog not cached yet, a playground key): see `_admits_in_loop`.
-    """
-    caller = authenticate(headers)
+
+def _admit(fmt: IngressFormat, caller: Caller, body: bytes) -> Admitted:
+    """What the caller asks for, and whether they may. Raises ApiError. Queries the database only for a
+    catalog not cached yet (see `admit`)."""
     request = fmt.parse_request(parse_json_object(body))
     model = resolved_model(caller, request.model)
     require_kind(model, "chat")
@@ -83,21 +86,18 @@ def _admit(fmt: IngressFormat, headers: dict[bytes, bytes], body: bytes) -> Admi
     )
 
 
-def _admits_in_loop(headers: dict[bytes, bytes]) -> bool:
-    """Whether `_admit` would answer from memory, so it can skip the worker thread (design §4, fast path)."""
-    return answers_from_memory(headers) and catalog_cache.is_fresh()
-
-
 async def admit(fmt: IngressFormat, scope: Scope, body: bytes) -> Admitted:
     """Who is calling, what they ask for, whether they may; server tools planned, PDFs read."""
     headers = headers_of(scope)
     admitted = None
-    if _admits_in_loop(headers):
-        # A cache entry can expire between the check and its use; Django then refuses the query here.
+    # From memory when the key and the catalog are cached (design §4, fast path), else in a worker thread.
+    caller = authenticate_from_memory(headers) if catalog_cache.is_fresh() else None
+    if caller is not None:
+        # The catalog can expire between the check and its use; Django then refuses the query here.
         with contextlib.suppress(SynchronousOnlyOperation):
-            admitted = _admit(fmt, headers, body)
+            admitted = _admit(fmt, caller, body)
     if admitted is None:
-        admitted = await in_thread(_admit, fmt, headers, body)
+        admitted = await in_thread(_admit_with_key, fmt, headers, body)
     if admitted.tools is not None and any(use.name == "pdf" for use in admitted.request.server_tools):
         await _read_documents(admitted)
     return admitted

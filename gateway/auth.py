@@ -45,10 +45,13 @@ class KeyCache:
         self._entries: dict[str, tuple[float, Caller | None]] = {}
         self._loading: dict[str, threading.Lock] = {}  # a key being loaded: who else wants it waits
 
-    def has_fresh(self, secret: str) -> bool:
-        """Whether `lookup` would answer without the database."""
+    def fresh(self, secret: str) -> tuple[bool, Caller | None]:
+        """(True, what `lookup` would answer) when it would answer without the database; (False, None) when
+        it would have to load the key."""
         cached = self._entries.get(_cache_key(secret))
-        return cached is not None and cached[0] > time.monotonic()
+        if cached is not None and cached[0] > time.monotonic():
+            return True, cached[1]
+        return False, None
 
     def lookup(self, secret: str) -> Caller | None:
         """Runs in a worker thread: may query the database. The requests that find a key stale together
@@ -102,18 +105,29 @@ def _secret(headers: dict[bytes, bytes]) -> str | None:
     )
 
 
-def answers_from_memory(headers: dict[bytes, bytes]) -> bool:
-    """Whether `authenticate` would answer without the database (a playground key is always redeemed)."""
-    secret = _secret(headers)
-    return secret is not None and not is_playground_key(secret) and key_cache.has_fresh(secret)
-
-
 def authenticate(headers: dict[bytes, bytes]) -> Caller:
-    """The caller, or ApiError(invalid_api_key / workspace_locked). Runs in a worker thread."""
+    """The caller, or ApiError(invalid_api_key / workspace_locked). May query the database: runs in a worker
+    thread."""
     secret = _secret(headers)
     if secret is None:
         raise ApiError(ErrorCode.INVALID_API_KEY, "Missing API key: send Authorization: Bearer <key>.")
-    caller = _redeem_playground_key(secret) if is_playground_key(secret) else key_cache.lookup(secret)
+    return _admitted(
+        _redeem_playground_key(secret) if is_playground_key(secret) else key_cache.lookup(secret)
+    )
+
+
+def authenticate_from_memory(headers: dict[bytes, bytes]) -> Caller | None:
+    """`authenticate`'s answer when the cache has the key fresh (its digest taken once, for the check and the
+    answer); None when the database would be asked (a key not cached, or stale; a playground key, always
+    redeemed; no key at all, refused by `authenticate`)."""
+    secret = _secret(headers)
+    if secret is None or is_playground_key(secret):
+        return None
+    known, caller = key_cache.fresh(secret)
+    return _admitted(caller) if known else None
+
+
+def _admitted(caller: Caller | None) -> Caller:
     if caller is None:
         raise ApiError(ErrorCode.INVALID_API_KEY, "Invalid, revoked or expired API key.")
     if caller.workspace_locked:

@@ -124,8 +124,8 @@ async def wait_for_disconnect(receive: Receive) -> None:
 def client_left(receive: Receive) -> bool:
     """Whether the client has disconnected by now, without waiting: `receive()` run up to its first wait
     and dropped there. For a request whose body was read, that message is the disconnect, if any; so a
-    whole answer asks once, after it is made, instead of a task watching for the whole request (a task
-    and its cancellation cost more than the answer's own turns of the loop; bench/README.md)."""
+    whole answer asks once, after it is made, instead of a task watching for the whole request (~1.6 µs
+    against ~4.4 µs for the task and its cancellation; bench/README.md)."""
     steps = receive().__await__()
     try:
         next(steps)

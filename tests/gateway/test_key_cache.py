@@ -4,7 +4,12 @@ requests find it stale at once, and a key revoked meanwhile is still refused wit
 import threading
 import time
 import uuid
+from dataclasses import replace
 
+import pytest
+
+from console.services.secrets import PLAYGROUND_KEY_PREFIX
+from core.errors import ApiError, ErrorCode
 from gateway import auth
 from gateway.auth import KEY_CACHE_SECONDS, Caller, KeyCache
 
@@ -55,7 +60,7 @@ def test_requests_that_find_a_key_stale_together_wait_for_one_load(monkeypatch):
 
     assert look_up_together(cache, ["hi-busy-key"] * 8) == [CALLER] * 8
     assert database.loads == 1
-    assert cache.has_fresh("hi-busy-key")
+    assert cache.fresh("hi-busy-key") == (True, CALLER)
 
 
 def test_different_keys_load_side_by_side(monkeypatch):
@@ -81,3 +86,41 @@ def test_a_key_revoked_during_its_load_is_refused_within_the_cache_time(monkeypa
         time.sleep(0.02)
     assert cache.lookup("hi-key") is None
     assert database.loads == 2
+
+
+def bearer(secret: str) -> dict[bytes, bytes]:
+    return {b"authorization": f"Bearer {secret}".encode()}
+
+
+def test_a_key_cached_fresh_is_answered_from_memory_and_one_not_cached_is_left_to_the_database(monkeypatch):
+    """The in-loop admission's question (gateway/admission.py): what `authenticate` would answer, without the
+    database; None sends the request to a worker thread, where `authenticate` may load the key."""
+    database = SlowDatabase(0)
+    monkeypatch.setattr(auth, "_load_api_key", database)
+    monkeypatch.setattr(auth, "key_cache", KeyCache())
+
+    assert auth.authenticate_from_memory(bearer("hi-key")) is None  # not cached: not loaded here
+    assert database.loads == 0
+    assert auth.authenticate(bearer("hi-key")) == CALLER  # loaded, once
+    assert auth.authenticate_from_memory(bearer("hi-key")) == CALLER
+    assert database.loads == 1
+    assert auth.authenticate_from_memory({}) is None  # no key: `authenticate` refuses it
+    assert auth.authenticate_from_memory(bearer(f"{PLAYGROUND_KEY_PREFIX}abc")) is None  # always redeemed
+
+
+@pytest.mark.parametrize(
+    ("cached", "code"),
+    [(None, ErrorCode.INVALID_API_KEY), (replace(CALLER, workspace_locked=True), ErrorCode.WORKSPACE_LOCKED)],
+)
+def test_a_refusal_cached_fresh_is_refused_from_memory_as_authenticate_refuses_it(monkeypatch, cached, code):
+    database = SlowDatabase(0)
+    database.answer = cached
+    monkeypatch.setattr(auth, "_load_api_key", database)
+    monkeypatch.setattr(auth, "key_cache", KeyCache())
+
+    with pytest.raises(ApiError) as in_thread:
+        auth.authenticate(bearer("hi-key"))
+    with pytest.raises(ApiError) as in_memory:
+        auth.authenticate_from_memory(bearer("hi-key"))
+    assert in_thread.value.code == in_memory.value.code == code
+    assert database.loads == 1
