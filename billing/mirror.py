@@ -36,6 +36,8 @@ from typing import TYPE_CHECKING, TypeVar, cast
 from django.conf import settings
 from django.db import transaction
 
+from core.hot_settings import hot
+
 if TYPE_CHECKING:
     import redis
     import redis.cluster
@@ -122,7 +124,7 @@ class WorkspaceNames:
 
 
 def names(workspace_id: WorkspaceId) -> WorkspaceNames:
-    return _names(workspace_id, settings.METER_REDIS_SHARDS)
+    return _names(workspace_id, hot.METER_REDIS_SHARDS)
 
 
 @lru_cache(maxsize=16_384)  # ~0.6 KB a workspace: at most ~10 MB a process; a miss costs ~3 µs

@@ -1,7 +1,6 @@
 """The management and catalog APIs' errors (Django REST framework views): every refusal in the OpenAI
 envelope with its taxonomy code, and an X-Request-Id on every answer."""
 
-import uuid
 from typing import Any
 
 from django.http import HttpRequest, JsonResponse
@@ -12,11 +11,12 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from core.envelopes import openai_error_body
 from core.errors import HTTP_STATUS, ApiError, ErrorCode
+from core.ids import new_request_id
 
 
 def request_id_for(request: Request) -> str:
     if not hasattr(request, "request_id"):
-        request.request_id = uuid.uuid4().hex  # type: ignore[attr-defined]
+        request.request_id = new_request_id()  # type: ignore[attr-defined]
     return request.request_id  # type: ignore[attr-defined]
 
 
@@ -49,7 +49,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 
 def api_not_found(request: HttpRequest, unmatched: str = "") -> JsonResponse:
     """Any /api/v1/ path nothing serves: the JSON envelope, never Django's HTML page."""
-    request_id = uuid.uuid4().hex
+    request_id = new_request_id()
     message = f"{request.method} {request.path}: no such endpoint (see /openapi.json)."
     body = openai_error_body(ErrorCode.INVALID_REQUEST, message, request_id)
     return JsonResponse(body, status=404, headers={"X-Request-Id": request_id})

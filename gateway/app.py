@@ -1,7 +1,6 @@
 """The gateway's own ASGI app, mounted ahead of Django's view stack for its paths (design §3-4)."""
 
 import logging
-import uuid
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -12,6 +11,7 @@ from billing import mirror
 from core.encoding import compact_json
 from core.envelopes import openai_error_body
 from core.errors import ApiError, ErrorCode
+from core.ids import new_request_id
 from core.processes import exit_with_parent, settle_server_heap
 from gateway import counting, embeddings, metrics_scrape, pipeline, tokenizer_api
 from gateway.auth import Caller, authenticate
@@ -85,7 +85,7 @@ def _generation_query(headers: dict[bytes, bytes], query: bytes) -> tuple[Caller
 
 
 async def generation(scope: Scope, receive: Receive, send: Send) -> None:
-    own_id = uuid.uuid4().hex  # this lookup's own request id, in errors and X-Request-Id
+    own_id = new_request_id()  # this lookup's own request id, in errors and X-Request-Id
     id_headers = request_id_headers(own_id)
     try:
         caller, request_id = await in_thread(
@@ -144,7 +144,7 @@ def gateway_handler(method: str, path: str) -> AsgiApp | None:
 
 
 async def method_not_allowed(scope: Scope, receive: Receive, send: Send) -> None:
-    request_id = uuid.uuid4().hex
+    request_id = new_request_id()
     allowed = sorted(method for method, path in routes() if path == scope["path"])
     message = f"{scope['method']} is not allowed on {scope['path']}; {', '.join(allowed)} is."
     body = openai_error_body(ErrorCode.INVALID_REQUEST, message, request_id)
@@ -159,7 +159,7 @@ STORED_RESPONSES = (
 
 async def no_stored_responses(scope: Scope, receive: Receive, send: Send) -> None:
     """Responses are not stored here, so a stored response's endpoints answer 404 in the OpenAI envelope."""
-    request_id = uuid.uuid4().hex
+    request_id = new_request_id()
     message = "Responses are not stored: this API is stateless, so there is nothing to retrieve or cancel."
     body = openai_error_body(ErrorCode.INVALID_REQUEST, message, request_id, "response_id")
     await send_json(send, 404, compact_json(body), request_id_headers(request_id))

@@ -4,12 +4,12 @@ llama.cpp's own tokenizer and chat template), else the gateway's estimate (gatew
 high); the `x-hyperinfer-token-count` header says which."""
 
 import logging
-import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
 
 from core.encoding import compact_json
+from core.ids import new_request_id
 from gateway.auth import Caller, authenticate
 from gateway.canonical import CanonicalRequest
 from gateway.catalog_cache import ModelInfo
@@ -73,7 +73,7 @@ async def prompt_tokens_count(request: CanonicalRequest, model: ModelInfo) -> Co
 
 
 async def count_tokens(scope: Scope, receive: Receive, send: Send) -> None:
-    request_id = uuid.uuid4().hex
+    request_id = new_request_id()
 
     async def count() -> Count:
         body = await read_body(receive, settings.GATEWAY_MAX_BODY_BYTES)

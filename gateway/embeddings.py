@@ -12,7 +12,6 @@ import base64
 import logging
 import struct
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +20,7 @@ from django.conf import settings
 from core.encoding import compact_json
 from core.envelopes import openai_error_body
 from core.errors import ApiError, ErrorCode
+from core.ids import new_request_id
 from gateway import metrics
 from gateway.auth import Caller, authenticate
 from gateway.canonical import Usage
@@ -178,7 +178,7 @@ def _settlement(admitted: Admitted, request_id: str, outcome: Outcome) -> Settle
 
 
 async def embeddings(scope: Scope, receive: Receive, send: Send) -> None:
-    request_id = uuid.uuid4().hex
+    request_id = new_request_id()
     started = time.monotonic()
 
     async def admit_and_reserve() -> Admitted:

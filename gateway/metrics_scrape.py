@@ -8,7 +8,6 @@ import hmac
 import os
 import re
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -23,6 +22,7 @@ from billing import mirror
 from core.encoding import compact_json
 from core.envelopes import openai_error_body
 from core.errors import ErrorCode
+from core.ids import new_request_id
 from core.processes import process_alive
 from gateway.http import Receive, Scope, Send, headers_of, in_thread, request_id_headers, send_json
 from gateway.metrics import publish
@@ -123,7 +123,7 @@ def authorized(header: bytes, token: str) -> bool:
 
 async def scrape(scope: Scope, receive: Receive, send: Send) -> None:
     """GET /metrics: with METRICS_TOKEN unset it does not exist; else only for `Bearer <METRICS_TOKEN>`."""
-    request_id = uuid.uuid4().hex
+    request_id = new_request_id()
     token = settings.METRICS_TOKEN
     if not token:
         body = openai_error_body(ErrorCode.INVALID_REQUEST, "No such endpoint.", request_id)

@@ -7,13 +7,12 @@ import contextlib
 import functools
 import logging
 import time
-import uuid
 from dataclasses import replace
-
-from django.conf import settings
 
 from core.encoding import compact_json
 from core.errors import ApiError, ErrorCode
+from core.hot_settings import hot
+from core.ids import new_request_id
 from gateway import metrics
 from gateway.admission import RECORDED_REFUSALS, admit, record_refusal, reserve
 from gateway.endpoint import INTERNAL_MESSAGE
@@ -45,12 +44,12 @@ def handler(fmt: IngressFormat) -> AsgiApp:
 
 
 async def _handle(fmt: IngressFormat, scope: Scope, receive: Receive, send: Send) -> None:
-    request_id = uuid.uuid4().hex
+    request_id = new_request_id()
     started = time.monotonic()
     id_headers = request_id_headers(request_id)
     admitted = None
     try:
-        body = await read_body(receive, settings.GATEWAY_MAX_BODY_BYTES)
+        body = await read_body(receive, hot.GATEWAY_MAX_BODY_BYTES)
         admitted = await admit(fmt, scope, body)
         await reserve(admitted, request_id)
     except ApiError as exc:

@@ -6,7 +6,6 @@ tokenize and detokenize are refused naming `model`, and count answers the gatewa
 (`x-hyperinfer-token-count: exact | estimate`)."""
 
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -15,6 +14,7 @@ from django.conf import settings
 from core.encoding import compact_json
 from core.envelopes import openai_error_body
 from core.errors import ApiError, ErrorCode
+from core.ids import new_request_id
 from gateway.auth import Caller, authenticate
 from gateway.catalog_cache import ModelInfo
 from gateway.endpoint import answered
@@ -115,7 +115,7 @@ def _handler(
     field: str, answer: Callable[[ModelInfo, Any], Awaitable[tuple[dict[str, Any], bool]]]
 ) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     async def handle(scope: Scope, receive: Receive, send: Send) -> None:
-        request_id = uuid.uuid4().hex
+        request_id = new_request_id()
 
         async def work() -> tuple[dict[str, Any], bool]:
             body = await read_body(receive, settings.GATEWAY_MAX_BODY_BYTES)

@@ -5,8 +5,7 @@ each (the embedded default); `redis` does both with one atomic Redis script each
 batches (production, ADR 0006). `settings.GATEWAY_METER` chooses.
 """
 
-from django.conf import settings
-
+from core.hot_settings import hot
 from gateway.metering.base import Meter, Outcome, Settlement, cost_of
 from gateway.metering.redis_meter import RedisMeter
 from gateway.metering.sql import SqlMeter
@@ -17,4 +16,4 @@ _METERS: dict[str, Meter] = {"sql": SqlMeter(), "redis": RedisMeter()}
 
 
 def get_meter() -> Meter:
-    return _METERS[settings.GATEWAY_METER]
+    return _METERS[hot.GATEWAY_METER]

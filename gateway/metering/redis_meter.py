@@ -26,6 +26,7 @@ from billing import mirror
 from billing.selectors import account_balance, key_used_in_period
 from core.encoding import compact_json
 from core.errors import ApiError, ErrorCode
+from core.hot_settings import hot
 from gateway.auth import Caller
 from gateway.catalog_cache import ModelInfo
 from gateway.http import in_thread
@@ -188,7 +189,7 @@ class RedisMeter:
             request_id,
             "" if limit is None else limit,
             period,
-            int(now + settings.RESERVATION_TTL_SECONDS),
+            int(now + hot.RESERVATION_TTL_SECONDS),
             workspace.text,
             "" if caller.api_key_id is None else caller.api_key_id,
             caller.rate_limit_rpm if caller.rate_limit_rpm and caller.api_key_id is not None else "",

@@ -21,7 +21,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.conf import settings
 from django.db import DataError, IntegrityError, transaction
 from django.utils import timezone
 
@@ -32,6 +31,7 @@ from billing.services import usage_debits_post
 from console.selectors import api_key_resets
 from core.bulk import copy_rows
 from core.encoding import compact_json, read_json
+from core.hot_settings import hot
 from gateway.http import in_thread
 from gateway.metering.records import fields_from_json
 from gateway.metering.redis_meter import AsyncClient, Scripts, close_loop_client, loop_client
@@ -338,7 +338,7 @@ def loop_flusher() -> None:
     request where no lifespan runs (Daphne's `runserver`), so records never wait for a beat that may not
     be there. A no-op for the SQL meter, which writes its records itself, and with METER_WRITER=process,
     where `manage.py meter_writer` writes them (`run_alone`)."""
-    if settings.GATEWAY_METER != "redis" or settings.METER_WRITER != "server":
+    if hot.GATEWAY_METER != "redis" or hot.METER_WRITER != "server":
         return
     loop = asyncio.get_running_loop()
     if loop in _flushers:
