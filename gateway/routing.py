@@ -3,7 +3,7 @@
 import asyncio
 import logging
 from collections.abc import AsyncGenerator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from core.errors import ErrorCode
 from gateway.canonical import CanonicalRequest, Event, Usage
@@ -34,7 +34,6 @@ async def open_stream(request: CanonicalRequest, model: ModelInfo, client: Upstr
             continue
         if request.raw_prompt is not None and not serves_raw_prompts(route):
             continue  # a legacy text completion, and this upstream has only chat
-        upstream_request = _for_route(request, route)
         try:
             adapter = adapter_for(provider.kind)
         except (
@@ -46,7 +45,7 @@ async def open_stream(request: CanonicalRequest, model: ModelInfo, client: Upstr
             detail = f"{provider.slug}: no adapter for kind {provider.kind!r}"
             last_error = UpstreamError.provider_side(ErrorCode.PROVIDER_UNAVAILABLE, detail)
             continue
-        events = adapter.stream(upstream_request, route, client)
+        events = adapter.stream(request, route, client)
         try:
             first = await anext(events)
         except UpstreamError as exc:
@@ -85,12 +84,7 @@ async def usage_when_cancelled(
     adapter = adapter_for(route.provider.kind)
     try:
         async with asyncio.timeout(route.provider.timeout_seconds):
-            return await adapter.usage_when_cancelled(_for_route(request, route), route, client, generated)
+            return await adapter.usage_when_cancelled(request, route, client, generated)
     except Exception as exc:
         logger.warning("%s: counting a cancelled attempt failed (%s)", route.provider.slug, exc)
         return None
-
-
-def _for_route(request: CanonicalRequest, route: RouteInfo) -> CanonicalRequest:
-    # Adapters send the provider's own model id; the client's request keeps the catalog slug.
-    return replace(request, model=route.upstream_model_id)
