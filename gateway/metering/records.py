@@ -12,8 +12,9 @@ from gateway.models import Generation, GenerationStatus
 _DATETIME_FIELDS = ("created_at", "finished_at")
 
 
-def fields_to_json(request_id: str, fields: dict[str, Any]) -> dict[str, Any]:
-    data = {"request_id": request_id, **fields, "workspace_id": str(fields["workspace_id"])}
+def fields_to_json(request_id: str, fields: dict[str, Any], workspace_text: str) -> dict[str, Any]:
+    """`workspace_text`: the record's workspace id as text (the caller has it made)."""
+    data = {"request_id": request_id, **fields, "workspace_id": workspace_text}
     for name in _DATETIME_FIELDS:
         data[name] = fields[name].isoformat()
     return data

@@ -175,7 +175,7 @@ class RedisMeter:
         _, run = loop_client()
         now = time.time()
         period = limit_period(caller, timezone.now())
-        workspace = mirror.names(caller.workspace_id)
+        workspace = mirror.names(caller.workspace_text)
         keys = [  # all in the workspace's shard: one cluster slot
             workspace.workspace_hash,
             workspace.key_hash(caller.api_key_id),
@@ -233,13 +233,13 @@ class RedisMeter:
         fields = generation_fields(settlement, cost=cost, finished_at=finished)
         caller, request_id = settlement.caller, settlement.request_id
         period = limit_period(caller, finished)
-        workspace = mirror.names(caller.workspace_id)
+        workspace = mirror.names(caller.workspace_text)
         record = {
             "ws": workspace.text,
             "key": "" if caller.api_key_id is None else str(caller.api_key_id),
             "period": period,
             "reset": caller.limit_reset,
-            "generation": fields_to_json(request_id, fields),
+            "generation": fields_to_json(request_id, fields, workspace.text),
         }
         _, run = loop_client()
         await run.settle(

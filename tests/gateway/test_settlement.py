@@ -67,6 +67,9 @@ def test_a_settlement_survives_its_json_unchanged(shipped_catalog):
     assert restored.model.prompt_price == model.prompt_price and charge_for(restored) == charge_for(
         settlement
     )
+    # The workspace id's text is made again from the id, not carried in the JSON.
+    assert "workspace_text" not in settlement.to_json()["caller"]
+    assert restored.caller.workspace_text == str(settlement.caller.workspace_id)
 
 
 @pytest.mark.django_db
