@@ -1,11 +1,15 @@
 """What a generation costs, in integer micro-USD.
 
-Catalog prices are USD per 1M tokens, so one token at $X/M costs exactly X micro-USD. Costs are summed in
-Decimal and rounded once, up, at the end (design §4): a workspace is never charged less than it used.
+Catalog prices are USD per 1M tokens, so one token at $X/M costs exactly X micro-USD. Costs are summed
+exactly and rounded once, up, at the end (design §4): a workspace is never charged less than it used. A
+token cost is summed in integers — a model's prices over one common denominator (`_rates`) — and rounded up
+by one integer division; server tools' prices, in Decimal.
 """
 
+import math
 from collections.abc import Iterable, Mapping
 from decimal import ROUND_CEILING, Decimal
+from functools import lru_cache
 from typing import Protocol
 
 
@@ -32,6 +36,20 @@ def _ceil(amount: Decimal) -> int:
     return int(amount.to_integral_value(rounding=ROUND_CEILING))
 
 
+@lru_cache(maxsize=4096)
+def _rates(*prices: Decimal) -> tuple[int, ...]:
+    """The prices as integers over their least common denominator, which comes last: exact for any finite
+    Decimal (no context precision in the way), so their sums are too. Four times cheaper than Decimal
+    arithmetic, and this runs for every request (twice: the reservation and the bill)."""
+    ratios = [price.as_integer_ratio() for price in prices]
+    denominator = math.lcm(*(each for _, each in ratios))
+    return (*(numerator * (denominator // each) for numerator, each in ratios), denominator)
+
+
+def _ceil_div(amount: int, denominator: int) -> int:
+    return -(-amount // denominator)
+
+
 def cached_price(model: Priced) -> Decimal:
     """A model without a cached price bills cached prompt tokens at the prompt price."""
     return model.prompt_price if model.cached_prompt_price is None else model.cached_prompt_price
@@ -55,12 +73,11 @@ def generation_cost_micro_usd(
     _tokens("cached_prompt_tokens", cached_prompt_tokens)
     _tokens("completion_tokens", completion_tokens)
     _tokens("tool_costs_micro_usd", tool_costs_micro_usd)
-    amount = (
-        prompt_tokens * model.prompt_price
-        + cached_prompt_tokens * cached_price(model)
-        + completion_tokens * model.completion_price
+    prompt, cached, completion, denominator = _rates(
+        model.prompt_price, cached_price(model), model.completion_price
     )
-    return _ceil(amount) + tool_costs_micro_usd
+    amount = prompt_tokens * prompt + cached_prompt_tokens * cached + completion_tokens * completion
+    return _ceil_div(amount, denominator) + tool_costs_micro_usd
 
 
 def worst_case_cost_micro_usd(*, model: Priced, prompt_tokens: int, max_tokens: int | None) -> int:
@@ -76,8 +93,10 @@ def worst_case_cost_micro_usd(*, model: Priced, prompt_tokens: int, max_tokens: 
         if max_tokens is None
         else min(_tokens("max_tokens", max_tokens), model.max_output_tokens)
     )
-    prompt_rate = max(model.prompt_price, cached_price(model))
-    return _ceil(prompt_tokens * prompt_rate + output * model.completion_price)
+    prompt, cached, completion, denominator = _rates(
+        model.prompt_price, cached_price(model), model.completion_price
+    )
+    return _ceil_div(prompt_tokens * max(prompt, cached) + output * completion, denominator)
 
 
 MICRO = Decimal(1_000_000)

@@ -1,9 +1,11 @@
 """Costs in integer micro-USD: a token at $X per 1M tokens costs exactly X micro-USD, rounded once, up."""
 
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_CEILING, Context, Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from catalog.models import Model
 from catalog.pricing import generation_cost_micro_usd, worst_case_cost_micro_usd
@@ -121,3 +123,32 @@ def test_worst_case_is_never_below_actual_cost() -> None:
     worst = worst_case_cost_micro_usd(model=SANDBOX_PRO, prompt_tokens=3000, max_tokens=500)
     actual = cost(SANDBOX_PRO, 1000, 2000, 500)
     assert worst >= actual
+
+
+_EXACT = Context(prec=200)  # the reference sums with no rounding before the last step
+
+
+def _reference_cost(model: Prices, prompt: int, cached: int, completion: int) -> int:
+    cached_rate = model.prompt_price if model.cached_prompt_price is None else model.cached_prompt_price
+    amount = _EXACT.add(
+        _EXACT.add(_EXACT.multiply(prompt, model.prompt_price), _EXACT.multiply(cached, cached_rate)),
+        _EXACT.multiply(completion, model.completion_price),
+    )
+    return int(amount.to_integral_value(rounding=ROUND_CEILING))
+
+
+_prices = st.builds(
+    Prices,
+    st.decimals(min_value=0, max_value=100_000, allow_nan=False, allow_infinity=False, places=9),
+    st.decimals(min_value=0, max_value=100_000, allow_nan=False, allow_infinity=False, places=2),
+    st.none() | st.decimals(min_value=0, max_value=100_000, allow_nan=False, allow_infinity=False, places=6),
+)
+_count = st.integers(min_value=0, max_value=10**24)  # past Decimal's default 28 digits once multiplied
+
+
+@settings(max_examples=400, deadline=None)
+@given(model=_prices, prompt=_count, cached=_count, completion=_count)
+def test_the_integer_sum_is_the_exact_sum_rounded_up_once(model, prompt, cached, completion) -> None:
+    assert cost(model, prompt, cached, completion) == _reference_cost(model, prompt, cached, completion)
+    worst = worst_case_cost_micro_usd(model=model, prompt_tokens=prompt + cached, max_tokens=None)
+    assert worst >= cost(model, prompt, cached, min(completion, model.max_output_tokens))
