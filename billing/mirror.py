@@ -51,7 +51,7 @@ WorkspaceId = uuid.UUID | str  # the writer names a workspace by the id as its r
 
 
 def shard_count() -> int:
-    return settings.METER_REDIS_SHARDS
+    return hot.METER_REDIS_SHARDS
 
 
 def shards() -> range:
@@ -124,7 +124,7 @@ class WorkspaceNames:
 
 
 def names(workspace_id: WorkspaceId) -> WorkspaceNames:
-    return _names(workspace_id, hot.METER_REDIS_SHARDS)
+    return _names(workspace_id, shard_count())
 
 
 @lru_cache(maxsize=16_384)  # ~0.6 KB a workspace: at most ~10 MB a process; a miss costs ~3 µs

@@ -40,7 +40,7 @@ def _ceil(amount: Decimal) -> int:
 def _rates(*prices: Decimal) -> tuple[int, ...]:
     """The prices as integers over their least common denominator, which comes last: exact for any finite
     Decimal (no context precision in the way), so their sums are too. Four times cheaper than Decimal
-    arithmetic, and this runs for every request (twice: the reservation and the bill)."""
+    arithmetic, and this runs on every request (the reservation, the answer's cost, the bill)."""
     ratios = [price.as_integer_ratio() for price in prices]
     denominator = math.lcm(*(each for _, each in ratios))
     return (*(numerator * (denominator // each) for numerator, each in ratios), denominator)
