@@ -8,7 +8,8 @@ import hashlib
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from console.services.keys import (
     api_key_authenticate,
@@ -17,6 +18,7 @@ from console.services.keys import (
     playground_key_redeem,
 )
 from core.api_keys import key_from_headers
+from core.encoding import compact_json
 from core.errors import ApiError, ErrorCode
 
 # Revocation must take effect across processes within a second, so a cached key lives at most that long.
@@ -34,11 +36,25 @@ class Caller:
     limit_micro_usd: int | None = None
     limit_reset: str = "none"
     # The workspace id as text, made once a key load: Redis names, journal lines and records want text, and
-    # str() of a UUID is a Python call (~1 µs) each time. Derived, so not in a settlement's JSON (_flat).
+    # str() of a UUID is a Python call (~1 µs) each time. Derived, so not in a settlement's JSON.
     workspace_text: str = field(init=False, repr=False, compare=False)
+    # The caller as a settlement carries it (in the journal and its replays; `from_settlement` reads it
+    # back), made once a key load: it was a dict and its JSON made anew for every request. Derived too.
+    settlement_json: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "workspace_text", str(self.workspace_id))
+        object.__setattr__(self, "settlement_json", compact_json(self._settlement()))
+
+    def _settlement(self) -> dict[str, Any]:
+        """The constructor's fields, the workspace id as text; the model allowlist is for admission only."""
+        data = {each.name: getattr(self, each.name) for each in fields(self) if each.init}
+        return {**data, "workspace_id": self.workspace_text, "allowed_models": []}
+
+    @classmethod
+    def from_settlement(cls, data: dict[str, Any]) -> "Caller":
+        """The caller of a settlement read back from its JSON (`settlement_json`)."""
+        return cls(**{**data, "workspace_id": uuid.UUID(data["workspace_id"]), "allowed_models": frozenset()})
 
 
 def _cache_key(secret: str) -> str:

@@ -1,10 +1,12 @@
 """The catalog as the hot path needs it: frozen snapshots, reloaded from the database every few seconds."""
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from catalog.selectors import models_active, tool_prices
+from core.encoding import compact_json
 from gateway.upstreams.base import ProviderInfo, RouteInfo
 
 REFRESH_SECONDS = 10.0
@@ -22,6 +24,39 @@ class ModelInfo:
     routes: tuple[RouteInfo, ...]
     kind: str = "chat"  # or "embedding": served by POST /api/v1/embeddings only
     dimensions: int | None = None  # an embedding model's vector size
+    # What a settlement keeps of the model (`from_settlement` reads it back), made once a catalog load.
+    settlement_json: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "settlement_json", compact_json(self._settlement()))
+
+    def _settlement(self) -> dict[str, Any]:
+        """What billing needs of the model: its slug, limits and prices (exact decimals, as strings): a later
+        settlement bills at the prices the request was admitted with, whatever the catalog says by then."""
+        cached = self.cached_prompt_price
+        return {
+            "slug": self.slug,
+            "context_length": self.context_length,
+            "max_output_tokens": self.max_output_tokens,
+            "prompt_price": str(self.prompt_price),
+            "completion_price": str(self.completion_price),
+            "cached_prompt_price": None if cached is None else str(cached),
+        }
+
+    @classmethod
+    def from_settlement(cls, data: dict[str, Any]) -> "ModelInfo":
+        """The model of a settlement read back from its JSON (`settlement_json`): for billing, not routing."""
+        cached = data["cached_prompt_price"]
+        return cls(
+            slug=data["slug"],
+            context_length=data["context_length"],
+            max_output_tokens=data["max_output_tokens"],
+            prompt_price=Decimal(data["prompt_price"]),
+            completion_price=Decimal(data["completion_price"]),
+            cached_prompt_price=None if cached is None else Decimal(cached),
+            features=frozenset(),  # routing only: a settlement never goes upstream
+            routes=(),
+        )
 
 
 def _load() -> dict[str, ModelInfo]:

@@ -3,7 +3,6 @@ journal has the outcome first, then the meter bills it; a meter that is down lea
 keeper (design §4.4, ADR 0010). /metrics counts the request either way."""
 
 import logging
-from typing import Any
 
 from gateway import metrics
 from gateway.admission import Admitted
@@ -15,7 +14,7 @@ from gateway.metering.journal import Journal
 logger = logging.getLogger(__name__)
 
 
-def journal_header(fmt: IngressFormat, admitted: Admitted, request_id: str) -> dict[str, Any]:
+def journal_header(fmt: IngressFormat, admitted: Admitted, request_id: str) -> bytes:
     return settlement_header(
         request_id=request_id,
         caller=admitted.caller,

@@ -1,18 +1,16 @@
 """What both meters share: the outcome of a request, the settlement that bills it, its cost, and the
 generation record it leaves."""
 
-import operator
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any, Protocol
 
 from django.utils import timezone
 
 from billing.key_spend import limit_period_key
 from catalog.pricing import generation_cost_micro_usd, worst_case_cost_micro_usd
+from core.encoding import compact_json, read_json
 from core.errors import ApiError, ErrorCode
 from gateway.auth import Caller
 from gateway.canonical import Usage
@@ -56,11 +54,12 @@ class Settlement:
     outcome: Outcome
 
     def to_json(self) -> dict[str, Any]:
-        """For the settlement journal; `from_json` reads it back. The model goes with the prices the request
-        was admitted with: a later settlement bills what the client was shown, whatever the catalog says."""
-        return {**self.header_json(), "outcome": self.outcome_json(self.outcome)}
+        """The journal's JSON of the settlement, as a dict; `from_json` reads it back. The model goes with the
+        prices the request was admitted with: a later settlement bills what the client was shown, whatever the
+        catalog says."""
+        return {**read_json(self.header()), "outcome": self.outcome_json(self.outcome)}
 
-    def header_json(self) -> dict[str, Any]:
+    def header(self) -> bytes:
         return settlement_header(
             request_id=self.request_id,
             caller=self.caller,
@@ -72,35 +71,17 @@ class Settlement:
 
     @staticmethod
     def outcome_json(outcome: Outcome) -> dict[str, Any]:
-        return {**_flat(outcome), "usage": _flat(outcome.usage)}
-
-    @staticmethod
-    def model_json(model: ModelInfo) -> dict[str, Any]:
-        """What billing needs of the model: its slug, limits and prices (exact decimals, as strings)."""
-        cached = model.cached_prompt_price
-        return {
-            "slug": model.slug,
-            "context_length": model.context_length,
-            "max_output_tokens": model.max_output_tokens,
-            "prompt_price": str(model.prompt_price),
-            "completion_price": str(model.completion_price),
-            "cached_prompt_price": None if cached is None else str(cached),
-        }
+        """The outcome as a dict. The journal writes `compact_json(outcome)`: orjson writes a dataclass's
+        fields itself, in C, where a dict of them was made in Python for every request."""
+        return read_json(compact_json(outcome))
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Settlement":
-        caller = Caller(
-            **{
-                **data["caller"],
-                "workspace_id": uuid.UUID(data["caller"]["workspace_id"]),
-                "allowed_models": frozenset(),
-            }
-        )
         outcome = Outcome(**{**data["outcome"], "usage": Usage(**data["outcome"]["usage"])})
         return cls(
             request_id=data["request_id"],
-            caller=caller,
-            model=_model_from_json(data["model"]),
+            caller=Caller.from_settlement(data["caller"]),
+            model=ModelInfo.from_settlement(data["model"]),
             ingress_format=data["ingress_format"],
             streamed=data["streamed"],
             end_user=data["end_user"],
@@ -116,53 +97,16 @@ def settlement_header(
     ingress_format: str,
     streamed: bool,
     end_user: str | None,
-) -> dict[str, Any]:
-    """A settlement's JSON but its outcome: what is known once the request is admitted."""
-    caller_json = {**_flat(caller), "workspace_id": caller.workspace_text, "allowed_models": []}
-    return {
-        "request_id": request_id,
-        "caller": caller_json,
-        "model": Settlement.model_json(model),
-        "ingress_format": ingress_format,
-        "streamed": streamed,
-        "end_user": end_user,
-    }
-
-
-def _flat(instance: Any) -> dict[str, Any]:
-    """A dataclass's fields, one level deep: `asdict` deep-copies, and this runs for every request."""
-    names, read = _fields_of(type(instance))
-    return dict(zip(names, read(instance), strict=True))
-
-
-_FIELDS: dict[type, tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]] = {}
-
-
-def _fields_of(cls: type) -> tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]:
-    """A dataclass's field names, and one call that reads them all (`fields()` builds its answer anew at
-    each call, ~6 µs for Caller; a getattr per field is a call each)."""
-    known = _FIELDS.get(cls)
-    if known is None:
-        names = tuple(each.name for each in fields(cls) if each.init)  # what the constructor takes back
-        if len(names) == 1:  # attrgetter of one name returns the value itself, not a tuple
-            known = names, lambda instance: (getattr(instance, names[0]),)
-        else:
-            known = names, operator.attrgetter(*names)
-        _FIELDS[cls] = known
-    return known
-
-
-def _model_from_json(data: dict[str, Any]) -> ModelInfo:
-    cached = data["cached_prompt_price"]
-    return ModelInfo(
-        slug=data["slug"],
-        context_length=data["context_length"],
-        max_output_tokens=data["max_output_tokens"],
-        prompt_price=Decimal(data["prompt_price"]),
-        completion_price=Decimal(data["completion_price"]),
-        cached_prompt_price=None if cached is None else Decimal(cached),
-        features=frozenset(),  # routing only: a settlement never goes upstream
-        routes=(),
+) -> bytes:
+    """A settlement's JSON but its outcome: what is known once the request is admitted, as the journal keeps
+    it. The caller's and the model's parts are made once, with them (`Caller`, `ModelInfo`)."""
+    return b'{"request_id":%s,"caller":%s,"model":%s,"ingress_format":%s,"streamed":%s,"end_user":%s}' % (
+        compact_json(request_id),
+        caller.settlement_json,
+        model.settlement_json,
+        compact_json(ingress_format),
+        b"true" if streamed else b"false",
+        compact_json(end_user),
     )
 
 

@@ -107,7 +107,7 @@ class Entry:
             latency_ms=latency_ms,
             tool_costs=tool_costs,
         )
-        return compact_json(Settlement.outcome_json(outcome))
+        return compact_json(outcome)
 
     def lines(self) -> bytes:
         """The lines that bring this entry back in another segment."""
@@ -271,8 +271,9 @@ class Journal:
             # The entry is still kept in memory and settled from there; only a crash now would lose it.
             logger.critical("journal: writing %s failed", self.segment.path, exc_info=True)
 
-    def opened(self, *, request_id: str, header: dict[str, Any], prompt_estimate: int) -> None:
-        entry = Entry(request_id, compact_json(header), prompt_estimate, time.time())
+    def opened(self, *, request_id: str, header: bytes, prompt_estimate: int) -> None:
+        """`header`: the settlement's JSON but its outcome (metering.base.settlement_header)."""
+        entry = Entry(request_id, header, prompt_estimate, time.time())
         self.pending[request_id] = entry
         self._append(_opened_line(request_id, entry.header, prompt_estimate, entry.opened_at))
 
@@ -301,7 +302,7 @@ class Journal:
     def settling(self, *, request_id: str, outcome: Outcome) -> None:
         entry = self.pending.get(request_id)
         if entry is not None:
-            entry.outcome = compact_json(Settlement.outcome_json(outcome))
+            entry.outcome = compact_json(outcome)
             entry.next_try = time.time() + FIRST_TRY_SECONDS
             self._append(_settling_line(request_id, entry.outcome))
 

@@ -12,7 +12,7 @@ from console.tasks import auto_top_up
 
 
 def top_ups_after_commit(workspace_ids: Iterable[uuid.UUID | str]) -> None:
-    ids = {uuid.UUID(str(workspace_id)) for workspace_id in workspace_ids}
+    ids = {uuid.UUID(str(workspace_id)) for workspace_id in set(workspace_ids)}  # one parse a workspace
     if ids:
         transaction.on_commit(lambda: _queue(ids), robust=True)
 

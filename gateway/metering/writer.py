@@ -33,7 +33,6 @@ from core.bulk import copy_rows
 from core.encoding import compact_json, read_json
 from core.hot_settings import hot
 from gateway.http import in_thread
-from gateway.metering.records import fields_from_json
 from gateway.metering.redis_meter import AsyncClient, Scripts, close_loop_client, loop_client
 from gateway.metering.top_ups import top_ups_after_commit
 from gateway.models import Generation
@@ -120,7 +119,10 @@ def _write(records: list[Record]) -> Written:
         live_keys = api_key_resets(api_key_ids=key_ids)
         rows = []
         for record in fresh:
-            row = fields_from_json(record["generation"])
+            # As the record has them: the workspace id and the times stay text, which PostgreSQL reads as
+            # it stores them (parsed into objects, only for psycopg to write them out again, they were a
+            # tenth of the writer's CPU).
+            row = dict(record["generation"])
             if row["api_key_id"] not in live_keys:
                 row["api_key_id"] = None  # the key was deleted meanwhile
             rows.append(row)

@@ -32,7 +32,7 @@ MODEL = ModelInfo(
 PROMPT_ESTIMATE = 10
 
 
-def header(request_id: str, workspace_id: uuid.UUID) -> dict:
+def header(request_id: str, workspace_id: uuid.UUID) -> bytes:
     settlement = Settlement(
         request_id=request_id,
         caller=key_less_caller(workspace_id),
@@ -42,7 +42,7 @@ def header(request_id: str, workspace_id: uuid.UUID) -> dict:
         end_user=None,
         outcome=Outcome(status="completed", usage=Usage(prompt_tokens=0, completion_tokens=0)),
     )
-    return settlement.header_json()
+    return settlement.header()
 
 
 def opened(journal: Journal, workspace_id: uuid.UUID) -> str:

@@ -67,7 +67,7 @@ def test_a_settlement_no_meter_took_is_counted_deferred_and_not_billed():
 def test_the_journal_is_counted_by_state(tmp_path):
     journal = Journal(tmp_path)
     for request_id in ("open", "unsettled", "unconfirmed-1", "unconfirmed-2"):
-        journal.opened(request_id=request_id, header={}, prompt_estimate=1)
+        journal.opened(request_id=request_id, header=b"{}", prompt_estimate=1)
     outcome = Outcome(status="completed", usage=Usage(1, 1))
     for request_id in ("unsettled", "unconfirmed-1", "unconfirmed-2"):
         journal.settling(request_id=request_id, outcome=outcome)

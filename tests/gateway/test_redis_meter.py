@@ -6,6 +6,7 @@ import itertools
 import json
 import time
 import uuid
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -25,6 +26,7 @@ from gateway.catalog_cache import ModelInfo
 from gateway.http import in_thread
 from gateway.metering import Outcome, Settlement, cost_of, writer
 from gateway.metering.base import worst_case
+from gateway.metering.records import generation_data
 from gateway.metering.redis_meter import RedisMeter, close_loop_client, loop_client
 from gateway.models import Generation
 from tests.factories import make_user, make_workspace
@@ -332,6 +334,26 @@ def test_a_generation_is_served_from_redis_before_it_reaches_postgresql():
     assert theirs is None
     # what the user sees already counts it
     assert account_for(workspace_id=workspace.pk).balance_micro_usd == 10 * HOLD - int(mine["cost_micro_usd"])
+
+
+def test_the_row_the_writer_writes_is_the_record_redis_served():
+    """The writer hands the record's text (workspace id, times) to PostgreSQL as it is: what the API served
+    from Redis before the flush, it serves from PostgreSQL after it, to the microsecond."""
+    workspace = make_workspace(credits_micro_usd=10 * HOLD)
+    caller, request_id = caller_for(workspace), rid()
+
+    async def scenario():
+        await reserve(caller, request_id)
+        await settle(caller, request_id, 20)
+        from_redis = await meter.generation(workspace_id=workspace.pk, request_id=request_id)
+        await writer.drain()
+        return from_redis
+
+    from_redis = run(scenario())
+    written = Generation.objects.get(request_id=request_id)
+    assert generation_data(written) == from_redis
+    assert written.workspace_id == workspace.pk
+    assert written.finished_at - written.created_at == timedelta(milliseconds=12)  # the outcome's latency
 
 
 def test_a_record_postgresql_refuses_is_kept_aside_without_holding_back_the_others():
