@@ -171,15 +171,18 @@ def charge_for(settlement: Settlement) -> int:
     return 0 if outcome.status == GenerationStatus.FAILED else total_cost(settlement.model, outcome)
 
 
-def generation_fields(
+def generation_record(
     settlement: Settlement, *, cost: int, finished_at: datetime | None = None
 ) -> dict[str, Any]:
-    """The Generation row's fields (request_id excluded), the same for both meters."""
+    """The generation record as JSON holds it, the same for both meters: the Redis meter queues it for the
+    writer and keeps it for the API; `records.fields_from_json` makes it a Generation row's fields. The
+    workspace id and the times are text (made once here, not a dict of objects copied into text)."""
     finished = finished_at or timezone.now()
     caller, outcome = settlement.caller, settlement.outcome
     usage = outcome.usage
     return {
-        "workspace_id": caller.workspace_id,
+        "request_id": settlement.request_id,
+        "workspace_id": caller.workspace_text,
         "api_key_id": caller.api_key_id,
         "source": caller.source,
         "ingress_format": settlement.ingress_format,
@@ -202,8 +205,8 @@ def generation_fields(
         "error_code": outcome.error_code,
         "error_detail": outcome.error_detail[:ERROR_DETAIL_MAX_LENGTH],
         "end_user": (settlement.end_user or "")[:END_USER_MAX_LENGTH],
-        "created_at": finished - timedelta(milliseconds=outcome.latency_ms),
-        "finished_at": finished,
+        "created_at": (finished - timedelta(milliseconds=outcome.latency_ms)).isoformat(),
+        "finished_at": finished.isoformat(),
     }
 
 

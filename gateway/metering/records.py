@@ -12,15 +12,8 @@ from gateway.models import Generation, GenerationStatus
 _DATETIME_FIELDS = ("created_at", "finished_at")
 
 
-def fields_to_json(request_id: str, fields: dict[str, Any], workspace_text: str) -> dict[str, Any]:
-    """`workspace_text`: the record's workspace id as text (the caller has it made)."""
-    data = {"request_id": request_id, **fields, "workspace_id": workspace_text}
-    for name in _DATETIME_FIELDS:
-        data[name] = fields[name].isoformat()
-    return data
-
-
 def fields_from_json(data: dict[str, Any]) -> dict[str, Any]:
+    """A generation record's JSON (metering.base.generation_record) as a Generation's fields."""
     fields = {**data, "workspace_id": uuid.UUID(data["workspace_id"])}
     for name in _DATETIME_FIELDS:
         fields[name] = datetime.fromisoformat(data[name])

@@ -31,9 +31,9 @@ from gateway.auth import Caller
 from gateway.catalog_cache import ModelInfo
 from gateway.http import in_thread
 from gateway.metering import scripts
-from gateway.metering.base import Settlement, charge_for, generation_fields, limit_period, worst_case
+from gateway.metering.base import Settlement, charge_for, generation_record, limit_period, worst_case
 from gateway.metering.batching import ScriptBatcher
-from gateway.metering.records import fields_to_json, generation_data, generation_from_json
+from gateway.metering.records import generation_data, generation_from_json
 from gateway.metering.resp import RespConnection
 from gateway.metering.sql import GENERATION_WAIT_SECONDS, find_generation
 from gateway.ratelimit import rate_limited
@@ -230,7 +230,6 @@ class RedisMeter:
     async def settle(self, settlement: Settlement) -> int:
         cost = charge_for(settlement)
         finished = timezone.now()
-        fields = generation_fields(settlement, cost=cost, finished_at=finished)
         caller, request_id = settlement.caller, settlement.request_id
         period = limit_period(caller, finished)
         workspace = mirror.names(caller.workspace_text)
@@ -239,7 +238,7 @@ class RedisMeter:
             "key": "" if caller.api_key_id is None else str(caller.api_key_id),
             "period": period,
             "reset": caller.limit_reset,
-            "generation": fields_to_json(request_id, fields, workspace.text),
+            "generation": generation_record(settlement, cost=cost, finished_at=finished),
         }
         _, run = loop_client()
         await run.settle(

@@ -17,8 +17,8 @@ from billing.models import Reservation, ReservationStatus
 from gateway.auth import Caller
 from gateway.catalog_cache import ModelInfo
 from gateway.http import in_thread
-from gateway.metering.base import Settlement, charge_for, generation_fields, refused, worst_case
-from gateway.metering.records import generation_data
+from gateway.metering.base import Settlement, charge_for, generation_record, refused, worst_case
+from gateway.metering.records import fields_from_json, generation_data
 from gateway.metering.top_ups import top_ups_after_commit
 from gateway.models import Generation
 from gateway.ratelimit import check_rate_limit
@@ -55,7 +55,8 @@ def reserve_sync(
 def settle_sync(settlement: Settlement) -> int:
     """Charge and write the generation record in one transaction; a replay changes nothing."""
     cost = charge_for(settlement)
-    fields = generation_fields(settlement, cost=cost)
+    fields = fields_from_json(generation_record(settlement, cost=cost))
+    del fields["request_id"]  # the row's key, below
     usage = settlement.outcome.usage
     with transaction.atomic():
         reservations.settle(
