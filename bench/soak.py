@@ -235,7 +235,7 @@ def verdict(result: SoakResult) -> tuple[bool, str]:
 def text(result: SoakResult, modes: list[str], workers: int) -> str:
     latencies = [latency for cell in result.cells for latency in cell.latencies]
     p50, p99 = _ms(percentile(latencies, 50)), _ms(percentile(latencies, 99))
-    cpu = f"{result.cpu_seconds * 1000 / result.total:.2f} ms" if result.cpu_seconds is not None else "-"
+    cpu = f"{result.cpu_seconds * 1000 / result.total:.3f} ms" if result.cpu_seconds is not None else "-"
     if result.writer_cpu_seconds is not None:
         cpu += f" (the meter writer's {result.writer_cpu_seconds * 1000 / result.total:.3f} ms of it)"
     lines = [

@@ -15,6 +15,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.db.models import F, Sum
 from django.db.models.functions import TruncDay
+from django.utils import timezone
 
 from billing import mirror
 from billing.errors import InvalidAmount, ReasonRequired
@@ -164,6 +165,7 @@ def usage_debits_post(debits: list[tuple[Any, str, int | None, int, dict[str, An
         if cost > 0:
             by_workspace.setdefault(workspace_id, []).append((request_id, api_key_id, cost, metadata))
     entries = []
+    posted_at = timezone.now()  # one moment for the batch: every column given, COPY reads each row in C
     for workspace_id in sorted(by_workspace, key=str):
         rows = by_workspace[workspace_id]
         total = sum(cost for _, _, cost, _ in rows)
@@ -184,8 +186,11 @@ def usage_debits_post(debits: list[tuple[Any, str, int | None, int, dict[str, An
                     "amount_micro_usd": -cost,
                     "balance_after_micro_usd": balance_after,
                     "reference": request_id,
+                    "reason": "",
                     "api_key_id": api_key_id,
+                    "created_by_id": None,
                     "metadata": metadata,
+                    "created_at": posted_at,
                 }
             )
     copy_rows(LedgerEntry, entries)

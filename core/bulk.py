@@ -8,6 +8,7 @@ in one statement, adapted by psycopg in C. Rows are dicts of attribute names (`w
 """
 
 import functools
+import operator
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,8 @@ class _Columns:
 
     names: str  # the quoted column list
     attnames: tuple[str, ...]
+    # A row's values in column order, in one call in C; KeyError for a row that leaves a column out.
+    read_all: Callable[[dict[str, Any]], Any]
     defaults: tuple[Callable[[], Any], ...]  # each field's get_default, for a row that leaves it out
     json_positions: tuple[int, ...]  # the JSONFields, written as JSON text (jsonb parses it)
 
@@ -33,16 +36,27 @@ def _columns(model: type[models.Model]) -> _Columns:
     return _Columns(
         names=", ".join(connection.ops.quote_name(field.column or field.attname) for field in fields),
         attnames=tuple(field.attname for field in fields),
+        read_all=_reader(tuple(field.attname for field in fields)),
         defaults=tuple(field.get_default for field in fields),
         json_positions=tuple(i for i, field in enumerate(fields) if isinstance(field, models.JSONField)),
     )
 
 
+def _reader(attnames: tuple[str, ...]) -> Callable[[dict[str, Any]], Any]:
+    if len(attnames) == 1:  # itemgetter of one name returns the value itself, not a tuple
+        one = operator.itemgetter(attnames[0])
+        return lambda row: (one(row),)
+    return operator.itemgetter(*attnames)
+
+
 def _values(columns: _Columns, row: dict[str, Any]) -> list[Any]:
-    values = [
-        row[attname] if attname in row else default()
-        for attname, default in zip(columns.attnames, columns.defaults, strict=True)
-    ]
+    try:  # a row with every column (the writer's are): one call in C
+        values = list(columns.read_all(row))
+    except KeyError:
+        values = [
+            row[attname] if attname in row else default()
+            for attname, default in zip(columns.attnames, columns.defaults, strict=True)
+        ]
     for position in columns.json_positions:
         value = values[position]
         if value is not None:  # None is SQL NULL, as Django writes it

@@ -93,3 +93,46 @@ def test_json_is_written_as_the_standard_library_reads_it_back():
     copy_rows(Generation, [row])
     generation = Generation.objects.get(request_id=row["request_id"])
     assert generation.provider_metadata == metadata
+
+
+def test_whole_rows_and_partial_rows_in_one_batch_each_read_back_as_given():
+    """A row with every column is read in one call; one that leaves columns out, beside it, still gets the
+    model's defaults for them."""
+    workspace = make_workspace()
+    whole = {
+        field.attname: None for field in Generation._meta.concrete_fields if not field.primary_key
+    } | generation_row(
+        workspace.id,
+        source="chat",
+        provider="mock",
+        upstream_model_id="up",
+        streamed=True,
+        tokens_completion=7,
+        tokens_reasoning=2,
+        tokens_cached_prompt=1,
+        tool_costs_micro_usd={"web_search": 3},
+        latency_ms=40,
+        ttft_ms=9,
+        finish_reason="stop",
+        error_code="",
+        error_detail="",
+        end_user="u",
+        created_at="2026-12-05T10:00:00.123456+00:00",  # text, as the writer hands the record's times over
+        finished_at="2026-12-05T10:00:00.163456+00:00",
+    )
+    partial = generation_row(workspace.id)
+
+    assert copy_rows(Generation, [whole, partial, dict(whole, request_id=uuid.uuid4().hex)]) == 3
+
+    written = Generation.objects.get(request_id=whole["request_id"])
+    assert (written.source, written.streamed, written.tokens_completion, written.ttft_ms) == (
+        "chat",
+        True,
+        7,
+        9,
+    )
+    assert written.tool_costs_micro_usd == {"web_search": 3}
+    assert written.created_at.isoformat() == "2026-12-05T10:00:00.123456+00:00"
+    assert (written.finished_at - written.created_at).total_seconds() == 0.04
+    defaulted = Generation.objects.get(request_id=partial["request_id"])
+    assert (defaulted.source, defaulted.streamed, defaulted.finished_at) == ("api", False, None)
