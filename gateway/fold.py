@@ -17,25 +17,84 @@ from gateway.canonical import (
 )
 
 
-@dataclass(slots=True)
-class FoldedToolCall:
+def joined(pieces: list[str]) -> str:
+    """Text gathered a delta at a time, read: joined once, and kept joined for the next read.
+
+    The deltas are appended to a list, not to a string: `str +=` on an attribute copies the whole text at
+    every delta (CPython extends a string in place only for a local variable holding its one reference), so
+    a long answer cost time quadratic in its length (bench/README.md: 0.42 µs a delta at 1,000 deltas,
+    1.55 µs at 32,000)."""
+    if len(pieces) > 1:
+        pieces[:] = ["".join(pieces)]
+    return pieces[0] if pieces else ""
+
+
+class _Gathered:
+    """A block whose text (or arguments) is gathered in pieces: equal to another by what it says, however
+    its deltas cut it (a whole answer is one delta, its stream many)."""
+
+    __slots__ = ()
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def said(self) -> tuple[object, ...]:
+        raise NotImplementedError
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Gathered) and type(other) is type(self) and self.said() == other.said()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}{self.said()!r}"
+
+
+@dataclass(slots=True, eq=False, repr=False)
+class FoldedToolCall(_Gathered):
     id: str
     name: str
-    arguments: str = ""
+    _pieces: list[str] = field(default_factory=list)
+
+    @property
+    def arguments(self) -> str:
+        return joined(self._pieces)
+
+    def add(self, arguments: str) -> None:
+        self._pieces.append(arguments)
+
+    def said(self) -> tuple[object, ...]:
+        return self.id, self.name, self.arguments
 
 
-@dataclass(slots=True)
-class FoldedReasoning:
+@dataclass(slots=True, eq=False, repr=False)
+class FoldedReasoning(_Gathered):
     """One reasoning block: its text, and the signature (or a redacted block's data) an upstream gave it."""
 
-    text: str = ""
     signature: str | None = None
     redacted: bool = False
+    _pieces: list[str] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return joined(self._pieces)
+
+    def add(self, text: str) -> None:
+        self._pieces.append(text)
+
+    def said(self) -> tuple[object, ...]:
+        return self.text, self.signature, self.redacted
 
 
-@dataclass(slots=True)
-class FoldedText:
-    text: str = ""
+@dataclass(slots=True, eq=False, repr=False)
+class FoldedText(_Gathered):
+    _pieces: list[str] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return joined(self._pieces)
+
+    def add(self, text: str) -> None:
+        self._pieces.append(text)
+
+    def said(self) -> tuple[object, ...]:
+        return (self.text,)
 
 
 @dataclass(slots=True)
@@ -96,11 +155,11 @@ class Folded:
     def add(self, event: Event) -> None:
         match event:
             case TextDelta(index=index, text=text):
-                self._block(index, FoldedText).text += text
+                self._block(index, FoldedText).add(text)
                 self.deltas += 1
             case ReasoningDelta(index=index, text=text, signature=signature, redacted=redacted):
                 block = self._block(index, FoldedReasoning)
-                block.text += text
+                block.add(text)
                 block.signature = signature or block.signature
                 block.redacted = block.redacted or redacted
                 self.deltas += 1 if text else 0
@@ -115,7 +174,7 @@ class Folded:
                 call = self._by_index.get(index)
                 if not isinstance(call, FoldedToolCall):  # a lenient upstream: the latest call
                     call = self.tool_calls[-1]
-                call.arguments += arguments
+                call.add(arguments)
                 self.deltas += 1
             case ServerToolCall(index=index, call_id=call_id, name=name, arguments=arguments):
                 self._start(index, FoldedServerTool(call_id, name, arguments))

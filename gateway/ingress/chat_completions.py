@@ -309,7 +309,7 @@ class ChunkRenderer:
     def _reasoning_delta(self, text: str, signature: str | None, redacted: bool) -> dict[str, Any]:
         """`reasoning` for the text; once the block is signed, its detail with the block's whole text."""
         delta: dict[str, Any] = {"reasoning": text} if text else {}
-        self._reasoning.text += text
+        self._reasoning.add(text)
         if signature:
             self._reasoning.signature, self._reasoning.redacted = signature, redacted
             detail = reasoning_detail(self._reasoning, self._details)

@@ -40,6 +40,7 @@ from gateway.canonical import (
     ToolCallDelta,
     Usage,
 )
+from gateway.fold import joined
 from gateway.ingress.responses_output import (
     encode_reasoning_state,
     final_status,
@@ -69,9 +70,16 @@ class OpenItem:
 
     output_index: int
     item: dict[str, Any]
-    text: str = ""
     ids: dict[str, Any] = field(default_factory=dict)  # item_id + output_index, as every event names them
     part_open: bool = False  # a reasoning item's summary part (a message's text part opens with the item)
+    _pieces: list[str] = field(default_factory=list)  # the text or arguments, a delta each (fold.joined)
+
+    @property
+    def text(self) -> str:
+        return joined(self._pieces)
+
+    def add(self, text: str) -> None:
+        self._pieces.append(text)
 
 
 class ResponsesStream:
@@ -207,7 +215,7 @@ class ResponsesStream:
 
     def _text_delta(self, text: str) -> bytes:
         assert self._open is not None
-        self._open.text += text
+        self._open.add(text)
         return self._event(
             "response.output_text.delta", **self._open.ids, content_index=0, delta=text, logprobs=[]
         )
@@ -220,13 +228,13 @@ class ResponsesStream:
             opened.part_open = True
             part = {"summary_index": 0, "part": {"type": "summary_text", "text": ""}}
             frames.append(self._event("response.reasoning_summary_part.added", **opened.ids, **part))
-        opened.text += text
+        opened.add(text)
         kind = "response.reasoning_summary_text.delta"
         return [*frames, self._event(kind, **opened.ids, summary_index=0, delta=text)]
 
     def _arguments_delta(self, arguments: str) -> bytes:
         assert self._open is not None
-        self._open.text += arguments
+        self._open.add(arguments)
         return self._event("response.function_call_arguments.delta", **self._open.ids, delta=arguments)
 
     def _close(self) -> list[bytes]:

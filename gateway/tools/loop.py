@@ -86,6 +86,9 @@ class _Step:
     """What one step said, in upstream order, to put back into the conversation."""
 
     blocks: dict[int, Block] = field(default_factory=dict)
+    texts: dict[int, list[str]] = field(
+        default_factory=dict
+    )  # a text block's deltas, joined at the step's end
     held: dict[int, _Call] = field(default_factory=dict)  # server tool calls, by upstream index
     indexes: dict[int, int] = field(default_factory=dict)  # upstream index -> the client's
     client_calls: bool = False
@@ -279,12 +282,13 @@ def _remember(step: _Step, event: Event) -> None:
     """Keep what the client was sent of this step, to say it again in the next step's conversation."""
     if isinstance(event, BlockStart) and event.kind in ("text", "reasoning"):
         step.blocks[event.index] = TextBlock("") if event.kind == "text" else ReasoningBlock("")
-    elif isinstance(event, TextDelta) and isinstance(block := step.blocks.get(event.index), TextBlock):
-        block.text += event.text
+        step.texts[event.index] = []  # appended to, not `+=` on the block: that copied it each delta
+    elif isinstance(event, TextDelta) and isinstance(step.blocks.get(event.index), TextBlock):
+        step.texts[event.index].append(event.text)
     elif isinstance(event, ReasoningDelta) and isinstance(
         block := step.blocks.get(event.index), ReasoningBlock
     ):
-        block.text += event.text
+        step.texts[event.index].append(event.text)
         if event.signature:  # Anthropic's thinking before a tool call must go back signed
             block.signature = event.signature
             block.redacted = event.redacted
@@ -292,6 +296,10 @@ def _remember(step: _Step, event: Event) -> None:
 
 def _answered(step: _Step, runs: list[ToolRun]) -> list[Message]:
     """The step's assistant turn with its server tool calls, then their results: the next step's context."""
+    for index, pieces in step.texts.items():
+        block = step.blocks[index]
+        assert isinstance(block, TextBlock | ReasoningBlock)
+        block.text = "".join(pieces)
     said = [block for _, block in sorted(step.blocks.items())]
     calls = [ToolCallBlock(run.call_id, run.name, run.arguments) for run in runs]
     results = [
