@@ -29,12 +29,20 @@ def joined(pieces: list[str]) -> str:
     return pieces[0] if pieces else ""
 
 
+@dataclass(slots=True, eq=False, repr=False)
 class _Gathered:
-    """A block whose text (or arguments) is gathered in pieces: equal to another by what it says, however
-    its deltas cut it (a whole answer is one delta, its stream many)."""
+    """A block whose text (or a call's arguments) is gathered a delta at a time (`add`), joined when read:
+    equal to another by what it says, however its deltas cut it (a whole answer is one delta, its stream
+    many)."""
 
-    __slots__ = ()
+    _pieces: list[str] = field(default_factory=list, kw_only=True)
     __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def add(self, piece: str) -> None:
+        self._pieces.append(piece)
+
+    def gathered(self) -> str:
+        return joined(self._pieces)
 
     def said(self) -> tuple[object, ...]:
         raise NotImplementedError
@@ -50,14 +58,10 @@ class _Gathered:
 class FoldedToolCall(_Gathered):
     id: str
     name: str
-    _pieces: list[str] = field(default_factory=list)
 
     @property
     def arguments(self) -> str:
-        return joined(self._pieces)
-
-    def add(self, arguments: str) -> None:
-        self._pieces.append(arguments)
+        return self.gathered()
 
     def said(self) -> tuple[object, ...]:
         return self.id, self.name, self.arguments
@@ -69,14 +73,10 @@ class FoldedReasoning(_Gathered):
 
     signature: str | None = None
     redacted: bool = False
-    _pieces: list[str] = field(default_factory=list)
 
     @property
     def text(self) -> str:
-        return joined(self._pieces)
-
-    def add(self, text: str) -> None:
-        self._pieces.append(text)
+        return self.gathered()
 
     def said(self) -> tuple[object, ...]:
         return self.text, self.signature, self.redacted
@@ -84,14 +84,9 @@ class FoldedReasoning(_Gathered):
 
 @dataclass(slots=True, eq=False, repr=False)
 class FoldedText(_Gathered):
-    _pieces: list[str] = field(default_factory=list)
-
     @property
     def text(self) -> str:
-        return joined(self._pieces)
-
-    def add(self, text: str) -> None:
-        self._pieces.append(text)
+        return self.gathered()
 
     def said(self) -> tuple[object, ...]:
         return (self.text,)
