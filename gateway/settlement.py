@@ -14,7 +14,7 @@ from gateway.metering.journal import Journal
 logger = logging.getLogger(__name__)
 
 
-def journal_header(fmt: IngressFormat, admitted: Admitted, request_id: str) -> bytes:
+def journal_header(fmt: IngressFormat, admitted: Admitted, request_id: str) -> tuple[bytes, ...]:
     return settlement_header(
         request_id=request_id,
         caller=admitted.caller,

@@ -52,7 +52,9 @@ class Entry:
     """One admitted request as the journal knows it."""
 
     request_id: str
-    header: bytes  # the settlement's header, JSON
+    # The settlement's header, JSON, in the pieces metering.base.settlement_header made: the caller's and the
+    # model's are shared with every entry of that key and model.
+    header_pieces: tuple[bytes, ...]
     prompt_estimate: int
     opened_at: float
     provider: str = ""
@@ -66,6 +68,10 @@ class Entry:
     next_try: float = 0.0  # when the keeper may settle it (again)
     attempts: int = 0  # settlements refused so far
     resettles: int = 0  # settlements taken by a meter that lost them (or was slow)
+
+    @property
+    def header(self) -> bytes:
+        return b"".join(self.header_pieces)
 
     def settlement(self) -> Settlement:
         if self.outcome is None:
@@ -111,7 +117,7 @@ class Entry:
 
     def lines(self) -> bytes:
         """The lines that bring this entry back in another segment."""
-        lines = [_opened_line(self.request_id, self.header, self.prompt_estimate, self.opened_at)]
+        lines = [_opened_line(self.request_id, self.header_pieces, self.prompt_estimate, self.opened_at)]
         if self.provider:
             lines.append(_routed_line(self.request_id, self.provider, self.upstream_model_id))
         if self.stepped is not None:
@@ -123,13 +129,9 @@ class Entry:
         return b"".join(lines)
 
 
-def _opened_line(request_id: str, header: bytes, prompt_estimate: int, at: float) -> bytes:
-    return b'{"t":"o","id":"%s","at":%.3f,"pe":%d,"h":%s}\n' % (
-        request_id.encode(),
-        at,
-        prompt_estimate,
-        header,
-    )
+def _opened_line(request_id: str, header: tuple[bytes, ...], prompt_estimate: int, at: float) -> bytes:
+    head = b'{"t":"o","id":"%s","at":%.3f,"pe":%d,"h":' % (request_id.encode(), at, prompt_estimate)
+    return b"".join((head, *header, b"}\n"))
 
 
 def _routed_line(request_id: str, provider: str, upstream_model_id: str) -> bytes:
@@ -163,7 +165,7 @@ def read_entries(data: bytes) -> dict[str, Entry]:
             continue
         kind, request_id = line["t"], line["id"]
         if kind == "o":
-            entries[request_id] = Entry(request_id, compact_json(line["h"]), line["pe"], line["at"])
+            entries[request_id] = Entry(request_id, (compact_json(line["h"]),), line["pe"], line["at"])
             continue
         entry = entries.get(request_id)
         if entry is None:
@@ -271,11 +273,13 @@ class Journal:
             # The entry is still kept in memory and settled from there; only a crash now would lose it.
             logger.critical("journal: writing %s failed", self.segment.path, exc_info=True)
 
-    def opened(self, *, request_id: str, header: bytes, prompt_estimate: int) -> None:
-        """`header`: the settlement's JSON but its outcome (metering.base.settlement_header)."""
-        entry = Entry(request_id, header, prompt_estimate, time.time())
+    def opened(self, *, request_id: str, header: bytes | tuple[bytes, ...], prompt_estimate: int) -> None:
+        """`header`: the settlement's JSON but its outcome, whole or in the pieces of
+        metering.base.settlement_header (kept as they are: its caller's and model's pieces are shared)."""
+        pieces = (header,) if isinstance(header, bytes) else header
+        entry = Entry(request_id, pieces, prompt_estimate, time.time())
         self.pending[request_id] = entry
-        self._append(_opened_line(request_id, entry.header, prompt_estimate, entry.opened_at))
+        self._append(_opened_line(request_id, pieces, prompt_estimate, entry.opened_at))
 
     def routed(self, *, request_id: str, provider: str, upstream_model_id: str) -> None:
         entry = self.pending.get(request_id)

@@ -16,6 +16,7 @@ from gateway.audit import ledger_audit
 from gateway.canonical import Usage
 from gateway.catalog_cache import ModelInfo
 from gateway.metering import Outcome, Settlement, cost_of, sql, writer
+from gateway.metering.base import settlement_header
 from gateway.metering.journal import RESETTLE_SECONDS, Journal, read_entries
 from gateway.metering.keeper import Keeper
 from gateway.metering.redis_meter import RedisMeter, close_loop_client
@@ -287,6 +288,35 @@ def test_compaction_keeps_only_what_is_pending(tmp_path):
     kept = read_entries(journal.segment.path.read_bytes())
     assert list(kept) == [waiting] and kept[waiting].delivered == 3
     assert kept[waiting].header == journal.pending[waiting].header
+
+
+def test_entries_share_their_callers_and_models_json_and_the_segment_has_it_whole(tmp_path):
+    """A busy process holds thousands of entries until PostgreSQL has their bills (~1 s of its requests):
+    each keeps only its own bytes around the caller's and the model's JSON, the objects every request of
+    that key and model shares. The segment has the header whole, and is read back as the same settlement."""
+    journal = Journal(tmp_path)
+    caller = key_less_caller(uuid.uuid4())
+    request_ids = [uuid.uuid4().hex for _ in range(2)]
+    for request_id in request_ids:
+        pieces = settlement_header(
+            request_id=request_id, caller=caller, model=MODEL, ingress_format="messages", streamed=False,
+            end_user='a "quoted" user',
+        )  # fmt: skip
+        journal.opened(request_id=request_id, header=pieces, prompt_estimate=PROMPT_ESTIMATE)
+    first, second = (journal.pending[request_id] for request_id in request_ids)
+    assert first.header_pieces[1] is second.header_pieces[1] is caller.settlement_json
+    assert first.header_pieces[3] is second.header_pieces[3] is MODEL.settlement_json
+    outcome = Outcome(status="completed", usage=Usage(prompt_tokens=12, completion_tokens=7))
+    journal.settling(request_id=request_ids[0], outcome=outcome)
+
+    read_back = read_entries(journal.segment.path.read_bytes())[request_ids[0]].settlement()
+
+    expected = Settlement(
+        request_id=request_ids[0], caller=caller, model=MODEL, ingress_format="messages", streamed=False,
+        end_user='a "quoted" user', outcome=outcome,
+    )  # fmt: skip
+    assert read_back == expected == first.settlement()
+    assert read_entries(journal.segment.path.read_bytes())[request_ids[1]].header == second.header
 
 
 def test_a_torn_last_line_is_skipped(tmp_path):
