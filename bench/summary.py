@@ -136,7 +136,8 @@ def print_soak(
         f"Settings: {settings['server']}; {settings['env']}; {settings['database']}; "
         f"clients speak {args.format} to the gateway\n"
         f"          {args.tokens} tokens per answer; upstream delay {args.upstream_delay_ms:g} ms; "
-        f"memory sampled after {result.warmup:,} requests (warm-up), then every tenth\n"
+        f"memory sampled at every twentieth of the requests, the warm-up's after {result.warmup:,} "
+        f"requests and {soak.WARMUP_SECONDS:g} s\n"
         f"          machine CPU busy with other processes, before / after the run: "
         f"{_background_text(background)}"
     )
