@@ -14,6 +14,11 @@ from typing import Any
 
 import httptools
 
+# The most an answer's body may hold, decoded: far past any model's answer or a batch of embeddings (2,048
+# vectors of 3,072 floats are ~130 MB of JSON). Past it the exchange fails as a malformed answer does, where
+# a runaway body or a compression bomb would fill the worker's memory.
+MAX_ANSWER_BYTES = 256 * 1024 * 1024
+
 
 class HttpError(Exception):
     """The exchange failed: no connection, a reset, or an answer that is not HTTP/1.1."""
@@ -46,6 +51,7 @@ class Connection(asyncio.Protocol):
         self.keep_alive = False
         self.until_close = False  # the body ends when the server closes (no length, not chunked)
         self.decoder: Any = None
+        self.body_bytes = 0  # decoded, so far
         self.received = False
         self.error: BaseException | None = None
         self.waiter: asyncio.Future[None] | None = None
@@ -182,18 +188,25 @@ class Connection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         if self.decoder is not None:
-            try:
-                body = self.decoder.decompress(body)
+            try:  # decoded no further than one byte past the limit, whatever the compressed bytes expand to
+                body = self.decoder.decompress(body, MAX_ANSWER_BYTES - self.body_bytes + 1)
             except zlib.error as exc:
                 raise HttpError(f"the answer's compressed body is corrupt: {exc}") from exc
         if body:
+            self._count(body)
             self.chunks.append(body)
             self._wake()
+
+    def _count(self, body: bytes) -> None:
+        self.body_bytes += len(body)
+        if self.body_bytes > MAX_ANSWER_BYTES:
+            raise HttpError(f"the answer is longer than {MAX_ANSWER_BYTES} bytes")
 
     def on_message_complete(self) -> None:
         if not self.head_done:  # the end of an interim answer
             return
         if self.decoder is not None and (tail := self.decoder.flush()):
+            self._count(tail)
             self.chunks.append(tail)
         self.complete = True
         self.keep_alive = self.parser.should_keep_alive() and not self.until_close

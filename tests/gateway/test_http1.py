@@ -11,6 +11,7 @@ import zlib
 
 import pytest
 
+from gateway.upstreams import http1_connection
 from gateway.upstreams.http1 import HttpError, HttpStatusError
 from tests.fakes.http1_servers import (
     CHUNKED_HEAD,
@@ -188,6 +189,33 @@ def test_a_gzip_or_deflate_body_is_decoded():
                 response = await client.post(server.url(), encoding.encode(), {}, timeout=1)
                 assert response.headers["content-encoding"] == encoding
                 assert await response.read() == text
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("encoding", ["identity", "gzip"])
+def test_an_answer_past_the_size_limit_is_an_error_and_one_at_it_is_read_whole(monkeypatch, encoding):
+    """A runaway body, or a compression bomb (64 KiB of zeros compress to ~100 bytes), fails the exchange
+    once its decoded bytes pass the limit, instead of filling the worker's memory; one at the limit is read
+    whole. (The limit is 256 MiB: made small here, as the connection reads it.)"""
+    limit = 64 * 1024
+    monkeypatch.setattr(http1_connection, "MAX_ANSWER_BYTES", limit)
+    bodies = {b"at": b"a" * limit, b"past": b"a" * limit + b"b"}
+
+    async def by_size(peer: Peer, request: Request) -> None:
+        body = bodies[request.body]
+        if encoding == "gzip":
+            peer.send(answer(gzip.compress(body), "Content-Encoding: gzip"))
+        else:
+            peer.send(answer(body))
+
+    async def scenario():
+        async with Server(by_size) as server, upstream() as client:
+            response = await client.post(server.url(), b"at", {}, timeout=5)
+            assert await response.read() == bodies[b"at"]
+            response = await client.post(server.url(), b"past", {}, timeout=5)
+            with pytest.raises(HttpError, match=f"longer than {limit} bytes"):
+                await response.read()
 
     run(scenario())
 
