@@ -41,7 +41,7 @@ def test_only_the_recorded_ids_come_back_across_chunks(vendor, monkeypatch):
 def taken_entry(workspace_id: uuid.UUID | str, taken_at: float) -> Entry:
     header = compact_json({"caller": {"workspace_id": str(workspace_id)}})
     return Entry(
-        uuid.uuid4().hex, header, 1, taken_at, taken_at=taken_at, next_try=taken_at + RESETTLE_SECONDS
+        uuid.uuid4().hex, (header,), 1, taken_at, taken_at=taken_at, next_try=taken_at + RESETTLE_SECONDS
     )
 
 
