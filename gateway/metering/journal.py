@@ -45,6 +45,15 @@ SUFFIX = ".journal"
 RESETTLE_SECONDS = 10.0
 MAX_RESETTLE_SECONDS = 3600.0
 FIRST_TRY_SECONDS = 5.0  # the request settles itself first; the keeper steps in if it has not by then
+# A segment is rewritten with only what is pending once it is past COMPACT_BYTES and COMPACT_GROWTH times what
+# the last rewrite left in it. A busy worker appends ~2 MB a second and holds ~1 s of requests until
+# PostgreSQL has their bills: past a fixed 1 MiB it was rewritten at every keeper pass (~10 ms of the loop's
+# CPU for 3,500 entries), and while PostgreSQL is down, with the pending entries growing, each rewrite wrote
+# them all again. At growing sizes the rewrites' cost stays proportional to what is appended (as Redis's
+# AOF rewrites). The price: an adoption after a crash reads up to this much, and settles the entries
+# already billed again, a no-op each.
+COMPACT_BYTES = 8 << 20
+COMPACT_GROWTH = 4
 
 
 @dataclass(slots=True)
@@ -265,6 +274,7 @@ class Journal:
         self.directory = directory
         self.segment = Segment.create(directory)
         self.pending: dict[str, Entry] = {}
+        self.compacted_bytes = 0  # what the last compaction left in the segment
 
     def _append(self, data: bytes) -> None:
         try:
@@ -342,11 +352,16 @@ class Journal:
         os.close(orphan.fd)
         return adopted
 
+    def due_for_compaction(self) -> bool:
+        return self.segment.size() > max(COMPACT_BYTES, COMPACT_GROWTH * self.compacted_bytes)
+
     def compact(self) -> None:
         """Start a new segment holding only what is pending, then drop the old one."""
         fresh = Segment.create(self.directory)
-        fresh.append(b"".join(entry.lines() for entry in self.pending.values()))
+        lines = b"".join(entry.lines() for entry in self.pending.values())
+        fresh.append(lines)
         fresh.sync()
+        self.compacted_bytes = len(lines)
         old, self.segment = self.segment, fresh
         old.close(remove=True)
 

@@ -4,7 +4,7 @@
 - settles what no meter has taken yet (Redis or PostgreSQL was down), with a growing pause between tries;
 - forgets what PostgreSQL has, and settles again what the Redis meter took but PostgreSQL still lacks a while
   later (Redis restarted without it); settling is idempotent by request id, so this never bills twice;
-- compacts the segment and fsyncs it.
+- compacts the segment when it has grown enough, and fsyncs it, whether or not PostgreSQL answered.
 """
 
 import asyncio
@@ -26,7 +26,6 @@ logger = logging.getLogger(__name__)
 
 TICK_SECONDS = 1.0
 MAX_RETRY_SECONDS = 60.0
-COMPACT_BYTES = 1 << 20
 CONCURRENT_SETTLEMENTS = 32
 
 
@@ -67,8 +66,13 @@ class Keeper:
                     entry.next_try = 0.0
         await self._settle_due(now)
         if not get_meter().durable:
-            await self._confirm(now)
-        if journal.segment.size() > COMPACT_BYTES:
+            try:
+                await self._confirm(now)
+            except Exception as exc:
+                # PostgreSQL is down: the entries wait for a later pass, and this one still compacts and
+                # fsyncs (it used to end here, and left the segment unsynced for the whole outage).
+                logger.warning("journal: PostgreSQL could not confirm the settled entries (%s)", exc)
+        if journal.due_for_compaction():
             journal.compact()
         journal.sync()
 

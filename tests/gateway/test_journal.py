@@ -8,6 +8,7 @@ import uuid
 from decimal import Decimal
 
 import pytest
+from django.db import OperationalError
 from prometheus_client.parser import text_string_to_metric_families
 
 from billing import mirror
@@ -16,6 +17,8 @@ from gateway.audit import ledger_audit
 from gateway.canonical import Usage
 from gateway.catalog_cache import ModelInfo
 from gateway.metering import Outcome, Settlement, cost_of, sql, writer
+from gateway.metering import journal as journal_module
+from gateway.metering import keeper as keeper_module
 from gateway.metering.base import settlement_header
 from gateway.metering.journal import RESETTLE_SECONDS, Journal, read_entries
 from gateway.metering.keeper import Keeper
@@ -317,6 +320,54 @@ def test_entries_share_their_callers_and_models_json_and_the_segment_has_it_whol
     )  # fmt: skip
     assert read_back == expected == first.settlement()
     assert read_entries(journal.segment.path.read_bytes())[request_ids[1]].header == second.header
+
+
+@pytest.mark.redis
+def test_a_pass_postgresql_cannot_answer_still_compacts_and_syncs(settings, tmp_path, monkeypatch):
+    """PostgreSQL down: the entries the Redis meter took wait for a later pass, and this pass still does the
+    rest of its work (it ended at the failed confirmation, and left the segment unsynced for the outage)."""
+    settings.GATEWAY_METER = "redis"
+    monkeypatch.setattr(journal_module, "COMPACT_BYTES", 1)  # a segment of any size is due
+    journal = Journal(tmp_path)
+    request_id = opened(journal, uuid.uuid4())
+    journal.settling(request_id=request_id, outcome=Outcome(status="completed", usage=Usage(1, 1)))
+    journal.taken(request_id=request_id, durable=False)
+
+    def postgres_down(**_):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(keeper_module, "billed_in_postgres", postgres_down)
+    synced = []
+    monkeypatch.setattr(journal, "sync", lambda: synced.append(journal.segment.path))
+    before = journal.segment.path
+
+    run(Keeper(journal).keep_once(time.time()))
+
+    assert list(journal.pending) == [request_id]
+    assert journal.segment.path != before and synced == [journal.segment.path]
+    assert list(read_entries(journal.segment.path.read_bytes())) == [request_id]
+
+
+def test_compaction_comes_at_growing_sizes_not_at_every_pass(tmp_path, monkeypatch):
+    """Due past COMPACT_BYTES and COMPACT_GROWTH times what the last compaction left: with entries that do
+    not leave (PostgreSQL down), a rewrite of them all waits until the segment has grown that much again,
+    where it came at every keeper pass."""
+    monkeypatch.setattr(journal_module, "COMPACT_BYTES", 10_000)
+    journal = Journal(tmp_path)
+    workspace_id = uuid.uuid4()
+    while journal.segment.size() <= 10_000:
+        assert not journal.due_for_compaction()
+        opened(journal, workspace_id)
+    assert journal.due_for_compaction()
+
+    journal.compact()
+
+    left = journal.segment.size()
+    assert left == journal.compacted_bytes > 10_000  # everything is still pending, so all of it is kept
+    while journal.segment.size() <= journal_module.COMPACT_GROWTH * left:
+        assert not journal.due_for_compaction()
+        opened(journal, workspace_id)
+    assert journal.due_for_compaction()
 
 
 def test_a_torn_last_line_is_skipped(tmp_path):
