@@ -1,6 +1,6 @@
-"""What the Redis meter's tests share (test_redis_meter.py, test_redis_meter_writer.py): a priced model, a
-caller, reserving and settling in a fresh event loop as a gateway process would, and an empty queue around
-each test."""
+"""What the Redis meter's tests share (test_redis_meter.py, test_redis_meter_writer.py; the journal's and the
+backstop's tests take the model and `run`): a priced model, a caller, reserving and settling in a fresh event
+loop as a gateway process would, and an empty queue around each test (the autouse fixture, where imported)."""
 
 import asyncio
 import uuid

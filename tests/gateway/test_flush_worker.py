@@ -3,26 +3,20 @@
 import asyncio
 import time
 import uuid
-from decimal import Decimal
 
 import pytest
 
 from billing import mirror
 from billing.models import EntryKind, LedgerEntry
 from gateway.canonical import Usage
-from gateway.catalog_cache import ModelInfo
 from gateway.metering import Outcome, Settlement
 from gateway.metering.redis_meter import RedisMeter, close_loop_client
 from gateway.models import Generation
 from gateway.tasks import flush_metering
 from tests.factories import key_less_caller, make_workspace
+from tests.gateway.redis_meter_support import MODEL
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
-
-MODEL = ModelInfo(
-    slug="test/priced", context_length=10_000, max_output_tokens=100, prompt_price=Decimal("1"),
-    completion_price=Decimal("2"), cached_prompt_price=None, features=frozenset(), routes=(),
-)  # fmt: skip
 
 
 async def reserve_and_settle(workspace_id: uuid.UUID, request_id: str) -> int:

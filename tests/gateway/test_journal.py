@@ -1,11 +1,9 @@
 """The settlement journal (ADR 0010) on a real PostgreSQL and Redis: what a dead process left is adopted and
 billed, what a meter refused or lost is settled again, and nothing is billed twice."""
 
-import asyncio
 import os
 import time
 import uuid
-from decimal import Decimal
 
 import pytest
 from django.db import OperationalError
@@ -15,7 +13,6 @@ from billing import mirror
 from billing.models import EntryKind, LedgerEntry, Reservation, ReservationStatus
 from gateway.audit import ledger_audit
 from gateway.canonical import Usage
-from gateway.catalog_cache import ModelInfo
 from gateway.metering import Outcome, Settlement, cost_of, sql, writer
 from gateway.metering import journal as journal_module
 from gateway.metering import keeper as keeper_module
@@ -26,13 +23,10 @@ from gateway.metering.redis_meter import RedisMeter, close_loop_client
 from gateway.metrics_scrape import exposition
 from gateway.models import Generation
 from tests.factories import key_less_caller, make_workspace
+from tests.gateway.redis_meter_support import MODEL, run
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
-MODEL = ModelInfo(
-    slug="test/priced", context_length=10_000, max_output_tokens=100, prompt_price=Decimal("1"),
-    completion_price=Decimal("2"), cached_prompt_price=None, features=frozenset(), routes=(),
-)  # fmt: skip
 PROMPT_ESTIMATE = 10
 
 
@@ -81,16 +75,6 @@ def billed_micro_usd() -> float:
 def die(journal: Journal) -> None:
     """What a killed process does to its journal: nothing, but its lock goes with it."""
     os.close(journal.segment.fd)
-
-
-def run(coroutine):
-    async def main():
-        try:
-            return await coroutine
-        finally:
-            await close_loop_client()
-
-    return asyncio.run(main())
 
 
 def test_a_dead_processes_journal_is_adopted_and_each_request_billed_for_what_it_delivered(
