@@ -1,6 +1,6 @@
 """bench/perf_names.py: each sample of `perf script` counted for its innermost Python function."""
 
-from bench.perf_names import Sample, main, samples, shares
+from bench.perf_names import main, on_the_stack, samples, shares
 
 PERF_SCRIPT = """\
 python 18195  1821.057355:    2500000 cpu-clock:
@@ -28,16 +28,30 @@ def test_each_sample_is_its_innermost_python_function_and_its_innermost_object()
     found = list(samples(PERF_SCRIPT.splitlines(keepends=True)))
 
     # the second past its "inlined" frame, the third's write its caller's, the last with no blank line after
-    assert found == [
-        Sample("loop_client:/srv/gateway/metering/redis_meter.py", "libpython3.13.so.1.0"),
-        Sample("loop_client:/srv/gateway/metering/redis_meter.py", "libpython3.13.so.1.0"),
-        Sample("Segment.append:/srv/gateway/metering/journal.py", "[kernel.kallsyms]"),
-        Sample(None, "orjson.cpython-313-x86_64-linux-gnu.so"),
+    assert [(sample.python, sample.native) for sample in found] == [
+        ("loop_client:/srv/gateway/metering/redis_meter.py", "libpython3.13.so.1.0"),
+        ("loop_client:/srv/gateway/metering/redis_meter.py", "libpython3.13.so.1.0"),
+        ("Segment.append:/srv/gateway/metering/journal.py", "[kernel.kallsyms]"),
+        (None, "orjson.cpython-313-x86_64-linux-gnu.so"),
     ]
     total, by_function, by_object = shares(found)
     assert total == 4
     assert by_function.most_common(1) == [("loop_client:/srv/gateway/metering/redis_meter.py", 2)]
     assert by_function["(no Python frame)"] == 1 and by_object["[kernel.kallsyms]"] == 1
+
+
+def test_a_function_counts_every_sample_it_is_on_the_stack_of():
+    found = list(samples(PERF_SCRIPT.splitlines(keepends=True)))
+
+    inclusive = on_the_stack(found)
+
+    assert found[0].stack == {
+        "loop_client:/srv/gateway/metering/redis_meter.py",
+        "RedisMeter.settle:/srv/gateway/metering/redis_meter.py",
+    }
+    assert inclusive["RedisMeter.settle:/srv/gateway/metering/redis_meter.py"] == 1  # the caller, once
+    assert inclusive["loop_client:/srv/gateway/metering/redis_meter.py"] == 2
+    assert sum(inclusive.values()) == 4  # the orjson sample has no Python frame
 
 
 def test_the_report_lists_the_shares(tmp_path, capsys):
@@ -51,3 +65,7 @@ def test_the_report_lists_the_shares(tmp_path, capsys):
     assert " 50.0 %  loop_client:/srv/gateway/metering/redis_meter.py" in report
     assert " 25.0 %  Segment.append:/srv/gateway/metering/journal.py" in report
     assert "RedisMeter.settle" not in report  # an outer Python frame is not the sample's
+
+    main([str(recorded), "--top", "3", "--inclusive"])
+
+    assert " 25.0 %  RedisMeter.settle:/srv/gateway/metering/redis_meter.py" in capsys.readouterr().out
