@@ -318,6 +318,9 @@ GATEWAY_KEEPALIVE_SECONDS = 15.0
 # Where each gateway process journals its requests until their bills are in PostgreSQL (ADR 0010). It must
 # outlive the process: a local disk, or a volume that the replacement of a crashed process mounts again.
 GATEWAY_JOURNAL_DIR = Path(env_str("GATEWAY_JOURNAL_DIR", str(BASE_DIR / ".local" / "journal")))
+# How many entries a journal holds in memory (~1.3 KB each) while PostgreSQL cannot confirm their bills; past
+# it the oldest finished ones wait in spill segments in the same directory (gateway/metering/journal.py).
+GATEWAY_JOURNAL_MAX_IN_MEMORY = env_int("GATEWAY_JOURNAL_MAX_IN_MEMORY", 100_000)
 CATALOG_PATH = Path(env_str("CATALOG_PATH", str(BASE_DIR / "providers.yaml")))
 
 # --- Metrics: GET /metrics for Prometheus (gateway/metrics_scrape.py) -------------------------

@@ -91,7 +91,8 @@ SETTLEMENTS_DEFERRED = Counter(
 JOURNAL_ENTRIES = Gauge(
     "hyperinfer_journal_entries",
     "Requests in the settlement journals (ADR 0010): open (under way), unsettled (over, no meter took the "
-    "bill yet) and unconfirmed (the Redis meter took it, not yet seen in PostgreSQL).",
+    "bill yet), unconfirmed (the Redis meter took it, not yet seen in PostgreSQL) and spilled (waiting on "
+    "disk, out of memory, for PostgreSQL to confirm them).",
     ["state"],
     multiprocess_mode="livesum",  # summed over the live processes; a dead one's figures go with it
     registry=None,
@@ -248,7 +249,7 @@ def endpoint_refused(work: Callable[[], object], code: str) -> None:
 
 # --- The settlement journal, counted every few seconds per event loop, off the requests' path ------------
 JOURNAL_COUNT_SECONDS = 5.0
-JOURNAL_STATES = ("open", "unsettled", "unconfirmed")
+JOURNAL_STATES = ("open", "unsettled", "unconfirmed", "spilled")
 _journals: dict[asyncio.AbstractEventLoop, "Journal"] = {}
 _journal_counts: dict[asyncio.AbstractEventLoop, dict[str, int]] = {}
 _counting_tasks: set["asyncio.Task[None]"] = set()
@@ -290,6 +291,7 @@ def journal_counts(journal: "Journal") -> dict[str, int]:
             counts["unsettled"] += 1
         else:
             counts["unconfirmed"] += 1
+    counts["spilled"] = journal.spilled_entries
     return counts
 
 

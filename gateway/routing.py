@@ -25,7 +25,8 @@ class OpenStream:
 async def open_stream(request: CanonicalRequest, model: ModelInfo, client: UpstreamClient) -> OpenStream:
     """The first route that produces an event. Raises the last UpstreamError when none does; when no route
     took the request at all (each refused one of its fields: upstreams/extras.py), the first refusal."""
-    last_error: UpstreamError | None = None  # made when raised: an exception is ~1 µs, most requests need none
+    # Made when raised: an exception made for every request, to be dropped by most, was 0.6 % of a worker.
+    last_error: UpstreamError | None = None
     refusal: UpstreamError | None = None
     taken = False  # a route's adapter sent the request on
     for route in model.routes:

@@ -12,8 +12,13 @@ the last second, like Redis's `appendfsync everysec`.
     {"t":"r","id":…,"p":…,"u":…}             routed: the provider and upstream model answering
     {"t":"n","id":…,"n":N}                   delivered: N content deltas are on their way to the client
     {"t":"s","id":…,"o":{…}}                 settling: the outcome, before a meter is asked to bill it
+    {"t":"m","id":…,"at":…}                  taken: the Redis meter took the settlement (written when the
+                                             entry moves to another segment: compacted or spilled)
 
-`Journal.pending` mirrors the segment in memory; gateway/metering/keeper.py acts on it.
+`Journal.pending` mirrors the segment in memory; gateway/metering/keeper.py acts on it. While PostgreSQL
+cannot confirm the bills, nothing leaves `pending`: past GATEWAY_JOURNAL_MAX_IN_MEMORY entries the oldest
+finished ones move to spill segments of their own (`Journal.spill`), and come back a chunk at a time once it
+can (`Journal.unspill`).
 """
 
 import contextlib
@@ -29,6 +34,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from django.conf import settings
 
 from core.encoding import compact_json
 from core.errors import ErrorCode
@@ -54,6 +61,12 @@ FIRST_TRY_SECONDS = 5.0  # the request settles itself first; the keeper steps in
 # already billed again, a no-op each.
 COMPACT_BYTES = 8 << 20
 COMPACT_GROWTH = 4
+# While PostgreSQL is down no bill is confirmed, so every request stays pending: ~1.3 KB an entry, ~1.7 GB a
+# worker after ten minutes at 2,300 requests a second. Past settings.GATEWAY_JOURNAL_MAX_IN_MEMORY entries
+# the oldest finished ones are written to spill segments of SPILL_CHUNK entries each, synced, and dropped
+# from memory. A spill segment is locked like the live one, so a process that dies leaves it to be adopted
+# like any other.
+SPILL_CHUNK = 10_000
 
 
 @dataclass(slots=True)
@@ -135,6 +148,8 @@ class Entry:
             lines.append(_delivered_line(self.request_id, self.delivered))
         if self.outcome is not None:
             lines.append(_settling_line(self.request_id, self.outcome))
+        if self.taken_at is not None:
+            lines.append(_taken_line(self.request_id, self.taken_at))
         return b"".join(lines)
 
 
@@ -163,6 +178,10 @@ def _settling_line(request_id: str, outcome: bytes) -> bytes:
     return b'{"t":"s","id":"%s","o":%s}\n' % (request_id.encode(), outcome)
 
 
+def _taken_line(request_id: str, at: float) -> bytes:
+    return b'{"t":"m","id":"%s","at":%.3f}\n' % (request_id.encode(), at)
+
+
 def read_entries(data: bytes) -> dict[str, Entry]:
     """A segment's entries, in order. A torn last line (a machine crash mid-write) is skipped."""
     entries: dict[str, Entry] = {}
@@ -187,6 +206,8 @@ def read_entries(data: bytes) -> dict[str, Entry]:
             entry.stepped = line["k"]
         elif kind == "s":
             entry.outcome = compact_json(line["o"])
+        elif kind == "m":
+            entry.taken_at = line["at"]
     return entries
 
 
@@ -275,6 +296,7 @@ class Journal:
         self.segment = Segment.create(directory)
         self.pending: dict[str, Entry] = {}
         self.compacted_bytes = 0  # what the last compaction left in the segment
+        self.spilled: list[tuple[Segment, int]] = []  # spill segments, oldest first, with their entry counts
 
     def _append(self, data: bytes) -> None:
         try:
@@ -344,6 +366,7 @@ class Journal:
                 continue
             if entry.outcome is None:
                 entry.outcome = entry.cut_off(orphan.ended_at)
+            entry.taken_at = None  # settled again, whatever meter this process has: a no-op if billed
             self.pending[entry.request_id] = entry
             adopted.append(entry)
         self._append(b"".join(entry.lines() for entry in adopted))
@@ -365,11 +388,68 @@ class Journal:
         old, self.segment = self.segment, fresh
         old.close(remove=True)
 
+    @property
+    def spilled_entries(self) -> int:
+        return sum(count for _, count in self.spilled)
+
+    def spill(self) -> int:
+        """Past GATEWAY_JOURNAL_MAX_IN_MEMORY pending entries, the oldest finished ones (an open request's
+        entry still changes) go to spill segments, whole chunks of SPILL_CHUNK, each synced before its
+        entries leave memory. Returns how many went."""
+        excess = len(self.pending) - settings.GATEWAY_JOURNAL_MAX_IN_MEMORY
+        if excess <= 0:
+            return 0
+        wanted = -(-excess // SPILL_CHUNK) * SPILL_CHUNK
+        oldest = [entry for entry in self.pending.values() if entry.outcome is not None][:wanted]
+        for start in range(0, len(oldest), SPILL_CHUNK):
+            chunk = oldest[start : start + SPILL_CHUNK]
+            segment = Segment.create(self.directory)
+            segment.append(b"".join(entry.lines() for entry in chunk))
+            segment.sync()
+            self.spilled.append((segment, len(chunk)))
+            for entry in chunk:
+                del self.pending[entry.request_id]
+        return len(oldest)
+
+    def has_room_to_unspill(self) -> bool:
+        room = settings.GATEWAY_JOURNAL_MAX_IN_MEMORY - len(self.pending)
+        return bool(self.spilled) and self.spilled[0][1] <= room
+
+    def read_spilled(self) -> list[Entry]:
+        """The oldest spill segment's entries (to be asked of PostgreSQL, then `unspill`ed)."""
+        segment, _ = self.spilled[0]
+        return list(read_entries(segment.path.read_bytes()).values())
+
+    def unspill(self, entries: list[Entry], billed: set[str], now: float) -> None:
+        """The oldest spill segment back in memory but for the requests PostgreSQL has billed (`billed`):
+        one the meter took is confirmed again after RESETTLE_SECONDS (settled again if still missing), one
+        no meter took is settled at the keeper's next pass. They are in this segment, synced, before the
+        spill segment goes (a crash in between leaves both: adopted, settled twice, billed once)."""
+        back = [
+            entry
+            for entry in entries
+            if entry.request_id not in billed and entry.request_id not in self.pending
+        ]
+        for entry in back:
+            if entry.taken_at is not None:
+                entry.taken_at, entry.next_try = now, now + RESETTLE_SECONDS
+            else:
+                entry.next_try = 0.0
+            self.pending[entry.request_id] = entry
+        self._append(b"".join(entry.lines() for entry in back))
+        self.segment.sync()
+        segment, _ = self.spilled.pop(0)
+        segment.close(remove=True)
+
     def sync(self) -> None:
         with contextlib.suppress(OSError):
             self.segment.sync()
 
     def close(self) -> None:
-        """On shutdown: the segment goes if nothing is pending; otherwise another process adopts it."""
+        """On shutdown: the segment goes if nothing is pending; otherwise another process adopts it, as it
+        adopts the spill segments, which stay."""
         self.sync()
         self.segment.close(remove=not self.pending)
+        for segment, _ in self.spilled:
+            segment.close(remove=False)
+        self.spilled.clear()

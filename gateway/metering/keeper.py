@@ -4,6 +4,8 @@
 - settles what no meter has taken yet (Redis or PostgreSQL was down), with a growing pause between tries;
 - forgets what PostgreSQL has, and settles again what the Redis meter took but PostgreSQL still lacks a while
   later (Redis restarted without it); settling is idempotent by request id, so this never bills twice;
+- past the journal's limit in memory (PostgreSQL down for a while), moves the oldest finished entries to spill
+  segments, and brings them back a chunk a pass once PostgreSQL answers and there is room;
 - compacts the segment when it has grown enough, and fsyncs it, whether or not PostgreSQL answered.
 """
 
@@ -65,13 +67,20 @@ class Keeper:
                     entry.outcome = entry.cut_off(now)
                     entry.next_try = 0.0
         await self._settle_due(now)
-        if not get_meter().durable:
-            try:
+        try:
+            if not get_meter().durable:
                 await self._confirm(now)
-            except Exception as exc:
-                # PostgreSQL is down: the entries wait for a later pass, and this one still compacts and
-                # fsyncs (it used to end here, and left the segment unsynced for the whole outage).
-                logger.warning("journal: PostgreSQL could not confirm the settled entries (%s)", exc)
+            await self._unspill(now)
+        except Exception as exc:
+            # PostgreSQL is down: the entries wait for a later pass, and this one still spills, compacts and
+            # fsyncs (it used to end here, and left the segment unsynced for the whole outage).
+            logger.warning("journal: PostgreSQL could not confirm the settled entries (%s)", exc)
+        if spilled := journal.spill():
+            logger.warning(
+                "journal: %d settlements wait on disk (%d in all) for PostgreSQL to confirm them",
+                spilled,
+                journal.spilled_entries,
+            )
         if journal.due_for_compaction():
             journal.compact()
         journal.sync()
@@ -103,6 +112,13 @@ class Keeper:
         if entry.resettles == 0:  # settled again (the meter lost it), it was counted the first time
             metrics.billed(settlement.model.slug, settlement.outcome, cost)
         return True
+
+    async def _unspill(self, now: float) -> None:
+        """The oldest spill segment back in memory, when there is room, but for what PostgreSQL has billed."""
+        if self.journal.has_room_to_unspill():
+            entries = self.journal.read_spilled()
+            billed = await in_thread(billed_in_postgres, entries=entries, now=now)
+            self.journal.unspill(entries, billed, now)
 
     async def _confirm(self, now: float) -> None:
         taken = [entry for entry in self.journal.pending.values() if entry.taken_at is not None]

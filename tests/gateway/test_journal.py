@@ -362,3 +362,137 @@ def test_a_torn_last_line_is_skipped(tmp_path):
     entries = read_entries(journal.segment.path.read_bytes())
 
     assert list(entries) == [request_id] and entries[request_id].outcome is None
+
+
+def spill_files(journal: Journal) -> list[str]:
+    return sorted(segment.path.name for segment, _ in journal.spilled)
+
+
+@pytest.mark.redis
+def test_past_its_limit_the_journal_waits_on_disk_for_postgresql_and_bills_each_request_once(
+    settings, tmp_path, monkeypatch
+):
+    """PostgreSQL down under load: nothing the Redis meter took is confirmed, so nothing left memory (a
+    worker held ~1.7 GB after ten minutes). Past its limit the oldest finished entries go to spill
+    segments, locked like the live one; open requests stay. PostgreSQL back, they return a chunk a pass, and
+    every request is billed once."""
+    settings.GATEWAY_METER = "redis"
+    settings.GATEWAY_JOURNAL_MAX_IN_MEMORY = 30
+    monkeypatch.setattr(journal_module, "SPILL_CHUNK", 10)
+    workspace = make_workspace(credits_micro_usd=10_000_000)
+    caller = key_less_caller(workspace.id)
+    meter = RedisMeter()
+    usage = Usage(prompt_tokens=10, completion_tokens=20)
+
+    def postgres_down(**_):
+        raise OperationalError("connection refused")
+
+    async def scenario():
+        journal = Journal(tmp_path)
+        keeper = Keeper(journal)
+        finished = [opened(journal, workspace.id) for _ in range(55)]
+        for request_id in finished:
+            await meter.reserve(
+                caller=caller, model=MODEL, request_id=request_id, prompt_tokens=10, max_tokens=50
+            )
+            journal.settling(request_id=request_id, outcome=Outcome(status="completed", usage=usage))
+        under_way = [opened(journal, workspace.id) for _ in range(5)]
+        with monkeypatch.context() as outage:
+            outage.setattr(keeper_module, "billed_in_postgres", postgres_down)
+            # The requests never settled themselves: the keeper does, and the meter takes them all.
+            await keeper.keep_once(time.time() + journal_module.FIRST_TRY_SECONDS)
+
+            assert len(journal.pending) == 30 and journal.spilled_entries == 30
+            assert set(under_way) <= set(journal.pending)  # an open request's entry stays in memory
+            on_disk = {
+                request_id
+                for segment, _ in journal.spilled
+                for request_id in read_entries(segment.path.read_bytes())
+            }
+            assert on_disk == set(finished[:30])  # the oldest, whole chunks
+            assert all(entry.taken_at is not None for entry in journal.pending.values() if entry.outcome)
+            assert [orphan.path for orphan in journal_module.orphans(tmp_path, journal.segment.path)] == []
+            await keeper.keep_once(time.time())  # still down: nothing comes back
+            assert journal.spilled_entries == 30
+
+        await writer.drain()  # PostgreSQL is back: the writer catches up with the queue
+        passes = 0
+        while journal.spilled:
+            await keeper.keep_once(time.time())
+            passes += 1
+        assert passes == 3  # a chunk a pass
+        assert set(journal.pending) == set(under_way)
+        assert list(tmp_path.glob("*.journal")) == [journal.segment.path]  # the spill segments are gone
+        return finished
+
+    finished = run(scenario())
+    debits = LedgerEntry.objects.filter(kind=EntryKind.USAGE, reference__in=finished)
+    assert sorted(debits.values_list("reference", flat=True)) == sorted(finished)
+    assert {entry.amount_micro_usd for entry in debits} == {-cost_of(MODEL, usage)}
+    assert ledger_audit() == []
+
+
+def test_spilled_entries_no_meter_took_come_back_to_be_settled(settings, tmp_path, monkeypatch):
+    """Spilled while the meter refused them: PostgreSQL has no bill, so they come back due at once, and the
+    next pass bills them."""
+    settings.GATEWAY_METER = "sql"
+    settings.GATEWAY_JOURNAL_MAX_IN_MEMORY = 4
+    monkeypatch.setattr(journal_module, "SPILL_CHUNK", 3)
+    workspace = make_workspace(credits_micro_usd=1_000_000)
+    journal = Journal(tmp_path)
+    request_ids = [opened(journal, workspace.id) for _ in range(6)]
+    usage = Usage(prompt_tokens=5, completion_tokens=6)
+    for request_id in request_ids:
+        reserve_in_sql(workspace.id, request_id)
+        journal.settling(request_id=request_id, outcome=Outcome(status="completed", usage=usage))
+
+    assert journal.spill() == 3 and list(journal.pending) == request_ids[3:]
+    keeper = Keeper(journal)
+    run(keeper.keep_once(time.time() + journal_module.FIRST_TRY_SECONDS))  # bills the three in memory
+    assert list(journal.pending) == request_ids[:3] and not journal.spilled  # and brings the spilled back
+    assert {entry.next_try for entry in journal.pending.values()} == {0.0}  # due at once
+    assert not LedgerEntry.objects.filter(kind=EntryKind.USAGE, reference__in=request_ids[:3]).exists()
+    run(keeper.keep_once(time.time()))
+
+    assert journal.pending == {}
+    debits = LedgerEntry.objects.filter(kind=EntryKind.USAGE, reference__in=request_ids)
+    assert sorted(debits.values_list("reference", flat=True)) == sorted(request_ids)
+    assert ledger_audit() == []
+
+
+def test_a_dead_processes_spill_segments_are_adopted_and_billed_once(settings, tmp_path, monkeypatch):
+    settings.GATEWAY_METER = "sql"
+    settings.GATEWAY_JOURNAL_MAX_IN_MEMORY = 2
+    monkeypatch.setattr(journal_module, "SPILL_CHUNK", 2)
+    workspace = make_workspace(credits_micro_usd=1_000_000)
+    dead = Journal(tmp_path)
+    request_ids = [opened(dead, workspace.id) for _ in range(6)]
+    usage = Usage(prompt_tokens=3, completion_tokens=4)
+    for request_id in request_ids:
+        reserve_in_sql(workspace.id, request_id)
+        dead.settling(request_id=request_id, outcome=Outcome(status="completed", usage=usage))
+    dead.pending[request_ids[0]].taken_at = time.time()  # the meter had taken one: it is settled again
+    assert dead.spill() == 4 and len(spill_files(dead)) == 2
+    die(dead)
+    for segment, _ in dead.spilled:
+        os.close(segment.fd)
+
+    heir = Journal(tmp_path)
+    run(Keeper(heir).keep_once(time.time()))
+
+    assert heir.pending == {} and list(tmp_path.glob("*.journal")) == [heir.segment.path]
+    debits = LedgerEntry.objects.filter(kind=EntryKind.USAGE, reference__in=request_ids)
+    assert sorted(debits.values_list("reference", flat=True)) == sorted(request_ids)
+    assert ledger_audit() == []
+
+
+def test_an_entry_the_meter_took_says_so_in_the_segment_it_moves_to(tmp_path):
+    journal = Journal(tmp_path)
+    request_id = opened(journal, uuid.uuid4())
+    journal.settling(request_id=request_id, outcome=Outcome(status="completed", usage=Usage(1, 1)))
+    journal.taken(request_id=request_id, durable=False)
+
+    journal.compact()
+
+    read_back = read_entries(journal.segment.path.read_bytes())[request_id]
+    assert read_back.taken_at == pytest.approx(journal.pending[request_id].taken_at, abs=0.001)

@@ -21,6 +21,7 @@ from billing import mirror
 from gateway import metrics
 from gateway.canonical import Usage
 from gateway.metering import Outcome
+from gateway.metering import journal as journal_module
 from gateway.metering.journal import Journal
 from gateway.metrics_scrape import exposition
 from tests.gateway.test_metrics import Samples, moved, parsed, value
@@ -64,15 +65,18 @@ def test_a_settlement_no_meter_took_is_counted_deferred_and_not_billed():
     assert value(after, "hyperinfer_tokens_billed_total", model=model, kind="prompt") == 0
 
 
-def test_the_journal_is_counted_by_state(tmp_path):
+def test_the_journal_is_counted_by_state(tmp_path, monkeypatch, settings):
+    settings.GATEWAY_JOURNAL_MAX_IN_MEMORY = 4
+    monkeypatch.setattr(journal_module, "SPILL_CHUNK", 1)
     journal = Journal(tmp_path)
-    for request_id in ("open", "unsettled", "unconfirmed-1", "unconfirmed-2"):
+    for request_id in ("spilled", "open", "unsettled", "unconfirmed-1", "unconfirmed-2"):
         journal.opened(request_id=request_id, header=b"{}", prompt_estimate=1)
     outcome = Outcome(status="completed", usage=Usage(1, 1))
-    for request_id in ("unsettled", "unconfirmed-1", "unconfirmed-2"):
+    for request_id in ("spilled", "unsettled", "unconfirmed-1", "unconfirmed-2"):
         journal.settling(request_id=request_id, outcome=outcome)
-    for request_id in ("unconfirmed-1", "unconfirmed-2"):
+    for request_id in ("spilled", "unconfirmed-1", "unconfirmed-2"):
         journal.taken(request_id=request_id, durable=False)
+    assert journal.spill() == 1  # the oldest finished entry, to disk
 
     async def observed_then_scraped() -> Samples:
         metrics.observe("responses", "m/journal", outcome, 0, journal)
@@ -86,6 +90,7 @@ def test_the_journal_is_counted_by_state(tmp_path):
         "open": 1,
         "unsettled": 1,
         "unconfirmed": 2,
+        "spilled": 1,
     }
     # The loop is gone, and its counts with it.
     samples = parsed(exposition().decode())
