@@ -1,15 +1,21 @@
 """Who is calling: an API key (cached in-process for at most a second) or a one-time playground key.
 
 The rules of keys (hashing, expiry, revocation, one-time playground keys) are console's
-(console/services/keys.py); this module only caches their answer for the hot path.
+(console/services/keys.py); this module only caches their answer for the hot path. While PostgreSQL does not
+answer, a key's last answer stands (until the key's own expiry): the gateway goes on serving the keys it
+knows, rather than failing every request of an outage that its meter and journal are built to outlast.
 """
 
 import hashlib
+import logging
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field, fields
+from datetime import datetime
 from typing import Any
+
+from django.db import DatabaseError
 
 from console.services.keys import (
     api_key_authenticate,
@@ -21,8 +27,12 @@ from core.api_keys import key_from_headers
 from core.encoding import compact_json
 from core.errors import ApiError, ErrorCode
 
+logger = logging.getLogger(__name__)
+
 # Revocation must take effect across processes within a second, so a cached key lives at most that long.
 KEY_CACHE_SECONDS = 1.0
+# With PostgreSQL down, a known key's last answer is used again this long before the next load is tried.
+OUTAGE_RETRY_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +75,11 @@ def _cache_key(secret: str) -> str:
 class KeyCache:
     def __init__(self) -> None:
         self._entries: dict[str, tuple[float, Caller | None]] = {}
+        # When a known key stops working whatever PostgreSQL says (its expiry, epoch seconds): an answer
+        # used again through an outage is good until then.
+        self._expires: dict[str, float] = {}
         self._loading: dict[str, threading.Lock] = {}  # a key being loaded: who else wants it waits
+        self._database_down = False  # the last load failed: a known key no longer waits for another's load
 
     def fresh(self, secret: str) -> tuple[bool, Caller | None]:
         """(True, what `lookup` would answer) when it would answer without the database; (False, None) when
@@ -84,28 +98,49 @@ class KeyCache:
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
         lock = self._loading.setdefault(cache_key, threading.Lock())
+        # Through an outage a known key does not wait for another request's load (a pool's timeout, each).
+        if not lock.acquire(blocking=cached is None or not self._database_down):
+            return self._last_answer(cache_key, cached)
         try:
-            with lock:
-                cached = self._entries.get(cache_key)
-                now = time.monotonic()
-                if cached is not None and cached[0] > now:  # loaded while this one waited
-                    return cached[1]
-                caller = _load_api_key(secret)
-                if len(self._entries) > 100_000:
-                    self._entries.clear()
-                # From before the load: a key revoked meanwhile is refused within KEY_CACHE_SECONDS still.
-                self._entries[cache_key] = (now + KEY_CACHE_SECONDS, caller)
-                return caller
+            cached = self._entries.get(cache_key)
+            now = time.monotonic()
+            if cached is not None and cached[0] > now:  # loaded while this one waited
+                return cached[1]
+            try:
+                caller, expires = _load_api_key(secret)
+            except DatabaseError:
+                self._database_down = True
+                if cached is None:
+                    raise
+                logger.warning("auth: PostgreSQL did not answer; a key's last answer stands", exc_info=True)
+                self._entries[cache_key] = (now + OUTAGE_RETRY_SECONDS, cached[1])
+                return self._last_answer(cache_key, cached)
+            self._database_down = False
+            if len(self._entries) > 100_000:
+                self._entries.clear()
+                self._expires.clear()
+            # From before the load: a key revoked meanwhile is refused within KEY_CACHE_SECONDS still.
+            self._entries[cache_key] = (now + KEY_CACHE_SECONDS, caller)
+            self._expires[cache_key] = expires
+            return caller
         finally:
+            lock.release()
             self._loading.pop(cache_key, None)
 
+    def _last_answer(self, cache_key: str, cached: tuple[float, Caller | None] | None) -> Caller | None:
+        """A known key's answer from its last load, while a newer one cannot be had: none once it expired."""
+        assert cached is not None
+        return cached[1] if time.time() < self._expires.get(cache_key, float("inf")) else None
 
-def _load_api_key(secret: str) -> Caller | None:
+
+def _load_api_key(secret: str) -> tuple[Caller | None, float]:
+    """The key's caller (None: no such active key) and when it expires (epoch seconds)."""
     key = api_key_authenticate(secret=secret)
     if key is None:
-        return None
+        return None, float("inf")
     api_key_touch(api_key=key)
-    return Caller(
+    expires_at: datetime | None = key.expires_at
+    caller = Caller(
         workspace_id=key.workspace_id,
         workspace_locked=key.workspace.is_locked,
         api_key_id=key.pk,
@@ -115,6 +150,7 @@ def _load_api_key(secret: str) -> Caller | None:
         limit_micro_usd=key.limit_micro_usd,
         limit_reset=key.limit_reset,
     )
+    return caller, float("inf") if expires_at is None else expires_at.timestamp()
 
 
 key_cache = KeyCache()

@@ -1,15 +1,23 @@
-"""The catalog as the hot path needs it: frozen snapshots, reloaded from the database every few seconds."""
+"""The catalog as the hot path needs it: frozen snapshots, reloaded from the database every few seconds.
+While PostgreSQL does not answer, the last snapshot serves (nobody can change the catalog meanwhile)."""
 
+import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from django.db import DatabaseError
+
 from catalog.selectors import models_active, tool_prices
 from core.encoding import compact_json
 from gateway.upstreams.base import ProviderInfo, RouteInfo
 
+logger = logging.getLogger(__name__)
+
 REFRESH_SECONDS = 10.0
+OUTAGE_RETRY_SECONDS = 2.0  # PostgreSQL down: the last snapshot serves this long before a load is tried again
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,13 +107,33 @@ class CatalogCache:
         self._models: dict[str, ModelInfo] = {}
         self._tool_prices: dict[tuple[str, str], Decimal] = {}
         self._loaded_at = float("-inf")
+        self._loaded = False  # a snapshot is in hand (an empty catalog is one too)
+        self._loading = threading.Lock()
 
     def get(self, slug: str) -> ModelInfo | None:
         if time.monotonic() - self._loaded_at > REFRESH_SECONDS:
-            self._models = _load()
-            self._tool_prices = tool_prices()
-            self._loaded_at = time.monotonic()
+            self._reload()
         return self._models.get(slug)
+
+    def _reload(self) -> None:
+        """One thread loads; the others go on with the snapshot in hand (or, with none yet, wait for it)."""
+        if not self._loading.acquire(blocking=not self._loaded):
+            return
+        try:
+            if time.monotonic() - self._loaded_at <= REFRESH_SECONDS:
+                return  # loaded while this one waited
+            try:
+                models, prices = _load(), tool_prices()
+            except DatabaseError:
+                if not self._loaded:
+                    raise
+                logger.warning("catalog: PostgreSQL did not answer; the last snapshot serves", exc_info=True)
+                self._loaded_at = time.monotonic() - REFRESH_SECONDS + OUTAGE_RETRY_SECONDS
+                return
+            self._models, self._tool_prices = models, prices
+            self._loaded_at, self._loaded = time.monotonic(), True
+        finally:
+            self._loading.release()
 
     def tool_prices(self) -> dict[tuple[str, str], Decimal]:
         """Server tool prices (USD by tool and unit) as loaded with the models `get` last returned."""

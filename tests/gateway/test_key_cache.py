@@ -7,6 +7,7 @@ import uuid
 from dataclasses import replace
 
 import pytest
+from django.db import OperationalError
 
 from console.services.secrets import PLAYGROUND_KEY_PREFIX
 from core.errors import ApiError, ErrorCode
@@ -29,11 +30,15 @@ class SlowDatabase:
     def __init__(self, seconds: float) -> None:
         self.seconds, self.loads = seconds, 0
         self.answer: Caller | None = CALLER
+        self.expires = float("inf")  # the key's expiry, epoch seconds
+        self.down = False  # PostgreSQL does not answer
 
-    def __call__(self, secret: str) -> Caller | None:
+    def __call__(self, secret: str) -> tuple[Caller | None, float]:
         self.loads += 1
         time.sleep(self.seconds)
-        return self.answer
+        if self.down:
+            raise OperationalError("connection refused")
+        return self.answer, self.expires
 
 
 def look_up_together(cache: KeyCache, secrets: list[str]) -> list[Caller | None]:
@@ -124,3 +129,72 @@ def test_a_refusal_cached_fresh_is_refused_from_memory_as_authenticate_refuses_i
         auth.authenticate_from_memory(bearer("hi-key"))
     assert in_thread.value.code == in_memory.value.code == code
     assert database.loads == 1
+
+
+# --- PostgreSQL down --------------------------------------------------------------------------------------
+
+
+def test_through_an_outage_a_known_key_keeps_its_last_answer_and_loads_are_tried_now_and_then(monkeypatch):
+    database = SlowDatabase(0)
+    monkeypatch.setattr(auth, "_load_api_key", database)
+    monkeypatch.setattr(auth, "KEY_CACHE_SECONDS", 0.05)
+    monkeypatch.setattr(auth, "OUTAGE_RETRY_SECONDS", 0.2)
+    cache = KeyCache()
+    assert cache.lookup("hi-key") == CALLER
+    database.down = True
+    time.sleep(0.06)
+
+    assert cache.lookup("hi-key") == CALLER  # the load failed: its last answer
+    assert cache.fresh("hi-key") == (True, CALLER)  # from memory until the next try
+    assert database.loads == 2
+    time.sleep(0.21)
+    database.down = False
+    database.answer = None  # revoked: the first load that works says so
+    assert cache.lookup("hi-key") is None and database.loads == 3
+
+
+def test_through_an_outage_an_unknown_key_fails_and_a_known_one_stops_at_its_expiry(monkeypatch):
+    database = SlowDatabase(0)
+    monkeypatch.setattr(auth, "_load_api_key", database)
+    monkeypatch.setattr(auth, "KEY_CACHE_SECONDS", 0.05)
+    monkeypatch.setattr(auth, "OUTAGE_RETRY_SECONDS", 0.05)
+    cache = KeyCache()
+    database.expires = time.time() + 0.3
+    assert cache.lookup("hi-key") == CALLER
+    database.down = True
+
+    with pytest.raises(OperationalError):
+        cache.lookup("hi-other-key")  # nothing to go on
+    time.sleep(0.06)
+    assert cache.lookup("hi-key") == CALLER
+    time.sleep(0.3)
+    assert cache.lookup("hi-key") is None  # expired meanwhile, PostgreSQL or not
+
+
+def test_through_an_outage_requests_of_a_known_key_do_not_wait_for_one_slow_load(monkeypatch):
+    """A load that fails slowly (the pool's timeout) holds up only the request that tried it."""
+    database = SlowDatabase(0)
+    monkeypatch.setattr(auth, "_load_api_key", database)
+    monkeypatch.setattr(auth, "KEY_CACHE_SECONDS", 0.01)
+    monkeypatch.setattr(auth, "OUTAGE_RETRY_SECONDS", 0.01)
+    cache = KeyCache()
+    assert cache.lookup("hi-key") == CALLER
+    database.down = True
+    time.sleep(0.02)
+    assert cache.lookup("hi-key") == CALLER  # the outage is known now
+    time.sleep(0.02)
+    database.seconds = 1.0
+
+    took: list[float] = []
+
+    def timed_lookup(secret: str) -> Caller | None:
+        started = time.monotonic()
+        try:
+            return KeyCache.lookup(cache, secret)
+        finally:
+            took.append(time.monotonic() - started)
+
+    monkeypatch.setattr(cache, "lookup", timed_lookup)
+    assert look_up_together(cache, ["hi-key"] * 6) == [CALLER] * 6
+    assert database.loads == 3  # one of them tried; the others did not wait for it
+    assert sorted(took)[-1] >= 1.0 and sorted(took)[-2] < 0.5

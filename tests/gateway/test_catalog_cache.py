@@ -1,0 +1,81 @@
+"""gateway/catalog_cache.py: the catalog the hot path reads, reloaded every REFRESH_SECONDS; while PostgreSQL
+does not answer, the last snapshot serves and a load is tried every OUTAGE_RETRY_SECONDS."""
+
+import threading
+import time
+
+import pytest
+from django.db import OperationalError
+
+from gateway import catalog_cache as module
+from gateway.catalog_cache import CatalogCache
+
+
+class Database:
+    """Stands in for the two loads: counts them; `down` fails them, `seconds` slows them."""
+
+    def __init__(self) -> None:
+        self.loads, self.seconds, self.down = 0, 0.0, False
+        self.slugs = ["m/one"]
+
+    def load(self) -> dict[str, object]:
+        self.loads += 1
+        time.sleep(self.seconds)
+        if self.down:
+            raise OperationalError("connection refused")
+        return {slug: object() for slug in self.slugs}  # a new snapshot each load
+
+
+@pytest.fixture
+def database(monkeypatch):
+    database = Database()
+    monkeypatch.setattr(module, "_load", database.load)
+    monkeypatch.setattr(module, "tool_prices", dict)
+    monkeypatch.setattr(module, "REFRESH_SECONDS", 0.05)
+    monkeypatch.setattr(module, "OUTAGE_RETRY_SECONDS", 0.2)
+    return database
+
+
+def test_through_an_outage_the_last_snapshot_serves_and_a_load_is_tried_now_and_then(database):
+    cache = CatalogCache()
+    model = cache.get("m/one")
+    assert model is not None
+    database.down = True
+    time.sleep(0.06)
+
+    assert cache.get("m/one") is model and cache.is_fresh()  # from memory again, until the next try
+    assert database.loads == 2
+    assert cache.get("m/one") is model and database.loads == 2
+    time.sleep(0.21)
+    database.down = False
+    database.slugs = []  # the model was retired meanwhile: the first load that works says so
+    assert cache.get("m/one") is None and database.loads == 3
+
+
+def test_with_no_snapshot_yet_an_outage_fails_the_request(database):
+    database.down = True
+
+    with pytest.raises(OperationalError):
+        CatalogCache().get("m/one")
+
+
+def test_a_reload_under_way_holds_up_no_other_request(database):
+    cache = CatalogCache()
+    model = cache.get("m/one")
+    time.sleep(0.06)
+    database.seconds = 0.5
+    took: dict[str, float] = {}
+
+    def get(name: str) -> None:
+        started = time.monotonic()
+        assert cache.get("m/one") is not None
+        took[name] = time.monotonic() - started
+
+    loader = threading.Thread(target=get, args=("loader",))
+    loader.start()
+    time.sleep(0.1)  # the load is under way
+    get("other")
+    loader.join()
+
+    assert took["other"] < 0.1 <= 0.4 <= took["loader"]
+    assert database.loads == 2 and cache.get("m/one") is not model  # the new snapshot, once loaded
