@@ -26,6 +26,7 @@ from console.services.keys import (
 from core.api_keys import key_from_headers
 from core.encoding import compact_json
 from core.errors import ApiError, ErrorCode
+from gateway.outage import postgres_attempt
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +108,8 @@ class KeyCache:
             if cached is not None and cached[0] > now:  # loaded while this one waited
                 return cached[1]
             try:
-                caller, expires = _load_api_key(secret)
+                with postgres_attempt():
+                    caller, expires = _load_api_key(secret)
             except DatabaseError:
                 self._database_down = True
                 if cached is None:

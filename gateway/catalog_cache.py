@@ -12,6 +12,7 @@ from django.db import DatabaseError
 
 from catalog.selectors import models_active, tool_prices
 from core.encoding import compact_json
+from gateway.outage import postgres_attempt
 from gateway.upstreams.base import ProviderInfo, RouteInfo
 
 logger = logging.getLogger(__name__)
@@ -123,7 +124,8 @@ class CatalogCache:
             if time.monotonic() - self._loaded_at <= REFRESH_SECONDS:
                 return  # loaded while this one waited
             try:
-                models, prices = _load(), tool_prices()
+                with postgres_attempt():
+                    models, prices = _load(), tool_prices()
             except DatabaseError:
                 if not self._loaded:
                     raise

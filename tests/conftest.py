@@ -121,6 +121,16 @@ def own_settlement_journal(settings, tmp_path):
     settings.GATEWAY_JOURNAL_DIR = tmp_path / "journal"
 
 
+@pytest.fixture(autouse=True)
+def postgres_answering():
+    """A test that made PostgreSQL fail (or stood in for it failing) leaves no outage to the next one."""
+    from gateway import outage
+
+    outage.forget()
+    yield
+    outage.forget()
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item):
     """Every test that touches the database ends with the ledger audit (design §4): whatever it did with

@@ -22,6 +22,7 @@ from gateway import metrics
 from gateway.http import in_thread
 from gateway.metering import get_meter
 from gateway.metering.journal import Entry, Journal, orphans
+from gateway.outage import postgres_attempt
 from gateway.selectors import recorded_request_ids
 
 logger = logging.getLogger(__name__)
@@ -144,7 +145,13 @@ def billed_in_postgres(*, entries: list[Entry], now: float) -> set[str]:
     """The request ids among `entries` that PostgreSQL has a generation for, or, of those due to be settled
     again, whose workspace is gone (its writer dropped them: there is nothing left to bill). The others are
     still on their way to PostgreSQL: reading their headers and their workspaces every pass would be work
-    for nothing (most entries of a busy process, each second)."""
+    for nothing (most entries of a busy process, each second). PostgreSQL known to be down: PostgresDown at
+    once (gateway/outage.py), not a pass held up by the pool's timeout."""
+    with postgres_attempt():
+        return _billed(entries, now)
+
+
+def _billed(entries: list[Entry], now: float) -> set[str]:
     done = recorded_request_ids(request_ids=[entry.request_id for entry in entries])
     rest = {
         entry.request_id: entry.workspace_id()

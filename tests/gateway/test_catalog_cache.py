@@ -8,6 +8,7 @@ import pytest
 from django.db import OperationalError
 
 from gateway import catalog_cache as module
+from gateway import outage
 from gateway.catalog_cache import CatalogCache
 
 
@@ -33,6 +34,7 @@ def database(monkeypatch):
     monkeypatch.setattr(module, "tool_prices", dict)
     monkeypatch.setattr(module, "REFRESH_SECONDS", 0.05)
     monkeypatch.setattr(module, "OUTAGE_RETRY_SECONDS", 0.2)
+    monkeypatch.setattr(outage, "PROBE_SECONDS", 0.0)  # the cache's own pace, not the process's
     return database
 
 

@@ -11,7 +11,7 @@ from django.db import OperationalError
 
 from console.services.secrets import PLAYGROUND_KEY_PREFIX
 from core.errors import ApiError, ErrorCode
-from gateway import auth
+from gateway import auth, outage
 from gateway.auth import KEY_CACHE_SECONDS, Caller, KeyCache
 
 CALLER = Caller(
@@ -137,6 +137,7 @@ def test_a_refusal_cached_fresh_is_refused_from_memory_as_authenticate_refuses_i
 def test_through_an_outage_a_known_key_keeps_its_last_answer_and_loads_are_tried_now_and_then(monkeypatch):
     database = SlowDatabase(0)
     monkeypatch.setattr(auth, "_load_api_key", database)
+    monkeypatch.setattr(outage, "PROBE_SECONDS", 0.0)  # the cache's own pace, not the process's
     monkeypatch.setattr(auth, "KEY_CACHE_SECONDS", 0.05)
     monkeypatch.setattr(auth, "OUTAGE_RETRY_SECONDS", 0.2)
     cache = KeyCache()
@@ -156,6 +157,7 @@ def test_through_an_outage_a_known_key_keeps_its_last_answer_and_loads_are_tried
 def test_through_an_outage_an_unknown_key_fails_and_a_known_one_stops_at_its_expiry(monkeypatch):
     database = SlowDatabase(0)
     monkeypatch.setattr(auth, "_load_api_key", database)
+    monkeypatch.setattr(outage, "PROBE_SECONDS", 0.0)  # the cache's own pace, not the process's
     monkeypatch.setattr(auth, "KEY_CACHE_SECONDS", 0.05)
     monkeypatch.setattr(auth, "OUTAGE_RETRY_SECONDS", 0.05)
     cache = KeyCache()
@@ -175,6 +177,7 @@ def test_through_an_outage_requests_of_a_known_key_do_not_wait_for_one_slow_load
     """A load that fails slowly (the pool's timeout) holds up only the request that tried it."""
     database = SlowDatabase(0)
     monkeypatch.setattr(auth, "_load_api_key", database)
+    monkeypatch.setattr(outage, "PROBE_SECONDS", 0.0)  # the cache's own pace, not the process's
     monkeypatch.setattr(auth, "KEY_CACHE_SECONDS", 0.01)
     monkeypatch.setattr(auth, "OUTAGE_RETRY_SECONDS", 0.01)
     cache = KeyCache()
@@ -198,3 +201,19 @@ def test_through_an_outage_requests_of_a_known_key_do_not_wait_for_one_slow_load
     assert look_up_together(cache, ["hi-key"] * 6) == [CALLER] * 6
     assert database.loads == 3  # one of them tried; the others did not wait for it
     assert sorted(took)[-1] >= 1.0 and sorted(took)[-2] < 0.5
+
+
+def test_once_any_load_found_postgresql_down_a_stale_key_is_not_even_tried(monkeypatch):
+    """The catalog's load failed a moment ago (gateway/outage.py): a key's load would wait out the pool's
+    timeout the same way, so its last answer stands without one."""
+    database = SlowDatabase(0)
+    monkeypatch.setattr(auth, "_load_api_key", database)
+    monkeypatch.setattr(auth, "KEY_CACHE_SECONDS", 0.01)
+    cache = KeyCache()
+    assert cache.lookup("hi-key") == CALLER
+    time.sleep(0.02)
+    with pytest.raises(OperationalError), outage.postgres_attempt():
+        raise OperationalError("connection refused")  # the catalog's reload
+
+    assert cache.lookup("hi-key") == CALLER
+    assert database.loads == 1
