@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 KEY_CACHE_SECONDS = 1.0
 # With PostgreSQL down, a known key's last answer is used again this long before the next load is tried.
 OUTAGE_RETRY_SECONDS = 1.0
+KEY_LOAD_WAIT_SECONDS = 1.0  # the longest a request of a known key waits for another request's load of it
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,8 +100,10 @@ class KeyCache:
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
         lock = self._loading.setdefault(cache_key, threading.Lock())
-        # Through an outage a known key does not wait for another request's load (a pool's timeout, each).
-        if not lock.acquire(blocking=cached is None or not self._database_down):
+        # A known key waits for another request's load only so long: one slower than that is PostgreSQL
+        # failing (the pool's timeout), and through an outage it does not wait at all.
+        wait = -1 if cached is None else 0 if self._database_down else KEY_LOAD_WAIT_SECONDS
+        if not lock.acquire(timeout=wait):
             return self._last_answer(cache_key, cached)
         try:
             cached = self._entries.get(cache_key)

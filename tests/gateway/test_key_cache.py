@@ -217,3 +217,29 @@ def test_once_any_load_found_postgresql_down_a_stale_key_is_not_even_tried(monke
 
     assert cache.lookup("hi-key") == CALLER
     assert database.loads == 1
+
+
+def test_when_postgresql_starts_failing_a_known_key_waits_for_anothers_load_only_so_long(monkeypatch):
+    """The first load after PostgreSQL went away waits out the pool's timeout; the other requests of that
+    key wait KEY_LOAD_WAIT_SECONDS for it at most, then go on with its last answer."""
+    database = SlowDatabase(0)
+    monkeypatch.setattr(auth, "_load_api_key", database)
+    monkeypatch.setattr(auth, "KEY_CACHE_SECONDS", 0.01)
+    monkeypatch.setattr(auth, "KEY_LOAD_WAIT_SECONDS", 0.2)
+    cache = KeyCache()
+    assert cache.lookup("hi-key") == CALLER
+    time.sleep(0.02)
+    database.down, database.seconds = True, 1.0
+    took: list[float] = []
+
+    def timed_lookup(secret: str) -> Caller | None:
+        started = time.monotonic()
+        try:
+            return KeyCache.lookup(cache, secret)
+        finally:
+            took.append(time.monotonic() - started)
+
+    monkeypatch.setattr(cache, "lookup", timed_lookup)
+    assert look_up_together(cache, ["hi-key"] * 4) == [CALLER] * 4
+    assert database.loads == 2
+    assert sorted(took)[-1] >= 1.0 and 0.2 <= sorted(took)[-2] < 0.6
