@@ -7,7 +7,6 @@ knows, rather than failing every request of an outage that its meter and journal
 """
 
 import hashlib
-import logging
 import threading
 import time
 import uuid
@@ -27,8 +26,6 @@ from core.api_keys import key_from_headers
 from core.encoding import compact_json
 from core.errors import ApiError, ErrorCode
 from gateway.outage import postgres_attempt
-
-logger = logging.getLogger(__name__)
 
 # Revocation must take effect across processes within a second, so a cached key lives at most that long.
 KEY_CACHE_SECONDS = 1.0
@@ -117,7 +114,6 @@ class KeyCache:
                 self._database_down = True
                 if cached is None:
                     raise
-                logger.warning("auth: PostgreSQL did not answer; a key's last answer stands", exc_info=True)
                 self._entries[cache_key] = (now + OUTAGE_RETRY_SECONDS, cached[1])
                 return self._last_answer(cache_key, cached)
             self._database_down = False

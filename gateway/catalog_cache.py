@@ -1,7 +1,6 @@
 """The catalog as the hot path needs it: frozen snapshots, reloaded from the database every few seconds.
 While PostgreSQL does not answer, the last snapshot serves (nobody can change the catalog meanwhile)."""
 
-import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -14,8 +13,6 @@ from catalog.selectors import models_active, tool_prices
 from core.encoding import compact_json
 from gateway.outage import postgres_attempt
 from gateway.upstreams.base import ProviderInfo, RouteInfo
-
-logger = logging.getLogger(__name__)
 
 REFRESH_SECONDS = 10.0
 OUTAGE_RETRY_SECONDS = 2.0  # PostgreSQL down: the last snapshot serves this long before a load is tried again
@@ -129,7 +126,6 @@ class CatalogCache:
             except DatabaseError:
                 if not self._loaded:
                     raise
-                logger.warning("catalog: PostgreSQL did not answer; the last snapshot serves", exc_info=True)
                 self._loaded_at = time.monotonic() - REFRESH_SECONDS + OUTAGE_RETRY_SECONDS
                 return
             self._models, self._tool_prices = models, prices

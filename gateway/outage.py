@@ -8,12 +8,15 @@ PROBE_SECONDS, then one of them tries again; the callers go on with what they ha
 catalog_cache.CatalogCache) or try at their next pass (metering.keeper).
 """
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from django.db import OperationalError
+
+logger = logging.getLogger(__name__)
 
 PROBE_SECONDS = 2.0
 
@@ -46,9 +49,13 @@ def postgres_attempt() -> Iterator[None]:
     except PostgresDown:
         raise
     except OperationalError:
+        if not state.down:  # once an outage: the loads that meet it go on from memory, and say nothing
+            logger.warning("PostgreSQL does not answer; the gateway serves from memory", exc_info=True)
         state.down, state.down_until = True, time.monotonic() + PROBE_SECONDS
         raise
     else:
+        if state.down:
+            logger.warning("PostgreSQL answers again")
         state.down = False
     finally:
         if probing:

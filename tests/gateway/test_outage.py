@@ -62,3 +62,20 @@ def test_an_error_that_is_not_a_connection_failure_leaves_it_up():
         raise ProgrammingError("syntax error")
     with postgres_attempt():
         pass
+
+
+def test_an_outage_is_logged_once_when_it_starts_and_once_when_it_ends(monkeypatch, caplog):
+    monkeypatch.setattr(outage, "PROBE_SECONDS", 0.0)
+    with caplog.at_level("WARNING", logger="gateway.outage"):
+        for _ in range(3):
+            with pytest.raises(OperationalError):
+                failing_load()
+        with postgres_attempt():
+            pass
+        with postgres_attempt():
+            pass
+
+    assert [record.getMessage() for record in caplog.records] == [
+        "PostgreSQL does not answer; the gateway serves from memory",
+        "PostgreSQL answers again",
+    ]
