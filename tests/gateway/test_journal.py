@@ -364,6 +364,16 @@ def test_a_torn_last_line_is_skipped(tmp_path):
     assert list(entries) == [request_id] and entries[request_id].outcome is None
 
 
+def finished_in_sql(journal: Journal, workspace_id: uuid.UUID, count: int) -> list[str]:
+    """`count` requests reserved by the SQL meter and over, their settlements not taken by any meter yet."""
+    request_ids = [opened(journal, workspace_id) for _ in range(count)]
+    for request_id in request_ids:
+        reserve_in_sql(workspace_id, request_id)
+        outcome = Outcome(status="completed", usage=Usage(prompt_tokens=5, completion_tokens=6))
+        journal.settling(request_id=request_id, outcome=outcome)
+    return request_ids
+
+
 def spill_files(journal: Journal) -> list[str]:
     return sorted(segment.path.name for segment, _ in journal.spilled)
 
@@ -440,11 +450,7 @@ def test_spilled_entries_no_meter_took_come_back_to_be_settled(settings, tmp_pat
     monkeypatch.setattr(journal_module, "SPILL_CHUNK", 3)
     workspace = make_workspace(credits_micro_usd=1_000_000)
     journal = Journal(tmp_path)
-    request_ids = [opened(journal, workspace.id) for _ in range(6)]
-    usage = Usage(prompt_tokens=5, completion_tokens=6)
-    for request_id in request_ids:
-        reserve_in_sql(workspace.id, request_id)
-        journal.settling(request_id=request_id, outcome=Outcome(status="completed", usage=usage))
+    request_ids = finished_in_sql(journal, workspace.id, 6)
 
     assert journal.spill() == 3 and list(journal.pending) == request_ids[3:]
     keeper = Keeper(journal)
@@ -466,11 +472,7 @@ def test_a_dead_processes_spill_segments_are_adopted_and_billed_once(settings, t
     monkeypatch.setattr(journal_module, "SPILL_CHUNK", 2)
     workspace = make_workspace(credits_micro_usd=1_000_000)
     dead = Journal(tmp_path)
-    request_ids = [opened(dead, workspace.id) for _ in range(6)]
-    usage = Usage(prompt_tokens=3, completion_tokens=4)
-    for request_id in request_ids:
-        reserve_in_sql(workspace.id, request_id)
-        dead.settling(request_id=request_id, outcome=Outcome(status="completed", usage=usage))
+    request_ids = finished_in_sql(dead, workspace.id, 6)
     dead.pending[request_ids[0]].taken_at = time.time()  # the meter had taken one: it is settled again
     assert dead.spill() == 4 and len(spill_files(dead)) == 2
     die(dead)

@@ -15,11 +15,9 @@ import httpx
 import pytest
 from django.db import connection
 
-from billing.models import CreditAccount, EntryKind, LedgerEntry
-from gateway.audit import ledger_audit
-from gateway.models import Generation
+from billing.models import CreditAccount
 from tests.gateway.conftest import settled_generation
-from tests.gateway.test_settlement_faults import call, free_port
+from tests.gateway.test_settlement_faults import assert_billed_once, call, free_port
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
@@ -159,14 +157,4 @@ def test_every_request_is_answered_and_billed_once_through_a_postgresql_outage(
 
     # The gateway went on answering while PostgreSQL was away (the model takes ~0.35 s an answer).
     assert answered_during_the_outage >= 40
-    request_ids = sorted(request_id for _, request_id, _ in answers)
-    generations = Generation.objects.filter(workspace=workspace)
-    assert sorted(generations.values_list("request_id", flat=True)) == request_ids
-    costs = dict(generations.values_list("request_id", "cost_micro_usd"))
-    debits = LedgerEntry.objects.filter(workspace=workspace, kind=EntryKind.USAGE)
-    assert sorted(debits.values_list("reference", "amount_micro_usd")) == sorted(
-        (request_id, -cost) for request_id, cost in costs.items()
-    )
-    after = CreditAccount.objects.get(workspace=workspace).balance_micro_usd
-    assert before - after == sum(costs.values()) > 0
-    assert ledger_audit() == []
+    assert_billed_once(workspace, [request_id for _, request_id, _ in answers], balance_before=before)

@@ -136,15 +136,21 @@ def test_every_answer_is_billed_once_through_a_redis_outage(kill, own_redis, fun
     refused = [json.loads(body)["error"] for status, _, body in answers if status != 200]
     assert len(answers) == REQUESTS and len(answered) >= 60 and refused  # the outage did refuse some
     assert {(error["code"], error["type"]) for error in refused} == {("internal_error", "api_error")}
+    assert_billed_once(workspace, answered, balance_before=before)
+
+
+def assert_billed_once(workspace, request_ids: list[str], *, balance_before: int) -> None:
+    """Each answered request has one generation and one usage debit of its cost, nothing else was charged,
+    and the ledger audits clean."""
     generations = Generation.objects.filter(workspace=workspace)
-    assert sorted(generations.values_list("request_id", flat=True)) == sorted(answered)
+    assert sorted(generations.values_list("request_id", flat=True)) == sorted(request_ids)
     costs = dict(generations.values_list("request_id", "cost_micro_usd"))
     debits = LedgerEntry.objects.filter(workspace=workspace, kind=EntryKind.USAGE)
     assert sorted(debits.values_list("reference", "amount_micro_usd")) == sorted(
         (request_id, -cost) for request_id, cost in costs.items()
     )
     after = CreditAccount.objects.get(workspace=workspace).balance_micro_usd
-    assert before - after == sum(costs.values()) > 0
+    assert balance_before - after == sum(costs.values()) > 0
     assert ledger_audit() == []
 
 
