@@ -21,6 +21,7 @@ from gateway.metering import get_meter, writer
 from gateway.metering.keeper import loop_journal, stop_keeper
 from gateway.metering.redis_meter import close_loop_client
 from gateway.openapi import openapi_json
+from gateway.outage import postgres_attempt
 from gateway.session import close_upstream_sessions
 
 logger = logging.getLogger(__name__)
@@ -33,9 +34,11 @@ async def healthz(scope: Scope, receive: Receive, send: Send) -> None:
 def _readiness() -> dict[str, Any]:
     checks: dict[str, str] = {}
     try:
-        connection.ensure_connection()
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
+        # Known down: said at once, not after the pool's timeout (gateway/outage.py).
+        with postgres_attempt():
+            connection.ensure_connection()
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
         checks["postgres" if connection.vendor == "postgresql" else connection.vendor] = "ok"
     except Exception:
         checks["postgres" if connection.vendor == "postgresql" else connection.vendor] = "down"

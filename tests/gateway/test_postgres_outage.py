@@ -109,11 +109,13 @@ class GatewayThroughProxy:
         self.process.wait(30)
 
 
-async def load_with_an_outage(url: str, key: str, proxy: CuttableProxy) -> tuple[list, float]:
+async def load_with_an_outage(url: str, key: str, proxy: CuttableProxy) -> tuple[list, int, tuple]:
     """REQUESTS requests from 16 clients; after 60 answers PostgreSQL is cut off for OUTAGE_SECONDS. Returns
-    the answers and how many came while it was cut off."""
+    the answers, how many came while it was cut off, and /readyz's answer halfway through (status, its
+    PostgreSQL check, seconds taken)."""
     answers: list[tuple[int, str, str]] = []
     during: list[int] = []
+    readiness: list[tuple[int, str, float]] = []
     sent = 0
 
     async def client_loop(client: httpx.AsyncClient) -> None:
@@ -122,18 +124,22 @@ async def load_with_an_outage(url: str, key: str, proxy: CuttableProxy) -> tuple
             sent += 1
             answers.append(await call(client, key, stream=sent % 2 == 0))
 
-    async def outage() -> None:
+    async def outage(client: httpx.AsyncClient) -> None:
         while len(answers) < 60:
             await asyncio.sleep(0.01)
         await asyncio.to_thread(proxy.cut)
         before = len(answers)
-        await asyncio.sleep(OUTAGE_SECONDS)
+        await asyncio.sleep(OUTAGE_SECONDS / 2)
+        asked = time.monotonic()
+        ready = await client.get("/readyz")
+        readiness.append((ready.status_code, ready.json()["checks"]["postgres"], time.monotonic() - asked))
+        await asyncio.sleep(OUTAGE_SECONDS / 2)
         during.append(len(answers) - before)
         await asyncio.to_thread(proxy.restore)
 
     async with httpx.AsyncClient(base_url=url, timeout=60) as client:
-        await asyncio.gather(outage(), *(client_loop(client) for _ in range(16)))
-    return answers, during[0]
+        await asyncio.gather(outage(client), *(client_loop(client) for _ in range(16)))
+    return answers, during[0], readiness[0]
 
 
 def test_every_request_is_answered_and_billed_once_through_a_postgresql_outage(
@@ -146,7 +152,9 @@ def test_every_request_is_answered_and_billed_once_through_a_postgresql_outage(
     proxy = CuttableProxy((database["HOST"] or "127.0.0.1", int(database["PORT"] or 5432)))
     gateway = GatewayThroughProxy(proxy, tmp_path / "journal")
     try:
-        answers, answered_during_the_outage = asyncio.run(load_with_an_outage(gateway.url, key, proxy))
+        answers, answered_during_the_outage, readiness = asyncio.run(
+            load_with_an_outage(gateway.url, key, proxy)
+        )
         refused = [body for status, _, body in answers if status != 200]
         assert refused == [] and len(answers) == REQUESTS
         for _, request_id, _ in answers:
@@ -155,6 +163,9 @@ def test_every_request_is_answered_and_billed_once_through_a_postgresql_outage(
         gateway.stop()
         proxy.stop()
 
-    # The gateway went on answering while PostgreSQL was away (the model takes ~0.35 s an answer).
+    # The gateway went on answering while PostgreSQL was away (the model takes ~0.35 s an answer), and its
+    # readiness said so at once, not after the pool's timeout.
     assert answered_during_the_outage >= 40
+    status, postgres_check, seconds = readiness
+    assert (status, postgres_check) == (503, "down") and seconds < 1.0
     assert_billed_once(workspace, [request_id for _, request_id, _ in answers], balance_before=before)
