@@ -11,14 +11,18 @@ catalog_cache.CatalogCache) or try at their next pass (metering.keeper).
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import ParamSpec, TypeVar
 
 from django.db import OperationalError
 
 logger = logging.getLogger(__name__)
 
 PROBE_SECONDS = 2.0
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class PostgresDown(OperationalError):
@@ -60,6 +64,12 @@ def postgres_attempt() -> Iterator[None]:
     finally:
         if probing:
             state.probing.release()
+
+
+def attempted(load: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """`load(*args, **kwargs)` inside `postgres_attempt()`, for a worker thread: `in_thread(attempted, …)`."""
+    with postgres_attempt():
+        return load(*args, **kwargs)
 
 
 def forget() -> None:

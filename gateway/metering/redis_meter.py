@@ -36,6 +36,7 @@ from gateway.metering.batching import ScriptBatcher
 from gateway.metering.records import generation_data, generation_from_json
 from gateway.metering.resp import RespConnection
 from gateway.metering.sql import GENERATION_WAIT_SECONDS, find_generation
+from gateway.outage import attempted
 from gateway.ratelimit import rate_limited
 
 logger = logging.getLogger(__name__)
@@ -142,7 +143,7 @@ async def _load(script: AsyncScript, name: str, read_postgres: Callable[[], int]
     client, _ = loop_client()
     for _ in range(LOAD_ATTEMPTS):
         version = await client.hget(name, "ver") or b"0"
-        figure = await in_thread(read_postgres)
+        figure = await in_thread(attempted, read_postgres)  # PostgreSQL known down: fails at once
         if await script(keys=[name], args=[figure, *args, version]):
             return
         await asyncio.sleep(0.01)
@@ -268,7 +269,7 @@ class RedisMeter:
                 if data["workspace_id"] != str(workspace_id):
                     return None
                 return generation_data(generation_from_json(data))
-            found, _ = await in_thread(find_generation, workspace_id, request_id)
+            found, _ = await in_thread(attempted, find_generation, workspace_id, request_id)
             if found is not None:
                 return found
             if not in_flight or time.monotonic() > deadline:

@@ -79,3 +79,14 @@ def test_an_outage_is_logged_once_when_it_starts_and_once_when_it_ends(monkeypat
         "PostgreSQL does not answer; the gateway serves from memory",
         "PostgreSQL answers again",
     ]
+
+
+def test_attempted_runs_a_load_unless_postgresql_is_known_down():
+    calls: list[int] = []
+    assert outage.attempted(lambda n: calls.append(n) or n, 7) == 7
+    with pytest.raises(OperationalError):
+        failing_load()
+
+    with pytest.raises(PostgresDown):
+        outage.attempted(calls.append, 8)
+    assert calls == [7]
