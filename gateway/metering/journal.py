@@ -392,6 +392,9 @@ class Journal:
     def spilled_entries(self) -> int:
         return sum(count for _, count in self.spilled)
 
+    def over_limit(self) -> bool:
+        return len(self.pending) >= settings.GATEWAY_JOURNAL_MAX_IN_MEMORY
+
     def spill(self) -> int:
         """Past GATEWAY_JOURNAL_MAX_IN_MEMORY pending entries, the oldest finished ones (an open request's
         entry still changes) go to spill segments, whole chunks of SPILL_CHUNK, each synced before its

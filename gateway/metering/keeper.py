@@ -62,6 +62,8 @@ class Keeper:
             logger.warning(
                 "journal: adopted %d settlements of a dead process (%s)", len(adopted), orphan.path
             )
+            if journal.over_limit():
+                break  # a dead process's spill segments come a few a pass, not all into memory at once
         if cut_off_open:
             for entry in journal.pending.values():
                 if entry.outcome is None:

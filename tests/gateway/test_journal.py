@@ -480,7 +480,9 @@ def test_a_dead_processes_spill_segments_are_adopted_and_billed_once(settings, t
         os.close(segment.fd)
 
     heir = Journal(tmp_path)
-    run(Keeper(heir).keep_once(time.time()))
+    keeper = Keeper(heir)
+    for _ in range(3):  # a segment or two a pass, at this limit
+        run(keeper.keep_once(time.time()))
 
     assert heir.pending == {} and list(tmp_path.glob("*.journal")) == [heir.segment.path]
     debits = LedgerEntry.objects.filter(kind=EntryKind.USAGE, reference__in=request_ids)
@@ -498,3 +500,32 @@ def test_an_entry_the_meter_took_says_so_in_the_segment_it_moves_to(tmp_path):
 
     read_back = read_entries(journal.segment.path.read_bytes())[request_id]
     assert read_back.taken_at == pytest.approx(journal.pending[request_id].taken_at, abs=0.001)
+
+
+def test_an_heir_adopts_a_dead_processes_spill_segments_a_few_a_pass_not_all_at_once(
+    settings, tmp_path, monkeypatch
+):
+    """After a crash in a long outage there may be hundreds of spill segments: read all in one pass, they
+    would fill the heir's memory, which their spilling was there to spare."""
+    settings.GATEWAY_METER = "sql"
+    settings.GATEWAY_JOURNAL_MAX_IN_MEMORY = 2
+    monkeypatch.setattr(journal_module, "SPILL_CHUNK", 2)
+    workspace = make_workspace(credits_micro_usd=1_000_000)
+    dead = Journal(tmp_path)
+    request_ids = finished_in_sql(dead, workspace.id, 8)
+    assert dead.spill() == 6 and len(dead.pending) == 2
+    die(dead)
+    for segment, _ in dead.spilled:
+        os.close(segment.fd)
+    heir = Keeper(Journal(tmp_path))
+    debits = LedgerEntry.objects.filter(kind=EntryKind.USAGE, reference__in=request_ids)
+
+    run(heir.keep_once(time.time()))
+
+    assert len(list(tmp_path.glob("*.journal"))) == 1 + 4 - 1  # the heir's, and the three not adopted yet
+    assert debits.count() == 2
+    for _ in range(3):
+        run(heir.keep_once(time.time()))
+    assert list(tmp_path.glob("*.journal")) == [heir.journal.segment.path]
+    assert sorted(debits.values_list("reference", flat=True)) == sorted(request_ids)
+    assert ledger_audit() == []
