@@ -28,6 +28,7 @@ from gateway.selectors import recorded_request_ids
 logger = logging.getLogger(__name__)
 
 TICK_SECONDS = 1.0
+CONFIRM_SECONDS = 2.0  # the longest a pass waits for PostgreSQL's confirmations
 MAX_RETRY_SECONDS = 60.0
 CONCURRENT_SETTLEMENTS = 32
 
@@ -71,13 +72,16 @@ class Keeper:
                     entry.next_try = 0.0
         await self._settle_due(now)
         try:
-            if not get_meter().durable:
-                await self._confirm(now)
-            await self._unspill(now)
+            # Bounded: a pass that waited out the pool's timeout (the outage's probe) left the segment
+            # unsynced that long. What it asked is asked again next pass (nothing changed before the answer).
+            async with asyncio.timeout(CONFIRM_SECONDS):
+                if not get_meter().durable:
+                    await self._confirm(now)
+                await self._unspill(now)
         except Exception as exc:
             # PostgreSQL is down: the entries wait for a later pass, and this one still spills, compacts and
             # fsyncs (it used to end here, and left the segment unsynced for the whole outage).
-            logger.warning("journal: PostgreSQL could not confirm the settled entries (%s)", exc)
+            logger.warning("journal: PostgreSQL could not confirm the settled entries (%r)", exc)
         if spilled := journal.spill():
             logger.warning(
                 "journal: %d settlements wait on disk (%d in all) for PostgreSQL to confirm them",

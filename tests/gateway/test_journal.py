@@ -529,3 +529,29 @@ def test_an_heir_adopts_a_dead_processes_spill_segments_a_few_a_pass_not_all_at_
     assert list(tmp_path.glob("*.journal")) == [heir.journal.segment.path]
     assert sorted(debits.values_list("reference", flat=True)) == sorted(request_ids)
     assert ledger_audit() == []
+
+
+@pytest.mark.redis
+def test_a_pass_waits_for_postgresql_only_so_long_and_still_syncs(settings, tmp_path, monkeypatch):
+    """The probe that finds PostgreSQL gone waits out the pool's timeout (10 s): the pass gives up on it
+    after CONFIRM_SECONDS, and the segment is synced every pass all the same."""
+    settings.GATEWAY_METER = "redis"
+    monkeypatch.setattr(keeper_module, "CONFIRM_SECONDS", 0.2)
+    journal = Journal(tmp_path)
+    request_id = opened(journal, uuid.uuid4())
+    journal.settling(request_id=request_id, outcome=Outcome(status="completed", usage=Usage(1, 1)))
+    journal.taken(request_id=request_id, durable=False)
+
+    def pool_timeout(**_):
+        time.sleep(1.0)
+        raise OperationalError("couldn't get a connection after 1.00 sec")
+
+    monkeypatch.setattr(keeper_module, "billed_in_postgres", pool_timeout)
+    synced = []
+    monkeypatch.setattr(journal, "sync", lambda: synced.append(time.monotonic()))
+
+    started = time.monotonic()
+    run(Keeper(journal).keep_once(time.time()))
+
+    assert synced and synced[0] - started < 0.6
+    assert list(journal.pending) == [request_id]  # still waiting to be confirmed
