@@ -144,6 +144,10 @@ class Meter(Protocol):
     async def generation(self, *, workspace_id: uuid.UUID, request_id: str) -> dict[str, Any] | None:
         """The generation record's fields, waiting briefly for a request that is still finishing."""
 
+    async def still_held(self, settlements: list[tuple[str, str]]) -> set[str]:
+        """Of these (workspace id, request id) settlements, those the meter took and still holds on their way
+        to PostgreSQL (a durable meter holds none: what it took is there)."""
+
 
 def worst_case(model: ModelInfo, prompt_tokens: int, max_tokens: int | None, extra_micro_usd: int = 0) -> int:
     return (

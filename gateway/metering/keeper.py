@@ -21,6 +21,7 @@ from billing.selectors import accounts_existing
 from gateway import metrics
 from gateway.http import in_thread
 from gateway.metering import get_meter
+from gateway.metering import journal as journal_file
 from gateway.metering.journal import Entry, Journal, orphans
 from gateway.outage import postgres_attempt
 from gateway.selectors import recorded_request_ids
@@ -132,19 +133,23 @@ class Keeper:
         if not taken:
             return
         done = await in_thread(billed_in_postgres, entries=taken, now=now)
+        due = [entry for entry in taken if entry.request_id not in done and entry.next_try <= now]
+        # Those the meter still holds are on their way, behind a writer's backlog (after an outage, all of
+        # them): settling each again would be a no-op, at ~60 µs of this loop's CPU each.
+        held = await get_meter().still_held([(entry.workspace_id(), entry.request_id) for entry in due])
         resettled = 0
         for entry in taken:
             if entry.request_id in done:
                 del self.journal.pending[entry.request_id]
+            elif entry.request_id in held:
+                entry.next_try = now + journal_file.RESETTLE_SECONDS
             elif entry.next_try <= now:
-                # The meter lost it (Redis restarted without it), or it is still on its way: settle again.
+                # The meter lost it (Redis restarted without it): settle again.
                 entry.taken_at, entry.next_try = None, 0.0
                 entry.resettles += 1
                 resettled += 1
         if resettled:
-            logger.warning(
-                "journal: %d settlements are not in PostgreSQL yet; settling them again", resettled
-            )
+            logger.warning("journal: %d settlements the meter lost; settling them again", resettled)
 
 
 def billed_in_postgres(*, entries: list[Entry], now: float) -> set[str]:

@@ -47,6 +47,7 @@ DONE_TTL_SECONDS = 3600
 # /api/v1/generation reads this copy until a writer has put the row in PostgreSQL (normally within a second);
 # short, because it is kept for every request.
 GENERATION_TTL_SECONDS = 300
+HELD_CHUNK = 1000  # done markers a HELD script looks at: a few ms of Redis at most
 LOAD_ATTEMPTS = 50
 
 _REFUSALS = {
@@ -87,6 +88,7 @@ class Scripts:
         self.complete = client.register_script(scripts.COMPLETE)
         self.requeue = client.register_script(scripts.REQUEUE)
         self.reap = client.register_script(scripts.REAP)
+        self.held = client.register_script(scripts.HELD)
 
 
 _loop_clients: dict[asyncio.AbstractEventLoop, tuple[AsyncClient, Scripts]] = {}
@@ -255,6 +257,21 @@ class RedisMeter:
             args=[request_id, cost, period, compact_json(record), DONE_TTL_SECONDS, GENERATION_TTL_SECONDS],
         )
         return cost
+
+    async def still_held(self, settlements: list[tuple[str, str]]) -> set[str]:
+        """The settlements whose done marker Redis still has (kept DONE_TTL_SECONDS): queued, or in a
+        writer's batch, not lost. One script a shard and HELD_CHUNK of them."""
+        by_shard: dict[int, list[tuple[str, str]]] = {}
+        for workspace_id, request_id in settlements:
+            by_shard.setdefault(mirror.shard_of(workspace_id), []).append((workspace_id, request_id))
+        _, run = loop_client()
+        held: set[str] = set()
+        for pairs in by_shard.values():
+            for start in range(0, len(pairs), HELD_CHUNK):
+                chunk = pairs[start : start + HELD_CHUNK]
+                flags = await run.held(keys=[mirror.done_marker(ws, request_id) for ws, request_id in chunk])
+                held.update(request_id for (_, request_id), flag in zip(chunk, flags, strict=True) if flag)
+        return held
 
     async def generation(self, *, workspace_id: uuid.UUID, request_id: str) -> dict[str, Any] | None:
         client, _ = loop_client()

@@ -210,3 +210,12 @@ end
 return #expired
 """
 )
+
+# Which settlements Redis still holds: KEYS are done markers of one shard (one cluster slot); 1 or 0 each.
+HELD = """
+local held = {}
+for i, key in ipairs(KEYS) do
+  held[i] = redis.call('EXISTS', key)
+end
+return held
+"""

@@ -116,6 +116,9 @@ class SqlMeter:
         if caller.rate_limit_rpm and caller.api_key_id is not None:
             await in_thread(check_rate_limit, api_key_id=caller.api_key_id, rpm=caller.rate_limit_rpm)
 
+    async def still_held(self, settlements: list[tuple[str, str]]) -> set[str]:
+        return set()  # what it took is in PostgreSQL
+
     async def generation(self, *, workspace_id: uuid.UUID, request_id: str) -> dict[str, Any] | None:
         deadline = time.monotonic() + GENERATION_WAIT_SECONDS
         while True:

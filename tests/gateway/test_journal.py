@@ -514,6 +514,7 @@ def test_an_heir_adopts_a_dead_processes_spill_segments_a_few_a_pass_not_all_at_
     dead = Journal(tmp_path)
     request_ids = finished_in_sql(dead, workspace.id, 8)
     assert dead.spill() == 6 and len(dead.pending) == 2
+    dead.compact()  # the live segment down to what is in memory, as the keeper's compaction leaves it
     die(dead)
     for segment, _ in dead.spilled:
         os.close(segment.fd)
@@ -555,3 +556,48 @@ def test_a_pass_waits_for_postgresql_only_so_long_and_still_syncs(settings, tmp_
 
     assert synced and synced[0] - started < 0.6
     assert list(journal.pending) == [request_id]  # still waiting to be confirmed
+
+
+@pytest.mark.redis
+def test_a_settlement_redis_still_holds_waits_for_the_writer_and_is_not_settled_again(settings, tmp_path):
+    """After a PostgreSQL outage every entry is past its confirmation time while the writer works through
+    the backlog: the meter still holds them (their done markers), so they wait, where each was settled
+    again, 100,000 a worker. One Redis lost is settled again."""
+    settings.GATEWAY_METER = "redis"
+    workspace = make_workspace(credits_micro_usd=1_000_000)
+    meter = RedisMeter()
+    usage = Usage(prompt_tokens=10, completion_tokens=20)
+
+    async def scenario():
+        journal = Journal(tmp_path)
+        keeper = Keeper(journal)
+        request_ids = [opened(journal, workspace.id) for _ in range(3)]
+        caller = key_less_caller(workspace.id)
+        for request_id in request_ids:
+            await meter.reserve(
+                caller=caller, model=MODEL, request_id=request_id, prompt_tokens=10, max_tokens=50
+            )
+            journal.settling(request_id=request_id, outcome=Outcome(status="completed", usage=usage))
+        await keeper.keep_once(time.time() + journal_module.FIRST_TRY_SECONDS)  # the meter takes them
+        lost = request_ids[0]
+        mirror.sync_client().delete(mirror.done_marker(workspace.id, lost))  # as a Redis restart would
+
+        later = time.time() + RESETTLE_SECONDS + 1
+        await keeper.keep_once(later)  # not in PostgreSQL yet: the writer has not run
+
+        entries = journal.pending
+        assert (entries[lost].resettles, entries[lost].taken_at) == (1, None)  # settled again
+        for waiting in request_ids[1:]:
+            assert entries[waiting].resettles == 0 and entries[waiting].taken_at is not None
+            assert entries[waiting].next_try > later
+        await keeper.keep_once(later)
+        await writer.drain()
+        await keeper.keep_once(later + 4 * RESETTLE_SECONDS)
+        assert journal.pending == {}
+        return request_ids
+
+    request_ids = run(scenario())
+    debits = LedgerEntry.objects.filter(kind=EntryKind.USAGE, reference__in=request_ids)
+    assert sorted(debits.values_list("reference", flat=True)) == sorted(request_ids)
+    assert {entry.amount_micro_usd for entry in debits} == {-cost_of(MODEL, usage)}
+    assert ledger_audit() == []
