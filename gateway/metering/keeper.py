@@ -142,7 +142,12 @@ class Keeper:
             if entry.request_id in done:
                 del self.journal.pending[entry.request_id]
             elif entry.request_id in held:
-                entry.next_try = now + journal_file.RESETTLE_SECONDS
+                # Asked again after as long as it has waited so far (10 s, 20 s, 40 s, … an hour at most):
+                # a backlog of hours is not asked about 100,000 entries at a time every 10 s.
+                waited = now - (entry.taken_at or now)
+                entry.next_try = now + min(
+                    journal_file.MAX_RESETTLE_SECONDS, max(journal_file.RESETTLE_SECONDS, waited)
+                )
             elif entry.next_try <= now:
                 # The meter lost it (Redis restarted without it): settle again.
                 entry.taken_at, entry.next_try = None, 0.0
