@@ -15,7 +15,8 @@ the last second, like Redis's `appendfsync everysec`.
     {"t":"m","id":…,"at":…}                  taken: the Redis meter took the settlement (written when the
                                              entry moves to another segment: compacted or spilled)
 
-`Journal.pending` mirrors the segment in memory; gateway/metering/keeper.py acts on it. While PostgreSQL
+`Journal.pending` mirrors the segment in memory (its entries and their lines: journal_entries.py);
+gateway/metering/keeper.py acts on it. While PostgreSQL
 cannot confirm the bills, nothing leaves `pending`: past GATEWAY_JOURNAL_MAX_IN_MEMORY entries the oldest
 finished ones move to spill segments of their own (`Journal.spill`), and come back a chunk at a time once it
 can (`Journal.unspill`).
@@ -24,7 +25,6 @@ can (`Journal.unspill`).
 import contextlib
 import dataclasses
 import fcntl
-import json
 import logging
 import os
 import socket
@@ -33,15 +33,21 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from django.conf import settings
 
 from core.encoding import compact_json
-from core.errors import ErrorCode
 from gateway.canonical import Usage
-from gateway.metering.base import Outcome, Settlement
-from gateway.models import GenerationStatus
+from gateway.metering.base import Outcome
+from gateway.metering.journal_entries import (
+    Entry,
+    delivered_line,
+    opened_line,
+    read_entries,
+    routed_line,
+    settling_line,
+    stepped_line,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -67,148 +73,6 @@ COMPACT_GROWTH = 4
 # from memory. A spill segment is locked like the live one, so a process that dies leaves it to be adopted
 # like any other.
 SPILL_CHUNK = 10_000
-
-
-@dataclass(slots=True)
-class Entry:
-    """One admitted request as the journal knows it."""
-
-    request_id: str
-    # The settlement's header, JSON, in the pieces metering.base.settlement_header made: the caller's and the
-    # model's are shared with every entry of that key and model.
-    header_pieces: tuple[bytes, ...]
-    prompt_estimate: int
-    opened_at: float
-    provider: str = ""
-    upstream_model_id: str = ""
-    delivered: int = 0
-    # A request with server tools, at its last finished step: the steps' usage as counted, the cost of the
-    # calls run, and the deltas delivered by then (ADR 0013). A cut-off bills these plus what came after.
-    stepped: dict[str, Any] | None = None
-    outcome: bytes | None = None  # JSON, once the request is over
-    taken_at: float | None = None  # when a meter accepted the settlement
-    next_try: float = 0.0  # when the keeper may settle it (again)
-    attempts: int = 0  # settlements refused so far
-    resettles: int = 0  # settlements taken by a meter that lost them (or was slow)
-
-    @property
-    def header(self) -> bytes:
-        return b"".join(self.header_pieces)
-
-    def settlement(self) -> Settlement:
-        if self.outcome is None:
-            raise ValueError(f"{self.request_id} has no outcome yet")
-        return Settlement.from_json({**json.loads(self.header), "outcome": json.loads(self.outcome)})
-
-    def workspace_id(self) -> str:
-        return str(json.loads(self.header)["caller"]["workspace_id"])
-
-    def cut_off(self, ended_at: float) -> bytes:
-        """The outcome of a request whose process never finished it: billed for the deltas delivered to the
-        client (with the prompt estimate), or, with nothing delivered, a failure that costs nothing."""
-        latency_ms = int(max(0.0, ended_at - self.opened_at) * 1000)
-        tool_costs: dict[str, int] = {}
-        if self.stepped is not None:  # the finished steps and calls, then the step under way as estimated
-            counted, tool_costs = Usage(**self.stepped["u"]), self.stepped["tc"]
-            after = self.delivered - self.stepped["n"]
-            under_way = Usage(self.prompt_estimate, after) if after > 0 else Usage(0, 0)
-            usage = Usage(
-                prompt_tokens=counted.prompt_tokens + under_way.prompt_tokens,
-                completion_tokens=counted.completion_tokens + under_way.completion_tokens,
-                cached_prompt_tokens=counted.cached_prompt_tokens,
-                reasoning_tokens=counted.reasoning_tokens,
-                cache_write_prompt_tokens=counted.cache_write_prompt_tokens,
-            )
-            status, error = GenerationStatus.CANCELLED, ""
-        elif self.delivered:
-            usage = Usage(prompt_tokens=self.prompt_estimate, completion_tokens=self.delivered)
-            status, error = GenerationStatus.CANCELLED, ""
-        else:
-            usage = Usage(prompt_tokens=0, completion_tokens=0)
-            status, error = GenerationStatus.FAILED, ErrorCode.INTERNAL_ERROR.value
-        outcome = Outcome(
-            status=status,
-            usage=usage,
-            provider=self.provider,
-            upstream_model_id=self.upstream_model_id,
-            error_code=error,
-            latency_ms=latency_ms,
-            tool_costs=tool_costs,
-        )
-        return compact_json(outcome)
-
-    def lines(self) -> bytes:
-        """The lines that bring this entry back in another segment."""
-        lines = [_opened_line(self.request_id, self.header_pieces, self.prompt_estimate, self.opened_at)]
-        if self.provider:
-            lines.append(_routed_line(self.request_id, self.provider, self.upstream_model_id))
-        if self.stepped is not None:
-            lines.append(_stepped_line(self.request_id, self.stepped))
-        if self.delivered:
-            lines.append(_delivered_line(self.request_id, self.delivered))
-        if self.outcome is not None:
-            lines.append(_settling_line(self.request_id, self.outcome))
-        if self.taken_at is not None:
-            lines.append(_taken_line(self.request_id, self.taken_at))
-        return b"".join(lines)
-
-
-def _opened_line(request_id: str, header: tuple[bytes, ...], prompt_estimate: int, at: float) -> bytes:
-    head = b'{"t":"o","id":"%s","at":%.3f,"pe":%d,"h":' % (request_id.encode(), at, prompt_estimate)
-    return b"".join((head, *header, b"}\n"))
-
-
-def _routed_line(request_id: str, provider: str, upstream_model_id: str) -> bytes:
-    return b'{"t":"r","id":"%s","p":%s,"u":%s}\n' % (
-        request_id.encode(),
-        compact_json(provider),
-        compact_json(upstream_model_id),
-    )
-
-
-def _delivered_line(request_id: str, count: int) -> bytes:
-    return b'{"t":"n","id":"%s","n":%d}\n' % (request_id.encode(), count)
-
-
-def _stepped_line(request_id: str, stepped: dict[str, Any]) -> bytes:
-    return b'{"t":"k","id":"%s","k":%s}\n' % (request_id.encode(), compact_json(stepped))
-
-
-def _settling_line(request_id: str, outcome: bytes) -> bytes:
-    return b'{"t":"s","id":"%s","o":%s}\n' % (request_id.encode(), outcome)
-
-
-def _taken_line(request_id: str, at: float) -> bytes:
-    return b'{"t":"m","id":"%s","at":%.3f}\n' % (request_id.encode(), at)
-
-
-def read_entries(data: bytes) -> dict[str, Entry]:
-    """A segment's entries, in order. A torn last line (a machine crash mid-write) is skipped."""
-    entries: dict[str, Entry] = {}
-    for raw in data.splitlines():
-        try:
-            line = json.loads(raw)
-        except ValueError:
-            logger.warning("journal: skipping a torn line %r", raw[:80])
-            continue
-        kind, request_id = line["t"], line["id"]
-        if kind == "o":
-            entries[request_id] = Entry(request_id, (compact_json(line["h"]),), line["pe"], line["at"])
-            continue
-        entry = entries.get(request_id)
-        if entry is None:
-            continue
-        if kind == "r":
-            entry.provider, entry.upstream_model_id = line["p"], line["u"]
-        elif kind == "n":
-            entry.delivered = line["n"]
-        elif kind == "k":
-            entry.stepped = line["k"]
-        elif kind == "s":
-            entry.outcome = compact_json(line["o"])
-        elif kind == "m":
-            entry.taken_at = line["at"]
-    return entries
 
 
 class Segment:
@@ -311,19 +175,19 @@ class Journal:
         pieces = (header,) if isinstance(header, bytes) else header
         entry = Entry(request_id, pieces, prompt_estimate, time.time())
         self.pending[request_id] = entry
-        self._append(_opened_line(request_id, pieces, prompt_estimate, entry.opened_at))
+        self._append(opened_line(request_id, pieces, prompt_estimate, entry.opened_at))
 
     def routed(self, *, request_id: str, provider: str, upstream_model_id: str) -> None:
         entry = self.pending.get(request_id)
         if entry is not None:
             entry.provider, entry.upstream_model_id = provider, upstream_model_id
-            self._append(_routed_line(request_id, provider, upstream_model_id))
+            self._append(routed_line(request_id, provider, upstream_model_id))
 
     def delivered(self, *, request_id: str, count: int) -> None:
         entry = self.pending.get(request_id)
         if entry is not None:
             entry.delivered = count
-            self._append(_delivered_line(request_id, count))
+            self._append(delivered_line(request_id, count))
 
     def stepped(
         self, *, request_id: str, usage: Usage | None, tool_costs: dict[str, int], delivered: int
@@ -333,14 +197,14 @@ class Journal:
         if entry is not None:
             counted = Usage(0, 0) if usage is None else usage
             entry.stepped = {"u": dataclasses.asdict(counted), "tc": tool_costs, "n": delivered}
-            self._append(_stepped_line(request_id, entry.stepped))
+            self._append(stepped_line(request_id, entry.stepped))
 
     def settling(self, *, request_id: str, outcome: Outcome) -> None:
         entry = self.pending.get(request_id)
         if entry is not None:
             entry.outcome = compact_json(outcome)
             entry.next_try = time.time() + FIRST_TRY_SECONDS
-            self._append(_settling_line(request_id, entry.outcome))
+            self._append(settling_line(request_id, entry.outcome))
 
     def taken(self, *, request_id: str, durable: bool) -> None:
         """A meter accepted the settlement; one that is in PostgreSQL already is done with."""

@@ -23,7 +23,7 @@ from gateway.http import in_thread
 from gateway.metering import get_meter
 from gateway.metering import journal as journal_file
 from gateway.metering.journal import Entry, Journal, orphans
-from gateway.outage import postgres_attempt
+from gateway.outage import attempted
 from gateway.selectors import recorded_request_ids
 
 logger = logging.getLogger(__name__)
@@ -125,14 +125,15 @@ class Keeper:
         """The oldest spill segment back in memory, when there is room, but for what PostgreSQL has billed."""
         if self.journal.has_room_to_unspill():
             entries = self.journal.read_spilled()
-            billed = await in_thread(billed_in_postgres, entries=entries, now=now)
+            billed = await in_thread(attempted, billed_in_postgres, entries=entries, now=now)
             self.journal.unspill(entries, billed, now)
 
     async def _confirm(self, now: float) -> None:
         taken = [entry for entry in self.journal.pending.values() if entry.taken_at is not None]
         if not taken:
             return
-        done = await in_thread(billed_in_postgres, entries=taken, now=now)
+        # PostgreSQL known to be down: PostgresDown at once (gateway/outage.py), not the pool's timeout.
+        done = await in_thread(attempted, billed_in_postgres, entries=taken, now=now)
         due = [entry for entry in taken if entry.request_id not in done and entry.next_try <= now]
         # Those the meter still holds are on their way, behind a writer's backlog (after an outage, all of
         # them): settling each again would be a no-op, at ~60 µs of this loop's CPU each.
@@ -161,13 +162,7 @@ def billed_in_postgres(*, entries: list[Entry], now: float) -> set[str]:
     """The request ids among `entries` that PostgreSQL has a generation for, or, of those due to be settled
     again, whose workspace is gone (its writer dropped them: there is nothing left to bill). The others are
     still on their way to PostgreSQL: reading their headers and their workspaces every pass would be work
-    for nothing (most entries of a busy process, each second). PostgreSQL known to be down: PostgresDown at
-    once (gateway/outage.py), not a pass held up by the pool's timeout."""
-    with postgres_attempt():
-        return _billed(entries, now)
-
-
-def _billed(entries: list[Entry], now: float) -> set[str]:
+    for nothing (most entries of a busy process, each second)."""
     done = recorded_request_ids(request_ids=[entry.request_id for entry in entries])
     rest = {
         entry.request_id: entry.workspace_id()

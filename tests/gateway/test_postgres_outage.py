@@ -4,12 +4,8 @@ caches and the Redis meter, and once PostgreSQL is back every answer is billed o
 
 import asyncio
 import contextlib
-import os
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -17,11 +13,10 @@ from django.db import connection
 
 from billing.models import CreditAccount
 from tests.gateway.conftest import settled_generation
-from tests.gateway.test_settlement_faults import assert_billed_once, call, free_port
+from tests.gateway.test_settlement_faults import GatewayProcess, assert_billed_once, call, free_port
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
-ROOT = Path(__file__).resolve().parents[2]
 REQUESTS = 240
 OUTAGE_SECONDS = 4.0
 
@@ -79,36 +74,6 @@ class CuttableProxy:
         self.loop.call_soon_threadsafe(self.loop.stop)
 
 
-class GatewayThroughProxy:
-    """The gateway as production runs it (uvicorn, the Redis meter, its writer in the process), on the test
-    database through the proxy."""
-
-    def __init__(self, proxy: CuttableProxy, journal_dir: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        database = connection.settings_dict
-        env = {
-            **os.environ,
-            "DATABASE_URL": f"postgres://{database['USER']}@127.0.0.1:{proxy.port}/{database['NAME']}",
-            "DB_POOL_TIMEOUT": "3",  # how long the load that finds the outage waits
-            "GATEWAY_METER": "redis",
-            "GATEWAY_JOURNAL_DIR": str(journal_dir),
-        }
-        command = [sys.executable, "-m", "uvicorn", "config.asgi:application", "--port", str(self.port)]
-        self.process = subprocess.Popen([*command, "--log-level", "error"], cwd=ROOT, env=env)
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            assert time.monotonic() < deadline, "the gateway process did not start"
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(30)
-
-
 async def load_with_an_outage(url: str, key: str, proxy: CuttableProxy) -> tuple[list, int, tuple]:
     """REQUESTS requests from 16 clients; after 60 answers PostgreSQL is cut off for OUTAGE_SECONDS. Returns
     the answers, how many came while it was cut off, and /readyz's answer halfway through (status, its
@@ -150,7 +115,13 @@ def test_every_request_is_answered_and_billed_once_through_a_postgresql_outage(
     before = CreditAccount.objects.get(workspace=workspace).balance_micro_usd
     database = connection.settings_dict
     proxy = CuttableProxy((database["HOST"] or "127.0.0.1", int(database["PORT"] or 5432)))
-    gateway = GatewayThroughProxy(proxy, tmp_path / "journal")
+    # The gateway as production runs it (uvicorn, the Redis meter, its writer in the process), on the test
+    # database through the proxy; DB_POOL_TIMEOUT: how long the load that finds the outage waits.
+    gateway = GatewayProcess(
+        tmp_path / "journal",
+        DATABASE_URL=f"postgres://{database['USER']}@127.0.0.1:{proxy.port}/{database['NAME']}",
+        DB_POOL_TIMEOUT="3",
+    )
     try:
         answers, answered_during_the_outage, readiness = asyncio.run(
             load_with_an_outage(gateway.url, key, proxy)

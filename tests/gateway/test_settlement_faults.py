@@ -157,7 +157,8 @@ def assert_billed_once(workspace, request_ids: list[str], *, balance_before: int
 class GatewayProcess:
     """The gateway as production runs it: its own uvicorn process on the test database."""
 
-    def __init__(self, journal_dir: Path) -> None:
+    def __init__(self, journal_dir: Path, **environment: str) -> None:
+        """`environment`: settings of this process's own (PostgreSQL through another port, say)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         database = connection.settings_dict
@@ -166,6 +167,7 @@ class GatewayProcess:
             "DATABASE_URL": f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{database['NAME']}",
             "GATEWAY_METER": "redis",
             "GATEWAY_JOURNAL_DIR": str(journal_dir),
+            **environment,
         }
         command = [sys.executable, "-m", "uvicorn", "config.asgi:application", "--port", str(self.port)]
         self.process = subprocess.Popen([*command, "--log-level", "warning"], cwd=ROOT, env=env)
@@ -182,6 +184,11 @@ class GatewayProcess:
     def kill(self) -> None:
         self.process.kill()
         self.process.wait(10)
+
+    def stop(self) -> None:
+        """As production stops it: SIGTERM, and what it has in flight settled."""
+        self.process.terminate()
+        self.process.wait(30)
 
 
 def content_deltas(stream: bytes) -> int:
