@@ -82,8 +82,9 @@ class EntryKind(models.TextChoices):
 class LedgerEntry(models.Model):
     """One signed change of a workspace's balance: credits are positive, debits negative. Append-only."""
 
+    # No index of its own: (workspace, -created_at) below serves it, and every usage debit writes each index.
     workspace = models.ForeignKey(
-        "console.Workspace", on_delete=models.PROTECT, related_name="ledger_entries"
+        "console.Workspace", on_delete=models.PROTECT, related_name="ledger_entries", db_index=False
     )
     kind = models.CharField(max_length=12, choices=EntryKind.choices)
     amount_micro_usd = models.BigIntegerField()
