@@ -236,7 +236,7 @@ class RedisMeter:
         caller, request_id = settlement.caller, settlement.request_id
         period = limit_period(caller, finished)
         workspace = mirror.names(caller.workspace_text)
-        record = {
+        record = {  # `ws` and `key` first: the writer's claim reads them off the start (scripts.py)
             "ws": workspace.text,
             "key": "" if caller.api_key_id is None else str(caller.api_key_id),
             "period": period,

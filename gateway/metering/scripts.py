@@ -98,14 +98,22 @@ redis.call('HSET', KEYS[1], 'used', tonumber(ARGV[1]) + unflushed, 'period', ARG
 return 1
 """
 
-# Records carry `ws` and `key` (string ids) for these scripts; the rest is for the writer.
+# Records carry `ws` and `key` (string ids) for these scripts; the rest is for the writer. The meter writes
+# them first (`RedisMeter.settle`), so they are read off the record's start: decoding a whole record was
+# most of a claim's cost in Redis (bench/README.md). A record of another shape is decoded.
 _MARK_FLUSHING = """
+local function ids_of(item)
+  local ws, key = string.match(item, '^{"ws":"([^"]*)","key":"([^"]*)"')
+  if ws then return ws, key end
+  local record = cjson.decode(item)
+  return record.ws, record.key
+end
 local function mark_flushing(items, delta)
   local seen = {}
   for _, item in ipairs(items) do
-    local record = cjson.decode(item)
-    local names = {SHARD .. 'ws:' .. record.ws}
-    if record.key ~= '' then table.insert(names, SHARD .. 'key:' .. record.key) end
+    local ws, key = ids_of(item)
+    local names = {SHARD .. 'ws:' .. ws}
+    if key ~= '' then table.insert(names, SHARD .. 'key:' .. key) end
     for _, name in ipairs(names) do
       if not seen[name] then
         seen[name] = true

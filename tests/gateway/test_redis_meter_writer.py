@@ -197,3 +197,33 @@ def test_a_record_postgresql_refuses_is_kept_aside_without_holding_back_the_othe
         == ledger_sum(workspace_id=workspace.pk)
         == mirrored(mirror.workspace_hash(workspace.pk))["bal"]
     )
+
+
+@pytest.mark.parametrize("shape", ["as the meter writes it", "its fields in another order"])
+def test_a_claimed_batch_marks_its_workspace_and_key_as_flushing(shape):
+    # The claim reads `ws` and `key` off a record's start; a record written otherwise is decoded whole.
+    workspace = make_workspace(credits_micro_usd=10 * HOLD)
+    key = key_with_limit(workspace, limit=10 * HOLD)
+    caller, request_id = caller_for(workspace, key), rid()
+    queue = mirror.queue(mirror.shard_of(workspace.pk))
+    names = [mirror.workspace_hash(workspace.pk), mirror.key_hash(workspace.pk, key.pk)]
+    seen_while_writing = []
+
+    async def write_seeing_the_marks(records):
+        seen_while_writing.extend(mirrored(name).get("flushing") for name in names)
+        return await in_thread(writer.write_batch, records)
+
+    async def scenario():
+        await reserve(caller, request_id)
+        await settle(caller, request_id, 10)
+        client = loop_client()[0]
+        if shape != "as the meter writes it":
+            record = json.loads(await client.lindex(queue, 0))
+            assert list(record)[:2] == ["ws", "key"]
+            await client.lset(queue, 0, json.dumps(dict(reversed(record.items()))))
+        return await writer.flush_once(write=write_seeing_the_marks)
+
+    assert run(scenario()) == 1
+    assert seen_while_writing == [1, 1]
+    assert [mirrored(name)["flushing"] for name in names] == [0, 0]
+    assert Generation.objects.filter(request_id=request_id).exists()
