@@ -104,11 +104,25 @@ def settlement_header(
     it, in pieces to be joined. The caller's and the model's pieces are the bytes made once, with them
     (`Caller`, `ModelInfo`), so the journal's entries of a key and a model share one copy of each: a busy
     process holds a few thousand entries until PostgreSQL has their bills (ADR 0010)."""
+    return header_pieces(
+        request_id, caller.settlement_json, model.settlement_json, ingress_format, streamed, end_user
+    )
+
+
+def header_pieces(
+    request_id: str,
+    caller_json: bytes,
+    model_json: bytes,
+    ingress_format: str,
+    streamed: bool,
+    end_user: str | None,
+) -> tuple[bytes, ...]:
+    """`settlement_header`'s pieces around the caller's and the model's JSON, given as the bytes to share."""
     return (
         b'{"request_id":%s,"caller":' % compact_json(request_id),
-        caller.settlement_json,
+        caller_json,
         b',"model":',
-        model.settlement_json,
+        model_json,
         b',"ingress_format":%s,"streamed":%s,"end_user":%s}'
         % (compact_json(ingress_format), b"true" if streamed else b"false", compact_json(end_user)),
     )

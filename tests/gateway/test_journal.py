@@ -306,6 +306,30 @@ def test_entries_share_their_callers_and_models_json_and_the_segment_has_it_whol
     assert read_entries(journal.segment.path.read_bytes())[request_ids[1]].header == second.header
 
 
+def test_entries_read_back_share_their_callers_and_models_json(tmp_path):
+    """Entries read back (spilled in an outage, or adopted from a dead process) share the caller's and the
+    model's JSON as live ones do: up to GATEWAY_JOURNAL_MAX_IN_MEMORY of them come back at once."""
+    journal = Journal(tmp_path)
+    callers = [key_less_caller(uuid.uuid4()) for _ in range(2)]
+    live = {}
+    for n in range(6):
+        request_id = uuid.uuid4().hex
+        pieces = settlement_header(
+            request_id=request_id, caller=callers[n % 2], model=MODEL, ingress_format="messages",
+            streamed=bool(n % 3), end_user=None if n else "é \"user\"",
+        )  # fmt: skip
+        journal.opened(request_id=request_id, header=pieces, prompt_estimate=PROMPT_ESTIMATE)
+        live[request_id] = journal.pending[request_id]
+
+    read_back = read_entries(journal.segment.path.read_bytes())
+
+    assert [entry.header for entry in read_back.values()] == [entry.header for entry in live.values()]
+    first, second, third = list(read_back.values())[:3]
+    assert first.header_pieces[1] is third.header_pieces[1] is not second.header_pieces[1]
+    assert first.header_pieces[3] is second.header_pieces[3] is third.header_pieces[3]
+    assert first.header_pieces[1] == callers[0].settlement_json
+
+
 @pytest.mark.redis
 def test_a_pass_postgresql_cannot_answer_still_compacts_and_syncs(settings, tmp_path, monkeypatch):
     """PostgreSQL down: the entries the Redis meter took wait for a later pass, and this pass still does the
