@@ -33,7 +33,7 @@ def settings_of(
         "database": database.label,
         "upstream_delay_ms": args.upstream_delay_ms,
         "server": f"uvicorn config.asgi:application --workers {args.workers} --loop {GATEWAY_LOOP} "
-        f"--http {GATEWAY_HTTP} --no-access-log",
+        f"--http {GATEWAY_HTTP} --no-access-log --no-server-header",
         "bare_loop": GATEWAY_LOOP if args.bare_balanced else "uvloop",
         "env": "HYPERINFER_ENV=production DEBUG=false",
     }

@@ -251,7 +251,7 @@ class Launcher:
         response's head for its body's write (core/http_server.py), and its workers share the connections
         out evenly (core/accept_balance.py)."""
         flags = ["--host", "127.0.0.1", "--port", str(port), "--workers", str(self.args.workers)]
-        return [*flags, "--loop", loop, "--http", http, "--no-access-log"]
+        return [*flags, "--loop", loop, "--http", http, "--no-access-log", "--no-server-header"]
 
     def _wait_for_workers(self, pgid: int, timeout: float = 60.0) -> None:
         """/healthz answers as soon as one worker is up: wait until the server has all its workers, and

@@ -88,7 +88,7 @@ class Deployment:
             sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
             "--port", str(self.port), "--workers", str(WORKERS),
             "--loop", "core.accept_balance:new_event_loop", "--http", "core.http_server:HttpToolsProtocol",
-            "--no-access-log", "--log-level", "warning",
+            "--no-access-log", "--no-server-header", "--log-level", "warning",
         ]  # fmt: skip
         writes = "process" if meter_writer else "server"
         env = {**env, "GATEWAY_JOURNAL_DIR": str(journal), "METER_WRITER": writes}
