@@ -18,6 +18,7 @@ from pathlib import Path
 from django.conf import settings
 
 from billing.selectors import accounts_existing
+from core.processes import release_free_memory
 from gateway import metrics
 from gateway.http import in_thread
 from gateway.metering import get_meter
@@ -59,8 +60,10 @@ class Keeper:
 
     async def keep_once(self, now: float, *, cut_off_open: bool = False) -> None:
         journal = self.journal
+        moved = False  # entries went to or came from disk in this pass
         for orphan in orphans(journal.directory, journal.segment.path):
             adopted = journal.adopt(orphan)
+            moved = True
             logger.warning(
                 "journal: adopted %d settlements of a dead process (%s)", len(adopted), orphan.path
             )
@@ -78,12 +81,13 @@ class Keeper:
             async with asyncio.timeout(CONFIRM_SECONDS):
                 if not get_meter().durable:
                     await self._confirm(now)
-                await self._unspill(now)
+                moved = await self._unspill(now) or moved
         except Exception as exc:
             # PostgreSQL is down: the entries wait for a later pass, and this one still spills, compacts and
             # fsyncs (it used to end here, and left the segment unsynced for the whole outage).
             logger.warning("journal: PostgreSQL could not confirm the settled entries (%r)", exc)
         if spilled := journal.spill():
+            moved = True
             logger.warning(
                 "journal: %d settlements wait on disk (%d in all) for PostgreSQL to confirm them",
                 spilled,
@@ -92,6 +96,8 @@ class Keeper:
         if journal.due_for_compaction():
             journal.compact()
         journal.sync()
+        if moved:  # megabytes of lines made and dropped: given back, or the worker keeps its high-water mark
+            release_free_memory()
 
     async def _settle_due(self, now: float) -> None:
         due = [
@@ -121,12 +127,15 @@ class Keeper:
             metrics.billed(settlement.model.slug, settlement.outcome, cost)
         return True
 
-    async def _unspill(self, now: float) -> None:
-        """The oldest spill segment back in memory, when there is room, but for what PostgreSQL has billed."""
-        if self.journal.has_room_to_unspill():
-            entries = self.journal.read_spilled()
-            billed = await in_thread(attempted, billed_in_postgres, entries=entries, now=now)
-            self.journal.unspill(entries, billed, now)
+    async def _unspill(self, now: float) -> bool:
+        """The oldest spill segment back in memory, when there is room, but for what PostgreSQL has billed.
+        True when one came back."""
+        if not self.journal.has_room_to_unspill():
+            return False
+        entries = self.journal.read_spilled()
+        billed = await in_thread(attempted, billed_in_postgres, entries=entries, now=now)
+        self.journal.unspill(entries, billed, now)
+        return True
 
     async def _confirm(self, now: float) -> None:
         taken = [entry for entry in self.journal.pending.values() if entry.taken_at is not None]

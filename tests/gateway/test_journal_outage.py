@@ -61,6 +61,9 @@ def test_past_its_limit_the_journal_waits_on_disk_for_postgresql_and_bills_each_
     def postgres_down(**_):
         raise OperationalError("connection refused")
 
+    trims = []  # a pass that moved entries to or from disk gives the freed memory back
+    monkeypatch.setattr(keeper_module, "release_free_memory", lambda: trims.append(1))
+
     async def scenario():
         journal = Journal(tmp_path)
         keeper = Keeper(journal)
@@ -86,15 +89,16 @@ def test_past_its_limit_the_journal_waits_on_disk_for_postgresql_and_bills_each_
             assert on_disk == set(finished[:30])  # the oldest, whole chunks
             assert all(entry.taken_at is not None for entry in journal.pending.values() if entry.outcome)
             assert [orphan.path for orphan in journal_module.orphans(tmp_path, journal.segment.path)] == []
+            assert len(trims) == 1
             await keeper.keep_once(time.time())  # still down: nothing comes back
-            assert journal.spilled_entries == 30
+            assert journal.spilled_entries == 30 and len(trims) == 1
 
         await writer.drain()  # PostgreSQL is back: the writer catches up with the queue
         passes = 0
         while journal.spilled:
             await keeper.keep_once(time.time())
             passes += 1
-        assert passes == 3  # a chunk a pass
+        assert passes == 3 and len(trims) == 4  # a chunk a pass
         assert set(journal.pending) == set(under_way)
         assert list(tmp_path.glob("*.journal")) == [journal.segment.path]  # the spill segments are gone
         return finished
