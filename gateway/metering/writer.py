@@ -32,6 +32,7 @@ from console.selectors import api_key_resets
 from core.bulk import copy_rows
 from core.encoding import compact_json, read_json
 from core.hot_settings import hot
+from core.processes import release_free_memory
 from gateway.http import in_thread
 from gateway.metering.redis_meter import AsyncClient, Scripts, close_loop_client, loop_client
 from gateway.metering.top_ups import top_ups_after_commit
@@ -381,17 +382,23 @@ async def run_flusher(stop: asyncio.Event) -> None:
     drain on stop."""
     next_maintenance = 0.0
     backoff = IDLE_SECONDS
+    backlog = False  # full batches were written one after another (after an outage, say)
     while not stop.is_set():
         try:
             if time.monotonic() >= next_maintenance:
                 next_maintenance = time.monotonic() + MAINTENANCE_SECONDS
                 await maintain()
             if await flush_once() == BATCH_SIZE:
+                backlog = True
                 continue  # more is waiting
             backoff = IDLE_SECONDS
         except Exception:
             logger.exception("metering: writing a batch to PostgreSQL failed; it stays queued")
             backoff = min(backoff * 2, 5.0)
+            backlog = True  # the batch's records were read and dropped
+        if backlog:  # given back once it is over, not after every batch (a few ms each time)
+            release_free_memory()
+            backlog = False
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), backoff)
     try:
