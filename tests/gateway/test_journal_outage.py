@@ -41,6 +41,15 @@ def spill_files(journal: Journal) -> list[str]:
     return sorted(segment.path.name for segment, _ in journal.spilled)
 
 
+def assert_debited_once(request_ids: list[str], cost: int | None = None) -> None:
+    """One usage debit for each request (of `cost` each, when given), and the ledger audits clean."""
+    debits = LedgerEntry.objects.filter(kind=EntryKind.USAGE, reference__in=request_ids)
+    assert sorted(debits.values_list("reference", flat=True)) == sorted(request_ids)
+    if cost is not None:
+        assert {entry.amount_micro_usd for entry in debits} == {-cost}
+    assert ledger_audit() == []
+
+
 @pytest.mark.redis
 def test_past_its_limit_the_journal_waits_on_disk_for_postgresql_and_bills_each_request_once(
     settings, tmp_path, monkeypatch
@@ -104,10 +113,7 @@ def test_past_its_limit_the_journal_waits_on_disk_for_postgresql_and_bills_each_
         return finished
 
     finished = run(scenario())
-    debits = LedgerEntry.objects.filter(kind=EntryKind.USAGE, reference__in=finished)
-    assert sorted(debits.values_list("reference", flat=True)) == sorted(finished)
-    assert {entry.amount_micro_usd for entry in debits} == {-cost_of(MODEL, usage)}
-    assert ledger_audit() == []
+    assert_debited_once(finished, cost_of(MODEL, usage))
 
 
 def test_spilled_entries_no_meter_took_come_back_to_be_settled(settings, tmp_path, monkeypatch):
@@ -129,9 +135,7 @@ def test_spilled_entries_no_meter_took_come_back_to_be_settled(settings, tmp_pat
     run(keeper.keep_once(time.time()))
 
     assert journal.pending == {}
-    debits = LedgerEntry.objects.filter(kind=EntryKind.USAGE, reference__in=request_ids)
-    assert sorted(debits.values_list("reference", flat=True)) == sorted(request_ids)
-    assert ledger_audit() == []
+    assert_debited_once(request_ids)
 
 
 def test_a_dead_processes_spill_segments_are_adopted_and_billed_once(settings, tmp_path, monkeypatch):
@@ -153,9 +157,7 @@ def test_a_dead_processes_spill_segments_are_adopted_and_billed_once(settings, t
         run(keeper.keep_once(time.time()))
 
     assert heir.pending == {} and list(tmp_path.glob("*.journal")) == [heir.segment.path]
-    debits = LedgerEntry.objects.filter(kind=EntryKind.USAGE, reference__in=request_ids)
-    assert sorted(debits.values_list("reference", flat=True)) == sorted(request_ids)
-    assert ledger_audit() == []
+    assert_debited_once(request_ids)
 
 
 def test_an_entry_the_meter_took_says_so_in_the_segment_it_moves_to(tmp_path):
@@ -265,7 +267,4 @@ def test_a_settlement_redis_still_holds_waits_for_the_writer_and_is_not_settled_
         return request_ids
 
     request_ids = run(scenario())
-    debits = LedgerEntry.objects.filter(kind=EntryKind.USAGE, reference__in=request_ids)
-    assert sorted(debits.values_list("reference", flat=True)) == sorted(request_ids)
-    assert {entry.amount_micro_usd for entry in debits} == {-cost_of(MODEL, usage)}
-    assert ledger_audit() == []
+    assert_debited_once(request_ids, cost_of(MODEL, usage))
