@@ -14,7 +14,8 @@ from gateway.http import ClientGone
 from gateway.routing import OpenStream
 
 # Events sent from the queue in one batch, before a pause: a whole answer can arrive at once (a fast upstream,
-# several tokens a chunk), and sending it in one go would hold back other requests' first bytes.
+# several tokens a chunk), and sending it in one go would hold back other requests' first bytes (bursts of
+# 32 put the bench's time to first byte at 32 clients up by 1.3 ms, bench/README.md).
 _BURST = 8
 # What the reader puts in the queue besides events: the end of the answer, or the client gone.
 _END, _GONE = object(), object()
@@ -22,13 +23,14 @@ _END, _GONE = object(), object()
 
 async def batches(
     opened: OpenStream, disconnect: asyncio.Future[None], on_idle: Callable[[], Awaitable[None]]
-) -> AsyncGenerator[list[Event], None]:
-    """The route's events as they arrive, in batches of what is there at once (up to _BURST): each batch
-    is one send to the client and one journal line, not one per event. Raises ClientGone when the client
-    disconnects, after closing the upstream connection. One reader task for the whole answer fills a
-    queue, and only an idle wait (nothing queued) is timed, for the keep-alive: no task and race per
-    event (bench/README.md)."""
-    yield [opened.first]
+) -> AsyncGenerator[tuple[list[Event], bool], None]:
+    """The route's events as they arrive, in batches of what is there at once (up to _BURST), each with
+    whether it is the last (the answer's end came with it: the caller sends it with the answer's end, in
+    one write). Each batch is one send to the client and one journal line, not one per event. Raises
+    ClientGone when the client disconnects, after closing the upstream connection. One reader task for the
+    whole answer fills a queue, and only an idle wait (nothing queued) is timed, for the keep-alive: no
+    task and race per event (bench/README.md)."""
+    yield [opened.first], False
     queue: asyncio.Queue[object] = asyncio.Queue()
     reader = asyncio.ensure_future(_pump(opened.rest, queue))
 
@@ -53,14 +55,15 @@ async def batches(
             for item in items:
                 if item is _GONE or (disconnect.done() and not disconnect.cancelled()):
                     raise ClientGone  # nothing more counts as delivered
-                if item is _END or isinstance(item, BaseException):
+                if item is _END:
+                    yield batch, True
+                    return
+                if isinstance(item, BaseException):
                     if batch:
-                        yield batch
-                    if item is _END:
-                        return
-                    raise cast(BaseException, item)
+                        yield batch, False
+                    raise item
                 batch.append(cast(Event, item))
-            yield batch
+            yield batch, False
             if len(items) == _BURST:
                 await asyncio.sleep(0)  # let other requests' steps run between long bursts
     finally:

@@ -169,14 +169,11 @@ class Run:
             # Gone before any route answered: nothing was produced for it, so nothing is billed.
             return replace(self.outcome(GenerationStatus.CANCELLED), usage=Usage(0, 0))
         route = opened.route
-        if not self._plain_whole:
-            # A plain whole answer's route goes into the journal with its outcome, in the same turn of the
-            # loop (nothing is sent in between): one write of the journal less a request.
-            self.journal.routed(
-                request_id=self.request_id,
-                provider=route.provider.slug,
-                upstream_model_id=route.upstream_model_id,
-            )
+        self.journal.routed(
+            request_id=self.request_id,
+            provider=route.provider.slug,
+            upstream_model_id=route.upstream_model_id,
+        )
         if self.admitted.request.stream:
             assert disconnect is not None
             return await self._stream(opened, disconnect)
@@ -236,13 +233,17 @@ class Run:
 
     async def _stream(self, opened: OpenStream, disconnect: asyncio.Future[None]) -> Outcome:
         await self._begin_stream()
+        held: list[bytes] = []  # the last batch's frames, sent with the answer's end in one write
         try:
             delivered = 0
-            async for batch in batches(opened, disconnect, self._keepalive):
+            async for batch, last in batches(opened, disconnect, self._keepalive):
                 frames: list[bytes] = []
                 for event in batch:
                     self._mark(event)
                     frames += self.renderer.render(event)
+                if last:  # the generator ends next (not `break`: it would be closed later, in a task)
+                    held = frames  # the journal has the outcome before the client has these
+                    continue
                 if self.folded.deltas != delivered:
                     # Before the client has it: a process killed from here on bills what it delivered.
                     delivered = self.folded.deltas
@@ -256,7 +257,7 @@ class Run:
             return self._failed(exc, opened.route)
         outcome = self._journal_outcome(self.outcome(GenerationStatus.COMPLETED, opened.route))
         cost_usd = _usd(total_cost(self.admitted.model, outcome))
-        await self._frames(self.renderer.finish(outcome.usage, cost_usd), last=True)
+        await self._frames([*held, *self.renderer.finish(outcome.usage, cost_usd)], last=True)
         return outcome
 
     async def _respond_whole(self, opened: OpenStream, disconnect: asyncio.Future[None] | None) -> Outcome:

@@ -9,7 +9,8 @@ the last second, like Redis's `appendfsync everysec`.
 
     {"t":"o","id":…,"at":…,"pe":…,"h":{…}}  opened: the settlement's header (caller, model with the prices
                                              it was admitted at, format) and the prompt estimate
-    {"t":"r","id":…,"p":…,"u":…}             routed: the provider and upstream model answering
+    {"t":"r","id":…,"p":…,"u":…}             routed: the provider and upstream model answering (in the
+                                             write of the entry's next line; not before an outcome)
     {"t":"n","id":…,"n":N}                   delivered: N content deltas are on their way to the client
     {"t":"s","id":…,"o":{…}}                 settling: the outcome, before a meter is asked to bill it
     {"t":"m","id":…,"at":…}                  taken: the Redis meter took the settlement (written when the
@@ -178,16 +179,25 @@ class Journal:
         self._append(opened_line(request_id, pieces, prompt_estimate, entry.opened_at))
 
     def routed(self, *, request_id: str, provider: str, upstream_model_id: str) -> None:
+        """The route answering. Its line goes with the entry's next one, in the same write: until something is
+        delivered a cut-off bills nothing, and an outcome names its route itself (a write saved a request)."""
         entry = self.pending.get(request_id)
         if entry is not None:
             entry.provider, entry.upstream_model_id = provider, upstream_model_id
-            self._append(routed_line(request_id, provider, upstream_model_id))
+            entry.route_unwritten = True
+
+    def _with_route(self, entry: Entry, line: bytes) -> bytes:
+        """`line`, after the entry's routed line if that is not written yet."""
+        if not entry.route_unwritten:
+            return line
+        entry.route_unwritten = False
+        return routed_line(entry.request_id, entry.provider, entry.upstream_model_id) + line
 
     def delivered(self, *, request_id: str, count: int) -> None:
         entry = self.pending.get(request_id)
         if entry is not None:
             entry.delivered = count
-            self._append(delivered_line(request_id, count))
+            self._append(self._with_route(entry, delivered_line(request_id, count)))
 
     def stepped(
         self, *, request_id: str, usage: Usage | None, tool_costs: dict[str, int], delivered: int
@@ -197,13 +207,14 @@ class Journal:
         if entry is not None:
             counted = Usage(0, 0) if usage is None else usage
             entry.stepped = {"u": dataclasses.asdict(counted), "tc": tool_costs, "n": delivered}
-            self._append(stepped_line(request_id, entry.stepped))
+            self._append(self._with_route(entry, stepped_line(request_id, entry.stepped)))
 
     def settling(self, *, request_id: str, outcome: Outcome) -> None:
         entry = self.pending.get(request_id)
         if entry is not None:
             entry.outcome = compact_json(outcome)
             entry.next_try = time.time() + FIRST_TRY_SECONDS
+            entry.route_unwritten = False  # the outcome names its route
             self._append(settling_line(request_id, entry.outcome))
 
     def taken(self, *, request_id: str, durable: bool) -> None:

@@ -36,6 +36,7 @@ class Entry:
     next_try: float = 0.0  # when the keeper may settle it (again)
     attempts: int = 0  # settlements refused so far
     resettles: int = 0  # settlements taken by a meter that lost them (or was slow)
+    route_unwritten: bool = False  # the route is known, its line not written yet (Journal.routed)
 
     @property
     def header(self) -> bytes:

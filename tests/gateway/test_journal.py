@@ -1,6 +1,7 @@
 """The settlement journal (ADR 0010) on a real PostgreSQL and Redis: what a dead process left is adopted and
 billed, what a meter refused or lost is settled again, and nothing is billed twice."""
 
+import json
 import os
 import time
 import uuid
@@ -257,6 +258,35 @@ def test_a_settlement_redis_lost_is_settled_again_and_billed_once(settings, tmp_
     assert [entry.amount_micro_usd for entry in debits] == [-cost]
     assert Generation.objects.filter(request_id=request_id).count() == 1
     assert ledger_audit() == []
+
+
+def test_the_route_is_written_with_the_entrys_next_line_and_not_before_an_outcome(tmp_path, monkeypatch):
+    journal = Journal(tmp_path)
+    workspace_id = uuid.uuid4()
+    streamed, whole = opened(journal, workspace_id), opened(journal, workspace_id)
+    writes: list[bytes] = []
+    append = journal.segment.append
+    monkeypatch.setattr(journal.segment, "append", lambda data: (writes.append(data), append(data)))
+
+    journal.routed(request_id=streamed, provider="sandbox", upstream_model_id="sandbox-pro")
+    journal.routed(request_id=whole, provider="sandbox", upstream_model_id="sandbox-pro")
+    assert writes == []  # a cut-off now bills nothing: the route alone is not worth a write
+    journal.delivered(request_id=streamed, count=4)
+    journal.delivered(request_id=streamed, count=9)
+    journal.settling(
+        request_id=whole, outcome=Outcome(status="completed", usage=Usage(3, 2), provider="sandbox")
+    )
+
+    route_first, then_delivered, settled = writes
+    assert route_first.count(b"\n") == 2 and route_first.startswith(b'{"t":"r"') and b'"n":4' in route_first
+    assert b'"t":"r"' not in then_delivered + settled  # once, and not beside an outcome that names it
+    read = read_entries(journal.segment.path.read_bytes())
+    assert (read[streamed].provider, read[streamed].upstream_model_id, read[streamed].delivered) == (
+        "sandbox",
+        "sandbox-pro",
+        9,
+    )
+    assert json.loads(read[whole].outcome or b"{}")["provider"] == "sandbox"
 
 
 def test_compaction_keeps_only_what_is_pending(tmp_path):

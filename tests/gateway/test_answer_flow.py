@@ -1,0 +1,87 @@
+"""How a stream's events reach the response loop (gateway/answer_flow.py): in batches of what arrived
+together, the last one marked so the answer's end goes with it in one write, long bursts split, a failure
+after the events that came before it."""
+
+import asyncio
+from collections.abc import AsyncGenerator
+
+import pytest
+
+from core.errors import ErrorCode
+from gateway.answer_flow import _BURST, batches
+from gateway.canonical import Event, Finish, TextDelta
+from gateway.routing import OpenStream
+from gateway.upstreams.base import UpstreamError
+
+
+def deltas(count: int) -> list[Event]:
+    return [TextDelta(0, f"t{n}") for n in range(count)]
+
+
+def opened(rest: AsyncGenerator[Event, None]) -> OpenStream:
+    return OpenStream(route=None, first=Finish("stop"), rest=rest)  # type: ignore[arg-type]
+
+
+async def collect(stream: OpenStream) -> list[tuple[list[Event], bool]]:
+    disconnect: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def idle() -> None:
+        raise AssertionError("no idle wait expected")
+
+    return [(list(batch), last) async for batch, last in batches(stream, disconnect, idle)]
+
+
+def test_events_that_arrived_together_come_in_one_batch_marked_last():
+    events = deltas(5)
+
+    async def rest() -> AsyncGenerator[Event, None]:
+        for event in events:
+            yield event
+
+    stream = opened(rest())
+    assert asyncio.run(collect(stream)) == [([stream.first], False), (events, True)]
+
+
+def test_a_long_burst_is_split_and_only_its_end_is_last():
+    events = deltas(_BURST + 3)
+
+    async def rest() -> AsyncGenerator[Event, None]:
+        for event in events:
+            yield event
+
+    got = asyncio.run(collect(opened(rest())))
+    assert got[1:] == [(events[:_BURST], False), (events[_BURST:], True)]
+
+
+def test_events_apart_in_time_come_in_batches_of_their_own():
+    events = deltas(2)
+
+    async def rest() -> AsyncGenerator[Event, None]:
+        yield events[0]
+        await asyncio.sleep(0.01)  # the next token, later
+        yield events[1]
+
+    got = asyncio.run(collect(opened(rest())))
+    assert got[1:] == [([events[0]], False), ([events[1]], True)]
+
+
+def test_a_failure_after_events_comes_after_them_and_no_batch_is_last():
+    events = deltas(3)
+    failure = UpstreamError(ErrorCode.PROVIDER_UNAVAILABLE, "cut")
+
+    async def rest() -> AsyncGenerator[Event, None]:
+        for event in events:
+            yield event
+        raise failure
+
+    seen: list[tuple[list[Event], bool]] = []
+
+    async def read() -> None:
+        disconnect: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        async for batch, last in batches(opened(rest()), disconnect, asyncio.sleep):
+            seen.append((list(batch), last))
+
+    with pytest.raises(UpstreamError) as raised:
+        asyncio.run(read())
+    assert raised.value is failure
+    assert seen[1:] == [(events, False)]
