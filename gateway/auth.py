@@ -6,6 +6,7 @@ answer, a key's last answer stands (until the key's own expiry): the gateway goe
 knows, rather than failing every request of an outage that its meter and journal are built to outlast.
 """
 
+import functools
 import hashlib
 import threading
 import time
@@ -25,6 +26,7 @@ from console.services.keys import (
 from core.api_keys import key_from_headers
 from core.encoding import compact_json
 from core.errors import ApiError, ErrorCode
+from gateway.load_ahead import load_ahead
 from gateway.outage import postgres_attempt
 
 # Revocation must take effect across processes within a second, so a cached key lives at most that long.
@@ -32,6 +34,9 @@ KEY_CACHE_SECONDS = 1.0
 # With PostgreSQL down, a known key's last answer is used again this long before the next load is tried.
 OUTAGE_RETRY_SECONDS = 1.0
 KEY_LOAD_WAIT_SECONDS = 1.0  # the longest a request of a known key waits for another request's load of it
+# A key in use is loaded again in the background this long before its answer expires (gateway/load_ahead.py):
+# its requests go on from memory meanwhile. Each answer still expires KEY_CACHE_SECONDS after its load began.
+REFRESH_AHEAD_SECONDS = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,11 +87,40 @@ class KeyCache:
 
     def fresh(self, secret: str) -> tuple[bool, Caller | None]:
         """(True, what `lookup` would answer) when it would answer without the database; (False, None) when
-        it would have to load the key."""
-        cached = self._entries.get(_cache_key(secret))
-        if cached is not None and cached[0] > time.monotonic():
-            return True, cached[1]
-        return False, None
+        it would have to load the key. An answer about to expire is loaded again in the background."""
+        cache_key = _cache_key(secret)
+        cached = self._entries.get(cache_key)
+        if cached is None:
+            return False, None
+        left = cached[0] - time.monotonic()
+        if left <= 0:
+            return False, None
+        if left < REFRESH_AHEAD_SECONDS and not self._database_down:
+            load_ahead(("api key", cache_key), functools.partial(self.reload, secret))
+        return True, cached[1]
+
+    def reload(self, secret: str) -> None:
+        """The key loaded again ahead of its answer's expiry (`fresh`), unless a request is loading it. With
+        PostgreSQL down the answer in hand serves until it expires; `lookup` then goes on as in any outage."""
+        cache_key = _cache_key(secret)
+        lock = self._loading.setdefault(cache_key, threading.Lock())
+        if not lock.acquire(blocking=False):
+            return
+        try:
+            now = time.monotonic()
+            cached = self._entries.get(cache_key)
+            if cached is not None and cached[0] - now >= REFRESH_AHEAD_SECONDS:
+                return  # loaded meanwhile
+            try:
+                with postgres_attempt():
+                    caller, expires = _load_api_key(secret)
+            except DatabaseError:
+                self._database_down = True
+                return
+            self._store(cache_key, now, caller, expires)
+        finally:
+            lock.release()
+            self._loading.pop(cache_key, None)
 
     def lookup(self, secret: str) -> Caller | None:
         """Runs in a worker thread: may query the database. The requests that find a key stale together
@@ -116,17 +150,20 @@ class KeyCache:
                     raise
                 self._entries[cache_key] = (now + OUTAGE_RETRY_SECONDS, cached[1])
                 return self._last_answer(cache_key, cached)
-            self._database_down = False
-            if len(self._entries) > 100_000:
-                self._entries.clear()
-                self._expires.clear()
-            # From before the load: a key revoked meanwhile is refused within KEY_CACHE_SECONDS still.
-            self._entries[cache_key] = (now + KEY_CACHE_SECONDS, caller)
-            self._expires[cache_key] = expires
+            self._store(cache_key, now, caller, expires)
             return caller
         finally:
             lock.release()
             self._loading.pop(cache_key, None)
+
+    def _store(self, cache_key: str, loaded_at: float, caller: Caller | None, expires: float) -> None:
+        self._database_down = False
+        if len(self._entries) > 100_000:
+            self._entries.clear()
+            self._expires.clear()
+        # From before the load: a key revoked meanwhile is refused within KEY_CACHE_SECONDS still.
+        self._entries[cache_key] = (loaded_at + KEY_CACHE_SECONDS, caller)
+        self._expires[cache_key] = expires
 
     def _last_answer(self, cache_key: str, cached: tuple[float, Caller | None] | None) -> Caller | None:
         """A known key's answer from its last load, while a newer one cannot be had: none once it expired."""

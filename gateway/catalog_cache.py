@@ -11,10 +11,14 @@ from django.db import DatabaseError
 
 from catalog.selectors import models_active, tool_prices
 from core.encoding import compact_json
+from gateway.load_ahead import load_ahead
 from gateway.outage import postgres_attempt
 from gateway.upstreams.base import ProviderInfo, RouteInfo
 
 REFRESH_SECONDS = 10.0
+# The catalog in use is loaded again in the background this long before it goes stale (gateway/load_ahead.py),
+# so requests never find it stale and go to worker threads to wait for the load.
+REFRESH_AHEAD_SECONDS = 1.0
 OUTAGE_RETRY_SECONDS = 2.0  # PostgreSQL down: the last snapshot serves this long before a load is tried again
 
 
@@ -113,12 +117,13 @@ class CatalogCache:
             self._reload()
         return self._models.get(slug)
 
-    def _reload(self) -> None:
+    def _reload(self, *, ahead: bool = False) -> None:
         """One thread loads; the others go on with the snapshot in hand (or, with none yet, wait for it)."""
         if not self._loading.acquire(blocking=not self._loaded):
             return
         try:
-            if time.monotonic() - self._loaded_at <= REFRESH_SECONDS:
+            stale_after = REFRESH_SECONDS - REFRESH_AHEAD_SECONDS if ahead else REFRESH_SECONDS
+            if time.monotonic() - self._loaded_at <= stale_after:
                 return  # loaded while this one waited
             try:
                 with postgres_attempt():
@@ -138,7 +143,16 @@ class CatalogCache:
         return self._tool_prices
 
     def is_fresh(self) -> bool:
-        return time.monotonic() - self._loaded_at <= REFRESH_SECONDS
+        """`get` answers from memory; a snapshot about to go stale is loaded again in the background."""
+        age = time.monotonic() - self._loaded_at
+        if age > REFRESH_SECONDS - REFRESH_AHEAD_SECONDS:
+            if age > REFRESH_SECONDS:
+                return False
+            load_ahead("catalog", self.reload_ahead)
+        return True
+
+    def reload_ahead(self) -> None:
+        self._reload(ahead=True)
 
     def peek(self, slug: str) -> ModelInfo | None:
         return self._models.get(slug)

@@ -135,7 +135,7 @@ def client_left(receive: Receive) -> bool:
     return False
 
 
-def _with_fresh_connection(function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+def with_fresh_connection(function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     close_old_connections()  # as Django does at each request's start: drop broken or expired connections
     try:
         return function(*args, **kwargs)
@@ -146,4 +146,4 @@ def _with_fresh_connection(function: Callable[P, T], *args: P.args, **kwargs: P.
 
 async def in_thread(function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """Run ORM code in a worker thread (many at once; Django's connections are per thread)."""
-    return await sync_to_async(_with_fresh_connection, thread_sensitive=False)(function, *args, **kwargs)
+    return await sync_to_async(with_fresh_connection, thread_sensitive=False)(function, *args, **kwargs)

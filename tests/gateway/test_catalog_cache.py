@@ -10,6 +10,7 @@ from django.db import OperationalError
 from gateway import catalog_cache as module
 from gateway import outage
 from gateway.catalog_cache import CatalogCache
+from gateway.load_ahead import wait_for_loads
 
 
 class Database:
@@ -34,8 +35,24 @@ def database(monkeypatch):
     monkeypatch.setattr(module, "tool_prices", dict)
     monkeypatch.setattr(module, "REFRESH_SECONDS", 0.05)
     monkeypatch.setattr(module, "OUTAGE_RETRY_SECONDS", 0.2)
+    monkeypatch.setattr(module, "REFRESH_AHEAD_SECONDS", 0.0)  # no background loads but where a test says
     monkeypatch.setattr(outage, "PROBE_SECONDS", 0.0)  # the cache's own pace, not the process's
     return database
+
+
+def test_the_catalog_in_use_is_loaded_again_before_it_goes_stale_and_requests_never_find_it_stale(
+    database, monkeypatch
+):
+    monkeypatch.setattr(module, "REFRESH_SECONDS", 0.4)
+    monkeypatch.setattr(module, "REFRESH_AHEAD_SECONDS", 0.2)
+    cache = CatalogCache()
+    cache.get("m/one")
+    deadline = time.monotonic() + 1.5  # nearly four snapshots' lifetimes
+    while time.monotonic() < deadline:
+        assert cache.is_fresh()  # a request would be answered from memory, never sent to wait for a load
+        time.sleep(0.005)
+    wait_for_loads()
+    assert 4 <= database.loads <= 10  # about one a 0.2 s, in the background: not one a request
 
 
 def test_through_an_outage_the_last_snapshot_serves_and_a_load_is_tried_now_and_then(database):

@@ -13,6 +13,7 @@ from console.services.secrets import PLAYGROUND_KEY_PREFIX
 from core.errors import ApiError, ErrorCode
 from gateway import auth, outage
 from gateway.auth import KEY_CACHE_SECONDS, Caller, KeyCache
+from gateway.load_ahead import wait_for_loads
 
 CALLER = Caller(
     workspace_id=uuid.uuid4(),
@@ -90,6 +91,58 @@ def test_a_key_revoked_during_its_load_is_refused_within_the_cache_time(monkeypa
     while time.monotonic() < revoked_at + KEY_CACHE_SECONDS + 0.05:
         time.sleep(0.02)
     assert cache.lookup("hi-key") is None
+    assert database.loads == 2
+
+
+def test_a_key_in_use_is_loaded_again_before_it_expires_and_its_requests_never_wait(monkeypatch):
+    database = SlowDatabase(0.01)
+    monkeypatch.setattr(auth, "_load_api_key", database)
+    monkeypatch.setattr(auth, "KEY_CACHE_SECONDS", 0.6)
+    monkeypatch.setattr(auth, "REFRESH_AHEAD_SECONDS", 0.3)
+    cache = KeyCache()
+    assert cache.lookup("hi-key") == CALLER
+    deadline = time.monotonic() + 1.5  # two and a half lifetimes of an answer
+    while time.monotonic() < deadline:
+        assert cache.fresh("hi-key") == (True, CALLER)  # from memory: never stale, never a wait
+        time.sleep(0.005)
+    wait_for_loads()
+    assert 4 <= database.loads <= 8  # about one a 0.3 s, in the background: not one a request
+
+
+def test_a_key_revoked_while_it_is_loaded_ahead_is_refused_within_the_cache_time(monkeypatch):
+    database = SlowDatabase(0.01)
+    monkeypatch.setattr(auth, "_load_api_key", database)
+    monkeypatch.setattr(auth, "KEY_CACHE_SECONDS", 0.3)
+    monkeypatch.setattr(auth, "REFRESH_AHEAD_SECONDS", 0.15)
+    cache = KeyCache()
+    assert cache.lookup("hi-key") == CALLER
+    time.sleep(0.2)  # into the window: the next request has it loaded again in the background
+    assert cache.fresh("hi-key") == (True, CALLER)
+    revoked_at = time.monotonic()
+    database.answer = None
+    answers: list[tuple[float, Caller | None]] = []
+    while time.monotonic() < revoked_at + 0.8:
+        known, caller = cache.fresh("hi-key")
+        answers.append((time.monotonic(), caller if known else cache.lookup("hi-key")))
+        time.sleep(0.005)
+    assert all(caller is None for at, caller in answers if at > revoked_at + 0.3)
+    assert answers[-1][1] is None and any(caller == CALLER for _, caller in answers)
+
+
+def test_through_an_outage_a_load_ahead_fails_quietly_and_the_answer_serves_until_it_expires(monkeypatch):
+    database = SlowDatabase(0)
+    monkeypatch.setattr(auth, "_load_api_key", database)
+    monkeypatch.setattr(auth, "KEY_CACHE_SECONDS", 0.3)
+    monkeypatch.setattr(auth, "REFRESH_AHEAD_SECONDS", 0.15)
+    cache = KeyCache()
+    assert cache.lookup("hi-key") == CALLER
+    database.down = True
+    time.sleep(0.2)
+    assert cache.fresh("hi-key") == (True, CALLER)
+    wait_for_loads()
+    assert database.loads == 2  # tried once ahead, failed
+    assert cache.fresh("hi-key") == (True, CALLER)  # and no more tries until the answer expires
+    wait_for_loads()
     assert database.loads == 2
 
 
