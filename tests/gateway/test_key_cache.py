@@ -94,13 +94,21 @@ def test_a_key_revoked_during_its_load_is_refused_within_the_cache_time(monkeypa
     assert database.loads == 2
 
 
-def test_a_key_in_use_is_loaded_again_before_it_expires_and_its_requests_never_wait(monkeypatch):
-    database = SlowDatabase(0.01)
+def cached_with_loads_ahead(
+    monkeypatch, *, lifetime: float, ahead: float, load_seconds: float = 0.0
+) -> tuple[SlowDatabase, KeyCache]:
+    """A cache whose answers live `lifetime`, loaded again `ahead` of their end; "hi-key" is in it."""
+    database = SlowDatabase(load_seconds)
     monkeypatch.setattr(auth, "_load_api_key", database)
-    monkeypatch.setattr(auth, "KEY_CACHE_SECONDS", 0.6)
-    monkeypatch.setattr(auth, "REFRESH_AHEAD_SECONDS", 0.3)
+    monkeypatch.setattr(auth, "KEY_CACHE_SECONDS", lifetime)
+    monkeypatch.setattr(auth, "REFRESH_AHEAD_SECONDS", ahead)
     cache = KeyCache()
     assert cache.lookup("hi-key") == CALLER
+    return database, cache
+
+
+def test_a_key_in_use_is_loaded_again_before_it_expires_and_its_requests_never_wait(monkeypatch):
+    database, cache = cached_with_loads_ahead(monkeypatch, lifetime=0.6, ahead=0.3, load_seconds=0.01)
     deadline = time.monotonic() + 1.5  # two and a half lifetimes of an answer
     while time.monotonic() < deadline:
         assert cache.fresh("hi-key") == (True, CALLER)  # from memory: never stale, never a wait
@@ -110,12 +118,7 @@ def test_a_key_in_use_is_loaded_again_before_it_expires_and_its_requests_never_w
 
 
 def test_a_key_revoked_while_it_is_loaded_ahead_is_refused_within_the_cache_time(monkeypatch):
-    database = SlowDatabase(0.01)
-    monkeypatch.setattr(auth, "_load_api_key", database)
-    monkeypatch.setattr(auth, "KEY_CACHE_SECONDS", 0.3)
-    monkeypatch.setattr(auth, "REFRESH_AHEAD_SECONDS", 0.15)
-    cache = KeyCache()
-    assert cache.lookup("hi-key") == CALLER
+    database, cache = cached_with_loads_ahead(monkeypatch, lifetime=0.3, ahead=0.15, load_seconds=0.01)
     time.sleep(0.2)  # into the window: the next request has it loaded again in the background
     assert cache.fresh("hi-key") == (True, CALLER)
     revoked_at = time.monotonic()
@@ -130,12 +133,7 @@ def test_a_key_revoked_while_it_is_loaded_ahead_is_refused_within_the_cache_time
 
 
 def test_through_an_outage_a_load_ahead_fails_quietly_and_the_answer_serves_until_it_expires(monkeypatch):
-    database = SlowDatabase(0)
-    monkeypatch.setattr(auth, "_load_api_key", database)
-    monkeypatch.setattr(auth, "KEY_CACHE_SECONDS", 0.3)
-    monkeypatch.setattr(auth, "REFRESH_AHEAD_SECONDS", 0.15)
-    cache = KeyCache()
-    assert cache.lookup("hi-key") == CALLER
+    database, cache = cached_with_loads_ahead(monkeypatch, lifetime=0.3, ahead=0.15)
     database.down = True
     time.sleep(0.2)
     assert cache.fresh("hi-key") == (True, CALLER)
