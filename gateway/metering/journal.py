@@ -3,9 +3,9 @@ admission until its bill is in PostgreSQL, so neither an outage nor a crash lose
 
 Every gateway event loop (one per uvicorn worker) appends to a segment file of its own in
 `settings.GATEWAY_JOURNAL_DIR` and holds an exclusive flock on it while it lives: a segment nobody holds
-belongs to a process that died. One JSON line per fact, each written with one write(2), which survives the
-process being killed (the kernel has it); the keeper fsyncs every second, so a machine crash loses at most
-the last second, like Redis's `appendfsync everysec`.
+belongs to a process that died. One JSON line per fact, each written whole by one write(2) (a routed line
+by its next line's), which survives the process being killed (the kernel has it); the keeper fsyncs every
+second, so a machine crash loses at most the last second, like Redis's `appendfsync everysec`.
 
     {"t":"o","id":…,"at":…,"pe":…,"h":{…}}  opened: the settlement's header (caller, model with the prices
                                              it was admitted at, format) and the prompt estimate
