@@ -1,7 +1,6 @@
 """The settlement journal (ADR 0010) on a real PostgreSQL and Redis: what a dead process left is adopted and
 billed, what a meter refused or lost is settled again, and nothing is billed twice."""
 
-import json
 import os
 import time
 import uuid
@@ -14,42 +13,19 @@ from billing import mirror
 from billing.models import EntryKind, LedgerEntry, Reservation, ReservationStatus
 from gateway.audit import ledger_audit
 from gateway.canonical import Usage
-from gateway.metering import Outcome, Settlement, cost_of, sql, writer
+from gateway.metering import Outcome, cost_of, sql, writer
 from gateway.metering import journal as journal_module
 from gateway.metering import keeper as keeper_module
-from gateway.metering.base import settlement_header
 from gateway.metering.journal import RESETTLE_SECONDS, Journal, read_entries
 from gateway.metering.keeper import Keeper
 from gateway.metering.redis_meter import RedisMeter, close_loop_client
 from gateway.metrics_scrape import exposition
 from gateway.models import Generation
 from tests.factories import key_less_caller, make_workspace
+from tests.gateway.journal_support import PROMPT_ESTIMATE, opened
 from tests.gateway.redis_meter_support import MODEL, run
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
-
-PROMPT_ESTIMATE = 10
-
-
-def header(request_id: str, workspace_id: uuid.UUID) -> bytes:
-    settlement = Settlement(
-        request_id=request_id,
-        caller=key_less_caller(workspace_id),
-        model=MODEL,
-        ingress_format="chat_completions",
-        streamed=True,
-        end_user=None,
-        outcome=Outcome(status="completed", usage=Usage(prompt_tokens=0, completion_tokens=0)),
-    )
-    return settlement.header()
-
-
-def opened(journal: Journal, workspace_id: uuid.UUID) -> str:
-    request_id = uuid.uuid4().hex
-    journal.opened(
-        request_id=request_id, header=header(request_id, workspace_id), prompt_estimate=PROMPT_ESTIMATE
-    )
-    return request_id
 
 
 def reserve_in_sql(workspace_id: uuid.UUID, request_id: str) -> None:
@@ -260,106 +236,6 @@ def test_a_settlement_redis_lost_is_settled_again_and_billed_once(settings, tmp_
     assert ledger_audit() == []
 
 
-def test_the_route_is_written_with_the_entrys_next_line_and_not_before_an_outcome(tmp_path, monkeypatch):
-    journal = Journal(tmp_path)
-    workspace_id = uuid.uuid4()
-    streamed, whole = opened(journal, workspace_id), opened(journal, workspace_id)
-    writes: list[bytes] = []
-    append = journal.segment.append
-    monkeypatch.setattr(journal.segment, "append", lambda data: (writes.append(data), append(data)))
-
-    journal.routed(request_id=streamed, provider="sandbox", upstream_model_id="sandbox-pro")
-    journal.routed(request_id=whole, provider="sandbox", upstream_model_id="sandbox-pro")
-    assert writes == []  # a cut-off now bills nothing: the route alone is not worth a write
-    journal.delivered(request_id=streamed, count=4)
-    journal.delivered(request_id=streamed, count=9)
-    journal.settling(
-        request_id=whole, outcome=Outcome(status="completed", usage=Usage(3, 2), provider="sandbox")
-    )
-
-    route_first, then_delivered, settled = writes
-    assert route_first.count(b"\n") == 2 and route_first.startswith(b'{"t":"r"') and b'"n":4' in route_first
-    assert b'"t":"r"' not in then_delivered + settled  # once, and not beside an outcome that names it
-    read = read_entries(journal.segment.path.read_bytes())
-    assert (read[streamed].provider, read[streamed].upstream_model_id, read[streamed].delivered) == (
-        "sandbox",
-        "sandbox-pro",
-        9,
-    )
-    assert json.loads(read[whole].outcome or b"{}")["provider"] == "sandbox"
-
-
-def test_compaction_keeps_only_what_is_pending(tmp_path):
-    journal = Journal(tmp_path)
-    workspace_id = uuid.uuid4()
-    done = [opened(journal, workspace_id) for _ in range(50)]
-    waiting = opened(journal, workspace_id)
-    journal.delivered(request_id=waiting, count=3)
-    for request_id in done:
-        journal.taken(request_id=request_id, durable=True)
-    old = journal.segment.path
-
-    journal.compact()
-
-    assert not old.exists()
-    kept = read_entries(journal.segment.path.read_bytes())
-    assert list(kept) == [waiting] and kept[waiting].delivered == 3
-    assert kept[waiting].header == journal.pending[waiting].header
-
-
-def test_entries_share_their_callers_and_models_json_and_the_segment_has_it_whole(tmp_path):
-    """A busy process holds thousands of entries until PostgreSQL has their bills (~1 s of its requests):
-    each keeps only its own bytes around the caller's and the model's JSON, the objects every request of
-    that key and model shares. The segment has the header whole, and is read back as the same settlement."""
-    journal = Journal(tmp_path)
-    caller = key_less_caller(uuid.uuid4())
-    request_ids = [uuid.uuid4().hex for _ in range(2)]
-    for request_id in request_ids:
-        pieces = settlement_header(
-            request_id=request_id, caller=caller, model=MODEL, ingress_format="messages", streamed=False,
-            end_user='a "quoted" user',
-        )  # fmt: skip
-        journal.opened(request_id=request_id, header=pieces, prompt_estimate=PROMPT_ESTIMATE)
-    first, second = (journal.pending[request_id] for request_id in request_ids)
-    assert first.header_pieces[1] is second.header_pieces[1] is caller.settlement_json
-    assert first.header_pieces[3] is second.header_pieces[3] is MODEL.settlement_json
-    outcome = Outcome(status="completed", usage=Usage(prompt_tokens=12, completion_tokens=7))
-    journal.settling(request_id=request_ids[0], outcome=outcome)
-
-    read_back = read_entries(journal.segment.path.read_bytes())[request_ids[0]].settlement()
-
-    expected = Settlement(
-        request_id=request_ids[0], caller=caller, model=MODEL, ingress_format="messages", streamed=False,
-        end_user='a "quoted" user', outcome=outcome,
-    )  # fmt: skip
-    assert read_back == expected == first.settlement()
-    assert read_entries(journal.segment.path.read_bytes())[request_ids[1]].header == second.header
-
-
-def test_entries_read_back_share_their_callers_and_models_json(tmp_path):
-    """Entries read back (spilled in an outage, or adopted from a dead process) share the caller's and the
-    model's JSON as live ones do: up to GATEWAY_JOURNAL_MAX_IN_MEMORY of them come back at once."""
-    journal = Journal(tmp_path)
-    callers = [key_less_caller(uuid.uuid4()) for _ in range(2)]
-    live = {}
-    for n in range(6):
-        request_id = uuid.uuid4().hex
-        pieces = settlement_header(
-            request_id=request_id, caller=callers[n % 2], model=MODEL, ingress_format="messages",
-            streamed=bool(n % 3), end_user=None if n else "é \"user\"",
-        )  # fmt: skip
-        journal.opened(request_id=request_id, header=pieces, prompt_estimate=PROMPT_ESTIMATE)
-        live[request_id] = journal.pending[request_id]
-
-    read_back = read_entries(journal.segment.path.read_bytes())
-
-    assert [entry.header for entry in read_back.values()] == [entry.header for entry in live.values()]
-    first, second, third = list(read_back.values())[:3]
-    assert first.header_pieces[1] is third.header_pieces[1] is not second.header_pieces[1]
-    assert first.header_pieces[3] is second.header_pieces[3] is third.header_pieces[3]
-    assert first.header_pieces[1] == callers[0].settlement_json
-
-
 @pytest.mark.redis
 def test_a_pass_postgresql_cannot_answer_still_compacts_and_syncs(settings, tmp_path, monkeypatch):
     """PostgreSQL down: the entries the Redis meter took wait for a later pass, and this pass still does the
@@ -384,35 +260,3 @@ def test_a_pass_postgresql_cannot_answer_still_compacts_and_syncs(settings, tmp_
     assert list(journal.pending) == [request_id]
     assert journal.segment.path != before and synced == [journal.segment.path]
     assert list(read_entries(journal.segment.path.read_bytes())) == [request_id]
-
-
-def test_compaction_comes_at_growing_sizes_not_at_every_pass(tmp_path, monkeypatch):
-    """Due past COMPACT_BYTES and COMPACT_GROWTH times what the last compaction left: with entries that do
-    not leave (PostgreSQL down), a rewrite of them all waits until the segment has grown that much again,
-    where it came at every keeper pass."""
-    monkeypatch.setattr(journal_module, "COMPACT_BYTES", 10_000)
-    journal = Journal(tmp_path)
-    workspace_id = uuid.uuid4()
-    while journal.segment.size() <= 10_000:
-        assert not journal.due_for_compaction()
-        opened(journal, workspace_id)
-    assert journal.due_for_compaction()
-
-    journal.compact()
-
-    left = journal.segment.size()
-    assert left == journal.compacted_bytes > 10_000  # everything is still pending, so all of it is kept
-    while journal.segment.size() <= journal_module.COMPACT_GROWTH * left:
-        assert not journal.due_for_compaction()
-        opened(journal, workspace_id)
-    assert journal.due_for_compaction()
-
-
-def test_a_torn_last_line_is_skipped(tmp_path):
-    journal = Journal(tmp_path)
-    request_id = opened(journal, uuid.uuid4())
-    journal.segment.append(b'{"t":"s","id":"%s","o":{"sta' % request_id.encode())
-
-    entries = read_entries(journal.segment.path.read_bytes())
-
-    assert list(entries) == [request_id] and entries[request_id].outcome is None
