@@ -1,9 +1,10 @@
-"""The settlement journal's tests' shared pieces: an entry opened as the gateway opens one."""
+"""The settlement journal's tests' shared pieces: an entry opened, its hold, a process killed."""
 
+import os
 import uuid
 
 from gateway.canonical import Usage
-from gateway.metering import Outcome, Settlement
+from gateway.metering import Outcome, Settlement, sql
 from gateway.metering.journal import Journal
 from tests.factories import key_less_caller
 from tests.gateway.redis_meter_support import MODEL
@@ -30,3 +31,18 @@ def opened(journal: Journal, workspace_id: uuid.UUID) -> str:
         request_id=request_id, header=header(request_id, workspace_id), prompt_estimate=PROMPT_ESTIMATE
     )
     return request_id
+
+
+def reserve_in_sql(workspace_id: uuid.UUID, request_id: str) -> None:
+    sql.reserve_sync(
+        caller=key_less_caller(workspace_id),
+        model=MODEL,
+        request_id=request_id,
+        prompt_tokens=PROMPT_ESTIMATE,
+        max_tokens=50,
+    )
+
+
+def die(journal: Journal) -> None:
+    """What a killed process does to its journal: nothing, but its lock goes with it."""
+    os.close(journal.segment.fd)

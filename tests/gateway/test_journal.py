@@ -1,7 +1,6 @@
 """The settlement journal (ADR 0010) on a real PostgreSQL and Redis: what a dead process left is adopted and
 billed, what a meter refused or lost is settled again, and nothing is billed twice."""
 
-import os
 import time
 import uuid
 
@@ -13,7 +12,7 @@ from billing import mirror
 from billing.models import EntryKind, LedgerEntry, Reservation, ReservationStatus
 from gateway.audit import ledger_audit
 from gateway.canonical import Usage
-from gateway.metering import Outcome, cost_of, sql, writer
+from gateway.metering import Outcome, cost_of, writer
 from gateway.metering import journal as journal_module
 from gateway.metering import keeper as keeper_module
 from gateway.metering.journal import RESETTLE_SECONDS, Journal, read_entries
@@ -22,20 +21,10 @@ from gateway.metering.redis_meter import RedisMeter, close_loop_client
 from gateway.metrics_scrape import exposition
 from gateway.models import Generation
 from tests.factories import key_less_caller, make_workspace
-from tests.gateway.journal_support import PROMPT_ESTIMATE, opened
+from tests.gateway.journal_support import PROMPT_ESTIMATE, die, opened, reserve_in_sql
 from tests.gateway.redis_meter_support import MODEL, run
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
-
-
-def reserve_in_sql(workspace_id: uuid.UUID, request_id: str) -> None:
-    sql.reserve_sync(
-        caller=key_less_caller(workspace_id),
-        model=MODEL,
-        request_id=request_id,
-        prompt_tokens=PROMPT_ESTIMATE,
-        max_tokens=50,
-    )
 
 
 def billed_micro_usd() -> float:
@@ -47,11 +36,6 @@ def billed_micro_usd() -> float:
         for sample in family.samples
         if sample.name == "hyperinfer_billed_micro_usd_total" and sample.labels == {"model": MODEL.slug}
     )
-
-
-def die(journal: Journal) -> None:
-    """What a killed process does to its journal: nothing, but its lock goes with it."""
-    os.close(journal.segment.fd)
 
 
 def test_a_dead_processes_journal_is_adopted_and_each_request_billed_for_what_it_delivered(

@@ -21,8 +21,8 @@ from gateway.metering.journal import RESETTLE_SECONDS, Journal, read_entries
 from gateway.metering.keeper import Keeper
 from gateway.metering.redis_meter import RedisMeter
 from tests.factories import key_less_caller, make_workspace
+from tests.gateway.journal_support import die, opened, reserve_in_sql
 from tests.gateway.redis_meter_support import MODEL, run
-from tests.gateway.test_journal import die, opened, reserve_in_sql
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
