@@ -76,12 +76,15 @@ def _admit(fmt: IngressFormat, caller: Caller, body: bytes) -> Admitted:
         raise ApiError(ErrorCode.INVALID_REQUEST, message, param="model")
     tools = plan(request, model, catalog_cache.tool_prices()) if request.server_tools else None
     offered = with_tool_definitions(request, tools)
+    estimate = estimate_prompt_tokens(offered)
     return Admitted(
         caller,
         request,
         model,
-        prompt_estimate=estimate_prompt_tokens(offered),
-        prompt_reserve=reservation_prompt_tokens(offered, context_length=model.context_length),
+        prompt_estimate=estimate,
+        prompt_reserve=reservation_prompt_tokens(
+            offered, context_length=model.context_length, estimate=estimate
+        ),
         tools=tools,
     )
 

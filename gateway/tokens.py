@@ -61,10 +61,15 @@ def _prompt_size(request: CanonicalRequest) -> tuple[int, int]:
     return chars, images
 
 
-def reservation_prompt_tokens(request: CanonicalRequest, *, context_length: int) -> int:
-    """The prompt tokens to reserve for: the estimate plus every file's worst case, at most the context."""
+def reservation_prompt_tokens(
+    request: CanonicalRequest, *, context_length: int, estimate: int | None = None
+) -> int:
+    """The prompt tokens to reserve for: the estimate plus every file's worst case, at most the context.
+    `estimate` is `estimate_prompt_tokens(request)`, when the caller has it already (admission does)."""
     files = [block for message in request.messages for block in _with_tool_result_parts(message.content)]
-    tokens = estimate_prompt_tokens(request) + sum(
+    if estimate is None:
+        estimate = estimate_prompt_tokens(request)
+    tokens = estimate + sum(
         _file_tokens(block, context_length) for block in files if isinstance(block, FileBlock)
     )
     return min(tokens, context_length)

@@ -34,6 +34,11 @@ def test_a_file_reserves_a_token_per_byte_of_its_content():
     )
 
 
+def test_an_estimate_the_caller_has_is_used_and_the_files_still_add_theirs():
+    with_pdf = request_with(FileBlock(filename="a.pdf", file_data=pdf_of(30_000)))
+    assert reservation_prompt_tokens(with_pdf, context_length=CONTEXT, estimate=7) == 7 + 30_000
+
+
 def test_a_file_inside_a_tool_result_counts_too():
     result = ToolResultBlock(tool_call_id="c1", content=[FileBlock(file_data=pdf_of(9_000))])
     assert reservation_prompt_tokens(request_with(result), context_length=CONTEXT) >= 9_000
