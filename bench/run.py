@@ -29,7 +29,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import cells, report, soak, summary
+from bench import cells, report, services_cpu, soak, summary
 from bench.load import MODES, Target
 from bench.mock_upstream import new_event_loop
 from bench.stack import BenchError, Database, Processes, accounting, host_cpu_times, log, tail
@@ -158,6 +158,7 @@ async def run_soak(
         total=args.soak,
         last_piece=last_piece,
         log=log,
+        services=services_cpu.readers(redis_url=args.redis_url, database_url=args.database_url),
     )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from bench import memory
 from bench.load import CellResult, Target, preflight, run_count
 from bench.report import percentile
+from bench.services_cpu import Reader
 from bench.stack import BenchError, group_cpu_seconds
 
 DRIFT_BAR = 0.05  # issue 18: worker memory drift < 5 %
@@ -74,6 +75,8 @@ class SoakResult:
     cpu_seconds: float | None  # the gateway's process groups during the load
     others: dict[int, str] = field(default_factory=dict)  # processes sampled beside the workers, by pid
     writer_cpu_seconds: float | None = None  # of `cpu_seconds`, the meter writer's (ADR 0022), if it has one
+    # Beside the gateway: Redis's and a local PostgreSQL's CPU during the load (bench/services_cpu.py)
+    services_cpu_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def elapsed(self) -> float:
@@ -110,6 +113,7 @@ async def drive(
     total: int,
     last_piece: bytes,
     log: Callable[[str], None] | None = None,
+    services: dict[str, Reader] | None = None,
 ) -> SoakResult:
     for stream in streams:
         problem = await preflight(target, stream, last_piece)
@@ -122,6 +126,7 @@ async def drive(
     cpu_before = group_cpu_seconds(*pgids)
     writer = next((pid for pid, name in others.items() if name == "writer"), None)  # its own process group
     writer_before = None if writer is None else group_cpu_seconds(writer)
+    services_before = {name: read() for name, read in (services or {}).items()}
     sampler.start = time.perf_counter()
     cells = await run_count(
         target,
@@ -136,7 +141,14 @@ async def drive(
     cpu = cpu_after - cpu_before if cpu_before is not None and cpu_after is not None else None
     writer_after = None if writer is None else group_cpu_seconds(writer)
     writer_cpu = None if writer_before is None or writer_after is None else writer_after - writer_before
-    return SoakResult(total, concurrency, warmup, cells, sampler.samples, cpu, others, writer_cpu)
+    services_cpu = {}
+    for name, before in services_before.items():
+        after = (services or {})[name]()
+        if before is not None and after is not None:
+            services_cpu[name] = after - before
+    return SoakResult(
+        total, concurrency, warmup, cells, sampler.samples, cpu, others, writer_cpu, services_cpu
+    )
 
 
 # --- The report -----------------------------------------------------------------------------------
@@ -253,6 +265,7 @@ def text(result: SoakResult, modes: list[str], workers: int) -> str:
         f"{workers} workers; done in {result.elapsed:.1f} s: {result.rps:,.0f} req/s",
         f"      {result.answered:,} answered whole, {result.errors:,} errors; latency p50 "
         f"{p50} ms, p99 {p99} ms; gateway CPU {cpu} per request",
+        *services_line(result),
         "",
         "Worker memory (RSS: VmRSS of /proc/<pid>/status; USS = Private_Clean + Private_Dirty and PSS: "
         "/proc/<pid>/smaps_rollup)",
@@ -284,6 +297,15 @@ def text(result: SoakResult, modes: list[str], workers: int) -> str:
     return "\n".join(lines)
 
 
+def services_line(result: SoakResult) -> list[str]:
+    """What the gateway's requests cost Redis and PostgreSQL (their whole servers, on a quiet machine)."""
+    if not result.services_cpu_seconds or not result.total:
+        return []
+    spent = result.services_cpu_seconds.items()
+    figures = ", ".join(f"{name} {seconds * 1000 / result.total:.3f} ms" for name, seconds in spent)
+    return [f"      beside it: {figures} of CPU per request (their servers' whole time during the load)"]
+
+
 def summary(result: SoakResult) -> dict[str, Any]:
     """The soak's numbers for --json."""
     return {
@@ -302,6 +324,10 @@ def summary(result: SoakResult) -> dict[str, Any]:
             if result.writer_cpu_seconds is None
             else round(result.writer_cpu_seconds * 1000 / result.total, 3)
         ),
+        "services_cpu_ms_per_request": {
+            name: round(seconds * 1000 / result.total, 3)
+            for name, seconds in result.services_cpu_seconds.items()
+        },
         "samples": [
             {
                 "requests": sample.requests,
