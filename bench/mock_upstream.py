@@ -6,8 +6,10 @@ event loop, or a CPU-bound interpreter, with the load generator. Every answer is
 its JSON body. Streaming answers follow the OpenAI dialect: a role frame, N content deltas, a finish frame,
 a usage chunk (when `stream_options.include_usage` is set, as the gateway always asks) and `data: [DONE]`.
 
-`--delay-ms` adds a pause before the first byte (default 0: no artificial delay). `--api-key` makes the mock
-answer 401 to any other bearer token, which proves that the gateway forwards the provider's credentials.
+`--delay-ms` adds a pause before the first byte (default 0: no artificial delay). `--interval-ms` adds one
+between a stream's frames, as a model's tokens come a few milliseconds apart (default 0: the whole answer at
+once, which lets a proxy read and send it in a few writes). `--api-key` makes the mock answer 401 to any
+other bearer token, which proves that the gateway forwards the provider's credentials.
 """
 
 import argparse
@@ -88,7 +90,9 @@ def _usage(body: dict[str, Any], completion_tokens: int) -> dict[str, Any]:
     }
 
 
-def make_app(tokens: int, delay_ms: float = 0.0, api_key: str = "") -> web.Application:
+def make_app(
+    tokens: int, delay_ms: float = 0.0, api_key: str = "", interval_ms: float = 0.0
+) -> web.Application:
     answers = Answers(tokens)
     cache: dict[tuple[str, int, bool], list[bytes]] = {}  # (model, prompt tokens, include_usage) → frames
     expected_auth = f"Bearer {api_key}" if api_key else ""
@@ -119,7 +123,9 @@ def make_app(tokens: int, delay_ms: float = 0.0, api_key: str = "") -> web.Appli
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
         await response.prepare(request)
-        for frame in frames:  # one write per frame, as a real server flushes each token
+        for number, frame in enumerate(frames):  # one write per frame, as a real server flushes each token
+            if interval_ms and number:
+                await asyncio.sleep(interval_ms / 1000)
             await response.write(frame)
         await response.write_eof()
         return response
@@ -141,9 +147,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--tokens", type=int, default=20, help="content deltas per answer (default 20)")
     parser.add_argument("--delay-ms", type=float, default=0.0, help="pause before the first byte (default 0)")
+    parser.add_argument("--interval-ms", type=float, default=0.0, help="pause between frames (default 0)")
     parser.add_argument("--api-key", default="", help="require this bearer token (default: any)")
     args = parser.parse_args()
-    app = make_app(args.tokens, args.delay_ms, args.api_key)
+    app = make_app(args.tokens, args.delay_ms, args.api_key, args.interval_ms)
     web.run_app(
         app,
         host=args.host,

@@ -80,6 +80,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the gateway's meter (default: the settings' choice, redis with PostgreSQL and Redis, else sql)",
     )
     parser.add_argument("--upstream-delay-ms", type=float, default=0.0, help="mock's pause before answering")
+    parser.add_argument(
+        "--token-interval-ms", type=float, default=0.0, help="mock's pause between a stream's frames"
+    )
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir and the database afterwards")
     parser.add_argument(

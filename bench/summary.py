@@ -32,6 +32,7 @@ def settings_of(
         "ingress_format": args.format,
         "database": database.label,
         "upstream_delay_ms": args.upstream_delay_ms,
+        "token_interval_ms": args.token_interval_ms,
         "server": f"uvicorn config.asgi:application --workers {args.workers} --loop {GATEWAY_LOOP} "
         f"--http {GATEWAY_HTTP} --no-access-log --no-server-header",
         "bare_loop": GATEWAY_LOOP if args.bare_balanced else "uvloop",
@@ -65,7 +66,7 @@ def print_results(
         f"clients speak {args.format} to the gateway; the bare proxy's loop: {settings['bare_loop']}\n"
         f"          concurrency {','.join(map(str, args.concurrency))}; {args.warmup:g} s warm-up + "
         f"{args.duration:g} s measured per cell; {args.tokens} tokens per answer; "
-        f"upstream delay {args.upstream_delay_ms:g} ms\n"
+        f"upstream delay {args.upstream_delay_ms:g} ms, {args.token_interval_ms:g} ms between frames\n"
         f"          machine CPU busy with other processes, before / after the run: "
         f"{_background_text(background)}"
     )
@@ -135,7 +136,8 @@ def print_soak(
     print(
         f"Settings: {settings['server']}; {settings['env']}; {settings['database']}; "
         f"clients speak {args.format} to the gateway\n"
-        f"          {args.tokens} tokens per answer; upstream delay {args.upstream_delay_ms:g} ms; "
+        f"          {args.tokens} tokens per answer; upstream delay {args.upstream_delay_ms:g} ms, "
+        f"{args.token_interval_ms:g} ms between frames; "
         f"memory sampled at every twentieth of the requests, the warm-up's after {result.warmup:,} "
         f"requests and {soak.WARMUP_SECONDS:g} s\n"
         f"          machine CPU busy with other processes, before / after the run: "

@@ -149,7 +149,7 @@ class Launcher:
         argv = [sys.executable, "-m", "bench.mock_upstream", "--port", str(port)]
         # "--api-key=…": a generated key may begin with "-", which argparse would read as an option.
         argv += ["--tokens", str(args.tokens), f"--api-key={upstream_key}"]
-        argv += ["--delay-ms", str(args.upstream_delay_ms)]
+        argv += ["--delay-ms", str(args.upstream_delay_ms), "--interval-ms", str(args.token_interval_ms)]
         log(f"starting the mock upstream on 127.0.0.1:{port}")
         mock = self.processes.start("mock upstream", argv, os.environ.copy(), self.workdir / "upstream.log")
         self.pgids["direct"] = (mock.process.pid,)
