@@ -3,6 +3,7 @@ together, with only an idle wait timed (for the keep-alive), and the client leav
 raced against each event (a task and a wait per event were most of a stream's cost: ADR 0018)."""
 
 import asyncio
+import collections
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, cast
@@ -13,12 +14,62 @@ from gateway.canonical import Event
 from gateway.http import ClientGone
 from gateway.routing import OpenStream
 
-# Events sent from the queue in one batch, before a pause: a whole answer can arrive at once (a fast upstream,
+# Events sent from the inbox in one batch, before a pause: a whole answer can arrive at once (a fast upstream,
 # several tokens a chunk), and sending it in one go would hold back other requests' first bytes (bursts of
 # 32 put the bench's time to first byte at 32 clients up by 1.3 ms, bench/README.md).
 _BURST = 8
-# What the reader puts in the queue besides events: the end of the answer, or the client gone.
-_END, _GONE = object(), object()
+# What the inbox holds besides events: the end of the answer, the client gone, the upstream quiet too long.
+_END, _GONE, _IDLE = object(), object(), object()
+
+
+class _Inbox:
+    """What the reader task hands the response loop, in order, with one waiter at a time. An asyncio.Queue
+    and an `asyncio.timeout` around each wait cost ~4 µs a delta more when tokens come one by one
+    (bench/README.md); the keep-alive is one timer a stream instead (`_KeepAlive`)."""
+
+    __slots__ = ("items", "loop", "waiter", "waiting_since")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.items: collections.deque[object] = collections.deque()
+        self.waiter: asyncio.Future[None] | None = None
+        self.waiting_since: float | None = None  # the loop's time the response loop began waiting, if it is
+
+    def put(self, item: object) -> None:
+        self.items.append(item)
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait(self) -> None:
+        """Until something is in the inbox."""
+        self.waiting_since = self.loop.time()
+        try:
+            while not self.items:
+                self.waiter = self.loop.create_future()
+                await self.waiter
+        finally:
+            self.waiter = self.waiting_since = None
+
+
+class _KeepAlive:
+    """Puts _IDLE in the inbox once the response loop has waited `seconds` for the upstream: one timer for
+    the stream, moved on when it fires early, not one set and cancelled for each wait."""
+
+    def __init__(self, inbox: _Inbox, seconds: float) -> None:
+        self.inbox, self.seconds = inbox, seconds
+        self.timer = inbox.loop.call_later(seconds, self._check)
+
+    def _check(self) -> None:
+        inbox, now = self.inbox, self.inbox.loop.time()
+        since = inbox.waiting_since
+        if since is not None and now - since >= self.seconds and not inbox.items:
+            inbox.put(_IDLE)
+            since = now  # the keep-alive ends this silence; the next is counted from here
+        self.timer = inbox.loop.call_at((since if since is not None else now) + self.seconds, self._check)
+
+    def cancel(self) -> None:
+        self.timer.cancel()
 
 
 async def batches(
@@ -28,29 +79,30 @@ async def batches(
     whether it is the last (the answer's end came with it: the caller sends it with the answer's end, in
     one write). Each batch is one send to the client and one journal line, not one per event. Raises
     ClientGone when the client disconnects, after closing the upstream connection. One reader task for the
-    whole answer fills a queue, and only an idle wait (nothing queued) is timed, for the keep-alive: no
-    task and race per event (bench/README.md)."""
+    whole answer fills an inbox; `on_idle` runs when the upstream has been quiet for the keep-alive interval:
+    no task and race per event (bench/README.md)."""
     yield [opened.first], False
-    queue: asyncio.Queue[object] = asyncio.Queue()
-    reader = asyncio.ensure_future(_pump(opened.rest, queue))
+    inbox = _Inbox(asyncio.get_running_loop())
+    reader = asyncio.ensure_future(_pump(opened.rest, inbox))
+    keepalive = _KeepAlive(inbox, settings.GATEWAY_KEEPALIVE_SECONDS)
 
     def client_gone(done: asyncio.Future[None]) -> None:
         if not done.cancelled():
-            queue.put_nowait(_GONE)
+            inbox.put(_GONE)
 
     disconnect.add_done_callback(client_gone)
     try:
         while True:
+            if not inbox.items:
+                await inbox.wait()
             items: list[object] = []
-            if queue.empty():
-                try:
-                    async with asyncio.timeout(settings.GATEWAY_KEEPALIVE_SECONDS):
-                        items.append(await queue.get())
-                except TimeoutError:
-                    await on_idle()
-                    continue
-            while len(items) < _BURST and not queue.empty():
-                items.append(queue.get_nowait())
+            while len(items) < _BURST and inbox.items:
+                item = inbox.items.popleft()
+                if item is not _IDLE:
+                    items.append(item)
+            if not items:  # the upstream was quiet for the interval, and still is
+                await on_idle()
+                continue
             batch: list[Event] = []
             for item in items:
                 if item is _GONE or (disconnect.done() and not disconnect.cancelled()):
@@ -67,6 +119,7 @@ async def batches(
             if len(items) == _BURST:
                 await asyncio.sleep(0)  # let other requests' steps run between long bursts
     finally:
+        keepalive.cancel()
         disconnect.remove_done_callback(client_gone)
         # Stopped early (the client left, a failure): cancelling the reader closes the upstream
         # connection, so the provider stops generating.
@@ -74,15 +127,15 @@ async def batches(
         await opened.rest.aclose()
 
 
-async def _pump(events: AsyncGenerator[Event, None], queue: "asyncio.Queue[object]") -> None:
-    """Every event of `events` into the queue, then _END, or the exception that ended them."""
+async def _pump(events: AsyncGenerator[Event, None], inbox: _Inbox) -> None:
+    """Every event of `events` into the inbox, then _END, or the exception that ended them."""
     try:
         async for event in events:
-            queue.put_nowait(event)
-    except Exception as exc:  # an UpstreamError (or a bug): the reader of the queue raises it
-        queue.put_nowait(exc)
+            inbox.put(event)
+    except Exception as exc:  # an UpstreamError (or a bug): the response loop raises it
+        inbox.put(exc)
         return
-    queue.put_nowait(_END)
+    inbox.put(_END)
 
 
 @contextlib.asynccontextmanager

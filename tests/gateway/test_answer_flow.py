@@ -85,3 +85,31 @@ def test_a_failure_after_events_comes_after_them_and_no_batch_is_last():
         asyncio.run(read())
     assert raised.value is failure
     assert seen[1:] == [(events, False)]
+
+
+def test_a_quiet_upstream_gets_a_keep_alive_each_interval_and_none_while_events_come(settings):
+    settings.GATEWAY_KEEPALIVE_SECONDS = 0.05
+    events = deltas(4)
+
+    async def rest() -> AsyncGenerator[Event, None]:
+        yield events[0]
+        await asyncio.sleep(0.175)  # three intervals and a half of silence
+        for event in events[1:]:
+            await asyncio.sleep(0.02)  # then tokens well inside the interval
+            yield event
+
+    log: list[object] = []
+
+    async def read() -> None:
+        disconnect: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        async def idle() -> None:
+            log.append("keep-alive")
+
+        async for batch, _ in batches(opened(rest()), disconnect, idle):
+            log.extend(batch)
+
+    asyncio.run(read())
+    first, middle, rest_of_them = log[1], log[2:-3], log[-3:]
+    assert first == events[0] and rest_of_them == events[1:]
+    assert middle == ["keep-alive"] * len(middle) and 2 <= len(middle) <= 3  # ~one an interval, not more
