@@ -8,11 +8,12 @@ backends that exited meanwhile (a connection closed during the soak took its bac
 are the whole server's: whatever else it served in the same seconds counts too, so run it on a quiet machine.
 """
 
-import os
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import redis
+
+from bench.stack import CLOCK_TICKS, proc_stats
 
 Reader = Callable[[], float | None]
 
@@ -36,25 +37,15 @@ def postgres_cpu_seconds(url: str) -> float | None:
     for a server on another host or where /proc cannot tell."""
     if (urlsplit(url).hostname or "") not in _LOOPBACK:
         return None
-    ticks = os.sysconf("SC_CLK_TCK")
-    stats: dict[int, tuple[int, list[bytes]]] = {}  # pid -> (parent pid, the stat fields after the name)
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
+    all_stats = proc_stats()
+    if all_stats is None:
         return None
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as stat:
-                raw = stat.read()
-        except OSError:
-            continue  # exited meanwhile
-        name = raw[raw.index(b"(") + 1 : raw.rindex(b")")]
-        if name not in (b"postgres", b"postmaster"):
-            continue
-        fields = raw[raw.rindex(b")") + 2 :].split()  # after "pid (comm) "
-        stats[int(entry)] = (int(fields[1]), fields)
+    # pid -> (parent pid, the stat fields after the name)
+    stats = {
+        stat.pid: (int(stat.fields[1]), stat.fields)
+        for stat in all_stats
+        if stat.name in (b"postgres", b"postmaster")
+    }
     if not stats:
         return None
     total = 0
@@ -62,7 +53,7 @@ def postgres_cpu_seconds(url: str) -> float | None:
         total += int(fields[11]) + int(fields[12])  # utime, stime
         if parent not in stats:  # the postmaster: its reaped children's time too
             total += int(fields[13]) + int(fields[14])  # cutime, cstime
-    return total / ticks
+    return total / CLOCK_TICKS
 
 
 def readers(*, redis_url: str | None, database_url: str | None) -> dict[str, Reader]:
