@@ -5,8 +5,9 @@ target's CPU time and the machine's measured around it."""
 import functools
 
 from bench.call_count import CallCounter
+from bench.cpu_time import group_cpu_seconds, host_cpu_times
 from bench.load import MODES, CellResult, Target, preflight, run_cell
-from bench.stack import BenchError, Processes, group_cpu_seconds, host_cpu_times, log
+from bench.stack import BenchError, Processes, log
 
 
 async def drive(

@@ -30,9 +30,10 @@ from types import FrameType
 from typing import Any
 
 from bench import cells, report, services_cpu, soak, summary
+from bench.cpu_time import host_cpu_times
 from bench.load import MODES, Target
 from bench.mock_upstream import new_event_loop
-from bench.stack import BenchError, Database, Processes, accounting, host_cpu_times, log, tail
+from bench.stack import BenchError, Database, Processes, accounting, log, tail
 from bench.targets import GATEWAY_PATHS, Launcher
 
 

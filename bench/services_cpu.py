@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import redis
 
-from bench.stack import CLOCK_TICKS, proc_stats
+from bench.cpu_time import CLOCK_TICKS, proc_stats
 
 Reader = Callable[[], float | None]
 

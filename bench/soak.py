@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench import memory
+from bench.cpu_time import group_cpu_seconds
 from bench.load import CellResult, Target, preflight, run_count
 from bench.report import percentile
 from bench.services_cpu import Reader
-from bench.stack import BenchError, group_cpu_seconds
+from bench.stack import BenchError
 
 DRIFT_BAR = 0.05  # issue 18: worker memory drift < 5 %
 ISSUE_SOAK = 100_000  # the soak the issue's bar is stated for

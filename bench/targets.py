@@ -18,6 +18,7 @@ from typing import Any
 
 from bench import call_count, litellm_proxy, memory
 from bench.call_count import CallCounter
+from bench.cpu_time import group_cpu_seconds
 from bench.load import Target
 from bench.stack import (
     GATEWAY_HTTP,
@@ -28,7 +29,6 @@ from bench.stack import (
     Database,
     Processes,
     free_port,
-    group_cpu_seconds,
     log,
     provision,
     wait_http,
