@@ -35,7 +35,8 @@ _LONG_RUN = b"0" * 19
 def has_long_number(data: str | bytes) -> bool:
     """Whether the JSON text has 19+ ASCII digits in a row (inside a string too: a harmless false alarm)."""
     raw = data if isinstance(data, bytes) else data.encode("utf-8", "surrogatepass")
-    return _LONG_RUN in raw.translate(_DIGIT_RUNS)
+    # find(), not `in`: bytes' `in` first tries its operand as an integer (a TypeError made and dropped).
+    return raw.translate(_DIGIT_RUNS).find(_LONG_RUN) != -1
 
 
 def read_json(data: str | bytes) -> Any:

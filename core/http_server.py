@@ -21,10 +21,15 @@ _HEAD = b"HTTP/1.1 "  # how every response head uvicorn writes begins (its STATU
 class _HeadWithBody:
     """The connection's transport, holding a response head back for the write that follows it."""
 
-    __slots__ = ("_flush", "_head", "_loop", "transport")
+    __slots__ = ("_flush", "_head", "_loop", "is_closing", "pause_reading", "resume_reading", "transport")
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self.transport = transport
+        # What uvicorn asks of a connection every request, bound here: found through __getattr__, each call
+        # would first make and drop an AttributeError (with its formatted message).
+        self.is_closing = transport.is_closing
+        self.pause_reading = transport.pause_reading
+        self.resume_reading = transport.resume_reading
         self._loop = loop
         self._head: bytes | None = None
         self._flush: asyncio.Handle | None = None

@@ -198,7 +198,7 @@ class Finish:
     stop_sequence: str | None = None  # the stop sequence that ended the answer, when the upstream says
 
 
-@dataclass(slots=True)
+@dataclass  # no __slots__: orjson writes it from its __dict__ (gateway/metering/base.py's Outcome)
 class Usage:
     prompt_tokens: int  # all prompt tokens, cached ones included
     completion_tokens: int  # reasoning tokens included

@@ -257,7 +257,7 @@ _counting_tasks: set["asyncio.Task[None]"] = set()
 
 def _watch(journal: "Journal") -> None:
     """Count this event loop's journal from now on (a task started by the loop's first request)."""
-    if any(watched is journal for watched in list(_journals.values())):
+    if journal in _journals.values():  # (a Journal equals only itself)
         return  # a journal is one loop's; asking for the loop costs a getpid() call (resp.py)
     loop = asyncio.get_running_loop()
     starting = loop not in _journals

@@ -32,6 +32,8 @@ def require_kind(model: ModelInfo, kind: str) -> None:
 
 def require_available(model: ModelInfo) -> None:
     """At least one of the model's providers is configured on this deployment."""
-    if not any(route.provider.configured for route in model.routes):
-        message = f"{model.slug} is not available on this deployment: none of its providers is configured."
-        raise ApiError(ErrorCode.PROVIDER_UNAVAILABLE, message, param="model")
+    for route in model.routes:  # a loop: any() over a generator left unfinished throws GeneratorExit in it
+        if route.provider.configured:
+            return
+    message = f"{model.slug} is not available on this deployment: none of its providers is configured."
+    raise ApiError(ErrorCode.PROVIDER_UNAVAILABLE, message, param="model")

@@ -22,7 +22,9 @@ END_USER_MAX_LENGTH = Generation._meta.get_field("end_user").max_length
 ERROR_DETAIL_MAX_LENGTH = 4000
 
 
-@dataclass(slots=True)
+# No __slots__ here nor in `Usage`: orjson writes a dataclass from its __dict__ (the journal writes every
+# request's outcome); a slotted one it first asks for a __dict__, an AttributeError made and dropped each.
+@dataclass
 class Outcome:
     """What happened upstream, as the generation record and the bill need it."""
 

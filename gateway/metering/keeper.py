@@ -23,6 +23,7 @@ from gateway import metrics
 from gateway.http import in_thread
 from gateway.metering import get_meter
 from gateway.metering import journal as journal_file
+from gateway.metering import writer
 from gateway.metering.journal import Entry, Journal, orphans
 from gateway.outage import attempted
 from gateway.selectors import recorded_request_ids
@@ -31,6 +32,9 @@ logger = logging.getLogger(__name__)
 
 TICK_SECONDS = 1.0
 CONFIRM_SECONDS = 2.0  # the longest a pass waits for PostgreSQL's confirmations
+# An entry the meter took is first asked about once the writer has had a flush to write it (writer.py):
+# asked at once, a third of them were not there yet and were asked again a pass later (~1.3 asks a request).
+CONFIRM_AFTER_SECONDS = 2 * writer.IDLE_SECONDS
 MAX_RETRY_SECONDS = 60.0
 CONCURRENT_SETTLEMENTS = 32
 
@@ -138,7 +142,12 @@ class Keeper:
         return True
 
     async def _confirm(self, now: float) -> None:
-        taken = [entry for entry in self.journal.pending.values() if entry.taken_at is not None]
+        taken_by = now - CONFIRM_AFTER_SECONDS
+        taken = [
+            entry
+            for entry in self.journal.pending.values()
+            if entry.taken_at is not None and entry.taken_at <= taken_by
+        ]
         if not taken:
             return
         # PostgreSQL known to be down: PostgresDown at once (gateway/outage.py), not the pool's timeout.

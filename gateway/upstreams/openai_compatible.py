@@ -48,6 +48,16 @@ def _transport_failure(slug: str, exc: TimeoutError | HttpError) -> UpstreamErro
     return UpstreamError.provider_side(ErrorCode.PROVIDER_UNAVAILABLE, detail)
 
 
+def _has_first_choice(choices: object) -> bool:
+    """Whether an answer's `choices` hold the first one (index 0, or no index). A loop: any() over a
+    generator it leaves unfinished throws GeneratorExit into it, for every request."""
+    if isinstance(choices, list):
+        for choice in choices:
+            if isinstance(choice, dict) and choice.get("index", 0) == 0:
+                return True
+    return False
+
+
 def _excerpt(answer: Json) -> str:
     return json.dumps(answer)[:200]
 
@@ -180,10 +190,7 @@ class OpenAICompatibleAdapter(OpenAIRequestMapping, UpstreamAdapter):
             answer = await self._fetch_whole(self.url_for(request, route), body, route, client)
         except (TimeoutError, HttpError) as exc:
             raise _transport_failure(slug, exc) from exc
-        choices = answer.get("choices")
-        if not isinstance(choices, list) or not any(
-            isinstance(c, dict) and c.get("index", 0) == 0 for c in choices
-        ):
+        if not _has_first_choice(answer.get("choices")):
             raise UpstreamError.provider_side(
                 ErrorCode.PROVIDER_UNAVAILABLE, f"{slug}: the answer had no choice: {_excerpt(answer)}"
             )

@@ -47,3 +47,20 @@ def test_a_server_that_waits_on_an_event_has_its_wait_withdrawn():
         return first, waiters, client_left(receive)
 
     assert asyncio.run(scenario()) == (False, 0, True)
+
+
+def test_a_server_whose_request_cycle_keeps_a_disconnected_flag_is_read_without_a_receive():
+    """uvicorn's receive() is a method of its request cycle, which sets `disconnected` when the client goes."""
+
+    class Cycle:
+        def __init__(self, disconnected: bool) -> None:
+            self.disconnected = disconnected
+            self.receives = 0
+
+        async def receive(self):
+            self.receives += 1
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+    gone, there = Cycle(disconnected=True), Cycle(disconnected=False)
+    assert (client_left(gone.receive), client_left(there.receive)) == (True, False)
+    assert gone.receives == there.receives == 0

@@ -16,7 +16,7 @@ from gateway.metering import Outcome, cost_of, writer
 from gateway.metering import journal as journal_module
 from gateway.metering import keeper as keeper_module
 from gateway.metering.journal import RESETTLE_SECONDS, Journal, read_entries
-from gateway.metering.keeper import Keeper
+from gateway.metering.keeper import CONFIRM_AFTER_SECONDS, Keeper
 from gateway.metering.redis_meter import RedisMeter, close_loop_client
 from gateway.metrics_scrape import exposition
 from gateway.models import Generation
@@ -166,7 +166,7 @@ def test_a_settlement_redis_refused_is_settled_by_the_keeper_once_redis_is_back(
         # The pipeline counted it deferred; billed now, it is in /metrics' billed total.
         assert billed_micro_usd() - billed_before == cost_of(MODEL, usage)
         await writer.drain()
-        await keeper.keep_once(time.time())
+        await keeper.keep_once(time.time() + CONFIRM_AFTER_SECONDS)
         assert journal.pending == {}
         return request_id, cost_of(MODEL, usage)
 
@@ -231,7 +231,10 @@ def test_a_pass_postgresql_cannot_answer_still_compacts_and_syncs(settings, tmp_
     journal.settling(request_id=request_id, outcome=Outcome(status="completed", usage=Usage(1, 1)))
     journal.taken(request_id=request_id, durable=False)
 
+    asked = []
+
     def postgres_down(**_):
+        asked.append(1)
         raise OperationalError("connection refused")
 
     monkeypatch.setattr(keeper_module, "billed_in_postgres", postgres_down)
@@ -239,8 +242,33 @@ def test_a_pass_postgresql_cannot_answer_still_compacts_and_syncs(settings, tmp_
     monkeypatch.setattr(journal, "sync", lambda: synced.append(journal.segment.path))
     before = journal.segment.path
 
-    run(Keeper(journal).keep_once(time.time()))
+    run(Keeper(journal).keep_once(time.time() + CONFIRM_AFTER_SECONDS))
 
-    assert list(journal.pending) == [request_id]
+    assert asked == [1] and list(journal.pending) == [request_id]
     assert journal.segment.path != before and synced == [journal.segment.path]
     assert list(read_entries(journal.segment.path.read_bytes())) == [request_id]
+
+
+def test_an_entry_the_meter_took_is_asked_about_once_the_writer_has_had_time_to_write_it(
+    settings, tmp_path, monkeypatch
+):
+    """Asked at once, most entries taken just before a pass were not in PostgreSQL yet and were asked again
+    at the next; an entry is asked about once it was taken CONFIRM_AFTER_SECONDS ago."""
+    settings.GATEWAY_METER = "redis"
+    journal = Journal(tmp_path)
+    request_id = opened(journal, uuid.uuid4())
+    journal.settling(request_id=request_id, outcome=Outcome(status="completed", usage=Usage(1, 1)))
+    journal.taken(request_id=request_id, durable=False)
+    taken_at = journal.pending[request_id].taken_at
+    asked: list[list[str]] = []
+
+    def billed_in_postgres(*, entries, now):
+        asked.append([entry.request_id for entry in entries])
+        return {entry.request_id for entry in entries}
+
+    monkeypatch.setattr(keeper_module, "billed_in_postgres", billed_in_postgres)
+    keeper = Keeper(journal)
+    run(keeper.keep_once(taken_at + CONFIRM_AFTER_SECONDS / 2))
+    assert asked == [] and list(journal.pending) == [request_id]
+    run(keeper.keep_once(taken_at + CONFIRM_AFTER_SECONDS))
+    assert asked == [[request_id]] and journal.pending == {}
