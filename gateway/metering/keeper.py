@@ -21,9 +21,8 @@ from billing.selectors import accounts_existing
 from core.processes import release_free_memory
 from gateway import metrics
 from gateway.http import in_thread
-from gateway.metering import get_meter
+from gateway.metering import get_meter, writer
 from gateway.metering import journal as journal_file
-from gateway.metering import writer
 from gateway.metering.journal import Entry, Journal, orphans
 from gateway.outage import attempted
 from gateway.selectors import recorded_request_ids

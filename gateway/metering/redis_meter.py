@@ -14,12 +14,12 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import redis.asyncio as aioredis
 import redis.asyncio.cluster
 from django.conf import settings
-from django.utils import timezone
 from redis.commands.core import AsyncScript
 
 from billing import mirror
@@ -177,7 +177,9 @@ class RedisMeter:
     async def _reserve(self, caller: Caller, request_id: str, amount: int) -> int:
         _, run = loop_client()
         now = time.time()
-        period = limit_period(caller, timezone.now())
+        # datetime's, not django.utils.timezone.now(): the same aware UTC time (USE_TZ), without reading the
+        # setting through Django's lazy settings object twice a request.
+        period = limit_period(caller, datetime.now(UTC))
         workspace = mirror.names(caller.workspace_text)
         keys = [  # all in the workspace's shard: one cluster slot
             workspace.workspace_hash,
@@ -232,7 +234,7 @@ class RedisMeter:
 
     async def settle(self, settlement: Settlement) -> int:
         cost = charge_for(settlement)
-        finished = timezone.now()
+        finished = datetime.now(UTC)
         caller, request_id = settlement.caller, settlement.request_id
         period = limit_period(caller, finished)
         workspace = mirror.names(caller.workspace_text)

@@ -50,7 +50,7 @@ def test_a_server_that_waits_on_an_event_has_its_wait_withdrawn():
 
 
 def test_a_server_whose_request_cycle_keeps_a_disconnected_flag_is_read_without_a_receive():
-    """uvicorn's receive() is a method of its request cycle, which sets `disconnected` when the client goes."""
+    """uvicorn's receive() is a method of its request cycle, setting `disconnected` as the client leaves."""
 
     class Cycle:
         def __init__(self, disconnected: bool) -> None:
