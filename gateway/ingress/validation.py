@@ -55,6 +55,36 @@ def field_path(error: ValidationError) -> str:
     return path
 
 
+def _meant_branch(error: ValidationError) -> list[ValidationError]:
+    """An anyOf/oneOf over objects told apart by their `type` const (content parts, input items): the errors
+    of the branch whose `type` the object has. Without it, the closest branch by jsonschema's measure
+    could be another kind's (a function_call item reported as a message missing its `role`)."""
+    kind = error.instance.get("type") if isinstance(error.instance, dict) else None
+    branches = error.validator_value if error.validator in ("anyOf", "oneOf") else None
+    if kind is None or not isinstance(branches, list):
+        return []
+    for index, branch in enumerate(branches):
+        properties = branch.get("properties") if isinstance(branch, dict) else None
+        tag = properties.get("type") if isinstance(properties, dict) else None
+        if isinstance(tag, dict) and "const" in tag and tag["const"] == kind:
+            return [each for each in error.context if each.relative_schema_path[0] == index]
+    return []
+
+
+def _missing_property(error: ValidationError) -> str:
+    """A missing required property's path (`messages`, `tools[0].function.name`), which the error's own path
+    stops short of (it is the object's); "" for any other error."""
+    if error.validator != "required" or not isinstance(error.instance, dict):
+        return ""
+    missing = [name for name in error.validator_value if name not in error.instance]
+    # The one the message names ("'messages' is a required property"), when several are missing.
+    name = next((each for each in missing if error.message.startswith(repr(each))), None)
+    if name is None:
+        return ""
+    parent = field_path(error)
+    return f"{parent}.{name}" if parent else name
+
+
 def _compiled_accepts(validator: RequestValidator, body: object) -> bool:
     try:
         return validator.compiled.is_valid(body)
@@ -68,10 +98,10 @@ def validate_or_raise(validator: RequestValidator, body: object) -> None:
     error = best_match(validator.reference.iter_errors(body))
     if error is None:
         return
-    # For anyOf/oneOf failures, the most specific sub-error names the real problem.
+    # For anyOf/oneOf failures, the most specific sub-error of the branch the body meant names the problem.
     while error.context:
-        error = best_match(error.context)
-    field = field_path(error) or None
+        error = best_match(_meant_branch(error) or error.context)
+    field = _missing_property(error) or field_path(error) or None
     message = error.message if len(error.message) < 300 else error.message[:300] + "…"
     raise ApiError(ErrorCode.INVALID_REQUEST, f"{field}: {message}" if field else message, param=field)
 

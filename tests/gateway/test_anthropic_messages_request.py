@@ -246,10 +246,14 @@ def test_a_schema_error_names_the_field(raw, field):
     assert refused.param == field and refused.message.startswith(f"{field}: ")
 
 
-def test_a_missing_required_field_is_named_in_the_message():
+def test_a_missing_required_field_is_named_in_the_message_and_the_param():
     raw = body()
     del raw["max_tokens"]
-    assert "'max_tokens' is a required property" in refusal(raw).message
+    refused = refusal(raw)
+    assert refused.param == "max_tokens"
+    assert refused.message == "max_tokens: 'max_tokens' is a required property"
+    nested = body(messages=[{"role": "user", "content": [{"type": "tool_result"}]}])
+    assert refusal(nested).param == "messages[0].content[0].tool_use_id"
 
 
 def test_a_redacted_block_sent_back_is_a_redacted_reasoning_block():

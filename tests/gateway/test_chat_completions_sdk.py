@@ -101,6 +101,11 @@ def test_errors_come_in_the_openai_envelope_with_the_taxonomy_code(gateway_url, 
         )
     assert bad_role.value.body["param"] == "messages[0].role"
 
+    with pytest.raises(openai.BadRequestError) as no_messages:
+        client_for(gateway_url, key).chat.completions.create(model=MODEL, messages=openai.NOT_GIVEN)
+    assert no_messages.value.body["param"] == "messages"
+    assert no_messages.value.body["message"] == "messages: 'messages' is a required property"
+
 
 # --- Signed reasoning from an Anthropic upstream, sent back ------------------------------------------------
 WEATHER = {

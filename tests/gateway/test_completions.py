@@ -138,7 +138,7 @@ def test_providers_without_the_endpoint_are_skipped_or_refused_by_name(gateway_u
         ({"prompt": PROMPT, "logprobs": 3}, "logprobs"),
         ({"prompt": PROMPT, "best_of": 2}, "best_of"),
         ({"prompt": PROMPT, "max_tokens": 0}, "max_tokens"),
-        ({}, None),
+        ({}, "prompt"),  # missing: named too
     ],
 )
 def test_bad_input_names_the_field(gateway_url, funded_key, body, field):
@@ -150,7 +150,7 @@ def test_bad_input_names_the_field(gateway_url, funded_key, body, field):
     )
     error = answer.json()["error"]
     assert answer.status_code == 400 and error["code"] == "invalid_request"
-    assert error["param"] == field if field else "prompt" in error["message"]
+    assert error["param"] == field and error["message"].startswith(f"{field}: ")
 
 
 def _llama_reachable() -> bool:

@@ -173,7 +173,7 @@ def test_a_failing_route_falls_back_and_a_refusal_is_not_billed(gateway_url, fun
         ({"model": SANDBOX, "input": "x" * 200_000}, 400, "input"),  # over the 8,192-token context
         ({"model": "hyperinfer/sandbox", "input": "x"}, 400, "model"),  # a chat model
         ({"model": "no/such-model", "input": "x"}, 404, "model"),
-        ({"input": "x"}, 400, None),
+        ({"input": "x"}, 400, "model"),  # missing: named too
     ],
 )
 def test_bad_input_names_the_field_and_holds_nothing(gateway_url, funded_key, body, status, field):

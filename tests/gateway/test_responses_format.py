@@ -201,19 +201,17 @@ def test_previous_response_id_is_refused_as_the_api_is_stateless():
     ("body", "param"),
     [
         ({"input": [{"role": "robot", "content": "x"}]}, "input[0].role"),
-        ({"input": [{"type": "function_call", "call_id": "c", "name": "f"}]}, "input[0]"),
+        ({"input": [{"type": "function_call", "call_id": "c", "name": "f"}]}, "input[0].arguments"),
         ({"input": "x", "max_output_tokens": 0}, "max_output_tokens"),
         ({"input": "x", "text": {"format": {"type": "yaml"}}}, "text.format.type"),
         ({"input": "x", "tool_choice": "sometimes"}, "tool_choice"),
-        ({}, None),
+        ({}, "input"),
     ],
 )
 def test_a_schema_error_names_the_field(body, param):
     error = refusal(**body)
-    assert error.param == param
-    if param:
-        assert error.message.startswith(f"{param}: ")
-    else:
+    assert error.param == param and error.message.startswith(f"{param}: ")
+    if not body:
         assert "'input' is a required property" in error.message
 
 
