@@ -83,7 +83,7 @@ async def batches(
     no task and race per event (bench/README.md)."""
     yield [opened.first], False
     inbox = _Inbox(asyncio.get_running_loop())
-    reader = asyncio.ensure_future(_pump(opened.rest, inbox))
+    reader = asyncio.create_task(_pump(opened.rest, inbox))
     keepalive = _KeepAlive(inbox, settings.GATEWAY_KEEPALIVE_SECONDS)
 
     def client_gone(done: asyncio.Future[None]) -> None:

@@ -150,7 +150,7 @@ class Run:
             # Nothing to race the client leaving against: it is asked about once, when the answer is made
             # (gateway.http.client_left), rather than watched by a task for the whole request.
             return await self._execute(None)
-        disconnect = asyncio.ensure_future(wait_for_disconnect(self.receive))
+        disconnect = asyncio.create_task(wait_for_disconnect(self.receive))
         try:
             return await self._execute(disconnect)
         finally:
@@ -198,7 +198,7 @@ class Run:
             # No keep-alive to send before a whole answer: this task waits itself (no task and wait more).
             async with client_leaving_cancels(disconnect):
                 return await attempt
-        opening = asyncio.ensure_future(attempt)
+        opening = asyncio.create_task(attempt)
         watched: set[asyncio.Future[Any]] = {opening, disconnect}
         while True:
             done, _ = await asyncio.wait(
