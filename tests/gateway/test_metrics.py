@@ -17,6 +17,7 @@ from tests.config.test_settings import PRODUCTION, check
 from tests.factories import make_user, make_workspace
 from tests.fakes.openai_dialects import Scenario, openai_fake
 from tests.gateway.conftest import serve_model_from, settled_generation
+from tests.rate_windows import a_fresh_minute
 
 TOKEN = "metrics-" + "s3cr3t" * 6
 KEY = "test-key"
@@ -209,6 +210,7 @@ def test_a_refusal_counts_a_refused_request_and_its_taxonomy_code(
     }
     key = keys[which]()
     if which == "limited":  # the minute's one request, settled and counted before the refused one
+        a_fresh_minute()
         completed = {"format": "chat_completions", "model": model, "provider": "mock"}
         completed["status"] = "completed"
         counted = value(scrape(gateway_url), "hyperinfer_requests_total", **completed)

@@ -30,6 +30,7 @@ from tests.gateway.redis_meter_support import (
     run,
     settle,
 )
+from tests.rate_windows import a_fresh_minute
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
@@ -60,6 +61,7 @@ def test_the_rate_limit_is_counted_in_redis():
     workspace = make_workspace(credits_micro_usd=100 * HOLD)
     key = api_key_create(workspace=workspace, name="slow", created_by=None, rate_limit_rpm=3).record
 
+    a_fresh_minute()  # the five in one window
     results = run(outcomes(reserve(caller_for(workspace, key, rpm=3), rid()) for _ in range(5)))
 
     assert results.count("ok") == 3 and results.count("rate_limit_exceeded") == 2

@@ -23,6 +23,7 @@ from gateway.models import Generation
 from tests.factories import make_user, make_workspace
 from tests.fakes.openai_dialects import Scenario, openai_fake
 from tests.gateway.conftest import serve_model_from
+from tests.rate_windows import a_fresh_minute
 from tests.scaleout.deployments import deployments, production_env
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
@@ -87,12 +88,6 @@ def still_held(workspace_id, request_ids: list[str]) -> list[str]:
     holds = mirror.holds(mirror.shard_of(workspace_id))
     scores = mirror.sync_client().zmscore(holds, request_ids)
     return [request_id for request_id, score in zip(request_ids, scores, strict=True) if score is not None]
-
-
-def a_fresh_minute() -> None:
-    """Rate windows are calendar minutes: do not start a burst in a window's last seconds."""
-    if time.time() % 60 > 55:
-        time.sleep(60 - time.time() % 60 + 0.1)
 
 
 @pytest.fixture
