@@ -127,7 +127,8 @@ async def drive(
     cpu_before = group_cpu_seconds(*pgids)
     writer = next((pid for pid, name in others.items() if name == "writer"), None)  # its own process group
     writer_before = None if writer is None else group_cpu_seconds(writer)
-    services_before = {name: read() for name, read in (services or {}).items()}
+    readers = services or {}
+    services_before = {name: read() for name, read in readers.items()}
     sampler.start = time.perf_counter()
     cells = await run_count(
         target,
@@ -143,8 +144,8 @@ async def drive(
     writer_after = None if writer is None else group_cpu_seconds(writer)
     writer_cpu = None if writer_before is None or writer_after is None else writer_after - writer_before
     services_cpu = {}
-    for name, before in services_before.items():
-        after = (services or {})[name]()
+    for name, read in readers.items():
+        before, after = services_before[name], read()
         if before is not None and after is not None:
             services_cpu[name] = after - before
     return SoakResult(
