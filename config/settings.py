@@ -131,8 +131,21 @@ if DATABASE_URL:
             DATABASE_URL, conn_max_age=0 if DB_POOL else env_int("DB_CONN_MAX_AGE", 60)
         )
     }
+    # A PostgreSQL that stops answering (a partition, a stuck host) fails a connection in seconds rather than
+    # hanging a thread on it for the kernel's minutes: libpq's timeout for a new connection, and for an open
+    # one, unacknowledged data and keepalives (gateway/outage.py copes with a server that acknowledges and
+    # never answers). Options in DATABASE_URL's query win.
+    DATABASES["default"]["OPTIONS"] = {
+        "connect_timeout": env_int("DB_CONNECT_TIMEOUT", 5),
+        "tcp_user_timeout": env_int("DB_TCP_USER_TIMEOUT_MS", 10_000),
+        "keepalives": 1,
+        "keepalives_idle": 10,
+        "keepalives_interval": 5,
+        "keepalives_count": 3,
+        **DATABASES["default"].get("OPTIONS", {}),
+    }
     if DB_POOL:
-        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        DATABASES["default"]["OPTIONS"]["pool"] = {
             "min_size": env_int("DB_POOL_MIN_SIZE", 2),
             "max_size": env_int("DB_POOL_MAX_SIZE", 10),
             "timeout": env_int("DB_POOL_TIMEOUT", 10),  # seconds to wait for a free connection

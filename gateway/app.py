@@ -1,7 +1,7 @@
 """The gateway's own ASGI app, mounted ahead of Django's view stack for its paths (design §3-4)."""
 
+import asyncio
 import logging
-from typing import Any
 from urllib.parse import parse_qs
 
 from django.conf import settings
@@ -31,22 +31,29 @@ async def healthz(scope: Scope, receive: Receive, send: Send) -> None:
     await send_json(send, 200, b'{"status":"ok"}', [])
 
 
-def _readiness() -> dict[str, Any]:
-    checks: dict[str, str] = {}
+# Readiness says what it finds within this; a PostgreSQL that has not answered by then is down to it.
+READINESS_POSTGRES_SECONDS = 1.0
+
+
+def _postgres_check() -> str:
     try:
         # Known down: said at once, not after the pool's timeout (gateway/outage.py).
         with postgres_attempt():
             connection.ensure_connection()
             with connection.cursor() as cursor:
                 cursor.execute("SELECT 1")
-        checks["postgres" if connection.vendor == "postgresql" else connection.vendor] = "ok"
     except Exception:
-        checks["postgres" if connection.vendor == "postgresql" else connection.vendor] = "down"
+        return "down"
+    return "ok"
+
+
+def _services() -> dict[str, str]:
+    checks: dict[str, str] = {}
     if settings.REDIS_URL:
         checks["redis"] = _redis_check()
     if settings.GATEWAY_METER == "redis" and settings.METER_REDIS_URL:
         checks["meter_redis"] = _meter_redis_check()
-    return {"status": "ok" if all(v == "ok" for v in checks.values()) else "degraded", "checks": checks}
+    return checks
 
 
 def _redis_check() -> str:
@@ -71,7 +78,14 @@ def _meter_redis_check() -> str:
 
 
 async def readyz(scope: Scope, receive: Receive, send: Send) -> None:
-    report = await in_thread(_readiness)
+    database = "postgres" if connection.vendor == "postgresql" else connection.vendor
+    postgres = asyncio.create_task(in_thread(_postgres_check))
+    services = await in_thread(_services)  # the Redis checks time out in a second themselves
+    # A PostgreSQL that stops answering never fails the check: it is down once the time is up (the check's
+    # thread stays until its connection gives up: the libpq timeouts of config/settings.py).
+    answered, _ = await asyncio.wait({postgres}, timeout=READINESS_POSTGRES_SECONDS)
+    checks = {database: postgres.result() if answered else "down", **services}
+    report = {"status": "ok" if all(v == "ok" for v in checks.values()) else "degraded", "checks": checks}
     await send_json(send, 200 if report["status"] == "ok" else 503, compact_json(report), [])
 
 

@@ -26,8 +26,9 @@ from console.services.keys import (
 from core.api_keys import key_from_headers
 from core.encoding import compact_json
 from core.errors import ApiError, ErrorCode
+from gateway import outage
 from gateway.load_ahead import load_ahead
-from gateway.outage import postgres_attempt
+from gateway.outage import PostgresDown, postgres_attempt
 
 # Revocation must take effect across processes within a second, so a cached key lives at most that long.
 KEY_CACHE_SECONDS = 1.0
@@ -132,9 +133,20 @@ class KeyCache:
             return cached[1]
         lock = self._loading.setdefault(cache_key, threading.Lock())
         # A known key waits for another request's load only so long: one slower than that is PostgreSQL
-        # failing (the pool's timeout), and through an outage it does not wait at all.
-        wait = -1 if cached is None else 0 if self._database_down else KEY_LOAD_WAIT_SECONDS
+        # failing (the pool's timeout) or not answering at all, and through an outage it does not wait. An
+        # unknown key has nothing else to go on, but a load that does not come back fails it all the same.
+        wait = (
+            outage.ANSWER_SECONDS if cached is None else 0 if self._database_down else KEY_LOAD_WAIT_SECONDS
+        )
         if not lock.acquire(timeout=wait):
+            if cached is None:
+                raise PostgresDown("PostgreSQL has not answered another request's load of this key")
+            latest = self._entries.get(cache_key)
+            if latest is not None and latest is not cached:
+                return self._last_answer(cache_key, latest)  # answered as the wait ended, or given up on
+            # As after a failed load: the last answer serves from memory a while, not after a wait each.
+            self._database_down = True
+            self._entries[cache_key] = (time.monotonic() + OUTAGE_RETRY_SECONDS, cached[1])
             return self._last_answer(cache_key, cached)
         try:
             cached = self._entries.get(cache_key)

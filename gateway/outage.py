@@ -1,11 +1,15 @@
 """Whether PostgreSQL answers, as this process last found out, for the loads the hot path makes from worker
-threads: a key, the catalog, the journal's confirmations.
+threads: a key, the catalog, the journal's confirmations, readiness.
 
 With PostgreSQL down, each of those waited out the pool's timeout (`DB_POOL_TIMEOUT`, 10 s) in a worker
 thread, and a few of them filled the thread pool that every request not served from memory needs, and held
 up the journal's keeper (its fsync included). After a connection fails, they fail at once for
 PROBE_SECONDS, then one of them tries again; the callers go on with what they had (auth.KeyCache,
 catalog_cache.CatalogCache) or try at their next pass (metering.keeper).
+
+A PostgreSQL that stops answering without failing (a network partition, a server stuck on its disk) never
+raises: a load just does not come back. So a load in flight for ANSWER_SECONDS counts as a failure too:
+until it comes back, the others fail at once (it is the probe; no second one is started to hang beside it).
 """
 
 import logging
@@ -20,6 +24,9 @@ from django.db import OperationalError
 logger = logging.getLogger(__name__)
 
 PROBE_SECONDS = 2.0
+# A hot-path load answers in milliseconds; one still out after this is PostgreSQL not answering. The journal's
+# keeper waits as long for its confirmations (keeper.CONFIRM_SECONDS).
+ANSWER_SECONDS = 2.0
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -34,34 +41,59 @@ class _State:
         self.down_until = 0.0  # monotonic: until then, fail at once
         self.down = False  # the last attempt failed: attempts go one at a time until one succeeds
         self.probing = threading.Lock()
+        self.in_flight: dict[object, float] = {}  # attempts under way: when each began (monotonic)
+        self.in_flight_lock = threading.Lock()
 
 
 _state = _State()
+
+
+def _went_down(state: _State, now: float, why: str, *, failed: bool) -> None:
+    """`failed`: called while handling the error the load raised (logged with it)."""
+    if not state.down:  # once an outage: the loads that meet it go on from memory, and say nothing
+        logger.warning("PostgreSQL %s; the gateway serves from memory", why, exc_info=failed)
+    state.down, state.down_until = True, now + PROBE_SECONDS
+
+
+def _one_is_stuck(state: _State, now: float) -> bool:
+    with state.in_flight_lock:
+        for began in state.in_flight.values():
+            if now - began > ANSWER_SECONDS:
+                return True
+    return False
 
 
 @contextmanager
 def postgres_attempt() -> Iterator[None]:
     """Around a load from PostgreSQL: raises PostgresDown instead of trying while it is known to be down."""
     state = _state
-    if time.monotonic() < state.down_until:
+    now = time.monotonic()
+    if now < state.down_until:
         raise PostgresDown("PostgreSQL did not answer a moment ago")
+    if state.in_flight and _one_is_stuck(state, now):
+        _went_down(state, now, f"has not answered a load for {ANSWER_SECONDS:g} s", failed=False)
+        raise PostgresDown("PostgreSQL has not answered a load under way")
     probing = state.down
     if probing and not state.probing.acquire(blocking=False):
         raise PostgresDown("PostgreSQL is being asked whether it answers again")
+    token = object()
+    with state.in_flight_lock:
+        state.in_flight[token] = now
     try:
         yield
     except PostgresDown:
         raise
     except OperationalError:
-        if not state.down:  # once an outage: the loads that meet it go on from memory, and say nothing
-            logger.warning("PostgreSQL does not answer; the gateway serves from memory", exc_info=True)
-        state.down, state.down_until = True, time.monotonic() + PROBE_SECONDS
+        _went_down(state, time.monotonic(), "does not answer", failed=True)
         raise
     else:
         if state.down:
             logger.warning("PostgreSQL answers again")
         state.down = False
+        state.down_until = 0.0  # a load that came back late ends what it started
     finally:
+        with state.in_flight_lock:
+            state.in_flight.pop(token, None)  # forget() may have cleared it
         if probing:
             state.probing.release()
 
@@ -75,3 +107,5 @@ def attempted(load: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
 def forget() -> None:
     """As if PostgreSQL had answered (tests; a process that knows better)."""
     _state.down, _state.down_until = False, 0.0
+    with _state.in_flight_lock:
+        _state.in_flight.clear()

@@ -292,3 +292,51 @@ def test_when_postgresql_starts_failing_a_known_key_waits_for_anothers_load_only
     assert answers == [CALLER] * 4
     assert database.loads == 2
     assert sorted(took)[-1] >= 1.0 and 0.2 <= sorted(took)[-2] < 0.6
+
+
+def took_to_look_up(cache: KeyCache, secret: str) -> float:
+    started = time.monotonic()
+    assert cache.lookup(secret) == CALLER
+    return time.monotonic() - started
+
+
+def test_a_load_that_does_not_come_back_holds_a_known_keys_requests_up_once(monkeypatch):
+    """PostgreSQL not answering (a partition) fails no load: it keeps one in flight. The first request to
+    wait for it waits KEY_LOAD_WAIT_SECONDS; from then on it is an outage, and the last answer serves from
+    memory, without a wait each."""
+    database = SlowDatabase(0)
+    monkeypatch.setattr(auth, "_load_api_key", database)
+    monkeypatch.setattr(auth, "KEY_CACHE_SECONDS", 0.01)
+    monkeypatch.setattr(auth, "KEY_LOAD_WAIT_SECONDS", 0.2)
+    cache = KeyCache()
+    assert cache.lookup("hi-key") == CALLER
+    time.sleep(0.02)
+    database.seconds = 1.5
+    loader = threading.Thread(target=cache.lookup, args=("hi-key",))
+    loader.start()
+    time.sleep(0.05)  # its load is under way
+
+    assert 0.2 <= took_to_look_up(cache, "hi-key") < 0.5
+    assert took_to_look_up(cache, "hi-key") < 0.05
+    assert took_to_look_up(cache, "hi-key") < 0.05
+    assert database.loads == 2  # the first look-up's and the one held, nobody else's
+    loader.join()
+
+
+def test_requests_of_an_unknown_key_wait_for_its_load_only_so_long(monkeypatch):
+    """An unknown key has no answer to go on, but a load that does not come back must not hold every request
+    of it (and a worker thread each) for as long as it hangs: they fail after outage.ANSWER_SECONDS."""
+    database = SlowDatabase(1.0)
+    monkeypatch.setattr(auth, "_load_api_key", database)
+    monkeypatch.setattr(outage, "ANSWER_SECONDS", 0.2)
+    cache = KeyCache()
+    loader = threading.Thread(target=cache.lookup, args=("hi-new",))
+    loader.start()
+    time.sleep(0.05)
+
+    started = time.monotonic()
+    with pytest.raises(outage.PostgresDown):
+        cache.lookup("hi-new")
+    assert 0.2 <= time.monotonic() - started < 0.5
+    loader.join()
+    assert cache.lookup("hi-new") == CALLER  # the load came back: its answer stands

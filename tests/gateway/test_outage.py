@@ -90,3 +90,59 @@ def test_attempted_runs_a_load_unless_postgresql_is_known_down():
     with pytest.raises(PostgresDown):
         outage.attempted(calls.append, 8)
     assert calls == [7]
+
+
+def an_attempt_held(release: threading.Event) -> threading.Thread:
+    """A load under way in a thread of its own until `release` (a load that does not come back)."""
+    started = threading.Event()
+
+    def held() -> None:
+        with postgres_attempt():
+            started.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=held)
+    thread.start()
+    started.wait(5)
+    return thread
+
+
+def test_a_load_that_does_not_come_back_makes_the_others_fail_at_once_until_it_does(monkeypatch):
+    """A partition, a stuck server: nothing fails, a load just does not come back. Past ANSWER_SECONDS it
+    counts as an outage; it is the probe too (PROBE_SECONDS over, no second one starts to hang beside it)."""
+    monkeypatch.setattr(outage, "ANSWER_SECONDS", 0.1)
+    monkeypatch.setattr(outage, "PROBE_SECONDS", 0.0)
+    release = threading.Event()
+    held = an_attempt_held(release)
+    tried = []
+    with postgres_attempt():
+        tried.append("beside it")  # not out long yet: the others try as ever
+    time.sleep(0.15)
+    for _ in range(3):
+        with pytest.raises(PostgresDown), postgres_attempt():
+            tried.append("no")
+    assert tried == ["beside it"]
+
+    release.set()  # it came back: PostgreSQL answers
+    held.join()
+    with postgres_attempt():
+        tried.append("yes")
+    assert tried == ["beside it", "yes"]
+
+
+def test_a_load_that_does_not_come_back_is_logged_as_the_outage_it_is(monkeypatch, caplog):
+    monkeypatch.setattr(outage, "ANSWER_SECONDS", 0.1)
+    release = threading.Event()
+    with caplog.at_level("WARNING", logger="gateway.outage"):
+        held = an_attempt_held(release)
+        time.sleep(0.15)
+        for _ in range(2):
+            with pytest.raises(PostgresDown), postgres_attempt():
+                pass
+        release.set()
+        held.join()
+
+    assert [record.getMessage() for record in caplog.records] == [
+        "PostgreSQL has not answered a load for 0.1 s; the gateway serves from memory",
+        "PostgreSQL answers again",
+    ]
