@@ -15,9 +15,11 @@ stack those two system calls cost more than the script does (bench/README.md, "S
 
 Failure is redis-py's: a connection that fails, or a reply later than `timeout`, closes the connection and
 fails every command in flight with ConnectionError / TimeoutError (redis.exceptions, so callers handle both
-clients alike); the next call reconnects. A caller that stops waiting does not disturb the order: its
-reply is read and dropped. Redis' own error replies are ResponseError (NoScriptError for NOSCRIPT), per
-command.
+clients alike); the next call reconnects, and the calls that come meanwhile wait for that one attempt and
+share its outcome, so none waits longer than one attempt (`connect_timeout` + `timeout`) however long Redis
+stays silent (tests/gateway/test_redis_not_answering.py). A caller that stops waiting does not disturb the
+order: its reply is read and dropped. Redis' own error replies are ResponseError (NoScriptError for
+NOSCRIPT), per command.
 """
 
 import asyncio
@@ -163,6 +165,11 @@ class _Protocol(asyncio.Protocol):
             self.transport.close()
 
 
+def _retrieved(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
 class RespConnection:
     """`await connection.call(("EVALSHA", sha, 2, key1, key2, arg))`: the reply, or the error it was."""
 
@@ -172,7 +179,7 @@ class RespConnection:
         self.options = parse_url(url)
         self.timeout, self.connect_timeout, self.name = timeout, connect_timeout, name
         self.protocol: _Protocol | None = None
-        self.connecting: asyncio.Lock | None = None
+        self.connecting: asyncio.Task[_Protocol] | None = None  # the one attempt every caller waits for
 
     async def call(self, command: Sequence[Arg], *, lazy: bool = False) -> Any:
         """`lazy`: the call may wait up to LAZY_SECONDS to leave with the next prompt call (module doc)."""
@@ -185,12 +192,21 @@ class RespConnection:
         return reply
 
     async def _connected(self) -> _Protocol:
+        """The calls that find the connection closed wait for one attempt, and share its failure: each trying
+        in turn behind a lock made the last of N wait N attempts (a Redis that accepts and never answers
+        takes `timeout` an attempt; 16 clients waited out a 20 s partition where each should fail in 5 s)."""
         if self.connecting is None:
-            self.connecting = asyncio.Lock()
-        async with self.connecting:  # the calls that find it closed wait for one connection
-            if self.protocol is None or self.protocol.closed:
-                self.protocol = await self._connect()
+            self.connecting = asyncio.create_task(self._connect_once())
+            self.connecting.add_done_callback(_retrieved)  # a failure nobody waited for is not logged
+        # Shielded: a caller that stops waiting does not cancel the attempt the others wait for.
+        return await asyncio.shield(self.connecting)
+
+    async def _connect_once(self) -> _Protocol:
+        try:
+            self.protocol = await self._connect()
             return self.protocol
+        finally:
+            self.connecting = None
 
     async def _connect(self) -> _Protocol:
         loop = asyncio.get_running_loop()
@@ -229,6 +245,8 @@ class RespConnection:
                 raise exceptions.ConnectionError(f"Redis refused the connection: {reply}")
 
     def close(self) -> None:
+        if self.connecting is not None:
+            self.connecting.cancel()
         if self.protocol is not None and not self.protocol.closed:
             self.protocol._fail(exceptions.ConnectionError("the connection was closed"))
         self.protocol = None

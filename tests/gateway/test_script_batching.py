@@ -217,6 +217,31 @@ def test_a_silent_redis_times_out_rather_than_hangs():
     assert 0.3 <= took < 2
 
 
+def test_calls_that_find_the_connection_gone_share_one_attempt_and_its_failure():
+    """Every request's admission needs the connection: those that come while it reconnects to a Redis that
+    takes connections and never answers (a partition behind a balancer, a stuck server) fail together after
+    one attempt. Each trying in turn, the tenth waited ten timeouts."""
+
+    async def scenario():
+        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await asyncio.sleep(10)
+
+        server = await asyncio.start_server(silent, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        connection = RespConnection(f"redis://127.0.0.1:{port}/0", timeout=0.3)
+        started = time.monotonic()
+        calls = (connection.call(("PING",)) for _ in range(10))
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+        took = time.monotonic() - started
+        connection.close()
+        server.close()
+        return outcomes, took
+
+    outcomes, took = asyncio.run(scenario())
+    assert all(isinstance(outcome, exceptions.TimeoutError) for outcome in outcomes)
+    assert 0.3 <= took < 0.9
+
+
 def test_a_server_that_does_not_speak_resp_fails_the_call_rather_than_hangs():
     """Something else on the port (an HTTP server, say): its answer is not RESP, so the connection is
     dropped and the call fails at once with ConnectionError."""

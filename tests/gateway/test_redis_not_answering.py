@@ -1,0 +1,84 @@
+"""A Redis that stops answering without refusing (a partition, a stuck server) under load: a real gateway
+process reaches the meter's Redis through a TCP proxy the test freezes (connections held open, nothing
+passed either way). Every request is answered or refused within the meter connection's timeout (5 s), none
+waits for the partition to end, and once Redis answers again every answer is billed once."""
+
+import asyncio
+import json
+import time
+
+import httpx
+import pytest
+
+from billing.models import CreditAccount
+from tests.gateway.conftest import settled_generation
+from tests.gateway.test_postgres_outage import FreezableProxy
+from tests.gateway.test_settlement_faults import (  # noqa: F401 (own_redis: a fixture)
+    GatewayProcess,
+    assert_billed_once,
+    call,
+    own_redis,
+)
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
+
+# Longer than two of the meter connection's 5 s timeouts: a second wave of requests meets a reconnection.
+FREEZE_SECONDS = 15.0
+
+
+Answer = tuple[int, str, str, float]  # status, request id, body, seconds it took
+
+
+async def load_through_a_freeze(url: str, key: str, proxy: FreezableProxy) -> list[Answer]:
+    """16 clients until 3 s after Redis answers again; after 40 answers the proxy freezes FREEZE_SECONDS."""
+    answers: list[Answer] = []
+    over = False
+
+    async def client_loop(client: httpx.AsyncClient) -> None:
+        while not over:
+            started = time.monotonic()
+            status, request_id, body = await call(client, key, stream=False)
+            answers.append((status, request_id, body, time.monotonic() - started))
+            if status != 200:
+                await asyncio.sleep(0.2)  # a client backing off from a 500
+
+    async def partition() -> None:
+        nonlocal over
+        while len(answers) < 40:
+            await asyncio.sleep(0.01)
+        proxy.freeze()
+        await asyncio.sleep(FREEZE_SECONDS)
+        proxy.thaw()
+        await asyncio.sleep(3)
+        over = True
+
+    async with httpx.AsyncClient(base_url=url, timeout=120) as client:
+        await asyncio.gather(partition(), *(client_loop(client) for _ in range(16)))
+    return answers
+
+
+def test_through_a_redis_that_does_not_answer_no_request_waits_past_the_timeout(
+    own_redis,  # noqa: F811 (the fixture imported above)
+    funded_key,
+    shipped_catalog,
+    tmp_path,
+):
+    workspace, key = funded_key
+    before = CreditAccount.objects.get(workspace=workspace).balance_micro_usd
+    proxy = FreezableProxy(("127.0.0.1", own_redis.port))
+    gateway = GatewayProcess(tmp_path / "journal", REDIS_URL=f"redis://127.0.0.1:{proxy.port}/0")
+    try:
+        answers = asyncio.run(load_through_a_freeze(gateway.url, key, proxy))
+        answered = [request_id for status, request_id, _, _ in answers if status == 200]
+        for request_id in answered:
+            settled_generation(request_id, timeout=30)
+    finally:
+        gateway.stop()
+        proxy.stop()
+
+    refused = [json.loads(body)["error"] for status, _, body, _ in answers if status != 200]
+    assert refused  # the partition did refuse some
+    assert {(error["code"], error["type"]) for error in refused} == {("internal_error", "api_error")}
+    # Each waited one timeout at most (the reconnection's included), not for the partition to end.
+    assert max(took for _, _, _, took in answers) < 6.5
+    assert_billed_once(workspace, answered, balance_before=before)
