@@ -271,11 +271,13 @@ class OpenAICompatibleAdapter(OpenAIRequestMapping, UpstreamAdapter):
     async def _open(
         self, url: str, body: Json, route: RouteInfo, client: UpstreamClient
     ) -> tuple[UpstreamResponse, AsyncIterator[SseEvent], SseEvent | None]:
-        """POST and wait for the first event, all within the first-byte deadline."""
+        """POST and wait for the first event, all within the first-byte deadline. After it the provider's
+        timeout bounds each silence, not the stream: a long answer at a model's pace runs past it."""
         seconds = route.provider.timeout_seconds
         first_byte = float(route.options.get("first_byte_timeout_seconds", seconds))
+        data, headers = compact_json(body), self.json_headers(route)
         async with asyncio.timeout(first_byte):
-            response = await client.post(url, compact_json(body), self.json_headers(route), timeout=seconds)
+            response = await client.post(url, data, headers, timeout=seconds, read_timeout=seconds)
             try:
                 if response.status >= 400:
                     text = await response.text(errors="replace")

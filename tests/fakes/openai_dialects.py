@@ -161,6 +161,8 @@ class DialectFake(DialectAnswers):
                 return
             if number == 3 and s.failure == "pause":
                 await self._wait(s.delay)
+            if number and s.frame_interval:
+                await asyncio.sleep(s.frame_interval)
             await response.write(b"data: " + frame.encode() + b"\n\n")
             if number == 0 and s.failure == "stall":
                 await self._wait(s.delay)

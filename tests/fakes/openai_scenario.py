@@ -49,6 +49,7 @@ class Scenario:
     piece: int = 5  # characters per streamed delta
     failure: Failure | None = None
     delay: float = 5.0  # for slow_first_byte, stall and pause; released at once when the fake stops
+    frame_interval: float = 0.0  # a stream's pause between frames: a model generating at its own pace
     retry_after: int = 7  # the Retry-After of a rate_limited answer
     stream_error_status: int = 429
     stream_error_message: str = "Requests per minute limit exceeded"

@@ -5,6 +5,7 @@ Dialect-only behaviour (reasoning fields, auth schemes, token counting) is in te
 
 import json
 import socket
+import time
 
 import pytest
 
@@ -235,6 +236,19 @@ def test_a_stream_that_stalls_past_the_provider_timeout_times_out(dialect):
         run(dialect, fake, timeout=0.3)
     assert caught.value.code == ErrorCode.PROVIDER_TIMEOUT
     assert caught.value.retryable
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_a_stream_longer_than_the_provider_timeout_runs_to_its_end_while_it_keeps_coming(dialect):
+    """A long answer at a model's pace (every gap 0.05 s, the whole ~0.5 s) past the provider's timeout
+    (0.3 s): the timeout bounds the wait for the head and each silence, not the answer, as for Anthropic."""
+    scenario = Scenario(text="a long answer, generated a few characters at a time", frame_interval=0.05)
+    with openai_fake(dialect, scenario) as fake:
+        started = time.monotonic()
+        events = run(dialect, fake, timeout=0.3)
+        took = time.monotonic() - started
+    assert took > 0.3
+    assert "".join(event.text for event in events if isinstance(event, TextDelta)) == scenario.text
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)

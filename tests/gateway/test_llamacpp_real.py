@@ -292,3 +292,25 @@ def test_a_prompt_over_the_servers_context_is_context_length_exceeded_in_the_ser
     assert (generation.status, generation.cost_micro_usd) == ("failed", 0)
     assert "HTTP 400" in generation.error_detail
     assert balance(workspace) == before
+
+
+def test_a_stream_longer_than_its_providers_timeout_runs_to_its_end(gateway_url, funded_key, llama_model):
+    """The server makes ~60 tokens a second here: 200 take ~3 s, past a provider timeout of 1 s that bounds
+    each silence of the stream, not the stream (docs/catalog.md)."""
+    from catalog.models import Provider
+    from gateway.catalog_cache import catalog_cache
+
+    Provider.objects.filter(routes__model__slug=MODEL).update(timeout_seconds=1)
+    catalog_cache.invalidate()
+    _, key = funded_key
+    case = Case([("user", "Write a long story about a dragon.")], max_tokens=200)  # it stops at the limit
+    answer = httpx.post(
+        gateway_url + PATHS["chat"],
+        json={**case.chat(), "model": MODEL, "stream": True},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=120,
+    )
+    assert answer.status_code == 200 and '"code":"provider_timeout"' not in answer.text
+    generation = settled_generation(answer.headers["x-request-id"])
+    assert generation.status == "completed" and generation.latency_ms > 1_000
+    assert generation.tokens_completion == direct_usage(case.chat())["completion_tokens"] == 200
