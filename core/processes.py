@@ -97,3 +97,30 @@ def release_free_memory() -> bool:
         return False
     trim(0)
     return True
+
+
+def exit_if_still_running(seconds: float) -> threading.Timer | None:
+    """Once a stopping process has done what it owes (the journal synced, the writer drained or its records
+    left queued): if it is still running `seconds` later, it exits. A thread stuck on a server that does not
+    answer (PostgreSQL through a partition: the query waits until TCP gives up, or for ever when something
+    still acknowledges its packets) would hold it: asyncio.run joins its executor's threads on the way out,
+    and so does the interpreter. A daemon timer (it holds nothing up itself), which the caller may cancel
+    once the process is out of asyncio.run.
+
+    Armed only from the main thread, as settle_server_heap: a server run in a side thread (the tests, a
+    program embedding it) is not its process stopping. None when not armed."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def exit_now() -> None:
+        logger.warning(
+            "still running %g s after the shutdown's work (threads stuck in I/O): exiting", seconds
+        )
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        os._exit(0)
+
+    timer = threading.Timer(seconds, exit_now)
+    timer.daemon = True
+    timer.start()
+    return timer

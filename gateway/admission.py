@@ -16,12 +16,12 @@ from gateway.catalog_cache import ModelInfo, catalog_cache
 from gateway.http import (
     Scope,
     headers_of,
-    in_thread,
     parse_json_object,
 )
 from gateway.ingress.base import IngressFormat
 from gateway.metering import get_meter
 from gateway.metering.records import Refusal, refusal_record
+from gateway.outage import in_thread_within
 from gateway.resolve import require_available, require_kind, resolved_model
 from gateway.routing import serves_raw_prompts
 from gateway.session import guarded_fetch_session, web_session
@@ -100,7 +100,7 @@ async def admit(fmt: IngressFormat, scope: Scope, body: bytes) -> Admitted:
         with contextlib.suppress(SynchronousOnlyOperation):
             admitted = _admit(fmt, caller, body)
     if admitted is None:
-        admitted = await in_thread(_admit_with_key, fmt, headers, body)
+        admitted = await in_thread_within(_admit_with_key, fmt, headers, body)
     if admitted.tools is not None and any(use.name == "pdf" for use in admitted.request.server_tools):
         await _read_documents(admitted)
     return admitted
@@ -157,6 +157,6 @@ async def record_refusal(
         end_user=admitted.request.user or "",
     )
     try:
-        await in_thread(refusal_record, request_id=request_id, refusal=refusal)
+        await in_thread_within(refusal_record, request_id=request_id, refusal=refusal)
     except Exception:  # the client has its answer; a lost activity row must not become an error
         logger.exception("request %s: its refusal was not recorded", request_id)

@@ -12,7 +12,7 @@ from core.encoding import compact_json
 from core.envelopes import openai_error_body
 from core.errors import ApiError, ErrorCode
 from core.ids import new_request_id
-from core.processes import exit_with_parent, settle_server_heap
+from core.processes import exit_if_still_running, exit_with_parent, settle_server_heap
 from gateway import counting, embeddings, metrics_scrape, pipeline, tokenizer_api
 from gateway.auth import Caller, authenticate
 from gateway.http import AsgiApp, Receive, Scope, Send, headers_of, in_thread, request_id_headers, send_json
@@ -21,7 +21,7 @@ from gateway.metering import get_meter, writer
 from gateway.metering.keeper import loop_journal, stop_keeper
 from gateway.metering.redis_meter import close_loop_client
 from gateway.openapi import openapi_json
-from gateway.outage import postgres_attempt
+from gateway.outage import in_thread_within, postgres_attempt
 from gateway.session import close_upstream_sessions
 
 logger = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ async def generation(scope: Scope, receive: Receive, send: Send) -> None:
     own_id = new_request_id()  # this lookup's own request id, in errors and X-Request-Id
     id_headers = request_id_headers(own_id)
     try:
-        caller, request_id = await in_thread(
+        caller, request_id = await in_thread_within(
             _generation_query, headers_of(scope), scope.get("query_string", b"")
         )
         data = await get_meter().generation(workspace_id=caller.workspace_id, request_id=request_id)
@@ -200,6 +200,10 @@ def with_gateway(django_app: AsgiApp) -> AsgiApp:
     return app
 
 
+# After the shutdown's own work, the most the process waits for its threads to end (core/processes.py).
+EXIT_GRACE_SECONDS = 5.0
+
+
 async def lifespan(scope: Scope, receive: Receive, send: Send) -> None:
     """Start the settlement journal (adopting dead processes' journals) and the metering writer (Redis meter)
     with the server; on shutdown settle what is left, drain the writer, close the pools."""
@@ -216,5 +220,6 @@ async def lifespan(scope: Scope, receive: Receive, send: Send) -> None:
             await writer.stop_loop_flusher()
             await close_loop_client()
             await close_upstream_sessions()
+            exit_if_still_running(EXIT_GRACE_SECONDS)
             await send({"type": "lifespan.shutdown.complete"})
             return

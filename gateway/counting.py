@@ -19,7 +19,6 @@ from gateway.http import (
     Scope,
     Send,
     headers_of,
-    in_thread,
     parse_json_object,
     read_body,
     request_id_headers,
@@ -27,6 +26,7 @@ from gateway.http import (
 )
 from gateway.ingress import anthropic_messages
 from gateway.metering import get_meter
+from gateway.outage import in_thread_within
 from gateway.resolve import require_kind, resolved_model
 from gateway.session import upstream_client
 from gateway.tokens import estimate_prompt_tokens
@@ -77,7 +77,7 @@ async def count_tokens(scope: Scope, receive: Receive, send: Send) -> None:
 
     async def count() -> Count:
         body = await read_body(receive, settings.GATEWAY_MAX_BODY_BYTES)
-        caller, request, model = await in_thread(_admit, headers_of(scope), body)
+        caller, request, model = await in_thread_within(_admit, headers_of(scope), body)
         await get_meter().count_free_request(caller=caller)
         return await prompt_tokens_count(request, model)
 

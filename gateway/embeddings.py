@@ -31,7 +31,6 @@ from gateway.http import (
     Scope,
     Send,
     headers_of,
-    in_thread,
     parse_json_object,
     read_body,
     request_id_headers,
@@ -43,6 +42,7 @@ from gateway.metering.base import settlement_header, total_cost
 from gateway.metering.keeper import loop_journal
 from gateway.metering.writer import loop_flusher
 from gateway.models import GenerationStatus
+from gateway.outage import in_thread_within
 from gateway.resolve import require_available, require_kind, resolved_model
 from gateway.session import upstream_client
 from gateway.tokens import text_tokens
@@ -183,7 +183,7 @@ async def embeddings(scope: Scope, receive: Receive, send: Send) -> None:
 
     async def admit_and_reserve() -> Admitted:
         body = await read_body(receive, settings.GATEWAY_MAX_BODY_BYTES)
-        admitted = await in_thread(_admit, headers_of(scope), body)
+        admitted = await in_thread_within(_admit, headers_of(scope), body)
         await get_meter().reserve(
             caller=admitted.caller,
             model=admitted.model,

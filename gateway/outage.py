@@ -12,6 +12,7 @@ raises: a load just does not come back. So a load in flight for ANSWER_SECONDS c
 until it comes back, the others fail at once (it is the probe; no second one is started to hang beside it).
 """
 
+import asyncio
 import logging
 import threading
 import time
@@ -21,12 +22,17 @@ from typing import ParamSpec, TypeVar
 
 from django.db import OperationalError
 
+from gateway.http import in_thread
+
 logger = logging.getLogger(__name__)
 
 PROBE_SECONDS = 2.0
 # A hot-path load answers in milliseconds; one still out after this is PostgreSQL not answering. The journal's
 # keeper waits as long for its confirmations (keeper.CONFIRM_SECONDS).
 ANSWER_SECONDS = 2.0
+# The longest a request waits for PostgreSQL work in a worker thread (`in_thread_within`): room for the key
+# cache's own waits for another request's load (auth.KEY_LOAD_WAIT_SECONDS, ANSWER_SECONDS) and a load.
+REQUEST_WAIT_SECONDS = 2 * ANSWER_SECONDS
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -109,3 +115,15 @@ def forget() -> None:
     _state.down, _state.down_until = False, 0.0
     with _state.in_flight_lock:
         _state.in_flight.clear()
+
+
+async def in_thread_within(function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """`in_thread(function, …)` for a request's PostgreSQL work (its key, the catalog, a balance to mirror):
+    given up after REQUEST_WAIT_SECONDS as PostgresDown. A PostgreSQL that does not answer never fails the
+    work, and the request would wait on its thread for as long as that lasts, holding a graceful stop up
+    with it. The thread itself stays until its connection gives up (libpq's timeouts, config/settings.py)."""
+    try:
+        async with asyncio.timeout(REQUEST_WAIT_SECONDS):
+            return await in_thread(function, *args, **kwargs)
+    except TimeoutError:
+        raise PostgresDown(f"PostgreSQL has not answered within {REQUEST_WAIT_SECONDS:g} s") from None

@@ -23,13 +23,13 @@ from gateway.http import (
     Scope,
     Send,
     headers_of,
-    in_thread,
     parse_json_object,
     read_body,
     request_id_headers,
     send_json,
 )
 from gateway.metering import get_meter
+from gateway.outage import in_thread_within
 from gateway.resolve import resolved_model
 from gateway.session import upstream_client
 from gateway.tokens import text_tokens
@@ -119,7 +119,7 @@ def _handler(
 
         async def work() -> tuple[dict[str, Any], bool]:
             body = await read_body(receive, settings.GATEWAY_MAX_BODY_BYTES)
-            caller, model, value = await in_thread(_admit, headers_of(scope), body, field)
+            caller, model, value = await in_thread_within(_admit, headers_of(scope), body, field)
             await get_meter().count_free_request(caller=caller)
             return await answer(model, value)
 

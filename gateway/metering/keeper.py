@@ -24,7 +24,7 @@ from gateway.http import in_thread
 from gateway.metering import get_meter, writer
 from gateway.metering import journal as journal_file
 from gateway.metering.journal import Entry, Journal, orphans
-from gateway.outage import attempted
+from gateway.outage import PostgresDown, attempted
 from gateway.selectors import recorded_request_ids
 
 logger = logging.getLogger(__name__)
@@ -85,6 +85,8 @@ class Keeper:
                 if not get_meter().durable:
                     await self._confirm(now)
                 moved = await self._unspill(now) or moved
+        except PostgresDown:
+            pass  # known down, and said so once (gateway/outage.py): the entries wait, as below, unlogged
         except Exception as exc:
             # PostgreSQL is down: the entries wait for a later pass, and this one still spills, compacts and
             # fsyncs (it used to end here, and left the segment unsynced for the whole outage).

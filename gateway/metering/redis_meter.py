@@ -29,14 +29,13 @@ from core.errors import ApiError, ErrorCode
 from core.hot_settings import hot
 from gateway.auth import Caller
 from gateway.catalog_cache import ModelInfo
-from gateway.http import in_thread
 from gateway.metering import scripts
 from gateway.metering.base import Settlement, charge_for, generation_record, limit_period, worst_case
 from gateway.metering.batching import ScriptBatcher
 from gateway.metering.records import generation_data, generation_from_json
 from gateway.metering.resp import RespConnection
 from gateway.metering.sql import GENERATION_WAIT_SECONDS, find_generation
-from gateway.outage import attempted
+from gateway.outage import attempted, in_thread_within
 from gateway.ratelimit import rate_limited
 
 logger = logging.getLogger(__name__)
@@ -145,7 +144,7 @@ async def _load(script: AsyncScript, name: str, read_postgres: Callable[[], int]
     client, _ = loop_client()
     for _ in range(LOAD_ATTEMPTS):
         version = await client.hget(name, "ver") or b"0"
-        figure = await in_thread(attempted, read_postgres)  # PostgreSQL known down: fails at once
+        figure = await in_thread_within(attempted, read_postgres)  # PostgreSQL known down: fails at once
         if await script(keys=[name], args=[figure, *args, version]):
             return
         await asyncio.sleep(0.01)
@@ -288,7 +287,7 @@ class RedisMeter:
                 if data["workspace_id"] != str(workspace_id):
                     return None
                 return generation_data(generation_from_json(data))
-            found, _ = await in_thread(attempted, find_generation, workspace_id, request_id)
+            found, _ = await in_thread_within(attempted, find_generation, workspace_id, request_id)
             if found is not None:
                 return found
             if not in_flight or time.monotonic() > deadline:

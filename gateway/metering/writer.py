@@ -38,6 +38,7 @@ BATCH_SIZE = 2000
 IDLE_SECONDS = 0.25  # how long an idle flusher waits before looking at the queue again
 STALE_BATCH_SECONDS = 60  # a batch claimed this long ago belongs to a writer that died
 MAINTENANCE_SECONDS = 5.0  # how often a flusher requeues stale batches and reaps expired holds
+FINAL_DRAIN_SECONDS = 10.0  # the most a stopping writer spends writing what is queued
 REAP_BATCH = 1000
 
 
@@ -256,7 +257,23 @@ async def run_alone() -> None:
 
 async def run_flusher(stop: asyncio.Event) -> None:
     """A writer (a gateway process's, or `meter_writer`'s): flush continuously, maintain every few seconds,
-    drain on stop."""
+    drain on stop. Once `stop` is set, the batch under way and the drain get FINAL_DRAIN_SECONDS in all: a
+    PostgreSQL that does not answer would hold the stop for as long as it stays silent. A batch cut off
+    mid-write goes back to its queue (`flush_once`) for the next writer, which writes it once."""
+    flushing = asyncio.create_task(_flush_until(stop))
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait({flushing, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    try:
+        await asyncio.wait_for(flushing, FINAL_DRAIN_SECONDS)
+    except TimeoutError:
+        logger.warning(
+            "metering: the final drain took over %g s; the records left stay queued for the next writer",
+            FINAL_DRAIN_SECONDS,
+        )
+
+
+async def _flush_until(stop: asyncio.Event) -> None:
     next_maintenance = 0.0
     backoff = IDLE_SECONDS
     backlog = False  # full batches were written one after another (after an outage, say)

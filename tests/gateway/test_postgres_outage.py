@@ -228,3 +228,56 @@ def test_an_open_connection_is_dropped_once_what_it_sent_goes_unacknowledged():
         finally:
             sock.detach()  # libpq's socket: not closed here
     assert (user_timeout, keepalive, idle) == (10_000, 1, 10)
+
+
+async def answered(url: str, key: str, count: int) -> list[str]:
+    """`count` chat completions, 8 at a time, half of them streamed; the request ids of those answered. The
+    others may only be the requests that were loading from PostgreSQL themselves as it stopped answering:
+    refused (`internal_error`) after in_thread_within's bound, where they waited for as long as it lasted."""
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+        answers = []
+        for start in range(0, count, 8):
+            batch = (call(client, key, stream=n % 2 == 0) for n in range(start, start + 8))
+            answers += await asyncio.gather(*batch)
+    refused = [status for status, _, _ in answers if status != 200]
+    assert set(refused) <= {500} and len(refused) <= 2
+    return [request_id for status, request_id, _ in answers if status == 200]
+
+
+def test_a_gateway_stopped_while_postgresql_does_not_answer_exits_and_the_next_bills_everything(
+    funded_key, shipped_catalog, tmp_path, settings
+):
+    """A rolling restart during a partition: the stopping process's writer is stuck mid-batch and its keeper
+    cannot confirm. It stops within its bounds all the same (the keeper's pass, the writer's
+    FINAL_DRAIN_SECONDS, then EXIT_GRACE_SECONDS for threads stuck in I/O), where it used to wait for
+    PostgreSQL for good; the batch goes back to its queue and the journal stays on disk, so the process
+    after it bills every answer once PostgreSQL answers."""
+    settings.GATEWAY_METER = "redis"
+    workspace, key = funded_key
+    before = CreditAccount.objects.get(workspace=workspace).balance_micro_usd
+    database = connection.settings_dict
+    proxy = FreezableProxy((database["HOST"] or "127.0.0.1", int(database["PORT"] or 5432)))
+    through_proxy = f"postgres://{database['USER']}@127.0.0.1:{proxy.port}/{database['NAME']}"
+    try:
+        first = GatewayProcess(tmp_path / "journal", DATABASE_URL=through_proxy)
+        request_ids = asyncio.run(answered(first.url, key, 16))
+        proxy.freeze()
+        request_ids += asyncio.run(answered(first.url, key, 16))  # from memory: their bills wait in Redis
+        time.sleep(1)  # the writer has claimed them and is stuck writing
+        stopping = time.monotonic()
+        first.process.terminate()
+        first.process.wait(60)
+        took = time.monotonic() - stopping
+        proxy.thaw()
+
+        second = GatewayProcess(tmp_path / "journal", DATABASE_URL=through_proxy)
+        try:
+            for request_id in request_ids:
+                settled_generation(request_id, timeout=30)
+        finally:
+            second.stop()
+    finally:
+        proxy.stop()
+
+    assert took < 25
+    assert_billed_once(workspace, request_ids, balance_before=before)
