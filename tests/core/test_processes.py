@@ -14,7 +14,13 @@ import threading
 import time
 from pathlib import Path
 
-from core.processes import SERVER_GEN0_THRESHOLD, current_pid, exit_with_parent, settle_server_heap
+from core.processes import (
+    SERVER_GEN0_THRESHOLD,
+    current_pid,
+    exit_if_still_running,
+    exit_with_parent,
+    settle_server_heap,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -160,3 +166,32 @@ def test_free_memory_between_live_buffers_goes_back_to_the_system():
     released, given_back_mb = out.stdout.split()
     assert released == "True"  # glibc, as on every machine this runs on
     assert float(given_back_mb) > 80  # of the ~115 MB freed between the kept buffers
+
+
+def test_a_stopped_process_held_by_a_stuck_thread_exits_after_its_grace():
+    """A thread stuck in I/O (here: waiting for ever) keeps the interpreter from exiting; armed after the
+    shutdown's work, the timer ends the process `seconds` later, with a line saying why."""
+    script = textwrap.dedent(
+        """
+        import logging, threading
+        from core.processes import exit_if_still_running
+        logging.basicConfig()
+        threading.Thread(target=threading.Event().wait).start()  # not a daemon: the interpreter waits for it
+        exit_if_still_running(0.5)
+        """
+    )
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0 and time.monotonic() - started < 10
+    assert "after the shutdown's work (threads stuck in I/O): exiting" in result.stderr
+
+
+def test_the_exit_timer_is_not_armed_from_a_side_thread():
+    """A server run in a side thread (the tests' ServerThread) stopping is not its process stopping."""
+    armed: list[object] = []
+    thread = threading.Thread(target=lambda: armed.append(exit_if_still_running(0.01)))
+    thread.start()
+    thread.join()
+    assert armed == [None]
