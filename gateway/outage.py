@@ -119,11 +119,25 @@ def forget() -> None:
 
 async def in_thread_within(function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """`in_thread(function, …)` for a request's PostgreSQL work (its key, the catalog, a balance to mirror):
-    given up after REQUEST_WAIT_SECONDS as PostgresDown. A PostgreSQL that does not answer never fails the
-    work, and the request would wait on its thread for as long as that lasts, holding a graceful stop up
-    with it. The thread itself stays until its connection gives up (libpq's timeouts, config/settings.py)."""
-    try:
-        async with asyncio.timeout(REQUEST_WAIT_SECONDS):
-            return await in_thread(function, *args, **kwargs)
-    except TimeoutError:
-        raise PostgresDown(f"PostgreSQL has not answered within {REQUEST_WAIT_SECONDS:g} s") from None
+    given up as PostgresDown once it has taken REQUEST_WAIT_SECONDS while PostgreSQL is not answering (known
+    down, or a load out past ANSWER_SECONDS). A PostgreSQL that does not answer never fails the work, and
+    the request would wait on its thread for as long as that lasts, holding a graceful stop up with it. Work
+    that is only slow (a new process's first request, a busy machine) goes on. The thread itself stays until
+    its connection gives up (libpq's timeouts, config/settings.py)."""
+    work = asyncio.create_task(in_thread(function, *args, **kwargs))
+    work.add_done_callback(_retrieved)  # a failure after the request gave up on it (or left) is nobody's
+    while True:
+        done, _ = await asyncio.wait({work}, timeout=REQUEST_WAIT_SECONDS)
+        if done:
+            return work.result()
+        if _not_answering(_state, time.monotonic()):
+            raise PostgresDown(f"PostgreSQL has not answered within {REQUEST_WAIT_SECONDS:g} s")
+
+
+def _not_answering(state: _State, now: float) -> bool:
+    return state.down or now < state.down_until or _one_is_stuck(state, now)
+
+
+def _retrieved(task: "asyncio.Task[object]") -> None:
+    if not task.cancelled():
+        task.exception()

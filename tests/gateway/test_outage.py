@@ -1,6 +1,7 @@
 """gateway/outage.py: after PostgreSQL fails a load, the hot path's loads fail at once for PROBE_SECONDS,
 then go one at a time until one is answered."""
 
+import asyncio
 import threading
 import time
 
@@ -146,3 +147,31 @@ def test_a_load_that_does_not_come_back_is_logged_as_the_outage_it_is(monkeypatc
         "PostgreSQL has not answered a load for 0.1 s; the gateway serves from memory",
         "PostgreSQL answers again",
     ]
+
+
+def test_a_requests_slow_work_goes_on_while_postgresql_answers(monkeypatch):
+    """A new process's first admission, a busy machine: slow, and nothing to do with PostgreSQL."""
+    monkeypatch.setattr(outage, "REQUEST_WAIT_SECONDS", 0.05)
+    answer = asyncio.run(outage.in_thread_within(lambda: time.sleep(0.2) or "done"))
+    assert answer == "done"
+
+
+def test_a_request_gives_its_postgresql_work_up_once_postgresql_is_not_answering(monkeypatch):
+    monkeypatch.setattr(outage, "REQUEST_WAIT_SECONDS", 0.1)
+    monkeypatch.setattr(outage, "ANSWER_SECONDS", 0.1)
+    release = threading.Event()
+
+    def load() -> None:
+        with postgres_attempt():
+            release.wait(10)  # the query PostgreSQL never answers
+
+    async def request() -> float:
+        started = time.monotonic()
+        try:
+            with pytest.raises(PostgresDown):
+                await outage.in_thread_within(load)
+            return time.monotonic() - started
+        finally:
+            release.set()  # before asyncio.run joins the thread
+
+    assert 0.1 <= asyncio.run(request()) < 1.0
