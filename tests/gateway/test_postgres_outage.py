@@ -258,8 +258,8 @@ def test_a_gateway_stopped_while_postgresql_does_not_answer_exits_and_the_next_b
     database = connection.settings_dict
     proxy = FreezableProxy((database["HOST"] or "127.0.0.1", int(database["PORT"] or 5432)))
     through_proxy = f"postgres://{database['USER']}@127.0.0.1:{proxy.port}/{database['NAME']}"
+    first = GatewayProcess(tmp_path / "journal", DATABASE_URL=through_proxy)
     try:
-        first = GatewayProcess(tmp_path / "journal", DATABASE_URL=through_proxy)
         request_ids = asyncio.run(answered(first.url, key, 16))
         proxy.freeze()
         request_ids += asyncio.run(answered(first.url, key, 16))  # from memory: their bills wait in Redis
@@ -277,6 +277,8 @@ def test_a_gateway_stopped_while_postgresql_does_not_answer_exits_and_the_next_b
         finally:
             second.stop()
     finally:
+        if first.process.poll() is None:  # failed before it was stopped: not left to eat the queue
+            first.kill()
         proxy.stop()
 
     assert took < 25
