@@ -39,16 +39,8 @@ def test_while_it_is_down_one_thread_at_a_time_finds_out(monkeypatch):
     monkeypatch.setattr(outage, "PROBE_SECONDS", 0.0)
     with pytest.raises(OperationalError):
         failing_load()
-    probing, release = threading.Event(), threading.Event()
-
-    def slow_probe() -> None:
-        with postgres_attempt():
-            probing.set()
-            release.wait(5)
-
-    prober = threading.Thread(target=slow_probe)
-    prober.start()
-    probing.wait(5)
+    release = threading.Event()
+    prober = an_attempt_held(release)  # the probe, slow to come back
     # A second one does not pile up behind the pool's timeout.
     with pytest.raises(PostgresDown), postgres_attempt():
         pass
