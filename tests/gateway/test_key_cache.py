@@ -277,9 +277,9 @@ def test_once_any_load_found_postgresql_down_a_stale_key_is_not_even_tried(monke
     assert database.loads == 1
 
 
-def test_when_postgresql_starts_failing_a_known_key_waits_for_anothers_load_only_so_long(monkeypatch):
-    """The first load after PostgreSQL went away waits out the pool's timeout; the other requests of that
-    key wait KEY_LOAD_WAIT_SECONDS for it at most, then go on with its last answer."""
+def a_known_key_gone_stale(monkeypatch) -> tuple[SlowDatabase, KeyCache]:
+    """A cache that loaded "hi-key" once and holds its answer past KEY_CACHE_SECONDS (0.01 s); another
+    request's load is waited for KEY_LOAD_WAIT_SECONDS (0.2 s)."""
     database = SlowDatabase(0)
     monkeypatch.setattr(auth, "_load_api_key", database)
     monkeypatch.setattr(auth, "KEY_CACHE_SECONDS", 0.01)
@@ -287,6 +287,13 @@ def test_when_postgresql_starts_failing_a_known_key_waits_for_anothers_load_only
     cache = KeyCache()
     assert cache.lookup("hi-key") == CALLER
     time.sleep(0.02)
+    return database, cache
+
+
+def test_when_postgresql_starts_failing_a_known_key_waits_for_anothers_load_only_so_long(monkeypatch):
+    """The first load after PostgreSQL went away waits out the pool's timeout; the other requests of that
+    key wait KEY_LOAD_WAIT_SECONDS for it at most, then go on with its last answer."""
+    database, cache = a_known_key_gone_stale(monkeypatch)
     database.down, database.seconds = True, 1.0
     answers, took = timed_look_ups(cache, ["hi-key"] * 4)
     assert answers == [CALLER] * 4
@@ -304,13 +311,7 @@ def test_a_load_that_does_not_come_back_holds_a_known_keys_requests_up_once(monk
     """PostgreSQL not answering (a partition) fails no load: it keeps one in flight. The first request to
     wait for it waits KEY_LOAD_WAIT_SECONDS; from then on it is an outage, and the last answer serves from
     memory, without a wait each."""
-    database = SlowDatabase(0)
-    monkeypatch.setattr(auth, "_load_api_key", database)
-    monkeypatch.setattr(auth, "KEY_CACHE_SECONDS", 0.01)
-    monkeypatch.setattr(auth, "KEY_LOAD_WAIT_SECONDS", 0.2)
-    cache = KeyCache()
-    assert cache.lookup("hi-key") == CALLER
-    time.sleep(0.02)
+    database, cache = a_known_key_gone_stale(monkeypatch)
     database.seconds = 1.5
     loader = threading.Thread(target=cache.lookup, args=("hi-key",))
     loader.start()
