@@ -1,5 +1,6 @@
 """ASGI primitives for the gateway: read a bounded body, send JSON or an SSE stream, watch for disconnect."""
 
+import asyncio
 import json
 import re
 from collections.abc import Awaitable, Callable, Mapping
@@ -151,3 +152,10 @@ def with_fresh_connection(function: Callable[P, T], *args: P.args, **kwargs: P.k
 async def in_thread(function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """Run ORM code in a worker thread (many at once; Django's connections are per thread)."""
     return await sync_to_async(with_fresh_connection, thread_sensitive=False)(function, *args, **kwargs)
+
+
+def nobody_waits_for(task: "asyncio.Future[Any]") -> None:
+    """A done callback for a task whose outcome may end up nobody's (its waiters gave up or left): its
+    failure is taken, not logged as "never retrieved"."""
+    if not task.cancelled():
+        task.exception()

@@ -22,7 +22,7 @@ from typing import ParamSpec, TypeVar
 
 from django.db import OperationalError
 
-from gateway.http import in_thread
+from gateway.http import in_thread, nobody_waits_for
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ async def in_thread_within(function: Callable[P, T], *args: P.args, **kwargs: P.
     that is only slow (a new process's first request, a busy machine) goes on. The thread itself stays until
     its connection gives up (libpq's timeouts, config/settings.py)."""
     work = asyncio.create_task(in_thread(function, *args, **kwargs))
-    work.add_done_callback(_retrieved)  # a failure after the request gave up on it (or left) is nobody's
+    work.add_done_callback(nobody_waits_for)  # once the request gave up on it, or left
     while True:
         done, _ = await asyncio.wait({work}, timeout=REQUEST_WAIT_SECONDS)
         if done:
@@ -136,8 +136,3 @@ async def in_thread_within(function: Callable[P, T], *args: P.args, **kwargs: P.
 
 def _not_answering(state: _State, now: float) -> bool:
     return state.down or now < state.down_until or _one_is_stuck(state, now)
-
-
-def _retrieved(task: "asyncio.Task[object]") -> None:
-    if not task.cancelled():
-        task.exception()

@@ -35,6 +35,8 @@ from redis.asyncio.connection import RedisSSLContext
 from redis.connection import SSLConnection, parse_url
 from redis.exceptions import NoScriptError, ResponseError
 
+from gateway.http import nobody_waits_for
+
 Arg = str | bytes | int | float
 
 LAZY_SECONDS = 0.002  # the longest a lazy call waits for a prompt one to share its write
@@ -165,11 +167,6 @@ class _Protocol(asyncio.Protocol):
             self.transport.close()
 
 
-def _retrieved(task: asyncio.Task[Any]) -> None:
-    if not task.cancelled():
-        task.exception()
-
-
 class RespConnection:
     """`await connection.call(("EVALSHA", sha, 2, key1, key2, arg))`: the reply, or the error it was."""
 
@@ -197,7 +194,7 @@ class RespConnection:
         takes `timeout` an attempt; 16 clients waited out a 20 s partition where each should fail in 5 s)."""
         if self.connecting is None:
             self.connecting = asyncio.create_task(self._connect_once())
-            self.connecting.add_done_callback(_retrieved)  # a failure nobody waited for is not logged
+            self.connecting.add_done_callback(nobody_waits_for)
         # Shielded: a caller that stops waiting does not cancel the attempt the others wait for.
         return await asyncio.shield(self.connecting)
 
