@@ -33,7 +33,7 @@ from gateway.metering import scripts
 from gateway.metering.base import Settlement, charge_for, generation_record, limit_period, worst_case
 from gateway.metering.batching import ScriptBatcher
 from gateway.metering.records import generation_data, generation_from_json
-from gateway.metering.resp import RespConnection
+from gateway.metering.resp import RedisNotAnswering, RespConnection
 from gateway.metering.sql import GENERATION_WAIT_SECONDS, find_generation
 from gateway.outage import attempted, in_thread_within
 from gateway.ratelimit import rate_limited
@@ -168,7 +168,8 @@ class RedisMeter:
         try:
             return await self._reserve(caller, request_id, amount)
         except aioredis.RedisError as exc:
-            logger.exception("reserving %s in Redis failed", request_id)
+            if not isinstance(exc, RedisNotAnswering):  # that is logged once, by the connection
+                logger.exception("reserving %s in Redis failed", request_id)
             raise ApiError(
                 ErrorCode.INTERNAL_ERROR, "The credit service is unavailable; retry the request shortly."
             ) from exc

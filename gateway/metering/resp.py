@@ -17,13 +17,19 @@ Failure is redis-py's: a connection that fails, or a reply later than `timeout`,
 fails every command in flight with ConnectionError / TimeoutError (redis.exceptions, so callers handle both
 clients alike); the next call reconnects, and the calls that come meanwhile wait for that one attempt and
 share its outcome, so none waits longer than one attempt (`connect_timeout` + `timeout`) however long Redis
-stays silent (tests/gateway/test_redis_not_answering.py). A caller that stops waiting does not disturb the
-order: its reply is read and dropped. Redis' own error replies are ResponseError (NoScriptError for
-NOSCRIPT), per command.
+stays silent. A caller that stops waiting does not disturb the order: its reply is read and dropped.
+Redis' own error replies are ResponseError (NoScriptError for NOSCRIPT), per command.
+
+A Redis that does not answer (a partition, a stuck server) is found out once, not by every call: while a
+command has gone unanswered for STALL_SECONDS, and after a connection failed, calls raise RedisNotAnswering
+at once instead of queueing behind it, but for one call at a time, at most every PROBE_SECONDS, that tries
+to connect again (tests/gateway/test_redis_not_answering.py: through a 15 s partition, every request but
+the probes refused in milliseconds, where each waited the 5 s timeout).
 """
 
 import asyncio
 import collections
+import logging
 import ssl
 import time
 from collections.abc import Sequence
@@ -37,9 +43,20 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from gateway.http import nobody_waits_for
 
+logger = logging.getLogger(__name__)
+
 Arg = str | bytes | int | float
 
 LAZY_SECONDS = 0.002  # the longest a lazy call waits for a prompt one to share its write
+# Redis answers the hot path's scripts in microseconds; a command unanswered this long is Redis not
+# answering (a fork for a snapshot of a large data set pauses it for tens of milliseconds).
+STALL_SECONDS = 1.0
+PROBE_SECONDS = 1.0  # after a failed connection, calls fail at once this long before one tries again
+
+
+class RedisNotAnswering(exceptions.ConnectionError):
+    """Not sent: Redis is not answering the connection's commands, or failed a moment ago and another call
+    is finding out whether it answers again."""
 
 
 def pack(command: Sequence[Arg]) -> bytes:
@@ -77,7 +94,7 @@ def _tls_context(options: dict[str, Any]) -> ssl.SSLContext | None:
 class _Protocol(asyncio.Protocol):
     """The socket's side: writes what the loop turn queued, hands each reply to the oldest waiting call."""
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, *, probe: bool = False) -> None:
         # Made in its event loop (RespConnection._connect). Kept: asyncio.get_running_loop() makes a
         # getpid() system call each time (CPython 3.11), a few µs in this VM.
         self.loop = asyncio.get_running_loop()
@@ -89,6 +106,9 @@ class _Protocol(asyncio.Protocol):
         self.flush_soon = False  # a flush is due at the end of this loop turn
         self.lazy_flush: asyncio.TimerHandle | None = None  # a flush for lazy calls alone, later
         self.closed = False
+        self.failure: Exception | None = None  # what closed it
+        self.stalled = False  # the oldest command has waited STALL_SECONDS: new calls are refused
+        self.probe = probe  # made to find out whether Redis answers again: its stall is no news
         self.watchdog: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -118,10 +138,11 @@ class _Protocol(asyncio.Protocol):
             return  # connection_lost failed the calls already
         self.transport.write(data)
         if self.watchdog is None:
-            self.watchdog = self.loop.call_later(self.timeout, self._check_late)
+            self.watchdog = self.loop.call_later(min(STALL_SECONDS, self.timeout), self._check_late)
 
     def _check_late(self) -> None:
-        """A reply later than `timeout` closes the connection (as redis-py's socket_timeout does)."""
+        """A reply later than STALL_SECONDS stalls the connection (new calls refused); later than `timeout`
+        closes it (as redis-py's socket_timeout does)."""
         self.watchdog = None
         if not self.waiting or self.closed:
             return
@@ -129,9 +150,16 @@ class _Protocol(asyncio.Protocol):
         if waited >= self.timeout:
             self._fail(exceptions.TimeoutError(f"Redis did not answer within {self.timeout} s"))
             return
-        self.watchdog = self.loop.call_later(self.timeout - waited, self._check_late)
+        if waited >= STALL_SECONDS:
+            if not self.stalled and not self.probe:
+                logger.warning("Redis has not answered for %.1f s: calls refused until it does", waited)
+            self.stalled = True
+            self.watchdog = self.loop.call_later(self.timeout - waited, self._check_late)
+        else:
+            self.watchdog = self.loop.call_later(STALL_SECONDS - waited, self._check_late)
 
     def data_received(self, data: bytes) -> None:
+        self.stalled = False
         self.reader.feed(data)
         while True:
             try:
@@ -152,7 +180,8 @@ class _Protocol(asyncio.Protocol):
         self._fail(exceptions.ConnectionError(f"the connection to Redis was lost: {exc or 'closed'}"))
 
     def _fail(self, error: Exception) -> None:
-        self.closed = True
+        if not self.closed:
+            self.closed, self.failure = True, error
         if self.lazy_flush is not None:
             self.lazy_flush.cancel()
             self.lazy_flush = None
@@ -177,12 +206,17 @@ class RespConnection:
         self.timeout, self.connect_timeout, self.name = timeout, connect_timeout, name
         self.protocol: _Protocol | None = None
         self.connecting: asyncio.Task[_Protocol] | None = None  # the one attempt every caller waits for
+        # Redis failed or stopped answering: until then (monotonic) calls fail at once; after it, one call
+        # at a time tries again. None while it answers.
+        self.down_until: float | None = None
 
     async def call(self, command: Sequence[Arg], *, lazy: bool = False) -> Any:
         """`lazy`: the call may wait up to LAZY_SECONDS to leave with the next prompt call (module doc)."""
         protocol = self.protocol
         if protocol is None or protocol.closed:
             protocol = await self._connected()
+        elif protocol.stalled:
+            raise RedisNotAnswering(f"Redis has not answered a command for {STALL_SECONDS:g} s")
         reply = await protocol.send(pack(command), lazy=lazy)
         if isinstance(reply, ResponseError):
             raise reply
@@ -191,16 +225,33 @@ class RespConnection:
     async def _connected(self) -> _Protocol:
         """The calls that find the connection closed wait for one attempt, and share its failure: each trying
         in turn behind a lock made the last of N wait N attempts (a Redis that accepts and never answers
-        takes `timeout` an attempt; 16 clients waited out a 20 s partition where each should fail in 5 s)."""
+        takes `timeout` an attempt; 16 clients waited out a 20 s partition where each should fail in 5 s).
+        After a failure the attempt is a probe: the calls meanwhile fail at once."""
+        failed = self.protocol.failure if self.protocol is not None else None
+        if self.down_until is None and isinstance(failed, exceptions.TimeoutError):
+            self.down_until = 0.0  # it stopped answering (logged when it stalled): probe at once
         if self.connecting is None:
+            if self.down_until is not None and time.monotonic() < self.down_until:
+                raise RedisNotAnswering("Redis did not answer a moment ago")
             self.connecting = asyncio.create_task(self._connect_once())
             self.connecting.add_done_callback(nobody_waits_for)
+        elif self.down_until is not None:
+            raise RedisNotAnswering("Redis is being asked whether it answers again")
         # Shielded: a caller that stops waiting does not cancel the attempt the others wait for.
         return await asyncio.shield(self.connecting)
 
     async def _connect_once(self) -> _Protocol:
         try:
             self.protocol = await self._connect()
+        except exceptions.RedisError as exc:
+            if self.down_until is None:
+                logger.warning("Redis does not answer (%s); the meter refuses requests until it does", exc)
+            self.down_until = time.monotonic() + PROBE_SECONDS
+            raise
+        else:
+            if self.down_until is not None:
+                logger.warning("Redis answers again")
+                self.down_until = None
             return self.protocol
         finally:
             self.connecting = None
@@ -208,15 +259,16 @@ class RespConnection:
     async def _connect(self) -> _Protocol:
         loop = asyncio.get_running_loop()
         options = self.options
+        probe = self.down_until is not None
         try:
             async with asyncio.timeout(self.connect_timeout):
                 if "path" in options:
                     _, protocol = await loop.create_unix_connection(
-                        lambda: _Protocol(self.timeout), options["path"]
+                        lambda: _Protocol(self.timeout, probe=probe), options["path"]
                     )
                 else:
                     _, protocol = await loop.create_connection(
-                        lambda: _Protocol(self.timeout),
+                        lambda: _Protocol(self.timeout, probe=probe),
                         options.get("host", "localhost"),
                         options.get("port", 6379),
                         ssl=_tls_context(options),

@@ -1,7 +1,9 @@
 """A Redis that stops answering without refusing (a partition, a stuck server) under load: a real gateway
 process reaches the meter's Redis through a TCP proxy the test freezes (connections held open, nothing
 passed either way). Every request is answered or refused within the meter connection's timeout (5 s), none
-waits for the partition to end, and once Redis answers again every answer is billed once."""
+waits for the partition to end; once the gateway knows Redis is not answering, the requests after are
+refused at once but for the one probing it; answers resume soon after Redis does, and every answer is
+billed once."""
 
 import asyncio
 import json
@@ -11,6 +13,7 @@ import httpx
 import pytest
 
 from billing.models import CreditAccount
+from gateway.metering import resp
 from tests.gateway.conftest import settled_generation
 from tests.gateway.test_postgres_outage import FreezableProxy
 from tests.gateway.test_settlement_faults import (  # noqa: F401 (own_redis: a fixture)
@@ -26,35 +29,41 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(tra
 FREEZE_SECONDS = 15.0
 
 
-Answer = tuple[int, str, str, float]  # status, request id, body, seconds it took
+Answer = tuple[int, str, str, float, float]  # status, request id, body, when it was sent, seconds it took
 
 
-async def load_through_a_freeze(url: str, key: str, proxy: FreezableProxy) -> list[Answer]:
-    """16 clients until 3 s after Redis answers again; after 40 answers the proxy freezes FREEZE_SECONDS."""
+async def load_through_a_freeze(
+    url: str, key: str, proxy: FreezableProxy
+) -> tuple[list[Answer], float, float]:
+    """16 clients until 3 s after Redis answers again; after 40 answers the proxy freezes FREEZE_SECONDS.
+    Returns the answers and when the freeze began and ended (monotonic)."""
     answers: list[Answer] = []
     over = False
+    frozen_at = thawed_at = 0.0
 
     async def client_loop(client: httpx.AsyncClient) -> None:
         while not over:
             started = time.monotonic()
             status, request_id, body = await call(client, key, stream=False)
-            answers.append((status, request_id, body, time.monotonic() - started))
+            answers.append((status, request_id, body, started, time.monotonic() - started))
             if status != 200:
                 await asyncio.sleep(0.2)  # a client backing off from a 500
 
     async def partition() -> None:
-        nonlocal over
+        nonlocal over, frozen_at, thawed_at
         while len(answers) < 40:
             await asyncio.sleep(0.01)
         proxy.freeze()
+        frozen_at = time.monotonic()
         await asyncio.sleep(FREEZE_SECONDS)
         proxy.thaw()
+        thawed_at = time.monotonic()
         await asyncio.sleep(3)
         over = True
 
     async with httpx.AsyncClient(base_url=url, timeout=120) as client:
         await asyncio.gather(partition(), *(client_loop(client) for _ in range(16)))
-    return answers
+    return answers, frozen_at, thawed_at
 
 
 def test_through_a_redis_that_does_not_answer_no_request_waits_past_the_timeout(
@@ -68,17 +77,31 @@ def test_through_a_redis_that_does_not_answer_no_request_waits_past_the_timeout(
     proxy = FreezableProxy(("127.0.0.1", own_redis.port))
     gateway = GatewayProcess(tmp_path / "journal", REDIS_URL=f"redis://127.0.0.1:{proxy.port}/0")
     try:
-        answers = asyncio.run(load_through_a_freeze(gateway.url, key, proxy))
-        answered = [request_id for status, request_id, _, _ in answers if status == 200]
+        answers, frozen_at, thawed_at = asyncio.run(load_through_a_freeze(gateway.url, key, proxy))
+        answered = [request_id for status, request_id, *_ in answers if status == 200]
         for request_id in answered:
             settled_generation(request_id, timeout=30)
     finally:
         gateway.stop()
         proxy.stop()
 
-    refused = [json.loads(body)["error"] for status, _, body, _ in answers if status != 200]
+    refused = [json.loads(body)["error"] for status, _, body, *_ in answers if status != 200]
     assert refused  # the partition did refuse some
     assert {(error["code"], error["type"]) for error in refused} == {("internal_error", "api_error")}
     # Each waited one timeout at most (the reconnection's included), not for the partition to end.
-    assert max(took for _, _, _, took in answers) < 6.5
+    assert max(took for *_, took in answers) < 6.5
+    # Once a command has gone unanswered STALL_SECONDS, the requests sent meanwhile are refused at once, but
+    # for the one probing whether Redis answers again (one at a time, each PROBE_SECONDS at the most often).
+    known = frozen_at + resp.STALL_SECONDS + 0.5
+    in_the_partition = [
+        (status, took) for status, _, _, sent, took in answers if known < sent and sent + took < thawed_at
+    ]
+    slow = [took for _, took in in_the_partition if took > 0.5]
+    print(f"{len(answers)} answers, {len(in_the_partition)} sent in the known partition, {len(slow)} slow")
+    assert len(in_the_partition) > 100
+    assert len(slow) <= (thawed_at - known) / resp.PROBE_SECONDS
+    assert all(status != 200 for status, _ in in_the_partition)
+    # Redis answers again: answers within a probe's wait.
+    back = [sent for status, _, _, sent, _ in answers if status == 200 and sent > thawed_at]
+    assert back and min(back) - thawed_at < resp.PROBE_SECONDS + 0.5
     assert_billed_once(workspace, answered, balance_before=before)

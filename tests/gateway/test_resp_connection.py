@@ -10,12 +10,14 @@ import subprocess
 import time
 import uuid
 
+import hiredis
 import pytest
 import redis.asyncio as aioredis
 from django.conf import settings
 from redis import exceptions
 
-from gateway.metering.resp import RespConnection, pack
+from gateway.metering import resp
+from gateway.metering.resp import RedisNotAnswering, RespConnection, pack
 
 pytestmark = pytest.mark.skipif(
     not settings.REDIS_URL, reason="needs Redis: set REDIS_URL=redis://… (CI does)"
@@ -132,6 +134,76 @@ def test_calls_that_find_the_connection_gone_share_one_attempt_and_its_failure()
     outcomes, took = asyncio.run(scenario())
     assert all(isinstance(outcome, exceptions.TimeoutError) for outcome in outcomes)
     assert 0.3 <= took < 0.9
+
+
+class SwitchableRedis:
+    """A loopback server that answers PING with PONG and anything else with OK while `answering`, and
+    otherwise reads and says nothing (its connections stay open: a partition, a stuck server)."""
+
+    def __init__(self) -> None:
+        self.answering = True
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self.server.sockets[0].getsockname()[1]
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        commands = hiredis.Reader()
+        while data := await reader.read(65536):
+            commands.feed(data)
+            while (command := commands.gets()) is not False:
+                while not self.answering:
+                    await asyncio.sleep(0.01)
+                writer.write(b"+PONG\r\n" if command[0] == b"PING" else b"+OK\r\n")
+        writer.close()
+
+
+def test_a_redis_that_stops_answering_is_found_out_once_and_probed_one_call_at_a_time(monkeypatch):
+    """Once a command has waited STALL_SECONDS, calls are refused at once instead of queueing behind it to
+    wait out the timeout each; after the connection fails, one call at a time tries again (at most every
+    PROBE_SECONDS) while the others are refused at once; when Redis answers again, so do the calls."""
+    monkeypatch.setattr(resp, "STALL_SECONDS", 0.2)
+    monkeypatch.setattr(resp, "PROBE_SECONDS", 0.3)
+
+    async def timed(call) -> tuple[object, float]:
+        started = time.monotonic()
+        try:
+            outcome: object = await call
+        except exceptions.RedisError as exc:
+            outcome = exc
+        return outcome, time.monotonic() - started
+
+    async def scenario():
+        redis = SwitchableRedis()
+        connection = RespConnection(f"redis://127.0.0.1:{await redis.start()}/0", timeout=0.6)
+        seen: dict[str, tuple[object, float]] = {"answering": await timed(connection.call(("PING",)))}
+        redis.answering = False
+        in_flight = asyncio.create_task(timed(connection.call(("PING",))))
+        await asyncio.sleep(0.3)
+        seen["stalled"] = await timed(connection.call(("PING",)))
+        seen["in flight"] = await in_flight
+        probe = asyncio.create_task(timed(connection.call(("PING",))))
+        await asyncio.sleep(0.05)
+        seen["while probing"] = await timed(connection.call(("PING",)))
+        seen["probe"] = await probe
+        seen["after the probe"] = await timed(connection.call(("PING",)))
+        redis.answering = True
+        await asyncio.sleep(0.3)
+        seen["answering again"] = await timed(connection.call(("PING",)))
+        seen["down_until"] = connection.down_until, 0.0
+        connection.close()
+        redis.server.close()
+        return seen
+
+    seen = asyncio.run(scenario())
+    assert seen["answering"][0] == b"PONG"
+    assert isinstance(seen["in flight"][0], exceptions.TimeoutError) and seen["in flight"][1] >= 0.6
+    for refused in ("stalled", "while probing", "after the probe"):
+        outcome, took = seen[refused]
+        assert isinstance(outcome, RedisNotAnswering) and took < 0.05, (refused, seen[refused])
+    assert isinstance(seen["probe"][0], exceptions.TimeoutError) and seen["probe"][1] >= 0.6
+    assert seen["answering again"][0] == b"PONG"
+    assert seen["down_until"][0] is None
 
 
 def test_a_server_that_does_not_speak_resp_fails_the_call_rather_than_hangs():
