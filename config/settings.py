@@ -328,6 +328,8 @@ PLAYGROUND_KEY_TTL_SECONDS = 600
 GATEWAY_MAX_BODY_BYTES = env_int("GATEWAY_MAX_BODY_BYTES", 10 * 1024 * 1024)
 # A stream silent this long gets an SSE comment, so proxies and clients keep the connection open.
 GATEWAY_KEEPALIVE_SECONDS = 15.0
+# A client whose socket takes none of its response's bytes this long is dropped (core/http_server.py).
+CLIENT_STALL_SECONDS = env_int("CLIENT_STALL_SECONDS", 60)
 # Where each gateway process journals its requests until their bills are in PostgreSQL (ADR 0010). It must
 # outlive the process: a local disk, or a volume that the replacement of a crashed process mounts again.
 GATEWAY_JOURNAL_DIR = Path(env_str("GATEWAY_JOURNAL_DIR", str(BASE_DIR / ".local" / "journal")))

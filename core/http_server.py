@@ -7,13 +7,22 @@ turn when no body comes in it (a stream whose first event is not ready yet): its
 order, and never later than the loop's next turn. One system call less a response; the bench could not
 tell the difference from its noise (bench/README.md, "One write a response"; ADR 0021).
 
+A client that stops reading (its socket full, the connection still open) is dropped once the response's
+bytes have waited CLIENT_STALL_SECONDS to be taken: until then the request waits on it, holding what the
+upstream sent and the workspace's reservation. Dropped, it is a client that left: the request is cancelled
+and billed for what its upstream generated (as nginx's `send_timeout`, 60 s by default).
+
 Run the server with it: `uvicorn config.asgi:application --http core.http_server:HttpToolsProtocol …`.
 """
 
 import asyncio
+import logging
 from typing import Any
 
+from django.conf import settings
 from uvicorn.protocols.http import httptools_impl
+
+logger = logging.getLogger(__name__)
 
 _HEAD = b"HTTP/1.1 "  # how every response head uvicorn writes begins (its STATUS_LINE table)
 
@@ -64,8 +73,35 @@ class _HeadWithBody:
 
 
 class HttpToolsProtocol(httptools_impl.HttpToolsProtocol):
+    _stalled: asyncio.TimerHandle | None = None  # set while the transport's buffer is full
+
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(_HeadWithBody(transport, self.loop))  # type: ignore[arg-type]
+
+    def pause_writing(self) -> None:
+        """The transport's buffer is past its high-water mark: the client is not taking the bytes."""
+        super().pause_writing()
+        if self._stalled is None:
+            self._stalled = self.loop.call_later(settings.CLIENT_STALL_SECONDS, self._drop_stalled_client)
+
+    def resume_writing(self) -> None:
+        self._stop_stall_timer()
+        super().resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_stall_timer()
+        super().connection_lost(exc)
+
+    def _stop_stall_timer(self) -> None:
+        if self._stalled is not None:
+            self._stalled.cancel()
+            self._stalled = None
+
+    def _drop_stalled_client(self) -> None:
+        self._stalled = None
+        logger.info("dropped a client that took nothing for %g s", settings.CLIENT_STALL_SECONDS)
+        # Not close(): that waits for the buffer to be taken, which this client does not do.
+        self.transport.abort()
 
     def handle_websocket_upgrade(self) -> None:
         """A WebSocket protocol takes the connection over: it gets the transport itself."""

@@ -73,14 +73,21 @@ class _KeepAlive:
 
 
 async def batches(
-    opened: OpenStream, disconnect: asyncio.Future[None], on_idle: Callable[[], Awaitable[None]]
+    opened: OpenStream,
+    disconnect: asyncio.Future[None],
+    on_idle: Callable[[], Awaitable[None]],
+    unsent: list[Event] | None = None,
 ) -> AsyncGenerator[tuple[list[Event], bool], None]:
     """The route's events as they arrive, in batches of what is there at once (up to _BURST), each with
     whether it is the last (the answer's end came with it: the caller sends it with the answer's end, in
     one write). Each batch is one send to the client and one journal line, not one per event. Raises
     ClientGone when the client disconnects, after closing the upstream connection. One reader task for the
     whole answer fills an inbox; `on_idle` runs when the upstream has been quiet for the keep-alive interval:
-    no task and race per event (bench/README.md)."""
+    no task and race per event (bench/README.md).
+
+    The reader does not wait for the client: what the upstream generated is read, and paid for, whether
+    or not the client takes it. Ended early (closed, or the client gone), the events read and never
+    yielded are put in `unsent` once the upstream connection is closed."""
     yield [opened.first], False
     inbox = _Inbox(asyncio.get_running_loop())
     reader = asyncio.create_task(_pump(opened.rest, inbox))
@@ -125,6 +132,12 @@ async def batches(
         # connection, so the provider stops generating.
         await cancel_and_wait(reader)
         await opened.rest.aclose()
+        if unsent is not None:
+            unsent += (cast(Event, item) for item in inbox.items if _is_event(item))
+
+
+def _is_event(item: object) -> bool:
+    return not (item is _END or item is _GONE or item is _IDLE or isinstance(item, BaseException))
 
 
 async def _pump(events: AsyncGenerator[Event, None], inbox: _Inbox) -> None:

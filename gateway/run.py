@@ -234,9 +234,11 @@ class Run:
     async def _stream(self, opened: OpenStream, disconnect: asyncio.Future[None]) -> Outcome:
         await self._begin_stream()
         held: list[bytes] = []  # the last batch's frames, sent with the answer's end in one write
+        unsent: list[Event] = []  # read from the upstream, not sent: the client left first
+        flow = batches(opened, disconnect, self._keepalive, unsent)
         try:
             delivered = 0
-            async for batch, last in batches(opened, disconnect, self._keepalive):
+            async for batch, last in flow:
                 frames: list[bytes] = []
                 for event in batch:
                     self._mark(event)
@@ -251,6 +253,9 @@ class Run:
                 await self._frames(frames)
             self.upstream_ended = time.monotonic()
         except ClientGone:
+            await flow.aclose()  # now, not when collected: the upstream closed, what it sent in `unsent`
+            for event in unsent:  # generated, so paid for (design §3), though the client never had it
+                self._mark(event)
             return await self._cancelled(opened)
         except UpstreamError as exc:
             await self._frames(self.renderer.error(exc.code, exc.message), last=True)

@@ -17,13 +17,16 @@ class ServerThread:
     `runserver` serves them, for the browser tests of the whole site; `lifespan="off"` runs it as Daphne's
     `runserver` does, with no lifespan events."""
 
-    def __init__(self, *, static: bool = False, lifespan: str = "on") -> None:
+    def __init__(self, *, static: bool = False, lifespan: str = "on", http: type | str = "auto") -> None:
+        """`http`: uvicorn's protocol (production's: core.http_server.HttpToolsProtocol)."""
         from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 
         from config.asgi import application
 
         app = ASGIStaticFilesHandler(application) if static else application
-        self.config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan=lifespan)
+        self.config = uvicorn.Config(
+            app, host="127.0.0.1", port=0, log_level="warning", lifespan=lifespan, http=http
+        )
         self.server = uvicorn.Server(self.config)
         self.thread = threading.Thread(target=self._run, daemon=True)
 

@@ -9,7 +9,7 @@ import pytest
 
 from core.errors import ErrorCode
 from gateway.answer_flow import _BURST, batches
-from gateway.canonical import Event, Finish, TextDelta
+from gateway.canonical import Event, Finish, TextDelta, Usage
 from gateway.routing import OpenStream
 from gateway.upstreams.base import UpstreamError
 
@@ -113,3 +113,36 @@ def test_a_quiet_upstream_gets_a_keep_alive_each_interval_and_none_while_events_
     first, middle, rest_of_them = log[1], log[2:-3], log[-3:]
     assert first == events[0] and rest_of_them == events[1:]
     assert middle == ["keep-alive"] * len(middle) and 2 <= len(middle) <= 3  # ~one an interval, not more
+
+
+def test_what_was_read_and_never_sent_is_handed_back_once_the_upstream_is_closed():
+    """The client stops taking the answer (its send fails) while the reader has read ahead: the events read
+    and never sent come back in `unsent` (they were generated, so they are paid for), after the upstream's
+    generator was closed, and no marker or failure with them."""
+    events = [*deltas(_BURST + 5), Usage(3, 20)]
+    closed = []
+
+    async def rest() -> AsyncGenerator[Event, None]:
+        try:
+            for event in events:
+                yield event
+            await asyncio.sleep(10)  # the upstream still open, not yet at its end
+        finally:
+            closed.append(True)
+
+    async def read() -> tuple[list[Event], list[Event]]:
+        disconnect: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        sent: list[Event] = []
+        unsent: list[Event] = []
+        flow = batches(opened(rest()), disconnect, asyncio.sleep, unsent)
+        async for batch, _ in flow:
+            sent.extend(batch)
+            if len(sent) > 1:  # the first batch of deltas went; the next send fails
+                break
+        assert not closed  # not until the flow is closed
+        await flow.aclose()
+        return sent, unsent
+
+    sent, unsent = asyncio.run(read())
+    assert closed == [True]
+    assert sent[1:] == events[:_BURST] and unsent == events[_BURST:]
