@@ -10,7 +10,10 @@ tell the difference from its noise (bench/README.md, "One write a response"; ADR
 A client that stops reading (its socket full, the connection still open) is dropped once the response's
 bytes have waited CLIENT_STALL_SECONDS to be taken: until then the request waits on it, holding what the
 upstream sent and the workspace's reservation. Dropped, it is a client that left: the request is cancelled
-and billed for what its upstream generated (as nginx's `send_timeout`, 60 s by default).
+and billed for what its upstream generated (as nginx's `send_timeout`, 60 s by default). So is a client that
+stops sending its request halfway (its head or its body; nginx's `client_header_timeout` and
+`client_body_timeout`): each such connection held a request waiting for ever. A request that arrives whole
+in one read, as nearly all do, starts no timer (ADR 0026).
 
 Run the server with it: `uvicorn config.asgi:application --http core.http_server:HttpToolsProtocol …`.
 """
@@ -74,6 +77,9 @@ class _HeadWithBody:
 
 class HttpToolsProtocol(httptools_impl.HttpToolsProtocol):
     _stalled: asyncio.TimerHandle | None = None  # set while the transport's buffer is full
+    _receiving = False  # a request has begun and is not whole yet
+    _request_stalled: asyncio.TimerHandle | None = None  # set while a request comes in parts
+    _request_progress = 0.0  # the loop's time its last part came
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(_HeadWithBody(transport, self.loop))  # type: ignore[arg-type]
@@ -90,7 +96,44 @@ class HttpToolsProtocol(httptools_impl.HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_stall_timer()
+        if self._request_stalled is not None:
+            self._request_stalled.cancel()
+            self._request_stalled = None
         super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:
+        self._receiving = True
+        super().on_message_begin()
+
+    def on_message_complete(self) -> None:
+        self._receiving = False
+        super().on_message_complete()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._receiving:  # a part of a request: the next must come within CLIENT_STALL_SECONDS
+            self._request_progress = self.loop.time()
+            if self._request_stalled is None:
+                self._request_stalled = self.loop.call_later(
+                    settings.CLIENT_STALL_SECONDS, self._check_request_stalled
+                )
+        elif self._request_stalled is not None:
+            self._request_stalled.cancel()
+            self._request_stalled = None
+
+    def _check_request_stalled(self) -> None:
+        self._request_stalled = None
+        if not self._receiving or self.transport.is_closing():
+            return
+        limit, now = settings.CLIENT_STALL_SECONDS, self.loop.time()
+        if self.flow.read_paused:  # the app is not taking the body: not the client's stall
+            self._request_progress = now
+        waited = now - self._request_progress
+        if waited < limit:  # it came on meanwhile
+            self._request_stalled = self.loop.call_later(limit - waited, self._check_request_stalled)
+            return
+        logger.info("dropped a client that sent nothing of its request for %g s", limit)
+        self.transport.abort()
 
     def _stop_stall_timer(self) -> None:
         if self._stalled is not None:

@@ -1,6 +1,7 @@
-"""A streamed answer's client that stops taking it, with production's server protocol
-(core/http_server.py): dropped once its socket has taken nothing for CLIENT_STALL_SECONDS, and its request
-billed for everything its upstream generated — what the gateway read but never got to send included."""
+"""Clients that stall, with production's server protocol (core/http_server.py). One that stops taking a
+streamed answer is dropped once its socket has taken nothing for CLIENT_STALL_SECONDS, and its request
+billed for everything its upstream generated — what the gateway read but never got to send included. One
+that stops sending its request halfway (its head, its body) is dropped as long after its last part."""
 
 import contextlib
 import json
@@ -119,3 +120,44 @@ def test_a_client_that_reads_slowly_but_steadily_is_not_dropped(production_serve
     assert took > 1  # slower than the stall limit in all, and never stalled that long
     generation = settled_generation(request_id, timeout=10)
     assert generation.status == "completed" and generation.tokens_completion == 3_000
+
+
+def dropped_within(port: int, parts: list[bytes], seconds: float) -> tuple[bytes, float]:
+    """Send `parts` 0.6 s apart (each gap inside the 1 s limit) and then nothing: what the server answers
+    until it closes the connection, and how long after the last part it closed it."""
+    with socket.create_connection(("127.0.0.1", port), timeout=seconds) as sock:
+        for n, part in enumerate(parts):
+            if n:
+                time.sleep(0.6)
+            sock.sendall(part)
+        sent = time.monotonic()
+        got = bytearray()
+        with contextlib.suppress(ConnectionResetError):
+            while data := sock.recv(65536):
+                got += data
+        return bytes(got), time.monotonic() - sent
+
+
+@pytest.mark.parametrize(
+    "parts",
+    [
+        pytest.param([b"POST /api/v1/chat/completions HTTP/1.1\r\n", b"Host: 127.0.0.1\r\n"], id="its head"),
+        pytest.param(
+            [
+                b"POST /api/v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n",
+                b"{}",
+            ],
+            id="its body",
+        ),
+    ],
+)
+def test_a_client_that_stops_sending_its_request_halfway_is_dropped(production_server, parts):
+    answer, took = dropped_within(production_server, parts, seconds=10)
+    assert answer == b""  # dropped: no answer, the connection closed
+    assert 0.9 < took < 3
+
+
+def test_a_request_sent_in_parts_each_inside_the_limit_is_answered(production_server):
+    parts = [b"GET /hea", b"lthz HTTP/1.1\r\nHost: 127.0.0.1\r\n", b"Connection: close\r\n\r\n"]
+    answer, _ = dropped_within(production_server, parts, seconds=10)  # 1.2 s in all
+    assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b'{"status":"ok"}')
