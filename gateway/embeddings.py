@@ -44,6 +44,7 @@ from gateway.metering.writer import loop_flusher
 from gateway.models import GenerationStatus
 from gateway.outage import in_thread_within
 from gateway.resolve import require_available, require_kind, resolved_model
+from gateway.route_health import route_health
 from gateway.session import upstream_client
 from gateway.tokens import text_tokens
 from gateway.upstreams.base import Embedded, RouteInfo, UpstreamError
@@ -127,19 +128,23 @@ async def _embedded(admitted: Admitted) -> tuple[RouteInfo, Embedded]:
     """The first route that answers; a provider-side failure passes to the next. Raises UpstreamError."""
     request, model = admitted.request, admitted.model
     last = UpstreamError(ErrorCode.PROVIDER_UNAVAILABLE, "The model has no route that embeds.")
-    for route in model.routes:
+    for route in route_health.in_order(model.routes):
         if not _embeds(route, request):
             continue
         adapter = adapter_for(route.provider.kind)
         try:
-            return route, await adapter.embed(
-                request.inputs, route, upstream_client(), dimensions=request.dimensions
-            )
+            client = upstream_client()
+            embedded = await adapter.embed(request.inputs, route, client, dimensions=request.dimensions)
         except UpstreamError as exc:
             logger.warning("route %s for %s failed: %s", route.provider.slug, model.slug, exc)
             if not exc.retryable:
+                route_health.answered(route)
                 raise
+            route_health.failed(route, exc)
             last = exc
+            continue
+        route_health.answered(route)
+        return route, embedded
     raise last
 
 

@@ -88,6 +88,13 @@ SETTLEMENTS_DEFERRED = Counter(
     ["format"],
     registry=None,
 )
+ROUTE_COOLDOWNS = Counter(
+    "hyperinfer_route_cooldowns",
+    "Times a route began to be tried after its model's other routes, having failed in a row "
+    "(gateway/route_health.py).",
+    ["provider", "upstream_model"],
+    registry=None,
+)
 JOURNAL_ENTRIES = Gauge(
     "hyperinfer_journal_entries",
     "Requests in the settlement journals (ADR 0010): open (under way), unsettled (over, no meter took the "
@@ -235,6 +242,10 @@ def refused(fmt: str, model: str, code: str) -> None:
     before the model was resolved."""
     _tally.add(_requests(fmt, model, "", REFUSED))
     _tally.add(_errors(fmt, model, "", code))
+
+
+def route_cooling(provider: str, upstream_model: str) -> None:
+    _tally.add(ROUTE_COOLDOWNS.labels(provider, upstream_model))
 
 
 # The endpoints beyond the formats, by the module of the work they run (gateway/endpoint.py `answered`

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from core.errors import ErrorCode
 from gateway.canonical import CanonicalRequest, Event, Usage
 from gateway.catalog_cache import ModelInfo
+from gateway.route_health import route_health
 from gateway.upstreams.base import RouteInfo, UpstreamError
 from gateway.upstreams.http1 import UpstreamClient
 from gateway.upstreams.registry import adapter_completes_text, adapter_for
@@ -29,7 +30,7 @@ async def open_stream(request: CanonicalRequest, model: ModelInfo, client: Upstr
     last_error: UpstreamError | None = None
     refusal: UpstreamError | None = None
     taken = False  # a route's adapter sent the request on
-    for route in model.routes:
+    for route in route_health.in_order(model.routes):
         provider = route.provider
         if not provider.configured:  # no key on this deployment: calling it could only fail
             continue
@@ -59,7 +60,9 @@ async def open_stream(request: CanonicalRequest, model: ModelInfo, client: Upstr
                 continue
             taken, last_error = True, exc
             if not exc.retryable:
+                route_health.answered(route)  # the request's fault, found by a provider that answers
                 raise
+            route_health.failed(route, exc)
             continue
         except StopAsyncIteration:
             taken = True
@@ -67,6 +70,7 @@ async def open_stream(request: CanonicalRequest, model: ModelInfo, client: Upstr
                 ErrorCode.PROVIDER_UNAVAILABLE, "The provider returned an empty stream."
             )
             continue
+        route_health.answered(route)
         return OpenStream(route=route, first=first, rest=events)
     if refusal is not None and not taken:
         raise refusal

@@ -122,6 +122,16 @@ def own_settlement_journal(settings, tmp_path):
 
 
 @pytest.fixture(autouse=True)
+def routes_healthy():
+    """Each test's routes start with no failures counted (gateway/route_health.py: a process's memory)."""
+    from gateway.route_health import route_health
+
+    route_health.forget()
+    yield
+    route_health.forget()
+
+
+@pytest.fixture(autouse=True)
 def postgres_answering():
     """A test that made PostgreSQL fail (or stood in for it failing) leaves no outage to the next one."""
     from gateway import outage

@@ -18,12 +18,15 @@ import pytest
 from django.conf import settings as django_settings
 
 from billing import mirror
+from core.errors import ErrorCode
 from gateway import metrics
 from gateway.canonical import Usage
 from gateway.metering import Outcome
 from gateway.metering import journal as journal_module
 from gateway.metering.journal import Journal
 from gateway.metrics_scrape import exposition
+from gateway.route_health import FAILURES_TO_COOL, RouteHealth
+from gateway.upstreams.base import ProviderInfo, RouteInfo, UpstreamError
 from tests.gateway.test_metrics import Samples, moved, parsed, value
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -247,3 +250,15 @@ def port_nobody_listens_on() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def test_a_route_that_begins_to_cool_is_counted_once_for_its_cooldown():
+    provider = f"p-{uuid.uuid4().hex[:8]}"
+    route = RouteInfo(ProviderInfo(provider, "openai_compatible", "http://x", "k", 5.0), "big")
+    health = RouteHealth()
+    before = parsed(exposition().decode())
+    for _ in range(FAILURES_TO_COOL + 2):  # the failures past the third extend the cooldown it is in
+        health.failed(route, UpstreamError(ErrorCode.PROVIDER_TIMEOUT, "slow"))
+    after = parsed(exposition().decode())
+    assert value(after, "hyperinfer_route_cooldowns_total", provider=provider, upstream_model="big") == 1
+    assert value(before, "hyperinfer_route_cooldowns_total", provider=provider, upstream_model="big") == 0
