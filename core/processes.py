@@ -1,12 +1,13 @@
 """Process-level facts and settings: this process's id, whether another is alive (for the files processes
-leave behind, the metrics directory's), the garbage collector's settings for a long-running server, and a
-server worker's tie to its supervisor."""
+leave behind, the metrics directory's), the garbage collector's settings for a long-running server, its
+limit on open files, and a server worker's tie to its supervisor."""
 
 import ctypes
 import gc
 import logging
 import multiprocessing
 import os
+import resource
 import signal
 import sys
 import threading
@@ -62,6 +63,26 @@ def settle_server_heap() -> bool:
     gc.set_threshold(SERVER_GEN0_THRESHOLD, older, oldest)
     return True
 
+
+def raise_open_files_limit() -> int:
+    """A server process's soft limit on open files raised to its hard limit, as Go's runtime does for every
+    program: each stream in flight holds two sockets (its client's and its upstream's), and systemd starts
+    a service with a soft limit of 1,024 (hard: 524,288). Started with 128, a gateway answered none of 200
+    streams at once: 108 connections dropped, 92 `internal_error`s ("Too many open files" opening a
+    database connection); raised, all 200 (tests/gateway/test_open_files.py). Returns the soft limit now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, _OPEN_FILES_WITHOUT_A_LIMIT)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    except (OSError, ValueError) as exc:  # a kernel's nr_open below the hard limit, say
+        logger.warning("could not raise the open files limit from %d to %d: %s", soft, wanted, exc)
+        return soft
+    return wanted
+
+
+_OPEN_FILES_WITHOUT_A_LIMIT = 1 << 20  # the soft limit taken when the hard one is unlimited
 
 _PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when its parent dies
 

@@ -12,7 +12,12 @@ from core.encoding import compact_json
 from core.envelopes import openai_error_body
 from core.errors import ApiError, ErrorCode
 from core.ids import new_request_id
-from core.processes import exit_if_still_running, exit_with_parent, settle_server_heap
+from core.processes import (
+    exit_if_still_running,
+    exit_with_parent,
+    raise_open_files_limit,
+    settle_server_heap,
+)
 from gateway import counting, embeddings, metrics_scrape, pipeline, tokenizer_api
 from gateway.auth import Caller, authenticate
 from gateway.http import AsgiApp, Receive, Scope, Send, headers_of, in_thread, request_id_headers, send_json
@@ -213,6 +218,7 @@ async def lifespan(scope: Scope, receive: Receive, send: Send) -> None:
             loop_journal()
             writer.loop_flusher()
             settle_server_heap()
+            raise_open_files_limit()  # two sockets a stream: systemd's soft 1,024 is ~500 streams
             exit_with_parent()  # a worker whose supervisor is killed stops too (no orphans)
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":

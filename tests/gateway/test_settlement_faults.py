@@ -4,6 +4,7 @@ Redis servers started and stopped by the test, real gateway processes, PostgreSQ
 import asyncio
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -157,8 +158,9 @@ def assert_billed_once(workspace, request_ids: list[str], *, balance_before: int
 class GatewayProcess:
     """The gateway as production runs it: its own uvicorn process on the test database."""
 
-    def __init__(self, journal_dir: Path, **environment: str) -> None:
-        """`environment`: settings of this process's own (PostgreSQL through another port, say)."""
+    def __init__(self, journal_dir: Path, *, open_files: int | None = None, **environment: str) -> None:
+        """`environment`: settings of this process's own (PostgreSQL through another port, say);
+        `open_files`: the process starts with this soft limit on open files (its hard limit kept)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         database = connection.settings_dict
@@ -170,7 +172,16 @@ class GatewayProcess:
             **environment,
         }
         command = [sys.executable, "-m", "uvicorn", "config.asgi:application", "--port", str(self.port)]
-        self.process = subprocess.Popen([*command, "--log-level", "warning"], cwd=ROOT, env=env)
+
+        def limit_open_files() -> None:
+            if open_files is not None:
+                resource.setrlimit(
+                    resource.RLIMIT_NOFILE, (open_files, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+                )
+
+        self.process = subprocess.Popen(
+            [*command, "--log-level", "warning"], cwd=ROOT, env=env, preexec_fn=limit_open_files
+        )
         deadline = time.monotonic() + 30
         while True:
             try:
