@@ -34,6 +34,7 @@ from gateway.metering.base import Settlement, charge_for, generation_record, lim
 from gateway.metering.batching import ScriptBatcher
 from gateway.metering.records import generation_data, generation_from_json
 from gateway.metering.resp import RedisNotAnswering, RespConnection
+from gateway.metering.shard_watch import ShardWatch, WatchedScript
 from gateway.metering.sql import GENERATION_WAIT_SECONDS, find_generation
 from gateway.outage import attempted, in_thread_within
 from gateway.ratelimit import rate_limited
@@ -64,13 +65,17 @@ AsyncClient = aioredis.Redis | redis.asyncio.cluster.RedisCluster
 
 def _batched(
     client: AsyncClient, connection: RespConnection | None, source: str, *, lazy: bool = False
-) -> ScriptBatcher | AsyncScript:
+) -> ScriptBatcher | WatchedScript:
     """A script batched with the calls of requests in flight beside it (batching.py) on one Redis's
     pipelined connection; `lazy`, its calls may wait a moment for the next one's write (resp.py). On a
-    cluster each call goes alone: a batch's keys would belong to many nodes."""
+    cluster each call goes alone (a batch's keys would belong to many nodes), watched for a node that
+    stops answering (shard_watch.py)."""
     if connection is None:
-        return client.register_script(source)
+        return WatchedScript(client.register_script(source), _shard_watch)
     return ScriptBatcher(connection, source, lazy=lazy)
+
+
+_shard_watch = ShardWatch()  # the process's: a node found silent by one loop's calls is so for all
 
 
 class Scripts:
