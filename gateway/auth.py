@@ -100,6 +100,9 @@ class KeyCache:
             load_ahead(("api key", cache_key), functools.partial(self.reload, secret))
         return True, cached[1]
 
+    def knows(self, secret: str) -> bool:
+        return _cache_key(secret) in self._entries
+
     def reload(self, secret: str) -> None:
         """The key loaded again ahead of its answer's expiry (`fresh`), unless a request is loading it. With
         PostgreSQL down the answer in hand serves until it expires; `lookup` then goes on as in any outage."""
@@ -233,6 +236,12 @@ def authenticate_from_memory(headers: dict[bytes, bytes]) -> Caller | None:
         return None
     known, caller = key_cache.fresh(secret)
     return _admitted(caller) if known else None
+
+
+def key_is_known(headers: dict[bytes, bytes]) -> bool:
+    """Whether the cache holds an answer for the request's key, fresh or not (a key loaded before)."""
+    secret = _secret(headers)
+    return secret is not None and not is_playground_key(secret) and key_cache.knows(secret)
 
 
 def _admitted(caller: Caller | None) -> Caller:

@@ -283,3 +283,42 @@ def test_a_gateway_stopped_while_postgresql_does_not_answer_exits_and_the_next_b
 
     assert took < 25
     assert_billed_once(workspace, request_ids, balance_before=before)
+
+
+def test_a_known_key_whose_own_load_meets_a_silent_postgresql_is_answered_from_its_last_load(
+    funded_key, shipped_catalog, tmp_path, settings
+):
+    """A key not used for longer than its cache lasts (so nothing loaded it ahead), used again just as
+    PostgreSQL stops answering: the request loads it itself, and that load never comes back. It is answered
+    from the key's last load once the load has been out long enough to count as an outage (ADR 0025), where
+    it was refused with `internal_error` after in_thread_within's bound; and it is billed once PostgreSQL
+    answers again."""
+    settings.GATEWAY_METER = "redis"
+    workspace, key = funded_key
+    before = CreditAccount.objects.get(workspace=workspace).balance_micro_usd
+    database = connection.settings_dict
+    proxy = FreezableProxy((database["HOST"] or "127.0.0.1", int(database["PORT"] or 5432)))
+    through_proxy = f"postgres://{database['USER']}@127.0.0.1:{proxy.port}/{database['NAME']}"
+    gateway = GatewayProcess(tmp_path / "journal", DATABASE_URL=through_proxy)
+
+    async def ask() -> tuple[int, str, float]:
+        async with httpx.AsyncClient(base_url=gateway.url, timeout=60) as client:
+            started = time.monotonic()
+            status, request_id, _ = await call(client, key, stream=False)
+            return status, request_id, time.monotonic() - started
+
+    try:
+        first = asyncio.run(ask())
+        time.sleep(2)  # past the key's cache (1 s), with no request to load it ahead
+        proxy.freeze()
+        second = asyncio.run(ask())
+        proxy.thaw()
+        for _, request_id, _ in (first, second):
+            settled_generation(request_id, timeout=30)
+    finally:
+        gateway.stop()
+        proxy.stop()
+    assert first[0] == 200
+    status, request_id, took = second
+    assert status == 200 and took < 10
+    assert_billed_once(workspace, [first[1], request_id], balance_before=before)
