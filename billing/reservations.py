@@ -11,6 +11,7 @@ production hot path uses the Redis meter instead (gateway/metering/, ADR 0006).
 """
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -144,6 +145,17 @@ def _close_held(*, request_id: str, status: str) -> bool:
         reservation.closed_at = timezone.now()
         reservation.save(update_fields=["status", "closed_at"])
     return True
+
+
+def renew(*, request_ids: Sequence[str], now: datetime | None = None) -> int:
+    """The holds of requests still under way kept from the reaper another RESERVATION_TTL_SECONDS (the
+    journal's keeper asks, ADR 0028): a request that outlasts the TTL (a reasoning model's long answer, a
+    slow model, a slow reader) lost its hold while it ran, and what it held could be spent before it settled.
+    Returns how many were renewed; a hold settled or reaped meanwhile is not brought back."""
+    expires_at = (now or timezone.now()) + timedelta(seconds=settings.RESERVATION_TTL_SECONDS)
+    return Reservation.objects.filter(request_id__in=list(request_ids), status=ReservationStatus.HELD).update(
+        expires_at=expires_at
+    )
 
 
 def reap_expired(*, now: datetime | None = None, batch_size: int = 500) -> int:

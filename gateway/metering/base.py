@@ -164,6 +164,10 @@ class Meter(Protocol):
         """Of these (workspace id, request id) settlements, those the meter took and still holds on their way
         to PostgreSQL (a durable meter holds none: what it took is there)."""
 
+    async def renew(self, holds: list[tuple[str, str]]) -> int:
+        """These (workspace id, request id) requests are still under way: their holds expire
+        RESERVATION_TTL_SECONDS from now, not when they were made (ADR 0028). Returns how many moved."""
+
 
 def worst_case(model: ModelInfo, prompt_tokens: int, max_tokens: int | None, extra_micro_usd: int = 0) -> int:
     return (

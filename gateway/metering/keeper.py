@@ -6,7 +6,9 @@
   later (Redis restarted without it); settling is idempotent by request id, so this never bills twice;
 - past the journal's limit in memory (PostgreSQL down for a while), moves the oldest finished entries to spill
   segments, and brings them back a chunk a pass once PostgreSQL answers and there is room;
-- compacts the segment when it has grown enough, and fsyncs it, whether or not PostgreSQL answered.
+- compacts the segment when it has grown enough, and fsyncs it, whether or not PostgreSQL answered;
+- every third of RESERVATION_TTL_SECONDS, renews the holds of the requests still under way, so that the
+  reaper does not release a hold while its request runs (ADR 0028).
 """
 
 import asyncio
@@ -43,6 +45,7 @@ class Keeper:
         self.journal = journal
         self.stop = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
+        self.renewed_at = time.time()  # when the holds under way were last renewed
 
     async def run(self) -> None:
         try:
@@ -78,6 +81,8 @@ class Keeper:
                     entry.outcome = entry.cut_off(now)
                     entry.next_try = 0.0
         await self._settle_due(now)
+        if not cut_off_open:
+            await self._renew_holds(now)
         try:
             # Bounded: a pass that waited out the pool's timeout (the outage's probe) left the segment
             # unsynced that long. What it asked is asked again next pass (nothing changed before the answer).
@@ -115,6 +120,30 @@ class Keeper:
             taken = await asyncio.gather(*(self._settle(entry) for entry in chunk))
             if not any(taken):
                 return  # the meter is down: the rest waits for the next pass
+
+    async def _renew_holds(self, now: float) -> None:
+        """A hold expires RESERVATION_TTL_SECONDS after it was made unless renewed: every third of that,
+        the requests under way for a third of it or more have theirs renewed (a request renewed at this pass
+        or made since has at least two thirds of the TTL left at the next)."""
+        every = settings.RESERVATION_TTL_SECONDS / 3
+        if now - self.renewed_at < every:
+            return
+        self.renewed_at = now
+        under_way = [
+            (entry.workspace_id(), entry.request_id)
+            for entry in self.journal.pending.values()
+            if entry.outcome is None and now - entry.opened_at >= every
+        ]
+        if not under_way:
+            return
+        try:
+            renewed = await get_meter().renew(under_way)
+        except Exception as exc:  # the meter is down: its reaper is not reaping either (the same Redis)
+            logger.warning(
+                "journal: renewing %d holds failed (%s); next try in %.0f s", len(under_way), exc, every
+            )
+            return
+        logger.info("journal: renewed %d of %d holds of requests under way", renewed, len(under_way))
 
     async def _settle(self, entry: Entry) -> bool:
         meter = get_meter()

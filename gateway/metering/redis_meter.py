@@ -93,6 +93,7 @@ class Scripts:
         self.requeue = client.register_script(scripts.REQUEUE)
         self.reap = client.register_script(scripts.REAP)
         self.held = client.register_script(scripts.HELD)
+        self.renew = client.register_script(scripts.RENEW)
 
 
 _loop_clients: dict[asyncio.AbstractEventLoop, tuple[AsyncClient, Scripts]] = {}
@@ -279,6 +280,20 @@ class RedisMeter:
                 flags = await run.held(keys=[mirror.done_marker(ws, request_id) for ws, request_id in chunk])
                 held.update(request_id for (_, request_id), flag in zip(chunk, flags, strict=True) if flag)
         return held
+
+    async def renew(self, holds: list[tuple[str, str]]) -> int:
+        """One script a shard and HELD_CHUNK of them."""
+        by_shard: dict[int, list[str]] = {}
+        for workspace_id, request_id in holds:
+            by_shard.setdefault(mirror.shard_of(workspace_id), []).append(request_id)
+        _, run = loop_client()
+        expires = int(time.time() + hot.RESERVATION_TTL_SECONDS)
+        renewed = 0
+        for shard, request_ids in by_shard.items():
+            for start in range(0, len(request_ids), HELD_CHUNK):
+                chunk = request_ids[start : start + HELD_CHUNK]
+                renewed += await run.renew(keys=[mirror.holds(shard)], args=[expires, *chunk])
+        return renewed
 
     async def generation(self, *, workspace_id: uuid.UUID, request_id: str) -> dict[str, Any] | None:
         client, _ = loop_client()

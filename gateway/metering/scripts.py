@@ -219,6 +219,16 @@ return #expired
 """
 )
 
+# KEYS: one shard's holds zset. ARGV: a new expiry (epoch seconds), then request ids. The holds still there
+# (neither settled nor reaped) expire then; the others are not brought back. Returns how many moved.
+RENEW = """
+local renewed = 0
+for i = 2, #ARGV do
+  renewed = renewed + redis.call('ZADD', KEYS[1], 'XX', 'CH', ARGV[1], ARGV[i])
+end
+return renewed
+"""
+
 # Which settlements Redis still holds: KEYS are done markers of one shard (one cluster slot); 1 or 0 each.
 HELD = """
 local held = {}

@@ -119,6 +119,9 @@ class SqlMeter:
     async def still_held(self, settlements: list[tuple[str, str]]) -> set[str]:
         return set()  # what it took is in PostgreSQL
 
+    async def renew(self, holds: list[tuple[str, str]]) -> int:
+        return await in_thread(reservations.renew, request_ids=[request_id for _, request_id in holds])
+
     async def generation(self, *, workspace_id: uuid.UUID, request_id: str) -> dict[str, Any] | None:
         deadline = time.monotonic() + GENERATION_WAIT_SECONDS
         while True:

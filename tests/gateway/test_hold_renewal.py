@@ -1,0 +1,114 @@
+"""A request that runs longer than its hold lasts (RESERVATION_TTL_SECONDS: a reasoning model's long answer,
+a slow model, a slow reader) keeps its hold: the journal's keeper renews the holds of the requests under
+way, so the reaper does not release what they hold while they run (ADR 0028). A hold nobody renews (its
+process died) is still released."""
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from billing import mirror, reservations
+from billing.models import Reservation
+from gateway.canonical import Usage
+from gateway.metering import Outcome, Settlement, get_meter, writer
+from gateway.metering.journal import Journal
+from gateway.metering.keeper import Keeper
+from tests.factories import key_less_caller, make_workspace
+from tests.gateway.journal_support import opened
+from tests.gateway.redis_meter_support import MODEL, run
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
+
+TTL_SECONDS = 4  # the keeper renews every third of it; Redis keeps whole seconds
+
+
+@pytest.fixture(params=["redis", "redis cluster", "sql"])
+def meter_kind(request, settings) -> Iterator[str]:
+    """The meter, and for the Redis meter its Redis: REDIS_URL's, or the tests' Redis Cluster."""
+    settings.GATEWAY_METER = "sql" if request.param == "sql" else "redis"
+    if request.param == "redis cluster":
+        cluster = request.getfixturevalue("redis_cluster")
+        settings.METER_REDIS_URL, settings.METER_REDIS_CLUSTER = cluster.url, True
+    mirror.sync_client.cache_clear()
+    yield "sql" if request.param == "sql" else "redis"
+    mirror.sync_client.cache_clear()
+
+
+def hold_expiry(meter_kind: str, workspace_id: uuid.UUID, request_id: str) -> float | None:
+    """When the request's hold expires (epoch seconds), as the reaper reads it; None: no hold."""
+    if meter_kind == "redis":
+        return mirror.sync_client().zscore(mirror.holds(mirror.shard_of(workspace_id)), request_id)
+    reservation = Reservation.objects.filter(request_id=request_id, status="held").first()
+    return None if reservation is None else reservation.expires_at.timestamp()
+
+
+async def reap(meter_kind: str) -> int:
+    if meter_kind == "redis":
+        _, reaped = await writer.maintain()
+        return reaped
+    return await asyncio.to_thread(reservations.reap_expired)
+
+
+def test_the_keeper_renews_the_holds_of_requests_under_way_and_the_reaper_leaves_them(
+    meter_kind, settings, tmp_path
+):
+    settings.RESERVATION_TTL_SECONDS = TTL_SECONDS
+    workspace = make_workspace(credits_micro_usd=1_000_000)
+    caller = key_less_caller(workspace.id)
+
+    async def scenario():
+        meter = get_meter()
+        journal = Journal(tmp_path)
+        keeper = Keeper(journal)
+        running = opened(journal, workspace.id)  # under way in this process
+        orphan = uuid.uuid4().hex  # a hold whose process died: nobody renews it
+        for request_id in (running, orphan):
+            await meter.reserve(
+                caller=caller, model=MODEL, request_id=request_id, prompt_tokens=10, max_tokens=50
+            )
+        reserved_at = time.time()
+        await asyncio.sleep(TTL_SECONDS / 3 + 0.2)
+        await keeper.keep_once(time.time())  # renews `running`: under way for a third of the TTL
+        renewed_to = await asyncio.to_thread(hold_expiry, meter_kind, workspace.id, running)
+        await asyncio.sleep(reserved_at + TTL_SECONDS + 0.5 - time.time())  # both first holds expired
+        reaped = await reap(meter_kind)
+        return running, orphan, reserved_at, renewed_to, reaped
+
+    running, orphan, reserved_at, renewed_to, reaped = run(scenario())
+    assert renewed_to is not None and renewed_to >= reserved_at + TTL_SECONDS  # moved on by the renewal
+    assert reaped == 1  # the orphan's
+    assert hold_expiry(meter_kind, workspace.id, running) == renewed_to  # still held, as it runs
+    assert hold_expiry(meter_kind, workspace.id, orphan) is None
+
+
+def test_renewing_does_not_bring_back_a_hold_that_was_settled(meter_kind, tmp_path):
+    workspace = make_workspace(credits_micro_usd=1_000_000)
+    caller = key_less_caller(workspace.id)
+    request_id = uuid.uuid4().hex
+
+    async def scenario():
+        meter = get_meter()
+        await meter.reserve(
+            caller=caller, model=MODEL, request_id=request_id, prompt_tokens=10, max_tokens=50
+        )
+        await settled(request_id, workspace.id)
+        return await meter.renew([(str(workspace.id), request_id)])
+
+    assert run(scenario()) == 0
+    assert hold_expiry(meter_kind, workspace.id, request_id) is None
+
+
+async def settled(request_id: str, workspace_id: uuid.UUID) -> None:
+    settlement = Settlement(
+        request_id=request_id,
+        caller=key_less_caller(workspace_id),
+        model=MODEL,
+        ingress_format="chat_completions",
+        streamed=False,
+        end_user=None,
+        outcome=Outcome(status="completed", usage=Usage(10, 5)),
+    )
+    await get_meter().settle(settlement)
