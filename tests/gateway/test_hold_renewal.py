@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from billing import mirror, reservations
@@ -16,9 +17,14 @@ from gateway.canonical import Usage
 from gateway.metering import Outcome, Settlement, get_meter, writer
 from gateway.metering.journal import Journal
 from gateway.metering.keeper import Keeper
+from gateway.models import Generation
 from tests.factories import key_less_caller, make_workspace
+from tests.fakes.openai_dialects import openai_fake
+from tests.fakes.openai_scenario import Scenario
+from tests.gateway.conftest import serve_model_from, settled_generation
 from tests.gateway.journal_support import opened
 from tests.gateway.redis_meter_support import MODEL, run
+from tests.gateway.test_settlement_faults import GatewayProcess
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
@@ -112,3 +118,35 @@ async def settled(request_id: str, workspace_id: uuid.UUID) -> None:
         outcome=Outcome(status="completed", usage=Usage(10, 5)),
     )
     await get_meter().settle(settlement)
+
+
+def test_through_a_gateway_process_a_stream_longer_than_its_hold_lasts_keeps_it_to_the_end(
+    funded_key, shipped_catalog, tmp_path, monkeypatch
+):
+    """A real gateway process with a 3 s TTL (its writer reaps expired holds every 5 s) streams an answer
+    that takes ~9 s: midway, past its first expiry and a reaping, the hold is still there; at the end the
+    answer is billed once and nothing stays held."""
+    workspace, key = funded_key
+    monkeypatch.setenv("FAKE_UPSTREAM_KEY", "test-key")
+    slow = Scenario(text="x" * 180, piece=5, frame_interval=0.25)  # 36 deltas, ~9 s
+    with openai_fake("cerebras", slow) as fake:
+        serve_model_from("test/slow", [("openai_compatible", fake.url + "/v1")])
+        gateway = GatewayProcess(tmp_path / "journal", RESERVATION_TTL_SECONDS="3")
+        try:
+            with httpx.Client(base_url=gateway.url, timeout=60) as client:
+                body = {"model": "test/slow", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+                headers = {"Authorization": f"Bearer {key}"}
+                with client.stream("POST", "/api/v1/chat/completions", json=body, headers=headers) as answer:
+                    request_id = answer.headers["x-request-id"]
+                    started, midway = time.monotonic(), None
+                    for _ in answer.iter_lines():
+                        if midway is None and time.monotonic() - started > 7:
+                            midway = hold_expiry("redis", workspace.id, request_id)
+            generation = settled_generation(request_id, timeout=10)
+        finally:
+            gateway.stop()
+    assert time.monotonic() - started > 8  # it did outlast the TTL and a reaping
+    assert midway is not None and midway > time.time() - 2  # renewed, still held midway
+    assert generation.status == "completed"
+    assert Generation.objects.filter(request_id=request_id).count() == 1
+    assert mirror.sync_client().hget(mirror.workspace_hash(workspace.id), "held") in (None, b"0")
