@@ -15,6 +15,10 @@ stops sending its request halfway (its head or its body; nginx's `client_header_
 `client_body_timeout`): each such connection held a request waiting for ever. A request that arrives whole
 in one read, as nearly all do, starts no timer (ADR 0026).
 
+A request's head (its request line and headers) is refused past MAX_HEAD_BYTES with `payload_too_large`:
+httptools sets no limit, and uvicorn kept every byte of a header that never ended (one connection sending
+200 MB of it took the worker from 137 to 345 MB). Counted only for a head that does not arrive in one read.
+
 Run the server with it: `uvicorn config.asgi:application --http core.http_server:HttpToolsProtocol …`.
 """
 
@@ -24,6 +28,11 @@ from typing import Any
 
 from django.conf import settings
 from uvicorn.protocols.http import httptools_impl
+
+from core.encoding import compact_json
+from core.envelopes import openai_error_body
+from core.errors import HTTP_STATUS, ErrorCode
+from core.ids import new_request_id
 
 logger = logging.getLogger(__name__)
 
@@ -75,9 +84,26 @@ class _HeadWithBody:
         return getattr(self.transport, name)
 
 
+MAX_HEAD_BYTES = 64 * 1024  # nginx reads at most 32 KB of headers by default, Node 16 KB, Go 1 MB
+
+
+def _head_too_large() -> bytes:
+    """The whole response: the spec's OpenAI error envelope (no path is known yet to choose another)."""
+    request_id = new_request_id()
+    message = f"The request's line and headers are larger than {MAX_HEAD_BYTES} bytes."
+    body = compact_json(openai_error_body(ErrorCode.PAYLOAD_TOO_LARGE, message, request_id))
+    status = HTTP_STATUS[ErrorCode.PAYLOAD_TOO_LARGE]
+    return (
+        b"HTTP/1.1 %d Payload Too Large\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+        b"x-request-id: %s\r\nconnection: close\r\n\r\n%s" % (status, len(body), request_id.encode(), body)
+    )
+
+
 class HttpToolsProtocol(httptools_impl.HttpToolsProtocol):
     _stalled: asyncio.TimerHandle | None = None  # set while the transport's buffer is full
     _receiving = False  # a request has begun and is not whole yet
+    _in_head = False  # a request has begun and its headers are not all in yet
+    _head_bytes = 0  # what the reads that left a head unfinished carried
     _request_stalled: asyncio.TimerHandle | None = None  # set while a request comes in parts
     _request_progress = 0.0  # the loop's time its last part came
 
@@ -102,8 +128,13 @@ class HttpToolsProtocol(httptools_impl.HttpToolsProtocol):
         super().connection_lost(exc)
 
     def on_message_begin(self) -> None:
-        self._receiving = True
+        self._receiving = self._in_head = True
+        self._head_bytes = 0
         super().on_message_begin()
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         self._receiving = False
@@ -112,6 +143,11 @@ class HttpToolsProtocol(httptools_impl.HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
         if self._receiving:  # a part of a request: the next must come within CLIENT_STALL_SECONDS
+            if self._in_head:
+                self._head_bytes += len(data)
+                if self._head_bytes > MAX_HEAD_BYTES:
+                    self._refuse_head()
+                    return
             self._request_progress = self.loop.time()
             if self._request_stalled is None:
                 self._request_stalled = self.loop.call_later(
@@ -134,6 +170,11 @@ class HttpToolsProtocol(httptools_impl.HttpToolsProtocol):
             return
         logger.info("dropped a client that sent nothing of its request for %g s", limit)
         self.transport.abort()
+
+    def _refuse_head(self) -> None:
+        self._receiving = self._in_head = False
+        self.transport.write(_head_too_large())
+        self.transport.close()
 
     def _stop_stall_timer(self) -> None:
         if self._stalled is not None:

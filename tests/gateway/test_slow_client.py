@@ -1,7 +1,8 @@
 """Clients that stall, with production's server protocol (core/http_server.py). One that stops taking a
 streamed answer is dropped once its socket has taken nothing for CLIENT_STALL_SECONDS, and its request
 billed for everything its upstream generated — what the gateway read but never got to send included. One
-that stops sending its request halfway (its head, its body) is dropped as long after its last part."""
+that stops sending its request halfway (its head, its body) is dropped as long after its last part; one whose
+head grows past MAX_HEAD_BYTES is refused."""
 
 import contextlib
 import json
@@ -11,7 +12,7 @@ import time
 import pytest
 
 from catalog.models import Model
-from core.http_server import HttpToolsProtocol
+from core.http_server import MAX_HEAD_BYTES, HttpToolsProtocol
 from gateway.auth import key_cache
 from gateway.catalog_cache import catalog_cache
 from gateway.models import Generation
@@ -161,3 +162,38 @@ def test_a_request_sent_in_parts_each_inside_the_limit_is_answered(production_se
     parts = [b"GET /hea", b"lthz HTTP/1.1\r\nHost: 127.0.0.1\r\n", b"Connection: close\r\n\r\n"]
     answer, _ = dropped_within(production_server, parts, seconds=10)  # 1.2 s in all
     assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b'{"status":"ok"}')
+
+
+def test_a_head_that_grows_past_the_limit_is_refused_as_too_large_and_the_connection_closed(
+    production_server,
+):
+    """A header that never ends (a flood, not a stall): refused once the reads of the head pass
+    MAX_HEAD_BYTES, with the taxonomy's payload_too_large in the spec's envelope; the server kept every byte
+    of it before."""
+    with socket.create_connection(("127.0.0.1", production_server), timeout=10) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Flood: ")
+        for _ in range(2):  # past the limit with the second, and no end to the header
+            time.sleep(0.05)
+            sock.sendall(b"a" * (MAX_HEAD_BYTES // 2))
+        answer = bytearray()
+        with contextlib.suppress(ConnectionResetError):
+            while data := sock.recv(65536):
+                answer += data
+    head, _, body = bytes(answer).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413")
+    error = json.loads(body)["error"]
+    assert (error["code"], error["type"]) == ("payload_too_large", "invalid_request_error")
+
+
+def test_a_head_under_the_limit_that_comes_in_parts_is_answered(production_server):
+    parts = [
+        b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ",
+        b"a" * (MAX_HEAD_BYTES // 2),
+        b"\r\n\r\n",
+    ]
+    with socket.create_connection(("127.0.0.1", production_server), timeout=10) as sock:
+        for part in parts:
+            sock.sendall(part)
+            time.sleep(0.05)
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 200")
