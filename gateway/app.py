@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import connection
 
 from billing import mirror
+from core.body_limit import with_body_limit
 from core.encoding import compact_json
 from core.envelopes import openai_error_body
 from core.errors import ApiError, ErrorCode
@@ -188,7 +189,8 @@ async def no_stored_responses(scope: Scope, receive: Receive, send: Send) -> Non
 
 
 def with_gateway(django_app: AsgiApp) -> AsgiApp:
-    """HTTP router: gateway paths to the gateway app, everything else to Django."""
+    """HTTP router: gateway paths to the gateway app, everything else to Django (its bodies limited)."""
+    django_app = with_body_limit(django_app)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"].rstrip("/")
