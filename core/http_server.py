@@ -12,7 +12,7 @@ bytes have waited CLIENT_STALL_SECONDS to be taken: until then the request waits
 upstream sent and the workspace's reservation. Dropped, it is a client that left: the request is cancelled
 and billed for what its upstream generated (as nginx's `send_timeout`, 60 s by default). So is a client that
 stops sending its request halfway (its head or its body; nginx's `client_header_timeout` and
-`client_body_timeout`): each such connection held a request waiting for ever. A request that arrives whole
+`client_body_timeout`), or a new connection that sends none: each such connection was held for ever. A request that arrives whole
 in one read, as nearly all do, starts no timer (ADR 0026).
 
 A request's head (its request line and headers) is refused past MAX_HEAD_BYTES with `payload_too_large`:
@@ -102,6 +102,7 @@ def _head_too_large() -> bytes:
 class HttpToolsProtocol(httptools_impl.HttpToolsProtocol):
     _stalled: asyncio.TimerHandle | None = None  # set while the transport's buffer is full
     _receiving = False  # a request has begun and is not whole yet
+    _first_request_due = False  # connected, and no request has begun yet
     _in_head = False  # a request has begun and its headers are not all in yet
     _head_bytes = 0  # what the reads that left a head unfinished carried
     _request_stalled: asyncio.TimerHandle | None = None  # set while a request comes in parts
@@ -109,6 +110,13 @@ class HttpToolsProtocol(httptools_impl.HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(_HeadWithBody(transport, self.loop))  # type: ignore[arg-type]
+        # Its first request is due within CLIENT_STALL_SECONDS too (uvicorn times only the idle time
+        # between requests): a connection that sent nothing was held for good.
+        self._first_request_due = True
+        self._request_progress = self.loop.time()
+        self._request_stalled = self.loop.call_later(
+            settings.CLIENT_STALL_SECONDS, self._check_request_stalled
+        )
 
     def pause_writing(self) -> None:
         """The transport's buffer is past its high-water mark: the client is not taking the bytes."""
@@ -129,6 +137,7 @@ class HttpToolsProtocol(httptools_impl.HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         self._receiving = self._in_head = True
+        self._first_request_due = False
         self._head_bytes = 0
         super().on_message_begin()
 
@@ -153,13 +162,13 @@ class HttpToolsProtocol(httptools_impl.HttpToolsProtocol):
                 self._request_stalled = self.loop.call_later(
                     settings.CLIENT_STALL_SECONDS, self._check_request_stalled
                 )
-        elif self._request_stalled is not None:
+        elif self._request_stalled is not None and not self._first_request_due:
             self._request_stalled.cancel()
             self._request_stalled = None
 
     def _check_request_stalled(self) -> None:
         self._request_stalled = None
-        if not self._receiving or self.transport.is_closing():
+        if not (self._receiving or self._first_request_due) or self.transport.is_closing():
             return
         limit, now = settings.CLIENT_STALL_SECONDS, self.loop.time()
         if self.flow.read_paused:  # the app is not taking the body: not the client's stall
@@ -168,7 +177,7 @@ class HttpToolsProtocol(httptools_impl.HttpToolsProtocol):
         if waited < limit:  # it came on meanwhile
             self._request_stalled = self.loop.call_later(limit - waited, self._check_request_stalled)
             return
-        logger.info("dropped a client that sent nothing of its request for %g s", limit)
+        logger.info("dropped a client that sent nothing of a request for %g s", limit)
         self.transport.abort()
 
     def _refuse_head(self) -> None:

@@ -197,3 +197,10 @@ def test_a_head_under_the_limit_that_comes_in_parts_is_answered(production_serve
             time.sleep(0.05)
         answer = sock.recv(65536)
     assert answer.startswith(b"HTTP/1.1 200")
+
+
+def test_a_connection_that_sends_nothing_at_all_is_dropped(production_server):
+    """uvicorn times the idle time between requests, not before the first: such a connection was held for
+    good, a file descriptor each."""
+    answer, took = dropped_within(production_server, [], seconds=10)
+    assert answer == b"" and 0.9 < took < 3
