@@ -113,7 +113,10 @@ async def batches(
             batch: list[Event] = []
             for item in items:
                 if item is _GONE or (disconnect.done() and not disconnect.cancelled()):
-                    raise ClientGone  # nothing more counts as delivered
+                    # Nothing more counts as delivered; what was taken for this batch goes back, unsent.
+                    at = next(n for n, taken in enumerate(items) if taken is item)
+                    inbox.items.extendleft(reversed([*batch, *items[at:]]))
+                    raise ClientGone
                 if item is _END:
                     yield batch, True
                     return

@@ -10,6 +10,7 @@ import pytest
 from core.errors import ErrorCode
 from gateway.answer_flow import _BURST, batches
 from gateway.canonical import Event, Finish, TextDelta, Usage
+from gateway.http import ClientGone
 from gateway.routing import OpenStream
 from gateway.upstreams.base import UpstreamError
 
@@ -146,3 +147,29 @@ def test_what_was_read_and_never_sent_is_handed_back_once_the_upstream_is_closed
     sent, unsent = asyncio.run(read())
     assert closed == [True]
     assert sent[1:] == events[:_BURST] and unsent == events[_BURST:]
+
+
+def test_what_was_read_when_the_client_left_is_handed_back_whole():
+    """The client leaves while a burst waits in the inbox: none of it is yielded, and all of it — the part
+    already taken for the next batch included — comes back in `unsent`."""
+    events = [*deltas(_BURST + 3), Usage(3, 20)]
+
+    async def rest() -> AsyncGenerator[Event, None]:
+        for event in events:
+            yield event
+        await asyncio.sleep(10)
+
+    async def read() -> tuple[list[Event], list[Event]]:
+        disconnect: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        sent: list[Event] = []
+        unsent: list[Event] = []
+        flow = batches(opened(rest()), disconnect, asyncio.sleep, unsent)
+        with pytest.raises(ClientGone):
+            async for batch, _ in flow:
+                sent.extend(batch)
+                await asyncio.sleep(0.01)  # the reader has read all of it meanwhile
+                disconnect.set_result(None)  # and the client leaves
+        return sent, unsent
+
+    sent, unsent = asyncio.run(read())
+    assert sent[1:] == [] and unsent == events
