@@ -12,8 +12,8 @@ bytes have waited CLIENT_STALL_SECONDS to be taken: until then the request waits
 upstream sent and the workspace's reservation. Dropped, it is a client that left: the request is cancelled
 and billed for what its upstream generated (as nginx's `send_timeout`, 60 s by default). So is a client that
 stops sending its request halfway (its head or its body; nginx's `client_header_timeout` and
-`client_body_timeout`), or a new connection that sends none: each such connection was held for ever. A request that arrives whole
-in one read, as nearly all do, starts no timer (ADR 0026).
+`client_body_timeout`), or a new connection that sends none: each such connection was held for ever. A
+request that arrives whole in one read, as nearly all do, starts no timer (ADR 0026).
 
 A request's head (its request line and headers) is refused past MAX_HEAD_BYTES with `payload_too_large`:
 httptools sets no limit, and uvicorn kept every byte of a header that never ended (one connection sending

@@ -12,17 +12,21 @@ from tests.gateway.redis_meter_support import MODEL
 PROMPT_ESTIMATE = 10
 
 
-def header(request_id: str, workspace_id: uuid.UUID) -> bytes:
-    settlement = Settlement(
+def settlement(request_id: str, workspace_id: uuid.UUID, usage: Usage | None = None) -> Settlement:
+    """A completed streamed answer of MODEL for a key-less caller of the workspace."""
+    return Settlement(
         request_id=request_id,
         caller=key_less_caller(workspace_id),
         model=MODEL,
         ingress_format="chat_completions",
         streamed=True,
         end_user=None,
-        outcome=Outcome(status="completed", usage=Usage(prompt_tokens=0, completion_tokens=0)),
+        outcome=Outcome(status="completed", usage=usage or Usage(prompt_tokens=0, completion_tokens=0)),
     )
-    return settlement.header()
+
+
+def header(request_id: str, workspace_id: uuid.UUID) -> bytes:
+    return settlement(request_id, workspace_id).header()
 
 
 def opened(journal: Journal, workspace_id: uuid.UUID) -> str:

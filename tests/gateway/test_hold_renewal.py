@@ -14,7 +14,7 @@ import pytest
 from billing import mirror, reservations
 from billing.models import Reservation
 from gateway.canonical import Usage
-from gateway.metering import Outcome, Settlement, get_meter, writer
+from gateway.metering import get_meter, writer
 from gateway.metering.journal import Journal
 from gateway.metering.keeper import Keeper
 from gateway.models import Generation
@@ -22,7 +22,7 @@ from tests.factories import key_less_caller, make_workspace
 from tests.fakes.openai_dialects import openai_fake
 from tests.fakes.openai_scenario import Scenario
 from tests.gateway.conftest import serve_model_from, settled_generation
-from tests.gateway.journal_support import opened
+from tests.gateway.journal_support import opened, settlement
 from tests.gateway.redis_meter_support import MODEL, run
 from tests.gateway.test_settlement_faults import GatewayProcess
 
@@ -100,24 +100,11 @@ def test_renewing_does_not_bring_back_a_hold_that_was_settled(meter_kind, tmp_pa
         await meter.reserve(
             caller=caller, model=MODEL, request_id=request_id, prompt_tokens=10, max_tokens=50
         )
-        await settled(request_id, workspace.id)
+        await meter.settle(settlement(request_id, workspace.id, Usage(10, 5)))
         return await meter.renew([(str(workspace.id), request_id)])
 
     assert run(scenario()) == 0
     assert hold_expiry(meter_kind, workspace.id, request_id) is None
-
-
-async def settled(request_id: str, workspace_id: uuid.UUID) -> None:
-    settlement = Settlement(
-        request_id=request_id,
-        caller=key_less_caller(workspace_id),
-        model=MODEL,
-        ingress_format="chat_completions",
-        streamed=False,
-        end_user=None,
-        outcome=Outcome(status="completed", usage=Usage(10, 5)),
-    )
-    await get_meter().settle(settlement)
 
 
 def test_through_a_gateway_process_a_stream_longer_than_its_hold_lasts_keeps_it_to_the_end(

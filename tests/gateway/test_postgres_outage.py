@@ -110,6 +110,13 @@ class FreezableProxy(CuttableProxy):
         self.frozen = False
 
 
+def postgresql_through_a_proxy() -> tuple[FreezableProxy, str]:
+    """A FreezableProxy in front of the test database, and the DATABASE_URL that goes through it."""
+    database = connection.settings_dict
+    proxy = FreezableProxy((database["HOST"] or "127.0.0.1", int(database["PORT"] or 5432)))
+    return proxy, f"postgres://{database['USER']}@127.0.0.1:{proxy.port}/{database['NAME']}"
+
+
 async def load_with_an_outage(
     url: str, key: str, begin: Callable[[], None], end: Callable[[], None]
 ) -> tuple[list, int, tuple]:
@@ -154,16 +161,11 @@ def test_every_request_is_answered_and_billed_once_through_a_postgresql_outage(
     settings.GATEWAY_METER = "redis"
     workspace, key = funded_key
     before = CreditAccount.objects.get(workspace=workspace).balance_micro_usd
-    database = connection.settings_dict
-    proxy = FreezableProxy((database["HOST"] or "127.0.0.1", int(database["PORT"] or 5432)))
+    proxy, through_proxy = postgresql_through_a_proxy()
     begin, end = (proxy.cut, proxy.restore) if kind == "cut off" else (proxy.freeze, proxy.thaw)
     # The gateway as production runs it (uvicorn, the Redis meter, its writer in the process), on the test
     # database through the proxy; DB_POOL_TIMEOUT: how long the load that finds the outage waits.
-    gateway = GatewayProcess(
-        tmp_path / "journal",
-        DATABASE_URL=f"postgres://{database['USER']}@127.0.0.1:{proxy.port}/{database['NAME']}",
-        DB_POOL_TIMEOUT="3",
-    )
+    gateway = GatewayProcess(tmp_path / "journal", DATABASE_URL=through_proxy, DB_POOL_TIMEOUT="3")
     try:
         answers, answered_during_the_outage, readiness = asyncio.run(
             load_with_an_outage(gateway.url, key, begin, end)
@@ -189,8 +191,7 @@ def test_every_request_is_answered_and_billed_once_through_a_postgresql_outage(
 def test_a_new_connection_to_a_postgresql_that_never_answers_gives_up_after_its_connect_timeout():
     """libpq's connect_timeout (DB_CONNECT_TIMEOUT): without it, connecting to a server that accepts and
     never answers hangs the thread for good (the pool's background connects included)."""
-    database = connection.settings_dict
-    proxy = FreezableProxy((database["HOST"] or "127.0.0.1", int(database["PORT"] or 5432)))
+    proxy, through_proxy = postgresql_through_a_proxy()
     proxy.freeze()
     script = (
         "import django; django.setup()\n"
@@ -200,7 +201,7 @@ def test_a_new_connection_to_a_postgresql_that_never_answers_gives_up_after_its_
     environment = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings",
-        "DATABASE_URL": f"postgres://{database['USER']}@127.0.0.1:{proxy.port}/{database['NAME']}",
+        "DATABASE_URL": through_proxy,
         "DB_POOL": "false",
         "DB_CONNECT_TIMEOUT": "2",  # libpq's least
     }
@@ -255,9 +256,7 @@ def test_a_gateway_stopped_while_postgresql_does_not_answer_exits_and_the_next_b
     settings.GATEWAY_METER = "redis"
     workspace, key = funded_key
     before = CreditAccount.objects.get(workspace=workspace).balance_micro_usd
-    database = connection.settings_dict
-    proxy = FreezableProxy((database["HOST"] or "127.0.0.1", int(database["PORT"] or 5432)))
-    through_proxy = f"postgres://{database['USER']}@127.0.0.1:{proxy.port}/{database['NAME']}"
+    proxy, through_proxy = postgresql_through_a_proxy()
     first = GatewayProcess(tmp_path / "journal", DATABASE_URL=through_proxy)
     try:
         request_ids = asyncio.run(answered(first.url, key, 16))
@@ -296,9 +295,7 @@ def test_a_known_key_whose_own_load_meets_a_silent_postgresql_is_answered_from_i
     settings.GATEWAY_METER = "redis"
     workspace, key = funded_key
     before = CreditAccount.objects.get(workspace=workspace).balance_micro_usd
-    database = connection.settings_dict
-    proxy = FreezableProxy((database["HOST"] or "127.0.0.1", int(database["PORT"] or 5432)))
-    through_proxy = f"postgres://{database['USER']}@127.0.0.1:{proxy.port}/{database['NAME']}"
+    proxy, through_proxy = postgresql_through_a_proxy()
     gateway = GatewayProcess(tmp_path / "journal", DATABASE_URL=through_proxy)
 
     async def ask() -> tuple[int, str, float]:
