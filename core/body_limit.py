@@ -14,10 +14,8 @@ from typing import Any
 
 from django.conf import settings
 
-from core.encoding import compact_json
-from core.envelopes import openai_error_body
+from core.envelopes import refused_before_routing
 from core.errors import HTTP_STATUS, ErrorCode
-from core.ids import new_request_id
 
 Scope = dict[str, Any]  # the ASGI types as gateway/http.py names them
 Message = dict[str, Any]
@@ -38,9 +36,8 @@ def _declared_length(scope: Scope) -> int | None:
 
 
 async def _refuse(send: Send, limit: int) -> None:
-    request_id = new_request_id()
     message = f"The request body is larger than {limit} bytes."
-    body = compact_json(openai_error_body(ErrorCode.PAYLOAD_TOO_LARGE, message, request_id))
+    request_id, body = refused_before_routing(ErrorCode.PAYLOAD_TOO_LARGE, message)
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),

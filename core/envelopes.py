@@ -4,7 +4,9 @@ serves messages."""
 
 from typing import Any, NamedTuple
 
+from core.encoding import compact_json
 from core.errors import ErrorCode
+from core.ids import new_request_id
 
 
 class ErrorTypes(NamedTuple):
@@ -54,3 +56,10 @@ def anthropic_error_body(
     """The spec's `AnthropicError`; the field a validation error names is in `message` (no `param` there)."""
     error = {"type": ERROR_TYPES[code].anthropic, "code": code.value, "message": message}
     return {"type": "error", "error": error, "request_id": request_id}
+
+
+def refused_before_routing(code: ErrorCode, message: str) -> tuple[str, bytes]:
+    """A new request id, and the OpenAI envelope's JSON for a request refused before its path chose a format
+    (the server protocol's head limit, the body limit in front of Django)."""
+    request_id = new_request_id()
+    return request_id, compact_json(openai_error_body(code, message, request_id))

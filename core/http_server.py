@@ -29,10 +29,8 @@ from typing import Any
 from django.conf import settings
 from uvicorn.protocols.http import httptools_impl
 
-from core.encoding import compact_json
-from core.envelopes import openai_error_body
+from core.envelopes import refused_before_routing
 from core.errors import HTTP_STATUS, ErrorCode
-from core.ids import new_request_id
 
 logger = logging.getLogger(__name__)
 
@@ -89,9 +87,8 @@ MAX_HEAD_BYTES = 64 * 1024  # nginx reads at most 32 KB of headers by default, N
 
 def _head_too_large() -> bytes:
     """The whole response: the spec's OpenAI error envelope (no path is known yet to choose another)."""
-    request_id = new_request_id()
     message = f"The request's line and headers are larger than {MAX_HEAD_BYTES} bytes."
-    body = compact_json(openai_error_body(ErrorCode.PAYLOAD_TOO_LARGE, message, request_id))
+    request_id, body = refused_before_routing(ErrorCode.PAYLOAD_TOO_LARGE, message)
     status = HTTP_STATUS[ErrorCode.PAYLOAD_TOO_LARGE]
     return (
         b"HTTP/1.1 %d Payload Too Large\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"

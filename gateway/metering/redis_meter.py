@@ -13,7 +13,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -157,6 +157,16 @@ async def _load(script: AsyncScript, name: str, read_postgres: Callable[[], int]
     raise ApiError(ErrorCode.INTERNAL_ERROR, "The credit mirror is busy; retry the request.")
 
 
+def _by_shard(pairs: list[tuple[str, str]]) -> Iterator[tuple[int, list[tuple[str, str]]]]:
+    """(workspace id, request id) pairs by their workspace's shard, HELD_CHUNK at a time: one script each."""
+    by_shard: dict[int, list[tuple[str, str]]] = {}
+    for pair in pairs:
+        by_shard.setdefault(mirror.shard_of(pair[0]), []).append(pair)
+    for shard, shard_pairs in by_shard.items():
+        for start in range(0, len(shard_pairs), HELD_CHUNK):
+            yield shard, shard_pairs[start : start + HELD_CHUNK]
+
+
 class RedisMeter:
     durable = False  # Redis holds a settled record until a writer puts it in PostgreSQL
 
@@ -268,31 +278,22 @@ class RedisMeter:
 
     async def still_held(self, settlements: list[tuple[str, str]]) -> set[str]:
         """The settlements whose done marker Redis still has (kept DONE_TTL_SECONDS): queued, or in a
-        writer's batch, not lost. One script a shard and HELD_CHUNK of them."""
-        by_shard: dict[int, list[tuple[str, str]]] = {}
-        for workspace_id, request_id in settlements:
-            by_shard.setdefault(mirror.shard_of(workspace_id), []).append((workspace_id, request_id))
+        writer's batch, not lost. One script a shard and HELD_CHUNK of them (`_by_shard`)."""
         _, run = loop_client()
         held: set[str] = set()
-        for pairs in by_shard.values():
-            for start in range(0, len(pairs), HELD_CHUNK):
-                chunk = pairs[start : start + HELD_CHUNK]
-                flags = await run.held(keys=[mirror.done_marker(ws, request_id) for ws, request_id in chunk])
-                held.update(request_id for (_, request_id), flag in zip(chunk, flags, strict=True) if flag)
+        for _, chunk in _by_shard(settlements):
+            flags = await run.held(keys=[mirror.done_marker(ws, request_id) for ws, request_id in chunk])
+            held.update(request_id for (_, request_id), flag in zip(chunk, flags, strict=True) if flag)
         return held
 
     async def renew(self, holds: list[tuple[str, str]]) -> int:
-        """One script a shard and HELD_CHUNK of them."""
-        by_shard: dict[int, list[str]] = {}
-        for workspace_id, request_id in holds:
-            by_shard.setdefault(mirror.shard_of(workspace_id), []).append(request_id)
+        """One script a shard and HELD_CHUNK of them (`_by_shard`)."""
         _, run = loop_client()
         expires = int(time.time() + hot.RESERVATION_TTL_SECONDS)
         renewed = 0
-        for shard, request_ids in by_shard.items():
-            for start in range(0, len(request_ids), HELD_CHUNK):
-                chunk = request_ids[start : start + HELD_CHUNK]
-                renewed += await run.renew(keys=[mirror.holds(shard)], args=[expires, *chunk])
+        for shard, chunk in _by_shard(holds):
+            ids = [request_id for _, request_id in chunk]
+            renewed += await run.renew(keys=[mirror.holds(shard)], args=[expires, *ids])
         return renewed
 
     async def generation(self, *, workspace_id: uuid.UUID, request_id: str) -> dict[str, Any] | None:
