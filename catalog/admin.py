@@ -42,7 +42,9 @@ class CreatorAdmin(FromYamlAdmin):
 
 @admin.register(Provider)
 class ProviderAdmin(FromYamlAdmin):
-    list_display = ["slug", "name", "kind", "base_url", "credentials_env", "timeout_seconds"]
+    list_display = [
+        "slug", "name", "kind", "base_url", "credentials_env", "timeout_seconds", "max_concurrency"
+    ]  # fmt: skip
     search_fields = ["slug", "name", "base_url"]
     list_filter = ["kind"]
 

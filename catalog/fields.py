@@ -89,6 +89,12 @@ def read_positive_int(value: Any, at: Where) -> int:
     return value
 
 
+def read_non_negative_int(value: Any, at: Where) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        at.fail(f"must be a non-negative integer, got {show(value)}")
+    return value
+
+
 def read_decimal(value: Any, at: Where, *, what: str = "a non-negative number") -> Decimal:
     """Prices go through str() so 0.1 in YAML becomes Decimal('0.1'), not the float's binary expansion."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):

@@ -167,6 +167,9 @@ def _provider_values(spec: ProviderSpec) -> dict[str, Any]:
         "credentials_env": spec.credentials_env,
         "datacenter_locations": list(spec.datacenter_locations),
         "timeout_seconds": spec.timeout_seconds,
+        "max_concurrency": spec.max_concurrency,
+        "max_queued": spec.max_queued,
+        "queue_timeout_seconds": spec.queue_timeout_seconds,
     }
 
 

@@ -71,12 +71,32 @@ class Provider(models.Model):
     )
     datacenter_locations = models.JSONField(default=list, blank=True)
     timeout_seconds = models.PositiveIntegerField(default=60, validators=[MinValueValidator(1)])
+    # Per gateway process (ADR 0029): requests under way to it at once, how many more wait for one to end,
+    # and how long; past that a request goes to its model's next route, or gets provider_overloaded.
+    max_concurrency = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)],
+        help_text="Requests under way to this provider at once, per gateway process (empty: no limit).",
+    )  # fmt: skip
+    max_queued = models.PositiveIntegerField(
+        default=0, help_text="With max concurrency: requests that may wait for one of its slots."
+    )
+    queue_timeout_seconds = models.PositiveIntegerField(
+        default=10, validators=[MinValueValidator(1)],
+        help_text="With max concurrency: the longest a request waits for a slot.",
+    )  # fmt: skip
 
     class Meta:
         ordering = ["slug"]
         constraints = [
             models.CheckConstraint(
                 condition=Q(timeout_seconds__gte=1), name="catalog_provider_timeout_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(max_concurrency__isnull=True) | Q(max_concurrency__gte=1),
+                name="catalog_provider_max_concurrency_positive",
+            ),
+            models.CheckConstraint(
+                condition=Q(queue_timeout_seconds__gte=1), name="catalog_provider_queue_timeout_positive"
             ),
         ]
 

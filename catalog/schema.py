@@ -18,6 +18,7 @@ from catalog.fields import (
     read_decimal,
     read_list,
     read_mapping,
+    read_non_negative_int,
     read_number,
     read_positive_int,
     read_str,
@@ -153,8 +154,11 @@ def _provider(value: Any, at: Where) -> ProviderSpec:
         slug_pattern=SLUG,
         slug_hint=SLUG_HINT,
         required=("slug", "name", "kind"),
-        optional=("base_url", "credentials_env", "datacenter_locations", "timeout_seconds"),
-    )
+        optional=(
+            "base_url", "credentials_env", "datacenter_locations", "timeout_seconds",
+            "max_concurrency", "max_queued", "queue_timeout_seconds",
+        ),
+    )  # fmt: skip
     kind = read_str(raw["kind"], at.child("kind"))
     dialect = dialect_get(kind)
     if dialect is None:
@@ -186,7 +190,24 @@ def _provider(value: Any, at: Where) -> ProviderSpec:
             hint="an ISO 3166-1 alpha-2 country code like US",
         ),
         timeout_seconds=read_positive_int(raw.get("timeout_seconds", 60), at.child("timeout_seconds")),
+        **_concurrency(raw, at),
     )
+
+
+def _concurrency(raw: dict[str, Any], at: Where) -> dict[str, Any]:
+    """A provider's `max_concurrency` and its queue (ADR 0029); the queue's fields only beside the limit."""
+    if "max_concurrency" not in raw:
+        for name in ("max_queued", "queue_timeout_seconds"):
+            if name in raw:
+                at.child(name).fail("only with max_concurrency (requests queue for a provider's slots)")
+        return {}
+    return {
+        "max_concurrency": read_positive_int(raw["max_concurrency"], at.child("max_concurrency")),
+        "max_queued": read_non_negative_int(raw.get("max_queued", 0), at.child("max_queued")),
+        "queue_timeout_seconds": read_positive_int(
+            raw.get("queue_timeout_seconds", 10), at.child("queue_timeout_seconds")
+        ),
+    }
 
 
 def _model(value: Any, at: Where, creators: set[str], providers: set[str]) -> ModelSpec:

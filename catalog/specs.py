@@ -22,6 +22,11 @@ class ProviderSpec:
     credentials_env: str = ""
     datacenter_locations: tuple[str, ...] = ()
     timeout_seconds: int = 60
+    # Requests under way to it from one gateway process at most (None: no limit), how many more may wait
+    # for one to end, and how long (ADR 0029).
+    max_concurrency: int | None = None
+    max_queued: int = 0
+    queue_timeout_seconds: int = 10
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,9 @@ def _load() -> dict[str, ModelInfo]:
                     api_key=route.provider.api_key,
                     timeout_seconds=float(route.provider.timeout_seconds),
                     configured=route.provider.is_configured,
+                    max_concurrency=route.provider.max_concurrency,
+                    max_queued=route.provider.max_queued,
+                    queue_timeout_seconds=float(route.provider.queue_timeout_seconds),
                 ),
                 upstream_model_id=route.upstream_model_id,
                 options=dict(route.options),
@@ -111,6 +114,7 @@ class CatalogCache:
         self._loaded_at = float("-inf")
         self._loaded = False  # a snapshot is in hand (an empty catalog is one too)
         self._loading = threading.Lock()
+        self._invalidations = 0
 
     def get(self, slug: str) -> ModelInfo | None:
         if time.monotonic() - self._loaded_at > REFRESH_SECONDS:
@@ -125,6 +129,7 @@ class CatalogCache:
             stale_after = REFRESH_SECONDS - REFRESH_AHEAD_SECONDS if ahead else REFRESH_SECONDS
             if time.monotonic() - self._loaded_at <= stale_after:
                 return  # loaded while this one waited
+            invalidations = self._invalidations
             try:
                 with postgres_attempt():
                     models, prices = _load(), tool_prices()
@@ -133,8 +138,9 @@ class CatalogCache:
                     raise
                 self._loaded_at = time.monotonic() - REFRESH_SECONDS + OUTAGE_RETRY_SECONDS
                 return
-            self._models, self._tool_prices = models, prices
-            self._loaded_at, self._loaded = time.monotonic(), True
+            self._models, self._tool_prices, self._loaded = models, prices, True
+            if invalidations == self._invalidations:  # else read before the change: the next get loads again
+                self._loaded_at = time.monotonic()
         finally:
             self._loading.release()
 
@@ -158,7 +164,9 @@ class CatalogCache:
         return self._models.get(slug)
 
     def invalidate(self) -> None:
-        self._loaded_at = float("-inf")
+        """The catalog changed (tests): every `get` waits for a load that began after this one."""
+        self._invalidations += 1
+        self._loaded_at, self._loaded = float("-inf"), False
 
 
 catalog_cache = CatalogCache()

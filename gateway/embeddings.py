@@ -43,6 +43,7 @@ from gateway.metering.keeper import loop_journal
 from gateway.metering.writer import loop_flusher
 from gateway.models import GenerationStatus
 from gateway.outage import in_thread_within
+from gateway.provider_slots import ProviderFull, slots_for
 from gateway.resolve import require_available, require_kind, resolved_model
 from gateway.route_health import route_health
 from gateway.session import upstream_client
@@ -132,9 +133,20 @@ async def _embedded(admitted: Admitted) -> tuple[RouteInfo, Embedded]:
         if not _embeds(route, request):
             continue
         adapter = adapter_for(route.provider.kind)
+        limit = route.provider.max_concurrency
         try:
             client = upstream_client()
-            embedded = await adapter.embed(request.inputs, route, client, dimensions=request.dimensions)
+            if limit is None:
+                embedded = await adapter.embed(request.inputs, route, client, dimensions=request.dimensions)
+            else:
+                async with slots_for(route.provider, limit).held():
+                    embedded = await adapter.embed(
+                        request.inputs, route, client, dimensions=request.dimensions
+                    )
+        except ProviderFull as exc:  # at its limit: the next route; the provider did not fail
+            logger.warning("route %s for %s not tried: %s", route.provider.slug, model.slug, exc)
+            last = exc
+            continue
         except UpstreamError as exc:
             logger.warning("route %s for %s failed: %s", route.provider.slug, model.slug, exc)
             if not exc.retryable:

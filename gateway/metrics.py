@@ -95,6 +95,21 @@ ROUTE_COOLDOWNS = Counter(
     ["provider", "upstream_model"],
     registry=None,
 )
+PROVIDER_FULL = Counter(
+    "hyperinfer_provider_full",
+    "Requests a provider's max_concurrency turned away from its route (gateway/provider_slots.py): its "
+    "queue was full, or they waited its queue_timeout_seconds out.",
+    ["provider", "why"],
+    registry=None,
+)
+PROVIDER_REQUESTS = Gauge(
+    "hyperinfer_provider_requests",
+    "Requests under way to each provider that sets max_concurrency, and waiting for one of its slots "
+    "(sampled every second).",
+    ["provider", "state"],
+    multiprocess_mode="livesum",
+    registry=None,
+)
 JOURNAL_ENTRIES = Gauge(
     "hyperinfer_journal_entries",
     "Requests in the settlement journals (ADR 0010): open (under way), unsettled (over, no meter took the "
@@ -124,6 +139,7 @@ class _Tally:
         self.counts: dict[Counter, float] = {}
         self.histograms: dict[Histogram, list[float]] = {}  # [sum, bucket 0, bucket 1, …]
         self.publisher: threading.Thread | None = None
+        self.samplers: list[Callable[[], None]] = []  # run at each publish: figures read, not tallied
 
     def add(self, counter: Counter, amount: float = 1) -> None:
         with self.lock:
@@ -152,6 +168,8 @@ class _Tally:
             for bucket, count in zip(histogram._buckets, buckets, strict=True):
                 if count:
                     bucket.inc(count)
+        for sample in self.samplers:
+            sample()
 
     def _start_publisher(self) -> None:
         with self.lock:
@@ -173,6 +191,7 @@ class _Tally:
 
 _tally = _Tally()
 publish = _tally.publish
+sample_each_publish = _tally.samplers.append
 atexit.register(publish)
 os.register_at_fork(after_in_child=_tally.forked)
 
@@ -246,6 +265,16 @@ def refused(fmt: str, model: str, code: str) -> None:
 
 def route_cooling(provider: str, upstream_model: str) -> None:
     _tally.add(ROUTE_COOLDOWNS.labels(provider, upstream_model))
+
+
+def provider_full(provider: str, why: str) -> None:
+    _tally.add(PROVIDER_FULL.labels(provider, why))
+
+
+def provider_requests(provider: str, *, under_way: int, waiting: int) -> None:
+    """Called by the publisher (gateway/provider_slots.py's sampler), not by requests."""
+    PROVIDER_REQUESTS.labels(provider, "under_way").set(under_way)
+    PROVIDER_REQUESTS.labels(provider, "waiting").set(waiting)
 
 
 # The endpoints beyond the formats, by the module of the work they run (gateway/endpoint.py `answered`

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from core.errors import ErrorCode
 from gateway.canonical import CanonicalRequest, Event, Usage
 from gateway.catalog_cache import ModelInfo
+from gateway.provider_slots import ProviderFull, slots_for
 from gateway.route_health import route_health
 from gateway.upstreams.base import RouteInfo, UpstreamError
 from gateway.upstreams.http1 import UpstreamClient
@@ -47,7 +48,18 @@ async def open_stream(request: CanonicalRequest, model: ModelInfo, client: Upstr
             detail = f"{provider.slug}: no adapter for kind {provider.kind!r}"
             last_error = UpstreamError.provider_side(ErrorCode.PROVIDER_UNAVAILABLE, detail)
             continue
-        events = adapter.stream(request, route, client)
+        limit = provider.max_concurrency
+        if limit is None:  # the usual case: no slots to take
+            events = adapter.stream(request, route, client)
+        else:
+            slots = slots_for(provider, limit)
+            try:
+                await slots.take()
+            except ProviderFull as exc:  # at its limit: the next route; the provider did not fail
+                logger.warning("route %s for %s not tried: %s", provider.slug, model.slug, exc)
+                taken, last_error = True, exc
+                continue
+            events = slots.holding(adapter.stream(request, route, client))
         try:
             first = await anext(events)
         except UpstreamError as exc:

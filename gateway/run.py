@@ -350,7 +350,7 @@ class Run:
     ) -> None:
         body = compact_json(self.fmt.error_body(code, message, self.request_id, param))
         headers = []
-        if code == ErrorCode.PROVIDER_RATE_LIMIT:  # when to come back: the provider's word, else a second
+        if code in _COME_BACK_LATER:  # when to come back: the provider's word (or the slots'), else a second
             seconds = retry_after if retry_after and retry_after.isdigit() else "1"
             headers.append((b"retry-after", seconds.encode()))
         await self._safe_send_json(ApiError(code, message).status, body, headers)
@@ -371,6 +371,9 @@ class Run:
 
     async def _keepalive(self) -> None:
         await self.send({"type": "http.response.body", "body": b": keep-alive\n\n", "more_body": True})
+
+
+_COME_BACK_LATER = frozenset({ErrorCode.PROVIDER_RATE_LIMIT, ErrorCode.PROVIDER_OVERLOADED})
 
 
 def _usd(micro: int) -> float:

@@ -132,6 +132,17 @@ def routes_healthy():
 
 
 @pytest.fixture(autouse=True)
+def no_provider_slots_taken():
+    """Each test's providers start with no request under way (gateway/provider_slots.py: a process's memory,
+    whose waiters belong to the event loop of the test that made them)."""
+    from gateway import provider_slots
+
+    provider_slots.forget()
+    yield
+    provider_slots.forget()
+
+
+@pytest.fixture(autouse=True)
 def postgres_answering():
     """A test that made PostgreSQL fail (or stood in for it failing) leaves no outage to the next one."""
     from gateway import outage

@@ -113,6 +113,11 @@ class ProviderInfo:
     api_key: str  # read from the provider's credentials_env; "" when unset
     timeout_seconds: float
     configured: bool = True  # its key is set, or its kind needs none (catalog.models.Provider.is_configured)
+    # Requests under way to it from this process at most (None: no limit), and the queue for them
+    # (gateway/provider_slots.py, ADR 0029).
+    max_concurrency: int | None = None
+    max_queued: int = 0
+    queue_timeout_seconds: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -98,6 +98,7 @@ def test_changed_fields_and_routes_are_updated(write_catalog, shipped_data: dict
         {"provider": "fireworks", "upstream_model_id": "accounts/fireworks/models/llama-v3p1-8b"}
     )
     find(shipped_data, "providers", "cerebras")["timeout_seconds"] = 30
+    find(shipped_data, "providers", "cerebras").update(max_concurrency=4, max_queued=16)
 
     result = catalog_load(write_catalog(shipped_data))
 
@@ -108,7 +109,9 @@ def test_changed_fields_and_routes_are_updated(write_catalog, shipped_data: dict
         (0, "cerebras"),
         (1, "fireworks"),
     ]
-    assert Provider.objects.get(slug="cerebras").timeout_seconds == 30
+    cerebras = Provider.objects.get(slug="cerebras")
+    assert (cerebras.timeout_seconds, cerebras.max_concurrency, cerebras.max_queued) == (30, 4, 16)
+    assert cerebras.queue_timeout_seconds == 10  # the default
 
 
 def test_route_order_change_rewrites_routes(write_catalog, shipped_data: dict) -> None:

@@ -113,6 +113,22 @@ def test_mock_provider_needs_no_base_url_but_others_do(shipped_data: dict) -> No
             "providers[cerebras]: duplicate slug",
         ),
         (
+            lambda d: find(d, "providers", "cerebras").update(max_concurrency=0),
+            "providers[cerebras].max_concurrency: must be a positive integer, got 0",
+        ),
+        (
+            lambda d: find(d, "providers", "cerebras").update(max_concurrency=4, max_queued=-1),
+            "providers[cerebras].max_queued: must be a non-negative integer, got -1",
+        ),
+        (
+            lambda d: find(d, "providers", "cerebras").update(max_concurrency=4, queue_timeout_seconds=0),
+            "providers[cerebras].queue_timeout_seconds: must be a positive integer, got 0",
+        ),
+        (
+            lambda d: find(d, "providers", "cerebras").update(max_queued=8),
+            "providers[cerebras].max_queued: only with max_concurrency",
+        ),
+        (
             lambda d: find_model(d, PRO).update(release_date="2025-02-30"),
             f"models[{PRO}].release_date: must be a date YYYY-MM-DD, got '2025-02-30'",
         ),
@@ -190,6 +206,10 @@ def test_mock_provider_needs_no_base_url_but_others_do(shipped_data: dict) -> No
         "slug-unknown-creator",
         "duplicate-model",
         "duplicate-provider",
+        "max-concurrency-zero",
+        "max-queued-negative",
+        "queue-timeout-zero",
+        "queue-without-limit",
         "impossible-date",
         "no-routes",
         "zero-context",

@@ -17,7 +17,7 @@ openai_dialect_answers.py.
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
@@ -29,6 +29,8 @@ from tests.fakes.openai_dialect_specs import CLOSED_FIELDS, COMPLETION_FIELDS, F
 from tests.fakes.openai_scenario import Dialect, RecordedRequest, Scenario, pieces, step
 from tests.fakes.server import CUT_AFTER_S, FakeServer
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
 
 class DialectFake(DialectAnswers):
     def __init__(self, dialect: Dialect, scenario: Scenario, api_key: str):
@@ -38,6 +40,8 @@ class DialectFake(DialectAnswers):
         self.requests: list[RecordedRequest] = []
         self.url = ""  # set when started
         self._stopping: asyncio.Event | None = None
+        self.in_flight = 0  # chat and embeddings requests being answered now
+        self.most_in_flight = 0  # the most at once since started
 
     @property
     def base_url(self) -> str:
@@ -59,16 +63,29 @@ class DialectFake(DialectAnswers):
     # --- The aiohttp application ----------------------------------------------------------------
     def app(self) -> web.Application:
         app = web.Application()
-        app.router.add_post(PATH_PREFIX[self.dialect] + "/chat/completions", self._chat)
+        app.router.add_post(PATH_PREFIX[self.dialect] + "/chat/completions", self._counted(self._chat))
         if self.dialect in COMPLETION_FIELDS:
             app.router.add_post(PATH_PREFIX[self.dialect] + "/completions", self._completions)
         if self.dialect == "llamacpp":  # the Jan spec's /v1/embeddings (also an OpenAI-compatible server's)
-            app.router.add_post(PATH_PREFIX[self.dialect] + "/embeddings", self._embeddings)
+            app.router.add_post(PATH_PREFIX[self.dialect] + "/embeddings", self._counted(self._embeddings))
         if self.dialect == "llamacpp":
             app.router.add_post("/extras/tokenize/count", self._count)
         app.on_startup.append(self._on_startup)
         app.on_shutdown.append(self._on_shutdown)
         return app
+
+    def _counted(self, handler: Handler) -> Handler:
+        """The handler, counted while it answers (a stream: until its last frame is written)."""
+
+        async def counted(request: web.Request) -> web.StreamResponse:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+            try:
+                return await handler(request)
+            finally:
+                self.in_flight -= 1
+
+        return counted
 
     async def _on_startup(self, app: web.Application) -> None:
         self._stopping = asyncio.Event()
@@ -251,6 +268,8 @@ class DialectFake(DialectAnswers):
             return self._error(s.error_status, s.error_message, s.error_code)
         if s.failure in FAILURE_STATUS:
             return self._error(FAILURE_STATUS[s.failure], f"fake {s.failure}")
+        if s.failure == "slow_first_byte":  # then the answer, as a chat's
+            await self._wait(s.delay)
         texts = body["input"] if isinstance(body.get("input"), list) else [body.get("input")]
         size = body.get("dimensions") or s.embedding_size
         data = []

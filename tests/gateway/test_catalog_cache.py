@@ -98,3 +98,21 @@ def test_a_reload_under_way_holds_up_no_other_request(database):
 
     assert took["other"] < 0.1 <= 0.4 <= took["loader"]
     assert database.loads == 2 and cache.get("m/one") is not model  # the new snapshot, once loaded
+
+
+def test_after_invalidate_every_get_waits_for_a_load_begun_after_it(database):
+    """A load that read the catalog before it changed does not count as fresh, and no request goes on with
+    the snapshot from before (a model just added was answered 404 by the requests beside the loader's)."""
+    cache = CatalogCache()
+    cache.get("m/one")
+    database.seconds = 0.3
+    database.slugs = ["m/one"]  # what the slow load below reads, before the catalog changes
+    stale_load = threading.Thread(target=cache.get, args=("m/one",))
+    time.sleep(0.06)
+    stale_load.start()
+    time.sleep(0.1)  # it has read
+    database.slugs, database.seconds = ["m/one", "m/two"], 0.0
+    cache.invalidate()
+    assert cache.get("m/two") is not None  # waited for the load under way, then loaded again
+    stale_load.join()
+    assert cache.get("m/two") is not None

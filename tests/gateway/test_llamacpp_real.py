@@ -314,3 +314,45 @@ def test_a_stream_longer_than_its_providers_timeout_runs_to_its_end(gateway_url,
     generation = settled_generation(answer.headers["x-request-id"])
     assert generation.status == "completed" and generation.latency_ms > 1_000
     assert generation.tokens_completion == direct_usage(case.chat())["completion_tokens"] == 200
+
+
+def test_a_limit_of_one_request_serves_a_queue_in_turn_and_refuses_past_it(
+    gateway_url, funded_key, llama_model
+):
+    """max_concurrency 1 (a server with one slot, as a local one often is): three streams at once queue and
+    are each billed the server's count; with no queue, the second of two at once gets provider_overloaded."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from catalog.models import Provider
+    from gateway import provider_slots
+    from gateway.catalog_cache import catalog_cache
+
+    providers = Provider.objects.filter(routes__model__slug=MODEL)
+    providers.update(max_concurrency=1, max_queued=3, queue_timeout_seconds=60)
+    catalog_cache.invalidate()
+    _, key = funded_key
+    case = Case([("user", "Count from one to twenty.")], max_tokens=30)
+
+    def ask(_: int) -> httpx.Response:
+        return httpx.post(
+            gateway_url + PATHS["chat"],
+            json={**case.chat(), "model": MODEL, "stream": True},
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=120,
+        )
+
+    with ThreadPoolExecutor(3) as pool:
+        answers = list(pool.map(ask, range(3)))
+    expected = direct_usage(case.chat())["completion_tokens"]
+    for answer in answers:
+        assert answer.status_code == 200 and answer.text.rstrip().endswith("data: [DONE]")
+        generation = settled_generation(answer.headers["x-request-id"])
+        assert (generation.status, generation.tokens_completion) == ("completed", expected)
+    slots = provider_slots._by_slug[providers.get().slug]
+    assert (slots.under_way, len(slots.waiting)) == (0, 0)
+
+    providers.update(max_queued=0)
+    catalog_cache.invalidate()
+    with ThreadPoolExecutor(2) as pool:
+        statuses = sorted(answer.status_code for answer in pool.map(ask, range(2)))
+    assert statuses == [200, 529]

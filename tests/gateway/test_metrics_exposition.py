@@ -19,7 +19,7 @@ from django.conf import settings as django_settings
 
 from billing import mirror
 from core.errors import ErrorCode
-from gateway import metrics
+from gateway import metrics, provider_slots
 from gateway.canonical import Usage
 from gateway.metering import Outcome
 from gateway.metering import journal as journal_module
@@ -106,7 +106,7 @@ def test_the_journal_is_counted_by_state(tmp_path, monkeypatch, settings):
 RECORDER = """
 import sys, django
 django.setup()
-from gateway import metrics
+from gateway import metrics, provider_slots
 metrics.refused(sys.argv[1], "", "internal_error")
 metrics.JOURNAL_ENTRIES.labels("open").set(5)
 print("recorded", flush=True)
@@ -262,3 +262,22 @@ def test_a_route_that_begins_to_cool_is_counted_once_for_its_cooldown():
     after = parsed(exposition().decode())
     assert value(after, "hyperinfer_route_cooldowns_total", provider=provider, upstream_model="big") == 1
     assert value(before, "hyperinfer_route_cooldowns_total", provider=provider, upstream_model="big") == 0
+
+
+def test_a_providers_slots_are_sampled_and_its_refusals_counted():
+    slug = f"p-{uuid.uuid4().hex[:8]}"
+    provider = ProviderInfo(slug, "openai_compatible", "http://x", "k", 5.0, max_concurrency=1)
+    before = parsed(exposition().decode())
+
+    async def fill() -> None:
+        slots = provider_slots.slots_for(provider, 1)
+        await slots.take()
+        with pytest.raises(provider_slots.ProviderFull):
+            await slots.take()
+
+    asyncio.run(fill())
+    after = parsed(exposition().decode())
+    assert value(after, "hyperinfer_provider_full_total", provider=slug, why="queue_full") == 1
+    assert value(before, "hyperinfer_provider_full_total", provider=slug, why="queue_full") == 0
+    assert value(after, "hyperinfer_provider_requests", provider=slug, state="under_way") == 1
+    assert value(after, "hyperinfer_provider_requests", provider=slug, state="waiting") == 0
