@@ -37,6 +37,9 @@ CONFIRM_SECONDS = 2.0  # the longest a pass waits for PostgreSQL's confirmations
 # asked at once, a third of them were not there yet and were asked again a pass later (~1.3 asks a request).
 CONFIRM_AFTER_SECONDS = 2 * writer.IDLE_SECONDS
 MAX_RETRY_SECONDS = 60.0
+# While settlements wait out their backoff and none is due, one of them is tried this often: a meter that
+# answers again takes them all then, not each at the end of its backoff (up to MAX_RETRY_SECONDS later).
+PROBE_SECONDS = 5.0
 CONCURRENT_SETTLEMENTS = 32
 
 
@@ -46,6 +49,7 @@ class Keeper:
         self.stop = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self.renewed_at = time.time()  # when the holds under way were last renewed
+        self.probed_at = 0.0  # when a settlement not yet due was last tried, to find the meter answering
 
     async def run(self) -> None:
         try:
@@ -110,16 +114,32 @@ class Keeper:
             release_free_memory()
 
     async def _settle_due(self, now: float) -> None:
-        due = [
+        waiting = [
             entry
             for entry in self.journal.pending.values()
-            if entry.outcome is not None and entry.taken_at is None and entry.next_try <= now
+            if entry.outcome is not None and entry.taken_at is None
         ]
+        due = [entry for entry in waiting if entry.next_try <= now]
+        if not due and now - self.probed_at >= PROBE_SECONDS:
+            due = await self._probe(waiting, now)
         for start in range(0, len(due), CONCURRENT_SETTLEMENTS):
             chunk = due[start : start + CONCURRENT_SETTLEMENTS]
             taken = await asyncio.gather(*(self._settle(entry) for entry in chunk))
             if not any(taken):
                 return  # the meter is down: the rest waits for the next pass
+
+    async def _probe(self, waiting: list[Entry], now: float) -> list[Entry]:
+        """With none due, one settlement a meter refused (not one its request is settling itself now) is
+        tried before its time; if the meter takes it, the others it refused are due now: returned."""
+        refused = [entry for entry in waiting if entry.attempts]
+        if not refused:
+            return []
+        self.probed_at = now
+        probe = min(refused, key=lambda entry: entry.next_try)
+        if not await self._settle(probe, probe=True):
+            return []
+        logger.warning("journal: the meter answers again; settling the %d it refused", len(refused))
+        return [entry for entry in refused if entry is not probe]
 
     async def _renew_holds(self, now: float) -> None:
         """A hold expires RESERVATION_TTL_SECONDS after it was made unless renewed: every third of that,
@@ -145,12 +165,16 @@ class Keeper:
             return
         logger.info("journal: renewed %d of %d holds of requests under way", renewed, len(under_way))
 
-    async def _settle(self, entry: Entry) -> bool:
+    async def _settle(self, entry: Entry, *, probe: bool = False) -> bool:
+        """`probe`: tried before its time to find out whether the meter answers; a failure changes nothing."""
         meter = get_meter()
         settlement = entry.settlement()
         try:
             cost = await meter.settle(settlement)
         except Exception as exc:
+            if probe:
+                logger.info("journal: the meter still refuses settlements (%s)", exc)
+                return False
             retry_in = min(MAX_RETRY_SECONDS, 2.0**entry.attempts)
             self.journal.refused(request_id=entry.request_id, retry_in=retry_in)
             log = logger.critical if entry.attempts > 10 else logger.warning

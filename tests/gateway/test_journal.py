@@ -136,6 +136,54 @@ def test_adopting_twice_after_a_crash_mid_adoption_bills_once(settings, tmp_path
 
 
 @pytest.mark.redis
+def test_settlements_refused_through_a_long_outage_are_settled_within_a_probe_of_redis_coming_back(
+    settings, tmp_path
+):
+    """Refused seven times each (a minute of backoff before their next try), three settlements are taken in
+    the keeper's first pass after Redis answers again, not a minute later; while Redis is down, a probe
+    changes nothing and is tried once every PROBE_SECONDS."""
+    settings.GATEWAY_METER = "redis"
+    workspace = make_workspace(credits_micro_usd=1_000_000)
+    good_url = settings.REDIS_URL
+    meter = RedisMeter()
+    usage = Usage(prompt_tokens=10, completion_tokens=20)
+
+    async def scenario():
+        journal = Journal(tmp_path)
+        keeper = Keeper(journal)
+        request_ids = [opened(journal, workspace.id) for _ in range(3)]
+        for request_id in request_ids:
+            await meter.reserve(
+                caller=key_less_caller(workspace.id), model=MODEL, request_id=request_id,
+                prompt_tokens=10, max_tokens=50,
+            )  # fmt: skip
+            journal.settling(request_id=request_id, outcome=Outcome(status="completed", usage=usage))
+        await close_loop_client()
+        settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there: connection refused
+        for _ in range(7):
+            await keeper.keep_once(max(entry.next_try for entry in journal.pending.values()))
+        assert {entry.attempts for entry in journal.pending.values()} == {7}
+        now = time.time()
+        assert all(entry.next_try > now + 50 for entry in journal.pending.values())
+        keeper.probed_at = 0.0
+        await keeper.keep_once(now)  # a probe, refused: nothing changes
+        assert {entry.attempts for entry in journal.pending.values()} == {7}
+        assert keeper.probed_at == now
+
+        await close_loop_client()
+        settings.REDIS_URL = good_url
+        await keeper.keep_once(now + 1)  # within PROBE_SECONDS of the last probe: not yet
+        assert all(entry.taken_at is None for entry in journal.pending.values())
+        await keeper.keep_once(now + keeper_module.PROBE_SECONDS)
+        assert all(journal.pending[request_id].taken_at is not None for request_id in request_ids)
+        await writer.drain()
+
+    run(scenario())
+    usage_debits = LedgerEntry.objects.filter(kind=EntryKind.USAGE, workspace=workspace)
+    assert sorted(entry.amount_micro_usd for entry in usage_debits) == [-cost_of(MODEL, usage)] * 3
+
+
+@pytest.mark.redis
 def test_a_settlement_redis_refused_is_settled_by_the_keeper_once_redis_is_back(settings, tmp_path):
     settings.GATEWAY_METER = "redis"
     workspace = make_workspace(credits_micro_usd=1_000_000)
