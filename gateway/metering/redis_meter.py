@@ -20,7 +20,6 @@ from typing import Any
 import redis.asyncio as aioredis
 import redis.asyncio.cluster
 from django.conf import settings
-from redis.commands.core import AsyncScript
 
 from billing import mirror
 from billing.selectors import account_balance, key_used_in_period
@@ -49,6 +48,7 @@ DONE_TTL_SECONDS = 3600
 GENERATION_TTL_SECONDS = 300
 HELD_CHUNK = 1000  # done markers a HELD script looks at: a few ms of Redis at most
 LOAD_ATTEMPTS = 50
+UNAVAILABLE = "The credit service is unavailable; retry the request shortly."
 
 _REFUSALS = {
     "insufficient": (
@@ -86,8 +86,12 @@ class Scripts:
         self.connection = connection  # the hot path's scripts' own connection (one Redis, not a cluster)
         self.reserve = _batched(client, connection, scripts.RESERVE)
         self.settle = _batched(client, connection, scripts.SETTLE, lazy=True)  # the client has its answer
-        self.load_workspace = client.register_script(scripts.LOAD_WORKSPACE)
-        self.load_key = client.register_script(scripts.LOAD_KEY)
+        # What a request may call besides: on the same connection, so a Redis that stopped answering refuses
+        # them at once too (resp.py; shard_watch.py on a cluster), not after each one's 5 s timeout.
+        self.version = _batched(client, connection, scripts.VERSION)
+        self.load_workspace = _batched(client, connection, scripts.LOAD_WORKSPACE)
+        self.load_key = _batched(client, connection, scripts.LOAD_KEY)
+        self.count = _batched(client, connection, scripts.COUNT)
         self.claim = client.register_script(scripts.CLAIM)
         self.complete = client.register_script(scripts.COMPLETE)
         self.requeue = client.register_script(scripts.REQUEUE)
@@ -145,11 +149,13 @@ async def close_loop_client() -> None:
         await client.aclose()
 
 
-async def _load(script: AsyncScript, name: str, read_postgres: Callable[[], int], *args: str) -> None:
+async def _load(
+    script: ScriptBatcher | WatchedScript, name: str, read_postgres: Callable[[], int], *args: str
+) -> None:
     """Mirror a PostgreSQL figure into Redis, retrying while a batch write could make the read stale."""
-    client, _ = loop_client()
+    _, run = loop_client()
     for _ in range(LOAD_ATTEMPTS):
-        version = await client.hget(name, "ver") or b"0"
+        version = await run.version(keys=[name], args=()) or b"0"
         figure = await in_thread_within(attempted, read_postgres)  # PostgreSQL known down: fails at once
         if await script(keys=[name], args=[figure, *args, version]):
             return
@@ -186,9 +192,7 @@ class RedisMeter:
         except aioredis.RedisError as exc:
             if not isinstance(exc, RedisNotAnswering):  # that is logged once, by the connection
                 logger.exception("reserving %s in Redis failed", request_id)
-            raise ApiError(
-                ErrorCode.INTERNAL_ERROR, "The credit service is unavailable; retry the request shortly."
-            ) from exc
+            raise ApiError(ErrorCode.INTERNAL_ERROR, UNAVAILABLE) from exc
 
     async def _reserve(self, caller: Caller, request_id: str, amount: int) -> int:
         _, run = loop_client()
@@ -237,14 +241,16 @@ class RedisMeter:
     async def count_free_request(self, *, caller: Caller) -> None:
         if not caller.rate_limit_rpm or caller.api_key_id is None:
             return
-        client, _ = loop_client()
+        _, run = loop_client()
         now = time.time()
-        # the reserve script's counter
+        # the reserve script's counter, of a one-minute window: it outlives the window, then goes
         counter = mirror.rate_counter(caller.workspace_id, caller.api_key_id, int(now // 60))
-        async with client.pipeline(transaction=True) as pipe:
-            pipe.incr(counter)
-            pipe.expire(counter, 120)  # a one-minute window: its counter outlives it, then goes
-            count, _ = await pipe.execute()
+        try:
+            count = await run.count(keys=[counter], args=[120])
+        except aioredis.RedisError as exc:
+            if not isinstance(exc, RedisNotAnswering):  # that is logged once, by the connection
+                logger.exception("counting a free request in Redis failed")
+            raise ApiError(ErrorCode.INTERNAL_ERROR, UNAVAILABLE) from exc
         if count > caller.rate_limit_rpm:
             raise rate_limited(caller.rate_limit_rpm, now=now)
 

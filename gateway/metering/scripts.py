@@ -88,6 +88,19 @@ redis.call('HSET', KEYS[1], 'bal', tonumber(ARGV[1]) - unflushed)
 return 1
 """
 
+# KEYS: a workspace or key hash. The version a load reads before it reads PostgreSQL (LOAD_* compare it).
+VERSION = """
+return redis.call('HGET', KEYS[1], 'ver')
+"""
+
+# KEYS: a rate counter (RESERVE's). ARGV: its expiry in seconds. A free request counted in the key's minute
+# as RESERVE counts a billed one; returns the count.
+COUNT = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return n
+"""
+
 # KEYS: key hash. ARGV: PostgreSQL's usage in the current period, the period, the version seen.
 LOAD_KEY = """
 if redis.call('HEXISTS', KEYS[1], 'used') == 1 then return 1 end

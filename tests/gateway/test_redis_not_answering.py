@@ -8,13 +8,19 @@ billed once."""
 import asyncio
 import json
 import time
+from dataclasses import replace
 
 import httpx
 import pytest
 
 from billing.models import CreditAccount
+from core.errors import ApiError, ErrorCode
+from core.ids import new_request_id
 from gateway.metering import resp
+from gateway.metering.redis_meter import RedisMeter, close_loop_client
+from tests.factories import key_less_caller, make_workspace
 from tests.gateway.conftest import settled_generation
+from tests.gateway.redis_meter_support import MODEL
 from tests.gateway.test_postgres_outage import FreezableProxy
 from tests.gateway.test_settlement_faults import (  # noqa: F401 (own_redis: a fixture)
     GatewayProcess,
@@ -105,3 +111,48 @@ def test_through_a_redis_that_does_not_answer_no_request_waits_past_the_timeout(
     back = [sent for status, _, _, sent, _ in answers if status == 200 and sent > thawed_at]
     assert back and min(back) - thawed_at < resp.PROBE_SECONDS + 0.5
     assert_billed_once(workspace, answered, balance_before=before)
+
+
+def test_a_free_request_and_a_mirror_load_are_refused_at_once_once_redis_is_known_silent(
+    own_redis,  # noqa: F811 (the fixture imported above)
+    settings,
+):
+    """A free request (token counting) on a rate-limited key, and the load of a workspace's mirror, go to
+    the meter's Redis on the scripts' connection: once it is known silent they are refused at once, as
+    reservations are, not each after the pooled client's 5 s timeout."""
+    workspace, other = make_workspace(credits_micro_usd=1_000_000), make_workspace(credits_micro_usd=1_000)
+    proxy = FreezableProxy(("127.0.0.1", own_redis.port))
+    settings.REDIS_URL = f"redis://127.0.0.1:{proxy.port}/0"
+    caller = replace(key_less_caller(workspace.id), api_key_id=1, rate_limit_rpm=100)
+    meter = RedisMeter()
+
+    async def scenario() -> tuple[float, float]:
+        try:
+            await meter.count_free_request(caller=caller)  # Redis answers
+            proxy.freeze()
+            unanswered = asyncio.create_task(meter.count_free_request(caller=caller))
+            await asyncio.sleep(resp.STALL_SECONDS + 0.3)  # unanswered that long: Redis is known silent
+            started = time.monotonic()
+            with pytest.raises(ApiError) as refused:
+                await meter.count_free_request(caller=caller)
+            counted = time.monotonic() - started
+            assert refused.value.code == ErrorCode.INTERNAL_ERROR
+            started = time.monotonic()
+            with pytest.raises(ApiError):  # `other`'s mirror is not in Redis: a load, refused
+                await meter.reserve(
+                    caller=key_less_caller(other.id), model=MODEL, request_id=new_request_id(),
+                    prompt_tokens=10, max_tokens=10,
+                )  # fmt: skip
+            loaded = time.monotonic() - started
+            with pytest.raises(ApiError):
+                await unanswered  # its own timeout
+            return counted, loaded
+        finally:
+            proxy.thaw()
+            await close_loop_client()
+
+    try:
+        counted, loaded = asyncio.run(scenario())
+    finally:
+        proxy.stop()
+    assert counted < 0.1 and loaded < 0.1, (counted, loaded)
