@@ -6,6 +6,7 @@ import uuid
 from gateway.canonical import Usage
 from gateway.metering import Outcome, Settlement, sql
 from gateway.metering.journal import Journal
+from gateway.metering.redis_meter import RedisMeter
 from tests.factories import key_less_caller
 from tests.gateway.redis_meter_support import MODEL
 
@@ -50,3 +51,18 @@ def reserve_in_sql(workspace_id: uuid.UUID, request_id: str) -> None:
 def die(journal: Journal) -> None:
     """What a killed process does to its journal: nothing, but its lock goes with it."""
     os.close(journal.segment.fd)
+
+
+async def reserved_and_over(
+    journal: Journal, meter: RedisMeter, workspace_id: uuid.UUID, usage: Usage, count: int = 3
+) -> list[str]:
+    """`count` requests opened in the journal, held by the Redis meter, and over (their outcome in the
+    journal, none settled yet): their ids."""
+    request_ids = [opened(journal, workspace_id) for _ in range(count)]
+    caller = key_less_caller(workspace_id)
+    for request_id in request_ids:
+        await meter.reserve(
+            caller=caller, model=MODEL, request_id=request_id, prompt_tokens=10, max_tokens=50
+        )
+        journal.settling(request_id=request_id, outcome=Outcome(status="completed", usage=usage))
+    return request_ids

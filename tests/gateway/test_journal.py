@@ -21,7 +21,7 @@ from gateway.metering.redis_meter import RedisMeter, close_loop_client
 from gateway.metrics_scrape import exposition
 from gateway.models import Generation
 from tests.factories import key_less_caller, make_workspace
-from tests.gateway.journal_support import PROMPT_ESTIMATE, die, opened, reserve_in_sql
+from tests.gateway.journal_support import PROMPT_ESTIMATE, die, opened, reserve_in_sql, reserved_and_over
 from tests.gateway.redis_meter_support import MODEL, run
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -151,13 +151,7 @@ def test_settlements_refused_through_a_long_outage_are_settled_within_a_probe_of
     async def scenario():
         journal = Journal(tmp_path)
         keeper = Keeper(journal)
-        request_ids = [opened(journal, workspace.id) for _ in range(3)]
-        for request_id in request_ids:
-            await meter.reserve(
-                caller=key_less_caller(workspace.id), model=MODEL, request_id=request_id,
-                prompt_tokens=10, max_tokens=50,
-            )  # fmt: skip
-            journal.settling(request_id=request_id, outcome=Outcome(status="completed", usage=usage))
+        request_ids = await reserved_and_over(journal, meter, workspace.id, usage)
         await close_loop_client()
         settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there: connection refused
         for _ in range(7):

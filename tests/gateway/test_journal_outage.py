@@ -21,7 +21,7 @@ from gateway.metering.journal import RESETTLE_SECONDS, Journal, read_entries
 from gateway.metering.keeper import Keeper
 from gateway.metering.redis_meter import RedisMeter
 from tests.factories import key_less_caller, make_workspace
-from tests.gateway.journal_support import die, opened, reserve_in_sql
+from tests.gateway.journal_support import die, opened, reserve_in_sql, reserved_and_over
 from tests.gateway.redis_meter_support import MODEL, run
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -241,13 +241,7 @@ def test_a_settlement_redis_still_holds_waits_for_the_writer_and_is_not_settled_
     async def scenario():
         journal = Journal(tmp_path)
         keeper = Keeper(journal)
-        request_ids = [opened(journal, workspace.id) for _ in range(3)]
-        caller = key_less_caller(workspace.id)
-        for request_id in request_ids:
-            await meter.reserve(
-                caller=caller, model=MODEL, request_id=request_id, prompt_tokens=10, max_tokens=50
-            )
-            journal.settling(request_id=request_id, outcome=Outcome(status="completed", usage=usage))
+        request_ids = await reserved_and_over(journal, meter, workspace.id, usage)
         await keeper.keep_once(time.time() + journal_module.FIRST_TRY_SECONDS)  # the meter takes them
         lost = request_ids[0]
         mirror.sync_client().delete(mirror.done_marker(workspace.id, lost))  # as a Redis restart would
