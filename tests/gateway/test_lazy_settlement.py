@@ -13,7 +13,7 @@ from django.conf import settings
 from redis import exceptions
 
 from billing import mirror
-from gateway.metering import resp, writer
+from gateway.metering import resp, scripts, writer
 from gateway.metering.batching import ScriptBatcher
 from gateway.metering.redis_meter import loop_client
 from gateway.metering.resp import RespConnection
@@ -109,6 +109,9 @@ def test_the_meter_settles_lazily_in_the_next_admissions_write(monkeypatch, sett
     and both reach the mirror as if sent alone."""
     settings.GATEWAY_METER = "redis"
     mirror.sync_client.cache_clear()
+    # Known to Redis, as in service: a lazy call answered NOSCRIPT loads its script lazily too, which with
+    # this wait would take a minute (another test may have flushed Redis' scripts).
+    mirror.sync_client().script_load(scripts.SETTLE)
     monkeypatch.setattr(resp, "LAZY_SECONDS", 30.0)
     workspace = make_workspace(credits_micro_usd=1_000_000)
     caller = caller_for(workspace)
