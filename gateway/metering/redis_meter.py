@@ -20,6 +20,7 @@ from typing import Any
 import redis.asyncio as aioredis
 import redis.asyncio.cluster
 from django.conf import settings
+from redis.exceptions import RedisClusterException
 
 from billing import mirror
 from billing.selectors import account_balance, key_used_in_period
@@ -92,6 +93,7 @@ class Scripts:
         self.load_workspace = _batched(client, connection, scripts.LOAD_WORKSPACE)
         self.load_key = _batched(client, connection, scripts.LOAD_KEY)
         self.count = _batched(client, connection, scripts.COUNT)
+        self.lookup = _batched(client, connection, scripts.LOOKUP)
         self.claim = client.register_script(scripts.CLAIM)
         self.complete = client.register_script(scripts.COMPLETE)
         self.requeue = client.register_script(scripts.REQUEUE)
@@ -303,13 +305,16 @@ class RedisMeter:
         return renewed
 
     async def generation(self, *, workspace_id: uuid.UUID, request_id: str) -> dict[str, Any] | None:
-        client, _ = loop_client()
+        _, run = loop_client()
         deadline = time.monotonic() + GENERATION_WAIT_SECONDS
+        # Named in the asking workspace's shard: another workspace's request is not found there.
+        keys = [mirror.hold_hash(workspace_id, request_id), mirror.generation_json(workspace_id, request_id)]
         while True:
-            # In flight first: a settlement between the reads below leaves its record for them to find.
-            # Named in the asking workspace's shard: another workspace's request is not found there.
-            in_flight = await client.exists(mirror.hold_hash(workspace_id, request_id))
-            buffered = await client.get(mirror.generation_json(workspace_id, request_id))
+            try:
+                in_flight, buffered = await run.lookup(keys=keys, args=())
+            except (aioredis.RedisError, RedisClusterException):  # no Redis: what PostgreSQL has
+                found, _ = await in_thread_within(attempted, find_generation, workspace_id, request_id)
+                return found
             if buffered is not None:
                 data = json.loads(buffered)["generation"]
                 if data["workspace_id"] != str(workspace_id):

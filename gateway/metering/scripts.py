@@ -93,6 +93,12 @@ VERSION = """
 return redis.call('HGET', KEYS[1], 'ver')
 """
 
+# KEYS: a request's hold hash and its generation's JSON copy (one workspace's shard). Whether the request is
+# still in flight, and the copy (nil until it is settled, and again once expired): /api/v1/generation's read.
+LOOKUP = """
+return {redis.call('EXISTS', KEYS[1]), redis.call('GET', KEYS[2])}
+"""
+
 # KEYS: a rate counter (RESERVE's). ARGV: its expiry in seconds. A free request counted in the key's minute
 # as RESERVE counts a billed one; returns the count.
 COUNT = """

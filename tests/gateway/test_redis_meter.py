@@ -2,6 +2,7 @@
 mirror in front of the ledger, concurrency included (the batch writer: test_redis_meter_writer.py)."""
 
 import asyncio
+import time
 
 import pytest
 
@@ -180,3 +181,30 @@ def test_a_replay_after_the_done_marker_expired_is_still_billed_once():
     assert balance == 10 * HOLD - cost == mirrored(mirror.workspace_hash(workspace.pk))["bal"]
     assert mirrored(mirror.key_hash(workspace.pk, key.pk))["used"] == cost
     assert KeySpend.objects.get(api_key=key).lifetime_micro_usd == cost
+
+
+def test_without_redis_a_generation_is_served_from_postgresql(settings):
+    """/api/v1/generation's read while the meter's Redis is down: what the writer has put in PostgreSQL,
+    at once (not a 500 after the client's timeout); a request not written yet is not found."""
+    workspace = make_workspace(credits_micro_usd=10 * HOLD)
+    caller, written, unwritten = caller_for(workspace), rid(), rid()
+
+    async def settled() -> None:
+        for request_id in (written, unwritten):
+            await reserve(caller, request_id)
+        await settle(caller, written, 20)
+        await writer.drain()
+
+    run(settled())
+    urls = settings.REDIS_URL, settings.METER_REDIS_URL
+    settings.METER_REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there: connection refused
+    try:
+        started = time.monotonic()
+        found = run(meter.generation(workspace_id=workspace.pk, request_id=written))
+        missing = run(meter.generation(workspace_id=workspace.pk, request_id=unwritten))
+        took = time.monotonic() - started
+    finally:
+        settings.REDIS_URL, settings.METER_REDIS_URL = urls
+    assert found["id"] == written and found["tokens_completion"] == 20
+    assert missing is None
+    assert took < 3
