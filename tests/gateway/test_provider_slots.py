@@ -358,3 +358,24 @@ def test_a_server_tool_loop_takes_a_slot_a_step_and_none_while_its_tools_run(
     assert (len(fake.chat_requests), fake.most_in_flight) == (2, 1)
     assert settled_generation(answer.request_id).status == "completed"
     assert provider_slots._by_slug["test-slot-tools-0"].under_way == 0
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("failure", ["server_error", "cut", "stream_error", "malformed", "stall"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_call_that_fails_gives_its_slot_back(gateway_url, funded_key, sql_meter, failure, stream):
+    """A provider that fails before its first byte, mid-stream, or goes silent past its timeout: the slot
+    is free again once the request is over, and the next request is served."""
+    _, key = funded_key
+    with openai_fake("cerebras", Scenario(failure=failure, delay=3)) as fake:
+        serve_model_from("test/slot-fails", [("openai_compatible", fake.url + "/v1")])
+        Provider.objects.filter(slug="test-slot-fails-0").update(timeout_seconds=1)
+        limit("test-slot-fails-0", 1)
+        failed = ask_at_once(gateway_url, key, "test/slot-fails", 1, stream=stream)[0]
+        assert failed.status_code != 200 or "provider_" in failed.text  # an error status, or in the stream
+        settled_generation(failed.headers["x-request-id"])
+        slots = provider_slots._by_slug["test-slot-fails-0"]
+        assert (slots.under_way, len(slots.waiting)) == (0, 0)
+        fake.scenario = Scenario()
+        answer = ask_at_once(gateway_url, key, "test/slot-fails", 1, stream=stream)[0]
+    assert answer.status_code == 200 and "provider_" not in answer.text
