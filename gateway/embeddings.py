@@ -43,7 +43,7 @@ from gateway.metering.keeper import loop_journal
 from gateway.metering.writer import loop_flusher
 from gateway.models import GenerationStatus
 from gateway.outage import in_thread_within
-from gateway.provider_slots import ProviderFull, slots_for
+from gateway.provider_slots import ProviderFull, slot_held
 from gateway.resolve import require_available, require_kind, resolved_model
 from gateway.route_health import route_health
 from gateway.session import upstream_client
@@ -133,16 +133,11 @@ async def _embedded(admitted: Admitted) -> tuple[RouteInfo, Embedded]:
         if not _embeds(route, request):
             continue
         adapter = adapter_for(route.provider.kind)
-        limit = route.provider.max_concurrency
         try:
-            client = upstream_client()
-            if limit is None:
-                embedded = await adapter.embed(request.inputs, route, client, dimensions=request.dimensions)
-            else:
-                async with slots_for(route.provider, limit).held():
-                    embedded = await adapter.embed(
-                        request.inputs, route, client, dimensions=request.dimensions
-                    )
+            async with slot_held(route.provider):
+                embedded = await adapter.embed(
+                    request.inputs, route, upstream_client(), dimensions=request.dimensions
+                )
         except ProviderFull as exc:  # at its limit: the next route; the provider did not fail
             logger.warning("route %s for %s not tried: %s", route.provider.slug, model.slug, exc)
             last = exc

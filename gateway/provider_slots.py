@@ -19,7 +19,7 @@ while its tools run. A provider without a limit costs a request one attribute re
 import asyncio
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext, suppress
 from typing import TypeVar
 
 from core.errors import ErrorCode
@@ -108,8 +108,10 @@ class ProviderSlots:
         self.limit, self.max_queued = limit, provider.max_queued
         self.queue_timeout = provider.queue_timeout_seconds
         while self.under_way < self.limit and self.waiting:
-            self.under_way += 1
-            self.give_back()
+            waiter = self.waiting.popleft()
+            if not waiter.done():  # (one cancelled meanwhile takes nothing)
+                self.under_way += 1
+                waiter.set_result(None)
 
     def _full(self, why: str, detail: str) -> ProviderFull:
         metrics.provider_full(self.slug, why)
@@ -135,6 +137,13 @@ def slots_for(provider: ProviderInfo, limit: int) -> ProviderSlots:
     ):  # fmt: skip
         slots.reconfigure(provider, limit)
     return slots
+
+
+def slot_held(provider: ProviderInfo) -> AbstractAsyncContextManager[None]:
+    """For a call whose answer is read whole (embeddings): one of the provider's slots for the length of
+    the block, or nothing to hold when it sets no limit."""
+    limit = provider.max_concurrency
+    return nullcontext() if limit is None else slots_for(provider, limit).held()
 
 
 def _publish_counts() -> None:
