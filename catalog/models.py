@@ -98,6 +98,10 @@ class Provider(models.Model):
             models.CheckConstraint(
                 condition=Q(queue_timeout_seconds__gte=1), name="catalog_provider_queue_timeout_positive"
             ),
+            models.CheckConstraint(
+                condition=Q(max_queued=0) | Q(max_concurrency__isnull=False),
+                name="catalog_provider_queue_needs_a_limit",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -123,6 +127,10 @@ class Provider(models.Model):
             raise ValidationError({"base_url": f"Required for kind {self.kind!r}."})
         if dialect.needs_credentials and not self.credentials_env:
             raise ValidationError({"credentials_env": f"Required for kind {self.kind!r}."})
+        if self.max_queued and self.max_concurrency is None:  # the loader's schema refuses it too
+            raise ValidationError(
+                {"max_queued": "Only with max concurrency: requests queue for the provider's slots."}
+            )
 
 
 class Model(models.Model):

@@ -48,7 +48,7 @@ def test_models_active_follows_position(loaded: None) -> None:
     assert "local/llama-cpp" not in slugs
 
 
-def refusal(**fields: str) -> dict[str, list[str]]:
+def refusal(**fields: object) -> dict[str, list[str]]:
     with pytest.raises(ValidationError) as error:
         Provider(slug="x", name="X", **fields).full_clean()
     return error.value.message_dict
@@ -67,6 +67,19 @@ def test_a_provider_is_validated_against_its_registered_dialect() -> None:
     assert unknown.startswith("Unknown kind 'fireworkz' (known: anthropic, baseten, cerebras, ")
     Provider(slug="m", name="M", kind="mock").full_clean()  # needs neither
     Provider(slug="l", name="L", kind="llamacpp", base_url="http://127.0.0.1:1337/v1").full_clean()
+
+
+def test_a_provider_queue_needs_its_concurrency_limit() -> None:
+    # Requests queue for a provider's slots (ADR 0029): a queue without a limit would be ignored silently.
+    assert refusal(kind="mock", max_queued=5) == {
+        "max_queued": ["Only with max concurrency: requests queue for the provider's slots."]
+    }
+    Provider(slug="m", name="M", kind="mock", max_concurrency=2, max_queued=5).full_clean()
+
+
+def test_database_refuses_a_queue_without_a_limit() -> None:
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Provider.objects.create(slug="q", name="Q", kind="mock", max_queued=5)
 
 
 def test_database_refuses_output_above_context(loaded: None) -> None:
