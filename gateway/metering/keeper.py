@@ -83,6 +83,7 @@ class Keeper:
             for entry in journal.pending.values():
                 if entry.outcome is None:
                     entry.outcome = entry.cut_off(now)
+                if entry.taken_at is None:  # whatever its backoff: no later pass here will try it
                     entry.next_try = 0.0
         await self._settle_due(now)
         if not cut_off_open:

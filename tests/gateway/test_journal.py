@@ -178,6 +178,40 @@ def test_settlements_refused_through_a_long_outage_are_settled_within_a_probe_of
 
 
 @pytest.mark.redis
+def test_a_stopping_process_settles_what_the_meter_refused_without_waiting_its_backoff(settings, tmp_path):
+    """The last pass of a process that stops tries every settlement not yet taken, however long its backoff
+    still runs and however recently the meter was probed: one the meter takes now is billed now, not left
+    in the journal for a process that may never start on this host again (a deployment scaled in)."""
+    settings.GATEWAY_METER = "redis"
+    workspace = make_workspace(credits_micro_usd=1_000_000)
+    good_url = settings.REDIS_URL
+    meter = RedisMeter()
+    usage = Usage(prompt_tokens=10, completion_tokens=20)
+
+    async def scenario():
+        journal = Journal(tmp_path)
+        keeper = Keeper(journal)
+        request_ids = await reserved_and_over(journal, meter, workspace.id, usage)
+        await close_loop_client()
+        settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there: connection refused
+        for _ in range(3):
+            await keeper.keep_once(max(entry.next_try for entry in journal.pending.values()))
+        await close_loop_client()
+        settings.REDIS_URL = good_url
+        now = time.time()
+        keeper.probed_at = now  # just probed: no probe in the last pass either
+        assert all(entry.next_try > now for entry in journal.pending.values())
+
+        await keeper.keep_once(now, cut_off_open=True)
+        assert all(journal.pending[request_id].taken_at is not None for request_id in request_ids)
+        await writer.drain()
+
+    run(scenario())
+    usage_debits = LedgerEntry.objects.filter(kind=EntryKind.USAGE, workspace=workspace)
+    assert sorted(entry.amount_micro_usd for entry in usage_debits) == [-cost_of(MODEL, usage)] * 3
+
+
+@pytest.mark.redis
 def test_a_settlement_redis_refused_is_settled_by_the_keeper_once_redis_is_back(settings, tmp_path):
     settings.GATEWAY_METER = "redis"
     workspace = make_workspace(credits_micro_usd=1_000_000)

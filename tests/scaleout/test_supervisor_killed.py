@@ -101,7 +101,7 @@ def test_killing_the_supervisor_stops_its_workers_after_they_answer_and_bill(
                 asyncio.run(_post_once(deployment.url))
 
             # Each answer is billed once, in PostgreSQL: the stopping workers drained their writers.
-            wait_until_written(workspace.pk, IN_FLIGHT)
+            wait_until_written(workspace.pk, IN_FLIGHT, logs=deployment.log_tail)
             generations = Generation.objects.filter(workspace=workspace)
             assert generations.filter(status="completed").count() == IN_FLIGHT
             debits = LedgerEntry.objects.filter(workspace=workspace, kind=EntryKind.USAGE)

@@ -7,6 +7,7 @@ import asyncio
 import json
 import time
 from collections import Counter
+from collections.abc import Callable
 from decimal import Decimal
 
 import aiohttp
@@ -65,15 +66,23 @@ async def burst(urls: list[str], key: str, per_url: int) -> list[tuple[int, dict
         return await asyncio.gather(*(one(url) for _ in range(per_url) for url in urls))
 
 
-def wait_until_written(workspace_id, completed: int, timeout: float = 20) -> None:
+def wait_until_written(
+    workspace_id, completed: int, timeout: float = 20, logs: Callable[[], str] = lambda: ""
+) -> None:
     """Until the deployments' writers have put every settled record in PostgreSQL (refusals are recorded
     too, as failed generations that cost nothing) and accounted for it in Redis: a writer takes a batch's
     costs off the mirror's unflushed figures just after its commit, so a batch still in flight is waited
     for too."""
     generations = Generation.objects.filter(workspace_id=workspace_id, status="completed")
     deadline = time.monotonic() + timeout
-    while generations.count() < completed or mirror.queued_records() > 0 or batches_in_flight() > 0:
-        assert time.monotonic() < deadline, "the metering writers did not drain the queues"
+    while True:
+        written, queued, in_flight = generations.count(), mirror.queued_records(), batches_in_flight()
+        if written >= completed and queued == 0 and in_flight == 0:
+            return
+        assert time.monotonic() < deadline, (
+            f"the metering writers did not drain the queues: {written} of {completed} generations written, "
+            f"{queued} records queued, {in_flight} batches in flight\n{logs()}"
+        )
         time.sleep(0.1)
 
 
