@@ -224,8 +224,7 @@ async def lifespan(scope: Scope, receive: Receive, send: Send) -> None:
             exit_with_parent()  # a worker whose supervisor is killed stops too (no orphans)
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
-            await stop_keeper()
-            await writer.stop_loop_flusher()
+            await stop_keeper(drain_writer=writer.stop_loop_flusher)  # the journal's last pass, the drain
             await close_loop_client()
             await close_upstream_sessions()
             exit_if_still_running(EXIT_GRACE_SECONDS)

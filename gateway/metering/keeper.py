@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from django.conf import settings
@@ -50,6 +51,8 @@ class Keeper:
         self.task: asyncio.Task[None] | None = None
         self.renewed_at = time.time()  # when the holds under way were last renewed
         self.probed_at = 0.0  # when a settlement not yet due was last tried, to find the meter answering
+        # On shutdown, after the last pass: the process's writer drains what the meter took (stop_keeper)
+        self.drain_writer: Callable[[], Awaitable[object]] | None = None
 
     async def run(self) -> None:
         try:
@@ -65,8 +68,39 @@ class Keeper:
                 await self.keep_once(time.time(), cut_off_open=True)
             except Exception:
                 logger.exception("journal: the last pass failed; the next process adopts what is left")
+            if self.drain_writer is not None:
+                try:
+                    await self.drain_writer()
+                    await self.forget_written()
+                except Exception:
+                    logger.exception("journal: forgetting what PostgreSQL has at shutdown failed")
         finally:
             self.journal.close()
+
+    async def forget_written(self) -> None:
+        """Once a stopping process's writer has drained: what PostgreSQL now has leaves the journal, so a
+        clean stop leaves no segment behind, nothing for the next process to adopt, settle again and warn
+        of as a dead process's. Another writer may still be writing some (a sibling worker's took them from
+        the queue, or the writer is a process of its own): asked again every writer's beat, for as long as a
+        pass's confirmations may take. What PostgreSQL still lacks then stays for the next process."""
+        if get_meter().durable:
+            return
+        try:
+            async with asyncio.timeout(CONFIRM_SECONDS):
+                while taken := self._taken():
+                    done = await in_thread(attempted, recorded_request_ids, request_ids=taken)
+                    for request_id in done:
+                        del self.journal.pending[request_id]
+                    if len(done) < len(taken):
+                        await asyncio.sleep(writer.IDLE_SECONDS)
+        except TimeoutError:
+            pass  # left for the next process, as every entry was before
+        except Exception as exc:
+            logger.warning("journal: PostgreSQL could not confirm the settled entries at shutdown (%r)", exc)
+
+    def _taken(self) -> list[str]:
+        """The request ids of the entries a meter took, that PostgreSQL may not have yet."""
+        return [entry.request_id for entry in self.journal.pending.values() if entry.taken_at is not None]
 
     async def keep_once(self, now: float, *, cut_off_open: bool = False) -> None:
         journal = self.journal
@@ -262,9 +296,14 @@ def loop_journal() -> Journal:
     return keeper.journal
 
 
-async def stop_keeper() -> None:
-    """On shutdown: a last pass, then the journal is closed (and removed if nothing is pending)."""
+async def stop_keeper(*, drain_writer: Callable[[], Awaitable[object]]) -> None:
+    """On shutdown: a last pass, settling everything it can; then `drain_writer` (this process's metering
+    writer's drain, a no-op without one) puts what the meter took in PostgreSQL, and those entries leave the
+    journal, which is closed (and removed if nothing is pending)."""
     keeper = _keepers.get(asyncio.get_running_loop())
-    if keeper is not None and keeper.task is not None:
-        keeper.stop.set()
-        await keeper.task
+    if keeper is None or keeper.task is None:
+        await drain_writer()
+        return
+    keeper.drain_writer = drain_writer
+    keeper.stop.set()
+    await keeper.task

@@ -16,12 +16,19 @@ from gateway.metering import Outcome, cost_of, writer
 from gateway.metering import journal as journal_module
 from gateway.metering import keeper as keeper_module
 from gateway.metering.journal import RESETTLE_SECONDS, Journal, read_entries
-from gateway.metering.keeper import CONFIRM_AFTER_SECONDS, Keeper
+from gateway.metering.keeper import CONFIRM_AFTER_SECONDS, Keeper, loop_journal, stop_keeper
 from gateway.metering.redis_meter import RedisMeter, close_loop_client
 from gateway.metrics_scrape import exposition
 from gateway.models import Generation
 from tests.factories import key_less_caller, make_workspace
-from tests.gateway.journal_support import PROMPT_ESTIMATE, die, opened, reserve_in_sql, reserved_and_over
+from tests.gateway.journal_support import (
+    PROMPT_ESTIMATE,
+    die,
+    opened,
+    reserve_in_sql,
+    reserved_and_over,
+    settlement,
+)
 from tests.gateway.redis_meter_support import MODEL, run
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -207,6 +214,32 @@ def test_a_stopping_process_settles_what_the_meter_refused_without_waiting_its_b
         await writer.drain()
 
     run(scenario())
+    usage_debits = LedgerEntry.objects.filter(kind=EntryKind.USAGE, workspace=workspace)
+    assert sorted(entry.amount_micro_usd for entry in usage_debits) == [-cost_of(MODEL, usage)] * 3
+
+
+@pytest.mark.redis
+def test_a_clean_stop_leaves_no_journal_behind(settings):
+    """A process that stops (its lifespan's shutdown) after its requests settled in Redis: its writer drains
+    them into PostgreSQL, and they leave the journal, so no segment is left for the next process to adopt,
+    settle again and report as a dead process's (before, every stop left the last second's requests)."""
+    settings.GATEWAY_METER = "redis"
+    workspace = make_workspace(credits_micro_usd=1_000_000)
+    meter = RedisMeter()
+    usage = Usage(prompt_tokens=10, completion_tokens=20)
+
+    async def scenario():
+        journal = loop_journal()
+        for request_id in await reserved_and_over(journal, meter, workspace.id, usage):
+            await meter.settle(settlement(request_id, workspace.id, usage))  # as the request does itself
+            journal.taken(request_id=request_id, durable=False)
+        assert len(journal.pending) == 3
+        await stop_keeper(drain_writer=writer.drain)
+        return journal
+
+    journal = run(scenario())
+    assert journal.pending == {}
+    assert list(settings.GATEWAY_JOURNAL_DIR.iterdir()) == []
     usage_debits = LedgerEntry.objects.filter(kind=EntryKind.USAGE, workspace=workspace)
     assert sorted(entry.amount_micro_usd for entry in usage_debits) == [-cost_of(MODEL, usage)] * 3
 

@@ -83,7 +83,7 @@ class Deployment:
         self.name, self.port = name, free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = workdir / f"{name}.log"
-        journal = workdir / f"{name}-journal"  # each deployment's host has its own disk
+        self.journal = workdir / f"{name}-journal"  # each deployment's host has its own disk
         command = [
             sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
             "--port", str(self.port), "--workers", str(WORKERS),
@@ -91,7 +91,7 @@ class Deployment:
             "--no-access-log", "--no-server-header", "--log-level", "warning",
         ]  # fmt: skip
         writes = "process" if meter_writer else "server"
-        env = {**env, "GATEWAY_JOURNAL_DIR": str(journal), "METER_WRITER": writes}
+        env = {**env, "GATEWAY_JOURNAL_DIR": str(self.journal), "METER_WRITER": writes}
         self.process = _started(command, env, self.log)
         self.writer = None
         if meter_writer:

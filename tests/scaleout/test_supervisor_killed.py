@@ -115,6 +115,8 @@ def test_killing_the_supervisor_stops_its_workers_after_they_answer_and_bill(
             request_ids = list(generations.values_list("request_id", flat=True))
             assert still_held(workspace.pk, request_ids) == []
             assert mirror.queued_records() == 0
+            # Stopped cleanly: each worker's journal went with it, nothing left to adopt as a dead process's.
+            assert list(deployment.journal.iterdir()) == []
 
 
 async def _post_once(url: str) -> None:
