@@ -324,8 +324,14 @@ class Journal:
             self.segment.sync()
 
     def close(self) -> None:
-        """On shutdown: the segment goes if nothing is pending; otherwise another process adopts it, as it
-        adopts the spill segments, which stay."""
+        """On shutdown: the segment goes if nothing is pending; otherwise it is compacted to what is pending
+        (its heir settles again every entry it reads) and another process adopts it, as it adopts the spill
+        segments, which stay."""
+        if self.pending:
+            try:
+                self.compact()
+            except OSError:  # the old segment stays whole, its finished entries settled again: a no-op each
+                logger.warning("journal: compacting %s at shutdown failed", self.segment.path, exc_info=True)
         self.sync()
         self.segment.close(remove=not self.pending)
         for segment, _ in self.spilled:

@@ -65,6 +65,22 @@ def test_compaction_keeps_only_what_is_pending(tmp_path):
     assert kept[waiting].header == journal.pending[waiting].header
 
 
+def test_a_journal_closed_with_entries_pending_leaves_only_those_for_its_heir(tmp_path):
+    """Its heir settles again every entry it reads: a segment of a busy process's thousands of finished
+    requests (before, up to COMPACT_BYTES of them) is left holding just the ones still pending."""
+    journal = Journal(tmp_path)
+    workspace_id = uuid.uuid4()
+    done = [opened(journal, workspace_id) for _ in range(50)]
+    waiting = opened(journal, workspace_id)
+    for request_id in done:
+        journal.taken(request_id=request_id, durable=True)
+
+    journal.close()
+
+    [left] = tmp_path.glob("*.journal")
+    assert list(read_entries(left.read_bytes())) == [waiting]
+
+
 def test_entries_share_their_callers_and_models_json_and_the_segment_has_it_whole(tmp_path):
     """A busy process holds thousands of entries until PostgreSQL has their bills (~1 s of its requests):
     each keeps only its own bytes around the caller's and the model's JSON, the objects every request of
