@@ -1,12 +1,15 @@
 """The settlement journal's tests' shared pieces: an entry opened, its hold, a process killed."""
 
+import contextlib
 import os
 import uuid
+from collections.abc import AsyncIterator
 
+from billing.models import EntryKind, LedgerEntry
 from gateway.canonical import Usage
 from gateway.metering import Outcome, Settlement, sql
 from gateway.metering.journal import Journal
-from gateway.metering.redis_meter import RedisMeter
+from gateway.metering.redis_meter import RedisMeter, close_loop_client
 from tests.factories import key_less_caller
 from tests.gateway.redis_meter_support import MODEL
 
@@ -66,3 +69,22 @@ async def reserved_and_over(
         )
         journal.settling(request_id=request_id, outcome=Outcome(status="completed", usage=usage))
     return request_ids
+
+
+@contextlib.asynccontextmanager
+async def redis_refusing(settings) -> AsyncIterator[None]:
+    """The loop's meter on a Redis that refuses connections, then on the test's Redis again."""
+    good_url = settings.REDIS_URL
+    await close_loop_client()
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there: connection refused
+    try:
+        yield
+    finally:
+        await close_loop_client()
+        settings.REDIS_URL = good_url
+
+
+def usage_debits(workspace) -> list[int]:
+    """The workspace's usage debits in the ledger, in micro-USD, smallest first."""
+    entries = LedgerEntry.objects.filter(kind=EntryKind.USAGE, workspace=workspace)
+    return sorted(entry.amount_micro_usd for entry in entries)

@@ -17,7 +17,7 @@ from gateway.metering import journal as journal_module
 from gateway.metering import keeper as keeper_module
 from gateway.metering.journal import RESETTLE_SECONDS, Journal, read_entries
 from gateway.metering.keeper import CONFIRM_AFTER_SECONDS, Keeper, loop_journal, stop_keeper
-from gateway.metering.redis_meter import RedisMeter, close_loop_client
+from gateway.metering.redis_meter import RedisMeter
 from gateway.metrics_scrape import exposition
 from gateway.models import Generation
 from tests.factories import key_less_caller, make_workspace
@@ -25,9 +25,11 @@ from tests.gateway.journal_support import (
     PROMPT_ESTIMATE,
     die,
     opened,
+    redis_refusing,
     reserve_in_sql,
     reserved_and_over,
     settlement,
+    usage_debits,
 )
 from tests.gateway.redis_meter_support import MODEL, run
 
@@ -151,7 +153,6 @@ def test_settlements_refused_through_a_long_outage_are_settled_within_a_probe_of
     changes nothing and is tried once every PROBE_SECONDS."""
     settings.GATEWAY_METER = "redis"
     workspace = make_workspace(credits_micro_usd=1_000_000)
-    good_url = settings.REDIS_URL
     meter = RedisMeter()
     usage = Usage(prompt_tokens=10, completion_tokens=20)
 
@@ -159,20 +160,17 @@ def test_settlements_refused_through_a_long_outage_are_settled_within_a_probe_of
         journal = Journal(tmp_path)
         keeper = Keeper(journal)
         request_ids = await reserved_and_over(journal, meter, workspace.id, usage)
-        await close_loop_client()
-        settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there: connection refused
-        for _ in range(7):
-            await keeper.keep_once(max(entry.next_try for entry in journal.pending.values()))
-        assert {entry.attempts for entry in journal.pending.values()} == {7}
-        now = time.time()
-        assert all(entry.next_try > now + 50 for entry in journal.pending.values())
-        keeper.probed_at = 0.0
-        await keeper.keep_once(now)  # a probe, refused: nothing changes
-        assert {entry.attempts for entry in journal.pending.values()} == {7}
-        assert keeper.probed_at == now
+        async with redis_refusing(settings):
+            for _ in range(7):
+                await keeper.keep_once(max(entry.next_try for entry in journal.pending.values()))
+            assert {entry.attempts for entry in journal.pending.values()} == {7}
+            now = time.time()
+            assert all(entry.next_try > now + 50 for entry in journal.pending.values())
+            keeper.probed_at = 0.0
+            await keeper.keep_once(now)  # a probe, refused: nothing changes
+            assert {entry.attempts for entry in journal.pending.values()} == {7}
+            assert keeper.probed_at == now
 
-        await close_loop_client()
-        settings.REDIS_URL = good_url
         await keeper.keep_once(now + 1)  # within PROBE_SECONDS of the last probe: not yet
         assert all(entry.taken_at is None for entry in journal.pending.values())
         await keeper.keep_once(now + keeper_module.PROBE_SECONDS)
@@ -180,8 +178,7 @@ def test_settlements_refused_through_a_long_outage_are_settled_within_a_probe_of
         await writer.drain()
 
     run(scenario())
-    usage_debits = LedgerEntry.objects.filter(kind=EntryKind.USAGE, workspace=workspace)
-    assert sorted(entry.amount_micro_usd for entry in usage_debits) == [-cost_of(MODEL, usage)] * 3
+    assert usage_debits(workspace) == [-cost_of(MODEL, usage)] * 3
 
 
 @pytest.mark.redis
@@ -191,7 +188,6 @@ def test_a_stopping_process_settles_what_the_meter_refused_without_waiting_its_b
     in the journal for a process that may never start on this host again (a deployment scaled in)."""
     settings.GATEWAY_METER = "redis"
     workspace = make_workspace(credits_micro_usd=1_000_000)
-    good_url = settings.REDIS_URL
     meter = RedisMeter()
     usage = Usage(prompt_tokens=10, completion_tokens=20)
 
@@ -199,12 +195,9 @@ def test_a_stopping_process_settles_what_the_meter_refused_without_waiting_its_b
         journal = Journal(tmp_path)
         keeper = Keeper(journal)
         request_ids = await reserved_and_over(journal, meter, workspace.id, usage)
-        await close_loop_client()
-        settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there: connection refused
-        for _ in range(3):
-            await keeper.keep_once(max(entry.next_try for entry in journal.pending.values()))
-        await close_loop_client()
-        settings.REDIS_URL = good_url
+        async with redis_refusing(settings):
+            for _ in range(3):
+                await keeper.keep_once(max(entry.next_try for entry in journal.pending.values()))
         now = time.time()
         keeper.probed_at = now  # just probed: no probe in the last pass either
         assert all(entry.next_try > now for entry in journal.pending.values())
@@ -214,8 +207,7 @@ def test_a_stopping_process_settles_what_the_meter_refused_without_waiting_its_b
         await writer.drain()
 
     run(scenario())
-    usage_debits = LedgerEntry.objects.filter(kind=EntryKind.USAGE, workspace=workspace)
-    assert sorted(entry.amount_micro_usd for entry in usage_debits) == [-cost_of(MODEL, usage)] * 3
+    assert usage_debits(workspace) == [-cost_of(MODEL, usage)] * 3
 
 
 @pytest.mark.redis
@@ -240,15 +232,13 @@ def test_a_clean_stop_leaves_no_journal_behind(settings):
     journal = run(scenario())
     assert journal.pending == {}
     assert list(settings.GATEWAY_JOURNAL_DIR.iterdir()) == []
-    usage_debits = LedgerEntry.objects.filter(kind=EntryKind.USAGE, workspace=workspace)
-    assert sorted(entry.amount_micro_usd for entry in usage_debits) == [-cost_of(MODEL, usage)] * 3
+    assert usage_debits(workspace) == [-cost_of(MODEL, usage)] * 3
 
 
 @pytest.mark.redis
 def test_a_settlement_redis_refused_is_settled_by_the_keeper_once_redis_is_back(settings, tmp_path):
     settings.GATEWAY_METER = "redis"
     workspace = make_workspace(credits_micro_usd=1_000_000)
-    good_url = settings.REDIS_URL
     meter = RedisMeter()
 
     async def scenario():
@@ -261,14 +251,11 @@ def test_a_settlement_redis_refused_is_settled_by_the_keeper_once_redis_is_back(
         )
         usage = Usage(prompt_tokens=10, completion_tokens=20)
         journal.settling(request_id=request_id, outcome=Outcome(status="completed", usage=usage))
-        await close_loop_client()
-        settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there: connection refused
-        await keeper.keep_once(journal.pending[request_id].next_try)  # the request never settled itself
+        async with redis_refusing(settings):
+            await keeper.keep_once(journal.pending[request_id].next_try)  # the request never settled itself
         refused = journal.pending[request_id]
         assert (refused.taken_at, refused.attempts) == (None, 1)
 
-        await close_loop_client()
-        settings.REDIS_URL = good_url
         billed_before = billed_micro_usd()
         await keeper.keep_once(refused.next_try)
         assert journal.pending[request_id].taken_at is not None
