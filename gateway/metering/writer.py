@@ -295,7 +295,20 @@ async def _flush_until(stop: asyncio.Event) -> None:
             backlog = False
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), backoff)
-    try:
-        await drain()
-    except Exception:
-        logger.exception("metering: the final drain failed; the records stay queued for the next writer")
+    await _final_drain()
+
+
+async def _final_drain() -> None:
+    """A stopping writer drains what is queued. A batch that fails (a connection lost, a deadlock PostgreSQL
+    broke) is tried again after a pause, until run_flusher's FINAL_DRAIN_SECONDS are out and it cancels
+    this: one failure used to end the drain, leaving the queue to a next writer that may never start (a
+    deployment scaled in). What is left then stays queued, as before."""
+    pause = IDLE_SECONDS
+    while True:
+        try:
+            await drain()
+            return
+        except Exception:
+            logger.exception("metering: a batch of the final drain failed; trying again in %g s", pause)
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 2.0)

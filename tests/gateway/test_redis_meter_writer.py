@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
+from django.db import OperationalError
 
 from billing import mirror
 from billing.models import CreditAccount, EntryKind, KeySpend, LedgerEntry, LimitReset
@@ -135,6 +136,38 @@ def test_a_failed_write_puts_the_batch_back():
 
     assert run(scenario()) == 1
     assert Generation.objects.filter(request_id=request_id).exists()
+
+
+def test_a_stopping_writer_tries_a_failed_batch_again_rather_than_leaving_it_queued(monkeypatch):
+    """The final drain of a writer told to stop (a deployment scaled in: no writer may come after it) meets
+    a batch that fails once, as a deadlock PostgreSQL broke or a lost connection would: the batch is tried
+    again and written, where the drain used to end at the first failure with the batch left queued."""
+    workspace = make_workspace(credits_micro_usd=10 * HOLD)
+    caller, request_ids = caller_for(workspace), [rid() for _ in range(3)]
+    failed: list[int] = []
+    write_batch = writer.write_batch
+
+    def fails_once(records):
+        if not failed:
+            failed.append(len(records))
+            raise OperationalError("deadlock detected")
+        return write_batch(records)
+
+    monkeypatch.setattr(writer, "write_batch", fails_once)
+
+    async def scenario():
+        for request_id in request_ids:
+            await reserve(caller, request_id)
+            await settle(caller, request_id, 10)
+        stop = asyncio.Event()
+        stop.set()  # only the final drain runs
+        await writer.run_flusher(stop)
+        return await loop_client()[0].llen(mirror.queue(mirror.shard_of(workspace.pk)))
+
+    assert run(scenario()) == 0
+    assert failed == [3]
+    assert Generation.objects.filter(request_id__in=request_ids).count() == 3
+    assert ledger_audit() == []
 
 
 def test_the_row_the_writer_writes_is_the_record_redis_served():
