@@ -175,6 +175,14 @@ def _by_shard(pairs: list[tuple[str, str]]) -> Iterator[tuple[int, list[tuple[st
             yield shard, shard_pairs[start : start + HELD_CHUNK]
 
 
+def _unavailable(exc: aioredis.RedisError, doing: str) -> ApiError:
+    """What a request gets when Redis failed it: the failure logged (one that stopped answering is logged
+    once, by its connection), the client told to retry."""
+    if not isinstance(exc, RedisNotAnswering):
+        logger.error("%s in Redis failed", doing, exc_info=exc)
+    return ApiError(ErrorCode.INTERNAL_ERROR, UNAVAILABLE)
+
+
 class RedisMeter:
     durable = False  # Redis holds a settled record until a writer puts it in PostgreSQL
 
@@ -192,9 +200,7 @@ class RedisMeter:
         try:
             return await self._reserve(caller, request_id, amount)
         except aioredis.RedisError as exc:
-            if not isinstance(exc, RedisNotAnswering):  # that is logged once, by the connection
-                logger.exception("reserving %s in Redis failed", request_id)
-            raise ApiError(ErrorCode.INTERNAL_ERROR, UNAVAILABLE) from exc
+            raise _unavailable(exc, f"reserving {request_id}") from exc
 
     async def _reserve(self, caller: Caller, request_id: str, amount: int) -> int:
         _, run = loop_client()
@@ -250,9 +256,7 @@ class RedisMeter:
         try:
             count = await run.count(keys=[counter], args=[120])
         except aioredis.RedisError as exc:
-            if not isinstance(exc, RedisNotAnswering):  # that is logged once, by the connection
-                logger.exception("counting a free request in Redis failed")
-            raise ApiError(ErrorCode.INTERNAL_ERROR, UNAVAILABLE) from exc
+            raise _unavailable(exc, "counting a free request") from exc
         if count > caller.rate_limit_rpm:
             raise rate_limited(caller.rate_limit_rpm, now=now)
 
