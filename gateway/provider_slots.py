@@ -1,5 +1,5 @@
-"""How many requests this process has under way to each provider that sets `max_concurrency`
-(providers.yaml), and the requests waiting for one of them to end (ADR 0029).
+"""How many requests are under way to each provider that sets `max_concurrency` (providers.yaml), and the
+requests waiting for one of them to end (ADR 0029).
 
 A provider of fixed capacity (a local llama.cpp or Jan server with a few slots, a dedicated deployment, an
 account's concurrency quota) takes more requests than it can serve by queueing them itself, each then
@@ -10,21 +10,36 @@ goes on to its model's next route, as after a provider's own 529, and with no ro
 provider_overloaded (529, Retry-After). Nothing was sent, so nothing is billed, and the route's health
 (route_health.py) is not touched: the provider did not fail.
 
-The limit is per process, as the connection pool is: a deployment of N workers sends a provider at most N
-times its limit. A request holds its slot from its upstream call until the call's events end or are closed
-(a stream to its last byte, a client that left, a failure); a server-tool loop takes one a step, and none
-while its tools run. A provider without a limit costs a request one attribute read.
+With the Redis meter (production) the limit holds across every gateway process and deployment that meters
+on that Redis (`SharedSlots`: a lease in Redis a call); with the SQL meter (one process, the embedded
+default) it is the process's own count (`ProviderSlots`). Either way the queue is a process's own. A request
+holds its slot from its upstream call until the call's events end or are closed (a stream to its last
+byte, a client that left, a failure); a server-tool loop takes one a step, and none while its tools run. A
+provider without a limit costs a request one attribute read.
 """
 
 import asyncio
+import functools
+import itertools
+import logging
+import os
+import secrets
+import socket
+import time
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext, suppress
-from typing import TypeVar
+from typing import Any, TypeVar
+
+from redis.exceptions import RedisClusterException, RedisError
 
 from core.errors import ErrorCode
+from core.hot_settings import hot
 from gateway import metrics
+from gateway.metering.redis_meter import loop_client
 from gateway.upstreams.base import ProviderInfo, UpstreamError
+
+logger = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = "1"  # a slot frees when a request ends: usually within seconds
 FULL_MESSAGE = "The model's provider is at its limit of concurrent requests; try again shortly."
@@ -37,7 +52,7 @@ class ProviderFull(UpstreamError):
 
 
 class ProviderSlots:
-    """One provider's slots in this process (one event loop: its futures are that loop's)."""
+    """One provider's slots, counted by this process alone (one event loop: its futures are that loop's)."""
 
     __slots__ = ("limit", "max_queued", "queue_timeout", "slug", "under_way", "waiting")
 
@@ -53,13 +68,14 @@ class ProviderSlots:
         """A slot, at once or after waiting its turn; raises ProviderFull (provider_overloaded) when the queue
         is full or the wait ran out. Cancelled while waiting, it leaves the queue (and a slot handed to it
         in that moment goes to the next in line)."""
-        if self.under_way < self.limit and not self.waiting:
-            self.under_way += 1
+        if not self.waiting and await self._claim():
             return
         if len(self.waiting) >= self.max_queued:
-            raise self._full("queue_full", f"{self.under_way} under way, {len(self.waiting)} waiting")
+            detail = f"{self.under_way} under way from this process, {len(self.waiting)} waiting in it"
+            raise self._full("queue_full", detail)
         waiter = asyncio.get_running_loop().create_future()
         self.waiting.append(waiter)
+        self._queue_grew()
         try:
             async with asyncio.timeout(self.queue_timeout):
                 await waiter
@@ -75,13 +91,32 @@ class ProviderSlots:
 
     def give_back(self) -> None:
         """A request's call ended: its slot goes to the first still waiting, or is free."""
+        if not self._hand_over():
+            self.under_way -= 1
+            self._freed()
+
+    def _hand_over(self) -> bool:
+        """The slot of a call that ended to the first request still waiting: as many under way as before."""
         waiting = self.waiting
         while waiting:
             waiter = waiting.popleft()
             if not waiter.done():
-                waiter.set_result(None)  # handed over: as many under way as before
-                return
-        self.under_way -= 1
+                waiter.set_result(None)
+                return True
+        return False
+
+    async def _claim(self) -> bool:
+        """One more under way, if the limit allows it now."""
+        if self.under_way < self.limit:
+            self.under_way += 1
+            return True
+        return False
+
+    def _queue_grew(self) -> None:
+        """A request began to wait (here a slot only frees when one of this process's calls ends)."""
+
+    def _freed(self) -> None:
+        """A slot was freed, not handed over."""
 
     async def holding(self, events: AsyncGenerator[T, None]) -> AsyncGenerator[T, None]:
         """`events`, whose slot (taken) is given back when they end or are closed, and not before."""
@@ -123,6 +158,155 @@ class ProviderSlots:
         )
 
 
+# A lease outlives a process that died (or lost Redis) by this at most: then its slot is free again.
+LEASE_SECONDS = 10.0
+LEASE_MS = int(LEASE_SECONDS * 1000)
+RENEW_SECONDS = LEASE_SECONDS / 3  # the leases of calls still under way are renewed this often
+# While requests wait in a process, how often it asks Redis for a slot another process gave back.
+POLL_SECONDS = 0.02
+FAILURE_LOG_SECONDS = 10.0  # a Redis that keeps failing is logged this often, not for every request
+
+_REDIS_FAILURES = (RedisError, RedisClusterException, OSError)
+
+
+def leases_name(slug: str) -> str:
+    """A provider's leases in the meter's Redis, in a hash tag of their own (one cluster slot)."""
+    return f"hi:ps:{{{slug}}}"
+
+
+class SharedSlots(ProviderSlots):
+    """A provider's slots shared by every gateway process that meters on one Redis (the Redis meter:
+    production). Each call under way holds a lease in Redis, taken only while fewer than the limit are held
+    (scripts.SLOT_TAKE). A call that ends hands its lease to the first request waiting in its process, else
+    gives it back. Requests wait in their own process's queue, first come first served there; while some
+    wait, the process asks Redis every POLL_SECONDS for a slot another one gave back (between processes no
+    order is kept: the first to ask after a slot frees has it). A lease lapses LEASE_SECONDS after it was
+    taken or last renewed, so the slots of a process that died are free within that; a live process
+    renews its leases every RENEW_SECONDS. When Redis fails, the process counts alone (its own calls
+    against the limit, as ProviderSlots does) until Redis answers again, and says so in the log."""
+
+    __slots__ = ("asking", "leases", "name", "pending", "renewing")
+
+    def __init__(self, provider: ProviderInfo, limit: int) -> None:
+        super().__init__(provider, limit)
+        self.name = leases_name(provider.slug)
+        # This process's leases in Redis: one a call under way, fewer for calls admitted while Redis failed.
+        self.leases: list[str] = []
+        self.asking: asyncio.TimerHandle | None = None  # the next ask for a slot, while requests wait
+        self.renewing: asyncio.TimerHandle | None = None  # the next renewal, while leases are held
+        self.pending: set[asyncio.Task[None]] = set()  # give-backs, renewals and asks under way
+
+    async def _claim(self) -> bool:
+        lease = _new_lease_id()
+        _, run = loop_client()
+        call = asyncio.ensure_future(run.slot_take(keys=[self.name], args=[self.limit, lease, LEASE_MS]))
+        try:
+            taken = await asyncio.shield(call)  # a request cancelled while it asks leaves the call to end
+        except asyncio.CancelledError:
+            call.add_done_callback(functools.partial(self._give_back_if_taken, lease))
+            raise
+        except _REDIS_FAILURES as exc:
+            _redis_failed(self.slug, "taking a slot", exc)
+            return await super()._claim()
+        if not taken:
+            return False
+        self.under_way += 1
+        self.leases.append(lease)
+        if self.renewing is None:
+            self.renewing = asyncio.get_running_loop().call_later(RENEW_SECONDS, self._renew)
+        return True
+
+    def _freed(self) -> None:
+        if len(self.leases) > self.under_way:
+            self._spawn(self._give_back_lease(self.leases.pop()))
+
+    def _queue_grew(self) -> None:
+        if self.asking is None:
+            self.asking = asyncio.get_running_loop().call_later(POLL_SECONDS, self._ask)
+
+    def reconfigure(self, provider: ProviderInfo, limit: int) -> None:
+        """The catalog changed the provider's figures: those waiting ask Redis with the new limit."""
+        self.limit, self.max_queued = limit, provider.max_queued
+        self.queue_timeout = provider.queue_timeout_seconds
+
+    def _ask(self) -> None:
+        self.asking = None
+        if self.waiting:
+            self._spawn(self._claim_for_the_first())
+
+    async def _claim_for_the_first(self) -> None:
+        try:
+            if self.waiting and await self._claim():
+                self.give_back()  # to the first still waiting; if none is left, back to Redis
+        finally:
+            if self.waiting:
+                self._queue_grew()
+
+    def _renew(self) -> None:
+        self.renewing = None
+        if self.leases:
+            self._spawn(self._renew_leases(list(self.leases)))
+            self.renewing = asyncio.get_running_loop().call_later(RENEW_SECONDS, self._renew)
+
+    async def _renew_leases(self, leases: list[str]) -> None:
+        _, run = loop_client()
+        try:
+            missing = await run.slot_renew(keys=[self.name], args=[LEASE_MS, *leases])
+        except _REDIS_FAILURES as exc:
+            _redis_failed(self.slug, f"renewing {len(leases)} slot leases", exc)
+            return
+        lapsed = {lease.decode() for lease in missing} & set(self.leases)
+        if lapsed:  # Redis did not hear from this process for a whole lease, or lost its data
+            logger.warning(
+                "%s: %d slot leases had lapsed in Redis; their calls go on, counted by this process only",
+                self.slug, len(lapsed),
+            )  # fmt: skip
+            self.leases = [lease for lease in self.leases if lease not in lapsed]
+
+    async def _give_back_lease(self, lease: str) -> None:
+        _, run = loop_client()
+        try:
+            await run.slot_give_back(keys=[self.name], args=[lease])
+        except _REDIS_FAILURES as exc:
+            _redis_failed(self.slug, f"giving a slot back (it lapses within {LEASE_SECONDS:g} s)", exc)
+
+    def _give_back_if_taken(self, lease: str, call: "asyncio.Future[int]") -> None:
+        """A request cancelled while it asked for a slot: a lease Redis gave it goes back."""
+        if not call.cancelled() and call.exception() is None and call.result():
+            self._spawn(self._give_back_lease(lease))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self.pending.add(task)  # kept from the collector until done
+        task.add_done_callback(self.pending.discard)
+
+
+_owner: tuple[int, str] | None = None  # (pid, this process's part of a lease's id)
+_serial = itertools.count()
+
+
+def _new_lease_id() -> str:
+    """Unique across processes and hosts, and readable to an operator who looks at a provider's leases."""
+    global _owner
+    pid = os.getpid()
+    if _owner is None or _owner[0] != pid:
+        _owner = (pid, f"{socket.gethostname()}:{pid}:{secrets.token_hex(4)}")
+    return f"{_owner[1]}:{next(_serial)}"
+
+
+_failure_logged: dict[str, float] = {}
+
+
+def _redis_failed(slug: str, doing: str, exc: BaseException) -> None:
+    now = time.monotonic()
+    if now - _failure_logged.get(slug, -FAILURE_LOG_SECONDS) >= FAILURE_LOG_SECONDS:
+        _failure_logged[slug] = now
+        logger.warning(
+            "%s: %s in Redis failed (%s); this process counts its own calls against the limit meanwhile",
+            slug, doing, exc,
+        )  # fmt: skip
+
+
 _by_slug: dict[str, ProviderSlots] = {}
 
 
@@ -131,7 +315,8 @@ def slots_for(provider: ProviderInfo, limit: int) -> ProviderSlots:
     provider without one takes no slot)."""
     slots = _by_slug.get(provider.slug)
     if slots is None:
-        slots = _by_slug[provider.slug] = ProviderSlots(provider, limit)
+        shared = hot.GATEWAY_METER == "redis"  # every process meters on one Redis: they share the slots
+        slots = _by_slug[provider.slug] = (SharedSlots if shared else ProviderSlots)(provider, limit)
     elif (slots.limit, slots.max_queued, slots.queue_timeout) != (
         limit, provider.max_queued, provider.queue_timeout_seconds
     ):  # fmt: skip

@@ -1,5 +1,6 @@
-"""The Lua scripts of the Redis meter. Each one runs atomically in Redis, so concurrent requests, writers and
-the reaper never see half a change. Names of the hashes follow billing/mirror.py.
+"""The Lua scripts of the Redis meter, and of the provider slots that live in its Redis. Each one runs
+atomically in Redis, so concurrent requests, writers and the reaper never see half a change. Names of the
+hashes follow billing/mirror.py.
 
 Every key a script is given is in one shard (its hash tag, one Redis Cluster slot; ADR 0017). A script
 that names more keys itself (from a record, a hold, a batch token) puts them in the shard of its first
@@ -256,3 +257,51 @@ for i, key in ipairs(KEYS) do
 end
 return held
 """
+
+# --- A provider's slots shared by every gateway process (gateway/provider_slots.py, ADR 0029) ---------
+# KEYS: one provider's leases (a zset in a hash tag of its own: one cluster slot). A lease is a member
+# scored with its expiry in ms, Redis's clock: a process that dies without giving its leases back holds
+# them only until they lapse. The zset lives as long as its last lease could.
+_NOW_MS = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+"""
+
+# ARGV: the provider's limit, the new lease's id, a lease's length (ms). 1 if taken, 0 if every slot is.
+SLOT_TAKE = (
+    _NOW_MS
+    + """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+)
+
+# ARGV: the lease's id. 1 if it was there (0: it had lapsed, or was never taken).
+SLOT_GIVE_BACK = """
+return redis.call('ZREM', KEYS[1], ARGV[1])
+"""
+
+# ARGV: a lease's length (ms), then lease ids. Each one still there runs a full length from now (one past
+# its expiry but not yet removed too: no SLOT_TAKE ran since, so nobody has its slot); one that is gone is
+# not brought back (the slot may be another's by now). Returns the ids that were not there.
+SLOT_RENEW = (
+    _NOW_MS
+    + """
+local expires = now + tonumber(ARGV[1])
+local missing = {}
+for i = 2, #ARGV do
+  if redis.call('ZSCORE', KEYS[1], ARGV[i]) then
+    redis.call('ZADD', KEYS[1], expires, ARGV[i])
+  else
+    missing[#missing + 1] = ARGV[i]
+  end
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return missing
+"""
+)

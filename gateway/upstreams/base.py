@@ -113,8 +113,8 @@ class ProviderInfo:
     api_key: str  # read from the provider's credentials_env; "" when unset
     timeout_seconds: float
     configured: bool = True  # its key is set, or its kind needs none (catalog.models.Provider.is_configured)
-    # Requests under way to it from this process at most (None: no limit), and the queue for them
-    # (gateway/provider_slots.py, ADR 0029).
+    # Requests under way to it at most (None: no limit), across the processes that meter on one Redis, and
+    # each process's queue for them (gateway/provider_slots.py, ADR 0029).
     max_concurrency: int | None = None
     max_queued: int = 0
     queue_timeout_seconds: float = 10.0

@@ -1,6 +1,8 @@
 """A provider's `max_concurrency` (gateway/provider_slots.py, ADR 0029): a route whose provider has that
-many requests under way from this process is sent no more; a request waits its turn in the provider's queue
-(`max_queued`, `queue_timeout_seconds`), or goes to its model's next route, or gets provider_overloaded."""
+many requests under way is sent no more; a request waits its turn in the provider's queue (`max_queued`,
+`queue_timeout_seconds`), or goes to its model's next route, or gets provider_overloaded. The slots alone
+here are a process's own count (the SQL meter's); those shared through Redis: test_shared_provider_slots.py.
+Through the gateway, a few tests run with both meters."""
 
 import asyncio
 import threading
@@ -9,11 +11,13 @@ import time
 import httpx
 import pytest
 
+from billing import mirror
 from catalog.models import Provider
 from core.errors import ErrorCode
+from core.hot_settings import hot
 from gateway import provider_slots
 from gateway.catalog_cache import catalog_cache
-from gateway.provider_slots import ProviderFull, ProviderSlots, slots_for
+from gateway.provider_slots import ProviderFull, ProviderSlots, leases_name, slots_for
 from gateway.route_health import route_health
 from gateway.upstreams.base import ProviderInfo
 from tests.fakes.openai_dialects import openai_fake
@@ -150,6 +154,28 @@ def test_a_higher_limit_from_the_catalog_lets_those_waiting_in():
 SLOW = Scenario(failure="slow_first_byte", delay=1.5)  # then the answer, whole or streamed
 
 
+@pytest.fixture(params=["sql", pytest.param("redis", marks=pytest.mark.redis)])
+def meter(request, settings, monkeypatch) -> str:
+    """Either meter: with the SQL meter the process counts a provider's slots alone, with the Redis meter
+    they are leases in Redis (shared with every other process). Before `gateway_url` in a test's
+    arguments, so the server starts with it."""
+    settings.GATEWAY_METER = request.param
+    settings.WEB_SEARCH_BACKEND = "sandbox"
+    monkeypatch.setenv("FAKE_UPSTREAM_KEY", "test-key")
+    return request.param
+
+
+def no_leases_left(slug: str) -> None:
+    """With the Redis meter: every lease the provider's calls took is back (given back a moment after its
+    call ended, by a task of its own)."""
+    if hot.GATEWAY_METER != "redis":
+        return
+    deadline = time.monotonic() + 2
+    while mirror.sync_client().exists(leases_name(slug)):
+        assert time.monotonic() < deadline, "a lease stayed in Redis after its call ended"
+        time.sleep(0.02)
+
+
 def limit(slug: str, max_concurrency: int, max_queued: int = 0, queue_timeout_seconds: int = 10) -> None:
     Provider.objects.filter(slug=slug).update(
         max_concurrency=max_concurrency, max_queued=max_queued, queue_timeout_seconds=queue_timeout_seconds
@@ -203,7 +229,7 @@ def test_a_full_provider_sends_the_rest_to_the_next_route_without_cooling_it(
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("stream", [False, True])
 def test_with_no_route_left_the_client_gets_provider_overloaded_and_pays_nothing(
-    gateway_url, funded_key, sql_meter, stream
+    meter, gateway_url, funded_key, stream
 ):
     workspace, key = funded_key
     with openai_fake("cerebras", SLOW) as fake:
@@ -225,6 +251,7 @@ def test_with_no_route_left_the_client_gets_provider_overloaded_and_pays_nothing
     served = settled_generation(by_status[0].headers["x-request-id"])
     workspace.credit_account.refresh_from_db()
     assert workspace.credit_account.balance_micro_usd == 5_000_000 - served.cost_micro_usd
+    no_leases_left("test-one-slot-0")
 
 
 @pytest.mark.django_db(transaction=True)
@@ -255,7 +282,7 @@ def test_a_request_queued_past_the_timeout_is_refused(gateway_url, funded_key, s
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_client_leaving_mid_stream_or_in_the_queue_frees_its_place(gateway_url, funded_key, sql_meter):
+def test_a_client_leaving_mid_stream_or_in_the_queue_frees_its_place(meter, gateway_url, funded_key):
     _, key = funded_key
     with openai_fake("cerebras", Scenario(text="z" * 200, piece=5, frame_interval=0.1)) as fake:
         serve_model_from("test/leave", [("openai_compatible", fake.url + "/v1")])
@@ -299,6 +326,7 @@ def test_a_client_leaving_mid_stream_or_in_the_queue_frees_its_place(gateway_url
         streaming.join()  # gone mid-stream
         wait_for(0, 0)
         assert len(fake.chat_requests) == 1  # the queued one never reached the provider
+        no_leases_left("test-leave-0")
         answer = ask_at_once(gateway_url, key, "test/leave", 1)[0]  # the slot is free again
         assert answer.status_code == 200
 
@@ -343,7 +371,7 @@ def test_embeddings_take_the_providers_slots_too(gateway_url, funded_key, sql_me
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("stream", [False, True])
 def test_a_server_tool_loop_takes_a_slot_a_step_and_none_while_its_tools_run(
-    gateway_url, funded_key, sql_meter, stream
+    meter, gateway_url, funded_key, stream
 ):
     """One slot, no queue: a two-step loop (the model calls web_search, then answers from it) is served,
     each step in the slot the step before gave back."""
@@ -358,6 +386,7 @@ def test_a_server_tool_loop_takes_a_slot_a_step_and_none_while_its_tools_run(
     assert (len(fake.chat_requests), fake.most_in_flight) == (2, 1)
     assert settled_generation(answer.request_id).status == "completed"
     assert provider_slots._by_slug["test-slot-tools-0"].under_way == 0
+    no_leases_left("test-slot-tools-0")
 
 
 @pytest.mark.django_db(transaction=True)

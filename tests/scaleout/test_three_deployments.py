@@ -1,13 +1,15 @@
 """Scale-out (issue 18, ADR 0017): three gateway deployments — separate uvicorn process groups on separate
 ports, as separate hosts would be — on one PostgreSQL and one Redis (a plain one, then a Redis Cluster)
 keep every money invariant of design §4 between them: one balance is never overspent, a key's rate limit
-is global, and a revoked key stops everywhere within a second. Only the upstream is a fake."""
+is global, and a revoked key stops everywhere within a second; and a provider's max_concurrency holds
+across all of them (ADR 0029). Only the upstreams are fakes."""
 
 import asyncio
 import json
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
 
 import aiohttp
@@ -17,12 +19,14 @@ from django.db.models import Sum
 from billing import mirror
 from billing.models import CreditAccount, EntryKind, LedgerEntry
 from billing.services import ledger_sum
+from catalog.models import Provider
 from console.services.keys import api_key_create, api_key_revoke
 from gateway.audit import ledger_audit
 from gateway.auth import KEY_CACHE_SECONDS
 from gateway.models import Generation
+from gateway.provider_slots import leases_name
 from tests.factories import make_user, make_workspace
-from tests.fakes.openai_dialects import Scenario, openai_fake
+from tests.fakes.openai_dialects import DialectFake, Scenario, openai_fake
 from tests.gateway.conftest import serve_model_from
 from tests.rate_windows import a_fresh_minute
 from tests.scaleout.deployments import deployments, production_env
@@ -44,13 +48,23 @@ RATE_LIMIT_RPM = 50
 # A key cached just before its revocation committed is forgotten this long after (gateway/auth.py), plus
 # the few milliseconds between a worker's database read and its caching of the key.
 REVOCATION_SECONDS = KEY_CACHE_SECONDS + 0.1
+# A model whose one provider serves PROVIDER_LIMIT requests at once (max_concurrency), each in ~0.4 s: six
+# gateway processes, each of which would send it that many if each counted alone.
+LIMITED_MODEL = "test/scaleout-limited"
+PROVIDER_LIMIT = 2
 
 
-def chat(max_tokens: int = MAX_TOKENS) -> dict:
-    return {"model": MODEL, "max_tokens": max_tokens, "messages": [{"role": "user", "content": "hi"}]}
+@dataclass
+class Stack:
+    urls: list[str]  # the deployments'
+    limited: DialectFake  # LIMITED_MODEL's upstream: it counts the requests it serves at once
 
 
-async def burst(urls: list[str], key: str, per_url: int) -> list[tuple[int, dict, str]]:
+def chat(max_tokens: int = MAX_TOKENS, model: str = MODEL) -> dict:
+    return {"model": model, "max_tokens": max_tokens, "messages": [{"role": "user", "content": "hi"}]}
+
+
+async def burst(urls: list[str], key: str, per_url: int, model: str = MODEL) -> list[tuple[int, dict, str]]:
     """`per_url` concurrent chat completions to each deployment, all at once: (status, JSON body, request
     id) each."""
     headers = {"Authorization": f"Bearer {key}"}
@@ -58,7 +72,8 @@ async def burst(urls: list[str], key: str, per_url: int) -> list[tuple[int, dict
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
 
         async def one(url: str) -> tuple[int, dict, str]:
-            async with session.post(f"{url}/api/v1/chat/completions", json=chat(), headers=headers) as answer:
+            body = chat(model=model)
+            async with session.post(f"{url}/api/v1/chat/completions", json=body, headers=headers) as answer:
                 body = json.loads(await answer.read())
                 return answer.status, body, answer.headers["x-request-id"]
 
@@ -104,18 +119,26 @@ def stack(meter_redis, shipped_catalog, tmp_path, monkeypatch, settings):
     """The fake upstream, the model, and three deployments metering on the test's Redis (`meter_redis`:
     REDIS_URL's, or the session's Redis Cluster through METER_REDIS_URL and METER_REDIS_CLUSTER)."""
     monkeypatch.setenv("FAKE_UPSTREAM_KEY", "test-key")
-    with openai_fake("fireworks", Scenario(text="ok", completion_tokens=MAX_TOKENS)) as upstream:
+    slow = Scenario(failure="slow_first_byte", delay=0.4)
+    with (
+        openai_fake("fireworks", Scenario(text="ok", completion_tokens=MAX_TOKENS)) as upstream,
+        openai_fake("cerebras", slow) as limited,
+    ):
         serve_model_from(
             MODEL,
             [("fireworks", upstream.base_url)],
             prompt_price=Decimal(0),
             completion_price=Decimal(COMPLETION_PRICE),
         )
+        serve_model_from(LIMITED_MODEL, [("openai_compatible", limited.url + "/v1")])
+        Provider.objects.filter(slug="test-scaleout-limited-0").update(
+            max_concurrency=PROVIDER_LIMIT, max_queued=50, queue_timeout_seconds=30
+        )
         meter = {"REDIS_URL": settings.REDIS_URL, "FAKE_UPSTREAM_KEY": "test-key"}
         if meter_redis == "cluster":
             meter |= {"METER_REDIS_URL": settings.METER_REDIS_URL, "METER_REDIS_CLUSTER": "true"}
         with deployments(DEPLOYMENTS, production_env(meter), tmp_path) as running:
-            yield [deployment.url for deployment in running]
+            yield Stack([deployment.url for deployment in running], limited)
 
 
 def one_balance_is_never_overspent(stack: list[str]) -> None:
@@ -211,9 +234,26 @@ def a_revoked_key_stops_everywhere_within_a_second(stack: list[str]) -> None:
     wait_until_written(workspace.pk, len(before) + answered)
 
 
+def a_providers_limit_holds_across_deployments(stack: Stack) -> None:
+    """Four requests to each deployment at once for a provider that takes two: every one is answered, in
+    turn, and the provider never has more than two under way."""
+    owner = make_user()
+    workspace = make_workspace(owner=owner, credits_micro_usd=1_000_000)
+    key = api_key_create(workspace=workspace, name="limited provider", created_by=owner).secret
+
+    answers = asyncio.run(burst(stack.urls, key, 4, model=LIMITED_MODEL))
+
+    assert [status for status, _, _ in answers] == [200] * DEPLOYMENTS * 4, answers
+    assert len(stack.limited.chat_requests) == DEPLOYMENTS * 4
+    assert stack.limited.most_in_flight == PROVIDER_LIMIT
+    wait_until_written(workspace.pk, DEPLOYMENTS * 4)
+    assert mirror.sync_client().exists(leases_name("test-scaleout-limited-0")) == 0  # every slot given back
+
+
 def test_three_deployments_share_one_balance_one_rate_limit_and_one_revocation(stack):
     """One test per Redis (plain, cluster): starting three deployments is most of its time."""
-    one_balance_is_never_overspent(stack)
-    a_keys_rate_limit_is_global(stack)
-    a_revoked_key_stops_everywhere_within_a_second(stack)
+    one_balance_is_never_overspent(stack.urls)
+    a_keys_rate_limit_is_global(stack.urls)
+    a_revoked_key_stops_everywhere_within_a_second(stack.urls)
+    a_providers_limit_holds_across_deployments(stack)
     assert ledger_audit() == []
