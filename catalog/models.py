@@ -71,14 +71,18 @@ class Provider(models.Model):
     )
     datacenter_locations = models.JSONField(default=list, blank=True)
     timeout_seconds = models.PositiveIntegerField(default=60, validators=[MinValueValidator(1)])
-    # Per gateway process (ADR 0029): requests under way to it at once, how many more wait for one to end,
-    # and how long; past that a request goes to its model's next route, or gets provider_overloaded.
+    # ADR 0029: requests under way to it at once (across the gateway processes that meter on one Redis), how
+    # many more wait for one to end in each process, and how long; past that a request goes to its model's
+    # next route, or gets provider_overloaded.
     max_concurrency = models.PositiveIntegerField(
         null=True, blank=True, validators=[MinValueValidator(1)],
-        help_text="Requests under way to this provider at once, per gateway process (empty: no limit).",
+        help_text="Requests under way to this provider at once, across every gateway process that meters on "
+        "the same Redis (empty: no limit).",
     )  # fmt: skip
     max_queued = models.PositiveIntegerField(
-        default=0, help_text="With max concurrency: requests that may wait for one of its slots."
+        default=0,
+        help_text="With max concurrency: requests that may wait for one of its slots, in each gateway "
+        "process.",
     )
     queue_timeout_seconds = models.PositiveIntegerField(
         default=10, validators=[MinValueValidator(1)],
