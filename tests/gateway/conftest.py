@@ -87,6 +87,21 @@ def settled_generation(request_id: str, timeout: float = 5.0):
     return generation
 
 
+def no_leases_left(slug: str) -> None:
+    """With the Redis meter: every lease the provider's calls took is back (given back a moment after its
+    call ended, by a task of its own)."""
+    from billing import mirror
+    from core.hot_settings import hot
+    from gateway.provider_slots import leases_name
+
+    if hot.GATEWAY_METER != "redis":
+        return
+    deadline = time.monotonic() + 2
+    while mirror.sync_client().exists(leases_name(slug)):
+        assert time.monotonic() < deadline, "a lease stayed in Redis after its call ended"
+        time.sleep(0.02)
+
+
 def serve_model_from(
     slug: str,
     routes: list[tuple[str, str]],

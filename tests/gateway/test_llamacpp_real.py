@@ -17,7 +17,7 @@ import openai
 import pytest
 
 from billing.models import CreditAccount
-from tests.gateway.conftest import serve_model_from, settled_generation
+from tests.gateway.conftest import no_leases_left, serve_model_from, settled_generation
 
 URL = os.environ.get("LLAMACPP_TEST_URL", "").rstrip("/")
 MODEL = "test/llamacpp-real"
@@ -350,6 +350,7 @@ def test_a_limit_of_one_request_serves_a_queue_in_turn_and_refuses_past_it(
         assert (generation.status, generation.tokens_completion) == ("completed", expected)
     slots = provider_slots._by_slug[providers.get().slug]
     assert (slots.under_way, len(slots.waiting)) == (0, 0)
+    no_leases_left(providers.get().slug)  # with the Redis meter (the default here) the slot was a lease
 
     providers.update(max_queued=0)
     catalog_cache.invalidate()

@@ -11,18 +11,16 @@ import time
 import httpx
 import pytest
 
-from billing import mirror
 from catalog.models import Provider
 from core.errors import ErrorCode
-from core.hot_settings import hot
 from gateway import provider_slots
 from gateway.catalog_cache import catalog_cache
-from gateway.provider_slots import ProviderFull, ProviderSlots, leases_name, slots_for
+from gateway.provider_slots import ProviderFull, ProviderSlots, slots_for
 from gateway.route_health import route_health
 from gateway.upstreams.base import ProviderInfo
 from tests.fakes.openai_dialects import openai_fake
 from tests.fakes.openai_scenario import Scenario
-from tests.gateway.conftest import serve_model_from, settled_generation
+from tests.gateway.conftest import no_leases_left, serve_model_from, settled_generation
 from tests.gateway.server_tools_client import ask, body_for
 
 
@@ -163,17 +161,6 @@ def meter(request, settings, monkeypatch) -> str:
     settings.WEB_SEARCH_BACKEND = "sandbox"
     monkeypatch.setenv("FAKE_UPSTREAM_KEY", "test-key")
     return request.param
-
-
-def no_leases_left(slug: str) -> None:
-    """With the Redis meter: every lease the provider's calls took is back (given back a moment after its
-    call ended, by a task of its own)."""
-    if hot.GATEWAY_METER != "redis":
-        return
-    deadline = time.monotonic() + 2
-    while mirror.sync_client().exists(leases_name(slug)):
-        assert time.monotonic() < deadline, "a lease stayed in Redis after its call ended"
-        time.sleep(0.02)
 
 
 def limit(slug: str, max_concurrency: int, max_queued: int = 0, queue_timeout_seconds: int = 10) -> None:
