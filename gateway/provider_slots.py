@@ -164,6 +164,11 @@ LEASE_MS = int(LEASE_SECONDS * 1000)
 RENEW_SECONDS = LEASE_SECONDS / 3  # the leases of calls still under way are renewed this often
 # While requests wait in a process, how often it asks Redis for a slot another process gave back.
 POLL_SECONDS = 0.02
+# A process hands the slots of its calls that end to its own waiters this many times in a row at most; the
+# next goes back to Redis, and the process skips its asks for YIELD_SECONDS, so that requests waiting in
+# other processes have it (a busy process's queue would otherwise keep every slot to itself).
+HAND_OVERS_IN_A_ROW = 4
+YIELD_SECONDS = 2 * POLL_SECONDS
 FAILURE_LOG_SECONDS = 10.0  # a Redis that keeps failing is logged this often, not for every request
 
 _REDIS_FAILURES = (RedisError, RedisClusterException, OSError)
@@ -178,14 +183,15 @@ class SharedSlots(ProviderSlots):
     """A provider's slots shared by every gateway process that meters on one Redis (the Redis meter:
     production). Each call under way holds a lease in Redis, taken only while fewer than the limit are held
     (scripts.SLOT_TAKE). A call that ends hands its lease to the first request waiting in its process, else
-    gives it back. Requests wait in their own process's queue, first come first served there; while some
-    wait, the process asks Redis every POLL_SECONDS for a slot another one gave back (between processes no
-    order is kept: the first to ask after a slot frees has it). A lease lapses LEASE_SECONDS after it was
+    gives it back — but not more than HAND_OVERS_IN_A_ROW times in a row, then it yields one to the other
+    processes. Requests wait in their own process's queue, first come first served there; while some wait,
+    the process asks Redis every POLL_SECONDS for a slot another one gave back (between processes no order
+    is kept: the first to ask after a slot frees has it). A lease lapses LEASE_SECONDS after it was
     taken or last renewed, so the slots of a process that died are free within that; a live process
     renews its leases every RENEW_SECONDS. When Redis fails, the process counts alone (its own calls
     against the limit, as ProviderSlots does) until Redis answers again, and says so in the log."""
 
-    __slots__ = ("asking", "leases", "name", "pending", "renewing")
+    __slots__ = ("asking", "handed_in_a_row", "leases", "name", "pending", "renewing", "yielding_until")
 
     def __init__(self, provider: ProviderInfo, limit: int) -> None:
         super().__init__(provider, limit)
@@ -195,6 +201,22 @@ class SharedSlots(ProviderSlots):
         self.asking: asyncio.TimerHandle | None = None  # the next ask for a slot, while requests wait
         self.renewing: asyncio.TimerHandle | None = None  # the next renewal, while leases are held
         self.pending: set[asyncio.Task[None]] = set()  # give-backs, renewals and asks under way
+        self.handed_in_a_row = (
+            0  # slots of calls that ended handed to this process's waiters since one went back
+        )
+        self.yielding_until = 0.0  # the loop's time: until then this process's waiters do not ask Redis
+
+    def give_back(self) -> None:
+        """A call ended: its slot goes to the first waiting in this process, unless it went so the last
+        HAND_OVERS_IN_A_ROW times; then back to Redis, for requests waiting in other processes to ask."""
+        if self.handed_in_a_row < HAND_OVERS_IN_A_ROW and self._hand_over():
+            self.handed_in_a_row += 1
+            return
+        if self.waiting:  # a hand-over refused: others' asks come first for a moment
+            self.yielding_until = asyncio.get_running_loop().time() + YIELD_SECONDS
+        self.handed_in_a_row = 0
+        self.under_way -= 1
+        self._freed()
 
     async def _claim(self) -> bool:
         lease = _new_lease_id()
@@ -231,13 +253,20 @@ class SharedSlots(ProviderSlots):
 
     def _ask(self) -> None:
         self.asking = None
-        if self.waiting:
-            self._spawn(self._claim_for_the_first())
+        if not self.waiting:
+            return
+        if asyncio.get_running_loop().time() < self.yielding_until:
+            self._queue_grew()  # this process just let a slot go to the others' waiters: not now
+            return
+        self._spawn(self._claim_for_the_first())
 
     async def _claim_for_the_first(self) -> None:
         try:
             if self.waiting and await self._claim():
-                self.give_back()  # to the first still waiting; if none is left, back to Redis
+                self.handed_in_a_row = 0  # a slot from Redis: a new turn
+                if not self._hand_over():  # the first still waiting has it; none left: back to Redis
+                    self.under_way -= 1
+                    self._freed()
         finally:
             if self.waiting:
                 self._queue_grew()

@@ -13,7 +13,14 @@ import pytest
 from billing import mirror
 from gateway import provider_slots
 from gateway.metering.redis_meter import close_loop_client
-from gateway.provider_slots import ProviderFull, ProviderSlots, SharedSlots, leases_name, slots_for
+from gateway.provider_slots import (
+    HAND_OVERS_IN_A_ROW,
+    ProviderFull,
+    ProviderSlots,
+    SharedSlots,
+    leases_name,
+    slots_for,
+)
 from gateway.upstreams.base import ProviderInfo
 
 pytestmark = [pytest.mark.redis]
@@ -303,6 +310,38 @@ def test_many_requests_in_two_processes_never_have_more_than_the_limit_under_way
         assert [(slots.under_way, len(slots.waiting), slots.leases) for slots in processes] == [
             (0, 0, [])
         ] * 2
+        assert leases_held(info.slug) == 0
+
+    run(scenario)
+
+
+def test_a_busy_process_lets_a_slot_go_to_another_processs_waiter_after_a_few_hand_overs(meter_redis):
+    """One slot; eight requests wait in one process, one in another. The busy process hands its slot to its
+    own waiters HAND_OVERS_IN_A_ROW times, then gives it back and lets the other process's waiter have it:
+    that one is served next, not after the busy process's whole queue."""
+    info = provider(1, queued=10, timeout=10)
+
+    async def scenario() -> None:
+        busy, other = SharedSlots(info, 1), SharedSlots(info, 1)
+        await busy.take()
+        order: list[str] = []
+
+        async def call(slots: SharedSlots, name: str) -> None:
+            await slots.take()
+            order.append(name)
+            await asyncio.sleep(0.01)
+            slots.give_back()
+
+        queued: list[asyncio.Task[None]] = []
+        for slots, name in [*((busy, f"busy {n}") for n in range(8)), (other, "other")]:
+            queued.append(asyncio.create_task(call(slots, name)))
+            while len(slots.waiting) < (len(queued) if slots is busy else 1):  # one after another
+                await asyncio.sleep(0.005)
+        busy.give_back()  # the first call ends
+        await asyncio.gather(*queued)
+        await settled(busy, other)
+        assert order.index("other") == HAND_OVERS_IN_A_ROW, order
+        assert [name for name in order if name != "other"] == [f"busy {n}" for n in range(8)]  # in turn
         assert leases_held(info.slug) == 0
 
     run(scenario)
