@@ -201,9 +201,8 @@ class SharedSlots(ProviderSlots):
         self.asking: asyncio.TimerHandle | None = None  # the next ask for a slot, while requests wait
         self.renewing: asyncio.TimerHandle | None = None  # the next renewal, while leases are held
         self.pending: set[asyncio.Task[None]] = set()  # give-backs, renewals and asks under way
-        self.handed_in_a_row = (
-            0  # slots of calls that ended handed to this process's waiters since one went back
-        )
+        # Slots of calls that ended handed to this process's waiters since one last went back to Redis.
+        self.handed_in_a_row = 0
         self.yielding_until = 0.0  # the loop's time: until then this process's waiters do not ask Redis
 
     def give_back(self) -> None:
