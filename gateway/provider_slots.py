@@ -22,7 +22,6 @@ import asyncio
 import functools
 import itertools
 import logging
-import os
 import secrets
 import socket
 import time
@@ -35,6 +34,7 @@ from redis.exceptions import RedisClusterException, RedisError
 
 from core.errors import ErrorCode
 from core.hot_settings import hot
+from core.processes import current_pid
 from gateway import metrics
 from gateway.metering.redis_meter import loop_client
 from gateway.upstreams.base import ProviderInfo, UpstreamError
@@ -92,8 +92,7 @@ class ProviderSlots:
     def give_back(self) -> None:
         """A request's call ended: its slot goes to the first still waiting, or is free."""
         if not self._hand_over():
-            self.under_way -= 1
-            self._freed()
+            self._free()
 
     def _hand_over(self) -> bool:
         """The slot of a call that ended to the first request still waiting: as many under way as before."""
@@ -115,8 +114,9 @@ class ProviderSlots:
     def _queue_grew(self) -> None:
         """A request began to wait (here a slot only frees when one of this process's calls ends)."""
 
-    def _freed(self) -> None:
-        """A slot was freed, not handed over."""
+    def _free(self) -> None:
+        """One under way fewer: a slot is free (not handed over)."""
+        self.under_way -= 1
 
     async def holding(self, events: AsyncGenerator[T, None]) -> AsyncGenerator[T, None]:
         """`events`, whose slot (taken) is given back when they end or are closed, and not before."""
@@ -214,8 +214,7 @@ class SharedSlots(ProviderSlots):
         if self.waiting:  # a hand-over refused: others' asks come first for a moment
             self.yielding_until = asyncio.get_running_loop().time() + YIELD_SECONDS
         self.handed_in_a_row = 0
-        self.under_way -= 1
-        self._freed()
+        self._free()
 
     async def _claim(self) -> bool:
         lease = _new_lease_id()
@@ -237,7 +236,8 @@ class SharedSlots(ProviderSlots):
             self.renewing = asyncio.get_running_loop().call_later(RENEW_SECONDS, self._renew)
         return True
 
-    def _freed(self) -> None:
+    def _free(self) -> None:
+        super()._free()
         if len(self.leases) > self.under_way:
             self._spawn(self._give_back_lease(self.leases.pop()))
 
@@ -264,8 +264,7 @@ class SharedSlots(ProviderSlots):
             if self.waiting and await self._claim():
                 self.handed_in_a_row = 0  # a slot from Redis: a new turn
                 if not self._hand_over():  # the first still waiting has it; none left: back to Redis
-                    self.under_way -= 1
-                    self._freed()
+                    self._free()
         finally:
             if self.waiting:
                 self._queue_grew()
@@ -309,17 +308,18 @@ class SharedSlots(ProviderSlots):
         task.add_done_callback(self.pending.discard)
 
 
-_owner: tuple[int, str] | None = None  # (pid, this process's part of a lease's id)
 _serial = itertools.count()
+
+
+@functools.cache
+def _lease_owner(pid: int) -> str:
+    """A process's part of its leases' ids (a forked child has its own pid, so its own part)."""
+    return f"{socket.gethostname()}:{pid}:{secrets.token_hex(4)}"
 
 
 def _new_lease_id() -> str:
     """Unique across processes and hosts, and readable to an operator who looks at a provider's leases."""
-    global _owner
-    pid = os.getpid()
-    if _owner is None or _owner[0] != pid:
-        _owner = (pid, f"{socket.gethostname()}:{pid}:{secrets.token_hex(4)}")
-    return f"{_owner[1]}:{next(_serial)}"
+    return f"{_lease_owner(current_pid())}:{next(_serial)}"
 
 
 _failure_logged: dict[str, float] = {}
