@@ -28,6 +28,7 @@ from gateway.metering.keeper import loop_journal, stop_keeper
 from gateway.metering.redis_meter import close_loop_client
 from gateway.openapi import openapi_json
 from gateway.outage import in_thread_within, postgres_attempt
+from gateway.route_health import start_following, stop_following
 from gateway.session import close_upstream_sessions
 
 logger = logging.getLogger(__name__)
@@ -219,12 +220,14 @@ async def lifespan(scope: Scope, receive: Receive, send: Send) -> None:
         if message["type"] == "lifespan.startup":
             loop_journal()
             writer.loop_flusher()
+            start_following()  # the route cooldowns other processes find (the Redis meter)
             settle_server_heap()
             raise_open_files_limit()  # two sockets a stream: systemd's soft 1,024 is ~500 streams
             exit_with_parent()  # a worker whose supervisor is killed stops too (no orphans)
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             await stop_keeper(drain_writer=writer.stop_loop_flusher)  # the journal's last pass, the drain
+            await stop_following()
             await close_loop_client()
             await close_upstream_sessions()
             exit_if_still_running(EXIT_GRACE_SECONDS)

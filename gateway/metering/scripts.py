@@ -305,3 +305,45 @@ redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return missing
 """
 )
+
+# --- Route cooldowns shared by every gateway process (gateway/route_health.py, ADR 0027) -------------------
+# KEYS: the cooldowns' hash (one key: one cluster slot). A field is a route ("<provider slug>\n<upstream
+# model>"); its value the end of the route's cooldown in ms on Redis's clock, or, negated, when a process saw
+# it answer again. A field past either by FORGET ms is removed by the next read.
+
+# ARGV: the route, the cooldown's length (ms).
+ROUTE_COOL = (
+    _NOW_MS
+    + """
+redis.call('HSET', KEYS[1], ARGV[1], now + tonumber(ARGV[2]))
+return 1
+"""
+)
+
+# ARGV: the route.
+ROUTE_RESTORE = (
+    _NOW_MS
+    + """
+redis.call('HSET', KEYS[1], ARGV[1], -now)
+return 1
+"""
+)
+
+# ARGV: FORGET (ms). Returns Redis's now (ms), then each route and its value.
+ROUTE_READ = (
+    _NOW_MS
+    + """
+local fields = redis.call('HGETALL', KEYS[1])
+local found = {now}
+for i = 1, #fields, 2 do
+  local value = tonumber(fields[i + 1])
+  if math.abs(value) + tonumber(ARGV[1]) < now then
+    redis.call('HDEL', KEYS[1], fields[i])
+  else
+    found[#found + 1] = fields[i]
+    found[#found + 1] = value
+  end
+end
+return found
+"""
+)

@@ -2,7 +2,8 @@
 ports, as separate hosts would be — on one PostgreSQL and one Redis (a plain one, then a Redis Cluster)
 keep every money invariant of design §4 between them: one balance is never overspent, a key's rate limit
 is global, and a revoked key stops everywhere within a second; and a provider's max_concurrency holds
-across all of them (ADR 0029). Only the upstreams are fakes."""
+across all of them (ADR 0029), and a route one of them finds failing is tried last by all (ADR 0027). Only the
+upstreams are fakes."""
 
 import asyncio
 import json
@@ -21,6 +22,7 @@ from billing.models import CreditAccount, EntryKind, LedgerEntry
 from billing.services import ledger_sum
 from catalog.models import Provider
 from console.services.keys import api_key_create, api_key_revoke
+from gateway import route_health
 from gateway.audit import ledger_audit
 from gateway.auth import KEY_CACHE_SECONDS
 from gateway.models import Generation
@@ -29,7 +31,7 @@ from tests.factories import make_user, make_workspace
 from tests.fakes.openai_dialects import DialectFake, Scenario, openai_fake
 from tests.gateway.conftest import serve_model_from
 from tests.rate_windows import a_fresh_minute
-from tests.scaleout.deployments import deployments, production_env
+from tests.scaleout.deployments import WORKERS, deployments, production_env
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
@@ -52,6 +54,9 @@ REVOCATION_SECONDS = KEY_CACHE_SECONDS + 0.1
 # gateway processes, each of which would send it that many if each counted alone.
 LIMITED_MODEL = "test/scaleout-limited"
 PROVIDER_LIMIT = 2
+# A model of two routes whose first takes requests and never answers (its provider's timeout 1 s).
+COOLING_MODEL = "test/scaleout-cooling"
+SILENT_TIMEOUT = 1
 
 
 @dataclass
@@ -123,6 +128,8 @@ def stack(meter_redis, shipped_catalog, tmp_path, monkeypatch, settings):
     with (
         openai_fake("fireworks", Scenario(text="ok", completion_tokens=MAX_TOKENS)) as upstream,
         openai_fake("cerebras", slow) as limited,
+        openai_fake("cerebras", Scenario(failure="slow_first_byte", delay=30)) as silent,
+        openai_fake("cerebras", Scenario(text="from the second")) as second,
     ):
         serve_model_from(
             MODEL,
@@ -134,6 +141,11 @@ def stack(meter_redis, shipped_catalog, tmp_path, monkeypatch, settings):
         Provider.objects.filter(slug="test-scaleout-limited-0").update(
             max_concurrency=PROVIDER_LIMIT, max_queued=50, queue_timeout_seconds=30
         )
+        serve_model_from(
+            COOLING_MODEL,
+            [("openai_compatible", silent.url + "/v1"), ("openai_compatible", second.url + "/v1")],
+        )
+        Provider.objects.filter(slug="test-scaleout-cooling-0").update(timeout_seconds=SILENT_TIMEOUT)
         meter = {"REDIS_URL": settings.REDIS_URL, "FAKE_UPSTREAM_KEY": "test-key"}
         if meter_redis == "cluster":
             meter |= {"METER_REDIS_URL": settings.METER_REDIS_URL, "METER_REDIS_CLUSTER": "true"}
@@ -250,10 +262,51 @@ def a_providers_limit_holds_across_deployments(stack: Stack) -> None:
     assert mirror.sync_client().exists(leases_name("test-scaleout-limited-0")) == 0  # every slot given back
 
 
+async def timed_answer(url: str, key: str) -> tuple[str, float]:
+    """One chat completion of COOLING_MODEL on a connection of its own: its text and how long it took."""
+    started = time.monotonic()
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        body, headers = chat(model=COOLING_MODEL), {"Authorization": f"Bearer {key}"}
+        async with session.post(f"{url}/api/v1/chat/completions", json=body, headers=headers) as answer:
+            assert answer.status == 200, await answer.text()
+            text = (await answer.json())["choices"][0]["message"]["content"]
+    return text, time.monotonic() - started
+
+
+def a_route_one_deployment_finds_failing_is_tried_last_by_all(stack: Stack) -> None:
+    """The first deployment's requests, one after another, wait out the silent route's timeout until one of
+    its processes has failed on it FAILURES_TO_COOL times; from then on the other deployments' requests —
+    which never tried it — go to the second route at once (each of their four processes would otherwise
+    wait the timeout three times first)."""
+    owner = make_user()
+    workspace = make_workspace(owner=owner, credits_micro_usd=1_000_000)
+    key = api_key_create(workspace=workspace, name="cooling", created_by=owner).secret
+    first_deployment, *others = stack.urls
+    waited = 0
+    while True:
+        text, took = asyncio.run(timed_answer(first_deployment, key))
+        assert text == "from the second"
+        if took < SILENT_TIMEOUT:
+            break
+        waited += 1
+        assert waited < WORKERS * route_health.FAILURES_TO_COOL, "the route never cooled"
+    assert waited >= route_health.FAILURES_TO_COOL
+    time.sleep(route_health.FOLLOW_SECONDS + 0.5)  # every process has read Redis since
+
+    async def to_the_others() -> list[tuple[str, float]]:
+        return await asyncio.gather(*(timed_answer(url, key) for url in others for _ in range(4)))
+
+    answers = asyncio.run(to_the_others())
+    assert {text for text, _ in answers} == {"from the second"}
+    assert max(took for _, took in answers) < SILENT_TIMEOUT, answers
+    wait_until_written(workspace.pk, waited + 1 + len(answers))
+
+
 def test_three_deployments_share_one_balance_one_rate_limit_and_one_revocation(stack):
     """One test per Redis (plain, cluster): starting three deployments is most of its time."""
     one_balance_is_never_overspent(stack.urls)
     a_keys_rate_limit_is_global(stack.urls)
     a_revoked_key_stops_everywhere_within_a_second(stack.urls)
     a_providers_limit_holds_across_deployments(stack)
+    a_route_one_deployment_finds_failing_is_tried_last_by_all(stack)
     assert ledger_audit() == []
