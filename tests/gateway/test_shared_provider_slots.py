@@ -12,7 +12,6 @@ import pytest
 
 from billing import mirror
 from gateway import provider_slots
-from gateway.metering.redis_meter import close_loop_client
 from gateway.provider_slots import (
     HAND_OVERS_IN_A_ROW,
     ProviderFull,
@@ -22,6 +21,7 @@ from gateway.provider_slots import (
     slots_for,
 )
 from gateway.upstreams.base import ProviderInfo
+from tests.gateway.redis_meter_support import run
 
 pytestmark = [pytest.mark.redis]
 
@@ -32,18 +32,6 @@ def provider(limit: int, queued: int = 0, timeout: float = 5.0) -> ProviderInfo:
         slug, "openai_compatible", "http://x", "k", 5.0,
         max_concurrency=limit, max_queued=queued, queue_timeout_seconds=timeout,
     )  # fmt: skip
-
-
-def run(scenario) -> None:
-    """In a fresh event loop, as a gateway process runs, closing the loop's Redis client after."""
-
-    async def main() -> None:
-        try:
-            await scenario()
-        finally:
-            await close_loop_client()
-
-    asyncio.run(main())
 
 
 def leases_held(slug: str) -> int:
@@ -94,7 +82,7 @@ def test_the_limit_holds_across_processes(meter_redis):
         await settled(one)
         assert leases_held(info.slug) == 0
 
-    run(scenario)
+    run(scenario())
 
 
 def test_a_request_waiting_in_one_process_gets_the_slot_another_gave_back(meter_redis):
@@ -116,7 +104,7 @@ def test_a_request_waiting_in_one_process_gets_the_slot_another_gave_back(meter_
         await settled(two)
         assert leases_held(info.slug) == 0
 
-    run(scenario)
+    run(scenario())
 
 
 def test_within_a_process_a_slot_is_handed_to_the_first_waiting_without_going_back(meter_redis):
@@ -138,7 +126,7 @@ def test_within_a_process_a_slot_is_handed_to_the_first_waiting_without_going_ba
         await settled(one)
         assert (one.under_way, one.leases, leases_held(info.slug)) == (0, [], 0)
 
-    run(scenario)
+    run(scenario())
 
 
 def test_a_request_waits_its_queue_timeout_at_most_and_leaves_the_queue(meter_redis):
@@ -156,7 +144,7 @@ def test_a_request_waits_its_queue_timeout_at_most_and_leaves_the_queue(meter_re
         await settled(one)
         assert leases_held(info.slug) == 0
 
-    run(scenario)
+    run(scenario())
 
 
 def test_a_process_that_dies_frees_its_slots_when_their_leases_lapse(meter_redis, short_leases):
@@ -173,7 +161,7 @@ def test_a_process_that_dies_frees_its_slots_when_their_leases_lapse(meter_redis
         alive.give_back()
         await settled(alive)
 
-    run(scenario)
+    run(scenario())
 
 
 def test_the_leases_of_calls_still_under_way_are_renewed(meter_redis, short_leases):
@@ -192,7 +180,7 @@ def test_the_leases_of_calls_still_under_way_are_renewed(meter_redis, short_leas
         other.give_back()
         await settled(other)
 
-    run(scenario)
+    run(scenario())
 
 
 def test_a_lease_that_lapsed_is_not_brought_back_and_is_counted_by_the_process(
@@ -215,7 +203,7 @@ def test_a_lease_that_lapsed_is_not_brought_back_and_is_counted_by_the_process(
         await settled(one)
         assert (one.under_way, leases_held(info.slug)) == (0, 0)
 
-    run(scenario)
+    run(scenario())
 
 
 def test_a_request_cancelled_while_it_asks_gives_back_the_lease_it_was_given(meter_redis):
@@ -234,7 +222,7 @@ def test_a_request_cancelled_while_it_asks_gives_back_the_lease_it_was_given(met
             await asyncio.sleep(0.01)
         assert (one.under_way, one.leases) == (0, [])
 
-    run(scenario)
+    run(scenario())
 
 
 def test_a_higher_limit_from_the_catalog_lets_those_waiting_in(meter_redis):
@@ -253,7 +241,7 @@ def test_a_higher_limit_from_the_catalog_lets_those_waiting_in(meter_redis):
         one.give_back()
         await settled(one)
 
-    run(scenario)
+    run(scenario())
 
 
 def provider_with(info: ProviderInfo, limit: int) -> ProviderInfo:
@@ -280,7 +268,7 @@ def test_while_redis_fails_a_process_counts_its_own_calls(settings, caplog):
         await settled(one)
         assert one.under_way == 0
 
-    run(scenario)
+    run(scenario())
     assert "taking a slot in Redis failed" in caplog.text
 
 
@@ -312,7 +300,7 @@ def test_many_requests_in_two_processes_never_have_more_than_the_limit_under_way
         ] * 2
         assert leases_held(info.slug) == 0
 
-    run(scenario)
+    run(scenario())
 
 
 def test_a_busy_process_lets_a_slot_go_to_another_processs_waiter_after_a_few_hand_overs(meter_redis):
@@ -344,4 +332,4 @@ def test_a_busy_process_lets_a_slot_go_to_another_processs_waiter_after_a_few_ha
         assert [name for name in order if name != "other"] == [f"busy {n}" for n in range(8)]  # in turn
         assert leases_held(info.slug) == 0
 
-    run(scenario)
+    run(scenario())

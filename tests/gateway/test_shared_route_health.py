@@ -12,9 +12,9 @@ import pytest
 from billing import mirror
 from core.errors import ErrorCode
 from gateway import route_health as health
-from gateway.metering.redis_meter import close_loop_client
 from gateway.route_health import COOLDOWNS, RouteHealth
 from gateway.upstreams.base import ProviderInfo, RouteInfo, UpstreamError
+from tests.gateway.redis_meter_support import run
 
 pytestmark = [pytest.mark.redis]
 
@@ -28,18 +28,6 @@ def routes() -> list[RouteInfo]:
         RouteInfo(ProviderInfo(f"first-{tag}", "openai_compatible", "http://x", "k", 5.0), "m"),
         RouteInfo(ProviderInfo(f"second-{tag}", "openai_compatible", "http://x", "k", 5.0), "m"),
     ]
-
-
-def run(scenario) -> None:
-    """In a fresh event loop, as a gateway process runs, closing the loop's Redis client after."""
-
-    async def main() -> None:
-        try:
-            await scenario()
-        finally:
-            await close_loop_client()
-
-    asyncio.run(main())
 
 
 async def cool(process: RouteHealth, route: RouteInfo) -> None:
@@ -76,7 +64,7 @@ def test_a_route_cooled_in_one_process_is_tried_last_in_another_until_the_same_m
         # the same end, on Redis's clock: within the read's round trip of the first process's
         assert abs(other._cooling_until[health._key(first)] - one._cooling_until[health._key(first)]) < 0.1
 
-    run(scenario)
+    run(scenario())
 
 
 def test_a_route_answering_again_in_one_process_ends_the_cooldown_others_learned(meter_redis):
@@ -92,7 +80,7 @@ def test_a_route_answering_again_in_one_process_ends_the_cooldown_others_learned
         await other.read_shared()
         assert list(one.in_order(model)) == list(other.in_order(model)) == model
 
-    run(scenario)
+    run(scenario())
 
 
 def test_a_process_that_found_the_route_failing_itself_keeps_its_own_cooldown(meter_redis):
@@ -109,7 +97,7 @@ def test_a_process_that_found_the_route_failing_itself_keeps_its_own_cooldown(me
         await other.read_shared()
         assert list(other.in_order(model)) == [second, first]
 
-    run(scenario)
+    run(scenario())
 
 
 def test_a_failed_probe_of_a_learned_cooldown_cools_the_route_again_everywhere(meter_redis, short_cooldown):
@@ -127,7 +115,7 @@ def test_a_failed_probe_of_a_learned_cooldown_cools_the_route_again_everywhere(m
         await one.read_shared()  # without it, the first process's next request would probe the route
         assert list(one.in_order(model)) == [second, first]
 
-    run(scenario)
+    run(scenario())
 
 
 def test_the_processes_follow_redis_every_follow_seconds(meter_redis, monkeypatch):
@@ -147,7 +135,7 @@ def test_the_processes_follow_redis_every_follow_seconds(meter_redis, monkeypatc
             following.cancel()
             await asyncio.gather(following, return_exceptions=True)
 
-    run(scenario)
+    run(scenario())
 
 
 def test_an_entry_is_forgotten_once_every_process_has_read_it(meter_redis, monkeypatch, short_cooldown):
@@ -163,7 +151,7 @@ def test_an_entry_is_forgotten_once_every_process_has_read_it(meter_redis, monke
         await one.read_shared()
         assert in_redis(first) is None
 
-    run(scenario)
+    run(scenario())
 
 
 def test_with_the_sql_meter_nothing_is_written(settings):
@@ -175,7 +163,7 @@ def test_with_the_sql_meter_nothing_is_written(settings):
         await cool(one, first)
         assert list(one.in_order(model)) == [second, first]
 
-    run(scenario)
+    run(scenario())
     if settings.REDIS_URL:
         assert in_redis(first) is None
 
@@ -191,6 +179,6 @@ def test_while_redis_fails_each_process_keeps_its_own_cooldowns(settings, caplog
         await one.read_shared()
         assert list(one.in_order(model)) == [second, first]
 
-    run(scenario)
+    run(scenario())
     assert "route cooldowns: Redis failed" in caplog.text
     assert caplog.text.count("route cooldowns: Redis failed") == 1  # at most once every 10 s
