@@ -5,7 +5,8 @@ Every gateway event loop (one per uvicorn worker) appends to a segment file of i
 `settings.GATEWAY_JOURNAL_DIR` and holds an exclusive flock on it while it lives: a segment nobody holds
 belongs to a process that died. One JSON line per fact, each written whole by one write(2) (a routed line
 by its next line's), which survives the process being killed (the kernel has it); the keeper fsyncs every
-second, so a machine crash loses at most the last second, like Redis's `appendfsync everysec`.
+second (in a thread: requests do not wait for the disk), so a machine crash loses at most the last second,
+like Redis's `appendfsync everysec`.
 
     {"t":"o","id":…,"at":…,"pe":…,"h":{…}}  opened: the settlement's header (caller, model with the prices
                                              it was admitted at, format) and the prompt estimate
@@ -23,7 +24,6 @@ finished ones move to spill segments of their own (`Journal.spill`), and come ba
 can (`Journal.unspill`).
 """
 
-import contextlib
 import dataclasses
 import fcntl
 import logging
@@ -162,6 +162,7 @@ class Journal:
         self.pending: dict[str, Entry] = {}
         self.compacted_bytes = 0  # what the last compaction left in the segment
         self.spilled: list[tuple[Segment, int]] = []  # spill segments, oldest first, with their entry counts
+        self.retired: list[Segment] = []  # segments compacted away, removed once the new one is synced
 
     def _append(self, data: bytes) -> None:
         try:
@@ -255,13 +256,23 @@ class Journal:
 
     def compact(self) -> None:
         """Start a new segment holding only what is pending, then drop the old one."""
+        self.start_compaction()
+        self.sync()
+
+    def start_compaction(self) -> None:
+        """Write what is pending to a new segment, which takes the appends from now on. The old one is
+        retired: kept, locked, until the new one is synced (`sync`), so that a crash meanwhile leaves both to
+        an heir (which settles their entries twice: a no-op), never neither."""
         fresh = Segment.create(self.directory)
         lines = b"".join(entry.lines() for entry in self.pending.values())
-        fresh.append(lines)
-        fresh.sync()
+        try:
+            fresh.append(lines)
+        except OSError:
+            fresh.close(remove=True)
+            raise
         self.compacted_bytes = len(lines)
-        old, self.segment = self.segment, fresh
-        old.close(remove=True)
+        self.retired.append(self.segment)
+        self.segment = fresh
 
     @property
     def spilled_entries(self) -> int:
@@ -320,8 +331,14 @@ class Journal:
         segment.close(remove=True)
 
     def sync(self) -> None:
-        with contextlib.suppress(OSError):
+        """fsync the segment (the keeper runs it in a thread); then the segments compaction retired go."""
+        try:
             self.segment.sync()
+        except OSError:
+            return  # the retired segments stay: their entries are not on the disk anywhere else yet
+        retired, self.retired = self.retired, []
+        for segment in retired:
+            segment.close(remove=True)
 
     def close(self) -> None:
         """On shutdown: the segment goes if nothing is pending; otherwise it is compacted to what is pending
@@ -334,6 +351,9 @@ class Journal:
                 logger.warning("journal: compacting %s at shutdown failed", self.segment.path, exc_info=True)
         self.sync()
         self.segment.close(remove=not self.pending)
+        for segment in self.retired:  # the sync failed: left whole to an heir
+            segment.close(remove=False)
+        self.retired.clear()
         for segment, _ in self.spilled:
             segment.close(remove=False)
         self.spilled.clear()

@@ -143,8 +143,11 @@ class Keeper:
                 journal.spilled_entries,
             )
         if journal.due_for_compaction():
-            journal.compact()
-        journal.sync()
+            journal.start_compaction()
+        # In a thread: a disk whose fsync takes milliseconds (a network volume) would stall every request of
+        # the process that long each second. Requests go on appending meanwhile; the next pass, which may
+        # compact the segment again, waits for this one.
+        await asyncio.to_thread(journal.sync)
         if moved:  # megabytes of lines made and dropped: given back, or the worker keeps its high-water mark
             release_free_memory()
 

@@ -1,7 +1,9 @@
 """The settlement journal's segment (ADR 0010): what each fact writes and when, compaction, the entries'
 shared JSON, and a segment read back."""
 
+import asyncio
 import json
+import time
 import uuid
 
 import pytest
@@ -11,9 +13,10 @@ from gateway.metering import Outcome, Settlement
 from gateway.metering import journal as journal_module
 from gateway.metering.base import settlement_header
 from gateway.metering.journal import Journal, read_entries
+from gateway.metering.keeper import Keeper
 from tests.factories import key_less_caller
 from tests.gateway.journal_support import PROMPT_ESTIMATE, opened
-from tests.gateway.redis_meter_support import MODEL
+from tests.gateway.redis_meter_support import MODEL, run
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -164,3 +167,74 @@ def test_a_torn_last_line_is_skipped(tmp_path):
     entries = read_entries(journal.segment.path.read_bytes())
 
     assert list(entries) == [request_id] and entries[request_id].outcome is None
+
+
+def test_the_keepers_fsync_does_not_stall_the_event_loop(tmp_path, monkeypatch, settings):
+    """A disk whose fsync takes 300 ms (a network volume under load): the keeper's pass waits for it, the
+    requests of its process do not."""
+    settings.GATEWAY_METER = "sql"
+    journal = Journal(tmp_path)
+    sync = journal.segment.sync
+
+    def slow_sync() -> None:
+        time.sleep(0.3)
+        sync()
+
+    monkeypatch.setattr(journal.segment, "sync", slow_sync)
+
+    async def scenario() -> float:
+        stalled = 0.0
+
+        async def ticking() -> None:  # a request's work: what the loop lets it do every 10 ms
+            nonlocal stalled
+            while True:
+                started = time.monotonic()
+                await asyncio.sleep(0.01)
+                stalled = max(stalled, time.monotonic() - started - 0.01)
+
+        ticks = asyncio.create_task(ticking())
+        await asyncio.sleep(0.05)
+        pass_started = time.monotonic()
+        await Keeper(journal).keep_once(time.time())
+        assert time.monotonic() - pass_started >= 0.3  # the pass did wait for the disk
+        await asyncio.sleep(0.05)  # a tick that was due during the pass measures how late it came
+        ticks.cancel()
+        return stalled
+
+    assert run(scenario()) < 0.1
+    journal.close()
+
+
+def test_the_keepers_compaction_drops_the_old_segment_only_once_the_new_one_is_synced(
+    tmp_path, monkeypatch, settings
+):
+    """The new segment is synced in a thread while requests go on; until it is on the disk the old one stays
+    (locked: no sibling adopts it), and a sync that fails keeps it until one succeeds."""
+    settings.GATEWAY_METER = "sql"
+    monkeypatch.setattr(journal_module, "COMPACT_BYTES", 2_000)
+    journal = Journal(tmp_path)
+    workspace_id = uuid.uuid4()
+    while not journal.due_for_compaction():
+        opened(journal, workspace_id)
+    old = journal.segment.path
+    seen_at_sync: list[bool] = []  # whether the old segment was still there, at each sync
+    real_sync = journal_module.Segment.sync
+
+    def sync(segment: journal_module.Segment) -> None:
+        seen_at_sync.append(old.exists())
+        if len(seen_at_sync) == 1:
+            raise OSError("the disk is full")
+        real_sync(segment)
+
+    monkeypatch.setattr(journal_module.Segment, "sync", sync)
+    keeper = Keeper(journal)
+
+    run(keeper.keep_once(time.time()))  # compacts; its sync fails
+
+    assert journal.segment.path != old and old.exists() and journal.retired
+    assert list(read_entries(journal.segment.path.read_bytes())) == list(journal.pending)
+
+    run(keeper.keep_once(time.time()))  # not due again; the sync succeeds
+
+    assert seen_at_sync == [True, True] and not old.exists() and not journal.retired
+    journal.close()
