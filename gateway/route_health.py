@@ -15,7 +15,9 @@ Each process counts its own failures. With the Redis meter (production: every pr
 cooldown a process begins, and a cooling route it sees answer again, are also written to the meter's Redis,
 which every process reads every FOLLOW_SECONDS off the request path (`follow`): a route found failing by
 one process is tried last by all of them within a second, instead of each paying its timeout three times
-first. A cooldown learned so ends when the route's own does, or when any process sees the route answer.
+first. A cooldown learned so ends when any process sees the route answer, or after its end, when the
+process that began it has probed the route (it says so through Redis) or has not within
+PROBE_GRACE_SECONDS: one probe for all, not one a process.
 """
 
 import asyncio
@@ -37,6 +39,10 @@ FAILURES_TO_COOL = 3
 COOLDOWN_SECONDS = 30.0
 # How often each process reads the cooldowns other processes wrote (one script call, off the request path).
 FOLLOW_SECONDS = 1.0
+# A cooldown learned from another process, once over, stays this much longer before this process probes the
+# route itself: the process that began it probes it, and says so through Redis within FOLLOW_SECONDS, so one
+# request waits out a silent provider's timeout, not one in every process.
+PROBE_GRACE_SECONDS = 5.0
 # A route's entry in Redis is removed this long after its cooldown ended or it answered again: every process
 # has read it by then.
 FORGET_SECONDS = 60.0
@@ -61,13 +67,16 @@ class RouteHealth:
     def __init__(self) -> None:
         self._failures: dict[RouteKey, int] = {}  # failures in a row, of the routes that have any
         self._cooling_until: dict[RouteKey, float] = {}  # monotonic; past it, one request may try the route
-        self._learned: set[RouteKey] = set()  # cooling because another process found them failing
+        # Cooling because another process found them failing: whether this process has waited
+        # PROBE_GRACE_SECONDS past that cooldown's end already.
+        self._learned: dict[RouteKey, bool] = {}
         self._announcing: set[asyncio.Task[None]] = set()  # writes to Redis under way
         self._failure_logged = -FAILURE_LOG_SECONDS
 
     def in_order(self, routes: Sequence[RouteInfo]) -> Sequence[RouteInfo]:
         """The routes to try, in order: those cooling after the others. A route whose cooldown is over
-        keeps its place for this request, its probe, and stays last for the others until the probe ends."""
+        keeps its place for this request, its probe, and stays last for the others (in every process) until
+        the probe ends; a cooldown learned from another process is that one's to probe first."""
         cooling_until = self._cooling_until
         if not cooling_until or len(routes) < 2:  # nothing cooling, or nothing to try instead
             return routes
@@ -75,13 +84,20 @@ class RouteHealth:
         ready: list[RouteInfo] = []
         cooling: list[RouteInfo] = []
         for route in routes:
-            until = cooling_until.get(_key(route))
+            key = _key(route)
+            until = cooling_until.get(key)
             if until is None:
                 ready.append(route)
             elif now < until:
                 cooling.append(route)
-            else:  # this request probes it; the others meanwhile try it last
-                cooling_until[_key(route)] = now + COOLDOWN_SECONDS
+            elif self._learned.get(key) is False:  # the process that began it probes it first
+                self._learned[key] = True
+                cooling_until[key] = now + PROBE_GRACE_SECONDS
+                cooling.append(route)
+            else:  # this request probes it; the others meanwhile try it last, for as long as it may take
+                probing = max(COOLDOWN_SECONDS, route.provider.timeout_seconds + FOLLOW_SECONDS)
+                cooling_until[key] = now + probing
+                self._announce("route_cool", key, round(probing * 1000))
                 ready.append(route)
         return routes if not cooling else ready + cooling
 
@@ -99,7 +115,7 @@ class RouteHealth:
             )  # fmt: skip
             metrics.route_cooling(*key)
         self._cooling_until[key] = time.monotonic() + COOLDOWN_SECONDS
-        self._learned.discard(key)
+        self._learned.pop(key, None)
         self._announce("route_cool", key, round(COOLDOWN_SECONDS * 1000))
 
     def answered(self, route: RouteInfo) -> None:
@@ -108,25 +124,28 @@ class RouteHealth:
         key = _key(route)
         self._failures.pop(key, None)
         if self._cooling_until.pop(key, None) is not None:
-            self._learned.discard(key)
+            self._learned.pop(key, None)
             logger.warning("route %s/%s answers again", *key)
             self._announce("route_restore", key)
 
     def learn(self, now_ms: int, entries: dict[RouteKey, int]) -> None:
         """What the processes wrote to Redis (`entries`: each route's cooldown end in ms on Redis's clock,
         negated once it answered again; `now_ms` that clock's time): a route cooling there cools here until
-        the same moment; a route cooling here for that reason alone and answering there again is restored."""
+        the same moment (a later end: a failed probe, or one begun); a route cooling here for that reason
+        alone and answering there again is restored."""
         moment = time.monotonic()
         for key, value in entries.items():
             if value > now_ms:
                 until = moment + (value - now_ms) / 1000
                 if key not in self._cooling_until:
-                    self._learned.add(key)
+                    self._learned[key] = False
                     logger.info("route %s/%s: another gateway process found it failing; tried last", *key)
                 if until > self._cooling_until.get(key, 0.0):
                     self._cooling_until[key] = until
+                    if key in self._learned:
+                        self._learned[key] = False  # its grace again, past this end
             elif value < 0 and key in self._learned:
-                self._learned.discard(key)
+                del self._learned[key]
                 self._cooling_until.pop(key, None)
                 logger.info("route %s/%s: another gateway process found it answering again", *key)
 

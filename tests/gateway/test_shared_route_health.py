@@ -50,6 +50,7 @@ def in_redis(route: RouteInfo) -> int | None:
 @pytest.fixture
 def short_cooldown(monkeypatch):
     monkeypatch.setattr(health, "COOLDOWN_SECONDS", 0.3)
+    monkeypatch.setattr(health, "PROBE_GRACE_SECONDS", 0.3)
 
 
 def test_a_route_cooled_in_one_process_is_tried_last_in_another_until_the_same_moment(meter_redis):
@@ -100,7 +101,12 @@ def test_a_process_that_found_the_route_failing_itself_keeps_its_own_cooldown(me
     run(scenario())
 
 
-def test_a_failed_probe_of_a_learned_cooldown_cools_the_route_again_everywhere(meter_redis, short_cooldown):
+def test_a_learned_cooldown_is_probed_by_the_process_that_began_it_and_by_it_alone(
+    meter_redis, short_cooldown
+):
+    """Its end comes at the same moment everywhere; the process that began it probes the route, and says
+    so, so the others keep trying it last for as long as the probe may take (the provider's timeout), not
+    each probing it too: one request waits out a silent provider, not one in every process."""
     first, second = model = routes()
 
     async def scenario() -> None:
@@ -108,8 +114,36 @@ def test_a_failed_probe_of_a_learned_cooldown_cools_the_route_again_everywhere(m
         await cool(one, first)
         await other.read_shared()
         await asyncio.sleep(0.35)  # both cooldowns over
-        assert list(other.in_order(model)) == model  # this request probes it
-        other.failed(first, TIMEOUT)  # one failure: a probe's, so at once
+        assert list(other.in_order(model)) == [second, first]  # not its to probe (yet)
+        assert list(one.in_order(model)) == model  # the probe
+        await written(one)
+        await other.read_shared()
+        await asyncio.sleep(health.PROBE_GRACE_SECONDS + 0.05)  # past the grace, not past the probe's time
+        assert list(other.in_order(model)) == [second, first]
+        one.answered(first)
+        await written(one)
+        await other.read_shared()
+        assert list(other.in_order(model)) == model
+
+    run(scenario())
+
+
+def test_a_learned_cooldown_nobody_probes_is_probed_after_the_grace_and_a_failure_spreads(
+    meter_redis, short_cooldown
+):
+    """The process that began it had no request for the model since: past PROBE_GRACE_SECONDS another
+    probes it; its failure (one: a probe's) cools the route again at once, everywhere."""
+    first, second = model = routes()
+
+    async def scenario() -> None:
+        one, other = RouteHealth(), RouteHealth()
+        await cool(one, first)
+        await other.read_shared()
+        await asyncio.sleep(0.35)
+        assert list(other.in_order(model)) == [second, first]  # the grace
+        await asyncio.sleep(health.PROBE_GRACE_SECONDS + 0.05)
+        assert list(other.in_order(model)) == model  # the probe
+        other.failed(first, TIMEOUT)
         await written(other)
         assert list(other.in_order(model)) == [second, first]
         await one.read_shared()  # without it, the first process's next request would probe the route
