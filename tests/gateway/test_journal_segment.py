@@ -12,7 +12,7 @@ from gateway.canonical import Usage
 from gateway.metering import Outcome, Settlement
 from gateway.metering import journal as journal_module
 from gateway.metering.base import settlement_header
-from gateway.metering.journal import Journal, read_entries
+from gateway.metering.journal import Journal, orphans, read_entries
 from gateway.metering.keeper import Keeper
 from tests.factories import key_less_caller
 from tests.gateway.journal_support import PROMPT_ESTIMATE, opened
@@ -232,6 +232,7 @@ def test_the_keepers_compaction_drops_the_old_segment_only_once_the_new_one_is_s
     run(keeper.keep_once(time.time()))  # compacts; its sync fails
 
     assert journal.segment.path != old and old.exists() and journal.retired
+    assert list(orphans(tmp_path, journal.segment.path)) == []  # still locked: no sibling adopts it
     assert list(read_entries(journal.segment.path.read_bytes())) == list(journal.pending)
 
     run(keeper.keep_once(time.time()))  # not due again; the sync succeeds
