@@ -90,9 +90,17 @@ SETTLEMENTS_DEFERRED = Counter(
 )
 ROUTE_COOLDOWNS = Counter(
     "hyperinfer_route_cooldowns",
-    "Times a route began to be tried after its model's other routes, having failed in a row "
-    "(gateway/route_health.py).",
+    "Times a route began to be tried after its model's other routes, having failed in a row in this "
+    "process (gateway/route_health.py).",
     ["provider", "upstream_model"],
+    registry=None,
+)
+ROUTES_COOLING = Gauge(
+    "hyperinfer_route_cooling",
+    "1 while a route is tried after its model's other routes by a live gateway process: cooling there, "
+    "begun by it or learned from another through Redis (sampled every second).",
+    ["provider", "upstream_model"],
+    multiprocess_mode="livemax",
     registry=None,
 )
 PROVIDER_FULL = Counter(
@@ -265,6 +273,11 @@ def refused(fmt: str, model: str, code: str) -> None:
 
 def route_cooling(provider: str, upstream_model: str) -> None:
     _tally.add(ROUTE_COOLDOWNS.labels(provider, upstream_model))
+
+
+def route_cooling_now(provider: str, upstream_model: str, cooling: bool) -> None:
+    """Called by the publisher (gateway/route_health.py's sampler), not by requests."""
+    ROUTES_COOLING.labels(provider, upstream_model).set(1 if cooling else 0)
 
 
 def provider_full(provider: str, why: str) -> None:

@@ -71,6 +71,7 @@ class RouteHealth:
         # PROBE_GRACE_SECONDS past that cooldown's end already.
         self._learned: dict[RouteKey, bool] = {}
         self._announcing: set[asyncio.Task[None]] = set()  # writes to Redis under way
+        self._published: set[RouteKey] = set()  # the routes the metrics were last told are cooling
         self._failure_logged = -FAILURE_LOG_SECONDS
 
     def in_order(self, routes: Sequence[RouteInfo]) -> Sequence[RouteInfo]:
@@ -203,6 +204,17 @@ class RouteHealth:
                 logger.exception("reading the shared route cooldowns failed")
             await asyncio.sleep(FOLLOW_SECONDS)
 
+    def publish_cooling(self) -> None:
+        """The metrics' publisher thread, every second: which routes this process tries last now (a copy of
+        the dict the loop changes, taken in one step)."""
+        now = time.monotonic()
+        cooling = {key for key, until in list(self._cooling_until.items()) if now < until}
+        for key in self._published - cooling:
+            metrics.route_cooling_now(*key, cooling=False)
+        for key in cooling:
+            metrics.route_cooling_now(*key, cooling=True)
+        self._published = cooling
+
     def forget(self) -> None:
         """As if no route had failed (tests)."""
         self._failures.clear()
@@ -211,6 +223,7 @@ class RouteHealth:
 
 
 route_health = RouteHealth()
+metrics.sample_each_publish(route_health.publish_cooling)
 _following: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
 
 

@@ -25,7 +25,7 @@ from gateway.metering import Outcome
 from gateway.metering import journal as journal_module
 from gateway.metering.journal import Journal
 from gateway.metrics_scrape import exposition
-from gateway.route_health import FAILURES_TO_COOL, RouteHealth
+from gateway.route_health import FAILURES_TO_COOL, RouteHealth, route_health
 from gateway.upstreams.base import ProviderInfo, RouteInfo, UpstreamError
 from tests.gateway.test_metrics import Samples, moved, parsed, value
 
@@ -262,6 +262,18 @@ def test_a_route_that_begins_to_cool_is_counted_once_for_its_cooldown():
     after = parsed(exposition().decode())
     assert value(after, "hyperinfer_route_cooldowns_total", provider=provider, upstream_model="big") == 1
     assert value(before, "hyperinfer_route_cooldowns_total", provider=provider, upstream_model="big") == 0
+
+
+def test_a_route_cooling_in_this_process_is_sampled_until_it_answers_again():
+    provider = f"p-{uuid.uuid4().hex[:8]}"
+    route = RouteInfo(ProviderInfo(provider, "openai_compatible", "http://x", "k", 5.0), "big")
+    for _ in range(FAILURES_TO_COOL):
+        route_health.failed(route, UpstreamError(ErrorCode.PROVIDER_TIMEOUT, "slow"))
+    cooling = parsed(exposition().decode())
+    route_health.answered(route)
+    answering = parsed(exposition().decode())
+    assert value(cooling, "hyperinfer_route_cooling", provider=provider, upstream_model="big") == 1
+    assert value(answering, "hyperinfer_route_cooling", provider=provider, upstream_model="big") == 0
 
 
 def test_a_providers_slots_are_sampled_and_its_refusals_counted():
