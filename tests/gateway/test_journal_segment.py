@@ -201,7 +201,7 @@ def test_the_keepers_fsync_does_not_stall_the_event_loop(tmp_path, monkeypatch, 
         ticks.cancel()
         return stalled
 
-    assert run(scenario()) < 0.1
+    assert run(scenario()) < 0.2  # 0.30 s on the loop
     journal.close()
 
 
