@@ -289,7 +289,9 @@ def a_route_one_deployment_finds_failing_is_tried_last_by_all(stack: Stack) -> N
         if took < SILENT_TIMEOUT:
             break
         waited += 1
-        assert waited < WORKERS * route_health.FAILURES_TO_COOL, "the route never cooled"
+        # At worst each worker fails it FAILURES_TO_COOL times itself: the requests alternate between them,
+        # and the last of the other worker's comes before it has read the first one's cooldown.
+        assert waited <= WORKERS * route_health.FAILURES_TO_COOL, "the route never cooled"
     assert waited >= route_health.FAILURES_TO_COOL
     time.sleep(route_health.FOLLOW_SECONDS + 0.5)  # every process has read Redis since
 
