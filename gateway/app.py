@@ -19,7 +19,7 @@ from core.processes import (
     raise_open_files_limit,
     settle_server_heap,
 )
-from gateway import counting, embeddings, metrics_scrape, pipeline, tokenizer_api
+from gateway import counting, embeddings, metrics, metrics_scrape, pipeline, tokenizer_api
 from gateway.auth import Caller, authenticate
 from gateway.http import AsgiApp, Receive, Scope, Send, headers_of, in_thread, request_id_headers, send_json
 from gateway.ingress.registry import format_for_path, formats
@@ -221,6 +221,7 @@ async def lifespan(scope: Scope, receive: Receive, send: Send) -> None:
             loop_journal()
             writer.loop_flusher()
             start_following()  # the route cooldowns other processes find (the Redis meter)
+            metrics.publish_from_now_on()
             settle_server_heap()
             raise_open_files_limit()  # two sockets a stream: systemd's soft 1,024 is ~500 streams
             exit_with_parent()  # a worker whose supervisor is killed stops too (no orphans)

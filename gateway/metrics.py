@@ -199,6 +199,9 @@ class _Tally:
 
 _tally = _Tally()
 publish = _tally.publish
+# A server's processes publish from their start, not from their first request: a sampled figure (a route
+# cooling, learned from another process) must not stay as a scrape left it in a process that serves none.
+publish_from_now_on = _tally._start_publisher
 sample_each_publish = _tally.samplers.append
 atexit.register(publish)
 os.register_at_fork(after_in_child=_tally.forked)

@@ -276,6 +276,49 @@ def test_a_route_cooling_in_this_process_is_sampled_until_it_answers_again():
     assert value(answering, "hyperinfer_route_cooling", provider=provider, upstream_model="big") == 0
 
 
+LEARNER = """
+import sys, django
+django.setup()
+from gateway import metrics
+from gateway.route_health import route_health
+metrics.publish_from_now_on()  # as a gateway worker's startup does
+route = (sys.argv[1], "m")
+route_health.learn(1_000, {route: 31_000})  # another process cooled it (Redis's clock: 30 s more)
+print("cooling", flush=True)
+sys.stdin.readline()
+route_health.learn(1_000, {route: -1_000})  # another process saw it answer again
+print("answering", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_process_that_serves_no_request_publishes_what_it_learned_of_a_route():
+    """A worker publishes from its start: what it learns from other processes (no request of its own to
+    start its publisher) is not left as the last scrape that went through it found it."""
+    provider = f"learned-{uuid.uuid4().hex[:8]}"
+    labels = {"provider": provider, "upstream_model": "m"}
+    environment = {key: val for key, val in os.environ.items() if key != "HYPERINFER_METRICS_DIR_IS_DEFAULT"}
+    environment |= {
+        "PROMETHEUS_MULTIPROC_DIR": django_settings.PROMETHEUS_MULTIPROC_DIR,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+    }
+    learner = subprocess.Popen(
+        [sys.executable, "-c", LEARNER, provider], env=environment, cwd=ROOT,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert learner.stdin is not None and learner.stdout is not None
+    try:
+        assert learner.stdout.readline().strip() == "cooling"
+        scrape_until("hyperinfer_route_cooling", labels, 1)
+        learner.stdin.write("\n")
+        learner.stdin.flush()
+        assert learner.stdout.readline().strip() == "answering"
+        scrape_until("hyperinfer_route_cooling", labels, 0)
+    finally:
+        learner.stdin.close()
+        learner.wait(20)
+
+
 def test_a_providers_slots_are_sampled_and_its_refusals_counted():
     slug = f"p-{uuid.uuid4().hex[:8]}"
     provider = ProviderInfo(slug, "openai_compatible", "http://x", "k", 5.0, max_concurrency=1)
