@@ -30,13 +30,11 @@ from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext, suppress
 from typing import Any, TypeVar
 
-from redis.exceptions import RedisClusterException, RedisError
-
 from core.errors import ErrorCode
 from core.hot_settings import hot
 from core.processes import current_pid
 from gateway import metrics
-from gateway.metering.redis_meter import loop_client
+from gateway.metering.redis_meter import REDIS_FAILURES, loop_client
 from gateway.upstreams.base import ProviderInfo, UpstreamError
 
 logger = logging.getLogger(__name__)
@@ -171,8 +169,6 @@ HAND_OVERS_IN_A_ROW = 4
 YIELD_SECONDS = 2 * POLL_SECONDS
 FAILURE_LOG_SECONDS = 10.0  # a Redis that keeps failing is logged this often, not for every request
 
-_REDIS_FAILURES = (RedisError, RedisClusterException, OSError)
-
 
 def leases_name(slug: str) -> str:
     """A provider's leases in the meter's Redis, in a hash tag of their own (one cluster slot)."""
@@ -225,7 +221,7 @@ class SharedSlots(ProviderSlots):
         except asyncio.CancelledError:
             call.add_done_callback(functools.partial(self._give_back_if_taken, lease))
             raise
-        except _REDIS_FAILURES as exc:
+        except REDIS_FAILURES as exc:
             _redis_failed(self.slug, "taking a slot", exc)
             return await super()._claim()
         if not taken:
@@ -279,7 +275,7 @@ class SharedSlots(ProviderSlots):
         _, run = loop_client()
         try:
             missing = await run.slot_renew(keys=[self.name], args=[LEASE_MS, *leases])
-        except _REDIS_FAILURES as exc:
+        except REDIS_FAILURES as exc:
             _redis_failed(self.slug, f"renewing {len(leases)} slot leases", exc)
             return
         lapsed = {lease.decode() for lease in missing} & set(self.leases)
@@ -294,7 +290,7 @@ class SharedSlots(ProviderSlots):
         _, run = loop_client()
         try:
             await run.slot_give_back(keys=[self.name], args=[lease])
-        except _REDIS_FAILURES as exc:
+        except REDIS_FAILURES as exc:
             _redis_failed(self.slug, f"giving a slot back (it lapses within {LEASE_SECONDS:g} s)", exc)
 
     def _give_back_if_taken(self, lease: str, call: "asyncio.Future[int]") -> None:

@@ -26,11 +26,9 @@ import time
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
-from redis.exceptions import RedisClusterException, RedisError
-
 from core.hot_settings import hot
 from gateway import metrics
-from gateway.metering.redis_meter import loop_client
+from gateway.metering.redis_meter import REDIS_FAILURES, loop_client
 from gateway.upstreams.base import RouteInfo, UpstreamError
 
 logger = logging.getLogger(__name__)
@@ -51,8 +49,6 @@ FAILURE_LOG_SECONDS = 10.0
 COOLDOWNS = "hi:rc"
 
 RouteKey = tuple[str, str]
-
-_REDIS_FAILURES = (RedisError, RedisClusterException, OSError)
 
 
 def _key(route: RouteInfo) -> RouteKey:
@@ -186,7 +182,7 @@ class RouteHealth:
         cooldowns then are each process's own, as without Redis."""
         try:
             return await call
-        except _REDIS_FAILURES as exc:
+        except REDIS_FAILURES as exc:
             now = time.monotonic()
             if now - self._failure_logged >= FAILURE_LOG_SECONDS:
                 self._failure_logged = now

@@ -20,7 +20,7 @@ from typing import Any
 import redis.asyncio as aioredis
 import redis.asyncio.cluster
 from django.conf import settings
-from redis.exceptions import RedisClusterException
+from redis.exceptions import RedisClusterException, RedisError
 
 from billing import mirror
 from billing.selectors import account_balance, key_used_in_period
@@ -109,6 +109,10 @@ class Scripts:
         self.held = client.register_script(scripts.HELD)
         self.renew = client.register_script(scripts.RENEW)
 
+
+# What a call to the meter's Redis raises when Redis fails (a refused or lost connection, a timeout, a
+# cluster that cannot route): the callers that go on without Redis catch these.
+REDIS_FAILURES = (RedisError, RedisClusterException, OSError)
 
 _loop_clients: dict[asyncio.AbstractEventLoop, tuple[AsyncClient, Scripts]] = {}
 
