@@ -24,6 +24,7 @@ finished ones move to spill segments of their own (`Journal.spill`), and come ba
 can (`Journal.unspill`).
 """
 
+import asyncio
 import dataclasses
 import fcntl
 import logging
@@ -92,6 +93,18 @@ class Segment:
             if _lock(fd) and _is_at(fd, path):
                 return cls(fd, path)
             os.close(fd)
+
+    @classmethod
+    def written(cls, directory: Path, data: bytes) -> "Segment":
+        """A new segment holding `data`, synced (a spill segment: run in a thread, off the event loop)."""
+        segment = cls.create(directory)
+        try:
+            segment.append(data)
+            segment.sync()
+        except OSError:
+            segment.close(remove=True)
+            raise
+        return segment
 
     def append(self, data: bytes) -> None:
         while data:
@@ -232,10 +245,10 @@ class Journal:
             entry.attempts += 1
             entry.next_try = time.time() + retry_in
 
-    def adopt(self, orphan: Orphan) -> list[Entry]:
+    async def adopt(self, orphan: Orphan) -> list[Entry]:
         """Take over a dead process's entries: those it never finished get their cut-off outcome. They are
-        in this segment, synced, before the orphan's file goes; a crash in between settles them twice,
-        which bills once (settling is idempotent by request id)."""
+        in this segment, synced (in a thread), before the orphan's file goes; a crash in between settles
+        them twice, which bills once (settling is idempotent by request id)."""
         adopted = []
         for entry in orphan.entries.values():
             if entry.request_id in self.pending:
@@ -246,7 +259,7 @@ class Journal:
             self.pending[entry.request_id] = entry
             adopted.append(entry)
         self._append(b"".join(entry.lines() for entry in adopted))
-        self.segment.sync()
+        await asyncio.to_thread(self.segment.sync)
         orphan.path.unlink(missing_ok=True)
         os.close(orphan.fd)
         return adopted
@@ -281,10 +294,15 @@ class Journal:
     def over_limit(self) -> bool:
         return len(self.pending) >= settings.GATEWAY_JOURNAL_MAX_IN_MEMORY
 
-    def spill(self) -> int:
+    async def spill(self) -> int:
         """Past GATEWAY_JOURNAL_MAX_IN_MEMORY pending entries, the oldest finished ones (an open request's
-        entry still changes) go to spill segments, whole chunks of SPILL_CHUNK, each synced before its
-        entries leave memory. Returns how many went."""
+        entry still changes) go to spill segments, whole chunks of SPILL_CHUNK, each written and synced in a
+        thread (~13 MB: on the loop, a slow disk stalled every request of the process for as long) before
+        its entries leave memory. Returns how many went.
+
+        Meanwhile requests go on: a finished entry only learns that a meter took it (or refused it). One
+        taken as durable is gone already; one whose news missed the chunk is settled again when it comes
+        back, a no-op."""
         excess = len(self.pending) - settings.GATEWAY_JOURNAL_MAX_IN_MEMORY
         if excess <= 0:
             return 0
@@ -292,28 +310,29 @@ class Journal:
         oldest = [entry for entry in self.pending.values() if entry.outcome is not None][:wanted]
         for start in range(0, len(oldest), SPILL_CHUNK):
             chunk = oldest[start : start + SPILL_CHUNK]
-            segment = Segment.create(self.directory)
-            segment.append(b"".join(entry.lines() for entry in chunk))
-            segment.sync()
+            lines = b"".join(entry.lines() for entry in chunk)
+            segment = await asyncio.to_thread(Segment.written, self.directory, lines)
             self.spilled.append((segment, len(chunk)))
             for entry in chunk:
-                del self.pending[entry.request_id]
+                self.pending.pop(entry.request_id, None)
         return len(oldest)
 
     def has_room_to_unspill(self) -> bool:
         room = settings.GATEWAY_JOURNAL_MAX_IN_MEMORY - len(self.pending)
         return bool(self.spilled) and self.spilled[0][1] <= room
 
-    def read_spilled(self) -> list[Entry]:
-        """The oldest spill segment's entries (to be asked of PostgreSQL, then `unspill`ed)."""
+    async def read_spilled(self) -> list[Entry]:
+        """The oldest spill segment's entries (to be asked of PostgreSQL, then `unspill`ed), read in a
+        thread."""
         segment, _ = self.spilled[0]
-        return list(read_entries(segment.path.read_bytes()).values())
+        return list(read_entries(await asyncio.to_thread(segment.path.read_bytes)).values())
 
-    def unspill(self, entries: list[Entry], billed: set[str], now: float) -> None:
+    async def unspill(self, entries: list[Entry], billed: set[str], now: float) -> None:
         """The oldest spill segment back in memory but for the requests PostgreSQL has billed (`billed`):
         one the meter took is confirmed again after RESETTLE_SECONDS (settled again if still missing), one
         no meter took is settled at the keeper's next pass. They are in this segment, synced, before the
-        spill segment goes (a crash in between leaves both: adopted, settled twice, billed once)."""
+        spill segment goes, synced in a thread (a crash in between leaves both: adopted, settled twice,
+        billed once)."""
         back = [
             entry
             for entry in entries
@@ -326,7 +345,7 @@ class Journal:
                 entry.next_try = 0.0
             self.pending[entry.request_id] = entry
         self._append(b"".join(entry.lines() for entry in back))
-        self.segment.sync()
+        await asyncio.to_thread(self.segment.sync)
         segment, _ = self.spilled.pop(0)
         segment.close(remove=True)
 

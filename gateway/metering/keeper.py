@@ -106,7 +106,7 @@ class Keeper:
         journal = self.journal
         moved = False  # entries went to or came from disk in this pass
         for orphan in orphans(journal.directory, journal.segment.path):
-            adopted = journal.adopt(orphan)
+            adopted = await journal.adopt(orphan)
             moved = True
             logger.warning(
                 "journal: adopted %d settlements of a dead process (%s)", len(adopted), orphan.path
@@ -135,7 +135,7 @@ class Keeper:
             # PostgreSQL is down: the entries wait for a later pass, and this one still spills, compacts and
             # fsyncs (it used to end here, and left the segment unsynced for the whole outage).
             logger.warning("journal: PostgreSQL could not confirm the settled entries (%r)", exc)
-        if spilled := journal.spill():
+        if spilled := await journal.spill():
             moved = True
             logger.warning(
                 "journal: %d settlements wait on disk (%d in all) for PostgreSQL to confirm them",
@@ -228,9 +228,9 @@ class Keeper:
         True when one came back."""
         if not self.journal.has_room_to_unspill():
             return False
-        entries = self.journal.read_spilled()
+        entries = await self.journal.read_spilled()
         billed = await in_thread(attempted, billed_in_postgres, entries=entries, now=now)
-        self.journal.unspill(entries, billed, now)
+        await self.journal.unspill(entries, billed, now)
         return True
 
     async def _confirm(self, now: float) -> None:

@@ -126,7 +126,7 @@ def test_spilled_entries_no_meter_took_come_back_to_be_settled(settings, tmp_pat
     journal = Journal(tmp_path)
     request_ids = finished_in_sql(journal, workspace.id, 6)
 
-    assert journal.spill() == 3 and list(journal.pending) == request_ids[3:]
+    assert run(journal.spill()) == 3 and list(journal.pending) == request_ids[3:]
     keeper = Keeper(journal)
     run(keeper.keep_once(time.time() + journal_module.FIRST_TRY_SECONDS))  # bills the three in memory
     assert list(journal.pending) == request_ids[:3] and not journal.spilled  # and brings the spilled back
@@ -146,7 +146,7 @@ def test_a_dead_processes_spill_segments_are_adopted_and_billed_once(settings, t
     dead = Journal(tmp_path)
     request_ids = finished_in_sql(dead, workspace.id, 6)
     dead.pending[request_ids[0]].taken_at = time.time()  # the meter had taken one: it is settled again
-    assert dead.spill() == 4 and len(spill_files(dead)) == 2
+    assert run(dead.spill()) == 4 and len(spill_files(dead)) == 2
     die(dead)
     for segment, _ in dead.spilled:
         os.close(segment.fd)
@@ -183,7 +183,7 @@ def test_an_heir_adopts_a_dead_processes_spill_segments_a_few_a_pass_not_all_at_
     workspace = make_workspace(credits_micro_usd=1_000_000)
     dead = Journal(tmp_path)
     request_ids = finished_in_sql(dead, workspace.id, 8)
-    assert dead.spill() == 6 and len(dead.pending) == 2
+    assert run(dead.spill()) == 6 and len(dead.pending) == 2
     dead.compact()  # the live segment down to what is in memory, as the keeper's compaction leaves it
     die(dead)
     for segment, _ in dead.spilled:

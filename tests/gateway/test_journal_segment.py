@@ -5,6 +5,7 @@ import asyncio
 import json
 import time
 import uuid
+from collections.abc import Awaitable
 
 import pytest
 
@@ -15,7 +16,7 @@ from gateway.metering.base import settlement_header
 from gateway.metering.journal import Journal, orphans, read_entries
 from gateway.metering.keeper import Keeper
 from tests.factories import key_less_caller
-from tests.gateway.journal_support import PROMPT_ESTIMATE, opened
+from tests.gateway.journal_support import PROMPT_ESTIMATE, die, opened
 from tests.gateway.redis_meter_support import MODEL, run
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -169,39 +170,127 @@ def test_a_torn_last_line_is_skipped(tmp_path):
     assert list(entries) == [request_id] and entries[request_id].outcome is None
 
 
+SLOW_FSYNC_SECONDS = 0.3  # a network volume under load
+STALL_BOUND_SECONDS = 0.2  # on the loop, each of these took the whole SLOW_FSYNC_SECONDS and more
+
+
+def slow_fsyncs(monkeypatch) -> None:
+    """Every segment's fsync (the live one's, and those of spill segments made from now on) is slow."""
+    sync = journal_module.Segment.sync
+
+    def slow_sync(segment: journal_module.Segment) -> None:
+        time.sleep(SLOW_FSYNC_SECONDS)
+        sync(segment)
+
+    monkeypatch.setattr(journal_module.Segment, "sync", slow_sync)
+
+
+async def loop_stall_during(work: Awaitable[object]) -> float:
+    """How late the event loop let a request's 10 ms ticks come while `work` ran; it must have waited
+    for the disk (SLOW_FSYNC_SECONDS) all the same."""
+    stalled = 0.0
+
+    async def ticking() -> None:
+        nonlocal stalled
+        while True:
+            started = time.monotonic()
+            await asyncio.sleep(0.01)
+            stalled = max(stalled, time.monotonic() - started - 0.01)
+
+    ticks = asyncio.create_task(ticking())
+    await asyncio.sleep(0.05)
+    work_started = time.monotonic()
+    await work
+    assert time.monotonic() - work_started >= SLOW_FSYNC_SECONDS  # the work did wait for the disk
+    await asyncio.sleep(0.05)  # a tick that was due during the work measures how late it came
+    ticks.cancel()
+    return stalled
+
+
+def finished(journal: Journal, count: int) -> list[str]:
+    """`count` requests over, their outcomes in the journal, no meter asked yet."""
+    request_ids = [opened(journal, uuid.uuid4()) for _ in range(count)]
+    for request_id in request_ids:
+        journal.settling(request_id=request_id, outcome=Outcome(status="completed", usage=Usage(3, 2)))
+    return request_ids
+
+
 def test_the_keepers_fsync_does_not_stall_the_event_loop(tmp_path, monkeypatch, settings):
-    """A disk whose fsync takes 300 ms (a network volume under load): the keeper's pass waits for it, the
-    requests of its process do not."""
+    """A disk whose fsync takes 300 ms: the keeper's pass waits for it, the requests of its process do
+    not."""
     settings.GATEWAY_METER = "sql"
     journal = Journal(tmp_path)
-    sync = journal.segment.sync
+    slow_fsyncs(monkeypatch)
 
-    def slow_sync() -> None:
-        time.sleep(0.3)
-        sync()
+    assert run(loop_stall_during(Keeper(journal).keep_once(time.time()))) < STALL_BOUND_SECONDS
+    journal.close()
 
-    monkeypatch.setattr(journal.segment, "sync", slow_sync)
 
-    async def scenario() -> float:
-        stalled = 0.0
+def test_a_spill_is_written_and_synced_off_the_event_loop(tmp_path, monkeypatch, settings):
+    """While PostgreSQL is down a busy worker spills ~13 MB every few seconds: its write and fsync on the
+    loop stalled every request of the process for as long."""
+    settings.GATEWAY_JOURNAL_MAX_IN_MEMORY = 2
+    monkeypatch.setattr(journal_module, "SPILL_CHUNK", 2)
+    journal = Journal(tmp_path)
+    request_ids = finished(journal, 4)
+    slow_fsyncs(monkeypatch)
 
-        async def ticking() -> None:  # a request's work: what the loop lets it do every 10 ms
-            nonlocal stalled
-            while True:
-                started = time.monotonic()
-                await asyncio.sleep(0.01)
-                stalled = max(stalled, time.monotonic() - started - 0.01)
+    assert run(loop_stall_during(journal.spill())) < STALL_BOUND_SECONDS
+    ((segment, count),) = journal.spilled
+    assert count == 2 and list(journal.pending) == request_ids[2:]
+    assert list(read_entries(segment.path.read_bytes())) == request_ids[:2]
+    journal.close()
 
-        ticks = asyncio.create_task(ticking())
-        await asyncio.sleep(0.05)
-        pass_started = time.monotonic()
-        await Keeper(journal).keep_once(time.time())
-        assert time.monotonic() - pass_started >= 0.3  # the pass did wait for the disk
-        await asyncio.sleep(0.05)  # a tick that was due during the pass measures how late it came
-        ticks.cancel()
-        return stalled
 
-    assert run(scenario()) < 0.2  # 0.30 s on the loop
+def test_an_entry_taken_for_good_while_its_chunk_is_spilled_is_not_kept(tmp_path, monkeypatch, settings):
+    """A request's settlement confirmed durable while its chunk was on its way to the disk: it is gone from
+    memory (and from the spill segment's future: PostgreSQL has it), not a KeyError for the keeper."""
+    settings.GATEWAY_JOURNAL_MAX_IN_MEMORY = 2
+    monkeypatch.setattr(journal_module, "SPILL_CHUNK", 2)
+    journal = Journal(tmp_path)
+    request_ids = finished(journal, 4)
+    written = journal_module.Segment.written
+
+    def written_while_a_request_settles(directory, data):
+        journal.taken(request_id=request_ids[0], durable=True)  # the loop went on meanwhile
+        return written(directory, data)
+
+    monkeypatch.setattr(journal_module.Segment, "written", written_while_a_request_settles)
+
+    assert run(journal.spill()) == 2
+    assert list(journal.pending) == request_ids[2:] and journal.spilled_entries == 2
+    journal.close()
+
+
+def test_an_adoption_is_synced_off_the_event_loop(tmp_path, monkeypatch, settings):
+    dead = Journal(tmp_path)
+    request_ids = finished(dead, 3)
+    die(dead)
+    heir = Journal(tmp_path)
+    (orphan,) = orphans(tmp_path, heir.segment.path)
+    slow_fsyncs(monkeypatch)
+
+    assert run(loop_stall_during(heir.adopt(orphan))) < STALL_BOUND_SECONDS
+    assert list(heir.pending) == request_ids and not orphan.path.exists()
+    heir.close()
+
+
+def test_a_spill_brought_back_is_synced_off_the_event_loop(tmp_path, monkeypatch, settings):
+    settings.GATEWAY_JOURNAL_MAX_IN_MEMORY = 2
+    monkeypatch.setattr(journal_module, "SPILL_CHUNK", 2)
+    journal = Journal(tmp_path)
+    request_ids = finished(journal, 4)
+    assert run(journal.spill()) == 2
+    journal.taken(request_id=request_ids[2], durable=True)
+    journal.taken(request_id=request_ids[3], durable=True)  # PostgreSQL answers again: room
+    ((segment, _),) = journal.spilled
+    slow_fsyncs(monkeypatch)
+
+    async def brought_back() -> None:
+        await journal.unspill(await journal.read_spilled(), set(), time.time())
+
+    assert run(loop_stall_during(brought_back())) < STALL_BOUND_SECONDS
+    assert list(journal.pending) == request_ids[:2] and not journal.spilled and not segment.path.exists()
     journal.close()
 
 

@@ -79,7 +79,7 @@ def test_the_journal_is_counted_by_state(tmp_path, monkeypatch, settings):
         journal.settling(request_id=request_id, outcome=outcome)
     for request_id in ("spilled", "unconfirmed-1", "unconfirmed-2"):
         journal.taken(request_id=request_id, durable=False)
-    assert journal.spill() == 1  # the oldest finished entry, to disk
+    assert asyncio.run(journal.spill()) == 1  # the oldest finished entry, to disk
 
     async def observed_then_scraped() -> Samples:
         metrics.observe("responses", "m/journal", outcome, 0, journal)
