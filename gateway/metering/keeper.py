@@ -34,9 +34,10 @@ logger = logging.getLogger(__name__)
 
 TICK_SECONDS = 1.0
 CONFIRM_SECONDS = 2.0  # the longest a pass waits for PostgreSQL's confirmations
-# An entry the meter took is first asked about once the writer has had a flush to write it (writer.py):
-# asked at once, a third of them were not there yet and were asked again a pass later (~1.3 asks a request).
-CONFIRM_AFTER_SECONDS = 2 * writer.IDLE_SECONDS
+# An entry the meter took is first asked about once the writer has had a flush to write it (writer.py), its
+# records gathered at a light load included: asked at once, a third of them were not there yet and were
+# asked again a pass later (~1.3 asks a request).
+CONFIRM_AFTER_SECONDS = writer.GATHER_SECONDS + 2 * writer.IDLE_SECONDS
 MAX_RETRY_SECONDS = 60.0
 # While settlements wait out their backoff and none is due, one of them is tried this often: a meter that
 # answers again takes them all then, not each at the end of its backoff (up to MAX_RETRY_SECONDS later).

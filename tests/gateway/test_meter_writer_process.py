@@ -75,7 +75,8 @@ def test_the_writer_process_writes_the_queue_and_drains_it_when_stopped(
     left = mirror.queued_records()  # by earlier tests, if any (their databases are gone: a writer drops them)
     first = answered(gateway_url, secret, 4)
     wait_until(lambda: mirror.queued_records() == left + 4, "the settled records queued")
-    time.sleep(0.6)  # longer than a flusher's idle wait: the gateway process writes none of them
+    # longer than a flusher gathers and looks again: the gateway process writes none of them
+    time.sleep(writer.GATHER_SECONDS + 2 * writer.IDLE_SECONDS)
     assert mirror.queued_records() == left + 4
     assert not Generation.objects.filter(request_id__in=first).exists()
 

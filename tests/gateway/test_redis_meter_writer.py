@@ -260,3 +260,70 @@ def test_a_claimed_batch_marks_its_workspace_and_key_as_flushing(shape):
     assert seen_while_writing == [1, 1]
     assert [mirrored(name)["flushing"] for name in names] == [0, 0]
     assert Generation.objects.filter(request_id=request_id).exists()
+
+
+def gathered_batches(monkeypatch) -> list[int]:
+    """The sizes of the batches the writer writes from now on."""
+    sizes: list[int] = []
+    write_batch = writer.write_batch
+
+    def counted(records):
+        sizes.append(len(records))
+        return write_batch(records)
+
+    monkeypatch.setattr(writer, "write_batch", counted)
+    return sizes
+
+
+async def settled(caller, count: int) -> list[str]:
+    request_ids = [rid() for _ in range(count)]
+    for request_id in request_ids:
+        await reserve(caller, request_id)
+        await settle(caller, request_id, 10)
+    return request_ids
+
+
+def test_at_a_light_load_records_gather_into_one_batch_for_at_most_a_second(monkeypatch):
+    """A batch at every look (every 0.25 s) cost the writer its fixed ~4 ms for a record or two."""
+    sizes = gathered_batches(monkeypatch)
+    caller = caller_for(make_workspace(credits_micro_usd=10 * HOLD))
+
+    async def scenario() -> tuple[int, list[str]]:
+        stop = asyncio.Event()
+        flusher = asyncio.create_task(writer.run_flusher(stop))
+        request_ids = await settled(caller, 3)
+        await asyncio.sleep(writer.GATHER_SECONDS / 2)
+        request_ids += await settled(caller, 2)  # while the first three gather
+        await asyncio.sleep(writer.GATHER_SECONDS / 2 - writer.IDLE_SECONDS)
+        still_queued = await loop_client()[0].llen(mirror.queue(mirror.shard_of(caller.workspace_id)))
+        await asyncio.sleep(3 * writer.IDLE_SECONDS)  # past the gathering, and the look that ends it
+        stop.set()
+        await flusher
+        return still_queued, request_ids
+
+    still_queued, request_ids = run(scenario())
+    assert still_queued == 5 and sizes == [5]  # none written before its second, all then in one batch
+    assert Generation.objects.filter(request_id__in=request_ids).count() == 5
+    assert ledger_audit() == []
+
+
+def test_a_batchs_worth_of_records_is_written_at_the_first_look(monkeypatch):
+    monkeypatch.setattr(writer, "GATHER_BELOW", 4)
+    sizes = gathered_batches(monkeypatch)
+    caller = caller_for(make_workspace(credits_micro_usd=10 * HOLD))
+
+    async def scenario() -> list[str]:
+        request_ids = await settled(caller, 4)
+        stop = asyncio.Event()
+        flusher = asyncio.create_task(writer.run_flusher(stop))
+        await asyncio.sleep(writer.IDLE_SECONDS)  # the first look, and its write
+        while not sizes:  # the write is in a thread; the first look found the queue full
+            await asyncio.sleep(0.01)
+        stop.set()
+        await flusher
+        return request_ids
+
+    started = time.monotonic()
+    request_ids = run(scenario())
+    assert time.monotonic() - started < writer.GATHER_SECONDS and sizes == [4]
+    assert Generation.objects.filter(request_id__in=request_ids).count() == 4

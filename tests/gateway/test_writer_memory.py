@@ -13,7 +13,7 @@ def test_free_memory_is_given_back_after_a_backlog_or_a_failure_not_after_each_b
     flushes_before_each_trim: list[int] = []
     flushed = 0
 
-    async def flush_once() -> int:
+    async def flush_once(**_: object) -> int:
         nonlocal flushed
         flushed += 1
         outcome = next(outcomes)
