@@ -5,7 +5,9 @@ The server never reports usage while streaming, so the adapter makes it exact an
   tool arguments. Chunks are no count: the server merges the tokens of a character that spans several into one
   chunk ("東京 🍣" answers came out at less than half their tokens), and sends tool calls in chunks of its own
   (`"role": null`). Measured against llama-cpp-python 0.3.36 at temperature 0, the count equals the server's
-  own `completion_tokens` for text, non-ASCII text and forced tool calls; if it fails, the chunks stand in;
+  own `completion_tokens` for text, non-ASCII text and forced tool calls; if it fails, the chunks stand in.
+  Sampled (the default temperature), an answer cut at max_tokens counted one token more than it had: the
+  count is capped at max_tokens;
 - prompt tokens: after the stream, the same chat is sent once more, not streamed, with `max_tokens: 1`; the
   server's own usage then counts the prompt as its chat template rendered it. The prompt is the prefix the
   server has just evaluated, so llama.cpp reuses it and the probe costs about one token of work.
@@ -212,6 +214,11 @@ class LlamaCppAdapter(OpenAICompatibleAdapter):
         self, request: CanonicalRequest, route: RouteInfo, client: UpstreamClient, state: StreamState
     ) -> Usage:
         completion = await self.completion_tokens(route, client, state)
+        if request.max_tokens is not None:
+            # The server stops at max_tokens; the count of its text can come out above it when it sampled a
+            # token sequence its tokenizer would not make (measured: 21 for a 20-token answer it cut, at the
+            # default temperature): never billed beyond what it may have generated.
+            completion = min(completion, request.max_tokens)
         try:
             return Usage(
                 prompt_tokens=await self.prompt_tokens(request, route, client), completion_tokens=completion

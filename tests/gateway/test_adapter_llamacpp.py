@@ -43,6 +43,18 @@ def test_usage_is_exact_the_stream_counts_completion_and_a_one_token_probe_count
     assert events[-1] == Usage(prompt_tokens=31, completion_tokens=4)
 
 
+def test_the_completion_counted_is_never_above_the_limit_the_server_stopped_at():
+    """Re-tokenized, a sampled answer can count more tokens than were generated: the server generates at most
+    max_tokens, so no more are billed."""
+    request = conversation()
+    request.max_tokens = 3
+    with openai_fake("llamacpp", Scenario(text="The sum is 5.", prompt_tokens=31)) as fake:
+        events = collect_events(LlamaCppAdapter(), request, fake.route(model="qwen"))
+        streamed, _ = fake.chat_requests
+    assert streamed.body["max_tokens"] == 3
+    assert events[-1] == Usage(prompt_tokens=31, completion_tokens=3)  # the text counts 4
+
+
 def test_without_the_probe_the_servers_tokenizer_counts_the_prompt_text():
     request = conversation()
     with openai_fake("llamacpp", Scenario(text="The sum is 5.")) as fake:
