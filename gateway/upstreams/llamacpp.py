@@ -6,8 +6,8 @@ The server never reports usage while streaming, so the adapter makes it exact an
   chunk ("東京 🍣" answers came out at less than half their tokens), and sends tool calls in chunks of its own
   (`"role": null`). Measured against llama-cpp-python 0.3.36 at temperature 0, the count equals the server's
   own `completion_tokens` for text, non-ASCII text and forced tool calls; if it fails, the chunks stand in.
-  Sampled (the default temperature), an answer cut at max_tokens counted one token more than it had: the
-  count is capped at max_tokens;
+  Sampled (the default temperature), an answer cut at 20 tokens counted 21 once and 18 once: the count
+  is capped at max_tokens (never billed beyond it; a count below it stays, a token or two short);
 - prompt tokens: after the stream, the same chat is sent once more, not streamed, with `max_tokens: 1`; the
   server's own usage then counts the prompt as its chat template rendered it. The prompt is the prefix the
   server has just evaluated, so llama.cpp reuses it and the probe costs about one token of work.
