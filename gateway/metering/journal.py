@@ -95,12 +95,14 @@ class Segment:
             os.close(fd)
 
     @classmethod
-    def written(cls, directory: Path, data: bytes) -> "Segment":
-        """A new segment holding `data`, synced (a spill segment: run in a thread, off the event loop)."""
+    def holding(cls, directory: Path, data: bytes, *, synced: bool) -> "Segment":
+        """A new segment holding `data`, synced too with `synced` (a spill segment's: run in a thread); a disk
+        that fails leaves no file behind."""
         segment = cls.create(directory)
         try:
             segment.append(data)
-            segment.sync()
+            if synced:
+                segment.sync()
         except OSError:
             segment.close(remove=True)
             raise
@@ -276,13 +278,8 @@ class Journal:
         """Write what is pending to a new segment, which takes the appends from now on. The old one is
         retired: kept, locked, until the new one is synced (`sync`), so that a crash meanwhile leaves both to
         an heir (which settles their entries twice: a no-op), never neither."""
-        fresh = Segment.create(self.directory)
         lines = b"".join(entry.lines() for entry in self.pending.values())
-        try:
-            fresh.append(lines)
-        except OSError:
-            fresh.close(remove=True)
-            raise
+        fresh = Segment.holding(self.directory, lines, synced=False)
         self.compacted_bytes = len(lines)
         self.retired.append(self.segment)
         self.segment = fresh
@@ -311,7 +308,7 @@ class Journal:
         for start in range(0, len(oldest), SPILL_CHUNK):
             chunk = oldest[start : start + SPILL_CHUNK]
             lines = b"".join(entry.lines() for entry in chunk)
-            segment = await asyncio.to_thread(Segment.written, self.directory, lines)
+            segment = await asyncio.to_thread(Segment.holding, self.directory, lines, synced=True)
             self.spilled.append((segment, len(chunk)))
             for entry in chunk:
                 self.pending.pop(entry.request_id, None)

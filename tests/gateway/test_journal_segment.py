@@ -249,13 +249,13 @@ def test_an_entry_taken_for_good_while_its_chunk_is_spilled_is_not_kept(tmp_path
     monkeypatch.setattr(journal_module, "SPILL_CHUNK", 2)
     journal = Journal(tmp_path)
     request_ids = finished(journal, 4)
-    written = journal_module.Segment.written
+    holding = journal_module.Segment.holding
 
-    def written_while_a_request_settles(directory, data):
+    def holding_while_a_request_settles(directory, data, *, synced):
         journal.taken(request_id=request_ids[0], durable=True)  # the loop went on meanwhile
-        return written(directory, data)
+        return holding(directory, data, synced=synced)
 
-    monkeypatch.setattr(journal_module.Segment, "written", written_while_a_request_settles)
+    monkeypatch.setattr(journal_module.Segment, "holding", holding_while_a_request_settles)
 
     assert run(journal.spill()) == 2
     assert list(journal.pending) == request_ids[2:] and journal.spilled_entries == 2
