@@ -6,8 +6,9 @@ The server never reports usage while streaming, so the adapter makes it exact an
   chunk ("東京 🍣" answers came out at less than half their tokens), and sends tool calls in chunks of its own
   (`"role": null`). Measured against llama-cpp-python 0.3.36 at temperature 0, the count equals the server's
   own `completion_tokens` for text, non-ASCII text and forced tool calls; if it fails, the chunks stand in.
-  Sampled (the default temperature), an answer cut at 20 tokens counted 21 once and 18 once: the count
-  is capped at max_tokens (never billed beyond it; a count below it stays, a token or two short);
+  Sampled (the default temperature), an answer need not re-tokenize to the tokens the server generated;
+  an ASCII one's count is held between its chunks and max_tokens, which bounds it exactly when the server
+  cut it (`held_to_the_stream`);
 - prompt tokens: after the stream, the same chat is sent once more, not streamed, with `max_tokens: 1`; the
   server's own usage then counts the prompt as its chat template rendered it. The prompt is the prefix the
   server has just evaluated, so llama.cpp reuses it and the probe costs about one token of work.
@@ -77,6 +78,26 @@ def prompt_text(request: CanonicalRequest) -> str:
                 lines.extend(part.text for part in block.content if isinstance(part, TextBlock))
     lines.extend(json.dumps({"name": t.name, "parameters": t.parameters}) for t in request.tools)
     return "\n".join(lines)
+
+
+def held_to_the_stream(counted: int, request: CanonicalRequest, state: StreamState) -> int:
+    """The output's re-tokenized count, held within what the stream shows the server generated.
+
+    Sampled, an answer is a token sequence the tokenizer need not make again: an ASCII answer the server cut
+    at 20 tokens counted 21 once, 19 once, 18 once. But an ASCII answer cannot have run past max_tokens, and
+    the server sends it a chunk a token (a chunk holds several only while the text could begin a stop
+    sequence): its count is held between its chunks (without tool calls, whose chunks are the server's own)
+    and max_tokens. A non-ASCII answer's count stands: the server sends a character's tokens in one chunk
+    once it is whole, and tests max_tokens only then, so it runs past it (27 tokens for 26, emoji at
+    temperature 0).
+    """
+    if not all(part.isascii() for part in state.completion):
+        return counted
+    if request.max_tokens is not None:
+        counted = min(counted, request.max_tokens)
+    if not state.tool_blocks:
+        counted = max(counted, state.output_chunks)
+    return counted
 
 
 @register
@@ -213,12 +234,7 @@ class LlamaCppAdapter(OpenAICompatibleAdapter):
     async def fallback_usage(
         self, request: CanonicalRequest, route: RouteInfo, client: UpstreamClient, state: StreamState
     ) -> Usage:
-        completion = await self.completion_tokens(route, client, state)
-        if request.max_tokens is not None:
-            # The server stops at max_tokens; the count of its text can come out above it when it sampled a
-            # token sequence its tokenizer would not make (measured: 21 for a 20-token answer it cut, at the
-            # default temperature): never billed beyond what it may have generated.
-            completion = min(completion, request.max_tokens)
+        completion = held_to_the_stream(await self.completion_tokens(route, client, state), request, state)
         try:
             return Usage(
                 prompt_tokens=await self.prompt_tokens(request, route, client), completion_tokens=completion

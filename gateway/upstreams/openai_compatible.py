@@ -123,7 +123,12 @@ class OpenAICompatibleAdapter(OpenAIRequestMapping, UpstreamAdapter):
         delta = choice.get("delta") or {}
         if isinstance(text := choice.get("text"), str):  # a text completion's chunk
             delta = {"content": text}
-        if "role" not in delta and not delta.keys().isdisjoint(_OUTPUT_FIELDS):
+        # A text completion's last chunk, empty with its finish reason, is no token (llama-cpp-python's).
+        if (
+            "role" not in delta
+            and not delta.keys().isdisjoint(_OUTPUT_FIELDS)
+            and (not choice.get("finish_reason") or any(delta.get(name) for name in _OUTPUT_FIELDS))
+        ):
             state.output_chunks += 1
         events: list[Event] = []
         if reasoning := self.reasoning_text(delta):

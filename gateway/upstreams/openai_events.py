@@ -61,8 +61,9 @@ class StreamState:
     finish: FinishReason | None = None
     usage: Usage | None = None
     deltas: int = 0
-    # Chunks that carried output, empty ones included, the role frame not (a server streaming token by token
-    # sends one per token, with empty text while a multi-byte character is incomplete).
+    # Chunks that carried output, empty ones included, the role frame and an empty closing one not (a
+    # server streaming token by token sends one per token, with empty text while a multi-byte character is
+    # incomplete).
     output_chunks: int = 0
     completion: list[str] = field(default_factory=list)
     provider_metadata: dict[str, Any] = field(default_factory=dict)  # handle_chunk_extras keeps it here

@@ -55,6 +55,35 @@ def test_the_completion_counted_is_never_above_the_limit_the_server_stopped_at()
     assert events[-1] == Usage(prompt_tokens=31, completion_tokens=3)  # the text counts 4
 
 
+def test_an_ascii_answer_counted_below_its_chunks_is_billed_its_chunks():
+    """The server sends an ASCII answer a chunk a token; re-tokenized, a sampled one can count fewer (19 for
+    an answer it cut at 20): at least its chunks are billed, the closing one not, nor a tool call's chunks."""
+    request = conversation()
+    with openai_fake("llamacpp", Scenario(text="ab cd ef", piece=1, prompt_tokens=31)) as fake:
+        events = collect_events(LlamaCppAdapter(), request, fake.route(model="qwen"))
+    assert events[-1] == Usage(prompt_tokens=31, completion_tokens=8)  # 8 chunks; a token a word counts 3
+
+    request.raw_prompt = "Add two and three."  # a text completion: its last chunk is empty, with the reason
+    with openai_fake("llamacpp", Scenario(text="ab cd ef", piece=1, prompt_tokens=31)) as fake:
+        events = collect_events(LlamaCppAdapter(), request, fake.route(model="qwen"))
+    assert events[-1] == Usage(prompt_tokens=31, completion_tokens=8)
+
+    call = Scenario(text="", tool_calls=[FakeToolCall("add", '{"a": 2, "b": 3}')], piece=1, prompt_tokens=31)
+    with openai_fake("llamacpp", call) as fake:
+        events = collect_events(LlamaCppAdapter(), conversation(), fake.route(model="qwen"))
+    assert events[-1] == Usage(prompt_tokens=31, completion_tokens=4)  # the arguments' words, not chunks
+
+
+def test_a_non_ascii_answer_is_billed_its_count_past_the_limit():
+    """The server checks max_tokens only between whole characters, so a text ending in one split over several
+    tokens runs past the limit (measured: 27 tokens for 26): those tokens were generated, and are billed."""
+    request = conversation()
+    request.max_tokens = 3
+    with openai_fake("llamacpp", Scenario(text="東京 は 大きい 🍣", prompt_tokens=31)) as fake:
+        events = collect_events(LlamaCppAdapter(), request, fake.route(model="qwen"))
+    assert events[-1] == Usage(prompt_tokens=31, completion_tokens=4)  # a token a word: 4, over max_tokens 3
+
+
 def test_without_the_probe_the_servers_tokenizer_counts_the_prompt_text():
     request = conversation()
     with openai_fake("llamacpp", Scenario(text="The sum is 5.")) as fake:

@@ -116,6 +116,8 @@ class Case:
 CASES = {
     "text": Case([("user", "Tell me a story about the sea, please")], max_tokens=16),
     "non-ascii": Case([("user", "Write 東京 🍣 東京 🍣 東京 🍣")], max_tokens=40),
+    # The server generates past max_tokens while its text ends inside a character: 27 tokens for these 26.
+    "past-the-limit": Case([("user", "Write emoji only: 🍣🍣🍣")], max_tokens=26),
     "forced-tool-call": Case([("user", "Weather in Paris?")], max_tokens=30, tools=True, forced=True),
     "tool-round-trip": Case(
         [("user", "Weather in Paris?"), ("call", CALL), ("result", RESULT)], max_tokens=30, tools=True
@@ -212,6 +214,31 @@ def test_a_whole_answer_is_what_the_stream_of_the_same_chat_adds_up_to(
     whole_calls = [(c.function.name, c.function.arguments) for c in whole.message.tool_calls or []]
     assert (whole.message.content or "") == text and whole_calls == list(calls.values())
     assert text or whole_calls
+
+
+def test_sampled_answers_the_server_cut_are_billed_its_limit(gateway_url, funded_key, llama_model):
+    """At the default temperature an answer need not re-tokenize to the tokens the server generated (an ASCII
+    one cut at 20 counted 19 once, 21 once); the server cuts an ASCII one at exactly max_tokens: billed so."""
+    _, key = funded_key
+    client = openai.OpenAI(base_url=f"{gateway_url}/api/v1", api_key=key, max_retries=0)
+    cut = 0
+    for _ in range(8):
+        stream = client.chat.completions.with_raw_response.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "Write a long story about a dragon and a knight."}],
+            max_tokens=20,
+            stream=True,
+        )
+        text, finish = "", None
+        for chunk in stream.parse():
+            if chunk.choices:
+                text += chunk.choices[0].delta.content or ""
+                finish = chunk.choices[0].finish_reason or finish
+        generation = settled_generation(stream.headers["x-request-id"])
+        if finish == "length" and text.isascii():
+            cut += 1
+            assert generation.tokens_completion == 20, text
+    assert cut >= 4  # the story runs on: most are cut
 
 
 # --- A client that leaves mid-stream -------------------------------------------------------------------
