@@ -7,8 +7,8 @@ The server never reports usage while streaming, so the adapter makes it exact an
   (`"role": null`). Measured against llama-cpp-python 0.3.36 at temperature 0, the count equals the server's
   own `completion_tokens` for text, non-ASCII text and forced tool calls; if it fails, the chunks stand in.
   Sampled (the default temperature), an answer need not re-tokenize to the tokens the server generated;
-  an ASCII one's count is held between its chunks and max_tokens, which bounds it exactly when the server
-  cut it (`held_to_the_stream`);
+  the count is held at or above its chunks, and an ASCII one's at or below max_tokens, which bounds it
+  exactly when the server cut it (`held_to_the_stream`);
 - prompt tokens: after the stream, the same chat is sent once more, not streamed, with `max_tokens: 1`; the
   server's own usage then counts the prompt as its chat template rendered it. The prompt is the prefix the
   server has just evaluated, so llama.cpp reuses it and the probe costs about one token of work.
@@ -84,16 +84,13 @@ def held_to_the_stream(counted: int, request: CanonicalRequest, state: StreamSta
     """The output's re-tokenized count, held within what the stream shows the server generated.
 
     Sampled, an answer is a token sequence the tokenizer need not make again: an ASCII answer the server cut
-    at 20 tokens counted 21 once, 19 once, 18 once. But an ASCII answer cannot have run past max_tokens, and
-    the server sends it a chunk a token (a chunk holds several only while the text could begin a stop
-    sequence): its count is held between its chunks (without tool calls, whose chunks are the server's own)
-    and max_tokens. A non-ASCII answer's count stands: the server sends a character's tokens in one chunk
-    once it is whole, and tests max_tokens only then, so it runs past it (27 tokens for 26, emoji at
-    temperature 0).
+    at 20 tokens counted 21 once, 19 once, 18 once. Each chunk of text holds at least one token (one each in
+    ASCII, unless the text could begin a stop sequence; a character's tokens together), so the chunks are a
+    floor (not a tool call's, which are the server's own). An ASCII answer cannot have run past max_tokens: a
+    ceiling. A non-ASCII one can: the server tests max_tokens only when its text ends on a whole character
+    (27 tokens for 26, emoji at temperature 0).
     """
-    if not all(part.isascii() for part in state.completion):
-        return counted
-    if request.max_tokens is not None:
+    if request.max_tokens is not None and all(part.isascii() for part in state.completion):
         counted = min(counted, request.max_tokens)
     if not state.tool_blocks:
         counted = max(counted, state.output_chunks)

@@ -55,13 +55,18 @@ def test_the_completion_counted_is_never_above_the_limit_the_server_stopped_at()
     assert events[-1] == Usage(prompt_tokens=31, completion_tokens=3)  # the text counts 4
 
 
-def test_an_ascii_answer_counted_below_its_chunks_is_billed_its_chunks():
-    """The server sends an ASCII answer a chunk a token; re-tokenized, a sampled one can count fewer (19 for
-    an answer it cut at 20): at least its chunks are billed, the closing one not, nor a tool call's chunks."""
+def test_an_answer_counted_below_its_chunks_is_billed_its_chunks():
+    """Each chunk of text holds a token at least (an ASCII answer's one each); re-tokenized, a sampled answer
+    can count fewer (19 for one cut at 20): at least its chunks are billed, the closing one not, nor a tool
+    call's chunks."""
     request = conversation()
     with openai_fake("llamacpp", Scenario(text="ab cd ef", piece=1, prompt_tokens=31)) as fake:
         events = collect_events(LlamaCppAdapter(), request, fake.route(model="qwen"))
     assert events[-1] == Usage(prompt_tokens=31, completion_tokens=8)  # 8 chunks; a token a word counts 3
+
+    with openai_fake("llamacpp", Scenario(text="東京 寿司", piece=1, prompt_tokens=31)) as fake:
+        events = collect_events(LlamaCppAdapter(), request, fake.route(model="qwen"))
+    assert events[-1] == Usage(prompt_tokens=31, completion_tokens=5)  # 5 chunks; 2 words
 
     request.raw_prompt = "Add two and three."  # a text completion: its last chunk is empty, with the reason
     with openai_fake("llamacpp", Scenario(text="ab cd ef", piece=1, prompt_tokens=31)) as fake:
