@@ -62,8 +62,7 @@ class StreamState:
     usage: Usage | None = None
     deltas: int = 0
     # Chunks that carried output, empty ones included, the role frame and an empty closing one not (a
-    # server streaming token by token sends one per token, with empty text while a multi-byte character is
-    # incomplete).
+    # server streaming token by token sends one per token or more, some with empty text).
     output_chunks: int = 0
     completion: list[str] = field(default_factory=list)
     provider_metadata: dict[str, Any] = field(default_factory=dict)  # handle_chunk_extras keeps it here
