@@ -122,13 +122,9 @@ class OpenAICompatibleAdapter(OpenAIRequestMapping, UpstreamAdapter):
             return []
         delta = choice.get("delta") or {}
         if isinstance(text := choice.get("text"), str):  # a text completion's chunk
-            delta = {"content": text}
-        # A text completion's last chunk, empty with its finish reason, is no token (llama-cpp-python's).
-        if (
-            "role" not in delta
-            and not delta.keys().isdisjoint(_OUTPUT_FIELDS)
-            and (not choice.get("finish_reason") or any(delta.get(name) for name in _OUTPUT_FIELDS))
-        ):
+            # Its last one, empty with the finish reason, carries no output (as a chat stream's empty delta).
+            delta = {"content": text} if text or not choice.get("finish_reason") else {}
+        if "role" not in delta and not delta.keys().isdisjoint(_OUTPUT_FIELDS):
             state.output_chunks += 1
         events: list[Event] = []
         if reasoning := self.reasoning_text(delta):
