@@ -22,6 +22,12 @@ A request the server refuses (a prompt over its context, say) gets a 200 and an 
 the server raises inside its generator. The same request, not streamed, gets the refusal itself (a 400 with
 `code: context_length_exceeded`), so an empty stream is asked again that way to learn why.
 
+Tools, as the server's tool-calling handler (`--chat_format chatml-function-calling`) takes them, measured:
+it shows the model the tools only when `tool_choice` is sent (tools without one go as "auto", which is what
+OpenAI and Anthropic read then); "required" fails its assertion (with one tool it is that tool named, with
+several it is refused, naming `tool_choice`); and it cannot stream a choice left to the model, so such a
+request is asked for the whole answer and its events streamed from it (billed by the server's usage).
+
 The API key is optional (no header when empty); `grammar` (GBNF) and `mirostat_*` pass through `extra`: the
 fields below are the Jan spec's (its schemas are open, but the server ignores a field it does not know, so a
 client's other fields are refused or dropped by the rule in upstreams/extras.py, not lost there).
@@ -32,6 +38,7 @@ import json
 from collections.abc import Sequence
 
 from core.encoding import compact_json
+from core.errors import ErrorCode
 from gateway.canonical import (
     Block,
     CanonicalRequest,
@@ -47,6 +54,7 @@ from gateway.upstreams.http1 import HttpError, UpstreamClient
 from gateway.upstreams.openai_compatible import Json, OpenAICompatibleAdapter, logger
 from gateway.upstreams.openai_errors import http_failure
 from gateway.upstreams.openai_events import StreamState
+from gateway.upstreams.openai_request import named_tool
 from gateway.upstreams.registry import register
 
 # CreateChatCompletionRequest and CreateCompletionRequest (spec 002).
@@ -99,6 +107,11 @@ def held_to_the_stream(counted: int, request: CanonicalRequest, state: StreamSta
     return counted
 
 
+def _model_chooses_a_tool(request: CanonicalRequest) -> bool:
+    """Tools offered with `tool_choice` auto, said or not (sent as "auto": `LlamaCppAdapter.tool_choice`)."""
+    return bool(request.tools) and (request.tool_choice is None or request.tool_choice.mode == "auto")
+
+
 @register
 class LlamaCppAdapter(OpenAICompatibleAdapter):
     kind = "llamacpp"
@@ -120,6 +133,32 @@ class LlamaCppAdapter(OpenAICompatibleAdapter):
 
     def map_reasoning(self, request: CanonicalRequest, body: Json) -> None:
         """The server has no reasoning controls."""
+
+    def streams(self, request: CanonicalRequest) -> bool:
+        """A request that lets the model choose whether to call a tool is asked for the whole answer, and its
+        events streamed from it: the server's handler cannot stream that choice ("Automatic streaming tool
+        choice is not supported", an empty stream). Its usage is then the server's own."""
+        return super().streams(request) and not _model_chooses_a_tool(request)
+
+    def tool_choice(self, request: CanonicalRequest) -> str | Json | None:
+        """The server's chat handler (chatml-function-calling) shows the model the tools only when
+        `tool_choice` is sent, and takes "auto", "none" or one named function: without one it drops the
+        tools (measured: the prompt came out without them), and "required" fails its assertion (a 500). So
+        tools without a choice go as "auto", as OpenAI and Anthropic read them; "required" with one tool is
+        that tool named; with several the server has no way to require one of them, which is refused."""
+        choice = request.tool_choice
+        if not request.tools or (choice is not None and choice.mode != "required"):
+            return super().tool_choice(request)
+        if choice is None:
+            return "auto"
+        if len(request.tools) == 1:
+            return named_tool(request.tools[0].name)
+        raise UpstreamError(
+            ErrorCode.INVALID_REQUEST,
+            f"tool_choice: {self.label} can require a call to one named tool, not to any of "
+            f"{len(request.tools)}; name the tool to call, or send auto",
+            param="tool_choice",
+        )
 
     def response_format(self, fmt: ResponseFormat) -> Json:
         if fmt.type == "json_schema":

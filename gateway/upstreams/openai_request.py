@@ -32,6 +32,11 @@ _PROTECTED = frozenset({"model", "messages", "stream", "stream_options"})
 _PROTECTED_COMPLETION = frozenset({"model", "prompt", "stream", "stream_options"})
 
 
+def named_tool(name: str | None) -> Json:
+    """A `tool_choice` that names the one function to call."""
+    return {"type": "function", "function": {"name": name}}
+
+
 def effort_for_budget(budget: int) -> str:
     """The nearest effort for a token budget, for dialects that only take an effort."""
     return "low" if budget <= 2048 else "medium" if budget <= 8192 else "high"
@@ -82,13 +87,8 @@ class OpenAIRequestMapping:
             body["tools"] = [
                 self.tool(tool.name, tool.description, tool.parameters, tool.strict) for tool in request.tools
             ]
-        if request.tool_choice is not None:
-            choice = request.tool_choice
-            body["tool_choice"] = (
-                {"type": "function", "function": {"name": choice.name}}
-                if choice.mode == "tool"
-                else choice.mode
-            )
+        if (choice := self.tool_choice(request)) is not None:
+            body["tool_choice"] = choice
         if request.parallel_tool_calls is not None and request.tools:
             body["parallel_tool_calls"] = request.parallel_tool_calls
         if request.max_tokens is not None:
@@ -103,6 +103,13 @@ class OpenAIRequestMapping:
         extra = extras_for(request, family="openai", fields=self.chat_fields, label=self.label)
         body.update({name: value for name, value in extra.items() if name not in _PROTECTED})
         return self.with_stream_flags(request, body)
+
+    def tool_choice(self, request: CanonicalRequest) -> str | Json | None:
+        """The request's `tool_choice` in the dialect: a mode, or the one function to call (None: none)."""
+        choice = request.tool_choice
+        if choice is None:
+            return None
+        return named_tool(choice.name) if choice.mode == "tool" else choice.mode
 
     def text_completion_body(self, request: CanonicalRequest, route: RouteInfo) -> Json:
         """A legacy completion: the prompt as it is; `max_tokens` in every dialect's completions schema."""

@@ -1,22 +1,33 @@
 """Jan / llama-cpp-python: no usage in the stream, so tokens are counted with the server's tokenizer."""
 
+import pytest
+
+from core.errors import ErrorCode
 from gateway.canonical import (
+    BlockStart,
     CanonicalRequest,
     Message,
     ResponseFormat,
     TextBlock,
     Tool,
     ToolCallBlock,
+    ToolCallDelta,
+    ToolChoice,
     ToolResultBlock,
     Usage,
 )
+from gateway.upstreams.base import ProviderInfo, RouteInfo, UpstreamError
 from gateway.upstreams.llamacpp import LlamaCppAdapter, prompt_text
 from tests.fakes.openai_dialects import Scenario, openai_fake
 from tests.fakes.openai_scenario import FakeToolCall
 from tests.fakes.server import collect_events
 
+ANSWER_AFTER_THE_RESULT = ToolChoice("none")
 
-def conversation() -> CanonicalRequest:
+
+def conversation(choice: ToolChoice | None = ANSWER_AFTER_THE_RESULT) -> CanonicalRequest:
+    """A tool's round trip, its answer streamed. The choice is not left to the model by default: such a
+    request is asked for its whole answer (the server cannot stream that choice)."""
     return CanonicalRequest(
         model="local/model",
         messages=[
@@ -26,6 +37,7 @@ def conversation() -> CanonicalRequest:
             Message("tool", [ToolResultBlock("c1", [TextBlock("5")])]),
         ],
         tools=[Tool("add", "Adds", {"type": "object"})],
+        tool_choice=choice,
         stream=True,
     )
 
@@ -118,7 +130,7 @@ def test_the_prompt_text_holds_every_message_tool_call_result_and_tool_definitio
 def test_tool_call_arguments_are_counted_as_completion():
     scenario = Scenario(text="", tool_calls=[FakeToolCall("add", '{"a": 2, "b": 3}')])
     with openai_fake("llamacpp", scenario) as fake:
-        events = collect_events(LlamaCppAdapter(), conversation(), fake.route())
+        events = collect_events(LlamaCppAdapter(), conversation(ToolChoice("tool", "add")), fake.route())
     # The tokenizer counts the arguments (4 words), not the 5 chunks they came in.
     assert events[-1].completion_tokens == 4
 
@@ -146,3 +158,60 @@ def test_grammar_and_mirostat_pass_through_and_json_schemas_become_json_object_w
     assert (body["grammar"], body["mirostat_mode"], body["mirostat_tau"]) == ('root ::= "yes" | "no"', 2, 5.0)
     assert body["response_format"] == {"type": "json_object", "schema": {"type": "object"}}
     assert body["messages"][0] == {"role": "system", "content": "You are terse."}
+
+
+ROUTE = RouteInfo(ProviderInfo("local", "llamacpp", "http://127.0.0.1:1/v1", "", 5), "m")
+WEATHER = Tool("get_weather", "Weather in a city", {"type": "object"})
+TIME = Tool("get_time", "Time in a city", {"type": "object"})
+
+
+@pytest.mark.parametrize(
+    ("tools", "choice", "sent"),
+    [
+        # The server shows the model its tools only when told to: none said is OpenAI's and Anthropic's auto.
+        ([WEATHER], None, "auto"),
+        ([WEATHER, TIME], ToolChoice("auto"), "auto"),
+        ([WEATHER, TIME], ToolChoice("none"), "none"),
+        (
+            [WEATHER, TIME],
+            ToolChoice("tool", "get_time"),
+            {"type": "function", "function": {"name": "get_time"}},
+        ),
+        # "required" fails the server's assertion: with one tool it means that tool.
+        ([WEATHER], ToolChoice("required"), {"type": "function", "function": {"name": "get_weather"}}),
+        ([], None, None),
+    ],
+)
+def test_the_tool_choice_sent_is_one_the_servers_chat_handler_takes(tools, choice, sent):
+    request = CanonicalRequest(
+        model="m", messages=[Message("user", [TextBlock("Hi")])], tools=tools, tool_choice=choice
+    )
+    body = LlamaCppAdapter().build_body(request, ROUTE)
+    assert body.get("tool_choice") == sent
+
+
+def test_a_call_required_among_several_tools_is_refused_naming_tool_choice():
+    request = CanonicalRequest(
+        model="m",
+        messages=[Message("user", [TextBlock("Hi")])],
+        tools=[WEATHER, TIME],
+        tool_choice=ToolChoice("required"),
+    )
+    with pytest.raises(UpstreamError) as refused:
+        LlamaCppAdapter().build_body(request, ROUTE)
+    assert (refused.value.code, refused.value.param) == (ErrorCode.INVALID_REQUEST, "tool_choice")
+    assert not refused.value.retryable  # a field this route cannot take: another route's may
+    assert "name the tool" in refused.value.message
+
+
+def test_a_stream_that_leaves_the_tool_choice_to_the_model_is_made_from_the_whole_answer():
+    """The server cannot stream a choice left to the model: the whole answer is asked (with "auto"), and its
+    events and the server's own usage are what the stream gets."""
+    scenario = Scenario(text="", tool_calls=[FakeToolCall("add", '{"a": 2, "b": 3}')], prompt_tokens=31)
+    with openai_fake("llamacpp", scenario) as fake:
+        events = collect_events(LlamaCppAdapter(), conversation(choice=None), fake.route())
+        (asked,) = fake.chat_requests  # no count, no probe: the answer has the server's usage
+    assert asked.body["stream"] is False and asked.body["tool_choice"] == "auto"
+    assert [e.tool_name for e in events if isinstance(e, BlockStart)] == ["add"]
+    assert "".join(e.arguments for e in events if isinstance(e, ToolCallDelta)) == '{"a": 2, "b": 3}'
+    assert events[-1] == Usage(prompt_tokens=31, completion_tokens=scenario.completion_tokens)
