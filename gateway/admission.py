@@ -22,7 +22,7 @@ from gateway.ingress.base import IngressFormat
 from gateway.metering import get_meter
 from gateway.metering.records import Refusal, refusal_record
 from gateway.outage import PostgresDown, in_thread_within
-from gateway.resolve import require_available, require_kind, resolved_model
+from gateway.resolve import require_available, require_image_input, require_kind, resolved_model
 from gateway.routing import serves_raw_prompts
 from gateway.session import guarded_fetch_session, web_session
 from gateway.tokens import estimate_prompt_tokens, prompt_tokens_at_least, reservation_prompt_tokens
@@ -68,6 +68,7 @@ def _admit(fmt: IngressFormat, caller: Caller, body: bytes) -> Admitted:
         )
         raise ApiError(ErrorCode.CONTEXT_LENGTH_EXCEEDED, message, param=fmt.PROMPT_FIELD)
     require_available(model)
+    require_image_input(model, request, fmt.PROMPT_FIELD)
     if request.raw_prompt is not None and not any(serves_raw_prompts(route) for route in model.routes):
         message = (
             f"model: {model.slug}'s providers have no text completions endpoint; "

@@ -226,3 +226,96 @@ def test_a_long_end_user_id_is_recorded_truncated_and_the_request_still_settles(
     assert response.status_code == 200, response.text
     generation = settled_generation(response.headers["x-request-id"])
     assert generation.end_user == "u" * 200
+
+
+PIXEL = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+WITH_AN_IMAGE = {  # a question about an image, in each format: path, body, the field the refusal names
+    "chat": (
+        "/api/v1/chat/completions",
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "What is this?"},
+                        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PIXEL}"}},
+                    ],
+                }
+            ]
+        },
+        "messages",
+    ),
+    "responses": (
+        "/api/v1/responses",
+        {
+            "input": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "input_text", "text": "What is this?"},
+                        {"type": "input_image", "image_url": f"data:image/png;base64,{PIXEL}"},
+                    ],
+                }
+            ]
+        },
+        "input",
+    ),
+    "messages: an image in a tool's result": (
+        "/api/v1/messages",
+        {
+            "max_tokens": 16,
+            "tools": [{"name": "camera", "input_schema": {"type": "object"}}],
+            "messages": [
+                {"role": "user", "content": "What does the camera see?"},
+                {
+                    "role": "assistant",
+                    "content": [{"type": "tool_use", "id": "t1", "name": "camera", "input": {}}],
+                },
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "tool_result",
+                            "tool_use_id": "t1",
+                            "content": [
+                                {
+                                    "type": "image",
+                                    "source": {"type": "base64", "media_type": "image/png", "data": PIXEL},
+                                }
+                            ],
+                        }
+                    ],
+                },
+            ],
+        },
+        "messages",
+    ),
+}
+
+
+@pytest.mark.parametrize("asked", list(WITH_AN_IMAGE))
+def test_an_image_goes_only_to_a_model_that_takes_image_input(gateway_url, funded_key, asked):
+    """A text-only model's server drops an image or reads its data as text, and the caller would pay for an
+    answer that never saw it: refused before anything is held, naming the conversation's field. The same
+    request to the model once the catalog lists it with `vision` is answered."""
+    from catalog.models import Model
+    from gateway.catalog_cache import catalog_cache
+
+    workspace, key = funded_key
+    path, body, field = WITH_AN_IMAGE[asked]
+    before = CreditAccount.objects.get(workspace=workspace).balance_micro_usd
+    headers = {"Authorization": f"Bearer {key}"}
+    refused = httpx.post(gateway_url + path, json={**body, "model": SANDBOX}, headers=headers, timeout=20)
+    assert refused.status_code == 400, refused.text
+    error = refused.json()["error"]
+    assert error["code"] == "invalid_request" and error["message"].startswith(
+        f"{field}: {SANDBOX} takes text"
+    )
+    assert path == "/api/v1/messages" or error["param"] == field  # Anthropic's envelope has no `param`
+    assert CreditAccount.objects.get(workspace=workspace).balance_micro_usd == before
+
+    model = Model.objects.get(slug=SANDBOX)
+    Model.objects.filter(pk=model.pk).update(features=[*model.features, "vision"])
+    catalog_cache.invalidate()
+    answered = httpx.post(gateway_url + path, json={**body, "model": SANDBOX}, headers=headers, timeout=20)
+    assert answered.status_code == 200, answered.text
