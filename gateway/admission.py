@@ -19,6 +19,7 @@ from gateway.http import (
     parse_json_object,
 )
 from gateway.ingress.base import IngressFormat
+from gateway.ingress.validation import refuse_unanswerable_tool_choice
 from gateway.metering import get_meter
 from gateway.metering.records import Refusal, refusal_record
 from gateway.outage import PostgresDown, in_thread_within
@@ -60,6 +61,7 @@ def _admit(fmt: IngressFormat, caller: Caller, body: bytes) -> Admitted:
     """What the caller asks for, and whether they may. Raises ApiError. Queries the database only for a
     catalog not cached yet (see `admit`)."""
     request = fmt.parse_request(parse_json_object(body))
+    refuse_unanswerable_tool_choice(request)
     model = resolved_model(caller, request.model)
     require_kind(model, "chat")
     if (least := prompt_tokens_at_least(request)) > model.context_length:

@@ -10,7 +10,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
 from core.errors import ApiError, ErrorCode
-from gateway.canonical import Effort, ReasoningControl, Role, ServerToolUse, ToolChoiceMode
+from gateway.canonical import CanonicalRequest, Effort, ReasoningControl, Role, ServerToolUse, ToolChoiceMode
 from gateway.tools.registry import available_server_tools
 
 SCHEMAS = Path(__file__).parent / "schemas"
@@ -185,6 +185,19 @@ def refuse_unrenderable(body: dict[str, Any]) -> None:
         _refuse("modalities", "must be an array")
     if body.get("audio") is not None or any(m != "text" for m in modalities or []):
         _refuse("modalities", "only text output is available through the gateway")
+
+
+def refuse_unanswerable_tool_choice(request: CanonicalRequest) -> None:
+    """A `tool_choice` that asks for a call no tool can make: refused, as OpenAI and Anthropic refuse it,
+    rather than left to each upstream (one ignores it, one calls another tool, llama.cpp fails with a 500)."""
+    choice = request.tool_choice
+    if choice is None or choice.mode in ("auto", "none"):
+        return
+    names = [tool.name for tool in request.tools] + [use.name for use in request.server_tools]
+    if not names:
+        _refuse("tool_choice", f"{choice.name or choice.mode!r} asks for a tool call, and no tools are given")
+    if choice.mode == "tool" and choice.name not in names:
+        _refuse("tool_choice", f"names {choice.name!r}, which is not among the tools ({', '.join(names)})")
 
 
 def _refuse(field: str, problem: str) -> None:

@@ -319,3 +319,62 @@ def test_an_image_goes_only_to_a_model_that_takes_image_input(gateway_url, funde
     catalog_cache.invalidate()
     answered = httpx.post(gateway_url + path, json={**body, "model": SANDBOX}, headers=headers, timeout=20)
     assert answered.status_code == 200, answered.text
+
+
+FUNCTION_F = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"tool_choice": "required"}, "tool_choice: 'required' asks for a tool call, and no tools are given"),
+        (
+            {"tool_choice": {"type": "function", "function": {"name": "f"}}},
+            "tool_choice: 'f' asks for a tool call, and no tools are given",
+        ),
+        (
+            {"tools": [FUNCTION_F], "tool_choice": {"type": "function", "function": {"name": "g"}}},
+            "tool_choice: names 'g', which is not among the tools (f)",
+        ),
+    ],
+    ids=["required-without-tools", "named-without-tools", "named-unknown"],
+)
+def test_a_tool_choice_no_tool_can_answer_is_refused_naming_it(gateway_url, funded_key, extra, message):
+    """OpenAI and Anthropic refuse these; upstreams left to them differ (the sandbox called another tool,
+    llama.cpp failed with a 500): refused here, the same for every route."""
+    _, key = funded_key
+    refused = chat(gateway_url, key, **extra)
+    assert_error(refused, 400, "invalid_request", "tool_choice")
+    assert refused.json()["error"]["message"] == message
+
+
+ALLOWED_CHOICES = [
+    {"tool_choice": "auto"},
+    {"tool_choice": "none"},
+    {"tools": [FUNCTION_F], "tool_choice": "required"},
+    {"tools": [FUNCTION_F], "tool_choice": {"type": "function", "function": {"name": "f"}}},
+]
+
+
+@pytest.mark.parametrize("extra", ALLOWED_CHOICES, ids=["auto", "none", "required", "named"])
+def test_a_tool_choice_a_tool_can_answer_or_that_asks_for_none_is_served(gateway_url, funded_key, extra):
+    _, key = funded_key
+    assert chat(gateway_url, key, **extra).status_code == 200
+
+
+def test_a_tool_choice_in_messages_and_responses_is_held_to_the_same_rule(gateway_url, funded_key):
+    _, key = funded_key
+    headers = {"Authorization": f"Bearer {key}"}
+    messages = {
+        "model": SANDBOX,
+        "max_tokens": 8,
+        "messages": [{"role": "user", "content": "hi"}],
+        "tools": [{"name": "f", "input_schema": {"type": "object"}}],
+        "tool_choice": {"type": "tool", "name": "g"},
+    }
+    refused = httpx.post(f"{gateway_url}/api/v1/messages", json=messages, headers=headers, timeout=20)
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "invalid_request"
+    assert refused.json()["error"]["message"].startswith("tool_choice: names 'g'")
+    responses = {"model": SANDBOX, "input": "hi", "tool_choice": "required"}
+    refused = httpx.post(f"{gateway_url}/api/v1/responses", json=responses, headers=headers, timeout=20)
+    assert_error(refused, 400, "invalid_request", "tool_choice")
