@@ -3,7 +3,8 @@
 Route options (providers.yaml): `first_token_ms` (default 150), `tokens_per_second` (default 60) and, for
 embeddings, `dimensions` (default 256).
 It answers with text (a short echo; asked for something "long", a "story" or an "essay", a long text until
-max_tokens, to watch a stream and try Stop); with tools and tool_choice required/named it calls the first (or
+max_tokens, to watch a stream and try Stop), as JSON when a response format asks for it (an instance of
+a JSON schema); with tools and tool_choice required/named it calls the first (or
 named) tool; with reasoning asked for it thinks out loud first. Usage counts one token per emitted word piece.
 
 Offered server tools (ADR 0013), it calls one when the user's last turn asks for it (`_server_call`: a URL
@@ -67,6 +68,44 @@ def _reply(request: CanonicalRequest) -> str:
         return " ".join([_LONG_PARAGRAPH] * _LONG_REPEATS)
     quoted = " ".join(last_user.split()[:12]) or "nothing"
     return f"Hello from the HyperInfer sandbox. You said: {quoted}"
+
+
+def _formatted(request: CanonicalRequest, reply: str) -> str:
+    """The reply in the format asked for: a JSON object (`json_object`), or an instance of the schema
+    (`json_schema`), so structured output can be tried here as it is on a real model."""
+    fmt = request.response_format
+    if fmt is None or fmt.type == "text":
+        return reply
+    if fmt.type == "json_schema" and fmt.schema:
+        return json.dumps(_instance(fmt.schema, reply, fmt.schema))
+    return json.dumps({"answer": reply})
+
+
+def _instance(schema: object, reply: str, root: dict[str, object], depth: int = 0) -> object:
+    """A value the JSON schema accepts: each property of an object, one item of an array, an enum's first
+    value, the reply where a string goes. Enough for the shapes structured output asks for."""
+    if not isinstance(schema, dict) or depth > 8:
+        return reply
+    if isinstance(ref := schema.get("$ref"), str) and ref.startswith("#/"):
+        target: object = root
+        for part in ref[2:].split("/"):
+            target = target.get(part, {}) if isinstance(target, dict) else {}
+        return _instance(target, reply, root, depth + 1)
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    for combined in ("anyOf", "oneOf", "allOf"):
+        if schema.get(combined):
+            return _instance(schema[combined][0], reply, root, depth + 1)
+    kind = schema.get("type")
+    kind = next((k for k in kind if k != "null"), "null") if isinstance(kind, list) else kind
+    if kind == "object" or (kind is None and "properties" in schema):
+        properties = schema.get("properties") or {}
+        return {name: _instance(sub, reply, root, depth + 1) for name, sub in properties.items()}
+    if kind == "array":
+        return [_instance(schema.get("items") or {}, reply, root, depth + 1)]
+    return {"integer": 1, "number": 1.0, "boolean": True, "null": None}.get(str(kind), reply)
 
 
 def _answers_server_calls(request: CanonicalRequest, results: Message) -> bool:
@@ -173,7 +212,7 @@ class MockAdapter(UpstreamAdapter):
             yield BlockStop(index)
             finish = "tool_calls"
         else:
-            pieces = _pieces(_reply(request))
+            pieces = _pieces(_formatted(request, _reply(request)))
             remaining = max(0, budget - produced)
             yield BlockStart(index, "text")
             for piece in pieces[:remaining]:
