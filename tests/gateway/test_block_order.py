@@ -66,6 +66,12 @@ def whole_order(upstream: str, in_order: list[tuple]) -> list[tuple]:
     return [(kind, before + after), call]
 
 
+def streamed_order(upstream: str, in_order: list[tuple]) -> list[tuple]:
+    """What a stream can say of it: all of it, but from llama.cpp, whose server cannot stream a tool choice
+    left to the model, so the stream is made from the whole answer (upstreams/llamacpp.py)."""
+    return whole_order(upstream, in_order) if upstream == "llamacpp" else in_order
+
+
 def request_body(fmt: str, stream: bool) -> dict:
     body: dict = {"model": MODEL, "stream": stream, "tools": TOOLS[fmt]}
     if fmt == "responses":
@@ -151,7 +157,7 @@ def test_messages_keep_text_tool_use_text_in_order(gateway_url, funded_key, monk
     assert whole.status_code == streamed.status_code == 200, whole.text
     expected = [("text", BEFORE), ("tool_use", ARGUMENTS), ("text", AFTER)]
     assert messages_shape(whole.json()["content"]) == whole_order(upstream, expected)
-    assert messages_shape(fold_messages_stream(sse_data(streamed.text))) == expected
+    assert messages_shape(fold_messages_stream(sse_data(streamed.text))) == streamed_order(upstream, expected)
 
 
 @pytest.mark.parametrize("upstream", UPSTREAMS)
@@ -170,7 +176,8 @@ def test_responses_keep_message_function_call_message_in_order(
     assert whole.status_code == streamed.status_code == 200, whole.text
     expected = [("message", BEFORE), ("function_call", ARGUMENTS), ("message", AFTER)]
     assert responses_shape(whole.json()["output"]) == whole_order(upstream, expected)
-    assert responses_shape(fold_responses_stream(sse_data(streamed.text))) == expected
+    folded = fold_responses_stream(sse_data(streamed.text))
+    assert responses_shape(folded) == streamed_order(upstream, expected)
     if upstream != "anthropic":
         return
     # Item ids are numbered by position, the same in both.
