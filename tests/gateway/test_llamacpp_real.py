@@ -147,6 +147,16 @@ def direct_usage(body: dict) -> dict:
     return answer.json()["usage"]
 
 
+def ask_gateway(gateway_url: str, key: str, fmt: str, body: dict, **fields) -> httpx.Response:
+    """`body` in format `fmt` to the test model through the gateway, with `fields` (e.g. `stream`) added."""
+    return httpx.post(
+        gateway_url + PATHS[fmt],
+        json={**body, "model": MODEL, **fields},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=120,
+    )
+
+
 def balance(workspace) -> int:
     return CreditAccount.objects.get(workspace=workspace).balance_micro_usd
 
@@ -157,12 +167,7 @@ def balance(workspace) -> int:
 def test_tokens_billed_are_the_servers_own_count(gateway_url, funded_key, llama_model, case, fmt, stream):
     workspace, key = funded_key
     before = balance(workspace)
-    answer = httpx.post(
-        gateway_url + PATHS[fmt],
-        json={**body_in(fmt, CASES[case]), "model": MODEL, "stream": stream},
-        headers={"Authorization": f"Bearer {key}"},
-        timeout=120,
-    )
+    answer = ask_gateway(gateway_url, key, fmt, body_in(fmt, CASES[case]), stream=stream)
     assert answer.status_code == 200, answer.text
     generation = settled_generation(answer.headers["x-request-id"])
     usage = direct_usage(CASES[case].chat())
@@ -313,12 +318,7 @@ def test_tools_reach_the_model_without_a_choice_and_a_required_call_with_one_too
     it does when asked directly with "auto"; and a call required with one tool is a call to it. The server
     cannot stream a choice left to the model: such a stream is made from its whole answer."""
     _, key = funded_key
-    answer = httpx.post(
-        gateway_url + PATHS[fmt],
-        json={**with_tools(fmt, choice), "model": MODEL, "stream": stream},
-        headers={"Authorization": f"Bearer {key}"},
-        timeout=120,
-    )
+    answer = ask_gateway(gateway_url, key, fmt, with_tools(fmt, choice), stream=stream)
     assert answer.status_code == 200, answer.text
     assert calls_in(fmt, answer) == ["get_weather"]
     generation = settled_generation(answer.headers["x-request-id"])
@@ -334,12 +334,7 @@ def test_a_call_required_among_several_tools_is_refused_naming_tool_choice(
     """The server can require one named tool, not any of several: refused before it is asked, at no cost."""
     workspace, key = funded_key
     before = balance(workspace)
-    answer = httpx.post(
-        gateway_url + PATHS[fmt],
-        json={**with_tools(fmt, "required", both=True), "model": MODEL},
-        headers={"Authorization": f"Bearer {key}"},
-        timeout=120,
-    )
+    answer = ask_gateway(gateway_url, key, fmt, with_tools(fmt, "required", both=True))
     assert answer.status_code == 400, answer.text
     error = answer.json()["error"]
     assert error["code"] == "invalid_request"
@@ -413,12 +408,7 @@ def test_a_prompt_over_the_servers_context_is_context_length_exceeded_in_the_ser
     workspace, key = funded_key
     before = balance(workspace)
     case = Case([("user", "hello " * 5000)], max_tokens=5)
-    answer = httpx.post(
-        gateway_url + PATHS[fmt],
-        json={**body_in(fmt, case), "model": MODEL, "stream": stream},
-        headers={"Authorization": f"Bearer {key}"},
-        timeout=120,
-    )
+    answer = ask_gateway(gateway_url, key, fmt, body_in(fmt, case), stream=stream)
     assert answer.status_code == 400, answer.text
     error = answer.json()["error"]
     assert error["code"] == "context_length_exceeded"
@@ -439,12 +429,7 @@ def test_a_stream_longer_than_its_providers_timeout_runs_to_its_end(gateway_url,
     catalog_cache.invalidate()
     _, key = funded_key
     case = Case([("user", "Write a long story about a dragon.")], max_tokens=200)  # it stops at the limit
-    answer = httpx.post(
-        gateway_url + PATHS["chat"],
-        json={**case.chat(), "model": MODEL, "stream": True},
-        headers={"Authorization": f"Bearer {key}"},
-        timeout=120,
-    )
+    answer = ask_gateway(gateway_url, key, "chat", case.chat(), stream=True)
     assert answer.status_code == 200 and '"code":"provider_timeout"' not in answer.text
     generation = settled_generation(answer.headers["x-request-id"])
     assert generation.status == "completed" and generation.latency_ms > 1_000
@@ -469,12 +454,7 @@ def test_a_limit_of_one_request_serves_a_queue_in_turn_and_refuses_past_it(
     case = Case([("user", "Count from one to twenty.")], max_tokens=30)
 
     def ask(_: int) -> httpx.Response:
-        return httpx.post(
-            gateway_url + PATHS["chat"],
-            json={**case.chat(), "model": MODEL, "stream": True},
-            headers={"Authorization": f"Bearer {key}"},
-            timeout=120,
-        )
+        return ask_gateway(gateway_url, key, "chat", case.chat(), stream=True)
 
     with ThreadPoolExecutor(3) as pool:
         answers = list(pool.map(ask, range(3)))

@@ -84,7 +84,10 @@ def test_a_client_that_takes_nothing_is_dropped_and_billed_for_all_its_upstream_
     production_server, funded_key
 ):
     workspace, key = funded_key
-    scenario = Scenario(text="abcdefghij" * 300_000, piece=100, completion_tokens=COMPLETION_TOKENS)
+    # Megabytes (past every buffer between the gateway and the client) in pieces large enough that the gateway
+    # has read all of them well before it drops the client, on a slow machine too: 30,000 pieces of 100
+    # took it past the second on one (it billed what it had read by then, 28,769 of the 30,000).
+    scenario = Scenario(text="abcdefghij" * 300_000, piece=2_000, completion_tokens=COMPLETION_TOKENS)
     with openai_fake("cerebras", scenario) as fake:
         serve_model_from("test/long", [("openai_compatible", fake.url + "/v1")])
         sock, request_id = open_stream(production_server, key)
