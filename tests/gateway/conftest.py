@@ -102,6 +102,15 @@ def no_leases_left(slug: str) -> None:
         time.sleep(0.02)
 
 
+@pytest.fixture
+def llama_model(gateway_url, monkeypatch):
+    """The real llama-cpp-python server's test model in the catalog (tests/gateway/llamacpp_server.py)."""
+    from tests.gateway.llamacpp_server import MODEL, URL  # imported here: that module imports this one
+
+    monkeypatch.setenv("FAKE_UPSTREAM_KEY", "")  # a local server without auth
+    serve_model_from(MODEL, [("llamacpp", f"{URL}/v1")])
+
+
 def serve_model_from(
     slug: str,
     routes: list[tuple[str, str]],

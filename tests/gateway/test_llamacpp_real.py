@@ -1,117 +1,35 @@
-"""Against a real llama-cpp-python server, when one is reachable (`LLAMACPP_TEST_URL`, e.g. http://127.0.0.1:8090).
+"""Against a real llama-cpp-python server (tests/gateway/llamacpp_server.py): billing.
 
-CI starts one (`.ci/llamacpp-server`: SmolLM2-135M with tool calling, built once and cached outside the
-repository). Each test asks the gateway in one of its three formats, then asks the server directly, not
-streamed, with the same deterministic chat, and compares the tokens billed with the server's own count, and
-the balance drop with the generation's cost. The server streams no usage, and merges the tokens of a
-character that spans several into one chunk, so only an exact count passes.
+Each test asks the gateway in one of its three formats, then asks the server directly, not streamed, with
+the same deterministic chat, and compares the tokens billed with the server's own count, and the balance
+drop with the generation's cost. The server streams no usage, and merges the tokens of a character that
+spans several into one chunk, so only an exact count passes.
 """
 
 import json
-import os
-from dataclasses import dataclass, field
-from typing import Any
 
 import httpx
 import openai
 import pytest
 
 from billing.models import CreditAccount
-from tests.gateway.conftest import no_leases_left, serve_model_from, settled_generation
-
-URL = os.environ.get("LLAMACPP_TEST_URL", "").rstrip("/")
-MODEL = "test/llamacpp-real"
-
-
-def _reachable() -> bool:
-    try:
-        return httpx.get(f"{URL}/v1/models", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-pytestmark = pytest.mark.skipif(
-    not URL or not _reachable(),
-    reason="no llama-cpp-python server: set LLAMACPP_TEST_URL to one that is running",
+from tests.gateway.conftest import no_leases_left, settled_generation
+from tests.gateway.llamacpp_server import (
+    CALL,
+    INGRESS_FORMATS,
+    MODEL,
+    NEEDS_THE_SERVER,
+    PATHS,
+    RESULT,
+    URL,
+    Case,
+    ask_gateway,
+    balance,
+    body_in,
+    direct_usage,
 )
 
-WEATHER_PARAMETERS = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
-CALL = {"id": "call_1", "name": "get_weather", "input": {"city": "Paris"}}
-RESULT = "18 degrees and sunny"
-
-
-@dataclass(frozen=True)
-class Case:
-    """One conversation, said in each format. `turns`: ("user", text), ("call", CALL), ("result", text)."""
-
-    turns: list[tuple[str, Any]]
-    max_tokens: int
-    tools: bool = False
-    forced: bool = False
-    extra: dict = field(default_factory=dict)
-
-    def chat(self) -> dict:
-        """As the Chat Completions format and as the server itself take it."""
-        messages: list[dict] = []
-        for kind, value in self.turns:
-            if kind == "user":
-                messages.append({"role": "user", "content": value})
-            elif kind == "call":
-                function = {"name": value["name"], "arguments": json.dumps(value["input"])}
-                tool_call = {"id": value["id"], "type": "function", "function": function}
-                messages.append({"role": "assistant", "content": "", "tool_calls": [tool_call]})
-            else:
-                messages.append({"role": "tool", "tool_call_id": CALL["id"], "content": value})
-        body: dict = {"messages": messages, "max_tokens": self.max_tokens, "temperature": 0}
-        if self.tools:
-            body["tools"] = [
-                {"type": "function", "function": {"name": "get_weather", "parameters": WEATHER_PARAMETERS}}
-            ]
-        if self.forced:
-            body["tool_choice"] = {"type": "function", "function": {"name": "get_weather"}}
-        return body
-
-    def responses(self) -> dict:
-        items: list[dict] = []
-        for kind, value in self.turns:
-            if kind == "user":
-                items.append({"role": "user", "content": value})
-            elif kind == "call":
-                arguments = json.dumps(value["input"])
-                items.append(
-                    {
-                        "type": "function_call",
-                        "call_id": value["id"],
-                        "name": value["name"],
-                        "arguments": arguments,
-                    }
-                )
-            else:
-                items.append({"type": "function_call_output", "call_id": CALL["id"], "output": value})
-        body: dict = {"input": items, "max_output_tokens": self.max_tokens, "temperature": 0}
-        if self.tools:
-            body["tools"] = [{"type": "function", "name": "get_weather", "parameters": WEATHER_PARAMETERS}]
-        if self.forced:
-            body["tool_choice"] = {"type": "function", "name": "get_weather"}
-        return body
-
-    def messages(self) -> dict:
-        messages: list[dict] = []
-        for kind, value in self.turns:
-            if kind == "user":
-                messages.append({"role": "user", "content": value})
-            elif kind == "call":
-                messages.append({"role": "assistant", "content": [{"type": "tool_use", **value}]})
-            else:
-                result = {"type": "tool_result", "tool_use_id": CALL["id"], "content": value}
-                messages.append({"role": "user", "content": [result]})
-        body: dict = {"messages": messages, "max_tokens": self.max_tokens, "temperature": 0}
-        if self.tools:
-            body["tools"] = [{"name": "get_weather", "input_schema": WEATHER_PARAMETERS}]
-        if self.forced:
-            body["tool_choice"] = {"type": "tool", "name": "get_weather"}
-        return body
-
+pytestmark = NEEDS_THE_SERVER
 
 CASES = {
     "text": Case([("user", "Tell me a story about the sea, please")], max_tokens=16),
@@ -123,42 +41,6 @@ CASES = {
         [("user", "Weather in Paris?"), ("call", CALL), ("result", RESULT)], max_tokens=30, tools=True
     ),
 }
-PATHS = {"chat": "/api/v1/chat/completions", "responses": "/api/v1/responses", "messages": "/api/v1/messages"}
-INGRESS_FORMATS = {"chat": "chat_completions", "responses": "responses", "messages": "anthropic_messages"}
-
-
-@pytest.fixture
-def llama_model(gateway_url, monkeypatch):
-    monkeypatch.setenv("FAKE_UPSTREAM_KEY", "")  # a local server without auth
-    serve_model_from(MODEL, [("llamacpp", f"{URL}/v1")])
-
-
-def body_in(fmt: str, case: Case) -> dict:
-    return {"chat": case.chat, "responses": case.responses, "messages": case.messages}[fmt]()
-
-
-def direct_usage(body: dict) -> dict:
-    """The server's own usage for the chat, asked directly and not streamed. Tools go with `tool_choice`
-    "auto" where none is said, as the gateway sends them: without one the server leaves them out."""
-    if body.get("tools"):
-        body = {"tool_choice": "auto", **body}
-    answer = httpx.post(f"{URL}/v1/chat/completions", json={**body, "stream": False}, timeout=120)
-    assert answer.status_code == 200, answer.text
-    return answer.json()["usage"]
-
-
-def ask_gateway(gateway_url: str, key: str, fmt: str, body: dict, **fields) -> httpx.Response:
-    """`body` in format `fmt` to the test model through the gateway, with `fields` (e.g. `stream`) added."""
-    return httpx.post(
-        gateway_url + PATHS[fmt],
-        json={**body, "model": MODEL, **fields},
-        headers={"Authorization": f"Bearer {key}"},
-        timeout=120,
-    )
-
-
-def balance(workspace) -> int:
-    return CreditAccount.objects.get(workspace=workspace).balance_micro_usd
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
@@ -247,101 +129,6 @@ def test_sampled_answers_the_server_cut_are_billed_its_limit(gateway_url, funded
             cut += 1
             assert generation.tokens_completion == 20, text
     assert cut >= 4  # the story runs on: most are cut
-
-
-# --- Tools, and the choices the server's chat handler takes ---------------------------------------------
-
-TIME_TOOL = {"name": "get_time", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}
-CHOICES = {  # "auto", "required" and no choice at all, as each format says them
-    "chat": {"auto": "auto", "required": "required"},
-    "responses": {"auto": "auto", "required": "required"},
-    "messages": {"auto": {"type": "auto"}, "required": {"type": "any"}},
-}
-
-
-def with_tools(fmt: str, choice: str | None, *, both: bool = False) -> dict:
-    """A request for the weather with the weather tool (and the time tool, `both`), in `fmt`."""
-    body = body_in(fmt, Case([("user", "What is the weather in Paris? Use the tool.")], 30, tools=True))
-    if both:
-        tool = TIME_TOOL
-        body["tools"].append(
-            {"type": "function", "function": tool}
-            if fmt == "chat"
-            else {"type": "function", **tool}
-            if fmt == "responses"
-            else {"name": tool["name"], "input_schema": tool["parameters"]}
-        )
-    if choice is not None:
-        body["tool_choice"] = CHOICES[fmt][choice]
-    return body
-
-
-def calls_in(fmt: str, answer: httpx.Response) -> list[str]:
-    """The names of the tools an answer calls, whole or streamed."""
-    if answer.headers["content-type"].startswith("text/event-stream"):
-        events = [json.loads(line[6:]) for line in answer.text.splitlines() if line.startswith("data: {")]
-        return [name for event in events if (name := streamed_call(fmt, event))]
-    return whole_calls(fmt, answer.json())
-
-
-def streamed_call(fmt: str, event: dict) -> str | None:
-    """The name of the tool an event of a stream begins to call, if it begins one."""
-    if fmt == "chat":
-        calls = ((event.get("choices") or [{}])[0].get("delta") or {}).get("tool_calls") or []
-        return next(
-            (call["function"]["name"] for call in calls if call.get("function", {}).get("name")), None
-        )
-    if fmt == "responses":
-        item = event.get("item") or {}
-        return item.get("name") if event["type"] == "response.output_item.added" else None
-    block = event.get("content_block") or {}
-    return block.get("name") if block.get("type") == "tool_use" else None
-
-
-def whole_calls(fmt: str, answer: dict) -> list[str]:
-    if fmt == "chat":
-        return [call["function"]["name"] for call in answer["choices"][0]["message"].get("tool_calls") or []]
-    if fmt == "responses":
-        return [item["name"] for item in answer["output"] if item["type"] == "function_call"]
-    return [block["name"] for block in answer["content"] if block["type"] == "tool_use"]
-
-
-@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
-@pytest.mark.parametrize("choice", [None, "required"], ids=["unsaid", "required"])
-@pytest.mark.parametrize("fmt", list(PATHS))
-def test_tools_reach_the_model_without_a_choice_and_a_required_call_with_one_tool(
-    gateway_url, funded_key, llama_model, fmt, choice, stream
-):
-    """The server's chat handler drops tools sent without `tool_choice` (the model never sees them) and fails
-    on "required" (a 500 its assertion raises). Through the gateway, tools without a choice are offered
-    (auto, as in OpenAI's and Anthropic's APIs): at temperature 0 this model then calls the weather tool, as
-    it does when asked directly with "auto"; and a call required with one tool is a call to it. The server
-    cannot stream a choice left to the model: such a stream is made from its whole answer."""
-    _, key = funded_key
-    answer = ask_gateway(gateway_url, key, fmt, with_tools(fmt, choice), stream=stream)
-    assert answer.status_code == 200, answer.text
-    assert calls_in(fmt, answer) == ["get_weather"]
-    generation = settled_generation(answer.headers["x-request-id"])
-    usage = direct_usage(with_tools("chat", None))  # offered with "auto": the tools are in its prompt
-    assert generation.tokens_prompt == usage["prompt_tokens"]
-    assert generation.tokens_prompt > direct_usage({**with_tools("chat", None), "tools": []})["prompt_tokens"]
-
-
-@pytest.mark.parametrize("fmt", list(PATHS))
-def test_a_call_required_among_several_tools_is_refused_naming_tool_choice(
-    gateway_url, funded_key, llama_model, fmt
-):
-    """The server can require one named tool, not any of several: refused before it is asked, at no cost."""
-    workspace, key = funded_key
-    before = balance(workspace)
-    answer = ask_gateway(gateway_url, key, fmt, with_tools(fmt, "required", both=True))
-    assert answer.status_code == 400, answer.text
-    error = answer.json()["error"]
-    assert error["code"] == "invalid_request"
-    assert fmt == "messages" or error["param"] == "tool_choice"  # Anthropic's envelope has no `param`
-    assert error["message"].startswith("tool_choice:") and "name the tool" in error["message"]
-    assert balance(workspace) == before
-    assert CreditAccount.objects.get(workspace=workspace).reserved_micro_usd == 0
 
 
 # --- A client that leaves mid-stream -------------------------------------------------------------------
